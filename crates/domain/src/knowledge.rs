@@ -1,0 +1,37 @@
+//! Knowledge documents: what a tenant has ingested, per namespace (seed 004 `KnowledgeDocument`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::persona::str_enum;
+use crate::{DocumentId, TenantId, Timestamp};
+
+/// Who may read a document, from most to least open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLevel {
+    Public,
+    Internal,
+    Restricted,
+    Confidential,
+}
+
+str_enum!(AccessLevel {
+    Public => "public", Internal => "internal", Restricted => "restricted", Confidential => "confidential",
+});
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeDocument {
+    pub id: DocumentId,
+    pub tenant_id: TenantId,
+    /// Logical grouping, e.g. `product_docs`.
+    pub namespace: String,
+    /// File name or URL.
+    pub source: String,
+    pub content: String,
+    /// Hex SHA-256 of `content`; the same content is stored once per tenant and namespace.
+    pub content_hash: String,
+    pub chunks: Vec<String>,
+    pub access_level: AccessLevel,
+    pub metadata: serde_json::Value,
+    pub created_at: Timestamp,
+}

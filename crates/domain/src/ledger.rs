@@ -1,0 +1,69 @@
+//! Ledger records as stored. The `ledger` crate gives them meaning (encoding, hashing, proofs);
+//! here they are plain data so that storage ports can name them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::persona::str_enum;
+use crate::{ChainId, TenantId, Timestamp};
+
+/// What an entry records. Every model call, tool action, gate decision, approval and admin change
+/// is one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A declared, gated intent, sealed before its tool runs.
+    SealIntent,
+    /// The outcome of a sealed action.
+    SealResult,
+    /// One call to a model provider.
+    ModelCall,
+    /// A gate decision made outside a seal (e.g. a gateway policy refusal).
+    GateDecision,
+    /// A human approval or denial.
+    Approval,
+    /// A change made by an administrator (personas, keys, settings).
+    AdminChange,
+}
+
+str_enum!(EntryKind {
+    SealIntent => "seal_intent", SealResult => "seal_result", ModelCall => "model_call",
+    GateDecision => "gate_decision", Approval => "approval", AdminChange => "admin_change",
+});
+
+/// What a caller asks the ledger to append. The ledger assigns index, time and hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryDraft {
+    pub kind: EntryKind,
+    pub chain_id: Option<ChainId>,
+    pub payload: serde_json::Value,
+}
+
+/// One stored ledger entry: the leaf at `index` of its tenant's Merkle tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    pub tenant_id: TenantId,
+    /// Position in the tenant's log, from 0, without gaps.
+    pub index: u64,
+    pub kind: EntryKind,
+    pub chain_id: Option<ChainId>,
+    pub timestamp: Timestamp,
+    /// The payload as canonical JSON text (sorted keys, no insignificant whitespace).
+    pub payload: String,
+    /// Hex fingerprint of the previous entry of the same chain; empty for the first.
+    pub parent_fingerprint: String,
+    /// Hex `SHA-256(parent_fingerprint ‖ SHA-256(content))` (seed 004's seal chain).
+    pub fingerprint: String,
+    /// RFC 6962 leaf hash of the entry's canonical encoding.
+    pub leaf_hash: [u8; 32],
+}
+
+/// A signed checkpoint as stored: the tree head of one tenant at some size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tenant_id: TenantId,
+    pub size: u64,
+    pub root_hash: [u8; 32],
+    /// The signed note text (origin, size, root and signature lines).
+    pub signed_note: String,
+    pub created_at: Timestamp,
+}

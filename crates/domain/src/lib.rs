@@ -1,0 +1,17 @@
+//! Nexus vocabulary: the types every other crate speaks, and the storage ports they are kept behind.
+//!
+//! **Architecture Invariant:** this crate does no I/O and depends on no runtime, database or HTTP
+//! crate. Ports are traits; implementations live in `store`.
+
+pub mod agent;
+pub mod cost;
+pub mod ids;
+pub mod knowledge;
+pub mod ledger;
+pub mod persona;
+pub mod ports;
+pub mod tenant;
+pub mod time;
+
+pub use ids::{ApiKeyId, ChainId, DocumentId, PersonaId, SealId, TenantId, UserId};
+pub use time::Timestamp;

@@ -1,0 +1,123 @@
+//! Storage ports: small traits shaped by role. `store` implements them for SQLite and PostgreSQL.
+//!
+//! **Architecture Invariant:** every method that reads or writes tenant data takes the tenant id
+//! and filters by it. The only lookups without one are those that discover the tenant (an API
+//! key by its hash) and the operator's listing of tenants.
+
+use async_trait::async_trait;
+
+use crate::cost::CostRecord;
+use crate::ledger::{LedgerRecord, StoredCheckpoint};
+use crate::persona::PersonaContract;
+use crate::tenant::{ApiKey, Tenant, User};
+use crate::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or opened.
+    #[error("database unavailable ({target}): {reason}")]
+    Unavailable { target: String, reason: String },
+    /// The database file or its contents are damaged.
+    #[error("database is corrupt ({target}): {reason}")]
+    Corrupt { target: String, reason: String },
+    /// A uniqueness rule was broken (e.g. a name already taken).
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    /// A stored value could not be read back into its type.
+    #[error("stored {what} is invalid: {reason}")]
+    InvalidRow { what: &'static str, reason: String },
+    /// Migrations could not be applied.
+    #[error("migrating {target} failed: {reason}")]
+    Migration { target: String, reason: String },
+    /// Any other backend error.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Inserts the tenant unless one with its id exists. Returns whether it was inserted.
+    async fn insert_tenant_if_missing(&self, tenant: &Tenant) -> Result<bool, StoreError>;
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// All tenants, for operators (verification, administration).
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>, StoreError>;
+    async fn users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError>;
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// Finds an active (unrevoked) key by the hash of its secret.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes a key. Returns false if the tenant has no such active key.
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, at: Timestamp) -> Result<bool, StoreError>;
+    /// Records when keys were last used, in one batch (kept off the request path).
+    async fn touch_api_keys(&self, uses: &[(TenantId, ApiKeyId, Timestamp)]) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait PersonaStore: Send + Sync {
+    /// Inserts a persona; a persona with the same name in the tenant is a conflict.
+    async fn insert_persona(&self, persona: &PersonaContract) -> Result<(), StoreError>;
+    /// Replaces a persona's contract, bumping its version. Returns the new version, or `None`
+    /// if the tenant has no such persona.
+    async fn update_persona(&self, persona: &PersonaContract) -> Result<Option<u32>, StoreError>;
+    async fn persona(&self, tenant: &TenantId, id: &PersonaId) -> Result<Option<PersonaContract>, StoreError>;
+    async fn persona_by_name(&self, tenant: &TenantId, name: &str) -> Result<Option<PersonaContract>, StoreError>;
+    async fn personas(&self, tenant: &TenantId) -> Result<Vec<PersonaContract>, StoreError>;
+}
+
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Appends records (possibly of several tenants) in one transaction: all or none are stored,
+    /// and when this returns `Ok` they are durable.
+    async fn append_records(&self, records: &[LedgerRecord]) -> Result<(), StoreError>;
+    /// Number of entries in the tenant's log.
+    async fn ledger_size(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+    /// Up to `limit` records from index `from` on, in index order.
+    async fn records(&self, tenant: &TenantId, from: u64, limit: u32) -> Result<Vec<LedgerRecord>, StoreError>;
+    /// The record at `index`, if any.
+    async fn record(&self, tenant: &TenantId, index: u64) -> Result<Option<LedgerRecord>, StoreError>;
+    /// All records of one chain, in index order.
+    async fn chain_records(&self, tenant: &TenantId, chain: &ChainId) -> Result<Vec<LedgerRecord>, StoreError>;
+    /// Stored leaf hashes from index 0, in order (to rebuild the tree in memory).
+    async fn leaf_hashes(&self, tenant: &TenantId) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// Fingerprint of the newest entry of a chain (`None` = entries outside any chain).
+    async fn last_fingerprint(&self, tenant: &TenantId, chain: Option<&ChainId>) -> Result<Option<String>, StoreError>;
+    /// Tenants that have ledger entries or checkpoints.
+    async fn ledger_tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+    async fn insert_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+    async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<Option<StoredCheckpoint>, StoreError>;
+    /// All checkpoints of a tenant, oldest first.
+    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<StoredCheckpoint>, StoreError>;
+}
+
+#[async_trait]
+pub trait CostStore: Send + Sync {
+    async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError>;
+    /// Total spent by the tenant since `since`.
+    async fn tenant_cost_since(&self, tenant: &TenantId, since: Timestamp) -> Result<f64, StoreError>;
+}
+
+/// Everything the runtime needs from a database.
+#[async_trait]
+pub trait Store: TenantStore + UserStore + ApiKeyStore + PersonaStore + LedgerStore + CostStore {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Where the data lives, with any password removed (for messages).
+    fn location(&self) -> String;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Runs the backend's own integrity check (SQLite `PRAGMA integrity_check`).
+    async fn integrity_check(&self) -> Result<(), StoreError>;
+    /// Closes all connections, waiting for in-flight work.
+    async fn close(&self);
+}
