@@ -1,0 +1,113 @@
+//! The SQLite backend: one file in the data directory, WAL journal, `synchronous = FULL` so a
+//! committed transaction survives power loss, not only a crash.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::common::impl_shared_ports;
+use crate::error::classify_migration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Rows per INSERT statement when appending ledger entries (9 parameters each).
+const LEDGER_ROWS_PER_STATEMENT: usize = 200;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+    target: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let target = path.display().to_string();
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| classify(&target, e))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| classify(&target, e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| classify_migration(&target, e))?;
+        Ok(Self { pool, path: path.to_owned(), target })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn insert_ledger_rows(&self, records: &[LedgerRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+        for chunk in records.chunks(LEDGER_ROWS_PER_STATEMENT) {
+            let mut sql = format!("INSERT INTO ledger_entries ({}) VALUES ", rows::LEDGER_COLUMNS);
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?)" });
+            }
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(r.tenant_id.as_str())
+                    .bind(i64_of(r.index))
+                    .bind(r.kind.as_str())
+                    .bind(r.chain_id.as_ref().map(ChainId::as_str))
+                    .bind(r.timestamp.as_micros())
+                    .bind(r.payload.as_str())
+                    .bind(r.parent_fingerprint.as_str())
+                    .bind(r.fingerprint.as_str())
+                    .bind(&r.leaf_hash[..]);
+            }
+            query.execute(&mut *tx).await.map_err(|e| {
+                classify_insert(self.target(), || format!("ledger entry of tenant {}", chunk[0].tenant_id), e)
+            })?;
+        }
+        tx.commit().await.map_err(|e| classify(self.target(), e))
+    }
+}
+
+impl_shared_ports!(SqliteStore);
+
+#[async_trait]
+impl domain::ports::Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn location(&self) -> String {
+        self.target.clone()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+        Ok(())
+    }
+
+    async fn integrity_check(&self) -> Result<(), StoreError> {
+        let problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| classify(self.target(), e))?;
+        match problems.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            _ => Err(StoreError::Corrupt { target: self.target.clone(), reason: problems.join("; ") }),
+        }
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
