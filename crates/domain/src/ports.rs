@@ -13,7 +13,7 @@ use crate::tenant::{ApiKey, Tenant, User};
 use crate::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
 
 /// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or opened.
     #[error("database unavailable ({target}): {reason}")]

@@ -197,6 +197,19 @@ impl CheckpointVerifier {
     }
 }
 
+/// The key ids (hex) of all signatures on a note, without verifying any of them: used to tell
+/// "signed by another key" from "not signed" when no key is at hand.
+pub fn signer_key_ids(note: &str) -> Vec<String> {
+    let Some((_, signatures)) = note.split_once("\n\n") else { return Vec::new() };
+    signatures
+        .lines()
+        .filter_map(|line| line.strip_prefix(SIG_PREFIX)?.split_once(' '))
+        .filter_map(|(_, blob)| B64.decode(blob).ok())
+        .filter(|blob| blob.len() >= 4)
+        .map(|blob| hex::encode(&blob[..4]))
+        .collect()
+}
+
 fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
     let malformed = |why: &str| CheckpointError::Malformed(why.to_owned());
     let lines: Vec<&str> = body.strip_suffix('\n').unwrap_or(body).split('\n').collect();
@@ -272,6 +285,13 @@ mod tests {
         ] {
             assert!(v.verify(text).is_err(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn key_ids_are_read_without_a_key() {
+        let signer = signer(4);
+        assert_eq!(signer_key_ids(&signer.sign(&checkpoint())), vec![signer.verifier().key_id_hex()]);
+        assert!(signer_key_ids("no signatures").is_empty());
     }
 
     #[test]

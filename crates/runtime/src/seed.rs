@@ -1,0 +1,65 @@
+//! `nexus seed`: the demo tenant and the five default personas, created once. Every creation is
+//! an admin-change entry in the tenant's ledger.
+
+use domain::TenantId;
+use domain::ledger::{EntryDraft, EntryKind};
+use domain::persona::default_personas;
+use domain::tenant::Tenant;
+use serde_json::json;
+
+use crate::{LedgerError, Runtime};
+
+/// The id of the demo tenant.
+pub const DEMO_TENANT: &str = "demo";
+
+/// What seeding changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedReport {
+    pub tenant: TenantId,
+    pub tenant_created: bool,
+    pub personas_created: Vec<String>,
+}
+
+impl Runtime {
+    /// Creates the demo tenant and its default personas where missing. Running it again changes
+    /// nothing.
+    pub async fn seed_demo(&self) -> Result<SeedReport, LedgerError> {
+        let tenant_id = TenantId::parse(DEMO_TENANT).map_err(|e| {
+            LedgerError::Store(domain::ports::StoreError::Backend(format!("demo tenant id: {e}")))
+        })?;
+        let store = self.store();
+        let tenant_created = store.insert_tenant_if_missing(&Tenant::new(tenant_id.clone(), "Demo")).await?;
+        if tenant_created {
+            self.admin_change(&tenant_id, json!({"action": "tenant.created", "tenant": DEMO_TENANT})).await?;
+        }
+        let mut personas_created = Vec::new();
+        for persona in default_personas(&tenant_id) {
+            if store.persona_by_name(&tenant_id, &persona.name).await?.is_some() {
+                continue;
+            }
+            match store.insert_persona(&persona).await {
+                Ok(()) => {}
+                // Another `nexus seed` got there first: that is the outcome we wanted.
+                Err(domain::ports::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            self.admin_change(
+                &tenant_id,
+                json!({
+                    "action": "persona.created",
+                    "persona_id": persona.id.as_str(),
+                    "name": persona.name,
+                    "version": persona.version,
+                }),
+            )
+            .await?;
+            personas_created.push(persona.name);
+        }
+        Ok(SeedReport { tenant: tenant_id, tenant_created, personas_created })
+    }
+
+    async fn admin_change(&self, tenant: &TenantId, payload: serde_json::Value) -> Result<(), LedgerError> {
+        self.ledger().append(tenant, EntryDraft { kind: EntryKind::AdminChange, chain_id: None, payload }).await?;
+        Ok(())
+    }
+}
