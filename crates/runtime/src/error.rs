@@ -25,8 +25,8 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "the signing key (key id {key_id}) did not sign the checkpoints of tenant {tenant} in {database}: {source}. \
-         Use the key file that signed them"
+        "the signing key (key id {key_id}) did not sign the checkpoints of tenant {tenant} in {database} ({source}); \
+         use the key file that signed them (ledger.signing_key)"
     )]
     SigningKeyMismatch { key_id: String, tenant: TenantId, database: String, source: CheckpointError },
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::common::impl_shared_ports;
@@ -20,6 +21,9 @@ impl PgStore {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e: sqlx::Error| StoreError::Unavailable { target: target.clone(), reason: e.to_string() })?;
+        // One direct connection first: a pool only reports "timed out", a connection says why.
+        let probe = sqlx::PgConnection::connect_with(&options).await.map_err(|e| classify(&target, e))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))

@@ -108,6 +108,11 @@ impl domain::ports::Store for SqliteStore {
     }
 
     async fn close(&self) {
+        // Fold the WAL into the main file so a cleanly stopped database is one self-contained
+        // file (for copies and backups). Failure only means the WAL is replayed on next open.
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::debug!(%error, "WAL checkpoint at close did not run");
+        }
         self.pool.close().await;
     }
 }

@@ -1,0 +1,121 @@
+//! The command line: global options that feed configuration, and the subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use domain::{ChainId, TenantId};
+
+#[derive(Debug, Parser)]
+#[command(name = "nexus", version, about = "Nexus: an accountable, self-hosted AI agent gateway")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes; they override `nexus.toml` and `NEXUS_*` variables.
+#[derive(Debug, Args, Default)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./nexus.toml if it exists). Env: NEXUS_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: database, signing key, workspaces. Env: NEXUS_DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, sqlite://PATH or postgres://… Env: NEXUS_DATABASE_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Log filter, e.g. info or nexus=debug. Env: NEXUS_LOG_LEVEL.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8420). Env: NEXUS_LISTEN.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Create the demo tenant and the five default personas (safe to run again).
+    Seed,
+    /// Verify the ledger: the whole database, one tenant, one chain, or a proof bundle.
+    Verify(VerifyArgs),
+    /// Ledger checkpoints, proofs and the public key.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Print the resolved configuration.
+    Config,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this tenant.
+    #[arg(long, value_parser = parse_tenant)]
+    pub tenant: Option<TenantId>,
+    /// Only this chain (needs --tenant).
+    #[arg(long, requires = "tenant", value_parser = parse_chain)]
+    pub chain: Option<ChainId>,
+    /// Also check the database against a signed checkpoint kept elsewhere.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["chain", "bundle"])]
+    pub checkpoint: Option<PathBuf>,
+    /// Verify an inclusion-proof bundle offline, without a database.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tenant", "chain"])]
+    pub bundle: Option<PathBuf>,
+    /// The ledger's public key (PEM, or the signed-note verifier key). Default: derived from
+    /// the signing key file.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Sign and print a checkpoint of a tenant's log (reuses the newest if nothing changed).
+    Checkpoint {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Export an inclusion-proof bundle for one entry, verifiable offline with `nexus verify --bundle`.
+    Proof {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// The entry's index in the tenant's log.
+        #[arg(long)]
+        index: u64,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print the ledger's public key.
+    PublicKey {
+        #[arg(long, value_enum, default_value_t = KeyFormat::Pem)]
+        format: KeyFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyFormat {
+    /// SubjectPublicKeyInfo PEM (OpenSSL and most tools read it).
+    Pem,
+    /// The signed-note verifier key (`name+keyid+key`).
+    Note,
+}
+
+fn parse_tenant(value: &str) -> Result<TenantId, String> {
+    TenantId::parse(value).map_err(|e| e.to_string())
+}
+
+fn parse_chain(value: &str) -> Result<ChainId, String> {
+    ChainId::parse(value).map_err(|e| e.to_string())
+}
+
+impl Command {
+    /// Whether the command serves (and so logs at `info` by default).
+    pub fn is_server(&self) -> bool {
+        matches!(self, Command::Serve { .. })
+    }
+}

@@ -1,0 +1,137 @@
+//! One module per subcommand; this one dispatches and holds what they share (opening the
+//! store, loading the key, starting the runtime).
+
+mod ledger_commands;
+mod serve;
+mod verify;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use domain::ports::Store;
+use ::ledger::checkpoint::CheckpointSigner;
+use runtime::{Runtime, RuntimeConfig};
+use store::DatabaseUrl;
+
+use crate::cli::Command;
+use crate::config::Config;
+use crate::keyfile;
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { .. } => serve::run(config).await,
+        Command::Seed => seed(config).await,
+        Command::Verify(args) => verify::run(args, config).await,
+        Command::Ledger(command) => ledger_commands::run(command, config).await,
+        Command::Config => {
+            show_config(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Whether a command may create the database and key, or needs them to exist already.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Create,
+    Existing,
+}
+
+/// Creates the data directory layout on first start: the directory itself, `keys/` and
+/// `workspace/`.
+fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        fs::create_dir_all(dir).with_context(|| format!("creating data directory {} (data_dir)", dir.display()))?;
+        // Only the owner reads a data directory Nexus created: it holds the database and key.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting data directory {}", dir.display()))?;
+    }
+    for sub in ["keys", "workspace"] {
+        let path = dir.join(sub);
+        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    fs::set_permissions(dir.join("keys"), fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.join("keys").display()))?;
+    Ok(())
+}
+
+async fn open_store(config: &Config, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+    if access == Access::Create {
+        ensure_data_dir(config)?;
+    }
+    if let DatabaseUrl::Sqlite(path) = &config.database {
+        if access == Access::Existing && !path.is_file() {
+            bail!("database {} does not exist (database_url); run `nexus seed` or `nexus serve` first", path.display());
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
+    Ok(store::open(&config.database).await?)
+}
+
+/// Loads the signing key, creating it on first start — unless the database already holds
+/// checkpoints, which only the original key may extend.
+async fn signing_key(config: &Config, store: &dyn Store, access: Access) -> anyhow::Result<CheckpointSigner> {
+    let path = &config.signing_key;
+    if path.exists() {
+        return keyfile::load(path);
+    }
+    if let Some(key_id) = runtime::existing_signer_key_id(store).await? {
+        bail!(
+            "signing key {} is missing, but {} holds checkpoints signed by key id {key_id}; restore that key file \
+             (ledger.signing_key)",
+            path.display(),
+            config.database_display
+        );
+    }
+    if access == Access::Existing {
+        bail!("signing key {} does not exist (ledger.signing_key); run `nexus seed` or `nexus serve` first", path.display());
+    }
+    let signer = keyfile::create(path)?;
+    tracing::info!(path = %path.display(), key_id = %signer.verifier().key_id_hex(), "created the ledger signing key");
+    Ok(signer)
+}
+
+async fn start_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
+    let store = open_store(config, access).await?;
+    let signer = signing_key(config, store.as_ref(), access).await?;
+    let runtime_config =
+        RuntimeConfig { ledger_origin: config.ledger_origin.clone(), checkpoint_interval: config.checkpoint_interval };
+    Ok(Runtime::start(store, signer, runtime_config).await?)
+}
+
+async fn seed(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = start_runtime(&config, Access::Create).await?;
+    let outcome = runtime.seed_demo().await;
+    runtime.shutdown().await;
+    let report = outcome.context("seeding the demo tenant")?;
+    if !report.tenant_created && report.personas_created.is_empty() {
+        println!("already seeded: tenant {} and its default personas exist", report.tenant);
+    } else {
+        if report.tenant_created {
+            println!("created tenant {}", report.tenant);
+        }
+        if !report.personas_created.is_empty() {
+            println!("created personas: {}", report.personas_created.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_config(config: &Config) {
+    let file = config.config_file.as_ref().map_or("(none)".to_owned(), |p| p.display().to_string());
+    println!("config_file = {file}");
+    println!("data_dir = {}", config.data_dir.display());
+    println!("database_url = {}", config.database_display);
+    println!("server.listen = {}", config.listen);
+    println!("ledger.origin = {}", config.ledger_origin);
+    println!("ledger.checkpoint_interval_ms = {}", config.checkpoint_interval.as_millis());
+    println!("ledger.signing_key = {}", config.signing_key.display());
+    println!("log.level = {}", config.log_level.as_deref().unwrap_or("(command default)"));
+    println!("log.format = {}", if config.log_format == crate::config::LogFormat::Json { "json" } else { "text" });
+}

@@ -1,0 +1,6 @@
+//! The `nexus` binary end to end: real processes, real databases, real signals.
+
+mod cli;
+mod faults;
+mod serve;
+mod support;
