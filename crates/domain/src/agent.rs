@@ -105,11 +105,7 @@ pub struct AnomalyResult {
 impl AnomalyResult {
     /// Combines gate results: any failure fails; otherwise pass (skips do not fail).
     pub fn overall(gates: &[GateResult]) -> GateVerdict {
-        if gates.iter().any(|g| g.verdict == GateVerdict::Fail) {
-            GateVerdict::Fail
-        } else {
-            GateVerdict::Pass
-        }
+        if gates.iter().any(|g| g.verdict == GateVerdict::Fail) { GateVerdict::Fail } else { GateVerdict::Pass }
     }
 }
 

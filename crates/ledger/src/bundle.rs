@@ -78,7 +78,13 @@ pub struct BundleReport {
 }
 
 impl ProofBundle {
-    pub fn new(record: &LedgerRecord, path: &[Hash], tree_size: u64, checkpoint_note: String, verifier: &CheckpointVerifier) -> Self {
+    pub fn new(
+        record: &LedgerRecord,
+        path: &[Hash],
+        tree_size: u64,
+        checkpoint_note: String,
+        verifier: &CheckpointVerifier,
+    ) -> Self {
         Self {
             format: BUNDLE_FORMAT.to_owned(),
             entry: BundleEntry {
@@ -112,7 +118,8 @@ impl ProofBundle {
     /// Verifies the bundle. With `trusted`, the checkpoint must be signed by that key; without
     /// it, by the key named in the bundle (which proves integrity, not who signed).
     pub fn verify(&self, trusted: Option<&CheckpointVerifier>) -> Result<BundleReport, BundleError> {
-        let bad = |field: &str, reason: &str| BundleError::BadField { field: field.to_owned(), reason: reason.to_owned() };
+        let bad =
+            |field: &str, reason: &str| BundleError::BadField { field: field.to_owned(), reason: reason.to_owned() };
         if self.format != BUNDLE_FORMAT {
             return Err(bad("format", &format!("expected {BUNDLE_FORMAT:?}")));
         }
@@ -260,7 +267,10 @@ mod tests {
         assert!(matches!(b.verify(None), Err(BundleError::SizeMismatch { .. })));
 
         let other_key = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[2; 32]));
-        assert!(matches!(good.verify(Some(other_key.verifier())), Err(BundleError::Checkpoint(CheckpointError::WrongKey { .. }))));
+        assert!(matches!(
+            good.verify(Some(other_key.verifier())),
+            Err(BundleError::Checkpoint(CheckpointError::WrongKey { .. }))
+        ));
 
         assert!(matches!(ProofBundle::from_json("{\"format\": 1}"), Err(BundleError::Malformed(_))));
         assert!(matches!(ProofBundle::from_json("not json"), Err(BundleError::Malformed(_))));

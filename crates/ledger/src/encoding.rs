@@ -190,8 +190,16 @@ mod tests {
     fn field_boundaries_cannot_be_shifted() {
         // With a naive "a:b" join these two would collide; length prefixes keep them apart.
         let ts = Timestamp::from_micros(1);
-        let one = EntryDraft { kind: EntryKind::ModelCall, chain_id: Some(ChainId::parse("a").expect("id")), payload: json!("b:c") };
-        let two = EntryDraft { kind: EntryKind::ModelCall, chain_id: Some(ChainId::parse("a.b").expect("id")), payload: json!("c") };
+        let one = EntryDraft {
+            kind: EntryKind::ModelCall,
+            chain_id: Some(ChainId::parse("a").expect("id")),
+            payload: json!("b:c"),
+        };
+        let two = EntryDraft {
+            kind: EntryKind::ModelCall,
+            chain_id: Some(ChainId::parse("a.b").expect("id")),
+            payload: json!("c"),
+        };
         let r1 = seal_draft(&tenant("t"), 0, &one, ts, String::new());
         let r2 = seal_draft(&tenant("t"), 0, &two, ts, String::new());
         assert_ne!(encode_record(&r1), encode_record(&r2));
@@ -208,7 +216,13 @@ mod tests {
             seal_draft(&tenant("t"), 3, &draft(json!({"k": 2})), ts, "ab".into()),
             seal_draft(&tenant("t"), 3, &draft(json!({"k": 1})), Timestamp::from_micros(6), "ab".into()),
             seal_draft(&tenant("t"), 3, &draft(json!({"k": 1})), ts, "ac".into()),
-            seal_draft(&tenant("t"), 3, &EntryDraft { kind: EntryKind::Approval, ..draft(json!({"k": 1})) }, ts, "ab".into()),
+            seal_draft(
+                &tenant("t"),
+                3,
+                &EntryDraft { kind: EntryKind::Approval, ..draft(json!({"k": 1})) },
+                ts,
+                "ab".into(),
+            ),
         ];
         for v in &variants {
             assert_ne!(v.leaf_hash, base.leaf_hash);

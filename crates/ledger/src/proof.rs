@@ -71,7 +71,13 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
 
 /// Checks that the tree of `old` leaves with root `old_root` is a prefix of the tree of `new`
 /// leaves with root `new_root`.
-pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> Result<(), ProofError> {
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), ProofError> {
     if old == 0 || new == 0 {
         return Err(ProofError::EmptyTree);
     }
@@ -174,7 +180,10 @@ mod tests {
         assert_eq!(verify_inclusion(&leaf, 6, 13, &too_long, &root), Err(ProofError::WrongLength));
         assert_eq!(verify_inclusion(&leaf, 6, 13, &proof[..proof.len() - 1], &root), Err(ProofError::WrongLength));
         assert_eq!(verify_inclusion(&leaf, 6, 0, &proof, &root), Err(ProofError::EmptyTree));
-        assert_eq!(verify_inclusion(&leaf, 13, 13, &proof, &root), Err(ProofError::IndexOutOfRange { index: 13, size: 13 }));
+        assert_eq!(
+            verify_inclusion(&leaf, 13, 13, &proof, &root),
+            Err(ProofError::IndexOutOfRange { index: 13, size: 13 })
+        );
         // A size whose tree has another shape needs a proof of another length. (Sizes with the same
         // shape compute the same root; the signed checkpoint is what binds size and root.)
         assert_eq!(verify_inclusion(&leaf, 6, 7, &proof, &root), Err(ProofError::WrongLength));
@@ -222,7 +231,10 @@ mod tests {
         assert!(verify_consistency(old, new, &old_root, &new_root, &proof[..proof.len() - 1]).is_err());
         assert!(verify_consistency(old, new, &old_root, &new_root, &[]).is_err());
         assert_eq!(verify_consistency(0, new, &old_root, &new_root, &proof), Err(ProofError::EmptyTree));
-        assert_eq!(verify_consistency(new, old, &old_root, &new_root, &proof), Err(ProofError::SizesOutOfOrder { old: 21, new: 7 }));
+        assert_eq!(
+            verify_consistency(new, old, &old_root, &new_root, &proof),
+            Err(ProofError::SizesOutOfOrder { old: 21, new: 7 })
+        );
         assert!(verify_consistency(old + 1, new, &old_root, &new_root, &proof).is_err(), "wrong old size");
         assert!(verify_consistency(old, 64, &old_root, &new_root, &proof).is_err(), "wrong new size");
         assert_eq!(verify_consistency(old, old, &old_root, &old_root, &[]), Ok(()));

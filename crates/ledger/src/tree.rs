@@ -56,7 +56,7 @@ impl MerkleTree {
         self.levels[0].push(leaf);
         let index = self.levels[0].len() as u64 - 1;
         let mut level = 0;
-        while self.levels[level].len() % 2 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let len = self.levels[level].len();
             let parent = node_hash(&self.levels[level][len - 2], &self.levels[level][len - 1]);
             if self.levels.len() == level + 1 {
@@ -123,7 +123,7 @@ impl MerkleTree {
     /// complete aligned subtrees, which are looked up directly.
     fn range_hash(&self, start: u64, end: u64) -> Hash {
         let n = end - start;
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
             // Complete, aligned subtree below the current size: stored.
             return self.levels[level][(start >> level) as usize];

@@ -167,7 +167,8 @@ mod tests {
             .map(|i| {
                 let chain = if i % 3 == 0 { None } else { Some(chains[(i % 2) as usize].clone()) };
                 let parent = heads.get(&chain).cloned().unwrap_or_default();
-                let draft = EntryDraft { kind: EntryKind::SealIntent, chain_id: chain.clone(), payload: json!({"i": i}) };
+                let draft =
+                    EntryDraft { kind: EntryKind::SealIntent, chain_id: chain.clone(), payload: json!({"i": i}) };
                 let record = seal_draft(&tenant(), i, &draft, Timestamp::from_micros(i as i64), parent);
                 heads.insert(chain, record.fingerprint.clone());
                 record
@@ -202,7 +203,8 @@ mod tests {
     fn a_resealed_entry_breaks_the_next_link_of_its_chain() {
         let mut records = log(20);
         // Re-seal entry 4 with new contents, recomputing its own hashes only.
-        let d = EntryDraft { kind: EntryKind::SealIntent, chain_id: records[4].chain_id.clone(), payload: json!("forged") };
+        let d =
+            EntryDraft { kind: EntryKind::SealIntent, chain_id: records[4].chain_id.clone(), payload: json!("forged") };
         records[4] = seal_draft(&tenant(), 4, &d, records[4].timestamp, records[4].parent_fingerprint.clone());
         let err = verify_all(&records).expect_err("tampered");
         assert!(matches!(err.fault, EntryFault::BrokenChain { .. }), "{err}");
@@ -241,7 +243,10 @@ mod tests {
             }
         };
         let checkpoints = vec![stored(10, v.tree()), stored(30, v.tree())];
-        assert_eq!(v.check_checkpoints(&checkpoints, signer.verifier(), origin).map(|c| c.map(|c| c.size)), Ok(Some(30)));
+        assert_eq!(
+            v.check_checkpoints(&checkpoints, signer.verifier(), origin).map(|c| c.map(|c| c.size)),
+            Ok(Some(30))
+        );
 
         // Truncation.
         let short = verify_all(&honest[..25]).expect("prefix verifies");

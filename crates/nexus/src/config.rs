@@ -216,9 +216,11 @@ pub fn resolve(
 
 fn read_file(path: &Path) -> Result<Layer, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
     let parsed: FileConfig = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
+        let line =
+            e.span().map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
         let message = e.message().replace('\n', " ");
         let reason = match line {
             Some(line) => format!("line {line}: {message}"),
@@ -232,7 +234,8 @@ fn read_file(path: &Path) -> Result<Layer, ConfigError> {
 /// Phase two: defaults for what is still unset, then validation.
 fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> Result<Config, ConfigError> {
     let data_dir = layer.data_dir.unwrap_or_else(default_data_dir);
-    let database_url = layer.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("nexus.db").display()));
+    let database_url =
+        layer.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("nexus.db").display()));
     let database = DatabaseUrl::parse(&database_url)
         .map_err(|e| ConfigError::Invalid { setting: "database_url", reason: e.to_string() })?;
 
@@ -262,7 +265,10 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
-            return Err(ConfigError::Invalid { setting: "log.format", reason: format!("{other:?} is not \"text\" or \"json\"") });
+            return Err(ConfigError::Invalid {
+                setting: "log.format",
+                reason: format!("{other:?} is not \"text\" or \"json\""),
+            });
         }
     };
     let signing_key = layer.signing_key.unwrap_or_else(|| data_dir.join("keys").join("ledger.ed25519.pem"));
@@ -341,7 +347,9 @@ mod tests {
 
     #[test]
     fn layers_override_in_order_file_env_flags() {
-        let dir = dir_with("data_dir = \"/from/file\"\n[server]\nlisten = \"127.0.0.1:1\"\n[ledger]\norigin = \"file.example\"\n");
+        let dir = dir_with(
+            "data_dir = \"/from/file\"\n[server]\nlisten = \"127.0.0.1:1\"\n[ledger]\norigin = \"file.example\"\n",
+        );
         let from_file = resolve(&GlobalArgs::default(), None, &[], dir.path()).expect("resolves");
         assert_eq!((from_file.data_dir.to_str(), from_file.listen.port()), (Some("/from/file"), 1));
         assert_eq!(from_file.ledger_origin, "file.example");

@@ -74,7 +74,12 @@ pub struct LedgerService {
 
 impl LedgerService {
     /// Starts the writer and the checkpoint publisher (every `checkpoint_interval`).
-    pub fn start(store: Arc<dyn Store>, signer: CheckpointSigner, origin_prefix: String, checkpoint_interval: Duration) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        signer: CheckpointSigner,
+        origin_prefix: String,
+        checkpoint_interval: Duration,
+    ) -> Self {
         let inner = Arc::new(Inner { store, signer, origin_prefix, logs: Mutex::new(HashMap::new()) });
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         tasks::spawn("ledger-writer", run_writer(inner.clone(), queue));
@@ -275,7 +280,8 @@ impl Inner {
     }
 
     async fn commit(&self, batch: &[(TenantId, EntryDraft)]) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let keys: Vec<(TenantId, Option<ChainId>)> = batch.iter().map(|(t, d)| (t.clone(), d.chain_id.clone())).collect();
+        let keys: Vec<(TenantId, Option<ChainId>)> =
+            batch.iter().map(|(t, d)| (t.clone(), d.chain_id.clone())).collect();
         let mut attempt = 0;
         loop {
             self.prepare(&keys).await?;
@@ -304,10 +310,10 @@ impl Inner {
         if size == 0 {
             return Err(LedgerError::EmptyLog(tenant.clone()));
         }
-        if let Some(latest) = self.store.latest_checkpoint(tenant).await? {
-            if latest.size >= size {
-                return Ok(latest);
-            }
+        if let Some(latest) = self.store.latest_checkpoint(tenant).await?
+            && latest.size >= size
+        {
+            return Ok(latest);
         }
         let checkpoint = Checkpoint { origin: Checkpoint::origin_for(&self.origin_prefix, tenant), size, root };
         let stored = StoredCheckpoint {
@@ -382,7 +388,9 @@ fn clone_error(error: &LedgerError) -> LedgerError {
     match error {
         LedgerError::Store(e) => LedgerError::Store(e.clone()),
         LedgerError::Tree { tenant, source } => LedgerError::Tree { tenant: tenant.clone(), source: source.clone() },
-        LedgerError::NoSuchEntry { tenant, index } => LedgerError::NoSuchEntry { tenant: tenant.clone(), index: *index },
+        LedgerError::NoSuchEntry { tenant, index } => {
+            LedgerError::NoSuchEntry { tenant: tenant.clone(), index: *index }
+        }
         LedgerError::EmptyLog(t) => LedgerError::EmptyLog(t.clone()),
         LedgerError::WriterStopped => LedgerError::WriterStopped,
     }

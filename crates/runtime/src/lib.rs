@@ -54,9 +54,14 @@ pub struct Runtime {
 impl Runtime {
     /// Starts the runtime over a migrated store. Refuses to start when the signing key is not
     /// the key that signed the checkpoints already in the database.
-    pub async fn start(store: Arc<dyn Store>, signer: CheckpointSigner, config: RuntimeConfig) -> Result<Self, StartError> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        signer: CheckpointSigner,
+        config: RuntimeConfig,
+    ) -> Result<Self, StartError> {
         check_signing_key(store.as_ref(), &signer).await?;
-        let ledger = LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
+        let ledger =
+            LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
         Ok(Self { store, ledger, config })
     }
 

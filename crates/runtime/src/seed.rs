@@ -24,9 +24,8 @@ impl Runtime {
     /// Creates the demo tenant and its default personas where missing. Running it again changes
     /// nothing.
     pub async fn seed_demo(&self) -> Result<SeedReport, LedgerError> {
-        let tenant_id = TenantId::parse(DEMO_TENANT).map_err(|e| {
-            LedgerError::Store(domain::ports::StoreError::Backend(format!("demo tenant id: {e}")))
-        })?;
+        let tenant_id = TenantId::parse(DEMO_TENANT)
+            .map_err(|e| LedgerError::Store(domain::ports::StoreError::Backend(format!("demo tenant id: {e}"))))?;
         let store = self.store();
         let tenant_created = store.insert_tenant_if_missing(&Tenant::new(tenant_id.clone(), "Demo")).await?;
         if tenant_created {

@@ -66,12 +66,18 @@ impl Verifier<'_> {
             .check_checkpoints(&stored, self.key, &origin)
             .map_err(|source| VerifyError::Checkpoint { tenant: tenant.clone(), source })?;
         if let Some(external) = external {
-            log.check_signed(external, None).map_err(|source| VerifyError::Checkpoint { tenant: tenant.clone(), source })?;
+            log.check_signed(external, None)
+                .map_err(|source| VerifyError::Checkpoint { tenant: tenant.clone(), source })?;
         }
         if log.size() == 0 && stored.is_empty() {
             return Err(VerifyError::UnknownTenant(tenant.clone()));
         }
-        Ok(TenantReport { tenant: tenant.clone(), entries: log.size(), checkpoints: stored.len(), latest_checkpoint: latest })
+        Ok(TenantReport {
+            tenant: tenant.clone(),
+            entries: log.size(),
+            checkpoints: stored.len(),
+            latest_checkpoint: latest,
+        })
     }
 
     /// Verifies every tenant's log, stopping at the first failure.
@@ -93,7 +99,10 @@ impl Verifier<'_> {
             tenant: unknown_tenant(),
             source: CheckpointFault::Invalid {
                 size: checkpoint.size,
-                source: ledger::checkpoint::CheckpointError::Malformed(format!("origin {:?} names no tenant", checkpoint.origin)),
+                source: ledger::checkpoint::CheckpointError::Malformed(format!(
+                    "origin {:?} names no tenant",
+                    checkpoint.origin
+                )),
             },
         })?;
         let expected = Checkpoint::origin_for(self.origin_prefix, &tenant);
@@ -140,13 +149,20 @@ impl Verifier<'_> {
         }
 
         let Some(stored) = self.store.latest_checkpoint(tenant).await? else {
-            return Ok(ChainReport { tenant: tenant.clone(), chain: chain.clone(), entries: records.len(), proven: 0, checkpoint_size: None });
+            return Ok(ChainReport {
+                tenant: tenant.clone(),
+                chain: chain.clone(),
+                entries: records.len(),
+                proven: 0,
+                checkpoint_size: None,
+            });
         };
         let origin = Checkpoint::origin_for(self.origin_prefix, tenant);
-        let checkpoint = self.key.verify_for(&stored.signed_note, &origin).map_err(|source| VerifyError::Checkpoint {
-            tenant: tenant.clone(),
-            source: CheckpointFault::Invalid { size: stored.size, source },
-        })?;
+        let checkpoint =
+            self.key.verify_for(&stored.signed_note, &origin).map_err(|source| VerifyError::Checkpoint {
+                tenant: tenant.clone(),
+                source: CheckpointFault::Invalid { size: stored.size, source },
+            })?;
         let tree = MerkleTree::from_leaves(self.store.leaf_hashes(tenant).await?);
         let mut proven = 0;
         for (record, leaf) in records.iter().zip(&leaves) {
@@ -160,7 +176,8 @@ impl Verifier<'_> {
                 reason,
             };
             let path = tree.inclusion_proof(record.index, checkpoint.size).map_err(|e| not_included(e.to_string()))?;
-            verify_inclusion(leaf, record.index, checkpoint.size, &path, &checkpoint.root).map_err(|e| not_included(e.to_string()))?;
+            verify_inclusion(leaf, record.index, checkpoint.size, &path, &checkpoint.root)
+                .map_err(|e| not_included(e.to_string()))?;
             proven += 1;
         }
         Ok(ChainReport {

@@ -77,7 +77,9 @@ impl PgStore {
             .bind(&leaves)
             .execute(&self.pool)
             .await
-            .map_err(|e| classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e))?;
+            .map_err(|e| {
+                classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e)
+            })?;
         Ok(())
     }
 }

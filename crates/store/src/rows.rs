@@ -10,7 +10,8 @@ use domain::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
 
 pub(crate) type TenantRow = (String, String, f64, String, i64, bool);
 pub(crate) type UserRow = (String, String, String, i64, String, i64);
-pub(crate) type ApiKeyRow = (String, String, Option<String>, String, String, String, i64, i64, Option<i64>, Option<i64>);
+pub(crate) type ApiKeyRow =
+    (String, String, Option<String>, String, String, String, i64, i64, Option<i64>, Option<i64>);
 pub(crate) type PersonaRow =
     (String, String, String, String, String, String, String, i64, String, String, f64, i64, bool, i64);
 pub(crate) type LedgerRow = (String, i64, String, Option<String>, i64, String, String, String, Vec<u8>);
@@ -96,8 +97,22 @@ pub(crate) fn api_key(row: ApiKeyRow) -> Result<ApiKey, StoreError> {
 }
 
 pub(crate) fn persona(row: PersonaRow) -> Result<PersonaContract, StoreError> {
-    let (tenant_id, id, name, description, tools, scopes, patterns, ttl, risk, trust, threshold, version, active, created) =
-        row;
+    let (
+        tenant_id,
+        id,
+        name,
+        description,
+        tools,
+        scopes,
+        patterns,
+        ttl,
+        risk,
+        trust,
+        threshold,
+        version,
+        active,
+        created,
+    ) = row;
     Ok(PersonaContract {
         id: PersonaId::parse(id).map_err(|e| invalid("persona", e))?,
         tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("persona", e))?,

@@ -29,7 +29,12 @@ pub async fn sqlite() -> TestDatabase {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let path = dir.path().join("nexus.db");
     let store = SqliteStore::open(&path).await.expect("open a fresh SQLite database");
-    TestDatabase { store: Arc::new(store), url: format!("sqlite://{}", path.display()), backend: "sqlite", _dir: Some(dir) }
+    TestDatabase {
+        store: Arc::new(store),
+        url: format!("sqlite://{}", path.display()),
+        backend: "sqlite",
+        _dir: Some(dir),
+    }
 }
 
 /// The PostgreSQL URL to test against, if any. Panics when `CI=true` and it is not set.

@@ -10,9 +10,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ::ledger::checkpoint::CheckpointSigner;
 use anyhow::{Context as _, bail};
 use domain::ports::Store;
-use ::ledger::checkpoint::CheckpointSigner;
 use runtime::{Runtime, RuntimeConfig};
 use store::DatabaseUrl;
 
@@ -90,7 +90,10 @@ async fn signing_key(config: &Config, store: &dyn Store, access: Access) -> anyh
         );
     }
     if access == Access::Existing {
-        bail!("signing key {} does not exist (ledger.signing_key); run `nexus seed` or `nexus serve` first", path.display());
+        bail!(
+            "signing key {} does not exist (ledger.signing_key); run `nexus seed` or `nexus serve` first",
+            path.display()
+        );
     }
     let signer = keyfile::create(path)?;
     tracing::info!(path = %path.display(), key_id = %signer.verifier().key_id_hex(), "created the ledger signing key");

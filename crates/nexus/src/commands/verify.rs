@@ -69,7 +69,10 @@ fn print_tenant(report: &TenantReport) {
         ),
         None => "no signed checkpoint yet".to_owned(),
     };
-    println!("ok: tenant {}: {} entries, {} checkpoint(s), {latest}", report.tenant, report.entries, report.checkpoints);
+    println!(
+        "ok: tenant {}: {} entries, {} checkpoint(s), {latest}",
+        report.tenant, report.entries, report.checkpoints
+    );
 }
 
 fn verify_bundle(path: &std::path::Path, args: &VerifyArgs, config: &Config) -> anyhow::Result<ExitCode> {
@@ -88,9 +91,7 @@ fn verify_bundle(path: &std::path::Path, args: &VerifyArgs, config: &Config) -> 
                 report.index, report.tenant_id, report.checkpoint.size, report.key_id
             );
             if report.key_from_bundle {
-                println!(
-                    "note: checked against the key inside the bundle; pass --public-key to check who signed it"
-                );
+                println!("note: checked against the key inside the bundle; pass --public-key to check who signed it");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -49,7 +49,8 @@ async fn proofs_verify_offline_and_only_with_the_right_key() {
 
         // Offline: another data directory, no database at all.
         let auditor = Env::sqlite();
-        let args = ["verify", "--bundle", bundle.to_str().expect("utf-8"), "--public-key", public.to_str().expect("utf-8")];
+        let args =
+            ["verify", "--bundle", bundle.to_str().expect("utf-8"), "--public-key", public.to_str().expect("utf-8")];
         let out = auditor.ok(&args);
         assert!(out.contains("entry #3 of tenant demo is included in the signed checkpoint of size 6"), "{out}");
         assert!(!auditor.data_dir().join("nexus.db").exists(), "verifying a bundle opens no database");
@@ -59,7 +60,13 @@ async fn proofs_verify_offline_and_only_with_the_right_key() {
         other.ok(&["seed"]);
         let other_key = other.path("other.pub.pem");
         std::fs::write(&other_key, other.ok(&["ledger", "public-key"])).expect("save");
-        let out = auditor.run(&["verify", "--bundle", bundle.to_str().expect("utf-8"), "--public-key", other_key.to_str().expect("utf-8")]);
+        let out = auditor.run(&[
+            "verify",
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+            "--public-key",
+            other_key.to_str().expect("utf-8"),
+        ]);
         assert_clean_failure(&out, 1, "signed by another key");
 
         // An edited bundle fails.

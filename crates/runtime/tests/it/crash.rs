@@ -66,7 +66,8 @@ async fn check_after_crash(url: &str, acked: &[(u64, String)]) {
     let db = store::open(&store::DatabaseUrl::parse(url).expect("url")).await.expect("reopen after crash");
     let who = tenant("crash");
     for (index, fingerprint) in acked {
-        let record = db.record(&who, *index).await.expect("read").unwrap_or_else(|| panic!("acknowledged entry #{index} lost"));
+        let record =
+            db.record(&who, *index).await.expect("read").unwrap_or_else(|| panic!("acknowledged entry #{index} lost"));
         assert_eq!(&record.fingerprint, fingerprint, "entry #{index} changed");
     }
     // Restarting the runtime over the crashed database works, and everything verifies.

@@ -76,8 +76,11 @@ async fn one_flipped_byte_is_detected_and_named() {
         rt.ledger().checkpoint(&who).await.expect("checkpoint");
         rt.verifier().tenant(&who, None).await.expect("honest log verifies");
 
-        tamper(&db, &["UPDATE ledger_entries SET payload = replace(payload, 'knowledge_search', 'knowledge_searcH') \
-                       WHERE tenant_id = 'acme' AND idx = 7"])
+        tamper(
+            &db,
+            &["UPDATE ledger_entries SET payload = replace(payload, 'knowledge_search', 'knowledge_searcH') \
+                       WHERE tenant_id = 'acme' AND idx = 7"],
+        )
         .await;
         match rt.verifier().tenant(&who, None).await {
             Err(VerifyError::Entry { source, .. }) => {
@@ -109,7 +112,8 @@ async fn rewritten_history_is_caught_by_an_earlier_signed_checkpoint() {
         let forged: Vec<_> = honest[6..]
             .iter()
             .map(|r| {
-                let d = EntryDraft { kind: r.kind, chain_id: r.chain_id.clone(), payload: json!({"rewritten": r.index}) };
+                let d =
+                    EntryDraft { kind: r.kind, chain_id: r.chain_id.clone(), payload: json!({"rewritten": r.index}) };
                 let parent = heads.get(&r.chain_id).cloned().unwrap_or_default();
                 let new = seal_draft(&who, r.index, &d, r.timestamp, parent);
                 heads.insert(r.chain_id.clone(), new.fingerprint.clone());
@@ -170,7 +174,10 @@ async fn a_checkpoint_signed_by_another_key_is_rejected() {
         };
         db.store.insert_checkpoint(&forged).await.expect("insert forged checkpoint");
         match rt.verifier().tenant(&who, None).await {
-            Err(VerifyError::Checkpoint { source: CheckpointFault::Invalid { source: CheckpointError::WrongKey { .. }, .. }, .. }) => {}
+            Err(VerifyError::Checkpoint {
+                source: CheckpointFault::Invalid { source: CheckpointError::WrongKey { .. }, .. },
+                ..
+            }) => {}
             other => panic!("{}: foreign checkpoint accepted: {other:?}", db.backend),
         }
         // A runtime started with that other key refuses to sign on top of this database.

@@ -31,7 +31,7 @@ pub fn tenant(name: &str) -> TenantId {
 }
 
 pub fn draft(i: u64) -> EntryDraft {
-    let chain = if i % 2 == 0 { Some(domain::ChainId::parse(format!("chain-{}", i % 3)).expect("id")) } else { None };
+    let chain = if i.is_multiple_of(2) { Some(domain::ChainId::parse(format!("chain-{}", i % 3)).expect("id")) } else { None };
     EntryDraft { kind: EntryKind::SealIntent, chain_id: chain, payload: json!({"step": i, "tool": "knowledge_search"}) }
 }
 
@@ -47,8 +47,14 @@ pub async fn tamper(db: &TestDatabase, statements: &[&str]) {
     match db.backend {
         "sqlite" => {
             let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("connect to SQLite");
-            sqlx::query("DROP TRIGGER IF EXISTS ledger_entries_no_update").execute(&mut conn).await.expect("drop trigger");
-            sqlx::query("DROP TRIGGER IF EXISTS ledger_entries_no_delete").execute(&mut conn).await.expect("drop trigger");
+            sqlx::query("DROP TRIGGER IF EXISTS ledger_entries_no_update")
+                .execute(&mut conn)
+                .await
+                .expect("drop trigger");
+            sqlx::query("DROP TRIGGER IF EXISTS ledger_entries_no_delete")
+                .execute(&mut conn)
+                .await
+                .expect("drop trigger");
             for sql in statements {
                 sqlx::query(sql).execute(&mut conn).await.expect("tamper");
             }

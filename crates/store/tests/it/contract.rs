@@ -29,7 +29,13 @@ fn records(tenant: &TenantId, from: u64, n: u64, chain: Option<&ChainId>) -> Vec
     (from..from + n)
         .map(|i| {
             let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: chain.cloned(), payload: json!({"i": i}) };
-            let r = ledger::encoding::seal_draft(tenant, i, &draft, Timestamp::from_micros(i as i64), std::mem::take(&mut parent));
+            let r = ledger::encoding::seal_draft(
+                tenant,
+                i,
+                &draft,
+                Timestamp::from_micros(i as i64),
+                std::mem::take(&mut parent),
+            );
             parent = r.fingerprint.clone();
             r
         })
@@ -95,10 +101,17 @@ async fn api_keys_are_found_by_hash_scoped_and_revocable() {
         let touched = db.store.api_key_by_hash(&key.key_hash).await.expect("find").expect("exists");
         assert_eq!(touched.last_used_at, Some(Timestamp::from_micros(50)), "last_used only moves forward");
 
-        assert!(!db.store.revoke_api_key(&b, &key.id, Timestamp::from_micros(60)).await.expect("revoke"), "other tenant");
+        assert!(
+            !db.store.revoke_api_key(&b, &key.id, Timestamp::from_micros(60)).await.expect("revoke"),
+            "other tenant"
+        );
         assert!(db.store.api_key_by_hash(&key.key_hash).await.expect("find").is_some());
         assert!(db.store.revoke_api_key(&a, &key.id, Timestamp::from_micros(60)).await.expect("revoke"));
-        assert_eq!(db.store.api_key_by_hash(&key.key_hash).await.expect("find"), None, "revoked keys do not authenticate");
+        assert_eq!(
+            db.store.api_key_by_hash(&key.key_hash).await.expect("find"),
+            None,
+            "revoked keys do not authenticate"
+        );
         assert!(!db.store.revoke_api_key(&a, &key.id, Timestamp::from_micros(61)).await.expect("revoke twice"));
     }
 }
@@ -213,7 +226,12 @@ async fn costs_sum_per_tenant_since_a_time() {
             };
             db.store.insert_cost(&cost).await.expect("insert cost");
         }
-        assert_eq!(db.store.tenant_cost_since(&a, Timestamp::from_micros(0)).await.expect("sum"), 0.75, "{}", db.backend);
+        assert_eq!(
+            db.store.tenant_cost_since(&a, Timestamp::from_micros(0)).await.expect("sum"),
+            0.75,
+            "{}",
+            db.backend
+        );
         assert_eq!(db.store.tenant_cost_since(&a, Timestamp::from_micros(15)).await.expect("sum"), 0.5);
         assert_eq!(db.store.tenant_cost_since(&tenant_id("c"), Timestamp::from_micros(0)).await.expect("sum"), 0.0);
     }

@@ -1,0 +1,25 @@
+//! `nexus-bench`, run by `cargo xtask bench SUITE`. Each suite prints what it measured next to
+//! a baseline measured in the same run, and the targets of DESIGN §5.
+
+mod ledger_bench;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let result = match args.first().map(String::as_str) {
+        Some("ledger") => ledger_bench::run(quick),
+        _ => {
+            eprintln!("usage: nexus-bench ledger [--quick]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

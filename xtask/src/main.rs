@@ -1,0 +1,83 @@
+//! `cargo xtask`: the project's automation in Rust instead of shell scripts.
+//!
+//! - `cargo xtask ci`: everything CI checks — formatting, clippy with warnings denied, the tidy
+//!   check, dependency boundaries, and the whole test suite;
+//! - `cargo xtask bench ledger`: the ledger benchmark (release build).
+
+// xtask's whole job is running other programs.
+#![allow(clippy::disallowed_methods)]
+
+mod boundaries;
+mod tidy;
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["ci"] => ci(),
+        ["bench", rest @ ..] => bench(rest),
+        _ => {
+            eprintln!("usage: cargo xtask ci | cargo xtask bench ledger [--quick]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a cargo command, failing with its description if it fails.
+fn cargo(what: &str, args: &[&str]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("==> {what}: cargo {}", args.join(" "));
+    let status =
+        Command::new(env!("CARGO")).args(args).status().with_context(|| format!("running cargo for {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    eprintln!("==> {what}: ok in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn ci() -> anyhow::Result<()> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if in_ci && std::env::var("NEXUS_TEST_POSTGRES_URL").map_or(true, |v| v.is_empty()) {
+        bail!("CI=true but NEXUS_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI (see .ci/run)");
+    }
+    let root = workspace_root()?;
+    cargo("format", &["fmt", "--all", "--check"])?;
+    eprintln!("==> tidy: every .rs file opens with a //! line");
+    tidy::check(&root)?;
+    eprintln!("==> boundaries: crate dependency rules of DESIGN §3");
+    boundaries::check(env!("CARGO"))?;
+    cargo("clippy", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    if has_nextest() {
+        cargo("tests", &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"])
+    } else {
+        cargo("tests", &["test", "--workspace", "--locked", "--no-fail-fast"])
+    }
+}
+
+fn bench(args: &[&str]) -> anyhow::Result<()> {
+    let [suite, rest @ ..] = args else { bail!("usage: cargo xtask bench ledger [--quick]") };
+    let mut run = vec!["run", "--release", "--locked", "-p", "bench", "--", suite];
+    run.extend_from_slice(rest);
+    cargo(&format!("bench {suite}"), &run)
+}
+
+fn has_nextest() -> bool {
+    Command::new(env!("CARGO")).args(["nextest", "--version"]).output().is_ok_and(|out| out.status.success())
+}
+
+fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
+    let manifest_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(ToOwned::to_owned).context("xtask lives one level below the workspace root")
+}
