@@ -31,7 +31,8 @@ pub fn tenant(name: &str) -> TenantId {
 }
 
 pub fn draft(i: u64) -> EntryDraft {
-    let chain = if i.is_multiple_of(2) { Some(domain::ChainId::parse(format!("chain-{}", i % 3)).expect("id")) } else { None };
+    let chain =
+        if i.is_multiple_of(2) { Some(domain::ChainId::parse(format!("chain-{}", i % 3)).expect("id")) } else { None };
     EntryDraft { kind: EntryKind::SealIntent, chain_id: chain, payload: json!({"step": i, "tool": "knowledge_search"}) }
 }
 
