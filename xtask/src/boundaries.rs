@@ -37,14 +37,9 @@ pub fn check(cargo: &str) -> anyhow::Result<()> {
             continue;
         }
         let deps = tree(cargo, &["-p", krate])?;
-        for bad in forbidden.iter().filter(|f| deps.contains(**f)) {
-            violations.push(format!("{krate} depends on {bad}"));
-        }
-        eprintln!(
-            "    {krate}: {} dependencies, none forbidden{}",
-            deps.len(),
-            if violations.is_empty() { "" } else { "?" }
-        );
+        let broken: Vec<&str> = forbidden.iter().copied().filter(|f| deps.contains(*f)).collect();
+        eprintln!("    {krate}: {} dependencies, {} forbidden", deps.len(), broken.len());
+        violations.extend(broken.iter().map(|bad| format!("{krate} depends on {bad}")));
     }
     for user in tree(cargo, &["--workspace", "-i", "store"])? {
         if members.contains(&user) && !STORE_USERS.contains(&user.as_str()) {
