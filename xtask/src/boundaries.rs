@@ -10,20 +10,23 @@ use anyhow::{Context as _, bail};
 /// Crates that mean I/O: the pure crates may reach none of them.
 const IO_CRATES: &[&str] = &["tokio", "sqlx", "reqwest", "axum", "hyper", "mio", "async-std"];
 
-/// (crate, crates it must not depend on, directly or not).
-const RULES: &[(&str, &[&str])] = &[
+/// (crate, crates it must not reach through any chain of dependencies).
+const TRANSITIVE_RULES: &[(&str, &[&str])] = &[
     ("domain", &["tokio", "sqlx", "reqwest", "axum"]),
     ("engine", IO_CRATES),
     ("ledger", IO_CRATES),
+    ("knowledge", IO_CRATES),
     ("runtime", &["axum", "sqlx"]),
     ("providers", &["runtime", "gateway"]),
     ("models", &["runtime", "gateway"]),
-    ("knowledge", &["gateway"]),
-    ("tools", &["gateway"]),
+    ("tools", &["gateway", "runtime"]),
     ("store", &["runtime", "gateway"]),
-    ("gateway", &["store", "providers", "sqlx"]),
-    ("channels", &["store", "providers"]),
+    ("gateway", &["store", "sqlx"]),
+    ("channels", &["store", "sqlx"]),
 ];
+
+/// (crate, crates it must not name as a direct dependency: it goes through the runtime).
+const DIRECT_RULES: &[(&str, &[&str])] = &[("gateway", &["providers", "tools"]), ("channels", &["providers", "tools"])];
 
 /// Only these crates may depend on `store`.
 const STORE_USERS: &[&str] = &["store", "nexus", "bench"];
@@ -31,15 +34,22 @@ const STORE_USERS: &[&str] = &["store", "nexus", "bench"];
 pub fn check(cargo: &str) -> anyhow::Result<()> {
     let members = workspace_members(cargo)?;
     let mut violations = Vec::new();
-    for (krate, forbidden) in RULES {
-        if !members.contains(*krate) {
-            eprintln!("    {krate}: not in the workspace yet");
-            continue;
+    for (rules, depth) in [(TRANSITIVE_RULES, None), (DIRECT_RULES, Some("1"))] {
+        for (krate, forbidden) in rules {
+            if !members.contains(*krate) {
+                eprintln!("    {krate}: not in the workspace yet");
+                continue;
+            }
+            let mut selector = vec!["-p", krate];
+            if let Some(depth) = depth {
+                selector.extend(["--depth", depth]);
+            }
+            let deps = tree(cargo, &selector)?;
+            let broken: Vec<&str> = forbidden.iter().copied().filter(|f| deps.contains(*f)).collect();
+            let reach = if depth.is_some() { "direct" } else { "all" };
+            eprintln!("    {krate} ({reach}): {} dependencies, {} forbidden", deps.len(), broken.len());
+            violations.extend(broken.iter().map(|bad| format!("{krate} depends on {bad}")));
         }
-        let deps = tree(cargo, &["-p", krate])?;
-        let broken: Vec<&str> = forbidden.iter().copied().filter(|f| deps.contains(*f)).collect();
-        eprintln!("    {krate}: {} dependencies, {} forbidden", deps.len(), broken.len());
-        violations.extend(broken.iter().map(|bad| format!("{krate} depends on {bad}")));
     }
     for user in tree(cargo, &["--workspace", "-i", "store"])? {
         if members.contains(&user) && !STORE_USERS.contains(&user.as_str()) {

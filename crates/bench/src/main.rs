@@ -1,6 +1,7 @@
 //! `nexus-bench`, run by `cargo xtask bench SUITE`. Each suite prints what it measured next to
 //! a baseline measured in the same run, and the targets of DESIGN §5.
 
+mod engine_bench;
 mod ledger_bench;
 
 use std::process::ExitCode;
@@ -10,8 +11,9 @@ fn main() -> ExitCode {
     let quick = args.iter().any(|a| a == "--quick");
     let result = match args.first().map(String::as_str) {
         Some("ledger") => ledger_bench::run(quick),
+        Some("engine") => engine_bench::run(quick),
         _ => {
-            eprintln!("usage: nexus-bench ledger [--quick]");
+            eprintln!("usage: nexus-bench ledger|engine [--quick]");
             return ExitCode::from(2);
         }
     };

@@ -15,6 +15,18 @@ pub enum AccessLevel {
     Confidential,
 }
 
+impl AccessLevel {
+    /// Order from most open (0) to most closed (3), as stored.
+    pub fn rank(self) -> i64 {
+        match self {
+            AccessLevel::Public => 0,
+            AccessLevel::Internal => 1,
+            AccessLevel::Restricted => 2,
+            AccessLevel::Confidential => 3,
+        }
+    }
+}
+
 str_enum!(AccessLevel {
     Public => "public", Internal => "internal", Restricted => "restricted", Confidential => "confidential",
 });

@@ -12,6 +12,7 @@ pub mod persona;
 pub mod ports;
 pub mod tenant;
 pub mod time;
+pub mod tool;
 
 pub use ids::{ApiKeyId, ChainId, DocumentId, PersonaId, SealId, TenantId, UserId};
 pub use time::Timestamp;

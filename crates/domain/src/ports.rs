@@ -109,7 +109,18 @@ pub trait CostStore: Send + Sync {
 
 /// Everything the runtime needs from a database.
 #[async_trait]
-pub trait Store: TenantStore + UserStore + ApiKeyStore + PersonaStore + LedgerStore + CostStore {
+pub trait Store:
+    TenantStore
+    + UserStore
+    + ApiKeyStore
+    + PersonaStore
+    + LedgerStore
+    + CostStore
+    + RunStore
+    + ApprovalStore
+    + DriftStore
+    + KnowledgeStore
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Where the data lives, with any password removed (for messages).
@@ -120,4 +131,129 @@ pub trait Store: TenantStore + UserStore + ApiKeyStore + PersonaStore + LedgerSt
     async fn integrity_check(&self) -> Result<(), StoreError>;
     /// Closes all connections, waiting for in-flight work.
     async fn close(&self);
+}
+
+/// A stored agent run: its status and the engine's serialized state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    pub tenant_id: TenantId,
+    pub chain_id: ChainId,
+    pub task: String,
+    /// A `ChainStatus` as text.
+    pub status: String,
+    /// The engine's `Run` as JSON.
+    pub state: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Inserts or replaces the run's state.
+    async fn save_run(&self, run: &StoredRun) -> Result<(), StoreError>;
+    async fn run(&self, tenant: &TenantId, chain: &ChainId) -> Result<Option<StoredRun>, StoreError>;
+    /// Newest first.
+    async fn runs(&self, tenant: &TenantId, limit: u32) -> Result<Vec<StoredRun>, StoreError>;
+    /// Runs of every tenant whose status is one of `statuses` (for resuming after a restart).
+    async fn runs_with_status(&self, statuses: &[&str]) -> Result<Vec<StoredRun>, StoreError>;
+}
+
+/// A request for a human decision on one exact call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub chain_id: ChainId,
+    pub step: u32,
+    pub tool: String,
+    /// The call's parameters as JSON.
+    pub params: String,
+    /// Digest of the exact call; a decision applies to this call only.
+    pub call_digest: String,
+    pub reason: String,
+    /// Who asked (the run's user), if known; they may never approve it themselves.
+    pub requested_by: Option<String>,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<Timestamp>,
+    pub note: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    async fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Option<Approval>, StoreError>;
+    /// Newest first; `status` filters when given.
+    async fn approvals(&self, tenant: &TenantId, status: Option<&str>) -> Result<Vec<Approval>, StoreError>;
+    /// Decides a pending, unexpired approval exactly once. Returns false if it was not pending
+    /// (already decided or expired) at `at`.
+    async fn decide_approval(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        status: &str,
+        by: &str,
+        note: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait DriftStore: Send + Sync {
+    /// Counts one more occurrence of `fingerprint` for (tenant, persona, tool).
+    async fn record_action(
+        &self,
+        tenant: &TenantId,
+        persona: &str,
+        tool: &str,
+        fingerprint: &str,
+    ) -> Result<(), StoreError>;
+    /// Occurrences per fingerprint for (tenant, persona, tool).
+    async fn action_counts(
+        &self,
+        tenant: &TenantId,
+        persona: &str,
+        tool: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// A chunk found by a lexical search, with its document's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkHit {
+    pub document_id: crate::DocumentId,
+    pub ordinal: u32,
+    pub source: String,
+    pub text: String,
+}
+
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync {
+    /// Stores a document and its chunks, unless the same content (by hash) is already in the
+    /// tenant's namespace. Returns the stored document's id and whether it was new.
+    async fn insert_document(
+        &self,
+        document: &crate::knowledge::KnowledgeDocument,
+    ) -> Result<(crate::DocumentId, bool), StoreError>;
+    /// Documents of a tenant (one namespace, or all), without their chunks.
+    async fn documents(
+        &self,
+        tenant: &TenantId,
+        namespace: Option<&str>,
+    ) -> Result<Vec<crate::knowledge::KnowledgeDocument>, StoreError>;
+    /// Deletes a document and its chunks. Returns false if the tenant has no such document.
+    async fn delete_document(&self, tenant: &TenantId, id: &crate::DocumentId) -> Result<bool, StoreError>;
+    async fn namespaces(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError>;
+    /// Chunks in the tenant's namespace, readable at `max_access`, whose lower-cased text
+    /// contains any of `terms` (lower-case words), at most `limit`.
+    async fn chunks_matching(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        terms: &[String],
+        max_access: crate::knowledge::AccessLevel,
+        limit: u32,
+    ) -> Result<Vec<ChunkHit>, StoreError>;
 }

@@ -48,6 +48,115 @@ pub enum Command {
     Ledger(LedgerCommand),
     /// Print the resolved configuration.
     Config,
+    /// Run a task: plan, gate, seal and execute it, streaming progress, then print the seals.
+    Run(RunArgs),
+    /// Show a recorded run: its steps, gates, seals and answer.
+    Inspect(ChainArgs),
+    /// Re-verify a recorded run against the ledger and show it.
+    Replay(ChainArgs),
+    /// Per-tenant accountability summary: runs, actions, blocked, escalated, cost.
+    Audit {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: Option<TenantId>,
+    },
+    /// Approvals waiting for a human, and decisions on them.
+    #[command(subcommand)]
+    Approvals(ApprovalCommand),
+    /// Personas: behavioral contracts.
+    #[command(subcommand)]
+    Persona(PersonaCommand),
+    /// The tools the agent can use, and whether each is configured.
+    Tools,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to do, in plain words.
+    pub task: String,
+    /// Run every step as this persona.
+    #[arg(long)]
+    pub persona: Option<String>,
+    #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+    pub tenant: TenantId,
+    /// A QA spec (seed 001 JSON format) the final answer must pass.
+    #[arg(long, value_name = "FILE")]
+    pub qa_spec: Option<PathBuf>,
+    /// Who is asking (recorded; they cannot approve their own run's actions).
+    #[arg(long, default_value = "cli")]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ChainArgs {
+    #[arg(value_parser = parse_chain)]
+    pub chain: ChainId,
+    #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+    pub tenant: TenantId,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// List approvals (default: pending).
+    List {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// pending, approved, denied, expired or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    /// Show one approval with the exact call it covers.
+    Show {
+        id: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+    /// Approve the call and resume its run.
+    Approve(DecisionArgs),
+    /// Deny the call; its run stops.
+    Deny(DecisionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    pub id: String,
+    #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+    pub tenant: TenantId,
+    /// Who decides (must not be who asked).
+    #[arg(long)]
+    pub by: String,
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonaCommand {
+    List {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+    /// Add a persona (validated; the change is sealed in the ledger).
+    Add {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Comma-separated tool names.
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+        /// Comma-separated resource scopes, e.g. kb:*,file:read:*.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Comma-separated intent patterns.
+        #[arg(long, value_delimiter = ',')]
+        intents: Vec<String>,
+        #[arg(long, default_value_t = 120)]
+        ttl: u32,
+        /// low, medium, high or critical.
+        #[arg(long, default_value = "medium")]
+        risk: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,8 @@ struct Layer {
     signing_key: Option<PathBuf>,
     log_level: Option<String>,
     log_format: Option<String>,
+    model_normal: Option<String>,
+    model_complex: Option<String>,
 }
 
 impl Layer {
@@ -52,6 +54,8 @@ impl Layer {
             signing_key: self.signing_key.or(base.signing_key),
             log_level: self.log_level.or(base.log_level),
             log_format: self.log_format.or(base.log_format),
+            model_normal: self.model_normal.or(base.model_normal),
+            model_complex: self.model_complex.or(base.model_complex),
         }
     }
 }
@@ -64,6 +68,14 @@ struct FileConfig {
     server: Option<ServerSection>,
     ledger: Option<LedgerSection>,
     log: Option<LogSection>,
+    models: Option<ModelsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelsSection {
+    normal: Option<String>,
+    complex: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +104,7 @@ impl From<FileConfig> for Layer {
         let server = file.server.unwrap_or_default();
         let ledger = file.ledger.unwrap_or_default();
         let log = file.log.unwrap_or_default();
+        let models = file.models.unwrap_or_default();
         Layer {
             data_dir: file.data_dir,
             database_url: file.database_url,
@@ -101,6 +114,8 @@ impl From<FileConfig> for Layer {
             signing_key: ledger.signing_key,
             log_level: log.level,
             log_format: log.format,
+            model_normal: models.normal,
+            model_complex: models.complex,
         }
     }
 }
@@ -126,6 +141,10 @@ pub struct Config {
     /// `None` means "the command's default".
     pub log_level: Option<String>,
     pub log_format: LogFormat,
+    /// `provider/model` for ordinary work, when set.
+    pub model_normal: Option<String>,
+    /// `provider/model` for escalations, when set.
+    pub model_complex: Option<String>,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
 }
@@ -141,6 +160,20 @@ const ENV_SETTINGS: &[&str] = &[
     "NEXUS_SIGNING_KEY",
     "NEXUS_LOG_LEVEL",
     "NEXUS_LOG_FORMAT",
+    "NEXUS_MODEL_NORMAL",
+    "NEXUS_MODEL_COMPLEX",
+    // Read by the provider and tool settings.
+    "NEXUS_OPENAI_COMPATIBLE_BASE_URL",
+    "NEXUS_OPENAI_COMPATIBLE_API_KEY",
+    "NEXUS_OPENAI_COMPATIBLE_NAME",
+    "NEXUS_SEARXNG_URL",
+    "NEXUS_SMTP_HOST",
+    "NEXUS_SMTP_PORT",
+    "NEXUS_SMTP_USERNAME",
+    "NEXUS_SMTP_PASSWORD",
+    "NEXUS_SMTP_FROM",
+    "NEXUS_SMTP_TLS",
+    "NEXUS_WEATHER_BASE_URL",
 ];
 /// Prefixes of variables that belong to the test suite and benchmarks, not to the server.
 const ENV_TOOLING_PREFIXES: &[&str] = &["NEXUS_TEST_", "NEXUS_BENCH_", "NEXUS_CRASH_CHILD_"];
@@ -199,6 +232,8 @@ pub fn resolve(
         signing_key: get("NEXUS_SIGNING_KEY").map(PathBuf::from),
         log_level: get("NEXUS_LOG_LEVEL"),
         log_format: get("NEXUS_LOG_FORMAT"),
+        model_normal: get("NEXUS_MODEL_NORMAL"),
+        model_complex: get("NEXUS_MODEL_COMPLEX"),
     };
 
     // Layer 4: flags.
@@ -272,6 +307,16 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
         }
     };
     let signing_key = layer.signing_key.unwrap_or_else(|| data_dir.join("keys").join("ledger.ed25519.pem"));
+    for (setting, value) in [("models.normal", &layer.model_normal), ("models.complex", &layer.model_complex)] {
+        if let Some(value) = value
+            && value.split_once('/').is_none_or(|(p, m)| p.is_empty() || m.is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                setting,
+                reason: format!("{value:?} is not provider/model, e.g. anthropic/claude-sonnet-4-5"),
+            });
+        }
+    }
 
     Ok(Config {
         config_file,
@@ -284,6 +329,8 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
         signing_key,
         log_level: layer.log_level,
         log_format,
+        model_normal: layer.model_normal,
+        model_complex: layer.model_complex,
         warnings,
     })
 }

@@ -6,7 +6,9 @@
 //! **Architecture Invariant:** the runtime knows ports, never concrete databases; it does not
 //! depend on `sqlx` or `axum`.
 
+pub mod agent;
 pub mod error;
+pub mod knowledge;
 pub mod ledger_service;
 mod seed;
 pub mod tasks;
@@ -49,6 +51,8 @@ pub struct Runtime {
     store: Arc<dyn Store>,
     ledger: LedgerService,
     config: RuntimeConfig,
+    agent: Option<Arc<agent::AgentServices>>,
+    events: tokio::sync::broadcast::Sender<agent::RunEvent>,
 }
 
 impl Runtime {
@@ -62,7 +66,14 @@ impl Runtime {
         check_signing_key(store.as_ref(), &signer).await?;
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
-        Ok(Self { store, ledger, config })
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        Ok(Self { store, ledger, config, agent: None, events })
+    }
+
+    /// Enables the agent (models, tools, sandbox) on this runtime.
+    pub fn with_agent(mut self, services: agent::AgentServices) -> Self {
+        self.agent = Some(Arc::new(services));
+        self
     }
 
     pub fn ledger(&self) -> &LedgerService {

@@ -62,3 +62,22 @@ impl Runtime {
         Ok(())
     }
 }
+
+impl Runtime {
+    /// Adds a persona to a tenant (creating the tenant if needed); the change is an admin entry
+    /// in the tenant's ledger.
+    pub async fn add_persona(&self, persona: &domain::persona::PersonaContract) -> Result<(), LedgerError> {
+        let tenant = &persona.tenant_id;
+        self.store().insert_tenant_if_missing(&Tenant::new(tenant.clone(), tenant.as_str())).await?;
+        self.store().insert_persona(persona).await?;
+        self.admin_change(
+            tenant,
+            json!({
+                "action": "persona.created", "persona_id": persona.id.as_str(), "name": persona.name,
+                "version": persona.version, "allowed_tools": persona.allowed_tools,
+                "resource_scopes": persona.resource_scopes, "risk_tolerance": persona.risk_tolerance.as_str(),
+            }),
+        )
+        .await
+    }
+}

@@ -5,7 +5,10 @@
 //!
 //! **Architecture Invariant:** only this crate speaks SQL; only the `nexus` binary names it.
 
+mod agent_rows;
 mod common;
+mod common_agent;
+mod common_knowledge;
 mod error;
 mod postgres;
 mod rows;

@@ -85,6 +85,8 @@ impl PgStore {
 }
 
 impl_shared_ports!(PgStore);
+crate::common_agent::impl_agent_ports!(PgStore);
+crate::common_knowledge::impl_knowledge_port!(PgStore);
 
 #[async_trait]
 impl domain::ports::Store for PgStore {

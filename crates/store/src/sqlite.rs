@@ -80,6 +80,8 @@ impl SqliteStore {
 }
 
 impl_shared_ports!(SqliteStore);
+crate::common_agent::impl_agent_ports!(SqliteStore);
+crate::common_knowledge::impl_knowledge_port!(SqliteStore);
 
 #[async_trait]
 impl domain::ports::Store for SqliteStore {

@@ -1,6 +1,9 @@
 //! One module per subcommand; this one dispatches and holds what they share (opening the
 //! store, loading the key, starting the runtime).
 
+mod agent;
+mod agent_setup;
+mod approvals;
 mod ledger_commands;
 mod serve;
 mod verify;
@@ -30,6 +33,13 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             show_config(&config);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => agent::run(args, config).await,
+        Command::Inspect(args) => agent::inspect(args, config).await,
+        Command::Replay(args) => agent::replay(args, config).await,
+        Command::Audit { tenant } => agent::audit(tenant, config).await,
+        Command::Tools => agent::tools(config).await,
+        Command::Approvals(command) => approvals::approvals(command, config).await,
+        Command::Persona(command) => approvals::persona(command, config).await,
     }
 }
 

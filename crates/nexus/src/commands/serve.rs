@@ -5,11 +5,21 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::{Access, start_runtime};
+use super::Access;
+use super::agent::agent_runtime;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(start_runtime(&config, Access::Create).await?);
+    let runtime = Arc::new(agent_runtime(&config, Access::Create).await?);
+    // Runs interrupted by the last stop continue (or fail with the reason) in the background.
+    let resuming = runtime.clone();
+    runtime::tasks::spawn("resume-runs", async move {
+        match resuming.resume_unfinished().await {
+            Ok(reports) if !reports.is_empty() => tracing::info!(runs = reports.len(), "resumed unfinished runs"),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "resuming unfinished runs failed"),
+        }
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;

@@ -1,5 +1,6 @@
 //! The `nexus` binary end to end: real processes, real databases, real signals.
 
+mod agent;
 mod cli;
 mod faults;
 mod serve;

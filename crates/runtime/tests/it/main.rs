@@ -1,5 +1,6 @@
 //! Runtime integration tests over real databases: SQLite always, PostgreSQL when configured.
 
+mod agent;
 mod crash;
 mod ledger;
 mod support;

@@ -1,3 +1,5 @@
 //! The storage contract: one suite, run against SQLite always and PostgreSQL when configured.
 
 mod contract;
+mod contract_agent;
+mod contract_knowledge;

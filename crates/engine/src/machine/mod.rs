@@ -1,0 +1,558 @@
+//! The agent loop of seed 004 §8 as a state machine. [`Run::advance`] takes what just happened
+//! ([`Input`]) and returns what to do next ([`Action`]) plus the events to publish. A `Run` is
+//! plain data (serde), so the runtime stores it after every step and resumes it after a crash.
+//!
+//! plan → per step: retrieve (think/act, ≤ 3 loops) → activate persona → declare intent →
+//! gates → seal intent (durable before the tool runs) → [approval] → execute → validate →
+//! seal result → continue / retry (transient, ≤ 2) / complete / escalate → answer.
+
+use std::time::Duration;
+
+use domain::agent::{ChainStatus, GateResult, GateVerdict};
+use domain::persona::PersonaContract;
+use domain::tool::ToolDefinition;
+use domain::{ChainId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::gates::DriftHistory;
+use crate::parse::{self, PlannedStep};
+
+mod steps;
+use crate::validate::{QaSpec, redact, scan};
+
+/// Retrieval confidence needed to act without another retrieval loop (seed 004).
+pub const THINK_ACT_THRESHOLD: f64 = 0.80;
+pub const MAX_THINK_LOOPS: u32 = 3;
+/// Retries of a transiently failed tool call (seed 004: at most 2).
+pub const MAX_TOOL_RETRIES: u32 = 2;
+/// Characters of a tool result kept in seals and events.
+const PREVIEW_CHARS: usize = 500;
+
+/// Why the engine wants a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelPurpose {
+    Plan,
+    Declare,
+    Answer,
+}
+
+/// What the runtime should do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Call a model. `tier_bump` > 0 asks for a stronger tier than the run's own.
+    CallModel { purpose: ModelPurpose, system: String, prompt: String, tier_bump: u8 },
+    /// Retrieve context for a step; answer with [`Input::Retrieved`].
+    Retrieve { step: usize, query: String },
+    /// Start the persona's TTL clock and load its drift history for the tool.
+    ActivatePersona { step: usize, persona: String, tool: String },
+    /// Report the monotonic time since activation (and intent similarity, when available).
+    MeasureGates { step: usize },
+    /// Append a ledger entry and answer with [`Input::Sealed`] once it is durable.
+    Seal { step: usize, kind: SealKind, payload: Value },
+    /// Park the run until a human decides; the approval binds to `call_digest`.
+    AwaitApproval { step: usize, tool: String, params: Value, call_digest: String, reason: String },
+    /// Run the tool in the sandbox with exactly these parameters.
+    ExecuteTool { step: usize, tool: String, params: Value, timeout: Duration },
+    /// The run is over.
+    Finish { status: ChainStatus, answer: Option<String>, error: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealKind {
+    Intent,
+    Result,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Start,
+    ModelReplied { text: String, input_tokens: u64, output_tokens: u64, model: String, cost_usd: f64 },
+    ModelFailed { error: String },
+    Retrieved { confidence: f64, context: String },
+    PersonaActivated { drift: DriftHistory },
+    GatesMeasured { since_activation: Duration, intent_similarity: Option<f64>, now: Timestamp },
+    Sealed { fingerprint: String, index: u64 },
+    ApprovalDecided { approved: bool, by: String, note: String },
+    ToolFinished { result: Result<Value, ToolFailure> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolFailure {
+    pub message: String,
+    /// Timeouts and unreachable services: worth retrying.
+    pub transient: bool,
+}
+
+/// Events for live views (seed 004's SSE names).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    ChainStarted { chain_id: String, steps: usize },
+    StepStarted { step: usize, persona: String, tool: String },
+    GateResult { step: usize, gate: String, verdict: GateVerdict, score: f64, threshold: f64 },
+    SealCreated { step: usize, seal_kind: SealKind, status: String, fingerprint: String, result_preview: String },
+    StepCompleted { step: usize, status: String },
+    ApprovalRequired { step: usize, tool: String, reason: String },
+    ChainCompleted { chain_id: String, status: ChainStatus, input_tokens: u64, output_tokens: u64, cost_usd: f64 },
+    Error { message: String },
+}
+
+/// What the run looks like from outside, per step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub action: String,
+    pub persona: String,
+    pub tool: String,
+    pub params: Value,
+    pub gates: Vec<GateResult>,
+    /// `pending`, `blocked`, `awaiting_approval`, `executing`, `executed`, `failed`.
+    pub status: String,
+    pub intent_fingerprint: Option<String>,
+    pub result_fingerprint: Option<String>,
+    pub result_preview: Option<String>,
+    pub error: Option<String>,
+    pub reasoning: Vec<String>,
+    pub attempts: u32,
+    /// The drift fingerprint of the call, once gated.
+    pub action_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Phase {
+    New,
+    Planning { attempts: u32 },
+    Retrieving { step: usize, loops: u32 },
+    Activating { step: usize },
+    Declaring { step: usize, attempts: u32 },
+    Gating { step: usize },
+    SealingIntent { step: usize },
+    AwaitingApproval { step: usize },
+    Executing { step: usize },
+    SealingResult { step: usize },
+    Answering { attempts: u32, tier_bump: u8 },
+    Done,
+}
+
+/// Everything a run needs that does not change while it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunContext {
+    pub personas: Vec<PersonaContract>,
+    pub tools: Vec<ToolDefinition>,
+    /// Forces every step onto this persona (e.g. `nexus run --persona researcher`).
+    pub persona_override: Option<String>,
+    /// Checked against the final answer, with one retry and then one escalation.
+    pub qa_spec: Option<String>,
+}
+
+/// One run of the agent loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub chain_id: ChainId,
+    pub task: String,
+    pub context: RunContext,
+    pub status: ChainStatus,
+    pub plan: Vec<PlannedStep>,
+    pub steps: Vec<StepRecord>,
+    pub answer: Option<String>,
+    pub error: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub models: Vec<String>,
+    phase: Phase,
+    /// Working state of the current step (not part of the public record).
+    drift: Option<DriftHistory>,
+    retrieved: String,
+    pending_payload: Option<Value>,
+}
+
+impl Run {
+    pub fn new(chain_id: ChainId, task: impl Into<String>, context: RunContext) -> Self {
+        Self {
+            chain_id,
+            task: task.into(),
+            context,
+            status: ChainStatus::Planning,
+            plan: Vec::new(),
+            steps: Vec::new(),
+            answer: None,
+            error: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: 0.0,
+            models: Vec::new(),
+            phase: Phase::New,
+            drift: None,
+            retrieved: String::new(),
+            pending_payload: None,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Whether the run is parked waiting for a human.
+    pub fn awaiting_approval(&self) -> Option<usize> {
+        match self.phase {
+            Phase::AwaitingApproval { step } => Some(step),
+            _ => None,
+        }
+    }
+
+    /// The action to repeat after a restart: the one the run was waiting on when it was stored.
+    pub fn resume(&mut self) -> (Action, Vec<Event>) {
+        match self.phase.clone() {
+            Phase::New => self.advance(Input::Start),
+            Phase::Planning { attempts } => (self.plan_call(attempts), Vec::new()),
+            Phase::Retrieving { step, .. } => {
+                (Action::Retrieve { step, query: self.steps[step].action.clone() }, Vec::new())
+            }
+            Phase::Activating { step } => (self.activate_action(step), Vec::new()),
+            Phase::Declaring { step, .. } => (self.declare_call(step), Vec::new()),
+            Phase::Gating { step } => (Action::MeasureGates { step }, Vec::new()),
+            // A seal may or may not have reached the ledger before the crash; the runtime
+            // checks the chain's last entry before re-sealing.
+            Phase::SealingIntent { step } | Phase::SealingResult { step } => {
+                let kind =
+                    if matches!(self.phase, Phase::SealingIntent { .. }) { SealKind::Intent } else { SealKind::Result };
+                (Action::Seal { step, kind, payload: self.pending_payload.clone().unwrap_or(Value::Null) }, Vec::new())
+            }
+            Phase::AwaitingApproval { step } => {
+                let s = &self.steps[step];
+                let action = Action::AwaitApproval {
+                    step,
+                    tool: s.tool.clone(),
+                    params: s.params.clone(),
+                    call_digest: call_digest(&self.chain_id, step, &s.tool, &s.params),
+                    reason: s.error.clone().unwrap_or_default(),
+                };
+                (action, Vec::new())
+            }
+            // A tool interrupted mid-run is not re-run blindly: its intent is sealed, its
+            // effect unknown. The run fails with that reason.
+            Phase::Executing { step } => {
+                let failure =
+                    ToolFailure { message: "interrupted by a restart while the tool ran".into(), transient: false };
+                self.steps[step].attempts = MAX_TOOL_RETRIES + 1;
+                self.advance(Input::ToolFinished { result: Err(failure) })
+            }
+            Phase::Answering { attempts, tier_bump } => (self.answer_call(attempts, tier_bump, &[]), Vec::new()),
+            Phase::Done => (self.finish_action(), Vec::new()),
+        }
+    }
+
+    /// Feeds what happened and returns what to do next.
+    pub fn advance(&mut self, input: Input) -> (Action, Vec<Event>) {
+        let mut events = Vec::new();
+        let action = self.transition(input, &mut events);
+        if let Action::Finish { status, .. } = &action {
+            events.push(Event::ChainCompleted {
+                chain_id: self.chain_id.to_string(),
+                status: *status,
+                input_tokens: self.input_tokens,
+                output_tokens: self.output_tokens,
+                cost_usd: self.cost_usd,
+            });
+        }
+        (action, events)
+    }
+
+    fn transition(&mut self, input: Input, events: &mut Vec<Event>) -> Action {
+        if let Input::ModelReplied { input_tokens, output_tokens, model, cost_usd, .. } = &input {
+            self.input_tokens += input_tokens;
+            self.output_tokens += output_tokens;
+            self.cost_usd += cost_usd;
+            if !self.models.contains(model) {
+                self.models.push(model.clone());
+            }
+        }
+        match (self.phase.clone(), input) {
+            (Phase::New, Input::Start) => {
+                self.phase = Phase::Planning { attempts: 0 };
+                self.plan_call(0)
+            }
+            (_, Input::ModelFailed { error }) => {
+                events.push(Event::Error { message: error.clone() });
+                self.fail(format!("model call failed: {error}"))
+            }
+            (Phase::Planning { attempts }, Input::ModelReplied { text, .. }) => match parse::plan(&text) {
+                Ok(plan) => self.start_plan(plan, events),
+                Err(error) if attempts == 0 => {
+                    events.push(Event::Error { message: format!("planner output rejected: {error}; asking again") });
+                    self.phase = Phase::Planning { attempts: 1 };
+                    self.plan_call(1)
+                }
+                Err(error) => self.fail(format!("the planner did not produce a usable plan: {error}")),
+            },
+            (Phase::Retrieving { step, loops }, Input::Retrieved { confidence, context }) => {
+                if !context.is_empty() {
+                    self.retrieved = context;
+                }
+                self.steps[step].reasoning.push(format!("retrieval {}: confidence {confidence:.2}", loops + 1));
+                if confidence < THINK_ACT_THRESHOLD && loops + 1 < MAX_THINK_LOOPS {
+                    self.phase = Phase::Retrieving { step, loops: loops + 1 };
+                    Action::Retrieve { step, query: format!("{} {}", self.steps[step].action, self.task) }
+                } else {
+                    self.phase = Phase::Activating { step };
+                    self.activate_action(step)
+                }
+            }
+            (Phase::Activating { step }, Input::PersonaActivated { drift }) => {
+                self.drift = Some(drift);
+                self.phase = Phase::Declaring { step, attempts: 0 };
+                self.declare_call(step)
+            }
+            (Phase::Declaring { step, attempts }, Input::ModelReplied { text, .. }) => {
+                match parse::declaration(&text) {
+                    Ok(declared) => {
+                        let s = &mut self.steps[step];
+                        s.params = declared.tool_params;
+                        s.reasoning.push(format!(
+                            "intent: {} (confidence {:.2})",
+                            declared.planned_action, declared.confidence
+                        ));
+                        if !declared.reasoning.is_empty() {
+                            s.reasoning.push(declared.reasoning);
+                        }
+                        self.phase = Phase::Gating { step };
+                        Action::MeasureGates { step }
+                    }
+                    Err(error) if attempts == 0 => {
+                        self.steps[step].reasoning.push(format!("declaration rejected: {error}"));
+                        self.phase = Phase::Declaring { step, attempts: 1 };
+                        self.declare_call(step)
+                    }
+                    Err(error) => {
+                        // Fall back to the planned parameters: the gates judge the call either way.
+                        self.steps[step]
+                            .reasoning
+                            .push(format!("declaration rejected again ({error}); using the planned call"));
+                        self.phase = Phase::Gating { step };
+                        Action::MeasureGates { step }
+                    }
+                }
+            }
+            (Phase::Gating { step }, Input::GatesMeasured { since_activation, intent_similarity, now }) => {
+                self.gate(step, since_activation, intent_similarity, now, events)
+            }
+            (Phase::SealingIntent { step }, Input::Sealed { fingerprint, .. }) => {
+                self.pending_payload = None;
+                let s = &mut self.steps[step];
+                s.intent_fingerprint = Some(fingerprint.clone());
+                events.push(Event::SealCreated {
+                    step,
+                    seal_kind: SealKind::Intent,
+                    status: s.status.clone(),
+                    fingerprint,
+                    result_preview: String::new(),
+                });
+                match s.status.as_str() {
+                    "blocked" => {
+                        let error = s.error.clone().unwrap_or_default();
+                        events.push(Event::StepCompleted { step, status: "blocked".into() });
+                        self.stop(format!("step {step} blocked: {error}"))
+                    }
+                    "awaiting_approval" => {
+                        self.status = ChainStatus::AwaitingApproval;
+                        self.phase = Phase::AwaitingApproval { step };
+                        let reason = s.error.clone().unwrap_or_default();
+                        events.push(Event::ApprovalRequired { step, tool: s.tool.clone(), reason: reason.clone() });
+                        Action::AwaitApproval {
+                            step,
+                            tool: s.tool.clone(),
+                            params: s.params.clone(),
+                            call_digest: call_digest(&self.chain_id, step, &s.tool, &s.params),
+                            reason,
+                        }
+                    }
+                    _ => self.execute(step),
+                }
+            }
+            (Phase::AwaitingApproval { step }, Input::ApprovalDecided { approved, by, note }) => {
+                self.status = ChainStatus::Executing;
+                let s = &mut self.steps[step];
+                s.reasoning.push(format!(
+                    "{} by {by}{}",
+                    if approved { "approved" } else { "denied" },
+                    if note.is_empty() { String::new() } else { format!(": {note}") }
+                ));
+                if approved {
+                    s.error = None;
+                    self.execute(step)
+                } else {
+                    s.status = "blocked".into();
+                    s.error = Some(format!("denied by {by}"));
+                    self.seal_result(step)
+                }
+            }
+            (Phase::Executing { step }, Input::ToolFinished { result }) => match result {
+                Ok(value) => {
+                    let text = match &value {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let emails_expected = self.steps[step].tool == "send_email";
+                    let findings = scan(&text, emails_expected);
+                    let s = &mut self.steps[step];
+                    if !findings.is_empty() {
+                        let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+                        s.reasoning.push(format!("output validation redacted: {}", kinds.join(", ")));
+                    }
+                    // Sensitive matches never reach the seal, the events or the next prompt.
+                    let preview: String = redact(&text, &findings).chars().take(PREVIEW_CHARS).collect();
+                    s.status = "executed".into();
+                    s.result_preview = Some(preview);
+                    self.retrieved = format!(
+                        "{}\n[step {step} {}] {}",
+                        self.retrieved,
+                        s.tool,
+                        s.result_preview.clone().unwrap_or_default()
+                    );
+                    self.seal_result(step)
+                }
+                Err(failure) => {
+                    let s = &mut self.steps[step];
+                    s.reasoning.push(format!("attempt {} failed: {}", s.attempts, failure.message));
+                    if failure.transient && s.attempts <= MAX_TOOL_RETRIES {
+                        self.execute(step)
+                    } else {
+                        s.status = "failed".into();
+                        s.error = Some(failure.message);
+                        self.seal_result(step)
+                    }
+                }
+            },
+            (Phase::SealingResult { step }, Input::Sealed { fingerprint, .. }) => {
+                self.pending_payload = None;
+                let s = &mut self.steps[step];
+                s.result_fingerprint = Some(fingerprint.clone());
+                events.push(Event::SealCreated {
+                    step,
+                    seal_kind: SealKind::Result,
+                    status: s.status.clone(),
+                    fingerprint,
+                    result_preview: s.result_preview.clone().unwrap_or_default(),
+                });
+                events.push(Event::StepCompleted { step, status: s.status.clone() });
+                let status = s.status.clone();
+                let error = s.error.clone().unwrap_or_default();
+                match status.as_str() {
+                    "executed" if step + 1 < self.steps.len() => self.begin_step(step + 1, events),
+                    "executed" => {
+                        self.phase = Phase::Answering { attempts: 0, tier_bump: 0 };
+                        self.answer_call(0, 0, &[])
+                    }
+                    _ => self.stop(format!("step {step} {status}: {error}")),
+                }
+            }
+            (Phase::Answering { attempts, tier_bump }, Input::ModelReplied { text, .. }) => {
+                let qa = self.context.qa_spec.as_deref().map(QaSpec::parse);
+                let failures = match qa {
+                    None => Vec::new(),
+                    Some(Err(error)) => return self.fail(format!("QA spec: {error}")),
+                    Some(Ok(spec)) => spec.check(&text).failures,
+                };
+                let leaks = scan(&text, true);
+                let mut failures = failures;
+                failures.extend(
+                    leaks
+                        .iter()
+                        .filter(|f| f.kind != crate::validate::FindingKind::Email)
+                        .map(|f| format!("answer contains a {} ({})", f.kind.as_str(), f.masked)),
+                );
+                if failures.is_empty() {
+                    self.answer = Some(text);
+                    self.status = ChainStatus::Completed;
+                    self.phase = Phase::Done;
+                    return self.finish_action();
+                }
+                events.push(Event::Error { message: format!("answer failed QA: {}", failures.join("; ")) });
+                match (attempts, tier_bump) {
+                    (0, bump) => {
+                        self.phase = Phase::Answering { attempts: 1, tier_bump: bump };
+                        self.answer_call(1, bump, &failures)
+                    }
+                    (_, 0) => {
+                        self.phase = Phase::Answering { attempts: 0, tier_bump: 1 };
+                        self.answer_call(0, 1, &failures)
+                    }
+                    _ => {
+                        self.status = ChainStatus::Escalated;
+                        self.error = Some(format!(
+                            "the answer failed QA after a retry and a stronger model: {}",
+                            failures.join("; ")
+                        ));
+                        self.phase = Phase::Done;
+                        self.finish_action()
+                    }
+                }
+            }
+            (phase, input) => {
+                let message = format!("unexpected input {} in phase {phase:?}", input_name(&input));
+                events.push(Event::Error { message: message.clone() });
+                self.fail(message)
+            }
+        }
+    }
+}
+
+/// The digest an approval binds to: chain, step, tool and canonical parameters.
+pub fn call_digest(chain: &ChainId, step: usize, tool: &str, params: &Value) -> String {
+    let mut hasher = Sha256::new();
+    for part in [chain.as_str().as_bytes(), &step.to_be_bytes(), tool.as_bytes(), canonical(params).as_bytes()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let inner: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[k.as_str()])))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+fn unknown_tool(name: &str) -> ToolDefinition {
+    ToolDefinition {
+        name: name.to_owned(),
+        description: "(not a registered tool)".into(),
+        parameters: json!({}),
+        risk_level: domain::persona::RiskLevel::Critical,
+        resource_pattern: String::new(),
+        resource_args: Vec::new(),
+        timeout_seconds: 1,
+        requires_approval: true,
+        state_changing: true,
+    }
+}
+
+fn input_name(input: &Input) -> &'static str {
+    match input {
+        Input::Start => "start",
+        Input::ModelReplied { .. } => "model reply",
+        Input::ModelFailed { .. } => "model failure",
+        Input::Retrieved { .. } => "retrieval",
+        Input::PersonaActivated { .. } => "persona activation",
+        Input::GatesMeasured { .. } => "gate measurements",
+        Input::Sealed { .. } => "seal",
+        Input::ApprovalDecided { .. } => "approval decision",
+        Input::ToolFinished { .. } => "tool result",
+    }
+}

@@ -1,0 +1,99 @@
+//! Builds the agent's services from configuration: model providers (with retries, circuit
+//! breakers and a fallback chain per tier), the built-in tools, and the sandbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use providers::ModelProvider;
+use providers::config::{ProviderSettings, configured_providers, not_configured};
+use providers::pricing::PriceTable;
+use providers::resilience::{CircuitBreakerConfig, Fallback, FallbackTarget, Resilient, RetryPolicy};
+use runtime::agent::{AgentServices, ModelTarget, Models};
+use tools::builtin::{BuiltinSettings, builtins};
+
+use crate::config::Config;
+
+/// How long an approval request waits for a decision.
+const APPROVAL_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The default (normal, complex) models of each provider.
+fn default_models(provider: &str) -> Option<(&'static str, &'static str)> {
+    match provider {
+        "anthropic" => Some(("claude-sonnet-4-5", "claude-opus-4-1")),
+        "openai" => Some(("gpt-4o-mini", "gpt-4o")),
+        "mistral" => Some(("mistral-small-latest", "mistral-large-latest")),
+        "ollama" => Some(("llama3.2", "llama3.2")),
+        _ => None,
+    }
+}
+
+pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Result<AgentServices> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let settings = ProviderSettings::from_env(lookup);
+    let providers: Vec<Arc<dyn ModelProvider>> = configured_providers(&settings)
+        .context("model providers")?
+        .into_iter()
+        .map(|p| {
+            Arc::new(Resilient::new(p, RetryPolicy::default(), CircuitBreakerConfig::default()))
+                as Arc<dyn ModelProvider>
+        })
+        .collect();
+    let models = if providers.is_empty() {
+        Models::NotConfigured(not_configured().to_string())
+    } else {
+        Models::Configured {
+            normal: tier(&providers, config.model_normal.as_deref(), |d| d.0, "models.normal")?,
+            complex: tier(
+                &providers,
+                config.model_complex.as_deref().or(config.model_normal.as_deref()),
+                |d| d.1,
+                "models.complex",
+            )?,
+        }
+    };
+    let tool_settings = BuiltinSettings::from_env(lookup).context("tool settings")?;
+    let knowledge = Arc::new(runtime.knowledge());
+    Ok(AgentServices {
+        models,
+        tools: builtins(&tool_settings, knowledge),
+        sandbox: tools::Sandbox::default(),
+        workspace_root: config.data_dir.join("workspace"),
+        prices: PriceTable::builtin(),
+        approval_ttl: APPROVAL_TTL,
+    })
+}
+
+/// The model target of a tier: the configured `provider/model` first, then every other
+/// provider's default for that tier, as a fallback chain.
+fn tier(
+    providers: &[Arc<dyn ModelProvider>],
+    configured: Option<&str>,
+    pick: fn((&'static str, &'static str)) -> &'static str,
+    setting: &str,
+) -> anyhow::Result<ModelTarget> {
+    let mut targets = Vec::new();
+    if let Some((provider, model)) = configured.and_then(|c| c.split_once('/')) {
+        let Some(found) = providers.iter().find(|p| p.name() == provider) else {
+            let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
+            anyhow::bail!("{setting}: provider {provider:?} is not configured (configured: {})", names.join(", "));
+        };
+        targets.push(FallbackTarget::new(found.clone(), model));
+    }
+    for provider in providers {
+        if targets.iter().any(|t: &FallbackTarget| t.provider.name() == provider.name()) {
+            continue;
+        }
+        if let Some(defaults) = default_models(provider.name()) {
+            targets.push(FallbackTarget::new(provider.clone(), pick(defaults)));
+        }
+    }
+    let Some(first_model) = targets.first().map(|t| t.model.clone()) else {
+        anyhow::bail!(
+            "{setting}: the configured providers have no default model; set {setting} (NEXUS_MODEL_{}) to provider/model",
+            setting.trim_start_matches("models.").to_uppercase()
+        );
+    };
+    let chain = Fallback::new(targets).map_err(|e| anyhow::anyhow!("{setting}: {e}"))?;
+    Ok(ModelTarget { provider: Arc::new(chain), model: first_model })
+}

@@ -1,0 +1,109 @@
+//! `nexus run`, `inspect`, `replay`, `audit`, `approvals` and `persona` as a user runs them,
+//! against a fake OpenAI-compatible server speaking the real wire format.
+
+use serde_json::json;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{Env, assert_clean_failure};
+
+async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
+    let server = MockServer::start().await;
+    for (phrase, content) in replies {
+        Mock::given(method("POST"))
+            .and(path("/chat/completions"))
+            .and(body_string_contains(*phrase))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+            })))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+fn run(env: &Env, server: &MockServer, args: &[&str]) -> std::process::Output {
+    env.command(args)
+        .env("NEXUS_OPENAI_COMPATIBLE_BASE_URL", server.uri())
+        .env("NEXUS_MODEL_NORMAL", "openai-compatible/gpt-4o-mini")
+        .output()
+        .expect("run nexus")
+}
+
+#[tokio::test]
+async fn run_prints_the_seal_summary_and_the_answer_and_inspect_replay_audit_agree() {
+    let server = fake_model(&[
+        ("Break the following task", r#"[{"action": "compute", "tool": "compute_stats", "params": {"values": [1, 2, 3, 4]}, "persona": "analyst"}]"#),
+        ("Declare your intent", r#"{"planned_action": "compute the mean", "tool_params": {"values": [1, 2, 3, 4]}, "reasoning": "asked for statistics", "confidence": 0.9}"#),
+        ("Answer the user", "The mean is 2.5."),
+    ])
+    .await;
+    let env = Env::sqlite();
+    let out = run(&env, &server, &["run", "What is the mean of 1, 2, 3 and 4?"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("[completed]"), "{stdout}");
+    assert!(stdout.contains("analyst | compute_stats | scope=pass(1.00) intent=skip(0.00) ttl=pass"), "{stdout}");
+    assert!(stdout.contains("The mean is 2.5."), "{stdout}");
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("step 0 gate scope: pass"), "progress is streamed: {progress}");
+
+    let chain = stdout.split_whitespace().nth(1).expect("chain id").to_owned();
+    assert!(env.ok(&["inspect", &chain]).contains("compute_stats"));
+    let replay = env.ok(&["replay", &chain]);
+    assert!(replay.contains("verified:"), "{replay}");
+    let audit = env.ok(&["audit"]);
+    assert!(audit.lines().any(|l| l.starts_with("demo | 1 | 1 | 0 |")), "{audit}");
+    assert!(env.ok(&["verify"]).contains("ok: tenant demo"));
+}
+
+#[tokio::test]
+async fn run_without_a_provider_says_how_to_configure_one() {
+    let env = Env::sqlite();
+    let out = env.run(&["run", "hello"]);
+    assert_clean_failure(&out, 2, "ANTHROPIC_API_KEY");
+}
+
+#[tokio::test]
+async fn a_blocked_action_exits_1_and_names_the_gate() {
+    let server = fake_model(&[
+        ("Break the following task", r#"[{"action": "mail", "tool": "send_email", "params": {"to": "a@example.com", "subject": "s", "body": "b"}}]"#),
+        ("Declare your intent", r#"{"planned_action": "mail", "tool_params": {"to": "a@example.com", "subject": "s", "body": "b"}}"#),
+    ])
+    .await;
+    let env = Env::sqlite();
+    let out = run(&env, &server, &["run", "mail a", "--persona", "researcher"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[failed]") && stdout.contains("scope=fail"), "{stdout}");
+}
+
+#[tokio::test]
+async fn personas_are_listed_and_added_with_validation() {
+    let env = Env::sqlite();
+    env.ok(&["seed"]);
+    let listed = env.ok(&["persona", "list"]);
+    assert_eq!(listed.lines().count(), 5, "{listed}");
+    env.ok(&[
+        "persona",
+        "add",
+        "--name",
+        "auditor",
+        "--tools",
+        "knowledge_search,file_read",
+        "--scopes",
+        "kb:*,file:read:*",
+        "--intents",
+        "audit",
+        "--risk",
+        "low",
+    ]);
+    assert!(env.ok(&["persona", "list"]).contains("auditor"));
+    assert_clean_failure(&env.run(&["persona", "add", "--name", "Bad Name"]), 2, "persona name");
+    assert_clean_failure(&env.run(&["persona", "add", "--name", "x", "--risk", "extreme"]), 2, "--risk");
+    assert_clean_failure(&env.run(&["persona", "add", "--name", "auditor"]), 2, "already exists");
+    assert!(env.ok(&["approvals", "list"]).is_empty());
+    assert_clean_failure(&env.run(&["approvals", "approve", "ap_x", "--by", "bob"]), 2, "no approval ap_x");
+}

@@ -1,0 +1,574 @@
+//! The agent driver: runs the engine's state machine against real models, the ledger, the
+//! tool sandbox and the store. The engine decides; this module does the I/O and saves the
+//! run after every durable step, so a restart resumes it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::knowledge::AccessLevel;
+use domain::ledger::{EntryDraft, EntryKind};
+use domain::ports::{Approval, StoreError, StoredRun};
+use domain::{ChainId, TenantId, Timestamp};
+use engine::gates::DriftHistory;
+use engine::machine::{Action, Event, Input, ModelPurpose, Run, RunContext, SealKind, StepRecord, ToolFailure};
+use providers::pricing::PriceTable;
+use providers::{ChatRequest, Message, ModelProvider};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::{LedgerError, Runtime};
+
+/// A model and the provider that serves it.
+#[derive(Clone)]
+pub struct ModelTarget {
+    pub provider: Arc<dyn ModelProvider>,
+    pub model: String,
+}
+
+/// The models runs use: the normal tier, and the stronger tier QA escalates to.
+#[derive(Clone)]
+pub enum Models {
+    Configured {
+        normal: ModelTarget,
+        complex: ModelTarget,
+    },
+    /// No provider is configured; the message says how to configure one.
+    NotConfigured(String),
+}
+
+/// What the agent needs beyond the store and the ledger.
+pub struct AgentServices {
+    pub models: Models,
+    pub tools: tools::Registry,
+    pub sandbox: tools::Sandbox,
+    /// Per-tenant workspaces live in `<workspace_root>/<tenant>`.
+    pub workspace_root: PathBuf,
+    pub prices: PriceTable,
+    /// How long an approval request stays open before it counts as denied.
+    pub approval_ttl: Duration,
+}
+
+/// A task to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub tenant: TenantId,
+    pub task: String,
+    pub persona: Option<String>,
+    pub qa_spec: Option<String>,
+    /// Who asked; they may not approve their own run's actions.
+    pub user: Option<String>,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    pub tenant: TenantId,
+    pub chain_id: ChainId,
+    pub task: String,
+    pub status: domain::agent::ChainStatus,
+    pub answer: Option<String>,
+    pub error: Option<String>,
+    pub steps: Vec<StepRecord>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub models: Vec<String>,
+}
+
+/// One engine event, for live views.
+#[derive(Debug, Clone)]
+pub struct RunEvent {
+    pub tenant: TenantId,
+    pub chain_id: ChainId,
+    pub event: Event,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("tenant {tenant} has no persona named {name:?}")]
+    UnknownPersona { tenant: TenantId, name: String },
+    #[error("tenant {0} has no personas; run `nexus seed` or create one")]
+    NoPersonas(TenantId),
+    #[error("tenant {tenant} has no run {chain}")]
+    NoSuchRun { tenant: TenantId, chain: String },
+    #[error("tenant {tenant} has no approval {id}")]
+    NoSuchApproval { tenant: TenantId, id: String },
+    #[error("approval {0} was already decided or has expired")]
+    ApprovalClosed(String),
+    #[error("{by} requested this run and may not approve its actions")]
+    SelfApproval { by: String },
+    #[error("stored run {chain} cannot be read: {reason}")]
+    CorruptRun { chain: String, reason: String },
+}
+
+/// Statuses of runs that are not over.
+const OPEN_STATUSES: [&str; 3] = ["planning", "executing", "awaiting_approval"];
+
+impl Runtime {
+    fn agent(&self) -> Result<&AgentServices, AgentError> {
+        self.agent
+            .as_deref()
+            .ok_or_else(|| AgentError::NotConfigured("the agent is not enabled in this runtime".into()))
+    }
+
+    /// Every registered tool with its availability.
+    pub fn tool_list(&self) -> Result<Vec<(domain::tool::ToolDefinition, tools::Availability)>, AgentError> {
+        Ok(self.agent()?.tools.all())
+    }
+
+    /// The tenant knowledge base (ingest and lexical search).
+    pub fn knowledge(&self) -> crate::knowledge::KnowledgeService {
+        crate::knowledge::KnowledgeService::new(self.store.clone())
+    }
+
+    /// Live engine events of every run.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    /// Plans and runs a task until it finishes or waits for an approval.
+    pub async fn execute(&self, request: RunRequest) -> Result<RunReport, AgentError> {
+        let agent = self.agent()?;
+        if let Models::NotConfigured(message) = &agent.models {
+            return Err(AgentError::NotConfigured(message.clone()));
+        }
+        let personas = self.store.personas(&request.tenant).await?;
+        if personas.is_empty() {
+            return Err(AgentError::NoPersonas(request.tenant));
+        }
+        if let Some(name) = &request.persona
+            && !personas.iter().any(|p| &p.name == name)
+        {
+            return Err(AgentError::UnknownPersona { tenant: request.tenant, name: name.clone() });
+        }
+        let context = RunContext {
+            personas: personas.into_iter().filter(|p| p.is_active).collect(),
+            tools: agent.tools.definitions(),
+            persona_override: request.persona.clone(),
+            qa_spec: request.qa_spec.clone(),
+        };
+        let mut run = Run::new(ChainId::generate(), request.task.clone(), context);
+        let created = Timestamp::now();
+        let mut record = StoredRun {
+            tenant_id: request.tenant.clone(),
+            chain_id: run.chain_id.clone(),
+            task: request.task.clone(),
+            status: run.status.as_str().to_owned(),
+            state: state_json(&run, request.user.as_deref()),
+            created_at: created,
+            updated_at: created,
+        };
+        self.store.save_run(&record).await?;
+        let first = run.advance(Input::Start);
+        self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref()).await?;
+        Ok(report(&request.tenant, &run))
+    }
+
+    /// The stored state of a run.
+    pub async fn run_report(&self, tenant: &TenantId, chain: &ChainId) -> Result<RunReport, AgentError> {
+        let (run, _, _) = self.load_run(tenant, chain).await?;
+        Ok(report(tenant, &run))
+    }
+
+    /// Recent runs of a tenant, newest first.
+    pub async fn run_reports(&self, tenant: &TenantId, limit: u32) -> Result<Vec<RunReport>, AgentError> {
+        let mut out = Vec::new();
+        for stored in self.store.runs(tenant, limit).await? {
+            let (run, _) = parse_state(&stored)?;
+            out.push(report(tenant, &run));
+        }
+        Ok(out)
+    }
+
+    /// Resumes every unfinished run after a restart. Runs waiting for an approval keep waiting
+    /// unless it expired (then they continue as denied); a run interrupted during a tool call
+    /// is failed with that reason rather than re-running the tool.
+    pub async fn resume_unfinished(&self) -> Result<Vec<RunReport>, AgentError> {
+        let mut reports = Vec::new();
+        for stored in self.store.runs_with_status(&OPEN_STATUSES).await? {
+            let tenant = stored.tenant_id.clone();
+            let (mut run, user) = parse_state(&stored)?;
+            let mut record = stored;
+            if run.awaiting_approval().is_some() {
+                self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await?;
+            } else {
+                tracing::info!(tenant = %tenant, chain = %run.chain_id, "resuming an unfinished run");
+                let next = run.resume();
+                self.drive(&tenant, &mut run, next, &mut record, user.as_deref()).await?;
+            }
+            reports.push(report(&tenant, &run));
+        }
+        Ok(reports)
+    }
+
+    /// A tenant's approvals, newest first; pending ones past their expiry show as `expired`.
+    pub async fn approvals(&self, tenant: &TenantId, status: Option<&str>) -> Result<Vec<Approval>, AgentError> {
+        let now = Timestamp::now();
+        let all = self.store.approvals(tenant, None).await?;
+        Ok(all
+            .into_iter()
+            .map(|mut a| {
+                if a.status == "pending" && a.expires_at <= now {
+                    a.status = "expired".into();
+                }
+                a
+            })
+            .filter(|a| status.is_none_or(|s| a.status == s))
+            .collect())
+    }
+
+    pub async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Approval, AgentError> {
+        self.store
+            .approval(tenant, id)
+            .await?
+            .ok_or_else(|| AgentError::NoSuchApproval { tenant: tenant.clone(), id: id.to_owned() })
+    }
+
+    /// Approves or denies a pending call, once, and resumes its run.
+    pub async fn decide(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        approve: bool,
+        by: &str,
+        note: &str,
+    ) -> Result<RunReport, AgentError> {
+        let approval = self.approval(tenant, id).await?;
+        if approval.requested_by.as_deref() == Some(by) {
+            return Err(AgentError::SelfApproval { by: by.to_owned() });
+        }
+        let status = if approve { "approved" } else { "denied" };
+        if !self.store.decide_approval(tenant, id, status, by, note, Timestamp::now()).await? {
+            return Err(AgentError::ApprovalClosed(id.to_owned()));
+        }
+        let (mut run, mut record, user) = self.load_run(tenant, &approval.chain_id).await?;
+        self.seal_approval(tenant, &approval, status, by, note).await?;
+        if run.awaiting_approval() != Some(approval.step as usize) {
+            return Err(AgentError::ApprovalClosed(id.to_owned()));
+        }
+        let next = run.advance(Input::ApprovalDecided { approved: approve, by: by.to_owned(), note: note.to_owned() });
+        self.drive(tenant, &mut run, next, &mut record, user.as_deref()).await?;
+        Ok(report(tenant, &run))
+    }
+
+    async fn expire_if_due(
+        &self,
+        tenant: &TenantId,
+        run: &mut Run,
+        record: &mut StoredRun,
+        user: Option<&str>,
+    ) -> Result<(), AgentError> {
+        let pending = self.store.approvals(tenant, Some("pending")).await?;
+        let Some(approval) = pending.into_iter().find(|a| a.chain_id == run.chain_id) else { return Ok(()) };
+        let now = Timestamp::now();
+        if approval.expires_at > now {
+            return Ok(());
+        }
+        if self
+            .store
+            .decide_approval(
+                tenant,
+                &approval.id,
+                "expired",
+                "system",
+                "expired",
+                Timestamp::from_micros(approval.expires_at.as_micros() - 1),
+            )
+            .await?
+        {
+            self.seal_approval(tenant, &approval, "expired", "system", "no decision before expiry").await?;
+        }
+        let next = run.advance(Input::ApprovalDecided {
+            approved: false,
+            by: "expiry".into(),
+            note: "no decision in time".into(),
+        });
+        self.drive(tenant, run, next, record, user).await
+    }
+
+    async fn load_run(
+        &self,
+        tenant: &TenantId,
+        chain: &ChainId,
+    ) -> Result<(Run, StoredRun, Option<String>), AgentError> {
+        let stored = self
+            .store
+            .run(tenant, chain)
+            .await?
+            .ok_or_else(|| AgentError::NoSuchRun { tenant: tenant.clone(), chain: chain.to_string() })?;
+        let (run, user) = parse_state(&stored)?;
+        Ok((run, stored, user))
+    }
+
+    async fn seal_approval(
+        &self,
+        tenant: &TenantId,
+        a: &Approval,
+        decision: &str,
+        by: &str,
+        note: &str,
+    ) -> Result<(), AgentError> {
+        let payload = json!({
+            "approval_id": a.id, "step": a.step, "tool": a.tool, "call_digest": a.call_digest,
+            "decision": decision, "by": by, "note": note,
+        });
+        self.ledger
+            .append(tenant, EntryDraft { kind: EntryKind::Approval, chain_id: Some(a.chain_id.clone()), payload })
+            .await?;
+        Ok(())
+    }
+
+    async fn save(&self, run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<(), AgentError> {
+        record.status = run.status.as_str().to_owned();
+        record.state = state_json(run, user);
+        record.updated_at = Timestamp::now();
+        self.store.save_run(record).await?;
+        Ok(())
+    }
+
+    fn publish(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
+        for event in events {
+            // No subscribers is normal; a send error only means nobody is watching.
+            let _ = self.events.send(RunEvent { tenant: tenant.clone(), chain_id: chain.clone(), event });
+        }
+    }
+
+    /// Carries out actions until the run finishes or parks for an approval.
+    async fn drive(
+        &self,
+        tenant: &TenantId,
+        run: &mut Run,
+        mut next: (Action, Vec<Event>),
+        record: &mut StoredRun,
+        user: Option<&str>,
+    ) -> Result<(), AgentError> {
+        let agent = self.agent()?;
+        let mut activated: HashMap<usize, Instant> = HashMap::new();
+        loop {
+            let (action, events) = next;
+            self.publish(tenant, &run.chain_id, events);
+            let input = match action {
+                Action::CallModel { purpose, system, prompt, tier_bump } => {
+                    self.call_model(agent, tenant, &run.chain_id, purpose, system, prompt, tier_bump).await?
+                }
+                Action::Retrieve { query, .. } => {
+                    let found = self.knowledge().search(tenant, "default", &query, 3, AccessLevel::Internal).await?;
+                    let context: Vec<String> =
+                        found.hits.iter().map(|h| format!("[{}] {}", h.source, h.text)).collect();
+                    Input::Retrieved { confidence: found.confidence, context: context.join("\n") }
+                }
+                Action::ActivatePersona { step, persona, tool } => {
+                    activated.insert(step, Instant::now());
+                    let counts = self.store.action_counts(tenant, &persona, &tool).await?;
+                    Input::PersonaActivated { drift: DriftHistory { counts } }
+                }
+                Action::MeasureGates { step } => Input::GatesMeasured {
+                    since_activation: activated.get(&step).map_or(Duration::ZERO, Instant::elapsed),
+                    intent_similarity: None,
+                    now: Timestamp::now(),
+                },
+                Action::Seal { step, kind, payload } => {
+                    let input = self.seal(tenant, run, step, kind, payload).await?;
+                    self.save(run, record, user).await?;
+                    input
+                }
+                Action::AwaitApproval { step, tool, params, call_digest, reason } => {
+                    let now = Timestamp::now();
+                    let ttl = i64::try_from(agent.approval_ttl.as_micros()).unwrap_or(i64::MAX);
+                    let approval = Approval {
+                        id: format!("ap_{}", uuid_like(&call_digest, now)),
+                        tenant_id: tenant.clone(),
+                        chain_id: run.chain_id.clone(),
+                        step: u32::try_from(step).unwrap_or(u32::MAX),
+                        tool,
+                        params: params.to_string(),
+                        call_digest,
+                        reason,
+                        requested_by: user.map(str::to_owned),
+                        status: "pending".into(),
+                        decided_by: None,
+                        decided_at: None,
+                        note: None,
+                        created_at: now,
+                        expires_at: Timestamp::from_micros(now.as_micros().saturating_add(ttl)),
+                    };
+                    self.store.insert_approval(&approval).await?;
+                    self.seal_approval(tenant, &approval, "requested", user.unwrap_or("agent"), &approval.reason)
+                        .await?;
+                    self.save(run, record, user).await?;
+                    return Ok(());
+                }
+                Action::ExecuteTool { step: _, tool, params, timeout } => {
+                    // Saved before the call: a crash now is known to have interrupted a tool.
+                    self.save(run, record, user).await?;
+                    let result = self.run_tool(agent, tenant, &tool, params, timeout).await;
+                    Input::ToolFinished { result }
+                }
+                Action::Finish { .. } => {
+                    self.save(run, record, user).await?;
+                    return Ok(());
+                }
+            };
+            next = run.advance(input);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn call_model(
+        &self,
+        agent: &AgentServices,
+        tenant: &TenantId,
+        chain: &ChainId,
+        purpose: ModelPurpose,
+        system: String,
+        prompt: String,
+        tier_bump: u8,
+    ) -> Result<Input, AgentError> {
+        let Models::Configured { normal, complex } = &agent.models else {
+            return Ok(Input::ModelFailed { error: "no model provider is configured".into() });
+        };
+        let target = if tier_bump > 0 { complex } else { normal };
+        let request = ChatRequest {
+            model: target.model.clone(),
+            system: Some(system),
+            messages: vec![Message::user(prompt)],
+            tools: Vec::new(),
+            max_tokens: 2048,
+            temperature: Some(0.1),
+            stop: Vec::new(),
+        };
+        let started = Instant::now();
+        let response = match target.provider.complete(&request).await {
+            Ok(response) => response,
+            Err(error) => return Ok(Input::ModelFailed { error: error.to_string() }),
+        };
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let cost = agent.prices.cost_usd(&response.model, &response.usage).unwrap_or(0.0);
+        self.store
+            .insert_cost(&domain::cost::CostRecord {
+                tenant_id: tenant.clone(),
+                chain_id: Some(chain.clone()),
+                seal_id: None,
+                model: response.model.clone(),
+                input_tokens: response.usage.input_tokens,
+                output_tokens: response.usage.output_tokens,
+                cost_usd: cost,
+                timestamp: Timestamp::now(),
+            })
+            .await?;
+        let payload = json!({
+            "purpose": purpose, "provider": response.provider, "model": response.model,
+            "input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens,
+            "cost_usd": cost, "latency_ms": latency_ms,
+            "prompt_sha256": ledger::hash::sha256(request.messages[0].content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        });
+        self.ledger
+            .append(tenant, EntryDraft { kind: EntryKind::ModelCall, chain_id: Some(chain.clone()), payload })
+            .await?;
+        Ok(Input::ModelReplied {
+            text: response.content,
+            input_tokens: response.usage.input_tokens,
+            output_tokens: response.usage.output_tokens,
+            model: response.model,
+            cost_usd: cost,
+        })
+    }
+
+    /// Appends a seal, unless a restart left it already appended (then reuses that entry).
+    async fn seal(
+        &self,
+        tenant: &TenantId,
+        run: &Run,
+        step: usize,
+        kind: SealKind,
+        payload: Value,
+    ) -> Result<Input, AgentError> {
+        let entry_kind = match kind {
+            SealKind::Intent => EntryKind::SealIntent,
+            SealKind::Result => EntryKind::SealResult,
+        };
+        let existing = self.store.chain_records(tenant, &run.chain_id).await?;
+        let already = existing.iter().rev().find(|r| {
+            r.kind == entry_kind
+                && serde_json::from_str::<Value>(&r.payload).is_ok_and(|p| p["step_index"] == json!(step))
+        });
+        if let Some(record) = already {
+            return Ok(Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index });
+        }
+        let executed = kind == SealKind::Result && payload["status"] == "executed";
+        let appended = self
+            .ledger
+            .append(tenant, EntryDraft { kind: entry_kind, chain_id: Some(run.chain_id.clone()), payload })
+            .await?;
+        if executed {
+            let s = &run.steps[step];
+            if let Some(fp) = &s.action_fingerprint {
+                self.store.record_action(tenant, &s.persona, &s.tool, fp).await?;
+            }
+        }
+        Ok(Input::Sealed { fingerprint: appended.fingerprint, index: appended.index })
+    }
+
+    async fn run_tool(
+        &self,
+        agent: &AgentServices,
+        tenant: &TenantId,
+        tool: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, ToolFailure> {
+        let Some(handler) = agent.tools.get(tool) else {
+            return Err(ToolFailure { message: format!("no tool named {tool:?}"), transient: false });
+        };
+        let context =
+            tools::ToolContext { tenant: tenant.clone(), workspace: agent.workspace_root.join(tenant.as_str()) };
+        let (_cancel, cancelled) = watch::channel(false);
+        agent
+            .sandbox
+            .run(handler.as_ref(), &context, params, timeout, cancelled)
+            .await
+            .map_err(|e| ToolFailure { transient: e.is_transient(), message: e.to_string() })
+    }
+}
+
+fn state_json(run: &Run, user: Option<&str>) -> String {
+    json!({"run": run, "user": user}).to_string()
+}
+
+fn parse_state(stored: &StoredRun) -> Result<(Run, Option<String>), AgentError> {
+    let corrupt = |reason: String| AgentError::CorruptRun { chain: stored.chain_id.to_string(), reason };
+    let mut value: Value = serde_json::from_str(&stored.state).map_err(|e| corrupt(e.to_string()))?;
+    let user = value.get("user").and_then(Value::as_str).map(str::to_owned);
+    let run: Run = serde_json::from_value(value["run"].take()).map_err(|e| corrupt(e.to_string()))?;
+    Ok((run, user))
+}
+
+fn report(tenant: &TenantId, run: &Run) -> RunReport {
+    RunReport {
+        tenant: tenant.clone(),
+        chain_id: run.chain_id.clone(),
+        task: run.task.clone(),
+        status: run.status,
+        answer: run.answer.clone(),
+        error: run.error.clone(),
+        steps: run.steps.clone(),
+        input_tokens: run.input_tokens,
+        output_tokens: run.output_tokens,
+        cost_usd: run.cost_usd,
+        models: run.models.clone(),
+    }
+}
+
+/// A short unique id for an approval, from its call digest and time.
+fn uuid_like(digest: &str, at: Timestamp) -> String {
+    let hash = ledger::hash::sha256(format!("{digest}{}", at.as_micros()).as_bytes());
+    hash[..10].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,457 @@
+//! The agent end to end: real SQLite, real ledger, real tools and sandbox, real provider clients
+//! against a fake OpenAI-compatible server speaking the real wire format. Seed 004 §20 items
+//! 2, 3, 4 and 10, plus retries, fallback, approvals, SSRF, path traversal and resume.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::agent::{ChainStatus, GateVerdict};
+use domain::knowledge::AccessLevel;
+use domain::persona::{PersonaContract, RiskLevel, TrustTier};
+use domain::tool::ToolDefinition;
+use domain::{PersonaId, TenantId, Timestamp};
+use providers::ModelProvider;
+use providers::openai::{OpenAiConfig, OpenAiProvider};
+use providers::pricing::PriceTable;
+use providers::resilience::{CircuitBreakerConfig, Fallback, FallbackTarget, Resilient, RetryPolicy};
+use runtime::Runtime;
+use runtime::agent::{AgentError, AgentServices, ModelTarget, Models, RunRequest};
+use serde_json::{Value, json};
+use store::test_support::{TestDatabase, sqlite};
+use tools::{Tool, ToolContext, ToolError};
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{config, signer};
+
+fn completion(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
+    }))
+}
+
+/// A fake model: each reply is chosen by a phrase its prompt contains.
+async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
+    let server = MockServer::start().await;
+    for (phrase, content) in replies {
+        Mock::given(method("POST"))
+            .and(path("/chat/completions"))
+            .and(body_string_contains(*phrase))
+            .respond_with(completion(content))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+fn provider(uri: &str) -> Arc<dyn ModelProvider> {
+    let inner = Arc::new(OpenAiProvider::new(OpenAiConfig::compatible("fake", uri, None)).expect("provider"));
+    let retry = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        deadline: Duration::from_secs(20),
+    };
+    Arc::new(Resilient::new(inner, retry, CircuitBreakerConfig::default()))
+}
+
+struct Agent {
+    runtime: Runtime,
+    _db: Option<TestDatabase>,
+    _workspace: tempfile_dir::Dir,
+}
+
+mod tempfile_dir {
+    //! A temporary workspace root that is removed afterwards.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("nexus-ws-{}", domain::ChainId::generate()));
+            std::fs::create_dir_all(&path).expect("workspace");
+            Self(path)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn agent_with(db: TestDatabase, models: Models, extra: Vec<Arc<dyn Tool>>) -> Agent {
+    let store = Arc::clone(&db.store);
+    agent_on(store, Some(db), models, extra).await
+}
+
+async fn agent_on(
+    store: Arc<dyn domain::ports::Store>,
+    db: Option<TestDatabase>,
+    models: Models,
+    extra: Vec<Arc<dyn Tool>>,
+) -> Agent {
+    let runtime = Runtime::start(store, signer(1), config()).await.expect("runtime");
+    runtime.seed_demo().await.expect("seed");
+    let workspace = tempfile_dir::Dir::new();
+    let mut registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(runtime.knowledge()));
+    for tool in extra {
+        registry.register(tool);
+    }
+    let services = AgentServices {
+        models,
+        tools: registry,
+        sandbox: tools::Sandbox::default(),
+        workspace_root: workspace.0.clone(),
+        prices: PriceTable::builtin(),
+        approval_ttl: Duration::from_secs(3600),
+    };
+    Agent { runtime: runtime.with_agent(services), _db: db, _workspace: workspace }
+}
+
+fn models(provider: Arc<dyn ModelProvider>) -> Models {
+    let target = ModelTarget { provider, model: "gpt-4o-mini".into() };
+    Models::Configured { normal: target.clone(), complex: target }
+}
+
+async fn agent(server: &MockServer) -> Agent {
+    agent_with(sqlite().await, models(provider(&server.uri())), Vec::new()).await
+}
+
+fn demo() -> TenantId {
+    TenantId::parse("demo").expect("id")
+}
+
+fn request(task: &str, persona: Option<&str>) -> RunRequest {
+    RunRequest {
+        tenant: demo(),
+        task: task.into(),
+        persona: persona.map(str::to_owned),
+        qa_spec: None,
+        user: Some("alice".into()),
+    }
+}
+
+const PLAN: &str = "Break the following task";
+const DECLARE: &str = "Declare your intent";
+const ANSWER: &str = "Answer the user";
+
+#[tokio::test]
+async fn a_simple_question_completes_with_a_sealed_verified_step() {
+    let server = fake_model(&[
+        (PLAN, r#"[{"action": "search the knowledge base", "tool": "knowledge_search", "params": {"query": "NEXUS ledger"}, "persona": "researcher"}]"#),
+        (DECLARE, r#"{"planned_action": "search", "tool_params": {"query": "NEXUS ledger"}, "resource_targets": ["kb:default"], "reasoning": "the user asks what NEXUS is", "confidence": 0.9}"#),
+        (ANSWER, "NEXUS is a notarized agent framework with a sealed ledger."),
+    ])
+    .await;
+    let agent = agent(&server).await;
+    agent
+        .runtime
+        .knowledge()
+        .ingest_text(
+            &demo(),
+            "default",
+            "intro.md",
+            "NEXUS seals every action in a tamper-evident ledger.",
+            AccessLevel::Internal,
+        )
+        .await
+        .expect("ingest");
+
+    let report = agent.runtime.execute(request("What is NEXUS?", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
+    assert_eq!(report.answer.as_deref(), Some("NEXUS is a notarized agent framework with a sealed ledger."));
+    let step = &report.steps[0];
+    assert_eq!((step.status.as_str(), step.gates.len()), ("executed", 4));
+    assert_eq!(step.gates[0].verdict, GateVerdict::Pass);
+    assert!(step.result_preview.as_deref().is_some_and(|p| p.contains("tamper-evident")), "the tool really searched");
+    assert!(!step.reasoning.is_empty());
+    assert!(report.input_tokens > 0 && report.output_tokens > 0);
+    assert!(report.cost_usd > 0.0, "priced from the table");
+
+    // The chain's entries (model calls and seals) verify, and are in a signed checkpoint.
+    agent.runtime.ledger().publish_checkpoints().await.expect("checkpoint");
+    let verified = agent.runtime.verifier().chain(&demo(), &report.chain_id).await.expect("chain verifies");
+    assert!(verified.entries >= 5 && verified.proven == verified.entries, "{verified:?}");
+    // The stored run reads back the same.
+    assert_eq!(agent.runtime.run_report(&demo(), &report.chain_id).await.expect("stored"), report);
+}
+
+#[tokio::test]
+async fn a_multi_step_task_gives_two_or_more_seals() {
+    let server = fake_model(&[
+        (PLAN, r#"[{"action": "find figures", "tool": "knowledge_search", "params": {"query": "AI trends"}, "persona": "researcher"},
+                   {"action": "write the summary", "tool": "file_write", "params": {"path": "summary.md", "content": "AI trends"}, "persona": "creator"}]"#),
+        ("Tool: knowledge_search", r#"{"planned_action": "search", "tool_params": {"query": "AI trends"}}"#),
+        ("Tool: file_write", r#"{"planned_action": "write", "tool_params": {"path": "summary.md", "content": "AI is trending."}}"#),
+        (ANSWER, "Summary written to summary.md."),
+    ])
+    .await;
+    let agent = agent(&server).await;
+    let report = agent.runtime.execute(request("Research AI trends and write a summary", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
+    assert_eq!(report.steps.iter().filter(|s| s.status == "executed").count(), 2);
+    let written = std::fs::read_to_string(agent._workspace.0.join("demo").join("summary.md")).expect("file written");
+    assert_eq!(written, "AI is trending.");
+}
+
+#[tokio::test]
+async fn a_researcher_sending_email_is_blocked_at_gate_1() {
+    let server = fake_model(&[
+        (PLAN, r#"[{"action": "email the board", "tool": "send_email", "params": {"to": "board@example.com", "subject": "r", "body": "b"}}]"#),
+        (DECLARE, r#"{"planned_action": "send", "tool_params": {"to": "board@example.com", "subject": "r", "body": "b"}}"#),
+    ])
+    .await;
+    let agent = agent(&server).await;
+    let report =
+        agent.runtime.execute(request("Email the report to the board", Some("researcher"))).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Failed);
+    assert_eq!(report.steps[0].status, "blocked");
+    assert_eq!(report.steps[0].gates[0].verdict, GateVerdict::Fail);
+    let records = agent.runtime.store().chain_records(&demo(), &report.chain_id).await.expect("records");
+    let sealed: Vec<Value> = records
+        .iter()
+        .filter(|r| r.kind == domain::ledger::EntryKind::SealIntent)
+        .map(|r| serde_json::from_str(&r.payload).expect("json"))
+        .collect();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(sealed[0]["status"], "blocked");
+}
+
+#[tokio::test]
+async fn a_provider_error_is_retried_and_a_dead_provider_falls_back() {
+    let flaky = fake_model(&[(ANSWER, "Hello!"), (PLAN, "[]")]).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"error": {"message": "overloaded"}})))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&flaky)
+        .await;
+    let agent1 = agent(&flaky).await;
+    let report = agent1.runtime.execute(request("hello", None)).await.expect("runs");
+    assert_eq!((report.status, report.answer.as_deref()), (ChainStatus::Completed, Some("Hello!")), "500 then success");
+
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let healthy = fake_model(&[(PLAN, "[]"), (ANSWER, "Hi from the fallback")]).await;
+    let chain = Fallback::new(vec![
+        FallbackTarget::new(provider(&dead), "gpt-4o-mini"),
+        FallbackTarget::new(provider(&healthy.uri()), "gpt-4o-mini"),
+    ])
+    .expect("chain");
+    let agent2 = agent_with(sqlite().await, models(Arc::new(chain)), Vec::new()).await;
+    let report = agent2.runtime.execute(request("hello", None)).await.expect("runs");
+    assert_eq!(report.answer.as_deref(), Some("Hi from the fallback"));
+
+    let only_dead = agent_with(sqlite().await, models(provider(&dead)), Vec::new()).await;
+    let report = only_dead.runtime.execute(request("hello", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Failed);
+    assert!(report.error.as_deref().is_some_and(|e| e.contains("model call failed")), "{report:?}");
+}
+
+#[tokio::test]
+async fn no_configured_provider_says_how_to_configure_one() {
+    let db = sqlite().await;
+    let agent =
+        agent_with(db, Models::NotConfigured(providers::config::not_configured().to_string()), Vec::new()).await;
+    match agent.runtime.execute(request("hello", None)).await {
+        Err(AgentError::NotConfigured(message)) => assert!(message.contains("ANTHROPIC_API_KEY"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn malformed_planner_output_fails_clearly() {
+    let server = fake_model(&[(PLAN, "I am not sure what you mean.")]).await;
+    let agent = agent(&server).await;
+    let report = agent.runtime.execute(request("do the thing", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Failed);
+    assert!(report.error.as_deref().is_some_and(|e| e.contains("did not produce a usable plan")), "{report:?}");
+}
+
+#[tokio::test]
+async fn ssrf_and_path_traversal_are_refused_by_the_tools() {
+    let server = fake_model(&[
+        (PLAN, r#"[{"action": "fetch metadata", "tool": "web_fetch", "params": {"url": "http://169.254.169.254/latest/meta-data"}, "persona": "researcher"}]"#),
+        (DECLARE, r#"{"planned_action": "fetch", "tool_params": {"url": "http://169.254.169.254/latest/meta-data"}}"#),
+    ])
+    .await;
+    let agent1 = agent(&server).await;
+    let report = agent1.runtime.execute(request("read the cloud metadata", None)).await.expect("runs");
+    assert_eq!((report.status, report.steps[0].status.as_str()), (ChainStatus::Failed, "failed"), "{report:?}");
+    assert!(report.steps[0].error.as_deref().is_some_and(|e| e.contains("169.254.169.254")), "{report:?}");
+
+    let server = fake_model(&[
+        (PLAN, r#"[{"action": "read", "tool": "file_read", "params": {"path": "../../../../etc/passwd"}, "persona": "analyst"}]"#),
+        (DECLARE, r#"{"planned_action": "read", "tool_params": {"path": "../../../../etc/passwd"}}"#),
+    ])
+    .await;
+    let agent2 = agent(&server).await;
+    let report = agent2.runtime.execute(request("read passwd", None)).await.expect("runs");
+    assert_eq!(report.steps[0].status, "failed", "{report:?}");
+    assert!(!report.steps[0].result_preview.as_deref().unwrap_or_default().contains("root:"), "nothing leaked");
+}
+
+/// A state-changing tool that needs approval, recording what it was asked to do.
+struct Notify {
+    calls: Arc<Mutex<Vec<Value>>>,
+}
+
+#[async_trait]
+impl Tool for Notify {
+    fn definition(&self) -> ToolDefinition {
+        ToolDefinition {
+            name: "notify_team".into(),
+            description: "Posts a message to the team channel.".into(),
+            parameters: json!({"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}),
+            risk_level: RiskLevel::High,
+            resource_pattern: "channel:team".into(),
+            resource_args: Vec::new(),
+            timeout_seconds: 5,
+            requires_approval: true,
+            state_changing: true,
+        }
+    }
+
+    async fn call(&self, _context: &ToolContext, params: Value) -> Result<Value, ToolError> {
+        self.calls.lock().expect("lock").push(params);
+        Ok(json!({"posted": true}))
+    }
+}
+
+async fn approval_agent(
+    store: Arc<dyn domain::ports::Store>,
+    server: &MockServer,
+    calls: Arc<Mutex<Vec<Value>>>,
+) -> Agent {
+    let agent = agent_on(store, None, models(provider(&server.uri())), vec![Arc::new(Notify { calls })]).await;
+    let persona = PersonaContract {
+        id: PersonaId::generate(),
+        tenant_id: demo(),
+        name: "announcer".into(),
+        description: "Posts announcements".into(),
+        allowed_tools: vec!["notify_team".into()],
+        resource_scopes: vec!["*".into()],
+        intent_patterns: vec!["announce".into()],
+        max_ttl_seconds: 120,
+        risk_tolerance: RiskLevel::High,
+        trust_tier: TrustTier::ColdStart,
+        intent_threshold: 0.75,
+        version: 1,
+        is_active: true,
+        created_at: Timestamp::now(),
+    };
+    let _ = agent.runtime.add_persona(&persona).await;
+    agent
+}
+
+async fn notify_server() -> MockServer {
+    fake_model(&[
+        (PLAN, r#"[{"action": "announce", "tool": "notify_team", "params": {"message": "release at 5"}, "persona": "announcer"}]"#),
+        (DECLARE, r#"{"planned_action": "announce", "tool_params": {"message": "release at 5"}}"#),
+        (ANSWER, "The team was told."),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn approvals_hold_the_call_until_a_human_decides_even_across_a_restart() {
+    let server = notify_server().await;
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let db = sqlite().await;
+    let agent = approval_agent(Arc::clone(&db.store), &server, calls.clone()).await;
+    let parked = agent.runtime.execute(request("Tell the team the release is at 5", None)).await.expect("runs");
+    assert_eq!(parked.status, ChainStatus::AwaitingApproval);
+    assert!(calls.lock().expect("lock").is_empty(), "nothing ran before approval");
+    let pending = agent.runtime.approvals(&demo(), Some("pending")).await.expect("list");
+    assert_eq!(pending.len(), 1);
+    let id = pending[0].id.clone();
+    assert!(matches!(
+        agent.runtime.decide(&demo(), &id, true, "alice", "").await,
+        Err(AgentError::SelfApproval { .. })
+    ));
+    agent.runtime.shutdown().await;
+
+    // A new process on the same database: the run still waits in the database.
+    let reopened = store::open(&store::DatabaseUrl::parse(&db.url).expect("url")).await.expect("reopen");
+    let agent2 = approval_agent(reopened, &server, calls.clone()).await;
+    assert!(
+        agent2
+            .runtime
+            .resume_unfinished()
+            .await
+            .expect("resume")
+            .iter()
+            .all(|r| r.status == ChainStatus::AwaitingApproval)
+    );
+    let done = agent2.runtime.decide(&demo(), &id, true, "bob", "go").await.expect("approve");
+    assert_eq!(done.status, ChainStatus::Completed, "{done:?}");
+    assert_eq!(*calls.lock().expect("lock"), vec![json!({"message": "release at 5"})]);
+    assert!(
+        matches!(agent2.runtime.decide(&demo(), &id, true, "bob", "").await, Err(AgentError::ApprovalClosed(_))),
+        "single use"
+    );
+    drop(agent);
+}
+
+#[tokio::test]
+async fn a_denied_call_never_runs() {
+    let server = notify_server().await;
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let db = sqlite().await;
+    let agent = approval_agent(Arc::clone(&db.store), &server, calls.clone()).await;
+    agent.runtime.execute(request("Tell the team", None)).await.expect("runs");
+    let id = agent.runtime.approvals(&demo(), Some("pending")).await.expect("list")[0].id.clone();
+    let report = agent.runtime.decide(&demo(), &id, false, "bob", "not now").await.expect("deny");
+    assert_eq!(report.status, ChainStatus::Failed);
+    assert!(calls.lock().expect("lock").is_empty());
+    let decisions: Vec<Value> = agent
+        .runtime
+        .store()
+        .chain_records(&demo(), &report.chain_id)
+        .await
+        .expect("records")
+        .iter()
+        .filter(|r| r.kind == domain::ledger::EntryKind::Approval)
+        .map(|r| serde_json::from_str(&r.payload).expect("json"))
+        .collect();
+    assert_eq!(
+        decisions.iter().map(|d| d["decision"].as_str().unwrap_or_default()).collect::<Vec<_>>(),
+        ["requested", "denied"]
+    );
+}
+
+#[tokio::test]
+async fn a_run_left_unfinished_by_a_crash_is_resumed() {
+    let server = fake_model(&[(PLAN, "[]"), (ANSWER, "Resumed and answered.")]).await;
+    let agent = agent(&server).await;
+    // What a crashed process leaves behind: a stored run that was about to ask the planner.
+    let personas = agent.runtime.store().personas(&demo()).await.expect("personas");
+    let context = engine::machine::RunContext { personas, tools: Vec::new(), persona_override: None, qa_spec: None };
+    let mut run = engine::machine::Run::new(domain::ChainId::generate(), "say hi", context);
+    run.advance(engine::machine::Input::Start);
+    let now = Timestamp::now();
+    agent
+        .runtime
+        .store()
+        .save_run(&domain::ports::StoredRun {
+            tenant_id: demo(),
+            chain_id: run.chain_id.clone(),
+            task: "say hi".into(),
+            status: "planning".into(),
+            state: json!({"run": run, "user": "alice"}).to_string(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .expect("save");
+    let resumed = agent.runtime.resume_unfinished().await.expect("resume");
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(
+        (resumed[0].status, resumed[0].answer.as_deref()),
+        (ChainStatus::Completed, Some("Resumed and answered."))
+    );
+}

@@ -1,0 +1,81 @@
+//! Row shapes and conversions for runs and approvals (shared by both backends).
+
+use domain::ports::{Approval, StoreError, StoredRun};
+use domain::{ChainId, TenantId, Timestamp};
+
+pub(crate) type RunRow = (String, String, String, String, String, i64, i64);
+pub(crate) type ApprovalRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+pub(crate) const RUN_COLUMNS: &str = "tenant_id, chain_id, task, status, state, created_at, updated_at";
+pub(crate) const APPROVAL_COLUMNS: &str = "id, tenant_id, chain_id, step, tool, params, call_digest, reason, \
+     requested_by, status, decided_by, decided_at, note, created_at, expires_at";
+
+fn invalid(what: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::InvalidRow { what, reason: reason.to_string() }
+}
+
+pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
+    let (tenant_id, chain_id, task, status, state, created_at, updated_at) = row;
+    Ok(StoredRun {
+        tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("run", e))?,
+        chain_id: ChainId::parse(chain_id).map_err(|e| invalid("run", e))?,
+        task,
+        status,
+        state,
+        created_at: Timestamp::from_micros(created_at),
+        updated_at: Timestamp::from_micros(updated_at),
+    })
+}
+
+pub(crate) fn approval(row: ApprovalRow) -> Result<Approval, StoreError> {
+    let (
+        id,
+        tenant_id,
+        chain_id,
+        step,
+        tool,
+        params,
+        call_digest,
+        reason,
+        requested_by,
+        status,
+        decided_by,
+        decided_at,
+        note,
+        created_at,
+        expires_at,
+    ) = row;
+    Ok(Approval {
+        id,
+        tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("approval", e))?,
+        chain_id: ChainId::parse(chain_id).map_err(|e| invalid("approval", e))?,
+        step: u32::try_from(step).map_err(|_| invalid("approval step", step))?,
+        tool,
+        params,
+        call_digest,
+        reason,
+        requested_by,
+        status,
+        decided_by,
+        decided_at: decided_at.map(Timestamp::from_micros),
+        note,
+        created_at: Timestamp::from_micros(created_at),
+        expires_at: Timestamp::from_micros(expires_at),
+    })
+}

@@ -1,0 +1,206 @@
+//! Shared SQL for the agent's ports (runs, approvals, drift counts), implemented for both pool
+//! types by one macro, in a child module of the backend so its imports stay separate.
+
+macro_rules! impl_agent_ports {
+    ($store:ident) => {
+        mod agent_ports {
+            use async_trait::async_trait;
+            use domain::ports::{Approval, ApprovalStore, DriftStore, RunStore, StoreError, StoredRun};
+            use domain::{ChainId, TenantId, Timestamp};
+
+            use super::$store;
+            use $crate::agent_rows::{self, APPROVAL_COLUMNS, RUN_COLUMNS};
+            use $crate::error::{classify, classify_insert};
+
+            #[async_trait]
+            impl RunStore for $store {
+                async fn save_run(&self, run: &StoredRun) -> Result<(), StoreError> {
+                    let sql = format!(
+                        "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
+                         state = excluded.state, updated_at = excluded.updated_at"
+                    );
+                    sqlx::query(&sql)
+                        .bind(run.tenant_id.as_str())
+                        .bind(run.chain_id.as_str())
+                        .bind(&run.task)
+                        .bind(&run.status)
+                        .bind(&run.state)
+                        .bind(run.created_at.as_micros())
+                        .bind(run.updated_at.as_micros())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
+                async fn run(&self, tenant: &TenantId, chain: &ChainId) -> Result<Option<StoredRun>, StoreError> {
+                    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND chain_id = $2");
+                    let row: Option<agent_rows::RunRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(chain.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    row.map(agent_rows::run).transpose()
+                }
+
+                async fn runs(&self, tenant: &TenantId, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
+                    let sql = format!(
+                        "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, chain_id DESC LIMIT $2"
+                    );
+                    let rows: Vec<agent_rows::RunRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(agent_rows::run).collect()
+                }
+
+                async fn runs_with_status(&self, statuses: &[&str]) -> Result<Vec<StoredRun>, StoreError> {
+                    if statuses.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let placeholders: Vec<String> = (1..=statuses.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ({}) ORDER BY created_at",
+                        placeholders.join(", ")
+                    );
+                    let mut query = sqlx::query_as::<_, agent_rows::RunRow>(&sql);
+                    for status in statuses {
+                        query = query.bind(*status);
+                    }
+                    let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(agent_rows::run).collect()
+                }
+            }
+
+            #[async_trait]
+            impl ApprovalStore for $store {
+                async fn insert_approval(&self, a: &Approval) -> Result<(), StoreError> {
+                    let sql = format!(
+                        "INSERT INTO approvals ({APPROVAL_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    );
+                    sqlx::query(&sql)
+                        .bind(&a.id)
+                        .bind(a.tenant_id.as_str())
+                        .bind(a.chain_id.as_str())
+                        .bind(i64::from(a.step))
+                        .bind(&a.tool)
+                        .bind(&a.params)
+                        .bind(&a.call_digest)
+                        .bind(&a.reason)
+                        .bind(&a.requested_by)
+                        .bind(&a.status)
+                        .bind(&a.decided_by)
+                        .bind(a.decided_at.map(Timestamp::as_micros))
+                        .bind(&a.note)
+                        .bind(a.created_at.as_micros())
+                        .bind(a.expires_at.as_micros())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| classify_insert(self.target(), || format!("approval {}", a.id), e))?;
+                    Ok(())
+                }
+
+                async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Option<Approval>, StoreError> {
+                    let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant_id = $1 AND id = $2");
+                    let row: Option<agent_rows::ApprovalRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    row.map(agent_rows::approval).transpose()
+                }
+
+                async fn approvals(&self, tenant: &TenantId, status: Option<&str>) -> Result<Vec<Approval>, StoreError> {
+                    let sql = format!(
+                        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant_id = $1 AND ($2 = '' OR status = $2) \
+                         ORDER BY created_at DESC, id DESC"
+                    );
+                    let rows: Vec<agent_rows::ApprovalRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(status.unwrap_or(""))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(agent_rows::approval).collect()
+                }
+
+                async fn decide_approval(
+                    &self,
+                    tenant: &TenantId,
+                    id: &str,
+                    status: &str,
+                    by: &str,
+                    note: &str,
+                    at: Timestamp,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE approvals SET status = $3, decided_by = $4, note = $5, decided_at = $6 \
+                         WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND expires_at > $6",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .bind(status)
+                    .bind(by)
+                    .bind(note)
+                    .bind(at.as_micros())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(done.rows_affected() == 1)
+                }
+            }
+
+            #[async_trait]
+            impl DriftStore for $store {
+                async fn record_action(
+                    &self,
+                    tenant: &TenantId,
+                    persona: &str,
+                    tool: &str,
+                    fingerprint: &str,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "INSERT INTO action_counts (tenant_id, persona, tool, fingerprint, count) \
+                         VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
+                         DO UPDATE SET count = action_counts.count + 1",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(persona)
+                    .bind(tool)
+                    .bind(fingerprint)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
+                async fn action_counts(
+                    &self,
+                    tenant: &TenantId,
+                    persona: &str,
+                    tool: &str,
+                ) -> Result<Vec<(String, u64)>, StoreError> {
+                    let rows: Vec<(String, i64)> = sqlx::query_as(
+                        "SELECT fingerprint, count FROM action_counts \
+                         WHERE tenant_id = $1 AND persona = $2 AND tool = $3 ORDER BY fingerprint",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(persona)
+                    .bind(tool)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(rows.into_iter().map(|(f, c)| (f, u64::try_from(c).unwrap_or(0))).collect())
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_agent_ports;

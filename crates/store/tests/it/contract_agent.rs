@@ -1,0 +1,125 @@
+//! The agent's storage contract on every backend: runs, approvals (decided once, never after
+//! expiry, never across tenants) and drift counts.
+
+use domain::ports::{Approval, StoredRun};
+use domain::{ChainId, TenantId, Timestamp};
+use store::test_support::backends;
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).expect("id")
+}
+
+fn run(t: &TenantId, chain: &str, status: &str, at: i64) -> StoredRun {
+    StoredRun {
+        tenant_id: t.clone(),
+        chain_id: ChainId::parse(chain).expect("id"),
+        task: "do it".into(),
+        status: status.into(),
+        state: format!("{{\"status\":\"{status}\"}}"),
+        created_at: Timestamp::from_micros(at),
+        updated_at: Timestamp::from_micros(at),
+    }
+}
+
+#[tokio::test]
+async fn runs_are_saved_replaced_and_found_by_status() {
+    for db in backends().await {
+        let (a, b) = (tenant("a"), tenant("b"));
+        db.store.save_run(&run(&a, "c1", "executing", 1)).await.expect("save");
+        db.store.save_run(&run(&a, "c2", "awaiting_approval", 2)).await.expect("save");
+        db.store.save_run(&run(&b, "c3", "completed", 3)).await.expect("save");
+        let mut updated = run(&a, "c1", "completed", 1);
+        updated.updated_at = Timestamp::from_micros(9);
+        db.store.save_run(&updated).await.expect("replace");
+
+        let c1 = ChainId::parse("c1").expect("id");
+        assert_eq!(db.store.run(&a, &c1).await.expect("read"), Some(updated.clone()), "{}", db.backend);
+        assert_eq!(db.store.run(&b, &c1).await.expect("read"), None, "runs are tenant-scoped");
+        let listed: Vec<String> =
+            db.store.runs(&a, 10).await.expect("list").into_iter().map(|r| r.chain_id.to_string()).collect();
+        assert_eq!(listed, ["c2", "c1"], "newest first");
+        let open = db.store.runs_with_status(&["executing", "awaiting_approval"]).await.expect("by status");
+        assert_eq!(open.iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>(), ["c2"]);
+    }
+}
+
+fn approval(t: &TenantId, id: &str, expires: i64) -> Approval {
+    Approval {
+        id: id.into(),
+        tenant_id: t.clone(),
+        chain_id: ChainId::parse("c1").expect("id"),
+        step: 0,
+        tool: "send_email".into(),
+        params: "{\"to\":\"ada@example.com\"}".into(),
+        call_digest: "d".repeat(64),
+        reason: "requires approval".into(),
+        requested_by: Some("alice".into()),
+        status: "pending".into(),
+        decided_by: None,
+        decided_at: None,
+        note: None,
+        created_at: Timestamp::from_micros(10),
+        expires_at: Timestamp::from_micros(expires),
+    }
+}
+
+#[tokio::test]
+async fn approvals_are_decided_once_before_expiry_within_their_tenant() {
+    for db in backends().await {
+        let (a, b) = (tenant("a"), tenant("b"));
+        db.store.insert_approval(&approval(&a, "ap1", 1_000)).await.expect("insert");
+        db.store.insert_approval(&approval(&a, "ap2", 50)).await.expect("insert");
+        assert_eq!(db.store.approvals(&a, Some("pending")).await.expect("list").len(), 2, "{}", db.backend);
+        assert!(db.store.approvals(&b, None).await.expect("list").is_empty());
+
+        assert!(
+            !db.store
+                .decide_approval(&b, "ap1", "approved", "mallory", "", Timestamp::from_micros(20))
+                .await
+                .expect("decide")
+        );
+        assert!(
+            db.store
+                .decide_approval(&a, "ap1", "approved", "bob", "ok", Timestamp::from_micros(20))
+                .await
+                .expect("decide")
+        );
+        assert!(
+            !db.store
+                .decide_approval(&a, "ap1", "denied", "bob", "", Timestamp::from_micros(21))
+                .await
+                .expect("decide"),
+            "single use"
+        );
+        assert!(
+            !db.store
+                .decide_approval(&a, "ap2", "approved", "bob", "", Timestamp::from_micros(60))
+                .await
+                .expect("decide"),
+            "expired"
+        );
+
+        let decided = db.store.approval(&a, "ap1").await.expect("read").expect("exists");
+        assert_eq!((decided.status.as_str(), decided.decided_by.as_deref()), ("approved", Some("bob")));
+        assert_eq!(db.store.approvals(&a, Some("approved")).await.expect("list").len(), 1);
+        assert_eq!(db.store.approval(&b, "ap1").await.expect("read"), None);
+    }
+}
+
+#[tokio::test]
+async fn drift_counts_accumulate_per_tenant_persona_and_tool() {
+    for db in backends().await {
+        let (a, b) = (tenant("a"), tenant("b"));
+        for fp in ["f1", "f1", "f2"] {
+            db.store.record_action(&a, "analyst", "file_read", fp).await.expect("record");
+        }
+        db.store.record_action(&b, "analyst", "file_read", "f1").await.expect("record");
+        assert_eq!(
+            db.store.action_counts(&a, "analyst", "file_read").await.expect("counts"),
+            vec![("f1".to_owned(), 2), ("f2".to_owned(), 1)],
+            "{}",
+            db.backend
+        );
+        assert!(db.store.action_counts(&a, "analyst", "file_write").await.expect("counts").is_empty());
+    }
+}
