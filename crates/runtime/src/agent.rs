@@ -168,7 +168,7 @@ impl Runtime {
         };
         self.store.save_run(&record).await?;
         let first = run.advance(Input::Start);
-        self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref()).await?;
+        self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref(), false).await?;
         Ok(report(&request.tenant, &run))
     }
 
@@ -202,7 +202,7 @@ impl Runtime {
             } else {
                 tracing::info!(tenant = %tenant, chain = %run.chain_id, "resuming an unfinished run");
                 let next = run.resume();
-                self.drive(&tenant, &mut run, next, &mut record, user.as_deref()).await?;
+                self.drive(&tenant, &mut run, next, &mut record, user.as_deref(), true).await?;
             }
             reports.push(report(&tenant, &run));
         }
@@ -255,7 +255,7 @@ impl Runtime {
             return Err(AgentError::ApprovalClosed(id.to_owned()));
         }
         let next = run.advance(Input::ApprovalDecided { approved: approve, by: by.to_owned(), note: note.to_owned() });
-        self.drive(tenant, &mut run, next, &mut record, user.as_deref()).await?;
+        self.drive(tenant, &mut run, next, &mut record, user.as_deref(), false).await?;
         Ok(report(tenant, &run))
     }
 
@@ -291,7 +291,7 @@ impl Runtime {
             by: "expiry".into(),
             note: "no decision in time".into(),
         });
-        self.drive(tenant, run, next, record, user).await
+        self.drive(tenant, run, next, record, user, false).await
     }
 
     async fn load_run(
@@ -349,9 +349,12 @@ impl Runtime {
         mut next: (Action, Vec<Event>),
         record: &mut StoredRun,
         user: Option<&str>,
+        resumed: bool,
     ) -> Result<(), AgentError> {
         let agent = self.agent()?;
         let mut activated: HashMap<usize, Instant> = HashMap::new();
+        // Only the first seal after a restart can already be in the ledger.
+        let mut check_existing_seal = resumed;
         loop {
             let (action, events) = next;
             self.publish(tenant, &run.chain_id, events);
@@ -376,8 +379,13 @@ impl Runtime {
                     now: Timestamp::now(),
                 },
                 Action::Seal { step, kind, payload } => {
-                    let input = self.seal(tenant, run, step, kind, payload).await?;
-                    self.save(run, record, user).await?;
+                    let input =
+                        self.seal(tenant, run, step, kind, payload, std::mem::take(&mut check_existing_seal)).await?;
+                    // An intent seal is followed by a save anyway (before the tool runs, when
+                    // parking for approval, or at the finish); a result seal is saved now.
+                    if kind == SealKind::Result {
+                        self.save(run, record, user).await?;
+                    }
                     input
                 }
                 Action::AwaitApproval { step, tool, params, call_digest, reason } => {
@@ -490,18 +498,21 @@ impl Runtime {
         step: usize,
         kind: SealKind,
         payload: Value,
+        check_existing: bool,
     ) -> Result<Input, AgentError> {
         let entry_kind = match kind {
             SealKind::Intent => EntryKind::SealIntent,
             SealKind::Result => EntryKind::SealResult,
         };
-        let existing = self.store.chain_records(tenant, &run.chain_id).await?;
-        let already = existing.iter().rev().find(|r| {
-            r.kind == entry_kind
-                && serde_json::from_str::<Value>(&r.payload).is_ok_and(|p| p["step_index"] == json!(step))
-        });
-        if let Some(record) = already {
-            return Ok(Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index });
+        if check_existing {
+            let existing = self.store.chain_records(tenant, &run.chain_id).await?;
+            let already = existing.iter().rev().find(|r| {
+                r.kind == entry_kind
+                    && serde_json::from_str::<Value>(&r.payload).is_ok_and(|p| p["step_index"] == json!(step))
+            });
+            if let Some(record) = already {
+                return Ok(Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index });
+            }
         }
         let executed = kind == SealKind::Result && payload["status"] == "executed";
         let appended = self
