@@ -107,3 +107,81 @@ async fn personas_are_listed_and_added_with_validation() {
     assert!(env.ok(&["approvals", "list"]).is_empty());
     assert_clean_failure(&env.run(&["approvals", "approve", "ap_x", "--by", "bob"]), 2, "no approval ap_x");
 }
+
+#[tokio::test]
+async fn a_run_killed_mid_flight_is_resumed_by_the_next_serve() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    // First process: the model answers the plan, then hangs on the declaration.
+    let slow = MockServer::start().await;
+    let reply = |content: &str| {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+        }))
+    };
+    let plan = r#"[{"action": "compute", "tool": "compute_stats", "params": {"values": [2, 4]}, "persona": "analyst"}]"#;
+    Mock::given(method("POST")).and(body_string_contains("Break the following task")).respond_with(reply(plan)).mount(&slow).await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Declare your intent"))
+        .respond_with(reply("{}").set_delay(Duration::from_secs(60)))
+        .mount(&slow)
+        .await;
+
+    let env = Env::sqlite();
+    let mut child = env
+        .command(&["run", "What is the mean of 2 and 4?"])
+        .env("NEXUS_OPENAI_COMPATIBLE_BASE_URL", slow.uri())
+        .env("NEXUS_MODEL_NORMAL", "openai-compatible/gpt-4o-mini")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start nexus run");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut chain = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("chain ") {
+            chain = rest.split(':').next().map(str::to_owned);
+        }
+        if line.starts_with("step 0:") {
+            break;
+        }
+    }
+    let chain = chain.expect("the run reported its chain");
+    child.kill().expect("SIGKILL mid-run");
+    child.wait().expect("reap");
+
+    // Second process: a server with a responsive model picks the run up.
+    let quick = fake_model(&[
+        ("Break the following task", plan),
+        ("Declare your intent", r#"{"planned_action": "mean", "tool_params": {"values": [2, 4]}}"#),
+        ("Answer the user", "The mean is 3."),
+    ])
+    .await;
+    let mut server = env
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("NEXUS_OPENAI_COMPATIBLE_BASE_URL", quick.uri())
+        .env("NEXUS_MODEL_NORMAL", "openai-compatible/gpt-4o-mini")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start nexus serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = env.run(&["inspect", &chain]);
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if last.contains("[completed]") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    #[allow(clippy::disallowed_methods)] // stop the server as an init system would
+    let _ = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    assert!(last.contains("[completed]") && last.contains("The mean is 3."), "run not resumed: {last}");
+    assert!(env.ok(&["verify"]).contains("ok: tenant demo"));
+}
