@@ -41,6 +41,7 @@ struct Layer {
     log_format: Option<String>,
     model_normal: Option<String>,
     model_complex: Option<String>,
+    prices: Option<std::collections::BTreeMap<String, PriceSection>>,
 }
 
 impl Layer {
@@ -56,6 +57,7 @@ impl Layer {
             log_format: self.log_format.or(base.log_format),
             model_normal: self.model_normal.or(base.model_normal),
             model_complex: self.model_complex.or(base.model_complex),
+            prices: self.prices.or(base.prices),
         }
     }
 }
@@ -76,6 +78,17 @@ struct FileConfig {
 struct ModelsSection {
     normal: Option<String>,
     complex: Option<String>,
+    /// Price overrides: `[models.prices."gpt-4o"] input = 2.5, output = 10.0` (USD per million tokens).
+    #[serde(default)]
+    prices: std::collections::BTreeMap<String, PriceSection>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSection {
+    pub input: f64,
+    pub output: f64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +129,7 @@ impl From<FileConfig> for Layer {
             log_format: log.format,
             model_normal: models.normal,
             model_complex: models.complex,
+            prices: Some(models.prices).filter(|p| !p.is_empty()),
         }
     }
 }
@@ -145,6 +159,8 @@ pub struct Config {
     pub model_normal: Option<String>,
     /// `provider/model` for escalations, when set.
     pub model_complex: Option<String>,
+    /// Price overrides by model name.
+    pub prices: std::collections::BTreeMap<String, PriceSection>,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
 }
@@ -234,6 +250,7 @@ pub fn resolve(
         log_format: get("NEXUS_LOG_FORMAT"),
         model_normal: get("NEXUS_MODEL_NORMAL"),
         model_complex: get("NEXUS_MODEL_COMPLEX"),
+        prices: None,
     };
 
     // Layer 4: flags.
@@ -307,6 +324,16 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
         }
     };
     let signing_key = layer.signing_key.unwrap_or_else(|| data_dir.join("keys").join("ledger.ed25519.pem"));
+    let prices = layer.prices.unwrap_or_default();
+    for (model, price) in &prices {
+        let valid = |v: f64| v.is_finite() && v >= 0.0;
+        if !valid(price.input) || !valid(price.output) {
+            return Err(ConfigError::Invalid {
+                setting: "models.prices",
+                reason: format!("{model:?}: prices must be non-negative numbers of USD per million tokens"),
+            });
+        }
+    }
     for (setting, value) in [("models.normal", &layer.model_normal), ("models.complex", &layer.model_complex)] {
         if let Some(value) = value
             && value.split_once('/').is_none_or(|(p, m)| p.is_empty() || m.is_empty())
@@ -331,6 +358,7 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
         log_format,
         model_normal: layer.model_normal,
         model_complex: layer.model_complex,
+        prices,
         warnings,
     })
 }
@@ -438,6 +466,30 @@ mod tests {
             let err = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect_err("invalid");
             assert!(err.to_string().contains(named), "{err} should name {named}");
         }
+    }
+
+    #[test]
+    fn models_and_price_overrides_are_read_and_checked() {
+        let dir = dir_with(
+            "[models]\nnormal = \"anthropic/claude-sonnet-4-5\"\n[models.prices.\"my-model\"]\ninput = 1.5\noutput = 6.0\n",
+        );
+        let config = resolve(&GlobalArgs::default(), None, &[], dir.path()).expect("resolves");
+        assert_eq!(config.model_normal.as_deref(), Some("anthropic/claude-sonnet-4-5"));
+        assert_eq!(config.prices.get("my-model"), Some(&PriceSection { input: 1.5, output: 6.0 }));
+        let bad = dir_with("[models.prices.x]\ninput = -1.0\noutput = 1.0\n");
+        assert!(
+            resolve(&GlobalArgs::default(), None, &[], bad.path())
+                .expect_err("negative")
+                .to_string()
+                .contains("models.prices")
+        );
+        let bad = dir_with("[models]\nnormal = \"just-a-model\"\n");
+        assert!(
+            resolve(&GlobalArgs::default(), None, &[], bad.path())
+                .expect_err("no provider")
+                .to_string()
+                .contains("models.normal")
+        );
     }
 
     #[test]

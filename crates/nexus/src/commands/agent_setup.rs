@@ -59,7 +59,12 @@ pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Re
         tools: builtins(&tool_settings, knowledge),
         sandbox: tools::Sandbox::default(),
         workspace_root: config.data_dir.join("workspace"),
-        prices: PriceTable::builtin(),
+        prices: PriceTable::builtin().with_overrides(
+            config
+                .prices
+                .iter()
+                .map(|(model, p)| (model.clone(), providers::pricing::ModelPrice::new(p.input, p.output))),
+        ),
         approval_ttl: APPROVAL_TTL,
     })
 }

@@ -123,8 +123,13 @@ async fn a_run_killed_mid_flight_is_resumed_by_the_next_serve() {
             "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
         }))
     };
-    let plan = r#"[{"action": "compute", "tool": "compute_stats", "params": {"values": [2, 4]}, "persona": "analyst"}]"#;
-    Mock::given(method("POST")).and(body_string_contains("Break the following task")).respond_with(reply(plan)).mount(&slow).await;
+    let plan =
+        r#"[{"action": "compute", "tool": "compute_stats", "params": {"values": [2, 4]}, "persona": "analyst"}]"#;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Break the following task"))
+        .respond_with(reply(plan))
+        .mount(&slow)
+        .await;
     Mock::given(method("POST"))
         .and(body_string_contains("Declare your intent"))
         .respond_with(reply("{}").set_delay(Duration::from_secs(60)))
