@@ -4,6 +4,7 @@
 //! crate. Ports are traits; implementations live in `store`.
 
 pub mod agent;
+pub mod canonical;
 pub mod cost;
 pub mod ids;
 pub mod knowledge;

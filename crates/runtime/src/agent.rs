@@ -103,6 +103,8 @@ pub enum AgentError {
     NoSuchApproval { tenant: TenantId, id: String },
     #[error("approval {0} was already decided or has expired")]
     ApprovalClosed(String),
+    #[error("approval {0} does not match the call the run is waiting on")]
+    ApprovalMismatch(String),
     #[error("{by} requested this run and may not approve its actions")]
     SelfApproval { by: String },
     #[error("stored run {chain} cannot be read: {reason}")]
@@ -245,15 +247,22 @@ impl Runtime {
         if approval.requested_by.as_deref() == Some(by) {
             return Err(AgentError::SelfApproval { by: by.to_owned() });
         }
+        let (mut run, mut record, user) = self.load_run(tenant, &approval.chain_id).await?;
+        let step = approval.step as usize;
+        if run.awaiting_approval() != Some(step) {
+            return Err(AgentError::ApprovalClosed(id.to_owned()));
+        }
+        // The decision covers exactly the call that was shown: same tool, same parameters.
+        let pending = &run.steps[step];
+        if engine::machine::call_digest(&run.chain_id, step, &pending.tool, &pending.params) != approval.call_digest {
+            return Err(AgentError::ApprovalMismatch(id.to_owned()));
+        }
+        // Single use: only one decision can move the row out of `pending`, and never after expiry.
         let status = if approve { "approved" } else { "denied" };
         if !self.store.decide_approval(tenant, id, status, by, note, Timestamp::now()).await? {
             return Err(AgentError::ApprovalClosed(id.to_owned()));
         }
-        let (mut run, mut record, user) = self.load_run(tenant, &approval.chain_id).await?;
         self.seal_approval(tenant, &approval, status, by, note).await?;
-        if run.awaiting_approval() != Some(approval.step as usize) {
-            return Err(AgentError::ApprovalClosed(id.to_owned()));
-        }
         let next = run.advance(Input::ApprovalDecided { approved: approve, by: by.to_owned(), note: note.to_owned() });
         self.drive(tenant, &mut run, next, &mut record, user.as_deref(), false).await?;
         Ok(report(tenant, &run))

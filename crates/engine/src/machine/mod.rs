@@ -506,27 +506,16 @@ impl Run {
 /// The digest an approval binds to: chain, step, tool and canonical parameters.
 pub fn call_digest(chain: &ChainId, step: usize, tool: &str, params: &Value) -> String {
     let mut hasher = Sha256::new();
-    for part in [chain.as_str().as_bytes(), &step.to_be_bytes(), tool.as_bytes(), canonical(params).as_bytes()] {
+    for part in [
+        chain.as_str().as_bytes(),
+        &step.to_be_bytes(),
+        tool.as_bytes(),
+        domain::canonical::canonical_json(params).as_bytes(),
+    ] {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
     hex::encode(hasher.finalize())
-}
-
-fn canonical(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let inner: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[k.as_str()])))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
-        other => other.to_string(),
-    }
 }
 
 fn unknown_tool(name: &str) -> ToolDefinition {
