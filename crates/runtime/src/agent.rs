@@ -211,6 +211,21 @@ impl Runtime {
         Ok(reports)
     }
 
+    /// Continues, as denied, every run whose approval expired undecided (deny by default).
+    /// Safe to call while runs execute: it only touches runs parked on an approval.
+    pub async fn expire_due_approvals(&self) -> Result<usize, AgentError> {
+        let mut expired = 0;
+        for stored in self.store.runs_with_status(&["awaiting_approval"]).await? {
+            let tenant = stored.tenant_id.clone();
+            let (mut run, user) = parse_state(&stored)?;
+            let mut record = stored;
+            if self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await? {
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+
     /// A tenant's approvals, newest first; pending ones past their expiry show as `expired`.
     pub async fn approvals(&self, tenant: &TenantId, status: Option<&str>) -> Result<Vec<Approval>, AgentError> {
         let now = Timestamp::now();
@@ -274,12 +289,12 @@ impl Runtime {
         run: &mut Run,
         record: &mut StoredRun,
         user: Option<&str>,
-    ) -> Result<(), AgentError> {
+    ) -> Result<bool, AgentError> {
         let pending = self.store.approvals(tenant, Some("pending")).await?;
-        let Some(approval) = pending.into_iter().find(|a| a.chain_id == run.chain_id) else { return Ok(()) };
+        let Some(approval) = pending.into_iter().find(|a| a.chain_id == run.chain_id) else { return Ok(false) };
         let now = Timestamp::now();
         if approval.expires_at > now {
-            return Ok(());
+            return Ok(false);
         }
         if self
             .store
@@ -300,7 +315,8 @@ impl Runtime {
             by: "expiry".into(),
             note: "no decision in time".into(),
         });
-        self.drive(tenant, run, next, record, user, false).await
+        self.drive(tenant, run, next, record, user, false).await?;
+        Ok(true)
     }
 
     async fn load_run(

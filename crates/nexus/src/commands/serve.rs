@@ -20,6 +20,16 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             Err(error) => tracing::error!(%error, "resuming unfinished runs failed"),
         }
     });
+    // Approvals nobody decided in time count as denied (deny by default).
+    let sweeping = runtime.clone();
+    let sweeper = runtime::tasks::spawn("approval-expiry", async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            if let Err(error) = sweeping.expire_due_approvals().await {
+                tracing::warn!(%error, "expiring approvals failed; will retry");
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
@@ -30,6 +40,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         "nexus listening on http://{address}"
     );
     let served = axum::serve(listener, gateway::app(runtime.clone())).with_graceful_shutdown(shutdown_signal()).await;
+    sweeper.abort();
     tracing::info!("shutting down: finishing ledger writes");
     runtime.shutdown().await;
     served.context("serving HTTP")?;

@@ -83,7 +83,7 @@ mod tempfile_dir {
 
 async fn agent_with(db: TestDatabase, models: Models, extra: Vec<Arc<dyn Tool>>) -> Agent {
     let store = Arc::clone(&db.store);
-    agent_on(store, Some(db), models, extra).await
+    agent_on(store, Some(db), models, extra, Duration::from_secs(3600)).await
 }
 
 async fn agent_on(
@@ -91,6 +91,7 @@ async fn agent_on(
     db: Option<TestDatabase>,
     models: Models,
     extra: Vec<Arc<dyn Tool>>,
+    approval_ttl: Duration,
 ) -> Agent {
     let runtime = Runtime::start(store, signer(1), config()).await.expect("runtime");
     runtime.seed_demo().await.expect("seed");
@@ -105,7 +106,7 @@ async fn agent_on(
         sandbox: tools::Sandbox::default(),
         workspace_root: workspace.0.clone(),
         prices: PriceTable::builtin(),
-        approval_ttl: Duration::from_secs(3600),
+        approval_ttl,
     };
     Agent { runtime: runtime.with_agent(services), _db: db, _workspace: workspace }
 }
@@ -327,7 +328,16 @@ async fn approval_agent(
     server: &MockServer,
     calls: Arc<Mutex<Vec<Value>>>,
 ) -> Agent {
-    let agent = agent_on(store, None, models(provider(&server.uri())), vec![Arc::new(Notify { calls })]).await;
+    approval_agent_with_ttl(store, server, calls, Duration::from_secs(3600)).await
+}
+
+async fn approval_agent_with_ttl(
+    store: Arc<dyn domain::ports::Store>,
+    server: &MockServer,
+    calls: Arc<Mutex<Vec<Value>>>,
+    ttl: Duration,
+) -> Agent {
+    let agent = agent_on(store, None, models(provider(&server.uri())), vec![Arc::new(Notify { calls })], ttl).await;
     let persona = PersonaContract {
         id: PersonaId::generate(),
         tenant_id: demo(),
@@ -454,4 +464,26 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
         (resumed[0].status, resumed[0].answer.as_deref()),
         (ChainStatus::Completed, Some("Resumed and answered."))
     );
+}
+
+#[tokio::test]
+async fn an_undecided_approval_expires_as_a_denial() {
+    let server = notify_server().await;
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let db = sqlite().await;
+    let agent = approval_agent_with_ttl(Arc::clone(&db.store), &server, calls.clone(), Duration::from_millis(1)).await;
+    let parked = agent.runtime.execute(request("Tell the team", None)).await.expect("runs");
+    assert_eq!(parked.status, ChainStatus::AwaitingApproval);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let id = agent.runtime.approvals(&demo(), Some("expired")).await.expect("list")[0].id.clone();
+    assert!(
+        matches!(agent.runtime.decide(&demo(), &id, true, "bob", "").await, Err(AgentError::ApprovalClosed(_))),
+        "too late"
+    );
+    assert_eq!(agent.runtime.expire_due_approvals().await.expect("sweep"), 1);
+    let report = agent.runtime.run_report(&demo(), &parked.chain_id).await.expect("report");
+    assert_eq!(report.status, ChainStatus::Failed);
+    assert!(report.error.as_deref().is_some_and(|e| e.contains("denied by expiry")), "{report:?}");
+    assert!(calls.lock().expect("lock").is_empty(), "an expired approval never runs the call");
+    assert_eq!(agent.runtime.expire_due_approvals().await.expect("sweep"), 0, "once");
 }
