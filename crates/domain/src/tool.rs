@@ -33,6 +33,10 @@ pub struct ResourceArg {
     pub kind: ResourceKind,
     /// The value assumed when the argument is absent (e.g. namespace `default`).
     pub default: Option<String>,
+    /// An optional argument names no resource when absent (e.g. an email's `cc`); a required
+    /// one without a default is an error when absent.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// A tool's registration record.

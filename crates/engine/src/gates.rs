@@ -242,7 +242,12 @@ mod tests {
             parameters: json!({}),
             risk_level: risk,
             resource_pattern: "*".into(),
-            resource_args: vec![ResourceArg { param: "path".into(), kind: ResourceKind::FileRead, default: None }],
+            resource_args: vec![ResourceArg {
+                param: "path".into(),
+                kind: ResourceKind::FileRead,
+                default: None,
+                optional: false,
+            }],
             timeout_seconds: 30,
             requires_approval: approval,
             state_changing: false,

@@ -28,6 +28,7 @@ pub fn derive(tool: &ToolDefinition, args: &Value) -> Result<Vec<String>, Resour
         let value = args.get(&arg.param).filter(|v| !v.is_null());
         let values: Vec<String> = match (value, &arg.default) {
             (None, Some(default)) => vec![default.clone()],
+            (None, None) if arg.optional => continue,
             (None, None) => return Err(missing()),
             (Some(Value::String(s)), _) => vec![s.clone()],
             (Some(Value::Array(items)), _) if arg.kind == ResourceKind::Email => items
@@ -81,8 +82,13 @@ fn url_resource(text: &str) -> Result<String, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("scheme {:?} is not allowed; use http or https", url.scheme()));
     }
+    // Host (and a non-default port) only: a glob's `*` would otherwise let a path such as
+    // `evil.com/a.example.com` match a scope meant for a host.
     let host = url.host_str().ok_or("URL has no host")?.to_ascii_lowercase();
-    Ok(format!("{host}{}", url.path()))
+    Ok(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
 }
 
 fn email(text: &str) -> Result<String, String> {
@@ -107,7 +113,12 @@ mod tests {
             parameters: json!({}),
             risk_level: RiskLevel::Low,
             resource_pattern: "*".into(),
-            resource_args: vec![ResourceArg { param: param.into(), kind, default: default.map(str::to_owned) }],
+            resource_args: vec![ResourceArg {
+                param: param.into(),
+                kind,
+                default: default.map(str::to_owned),
+                optional: false,
+            }],
             timeout_seconds: 30,
             requires_approval: false,
             state_changing: false,
@@ -137,7 +148,10 @@ mod tests {
     #[test]
     fn urls_emails_and_namespaces_become_scoped_resources() {
         let fetch = tool(ResourceKind::Url, "url", None);
-        assert_eq!(derive(&fetch, &json!({"url": "https://Docs.RS/serde"})), Ok(vec!["web:docs.rs/serde".to_owned()]));
+        assert_eq!(derive(&fetch, &json!({"url": "https://Docs.RS/serde"})), Ok(vec!["web:docs.rs".to_owned()]));
+        assert_eq!(derive(&fetch, &json!({"url": "http://docs.rs:8080/x"})), Ok(vec!["web:docs.rs:8080".to_owned()]));
+        let tricky = derive(&fetch, &json!({"url": "https://evil.com/a.example.com"})).expect("derives");
+        assert!(!crate::glob::in_scope(&["web:*.example.com".into()], &tricky[0]), "paths never satisfy host scopes");
         assert!(derive(&fetch, &json!({"url": "file:///etc/passwd"})).is_err());
         assert!(derive(&fetch, &json!({"url": "not a url"})).is_err());
 

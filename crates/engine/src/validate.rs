@@ -144,6 +144,21 @@ pub fn redact(text: &str, findings: &[Finding]) -> String {
     out
 }
 
+/// Every string in a JSON value with secrets and PII redacted (email addresses are kept: in a
+/// seal they say who an action addressed).
+pub fn redact_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => {
+            let findings = scan(&text, true);
+            if findings.is_empty() { Value::String(text) } else { Value::String(redact(&text, &findings)) }
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, redact_json(v))).collect()),
+        other => other,
+    }
+}
+
 /// A QA spec in seed 001's JSON format. Fields about running commands apply to work orders,
 /// not to model answers, and are refused rather than silently ignored.
 #[derive(Debug, Clone, Deserialize)]
@@ -342,6 +357,15 @@ mod tests {
             redact(text, &scan(text, false)),
             "call [redacted: US social security number] or write [redacted: email address]"
         );
+    }
+
+    #[test]
+    fn json_values_are_redacted_string_by_string() {
+        let value = serde_json::json!({"task": "pay with 4111 1111 1111 1111", "to": ["ada@example.org"], "n": 3});
+        let clean = redact_json(value);
+        assert_eq!(clean["task"], "pay with [redacted: payment card number]");
+        assert_eq!(clean["to"][0], "ada@example.org", "emails stay: they say who was addressed");
+        assert_eq!(clean["n"], 3);
     }
 
     #[test]

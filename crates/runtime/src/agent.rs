@@ -259,7 +259,8 @@ impl Runtime {
         note: &str,
     ) -> Result<RunReport, AgentError> {
         let approval = self.approval(tenant, id).await?;
-        if approval.requested_by.as_deref() == Some(by) {
+        let same = |a: &str, b: &str| a.trim().to_lowercase() == b.trim().to_lowercase();
+        if approval.requested_by.as_deref().is_some_and(|requester| same(requester, by)) {
             return Err(AgentError::SelfApproval { by: by.to_owned() });
         }
         let (mut run, mut record, user) = self.load_run(tenant, &approval.chain_id).await?;
@@ -283,6 +284,9 @@ impl Runtime {
         Ok(report(tenant, &run))
     }
 
+    /// Moves a run parked on an approval along when its approval is settled: expired
+    /// undecided (denied by default), or decided while the run was not resumed (a crash between
+    /// the decision and the resume). Returns whether the run moved.
     async fn expire_if_due(
         &self,
         tenant: &TenantId,
@@ -290,31 +294,47 @@ impl Runtime {
         record: &mut StoredRun,
         user: Option<&str>,
     ) -> Result<bool, AgentError> {
-        let pending = self.store.approvals(tenant, Some("pending")).await?;
-        let Some(approval) = pending.into_iter().find(|a| a.chain_id == run.chain_id) else { return Ok(false) };
-        let now = Timestamp::now();
-        if approval.expires_at > now {
+        let Some(step) = run.awaiting_approval() else { return Ok(false) };
+        let approvals = self.store.approvals(tenant, None).await?;
+        let Some(approval) = approvals.into_iter().find(|a| a.chain_id == run.chain_id && a.step as usize == step)
+        else {
             return Ok(false);
-        }
-        if self
-            .store
-            .decide_approval(
-                tenant,
-                &approval.id,
-                "expired",
-                "system",
-                "expired",
-                Timestamp::from_micros(approval.expires_at.as_micros() - 1),
-            )
-            .await?
-        {
-            self.seal_approval(tenant, &approval, "expired", "system", "no decision before expiry").await?;
-        }
-        let next = run.advance(Input::ApprovalDecided {
-            approved: false,
-            by: "expiry".into(),
-            note: "no decision in time".into(),
-        });
+        };
+        let (approved, by, note) = match approval.status.as_str() {
+            "pending" => {
+                if approval.expires_at > Timestamp::now() {
+                    return Ok(false);
+                }
+                let at = Timestamp::from_micros(approval.expires_at.as_micros() - 1);
+                if !self.store.decide_approval(tenant, &approval.id, "expired", "system", "expired", at).await? {
+                    // Someone decided first (a person, or another sweeper): that decision drives
+                    // the run.
+                    return Ok(false);
+                }
+                self.seal_approval(tenant, &approval, "expired", "system", "no decision before expiry").await?;
+                (false, "expiry".to_owned(), "no decision in time".to_owned())
+            }
+            // A fresh decision belongs to whoever made it; only one left unapplied for a minute
+            // means its process died before resuming the run.
+            _ if approval.decided_at.is_some_and(|at| at.as_micros() > Timestamp::now().as_micros() - 60_000_000) => {
+                return Ok(false);
+            }
+            decided => {
+                let sealed = self.store.chain_records(tenant, &run.chain_id).await?.iter().any(|r| {
+                    r.kind == EntryKind::Approval
+                        && serde_json::from_str::<Value>(&r.payload)
+                            .is_ok_and(|p| p["approval_id"] == approval.id.as_str() && p["decision"] == decided)
+                });
+                let by = approval.decided_by.clone().unwrap_or_else(|| "system".to_owned());
+                let note = approval.note.clone().unwrap_or_default();
+                if !sealed {
+                    self.seal_approval(tenant, &approval, decided, &by, &note).await?;
+                }
+                let by = if decided == "expired" { "expiry".to_owned() } else { by };
+                (decided == "approved", by, note)
+            }
+        };
+        let next = run.advance(Input::ApprovalDecided { approved, by, note });
         self.drive(tenant, run, next, record, user, false).await?;
         Ok(true)
     }
@@ -406,11 +426,9 @@ impl Runtime {
                 Action::Seal { step, kind, payload } => {
                     let input =
                         self.seal(tenant, run, step, kind, payload, std::mem::take(&mut check_existing_seal)).await?;
-                    // An intent seal is followed by a save anyway (before the tool runs, when
-                    // parking for approval, or at the finish); a result seal is saved now.
-                    if kind == SealKind::Result {
-                        self.save(run, record, user).await?;
-                    }
+                    // Saved while the run still holds the payload it sealed: after a crash the
+                    // same seal is found in the ledger and reused, never written twice.
+                    self.save(run, record, user).await?;
                     input
                 }
                 Action::AwaitApproval { step, tool, params, call_digest, reason } => {
@@ -530,12 +548,11 @@ impl Runtime {
             SealKind::Result => EntryKind::SealResult,
         };
         if check_existing {
+            // Only an entry with exactly this payload is the same seal: a re-planned call after
+            // a crash is a new intent and gets its own seal.
+            let canonical = domain::canonical::canonical_json(&payload);
             let existing = self.store.chain_records(tenant, &run.chain_id).await?;
-            let already = existing.iter().rev().find(|r| {
-                r.kind == entry_kind
-                    && serde_json::from_str::<Value>(&r.payload).is_ok_and(|p| p["step_index"] == json!(step))
-            });
-            if let Some(record) = already {
+            if let Some(record) = existing.iter().rev().find(|r| r.kind == entry_kind && r.payload == canonical) {
                 return Ok(Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index });
             }
         }

@@ -266,9 +266,18 @@ impl Inner {
     fn apply(&self, records: &[LedgerRecord]) {
         let mut logs = self.lock();
         for record in records {
-            let log = logs.entry(record.tenant_id.clone()).or_default();
-            log.tree.push(record.leaf_hash);
-            log.heads.insert(record.chain_id.clone(), record.fingerprint.clone());
+            // A reader may have reloaded (or dropped) this tenant's log while the batch
+            // committed; a log that is not exactly one entry short is dropped and reloaded from
+            // the store on next use, never patched.
+            let fits = logs.get(&record.tenant_id).is_some_and(|log| log.tree.size() == record.index);
+            if !fits {
+                logs.remove(&record.tenant_id);
+                continue;
+            }
+            if let Some(log) = logs.get_mut(&record.tenant_id) {
+                log.tree.push(record.leaf_hash);
+                log.heads.insert(record.chain_id.clone(), record.fingerprint.clone());
+            }
         }
     }
 

@@ -474,10 +474,11 @@ impl Run {
                     return self.finish_action();
                 }
                 events.push(Event::Error { message: format!("answer failed QA: {}", failures.join("; ")) });
+                // One retry on the same tier, then one try on the stronger tier, then a human.
                 match (attempts, tier_bump) {
-                    (0, bump) => {
-                        self.phase = Phase::Answering { attempts: 1, tier_bump: bump };
-                        self.answer_call(1, bump, &failures)
+                    (0, 0) => {
+                        self.phase = Phase::Answering { attempts: 1, tier_bump: 0 };
+                        self.answer_call(1, 0, &failures)
                     }
                     (_, 0) => {
                         self.phase = Phase::Answering { attempts: 0, tier_bump: 1 };

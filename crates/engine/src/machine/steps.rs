@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{Action, Event, ModelPurpose, Phase, Run, SealKind, StepRecord, call_digest, unknown_tool};
 use crate::gates::{self, GateInput};
 use crate::parse::{self, PlannedStep};
+use crate::validate::redact_json;
 use crate::{prompts, resources};
 
 impl Run {
@@ -223,6 +224,9 @@ impl Run {
             "reason": st.error,
             "reasoning": st.reasoning,
         });
+        // The ledger is append-only: secrets and PII never enter it. The call digest above was
+        // taken over the raw parameters, so the seal still binds the exact call.
+        let payload = redact_json(payload);
         self.pending_payload = Some(payload.clone());
         self.phase = Phase::SealingIntent { step };
         Action::Seal { step, kind: SealKind::Intent, payload }
@@ -255,6 +259,7 @@ impl Run {
             "intent_fingerprint": s.intent_fingerprint,
             "reasoning": s.reasoning,
         });
+        let payload = redact_json(payload);
         self.pending_payload = Some(payload.clone());
         self.phase = Phase::SealingResult { step };
         Action::Seal { step, kind: SealKind::Result, payload }

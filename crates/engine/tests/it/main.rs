@@ -26,7 +26,7 @@ fn tool(name: &str, risk: RiskLevel, approval: bool, args: Vec<ResourceArg>, req
 }
 
 fn arg(param: &str, kind: ResourceKind, default: Option<&str>) -> ResourceArg {
-    ResourceArg { param: param.into(), kind, default: default.map(str::to_owned) }
+    ResourceArg { param: param.into(), kind, default: default.map(str::to_owned), optional: false }
 }
 
 fn context(persona_override: Option<&str>) -> RunContext {
@@ -405,11 +405,26 @@ fn answers_failing_qa_are_retried_then_escalated() {
     let mut d = Driver::new("report", ctx);
     d.feed(Input::Start);
     d.feed(reply("[]"));
-    for _ in 0..3 {
+    for _ in 0..2 {
         d.feed(reply("nope"));
     }
     let a = d.feed(reply("nope"));
     assert!(matches!(a, Action::Finish { status: ChainStatus::Escalated, .. }), "{a:?}");
+}
+
+#[test]
+fn secrets_in_the_task_and_parameters_never_reach_a_seal() {
+    let mut d = Driver::new("look up card 4111 1111 1111 1111", context(None));
+    d.feed(Input::Start);
+    d.step(reply(r#"[{"action": "s", "tool": "knowledge_search", "params": {"query": "4111 1111 1111 1111"}}]"#));
+    d.step(reply(r#"{"planned_action": "s", "tool_params": {"query": "4111 1111 1111 1111"}}"#));
+    let (_, intent) = &d.seal_payloads()[0];
+    let text = intent.to_string();
+    assert!(!text.contains("4111 1111 1111 1111"), "{text}");
+    let Action::ExecuteTool { params, .. } = d.actions.last().expect("action").clone() else {
+        panic!("expected the call")
+    };
+    assert_eq!(params["query"], "4111 1111 1111 1111", "the tool still gets the real parameters");
 }
 
 #[test]

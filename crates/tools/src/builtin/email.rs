@@ -132,7 +132,11 @@ impl Tool for SendEmail {
             parameters: schema::<Params>(),
             risk_level: RiskLevel::High,
             resource_pattern: "email:*".to_owned(),
-            resource_args: vec![ResourceArg { param: "to".to_owned(), kind: ResourceKind::Email, default: None }],
+            resource_args: vec![
+                ResourceArg { param: "to".to_owned(), kind: ResourceKind::Email, default: None, optional: false },
+                // Copies are recipients too: the scope gate must see them.
+                ResourceArg { param: "cc".to_owned(), kind: ResourceKind::Email, default: None, optional: true },
+            ],
             timeout_seconds: 60,
             requires_approval: true,
             state_changing: true,

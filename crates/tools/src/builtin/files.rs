@@ -180,7 +180,7 @@ fn definition(name: &str, description: &str, parameters: Value, kind: ResourceKi
         parameters,
         risk_level: if writes { RiskLevel::Medium } else { RiskLevel::Low },
         resource_pattern: if writes { "file:write:/workspace/*" } else { "file:read:/workspace/*" }.to_owned(),
-        resource_args: vec![ResourceArg { param: "path".to_owned(), kind, default: None }],
+        resource_args: vec![ResourceArg { param: "path".to_owned(), kind, default: None, optional: false }],
         timeout_seconds: 15,
         requires_approval: false,
         state_changing: writes,

@@ -82,6 +82,7 @@ impl Tool for KnowledgeSearch {
                 param: "namespace".to_owned(),
                 kind: ResourceKind::KnowledgeNamespace,
                 default: Some(DEFAULT_NAMESPACE.to_owned()),
+                optional: false,
             }],
             timeout_seconds: 15,
             requires_approval: false,

@@ -103,7 +103,12 @@ impl Tool for ComputeStats {
             parameters: schema::<Params>(),
             risk_level: RiskLevel::Low,
             resource_pattern: "data:*".to_owned(),
-            resource_args: vec![ResourceArg { param: "values".to_owned(), kind: ResourceKind::Data, default: None }],
+            resource_args: vec![ResourceArg {
+                param: "values".to_owned(),
+                kind: ResourceKind::Data,
+                default: None,
+                optional: false,
+            }],
             timeout_seconds: 10,
             requires_approval: false,
             state_changing: false,

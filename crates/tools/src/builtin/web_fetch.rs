@@ -184,7 +184,12 @@ impl Tool for WebFetch {
             parameters: schema::<Params>(),
             risk_level: RiskLevel::Low,
             resource_pattern: "web:*".to_owned(),
-            resource_args: vec![ResourceArg { param: "url".to_owned(), kind: ResourceKind::Url, default: None }],
+            resource_args: vec![ResourceArg {
+                param: "url".to_owned(),
+                kind: ResourceKind::Url,
+                default: None,
+                optional: false,
+            }],
             timeout_seconds: u32::try_from(self.timeout.as_secs().saturating_add(5)).unwrap_or(u32::MAX),
             requires_approval: false,
             state_changing: false,

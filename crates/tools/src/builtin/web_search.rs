@@ -164,6 +164,7 @@ impl Tool for WebSearch {
                 param: "query".to_owned(),
                 kind: ResourceKind::WebSearch,
                 default: None,
+                optional: false,
             }],
             timeout_seconds: u32::try_from(self.timeout.as_secs().saturating_add(5)).unwrap_or(u32::MAX),
             requires_approval: false,
