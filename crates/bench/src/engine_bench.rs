@@ -110,7 +110,7 @@ async fn full(runs: usize) -> anyhow::Result<()> {
     let target = ModelTarget { provider: model.clone(), model: "instant".into() };
     let registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(runtime.knowledge()));
     let runtime = runtime.with_agent(AgentServices {
-        models: Models::Configured { normal: target.clone(), complex: target },
+        models: Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target },
         tools: registry,
         sandbox: tools::Sandbox::default(),
         workspace_root: dir.path().join("workspace"),

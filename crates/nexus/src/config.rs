@@ -39,6 +39,7 @@ struct Layer {
     signing_key: Option<PathBuf>,
     log_level: Option<String>,
     log_format: Option<String>,
+    model_trivial: Option<String>,
     model_normal: Option<String>,
     model_complex: Option<String>,
     prices: Option<std::collections::BTreeMap<String, PriceSection>>,
@@ -55,6 +56,7 @@ impl Layer {
             signing_key: self.signing_key.or(base.signing_key),
             log_level: self.log_level.or(base.log_level),
             log_format: self.log_format.or(base.log_format),
+            model_trivial: self.model_trivial.or(base.model_trivial),
             model_normal: self.model_normal.or(base.model_normal),
             model_complex: self.model_complex.or(base.model_complex),
             prices: self.prices.or(base.prices),
@@ -76,6 +78,7 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelsSection {
+    trivial: Option<String>,
     normal: Option<String>,
     complex: Option<String>,
     /// Price overrides: `[models.prices."gpt-4o"] input = 2.5, output = 10.0` (USD per million tokens).
@@ -127,6 +130,7 @@ impl From<FileConfig> for Layer {
             signing_key: ledger.signing_key,
             log_level: log.level,
             log_format: log.format,
+            model_trivial: models.trivial,
             model_normal: models.normal,
             model_complex: models.complex,
             prices: Some(models.prices).filter(|p| !p.is_empty()),
@@ -155,6 +159,8 @@ pub struct Config {
     /// `None` means "the command's default".
     pub log_level: Option<String>,
     pub log_format: LogFormat,
+    /// `provider/model` for direct answers, when set (else the normal model).
+    pub model_trivial: Option<String>,
     /// `provider/model` for ordinary work, when set.
     pub model_normal: Option<String>,
     /// `provider/model` for escalations, when set.
@@ -176,6 +182,7 @@ const ENV_SETTINGS: &[&str] = &[
     "NEXUS_SIGNING_KEY",
     "NEXUS_LOG_LEVEL",
     "NEXUS_LOG_FORMAT",
+    "NEXUS_MODEL_TRIVIAL",
     "NEXUS_MODEL_NORMAL",
     "NEXUS_MODEL_COMPLEX",
     // Read by the provider and tool settings.
@@ -248,6 +255,7 @@ pub fn resolve(
         signing_key: get("NEXUS_SIGNING_KEY").map(PathBuf::from),
         log_level: get("NEXUS_LOG_LEVEL"),
         log_format: get("NEXUS_LOG_FORMAT"),
+        model_trivial: get("NEXUS_MODEL_TRIVIAL"),
         model_normal: get("NEXUS_MODEL_NORMAL"),
         model_complex: get("NEXUS_MODEL_COMPLEX"),
         prices: None,
@@ -334,7 +342,11 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
             });
         }
     }
-    for (setting, value) in [("models.normal", &layer.model_normal), ("models.complex", &layer.model_complex)] {
+    for (setting, value) in [
+        ("models.trivial", &layer.model_trivial),
+        ("models.normal", &layer.model_normal),
+        ("models.complex", &layer.model_complex),
+    ] {
         if let Some(value) = value
             && value.split_once('/').is_none_or(|(p, m)| p.is_empty() || m.is_empty())
         {
@@ -356,6 +368,7 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
         signing_key,
         log_level: layer.log_level,
         log_format,
+        model_trivial: layer.model_trivial,
         model_normal: layer.model_normal,
         model_complex: layer.model_complex,
         prices,

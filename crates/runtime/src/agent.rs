@@ -12,7 +12,9 @@ use domain::ledger::{EntryDraft, EntryKind};
 use domain::ports::{Approval, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use engine::gates::DriftHistory;
-use engine::machine::{Action, Event, Input, ModelPurpose, Run, RunContext, SealKind, StepRecord, ToolFailure};
+use engine::machine::{
+    Action, Event, Input, ModelPurpose, ModelTier, Run, RunContext, SealKind, StepRecord, ToolFailure,
+};
 use providers::pricing::PriceTable;
 use providers::{ChatRequest, Message, ModelProvider};
 use serde_json::{Value, json};
@@ -27,10 +29,12 @@ pub struct ModelTarget {
     pub model: String,
 }
 
-/// The models runs use: the normal tier, and the stronger tier QA escalates to.
+/// The models runs use, by tier: trivial (direct answers), normal (planning, declaring,
+/// answering), complex (what QA escalates to).
 #[derive(Clone)]
 pub enum Models {
     Configured {
+        trivial: ModelTarget,
         normal: ModelTarget,
         complex: ModelTarget,
     },
@@ -404,8 +408,8 @@ impl Runtime {
             let (action, events) = next;
             self.publish(tenant, &run.chain_id, events);
             let input = match action {
-                Action::CallModel { purpose, system, prompt, tier_bump } => {
-                    self.call_model(agent, tenant, &run.chain_id, purpose, system, prompt, tier_bump).await?
+                Action::CallModel { purpose, system, prompt, tier, .. } => {
+                    self.call_model(agent, tenant, &run.chain_id, purpose, system, prompt, tier).await?
                 }
                 Action::Retrieve { query, .. } => {
                     let found = self.knowledge().search(tenant, "default", &query, 3, AccessLevel::Internal).await?;
@@ -481,12 +485,16 @@ impl Runtime {
         purpose: ModelPurpose,
         system: String,
         prompt: String,
-        tier_bump: u8,
+        tier: ModelTier,
     ) -> Result<Input, AgentError> {
-        let Models::Configured { normal, complex } = &agent.models else {
+        let Models::Configured { trivial, normal, complex } = &agent.models else {
             return Ok(Input::ModelFailed { error: "no model provider is configured".into() });
         };
-        let target = if tier_bump > 0 { complex } else { normal };
+        let target = match tier {
+            ModelTier::Trivial => trivial,
+            ModelTier::Normal => normal,
+            ModelTier::Complex => complex,
+        };
         let request = ChatRequest {
             model: target.model.clone(),
             system: Some(system),
@@ -516,7 +524,7 @@ impl Runtime {
             })
             .await?;
         let payload = json!({
-            "purpose": purpose, "provider": response.provider, "model": response.model,
+            "purpose": purpose, "tier": tier, "provider": response.provider, "model": response.model,
             "input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens,
             "cost_usd": cost, "latency_ms": latency_ms,
             "prompt_sha256": ledger::hash::sha256(request.messages[0].content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>(),

@@ -42,8 +42,8 @@ pub enum ModelPurpose {
 /// What the runtime should do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Call a model. `tier_bump` > 0 asks for a stronger tier than the run's own.
-    CallModel { purpose: ModelPurpose, system: String, prompt: String, tier_bump: u8 },
+    /// Call a model of `tier`. `tier_bump` > 0 says the tier was raised after a QA failure.
+    CallModel { purpose: ModelPurpose, system: String, prompt: String, tier: ModelTier, tier_bump: u8 },
     /// Retrieve context for a step; answer with [`Input::Retrieved`].
     Retrieve { step: usize, query: String },
     /// Start the persona's TTL clock and load its drift history for the tool.
@@ -58,6 +58,29 @@ pub enum Action {
     ExecuteTool { step: usize, tool: String, params: Value, timeout: Duration },
     /// The run is over.
     Finish { status: ChainStatus, answer: Option<String>, error: Option<String> },
+}
+
+/// Model tiers (seed 001's intern / director / CEO): cheap, ordinary, strongest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTier {
+    Trivial,
+    Normal,
+    Complex,
+}
+
+impl ModelTier {
+    /// The next stronger tier (the strongest stays).
+    pub fn raised(self, by: u8) -> Self {
+        let mut tier = self;
+        for _ in 0..by {
+            tier = match tier {
+                ModelTier::Trivial => ModelTier::Normal,
+                ModelTier::Normal | ModelTier::Complex => ModelTier::Complex,
+            };
+        }
+        tier
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use domain::persona::PersonaContract;
 use domain::tool::ToolDefinition;
 use serde_json::json;
 
-use super::{Action, Event, ModelPurpose, Phase, Run, SealKind, StepRecord, call_digest, unknown_tool};
+use super::{Action, Event, ModelPurpose, ModelTier, Phase, Run, SealKind, StepRecord, call_digest, unknown_tool};
 use crate::gates::{self, GateInput};
 use crate::parse::{self, PlannedStep};
 use crate::validate::redact_json;
@@ -17,11 +17,13 @@ use crate::{prompts, resources};
 
 impl Run {
     pub(super) fn plan_call(&self, attempts: u32) -> Action {
-        let tools: Vec<&ToolDefinition> = self.context.tools.iter().collect();
         let personas: Vec<&PersonaContract> = match &self.context.persona_override {
             Some(name) => self.context.personas.iter().filter(|p| &p.name == name).collect(),
             None => self.context.personas.iter().collect(),
         };
+        // The model only ever sees tools that one of the offered personas may use.
+        let tools: Vec<&ToolDefinition> =
+            self.context.tools.iter().filter(|t| personas.iter().any(|p| p.allowed_tools.contains(&t.name))).collect();
         let mut prompt = prompts::plan(&self.task, &tools, &personas);
         if attempts > 0 {
             prompt.push_str("\n\nYour previous answer was not a valid JSON plan. Answer with the JSON array only.");
@@ -30,6 +32,7 @@ impl Run {
             purpose: ModelPurpose::Plan,
             system: prompts::PLANNER_SYSTEM.to_owned(),
             prompt,
+            tier: ModelTier::Normal,
             tier_bump: 0,
         }
     }
@@ -108,6 +111,7 @@ impl Run {
             purpose: ModelPurpose::Declare,
             system: prompts::PLANNER_SYSTEM.to_owned(),
             prompt,
+            tier: ModelTier::Normal,
             tier_bump: 0,
         }
     }
@@ -283,6 +287,8 @@ impl Run {
             purpose: ModelPurpose::Answer,
             system: prompts::ANSWER_SYSTEM.to_owned(),
             prompt,
+            // A task answered without tools is simple: the cheap tier answers it.
+            tier: if self.steps.is_empty() { ModelTier::Trivial } else { ModelTier::Normal }.raised(tier_bump),
             tier_bump,
         }
     }

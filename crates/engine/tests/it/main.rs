@@ -8,7 +8,7 @@ use domain::persona::{RiskLevel, default_personas};
 use domain::tool::{ResourceArg, ResourceKind, ToolDefinition};
 use domain::{ChainId, TenantId, Timestamp};
 use engine::gates::DriftHistory;
-use engine::machine::{Action, Event, Input, ModelPurpose, Run, RunContext, SealKind, ToolFailure};
+use engine::machine::{Action, Event, Input, ModelPurpose, ModelTier, Run, RunContext, SealKind, ToolFailure};
 use serde_json::{Value, json};
 
 fn tool(name: &str, risk: RiskLevel, approval: bool, args: Vec<ResourceArg>, required: &[&str]) -> ToolDefinition {
@@ -451,4 +451,30 @@ fn model_failures_end_the_run_with_the_reason() {
     let Action::Finish { status, error, .. } = a else { panic!("{a:?}") };
     assert_eq!(status, ChainStatus::Failed);
     assert!(error.is_some_and(|e| e.contains("overloaded")));
+}
+
+#[test]
+fn direct_answers_use_the_cheap_tier_and_qa_escalates_a_tier() {
+    let tier_of = |a: &Action| match a {
+        Action::CallModel { tier, .. } => Some(*tier),
+        _ => None,
+    };
+    let mut ctx = context(None);
+    ctx.qa_spec = Some(r#"{"name": "s", "completeness": {"required_substrings": ["OK"]}}"#.into());
+    let mut d = Driver::new("hello", ctx);
+    assert_eq!(tier_of(&d.feed(Input::Start)), Some(ModelTier::Normal), "planning");
+    assert_eq!(tier_of(&d.feed(reply("[]"))), Some(ModelTier::Trivial), "a direct answer");
+    assert_eq!(tier_of(&d.feed(reply("no"))), Some(ModelTier::Trivial), "one retry on the same tier");
+    assert_eq!(tier_of(&d.feed(reply("no"))), Some(ModelTier::Normal), "then the next tier");
+    assert!(matches!(d.feed(reply("no")), Action::Finish { status: ChainStatus::Escalated, .. }));
+
+    let mut d = Driver::new("x", context(None));
+    d.feed(Input::Start);
+    d.step(reply(r#"[{"action": "s", "tool": "knowledge_search", "params": {"query": "q"}}]"#));
+    let a = d.step(reply(r#"{"planned_action": "s", "tool_params": {"query": "q"}}"#));
+    let a = d.step(match a {
+        Action::ExecuteTool { .. } => Input::ToolFinished { result: Ok(json!("r")) },
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(tier_of(&a), Some(ModelTier::Normal), "answers after tool work use the normal tier");
 }

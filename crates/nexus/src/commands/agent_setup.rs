@@ -17,13 +17,15 @@ use crate::config::Config;
 /// How long an approval request waits for a decision.
 const APPROVAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The default (normal, complex) models of each provider.
-fn default_models(provider: &str) -> Option<(&'static str, &'static str)> {
+/// The default (trivial, normal, complex) models of each provider.
+type TierModels = (&'static str, &'static str, &'static str);
+
+fn default_models(provider: &str) -> Option<TierModels> {
     match provider {
-        "anthropic" => Some(("claude-sonnet-4-5", "claude-opus-4-1")),
-        "openai" => Some(("gpt-4o-mini", "gpt-4o")),
-        "mistral" => Some(("mistral-small-latest", "mistral-large-latest")),
-        "ollama" => Some(("llama3.2", "llama3.2")),
+        "anthropic" => Some(("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1")),
+        "openai" => Some(("gpt-4o-mini", "gpt-4o-mini", "gpt-4o")),
+        "mistral" => Some(("mistral-small-latest", "mistral-small-latest", "mistral-large-latest")),
+        "ollama" => Some(("llama3.2", "llama3.2", "llama3.2")),
         _ => None,
     }
 }
@@ -42,14 +44,11 @@ pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Re
     let models = if providers.is_empty() {
         Models::NotConfigured(not_configured().to_string())
     } else {
+        let normal = config.model_normal.as_deref();
         Models::Configured {
-            normal: tier(&providers, config.model_normal.as_deref(), |d| d.0, "models.normal")?,
-            complex: tier(
-                &providers,
-                config.model_complex.as_deref().or(config.model_normal.as_deref()),
-                |d| d.1,
-                "models.complex",
-            )?,
+            trivial: tier(&providers, config.model_trivial.as_deref().or(normal), |d| d.0, "models.trivial")?,
+            normal: tier(&providers, normal, |d| d.1, "models.normal")?,
+            complex: tier(&providers, config.model_complex.as_deref().or(normal), |d| d.2, "models.complex")?,
         }
     };
     let tool_settings = BuiltinSettings::from_env(lookup).context("tool settings")?;
@@ -74,7 +73,7 @@ pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Re
 fn tier(
     providers: &[Arc<dyn ModelProvider>],
     configured: Option<&str>,
-    pick: fn((&'static str, &'static str)) -> &'static str,
+    pick: fn(TierModels) -> &'static str,
     setting: &str,
 ) -> anyhow::Result<ModelTarget> {
     let mut targets = Vec::new();

@@ -113,7 +113,7 @@ async fn agent_on(
 
 fn models(provider: Arc<dyn ModelProvider>) -> Models {
     let target = ModelTarget { provider, model: "gpt-4o-mini".into() };
-    Models::Configured { normal: target.clone(), complex: target }
+    Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target }
 }
 
 async fn agent(server: &MockServer) -> Agent {
