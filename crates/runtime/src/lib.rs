@@ -7,6 +7,7 @@
 //! depend on `sqlx` or `axum`.
 
 pub mod agent;
+mod approvals;
 pub mod error;
 pub mod knowledge;
 pub mod ledger_service;
