@@ -79,7 +79,12 @@ pub trait PersonaStore: Send + Sync {
 pub trait LedgerStore: Send + Sync {
     /// Appends records (possibly of several tenants) in one transaction: all or none are stored,
     /// and when this returns `Ok` they are durable.
-    async fn append_records(&self, records: &[LedgerRecord]) -> Result<(), StoreError>;
+    async fn append_records(&self, records: &[LedgerRecord]) -> Result<(), StoreError> {
+        self.append_with(records, &Companions::default()).await
+    }
+    /// As [`Self::append_records`], with other rows written in the same transaction (run state,
+    /// cost records, drift counts), so a step's writes share one durable commit.
+    async fn append_with(&self, records: &[LedgerRecord], companions: &Companions) -> Result<(), StoreError>;
     /// Number of entries in the tenant's log.
     async fn ledger_size(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Up to `limit` records from index `from` on, in index order.
@@ -131,6 +136,36 @@ pub trait Store:
     async fn integrity_check(&self) -> Result<(), StoreError>;
     /// Closes all connections, waiting for in-flight work.
     async fn close(&self);
+}
+
+/// Rows written in the same transaction as a ledger batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Companions {
+    /// Run states to insert or replace.
+    pub runs: Vec<StoredRun>,
+    pub costs: Vec<CostRecord>,
+    /// Drift samples: one more occurrence of each (tenant, persona, tool, fingerprint).
+    pub actions: Vec<ActionSample>,
+}
+
+impl Companions {
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty() && self.costs.is_empty() && self.actions.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Companions) {
+        self.runs.extend(other.runs);
+        self.costs.extend(other.costs);
+        self.actions.extend(other.actions);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSample {
+    pub tenant_id: TenantId,
+    pub persona: String,
+    pub tool: String,
+    pub fingerprint: String,
 }
 
 /// A stored agent run: its status and the engine's serialized state.

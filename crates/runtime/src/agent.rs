@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use domain::knowledge::AccessLevel;
 use domain::ledger::{EntryDraft, EntryKind};
-use domain::ports::{Approval, StoreError, StoredRun};
+use domain::ports::{ActionSample, Approval, Companions, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use engine::gates::DriftHistory;
 use engine::machine::{
@@ -230,10 +230,14 @@ impl Runtime {
     }
 
     pub(crate) async fn save(&self, run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<(), AgentError> {
-        record.status = run.status.as_str().to_owned();
-        record.state = state_json(run, user);
-        record.updated_at = Timestamp::now();
-        self.store.save_run(record).await?;
+        self.store.save_run(&snapshot(run, record, user)).await?;
+        Ok(())
+    }
+
+    /// Saves the run through the ledger's group commit (shared with other runs' writes).
+    async fn save_grouped(&self, run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<(), AgentError> {
+        let companions = Companions { runs: vec![snapshot(run, record, user)], ..Companions::default() };
+        self.ledger.write(companions).await?;
         Ok(())
     }
 
@@ -282,12 +286,11 @@ impl Runtime {
                     now: Timestamp::now(),
                 },
                 Action::Seal { step, kind, payload } => {
-                    let input =
-                        self.seal(tenant, run, step, kind, payload, std::mem::take(&mut check_existing_seal)).await?;
-                    // Saved while the run still holds the payload it sealed: after a crash the
-                    // same seal is found in the ledger and reused, never written twice.
-                    self.save(run, record, user).await?;
-                    input
+                    // The run is saved in the seal's own transaction, still holding the payload
+                    // it sealed: after a crash the same seal is found and reused, never written
+                    // twice.
+                    let state = snapshot(run, record, user);
+                    self.seal(tenant, run, step, kind, payload, std::mem::take(&mut check_existing_seal), state).await?
                 }
                 Action::AwaitApproval { step, tool, params, call_digest, reason } => {
                     let now = Timestamp::now();
@@ -317,12 +320,12 @@ impl Runtime {
                 }
                 Action::ExecuteTool { step: _, tool, params, timeout } => {
                     // Saved before the call: a crash now is known to have interrupted a tool.
-                    self.save(run, record, user).await?;
+                    self.save_grouped(run, record, user).await?;
                     let result = self.run_tool(agent, tenant, &tool, params, timeout).await;
                     Input::ToolFinished { result }
                 }
                 Action::Finish { .. } => {
-                    self.save(run, record, user).await?;
+                    self.save_grouped(run, record, user).await?;
                     return Ok(());
                 }
             };
@@ -365,27 +368,26 @@ impl Runtime {
         };
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let cost = agent.prices.cost_usd(&response.model, &response.usage).unwrap_or(0.0);
-        self.store
-            .insert_cost(&domain::cost::CostRecord {
-                tenant_id: tenant.clone(),
-                chain_id: Some(chain.clone()),
-                seal_id: None,
-                model: response.model.clone(),
-                input_tokens: response.usage.input_tokens,
-                output_tokens: response.usage.output_tokens,
-                cost_usd: cost,
-                timestamp: Timestamp::now(),
-            })
-            .await?;
+        let cost_record = domain::cost::CostRecord {
+            tenant_id: tenant.clone(),
+            chain_id: Some(chain.clone()),
+            seal_id: None,
+            model: response.model.clone(),
+            input_tokens: response.usage.input_tokens,
+            output_tokens: response.usage.output_tokens,
+            cost_usd: cost,
+            timestamp: Timestamp::now(),
+        };
         let payload = json!({
             "purpose": purpose, "tier": tier, "provider": response.provider, "model": response.model,
             "input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens,
             "cost_usd": cost, "latency_ms": latency_ms,
             "prompt_sha256": ledger::hash::sha256(request.messages[0].content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>(),
         });
-        self.ledger
-            .append(tenant, EntryDraft { kind: EntryKind::ModelCall, chain_id: Some(chain.clone()), payload })
-            .await?;
+        // The cost record commits with the ledger entry that accounts for it.
+        let companions = Companions { costs: vec![cost_record], ..Companions::default() };
+        let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: Some(chain.clone()), payload };
+        self.ledger.append_with(tenant, draft, companions).await?;
         Ok(Input::ModelReplied {
             text: response.content,
             input_tokens: response.usage.input_tokens,
@@ -404,6 +406,7 @@ impl Runtime {
         kind: SealKind,
         payload: Value,
         check_existing: bool,
+        state: StoredRun,
     ) -> Result<Input, AgentError> {
         let entry_kind = match kind {
             SealKind::Intent => EntryKind::SealIntent,
@@ -419,16 +422,20 @@ impl Runtime {
             }
         }
         let executed = kind == SealKind::Result && payload["status"] == "executed";
-        let appended = self
-            .ledger
-            .append(tenant, EntryDraft { kind: entry_kind, chain_id: Some(run.chain_id.clone()), payload })
-            .await?;
-        if executed {
-            let s = &run.steps[step];
-            if let Some(fp) = &s.action_fingerprint {
-                self.store.record_action(tenant, &s.persona, &s.tool, fp).await?;
-            }
+        let mut companions = Companions { runs: vec![state], ..Companions::default() };
+        if executed
+            && let Some(s) = run.steps.get(step)
+            && let Some(fp) = &s.action_fingerprint
+        {
+            companions.actions.push(ActionSample {
+                tenant_id: tenant.clone(),
+                persona: s.persona.clone(),
+                tool: s.tool.clone(),
+                fingerprint: fp.clone(),
+            });
         }
+        let draft = EntryDraft { kind: entry_kind, chain_id: Some(run.chain_id.clone()), payload };
+        let appended = self.ledger.append_with(tenant, draft, companions).await?;
         Ok(Input::Sealed { fingerprint: appended.fingerprint, index: appended.index })
     }
 
@@ -452,6 +459,14 @@ impl Runtime {
             .await
             .map_err(|e| ToolFailure { transient: e.is_transient(), message: e.to_string() })
     }
+}
+
+/// The run as it should be stored now (also updating `record`).
+fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> StoredRun {
+    record.status = run.status.as_str().to_owned();
+    record.state = state_json(run, user);
+    record.updated_at = Timestamp::now();
+    record.clone()
 }
 
 fn state_json(run: &Run, user: Option<&str>) -> String {

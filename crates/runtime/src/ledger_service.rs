@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use domain::ledger::{EntryDraft, LedgerRecord, StoredCheckpoint};
-use domain::ports::{Store, StoreError};
+use domain::ports::{Companions, Store, StoreError};
 use domain::{ChainId, TenantId, Timestamp};
 use ledger::Hash;
 use ledger::bundle::ProofBundle;
@@ -43,8 +43,20 @@ pub struct Appended {
 }
 
 enum Request {
-    Append { tenant: TenantId, draft: EntryDraft, reply: oneshot::Sender<Result<Appended, LedgerError>> },
-    Flush { reply: oneshot::Sender<()> },
+    Append {
+        tenant: TenantId,
+        draft: EntryDraft,
+        companions: Companions,
+        reply: oneshot::Sender<Result<Appended, LedgerError>>,
+    },
+    /// Rows with no ledger entry, committed with the next batch.
+    Write {
+        companions: Companions,
+        reply: oneshot::Sender<Result<(), LedgerError>>,
+    },
+    Flush {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 #[derive(Default)]
@@ -99,12 +111,33 @@ impl LedgerService {
 
     /// Appends an entry to the tenant's log. Returns once it is durable.
     pub async fn append(&self, tenant: &TenantId, draft: EntryDraft) -> Result<Appended, LedgerError> {
+        self.append_with(tenant, draft, Companions::default()).await
+    }
+
+    /// Appends an entry and writes `companions` in the same transaction (a step's run state,
+    /// cost record, drift count). Returns once both are durable.
+    pub async fn append_with(
+        &self,
+        tenant: &TenantId,
+        draft: EntryDraft,
+        companions: Companions,
+    ) -> Result<Appended, LedgerError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(LedgerError::WriterStopped);
         }
         let (reply, answer) = oneshot::channel();
-        let request = Request::Append { tenant: tenant.clone(), draft, reply };
+        let request = Request::Append { tenant: tenant.clone(), draft, companions, reply };
         self.requests.send(request).await.map_err(|_| LedgerError::WriterStopped)?;
+        answer.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// Writes rows without a ledger entry through the same group commit. Returns once durable.
+    pub async fn write(&self, companions: Companions) -> Result<(), LedgerError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(LedgerError::WriterStopped);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Write { companions, reply }).await.map_err(|_| LedgerError::WriterStopped)?;
         answer.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
@@ -288,14 +321,18 @@ impl Inner {
         }
     }
 
-    async fn commit(&self, batch: &[(TenantId, EntryDraft)]) -> Result<Vec<LedgerRecord>, LedgerError> {
+    async fn commit(
+        &self,
+        batch: &[(TenantId, EntryDraft)],
+        companions: &Companions,
+    ) -> Result<Vec<LedgerRecord>, LedgerError> {
         let keys: Vec<(TenantId, Option<ChainId>)> =
             batch.iter().map(|(t, d)| (t.clone(), d.chain_id.clone())).collect();
         let mut attempt = 0;
         loop {
             self.prepare(&keys).await?;
             let records = self.stage(batch);
-            match self.store.append_records(&records).await {
+            match self.store.append_with(&records, companions).await {
                 Ok(()) => {
                     self.apply(&records);
                     return Ok(records);
@@ -354,21 +391,32 @@ impl Inner {
 }
 
 async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
-    let mut appends = Vec::with_capacity(256);
+    type AppendReply = oneshot::Sender<Result<Appended, LedgerError>>;
+    let mut appends: Vec<(TenantId, EntryDraft, AppendReply)> = Vec::with_capacity(256);
+    let mut writes: Vec<oneshot::Sender<Result<(), LedgerError>>> = Vec::new();
+    let mut companions = Companions::default();
     let mut flushes = Vec::new();
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(request) = next {
             match request {
-                Request::Append { tenant, draft, reply } => appends.push((tenant, draft, reply)),
+                Request::Append { tenant, draft, companions: extra, reply } => {
+                    companions.extend(extra);
+                    appends.push((tenant, draft, reply));
+                }
+                Request::Write { companions: extra, reply } => {
+                    companions.extend(extra);
+                    writes.push(reply);
+                }
                 Request::Flush { reply } => flushes.push(reply),
             }
-            next = if appends.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
+            next = if appends.len() + writes.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
         }
-        if !appends.is_empty() {
+        if !appends.is_empty() || !writes.is_empty() {
             let (batch, replies): (Vec<(TenantId, EntryDraft)>, Vec<_>) =
                 appends.drain(..).map(|(tenant, draft, reply)| ((tenant, draft), reply)).unzip();
-            match inner.commit(&batch).await {
+            let outcome = inner.commit(&batch, &std::mem::take(&mut companions)).await;
+            match outcome {
                 Ok(records) => {
                     for (record, reply) in records.into_iter().zip(replies) {
                         let _ = reply.send(Ok(Appended {
@@ -378,10 +426,16 @@ async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
                             timestamp: record.timestamp,
                         }));
                     }
+                    for reply in writes.drain(..) {
+                        let _ = reply.send(Ok(()));
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, entries = replies.len(), "ledger batch failed; nothing was recorded");
                     for reply in replies {
+                        let _ = reply.send(Err(clone_error(&error)));
+                    }
+                    for reply in writes.drain(..) {
                         let _ = reply.send(Err(clone_error(&error)));
                     }
                 }

@@ -11,9 +11,7 @@ macro_rules! impl_shared_ports {
         use domain::cost::CostRecord;
         use domain::ledger::{LedgerRecord, StoredCheckpoint};
         use domain::persona::PersonaContract;
-        use domain::ports::{
-            ApiKeyStore, CostStore, LedgerStore, PersonaStore, StoreError, TenantStore, UserStore,
-        };
+        use domain::ports::{ApiKeyStore, CostStore, LedgerStore, PersonaStore, StoreError, TenantStore, UserStore};
         use domain::tenant::{ApiKey, Tenant, User};
         use domain::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
         use $crate::error::{classify, classify_insert};
@@ -49,10 +47,8 @@ macro_rules! impl_shared_ports {
 
             async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
                 let sql = format!("SELECT {} FROM tenants ORDER BY id", rows::TENANT_COLUMNS);
-                let found: Vec<rows::TenantRow> = sqlx::query_as(&sql)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(|e| classify(self.target(), e))?;
+                let found: Vec<rows::TenantRow> =
+                    sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::tenant).collect()
             }
         }
@@ -87,7 +83,8 @@ macro_rules! impl_shared_ports {
             }
 
             async fn users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
-                let sql = format!("SELECT {} FROM users WHERE tenant_id = $1 ORDER BY created_at, id", rows::USER_COLUMNS);
+                let sql =
+                    format!("SELECT {} FROM users WHERE tenant_id = $1 ORDER BY created_at, id", rows::USER_COLUMNS);
                 let found: Vec<rows::UserRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
                     .fetch_all(&self.pool)
@@ -147,7 +144,12 @@ macro_rules! impl_shared_ports {
                 found.into_iter().map(rows::api_key).collect()
             }
 
-            async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, at: Timestamp) -> Result<bool, StoreError> {
+            async fn revoke_api_key(
+                &self,
+                tenant: &TenantId,
+                id: &ApiKeyId,
+                at: Timestamp,
+            ) -> Result<bool, StoreError> {
                 let sql = "UPDATE api_keys SET revoked_at = $3 \
                            WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
                 let done = sqlx::query(sql)
@@ -228,7 +230,10 @@ macro_rules! impl_shared_ports {
                     .await
                     .map_err(|e| classify_insert(self.target(), || format!("persona {:?}", p.name), e))?;
                 version
-                    .map(|v| u32::try_from(v).map_err(|_| StoreError::InvalidRow { what: "persona version", reason: v.to_string() }))
+                    .map(|v| {
+                        u32::try_from(v)
+                            .map_err(|_| StoreError::InvalidRow { what: "persona version", reason: v.to_string() })
+                    })
                     .transpose()
             }
 
@@ -243,7 +248,11 @@ macro_rules! impl_shared_ports {
                 row.map(rows::persona).transpose()
             }
 
-            async fn persona_by_name(&self, tenant: &TenantId, name: &str) -> Result<Option<PersonaContract>, StoreError> {
+            async fn persona_by_name(
+                &self,
+                tenant: &TenantId,
+                name: &str,
+            ) -> Result<Option<PersonaContract>, StoreError> {
                 let sql = format!("SELECT {} FROM personas WHERE tenant_id = $1 AND name = $2", rows::PERSONA_COLUMNS);
                 let row: Option<rows::PersonaRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
@@ -270,11 +279,15 @@ macro_rules! impl_shared_ports {
 
         #[async_trait]
         impl LedgerStore for $store {
-            async fn append_records(&self, records: &[LedgerRecord]) -> Result<(), StoreError> {
-                if records.is_empty() {
+            async fn append_with(
+                &self,
+                records: &[LedgerRecord],
+                companions: &domain::ports::Companions,
+            ) -> Result<(), StoreError> {
+                if records.is_empty() && companions.is_empty() {
                     return Ok(());
                 }
-                self.insert_ledger_rows(records).await
+                self.insert_ledger_rows(records, companions).await
             }
 
             async fn ledger_size(&self, tenant: &TenantId) -> Result<u64, StoreError> {
@@ -303,7 +316,8 @@ macro_rules! impl_shared_ports {
             }
 
             async fn record(&self, tenant: &TenantId, index: u64) -> Result<Option<LedgerRecord>, StoreError> {
-                let sql = format!("SELECT {} FROM ledger_entries WHERE tenant_id = $1 AND idx = $2", rows::LEDGER_COLUMNS);
+                let sql =
+                    format!("SELECT {} FROM ledger_entries WHERE tenant_id = $1 AND idx = $2", rows::LEDGER_COLUMNS);
                 let row: Option<rows::LedgerRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
                     .bind(i64_of(index))
@@ -337,7 +351,11 @@ macro_rules! impl_shared_ports {
                 found.into_iter().map(|h| rows::hash32("ledger leaf hash", h)).collect()
             }
 
-            async fn last_fingerprint(&self, tenant: &TenantId, chain: Option<&ChainId>) -> Result<Option<String>, StoreError> {
+            async fn last_fingerprint(
+                &self,
+                tenant: &TenantId,
+                chain: Option<&ChainId>,
+            ) -> Result<Option<String>, StoreError> {
                 let query = match chain {
                     Some(chain) => sqlx::query_scalar(
                         "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id = $2 \
@@ -364,7 +382,10 @@ macro_rules! impl_shared_ports {
                 .map_err(|e| classify(self.target(), e))?;
                 found
                     .into_iter()
-                    .map(|t| TenantId::parse(t).map_err(|e| StoreError::InvalidRow { what: "ledger tenant", reason: e.to_string() }))
+                    .map(|t| {
+                        TenantId::parse(t)
+                            .map_err(|e| StoreError::InvalidRow { what: "ledger tenant", reason: e.to_string() })
+                    })
                     .collect()
             }
 
@@ -416,33 +437,29 @@ macro_rules! impl_shared_ports {
         impl CostStore for $store {
             async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError> {
                 let (input, output) = rows::cost_values(cost);
-                sqlx::query(
-                    "INSERT INTO cost_records (tenant_id, chain_id, seal_id, model, input_tokens, output_tokens, cost_usd, ts) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(cost.tenant_id.as_str())
-                .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
-                .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
-                .bind(&cost.model)
-                .bind(input)
-                .bind(output)
-                .bind(cost.cost_usd)
-                .bind(cost.timestamp.as_micros())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| classify(self.target(), e))?;
+                sqlx::query($crate::common_agent::INSERT_COST_SQL)
+                    .bind(cost.tenant_id.as_str())
+                    .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
+                    .bind(&cost.model)
+                    .bind(input)
+                    .bind(output)
+                    .bind(cost.cost_usd)
+                    .bind(cost.timestamp.as_micros())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
                 Ok(())
             }
 
             async fn tenant_cost_since(&self, tenant: &TenantId, since: Timestamp) -> Result<f64, StoreError> {
-                let total: Option<f64> = sqlx::query_scalar(
-                    "SELECT SUM(cost_usd) FROM cost_records WHERE tenant_id = $1 AND ts >= $2",
-                )
-                .bind(tenant.as_str())
-                .bind(since.as_micros())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| classify(self.target(), e))?;
+                let total: Option<f64> =
+                    sqlx::query_scalar("SELECT SUM(cost_usd) FROM cost_records WHERE tenant_id = $1 AND ts >= $2")
+                        .bind(tenant.as_str())
+                        .bind(since.as_micros())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
                 Ok(total.unwrap_or(0.0))
             }
         }

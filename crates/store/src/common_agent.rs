@@ -1,26 +1,85 @@
 //! Shared SQL for the agent's ports (runs, approvals, drift counts), implemented for both pool
 //! types by one macro, in a child module of the backend so its imports stay separate.
 
+/// Inserts or replaces a run's state.
+pub(crate) const SAVE_RUN_SQL: &str = "INSERT INTO runs (tenant_id, chain_id, task, status, state, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
+     state = excluded.state, updated_at = excluded.updated_at";
+/// Counts one more occurrence of an action fingerprint.
+pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id, persona, tool, fingerprint, count) \
+     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
+     DO UPDATE SET count = action_counts.count + 1";
+/// Inserts a cost record.
+pub(crate) const INSERT_COST_SQL: &str = "INSERT INTO cost_records \
+     (tenant_id, chain_id, seal_id, model, input_tokens, output_tokens, cost_usd, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
 macro_rules! impl_agent_ports {
-    ($store:ident) => {
+    ($store:ident, $db:ty) => {
         mod agent_ports {
             use async_trait::async_trait;
-            use domain::ports::{Approval, ApprovalStore, DriftStore, RunStore, StoreError, StoredRun};
+            use domain::ports::{
+                Approval, ApprovalStore, Companions, DriftStore, RunStore, StoreError, StoredRun,
+            };
             use domain::{ChainId, TenantId, Timestamp};
 
             use super::$store;
             use $crate::agent_rows::{self, APPROVAL_COLUMNS, RUN_COLUMNS};
+            use $crate::common_agent::{INSERT_COST_SQL, RECORD_ACTION_SQL, SAVE_RUN_SQL};
             use $crate::error::{classify, classify_insert};
+
+            impl $store {
+                /// Writes a ledger batch's companion rows inside its transaction.
+                pub(crate) async fn write_companions(
+                    &self,
+                    tx: &mut sqlx::Transaction<'_, $db>,
+                    companions: &Companions,
+                ) -> Result<(), StoreError> {
+                    for run in &companions.runs {
+                        sqlx::query(SAVE_RUN_SQL)
+                            .bind(run.tenant_id.as_str())
+                            .bind(run.chain_id.as_str())
+                            .bind(&run.task)
+                            .bind(&run.status)
+                            .bind(&run.state)
+                            .bind(run.created_at.as_micros())
+                            .bind(run.updated_at.as_micros())
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    }
+                    for cost in &companions.costs {
+                        let (input, output) = $crate::rows::cost_values(cost);
+                        sqlx::query(INSERT_COST_SQL)
+                            .bind(cost.tenant_id.as_str())
+                            .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
+                            .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
+                            .bind(&cost.model)
+                            .bind(input)
+                            .bind(output)
+                            .bind(cost.cost_usd)
+                            .bind(cost.timestamp.as_micros())
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    }
+                    for action in &companions.actions {
+                        sqlx::query(RECORD_ACTION_SQL)
+                            .bind(action.tenant_id.as_str())
+                            .bind(&action.persona)
+                            .bind(&action.tool)
+                            .bind(&action.fingerprint)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    }
+                    Ok(())
+                }
+            }
 
             #[async_trait]
             impl RunStore for $store {
                 async fn save_run(&self, run: &StoredRun) -> Result<(), StoreError> {
-                    let sql = format!(
-                        "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
-                         state = excluded.state, updated_at = excluded.updated_at"
-                    );
-                    sqlx::query(&sql)
+                    sqlx::query(SAVE_RUN_SQL)
                         .bind(run.tenant_id.as_str())
                         .bind(run.chain_id.as_str())
                         .bind(&run.task)
@@ -165,11 +224,7 @@ macro_rules! impl_agent_ports {
                     tool: &str,
                     fingerprint: &str,
                 ) -> Result<(), StoreError> {
-                    sqlx::query(
-                        "INSERT INTO action_counts (tenant_id, persona, tool, fingerprint, count) \
-                         VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
-                         DO UPDATE SET count = action_counts.count + 1",
-                    )
+                    sqlx::query(RECORD_ACTION_SQL)
                     .bind(tenant.as_str())
                     .bind(persona)
                     .bind(tool)

@@ -38,7 +38,11 @@ impl PgStore {
         &self.target
     }
 
-    async fn insert_ledger_rows(&self, records: &[LedgerRecord]) -> Result<(), StoreError> {
+    async fn insert_ledger_rows(
+        &self,
+        records: &[LedgerRecord],
+        companions: &domain::ports::Companions,
+    ) -> Result<(), StoreError> {
         let mut tenants = Vec::with_capacity(records.len());
         let mut indexes = Vec::with_capacity(records.len());
         let mut kinds = Vec::with_capacity(records.len());
@@ -64,28 +68,33 @@ impl PgStore {
              $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bytea[])",
             rows::LEDGER_COLUMNS
         );
-        // One statement is one transaction in PostgreSQL: all rows or none, durable at return.
-        sqlx::query(&sql)
-            .bind(&tenants)
-            .bind(&indexes)
-            .bind(&kinds)
-            .bind(&chains)
-            .bind(&times)
-            .bind(&payloads)
-            .bind(&parents)
-            .bind(&fingerprints)
-            .bind(&leaves)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e)
-            })?;
+        // One transaction: all rows and their companions or none, durable at commit.
+        let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+        if !records.is_empty() {
+            sqlx::query(&sql)
+                .bind(&tenants)
+                .bind(&indexes)
+                .bind(&kinds)
+                .bind(&chains)
+                .bind(&times)
+                .bind(&payloads)
+                .bind(&parents)
+                .bind(&fingerprints)
+                .bind(&leaves)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e)
+                })?;
+        }
+        self.write_companions(&mut tx, companions).await?;
+        tx.commit().await.map_err(|e| classify(self.target(), e))?;
         Ok(())
     }
 }
 
 impl_shared_ports!(PgStore);
-crate::common_agent::impl_agent_ports!(PgStore);
+crate::common_agent::impl_agent_ports!(PgStore, sqlx::Postgres);
 crate::common_knowledge::impl_knowledge_port!(PgStore);
 
 #[async_trait]

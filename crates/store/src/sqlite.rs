@@ -51,7 +51,11 @@ impl SqliteStore {
         &self.target
     }
 
-    async fn insert_ledger_rows(&self, records: &[LedgerRecord]) -> Result<(), StoreError> {
+    async fn insert_ledger_rows(
+        &self,
+        records: &[LedgerRecord],
+        companions: &domain::ports::Companions,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
         for chunk in records.chunks(LEDGER_ROWS_PER_STATEMENT) {
             let mut sql = format!("INSERT INTO ledger_entries ({}) VALUES ", rows::LEDGER_COLUMNS);
@@ -75,12 +79,13 @@ impl SqliteStore {
                 classify_insert(self.target(), || format!("ledger entry of tenant {}", chunk[0].tenant_id), e)
             })?;
         }
+        self.write_companions(&mut tx, companions).await?;
         tx.commit().await.map_err(|e| classify(self.target(), e))
     }
 }
 
 impl_shared_ports!(SqliteStore);
-crate::common_agent::impl_agent_ports!(SqliteStore);
+crate::common_agent::impl_agent_ports!(SqliteStore, sqlx::Sqlite);
 crate::common_knowledge::impl_knowledge_port!(SqliteStore);
 
 #[async_trait]

@@ -123,3 +123,33 @@ async fn drift_counts_accumulate_per_tenant_persona_and_tool() {
         assert!(db.store.action_counts(&a, "analyst", "file_write").await.expect("counts").is_empty());
     }
 }
+
+#[tokio::test]
+async fn companion_rows_commit_with_their_ledger_batch_or_not_at_all() {
+    use domain::ledger::{EntryDraft, EntryKind};
+    use domain::ports::{ActionSample, Companions};
+    for db in backends().await {
+        let a = tenant("a");
+        let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: None, payload: serde_json::json!({"n": 1}) };
+        let first = ledger::encoding::seal_draft(&a, 0, &draft, Timestamp::from_micros(1), String::new());
+        let companions = |chain: &str| Companions {
+            runs: vec![run(&a, chain, "executing", 1)],
+            costs: Vec::new(),
+            actions: vec![ActionSample {
+                tenant_id: a.clone(),
+                persona: "p".into(),
+                tool: "t".into(),
+                fingerprint: "f".into(),
+            }],
+        };
+        db.store.append_with(std::slice::from_ref(&first), &companions("c1")).await.expect("append");
+        assert!(db.store.run(&a, &ChainId::parse("c1").expect("id")).await.expect("read").is_some(), "{}", db.backend);
+        // Index 0 is taken: the batch fails, and its companions are not written either.
+        assert!(db.store.append_with(std::slice::from_ref(&first), &companions("c2")).await.is_err());
+        assert!(db.store.run(&a, &ChainId::parse("c2").expect("id")).await.expect("read").is_none(), "all or nothing");
+        assert_eq!(db.store.action_counts(&a, "p", "t").await.expect("counts"), vec![("f".to_owned(), 1)]);
+        // Companions alone (no entry) commit too.
+        db.store.append_with(&[], &companions("c3")).await.expect("write");
+        assert!(db.store.run(&a, &ChainId::parse("c3").expect("id")).await.expect("read").is_some());
+    }
+}
