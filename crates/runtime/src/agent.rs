@@ -397,7 +397,9 @@ impl Runtime {
         })
     }
 
-    /// Appends a seal, unless a restart left it already appended (then reuses that entry).
+    /// Appends a seal, with the run's state in the same transaction, unless a restart left the
+    /// identical seal already appended (then reuses that entry).
+    #[allow(clippy::too_many_arguments)] // the seal, its place in the run, and the state it commits with
     async fn seal(
         &self,
         tenant: &TenantId,
