@@ -180,6 +180,8 @@ pub struct StoredRun {
     pub state: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The process (runtime instance) driving the run.
+    pub owner: Option<String>,
 }
 
 #[async_trait]
@@ -191,6 +193,21 @@ pub trait RunStore: Send + Sync {
     async fn runs(&self, tenant: &TenantId, limit: u32) -> Result<Vec<StoredRun>, StoreError>;
     /// Runs of every tenant whose status is one of `statuses` (for resuming after a restart).
     async fn runs_with_status(&self, statuses: &[&str]) -> Result<Vec<StoredRun>, StoreError>;
+    /// Takes over a run if its owner is still `expected` (compare-and-set). Returns whether this
+    /// caller won.
+    async fn claim_run(
+        &self,
+        tenant: &TenantId,
+        chain: &ChainId,
+        expected: Option<&str>,
+        owner: &str,
+    ) -> Result<bool, StoreError>;
+    /// Records that a runtime instance is alive.
+    async fn heartbeat(&self, instance: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// When an instance last showed it is alive.
+    async fn last_heartbeat(&self, instance: &str) -> Result<Option<Timestamp>, StoreError>;
+    /// Forgets an instance that stopped cleanly, and every instance silent since `stale_before`.
+    async fn forget_instances(&self, instance: &str, stale_before: Timestamp) -> Result<(), StoreError>;
 }
 
 /// A request for a human decision on one exact call.

@@ -171,10 +171,17 @@ impl Runtime {
             state: state_json(&run, request.user.as_deref()),
             created_at: created,
             updated_at: created,
+            owner: Some(self.instance.clone()),
         };
-        self.store.save_run(&record).await?;
-        let first = run.advance(Input::Start);
-        self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref(), false).await?;
+        self.begin_driving(&run.chain_id);
+        let outcome = async {
+            self.store.save_run(&record).await?;
+            let first = run.advance(Input::Start);
+            self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref(), false).await
+        }
+        .await;
+        self.end_driving(&run.chain_id);
+        outcome?;
         Ok(report(&request.tenant, &run))
     }
 
@@ -201,18 +208,55 @@ impl Runtime {
         let mut reports = Vec::new();
         for stored in self.store.runs_with_status(&OPEN_STATUSES).await? {
             let tenant = stored.tenant_id.clone();
+            if !self.claim(&stored).await? {
+                continue;
+            }
             let (mut run, user) = parse_state(&stored)?;
-            let mut record = stored;
-            if run.awaiting_approval().is_some() {
-                self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await?;
+            let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
+            if !self.begin_driving(&run.chain_id) {
+                continue;
+            }
+            let outcome = if run.awaiting_approval().is_some() {
+                self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await.map(|_| ())
             } else {
                 tracing::info!(tenant = %tenant, chain = %run.chain_id, "resuming an unfinished run");
                 let next = run.resume();
-                self.drive(&tenant, &mut run, next, &mut record, user.as_deref(), true).await?;
-            }
+                self.drive(&tenant, &mut run, next, &mut record, user.as_deref(), true).await
+            };
+            self.end_driving(&run.chain_id);
+            outcome?;
             reports.push(report(&tenant, &run));
         }
         Ok(reports)
+    }
+
+    /// Marks a run as driven by this process; false if it already is.
+    pub(crate) fn begin_driving(&self, chain: &ChainId) -> bool {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(chain.clone())
+    }
+
+    pub(crate) fn end_driving(&self, chain: &ChainId) {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(chain);
+    }
+
+    /// Takes a run over unless another live process drives it. Runs parked on an approval
+    /// belong to nobody in particular: whoever holds them may move them on.
+    async fn claim(&self, stored: &StoredRun) -> Result<bool, AgentError> {
+        let owner = stored.owner.as_deref();
+        if owner == Some(self.instance.as_str()) {
+            // Ours: resumable unless this process is driving it right now.
+            return Ok(!self.active.lock().unwrap_or_else(|p| p.into_inner()).contains(&stored.chain_id));
+        }
+        if let Some(owner) = owner
+            && stored.status != "awaiting_approval"
+            && let Some(seen) = self.store.last_heartbeat(owner).await?
+        {
+            let stale_after = i64::try_from(crate::OWNER_STALE_AFTER.as_micros()).unwrap_or(i64::MAX);
+            if Timestamp::now().as_micros().saturating_sub(seen.as_micros()) < stale_after {
+                return Ok(false);
+            }
+        }
+        Ok(self.store.claim_run(&stored.tenant_id, &stored.chain_id, owner, &self.instance).await?)
     }
 
     pub(crate) async fn load_run(

@@ -19,8 +19,13 @@ impl Runtime {
         for stored in self.store.runs_with_status(&["awaiting_approval"]).await? {
             let tenant = stored.tenant_id.clone();
             let (mut run, user) = parse_state(&stored)?;
-            let mut record = stored;
-            if self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await? {
+            let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
+            if !self.begin_driving(&run.chain_id) {
+                continue;
+            }
+            let moved = self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await;
+            self.end_driving(&run.chain_id);
+            if moved? {
                 expired += 1;
             }
         }
@@ -65,6 +70,29 @@ impl Runtime {
             return Err(AgentError::SelfApproval { by: by.to_owned() });
         }
         let (mut run, mut record, user) = self.load_run(tenant, &approval.chain_id).await?;
+        record.owner = Some(self.instance.clone());
+        if !self.begin_driving(&run.chain_id) {
+            return Err(AgentError::ApprovalClosed(id.to_owned()));
+        }
+        let outcome = self.decide_loaded(tenant, &approval, &mut run, &mut record, user, approve, by, note).await;
+        self.end_driving(&run.chain_id);
+        outcome?;
+        Ok(report(tenant, &run))
+    }
+
+    #[allow(clippy::too_many_arguments)] // the approval, its run, and the decision
+    async fn decide_loaded(
+        &self,
+        tenant: &TenantId,
+        approval: &Approval,
+        run: &mut Run,
+        record: &mut StoredRun,
+        user: Option<String>,
+        approve: bool,
+        by: &str,
+        note: &str,
+    ) -> Result<(), AgentError> {
+        let id = approval.id.as_str();
         let step = approval.step as usize;
         if run.awaiting_approval() != Some(step) {
             return Err(AgentError::ApprovalClosed(id.to_owned()));
@@ -79,10 +107,9 @@ impl Runtime {
         if !self.store.decide_approval(tenant, id, status, by, note, Timestamp::now()).await? {
             return Err(AgentError::ApprovalClosed(id.to_owned()));
         }
-        self.seal_approval(tenant, &approval, status, by, note).await?;
+        self.seal_approval(tenant, approval, status, by, note).await?;
         let next = run.advance(Input::ApprovalDecided { approved: approve, by: by.to_owned(), note: note.to_owned() });
-        self.drive(tenant, &mut run, next, &mut record, user.as_deref(), false).await?;
-        Ok(report(tenant, &run))
+        self.drive(tenant, run, next, record, user.as_deref(), false).await
     }
 
     /// Moves a run parked on an approval along when its approval is settled: expired

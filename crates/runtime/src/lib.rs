@@ -54,7 +54,17 @@ pub struct Runtime {
     config: RuntimeConfig,
     agent: Option<Arc<agent::AgentServices>>,
     events: tokio::sync::broadcast::Sender<agent::RunEvent>,
+    /// This process's identity as the owner of the runs it drives.
+    instance: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+    /// Runs this process is driving right now (never taken over by its own resume sweep).
+    active: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
 }
+
+/// How often a runtime records that it is alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// After this long without a heartbeat, an instance's runs may be taken over.
+pub const OWNER_STALE_AFTER: Duration = Duration::from_secs(15);
 
 impl Runtime {
     /// Starts the runtime over a migrated store. Refuses to start when the signing key is not
@@ -68,7 +78,21 @@ impl Runtime {
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
         let (events, _) = tokio::sync::broadcast::channel(1024);
-        Ok(Self { store, ledger, config, agent: None, events })
+        let instance = format!("nexus-{}", domain::ChainId::generate());
+        store.heartbeat(&instance, domain::Timestamp::now()).await?;
+        let heartbeat = tasks::spawn("heartbeat", {
+            let store = store.clone();
+            let instance = instance.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT_EVERY).await;
+                    if let Err(error) = store.heartbeat(&instance, domain::Timestamp::now()).await {
+                        tracing::warn!(%error, "could not record the heartbeat");
+                    }
+                }
+            }
+        });
+        Ok(Self { store, ledger, config, agent: None, events, instance, heartbeat, active: Default::default() })
     }
 
     /// Enables the agent (models, tools, sandbox) on this runtime.
@@ -87,6 +111,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// This process's identity as a run owner.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// A verifier over this runtime's store with its own public key.
@@ -111,7 +140,13 @@ impl Runtime {
     /// Stops accepting ledger appends, commits what is queued, signs final checkpoints and
     /// closes the database.
     pub async fn shutdown(&self) {
+        self.heartbeat.abort();
         self.ledger.shutdown().await;
+        // A clean stop says so; instances silent for a day are forgotten too.
+        let day_ago = domain::Timestamp::from_micros(domain::Timestamp::now().as_micros() - 86_400_000_000);
+        if let Err(error) = self.store.forget_instances(&self.instance, day_ago).await {
+            tracing::debug!(%error, "could not remove this instance's heartbeat");
+        }
         self.store.close().await;
     }
 }

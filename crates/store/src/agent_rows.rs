@@ -3,7 +3,7 @@
 use domain::ports::{Approval, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 
-pub(crate) type RunRow = (String, String, String, String, String, i64, i64);
+pub(crate) type RunRow = (String, String, String, String, String, i64, i64, Option<String>);
 pub(crate) type ApprovalRow = (
     String,
     String,
@@ -22,7 +22,7 @@ pub(crate) type ApprovalRow = (
     i64,
 );
 
-pub(crate) const RUN_COLUMNS: &str = "tenant_id, chain_id, task, status, state, created_at, updated_at";
+pub(crate) const RUN_COLUMNS: &str = "tenant_id, chain_id, task, status, state, created_at, updated_at, owner";
 pub(crate) const APPROVAL_COLUMNS: &str = "id, tenant_id, chain_id, step, tool, params, call_digest, reason, \
      requested_by, status, decided_by, decided_at, note, created_at, expires_at";
 
@@ -31,7 +31,7 @@ fn invalid(what: &'static str, reason: impl ToString) -> StoreError {
 }
 
 pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
-    let (tenant_id, chain_id, task, status, state, created_at, updated_at) = row;
+    let (tenant_id, chain_id, task, status, state, created_at, updated_at, owner) = row;
     Ok(StoredRun {
         tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("run", e))?,
         chain_id: ChainId::parse(chain_id).map_err(|e| invalid("run", e))?,
@@ -40,6 +40,7 @@ pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
         state,
         created_at: Timestamp::from_micros(created_at),
         updated_at: Timestamp::from_micros(updated_at),
+        owner,
     })
 }
 

@@ -2,9 +2,9 @@
 //! types by one macro, in a child module of the backend so its imports stay separate.
 
 /// Inserts or replaces a run's state.
-pub(crate) const SAVE_RUN_SQL: &str = "INSERT INTO runs (tenant_id, chain_id, task, status, state, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
-     state = excluded.state, updated_at = excluded.updated_at";
+pub(crate) const SAVE_RUN_SQL: &str = "INSERT INTO runs (tenant_id, chain_id, task, status, state, created_at, updated_at, owner) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
+     state = excluded.state, updated_at = excluded.updated_at, owner = excluded.owner";
 /// Counts one more occurrence of an action fingerprint.
 pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id, persona, tool, fingerprint, count) \
      VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
@@ -43,6 +43,7 @@ macro_rules! impl_agent_ports {
                             .bind(&run.state)
                             .bind(run.created_at.as_micros())
                             .bind(run.updated_at.as_micros())
+                            .bind(&run.owner)
                             .execute(&mut **tx)
                             .await
                             .map_err(|e| classify(self.target(), e))?;
@@ -87,6 +88,7 @@ macro_rules! impl_agent_ports {
                         .bind(&run.state)
                         .bind(run.created_at.as_micros())
                         .bind(run.updated_at.as_micros())
+                        .bind(&run.owner)
                         .execute(&self.pool)
                         .await
                         .map_err(|e| classify(self.target(), e))?;
@@ -132,6 +134,59 @@ macro_rules! impl_agent_ports {
                     }
                     let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(agent_rows::run).collect()
+                }
+
+                async fn claim_run(
+                    &self,
+                    tenant: &TenantId,
+                    chain: &ChainId,
+                    expected: Option<&str>,
+                    owner: &str,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE runs SET owner = $3 WHERE tenant_id = $1 AND chain_id = $2 \
+                         AND COALESCE(owner, '') = $4",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(chain.as_str())
+                    .bind(owner)
+                    .bind(expected.unwrap_or(""))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn heartbeat(&self, instance: &str, at: Timestamp) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "INSERT INTO instances (id, heartbeat_at) VALUES ($1, $2) \
+                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                    )
+                    .bind(instance)
+                    .bind(at.as_micros())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
+                async fn forget_instances(&self, instance: &str, stale_before: Timestamp) -> Result<(), StoreError> {
+                    sqlx::query("DELETE FROM instances WHERE id = $1 OR heartbeat_at < $2")
+                        .bind(instance)
+                        .bind(stale_before.as_micros())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
+                async fn last_heartbeat(&self, instance: &str) -> Result<Option<Timestamp>, StoreError> {
+                    let at: Option<i64> = sqlx::query_scalar("SELECT heartbeat_at FROM instances WHERE id = $1")
+                        .bind(instance)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    Ok(at.map(Timestamp::from_micros))
                 }
             }
 

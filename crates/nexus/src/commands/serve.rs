@@ -11,23 +11,16 @@ use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(agent_runtime(&config, Access::Create).await?);
-    // Runs interrupted by the last stop continue (or fail with the reason) in the background.
-    let resuming = runtime.clone();
-    runtime::tasks::spawn("resume-runs", async move {
-        match resuming.resume_unfinished().await {
-            Ok(reports) if !reports.is_empty() => tracing::info!(runs = reports.len(), "resumed unfinished runs"),
-            Ok(_) => {}
-            Err(error) => tracing::error!(%error, "resuming unfinished runs failed"),
-        }
-    });
-    // Approvals nobody decided in time count as denied (deny by default).
-    let sweeping = runtime.clone();
-    let sweeper = runtime::tasks::spawn("approval-expiry", async move {
+    // Runs whose process died continue here (or fail with the reason) once that process has
+    // missed its heartbeats; approvals nobody decided in time count as denied.
+    let maintained = runtime.clone();
+    let maintenance = runtime::tasks::spawn("resume-runs", async move {
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            if let Err(error) = sweeping.expire_due_approvals().await {
-                tracing::warn!(%error, "expiring approvals failed; will retry");
+            match maintained.resume_unfinished().await {
+                Ok(reports) => tracing::debug!(runs = reports.len(), "checked unfinished runs"),
+                Err(error) => tracing::error!(%error, "resuming unfinished runs failed; will retry"),
             }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -40,7 +33,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         "nexus listening on http://{address}"
     );
     let served = axum::serve(listener, gateway::app(runtime.clone())).with_graceful_shutdown(shutdown_signal()).await;
-    sweeper.abort();
+    maintenance.abort();
     tracing::info!("shutting down: finishing ledger writes");
     runtime.shutdown().await;
     served.context("serving HTTP")?;

@@ -174,7 +174,8 @@ async fn a_run_killed_mid_flight_is_resumed_by_the_next_serve() {
         .stdout(Stdio::null())
         .spawn()
         .expect("start nexus serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The killed process's heartbeat goes stale after runtime::OWNER_STALE_AFTER (15 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
     while Instant::now() < deadline {
         let out = env.run(&["inspect", &chain]);

@@ -455,6 +455,27 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             state: json!({"run": run, "user": "alice"}).to_string(),
             created_at: now,
             updated_at: now,
+            // A process that died: it never heartbeats again.
+            owner: Some("nexus-gone".into()),
+        })
+        .await
+        .expect("save");
+    // A run another live process is driving is left alone.
+    let mut live = run.clone();
+    live.chain_id = domain::ChainId::generate();
+    agent.runtime.store().heartbeat("nexus-alive", Timestamp::now()).await.expect("beat");
+    agent
+        .runtime
+        .store()
+        .save_run(&domain::ports::StoredRun {
+            tenant_id: demo(),
+            chain_id: live.chain_id.clone(),
+            task: "say hi".into(),
+            status: "planning".into(),
+            state: json!({"run": live, "user": "alice"}).to_string(),
+            created_at: now,
+            updated_at: now,
+            owner: Some("nexus-alive".into()),
         })
         .await
         .expect("save");

@@ -18,6 +18,7 @@ fn run(t: &TenantId, chain: &str, status: &str, at: i64) -> StoredRun {
         state: format!("{{\"status\":\"{status}\"}}"),
         created_at: Timestamp::from_micros(at),
         updated_at: Timestamp::from_micros(at),
+        owner: Some("instance-1".into()),
     }
 }
 
@@ -40,6 +41,35 @@ async fn runs_are_saved_replaced_and_found_by_status() {
         assert_eq!(listed, ["c2", "c1"], "newest first");
         let open = db.store.runs_with_status(&["executing", "awaiting_approval"]).await.expect("by status");
         assert_eq!(open.iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>(), ["c2"]);
+    }
+}
+
+#[tokio::test]
+async fn runs_are_claimed_by_compare_and_set_and_instances_heartbeat() {
+    for db in backends().await {
+        let a = tenant("a");
+        let c1 = ChainId::parse("c1").expect("id");
+        db.store.save_run(&run(&a, "c1", "executing", 1)).await.expect("save");
+        assert!(
+            !db.store.claim_run(&a, &c1, Some("someone-else"), "instance-2").await.expect("claim"),
+            "{}",
+            db.backend
+        );
+        assert!(db.store.claim_run(&a, &c1, Some("instance-1"), "instance-2").await.expect("claim"));
+        assert!(!db.store.claim_run(&a, &c1, Some("instance-1"), "instance-3").await.expect("claim"), "one winner");
+        assert_eq!(db.store.run(&a, &c1).await.expect("read").and_then(|r| r.owner).as_deref(), Some("instance-2"));
+        assert!(!db.store.claim_run(&tenant("b"), &c1, Some("instance-2"), "x").await.expect("claim"), "tenant-scoped");
+
+        assert_eq!(db.store.last_heartbeat("instance-2").await.expect("read"), None);
+        db.store.heartbeat("instance-2", Timestamp::from_micros(5)).await.expect("beat");
+        db.store.heartbeat("instance-2", Timestamp::from_micros(9)).await.expect("beat");
+        assert_eq!(db.store.last_heartbeat("instance-2").await.expect("read"), Some(Timestamp::from_micros(9)));
+        db.store.heartbeat("old", Timestamp::from_micros(1)).await.expect("beat");
+        db.store.heartbeat("fresh", Timestamp::from_micros(100)).await.expect("beat");
+        db.store.forget_instances("instance-2", Timestamp::from_micros(50)).await.expect("forget");
+        assert_eq!(db.store.last_heartbeat("instance-2").await.expect("read"), None, "the stopping instance");
+        assert_eq!(db.store.last_heartbeat("old").await.expect("read"), None, "long silent");
+        assert!(db.store.last_heartbeat("fresh").await.expect("read").is_some());
     }
 }
 
