@@ -67,6 +67,35 @@ pub enum Command {
     Persona(PersonaCommand),
     /// The tools the agent can use, and whether each is configured.
     Tools,
+    /// API keys (`nxs_…`): created and shown once, stored only as hashes.
+    #[command(subcommand)]
+    Keys(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print its secret (the only time it is shown).
+    Create {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// A label, e.g. the program that will use it.
+        #[arg(long)]
+        name: String,
+        /// User level 0-5 the key acts at (3 and above may broadcast).
+        #[arg(long, default_value_t = 0)]
+        level: u8,
+    },
+    /// List a tenant's keys (prefixes only, never secrets).
+    List {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@
 pub mod agent;
 mod approvals;
 pub mod error;
+pub mod keys;
 pub mod knowledge;
 pub mod ledger_service;
 mod seed;

@@ -4,6 +4,7 @@
 mod agent;
 mod agent_setup;
 mod approvals;
+mod keys;
 mod ledger_commands;
 mod serve;
 mod verify;
@@ -40,6 +41,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Tools => agent::tools(config).await,
         Command::Approvals(command) => approvals::approvals(command, config).await,
         Command::Persona(command) => approvals::persona(command, config).await,
+        Command::Keys(command) => keys::run(command, config).await,
     }
 }
 

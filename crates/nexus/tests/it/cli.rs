@@ -98,3 +98,20 @@ async fn verify_names_the_first_bad_entry_and_exits_1() {
         }
     }
 }
+
+#[tokio::test]
+async fn keys_are_shown_once_stored_as_hashes_and_revocable() {
+    for env in envs().await {
+        let secret = env.ok(&["keys", "create", "--name", "ci-bot", "--level", "3"]).trim().to_owned();
+        assert!(secret.starts_with("nxs_") && secret.len() == 36, "{secret}");
+        let listed = env.ok(&["keys", "list"]);
+        assert!(listed.contains("ci-bot") && listed.contains("active") && !listed.contains(&secret), "{listed}");
+        let id = listed.split(" | ").next().expect("id").trim().to_owned();
+        assert_clean_failure(&env.run(&["keys", "create", "--name", "x", "--level", "9"]), 2, "level");
+        assert!(env.ok(&["keys", "revoke", &id]).contains("revoked"));
+        assert!(env.ok(&["keys", "list"]).contains("revoked"));
+        assert_clean_failure(&env.run(&["keys", "revoke", &id]), 2, "no active key");
+        // Creation and revocation are admin entries in the ledger, and it still verifies.
+        assert!(env.ok(&["verify", "--tenant", "demo"]).contains("2 entries"));
+    }
+}
