@@ -426,7 +426,7 @@ impl Runtime {
             "purpose": purpose, "tier": tier, "provider": response.provider, "model": response.model,
             "input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens,
             "cost_usd": cost, "latency_ms": latency_ms,
-            "prompt_sha256": ledger::hash::sha256(request.messages[0].content.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "prompt_sha256": hex::encode(ledger::hash::sha256(request.messages[0].content.as_bytes())),
         });
         // The cost record commits with the ledger entry that accounts for it.
         let companions = Companions { costs: vec![cost_record], ..Companions::default() };
@@ -546,5 +546,5 @@ pub(crate) fn report(tenant: &TenantId, run: &Run) -> RunReport {
 /// A short unique id for an approval, from its call digest and time.
 fn uuid_like(digest: &str, at: Timestamp) -> String {
     let hash = ledger::hash::sha256(format!("{digest}{}", at.as_micros()).as_bytes());
-    hash[..10].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&hash[..10])
 }

@@ -6,7 +6,7 @@ use ledger::checkpoint::CheckpointError;
 use ledger::tree::TreeError;
 use ledger::verify::{BadEntry, CheckpointFault};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -433,10 +433,10 @@ async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
                 Err(error) => {
                     tracing::error!(%error, entries = replies.len(), "ledger batch failed; nothing was recorded");
                     for reply in replies {
-                        let _ = reply.send(Err(clone_error(&error)));
+                        let _ = reply.send(Err(error.clone()));
                     }
                     for reply in writes.drain(..) {
-                        let _ = reply.send(Err(clone_error(&error)));
+                        let _ = reply.send(Err(error.clone()));
                     }
                 }
             }
@@ -444,18 +444,6 @@ async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
         for reply in flushes.drain(..) {
             let _ = reply.send(());
         }
-    }
-}
-
-fn clone_error(error: &LedgerError) -> LedgerError {
-    match error {
-        LedgerError::Store(e) => LedgerError::Store(e.clone()),
-        LedgerError::Tree { tenant, source } => LedgerError::Tree { tenant: tenant.clone(), source: source.clone() },
-        LedgerError::NoSuchEntry { tenant, index } => {
-            LedgerError::NoSuchEntry { tenant: tenant.clone(), index: *index }
-        }
-        LedgerError::EmptyLog(t) => LedgerError::EmptyLog(t.clone()),
-        LedgerError::WriterStopped => LedgerError::WriterStopped,
     }
 }
 

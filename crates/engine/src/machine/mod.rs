@@ -234,8 +234,8 @@ impl Run {
         match self.phase.clone() {
             Phase::New => self.advance(Input::Start),
             Phase::Planning { attempts } => (self.plan_call(attempts), Vec::new()),
-            Phase::Retrieving { step, .. } => {
-                (Action::Retrieve { step, query: self.steps[step].action.clone() }, Vec::new())
+            Phase::Retrieving { step, loops } => {
+                (Action::Retrieve { step, query: self.retrieval_query(step, loops) }, Vec::new())
             }
             Phase::Activating { step } => (self.activate_action(step), Vec::new()),
             Phase::Declaring { step, .. } => (self.declare_call(step), Vec::new()),
@@ -319,9 +319,13 @@ impl Run {
                     self.retrieved = context;
                 }
                 self.steps[step].reasoning.push(format!("retrieval {}: confidence {confidence:.2}", loops + 1));
-                if confidence < THINK_ACT_THRESHOLD && loops + 1 < MAX_THINK_LOOPS {
+                // Think again only with a query that can find something new: the same query
+                // would return the same passages.
+                let next_query = self.retrieval_query(step, loops + 1);
+                let broader = next_query != self.retrieval_query(step, loops);
+                if confidence < THINK_ACT_THRESHOLD && loops + 1 < MAX_THINK_LOOPS && broader {
                     self.phase = Phase::Retrieving { step, loops: loops + 1 };
-                    Action::Retrieve { step, query: format!("{} {}", self.steps[step].action, self.task) }
+                    Action::Retrieve { step, query: next_query }
                 } else {
                     self.phase = Phase::Activating { step };
                     self.activate_action(step)

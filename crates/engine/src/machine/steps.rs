@@ -91,7 +91,14 @@ impl Run {
         let s = &self.steps[step];
         events.push(Event::StepStarted { step, persona: s.persona.clone(), tool: s.tool.clone() });
         self.phase = Phase::Retrieving { step, loops: 0 };
-        Action::Retrieve { step, query: s.action.clone() }
+        Action::Retrieve { step, query: self.retrieval_query(step, 0) }
+    }
+
+    /// The query of retrieval loop `loops`: the step's own action first, then broadened with
+    /// the task it serves.
+    pub(super) fn retrieval_query(&self, step: usize, loops: u32) -> String {
+        let action = &self.steps[step].action;
+        if loops == 0 { action.clone() } else { format!("{action} {}", self.task) }
     }
 
     pub(super) fn activate_action(&self, step: usize) -> Action {
