@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod canonical;
 pub mod cost;
+pub mod embed;
 pub mod ids;
 pub mod knowledge;
 pub mod ledger;
