@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChainId, SealId, TenantId, Timestamp};
+use crate::{ApiKeyId, ChainId, SealId, TenantId, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostRecord {
@@ -10,9 +10,28 @@ pub struct CostRecord {
     /// The chain the call served, if any (gateway calls have none).
     pub chain_id: Option<ChainId>,
     pub seal_id: Option<SealId>,
+    /// The API key that paid for the call, when it came through the HTTP API.
+    pub api_key_id: Option<ApiKeyId>,
+    /// The provider that answered, e.g. `anthropic`.
+    pub provider: Option<String>,
     pub model: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
     pub timestamp: Timestamp,
+}
+
+/// Calls, tokens and cost of one (day, model, provider, key, chain) group of cost records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub model: String,
+    pub provider: Option<String>,
+    pub api_key_id: Option<ApiKeyId>,
+    pub chain_id: Option<ChainId>,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
 }

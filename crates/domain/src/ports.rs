@@ -75,6 +75,19 @@ pub trait PersonaStore: Send + Sync {
     async fn personas(&self, tenant: &TenantId) -> Result<Vec<PersonaContract>, StoreError>;
 }
 
+/// Which ledger records a page holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordFilter {
+    /// Only records with an index below this (the cursor of the next page).
+    pub before: Option<u64>,
+    pub kind: Option<crate::ledger::EntryKind>,
+    pub chain: Option<ChainId>,
+    /// Only records at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only records before this time.
+    pub until: Option<Timestamp>,
+}
+
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
     /// Appends records (possibly of several tenants) in one transaction: all or none are stored,
@@ -91,6 +104,13 @@ pub trait LedgerStore: Send + Sync {
     async fn records(&self, tenant: &TenantId, from: u64, limit: u32) -> Result<Vec<LedgerRecord>, StoreError>;
     /// The record at `index`, if any.
     async fn record(&self, tenant: &TenantId, index: u64) -> Result<Option<LedgerRecord>, StoreError>;
+    /// A page of the tenant's records, newest first, matching `filter`.
+    async fn records_page(
+        &self,
+        tenant: &TenantId,
+        filter: &RecordFilter,
+        limit: u32,
+    ) -> Result<Vec<LedgerRecord>, StoreError>;
     /// All records of one chain, in index order.
     async fn chain_records(&self, tenant: &TenantId, chain: &ChainId) -> Result<Vec<LedgerRecord>, StoreError>;
     /// Stored leaf hashes from index 0, in order (to rebuild the tree in memory).
@@ -110,6 +130,14 @@ pub trait CostStore: Send + Sync {
     async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError>;
     /// Total spent by the tenant since `since`.
     async fn tenant_cost_since(&self, tenant: &TenantId, since: Timestamp) -> Result<f64, StoreError>;
+    /// Cost records of the tenant in `[since, until)`, grouped by day, model, provider, key
+    /// and chain.
+    async fn usage(
+        &self,
+        tenant: &TenantId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<crate::cost::UsageRow>, StoreError>;
 }
 
 /// Everything the runtime needs from a database.

@@ -137,6 +137,8 @@ pub struct ApiKey {
     /// The first characters of the secret, for display.
     pub display_prefix: String,
     pub access_level: UserLevel,
+    /// `admin` keys may change personas, decide approvals and read every key's usage.
+    pub role: Role,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
@@ -184,6 +186,7 @@ mod tests {
             key_hash: "deadbeef".into(),
             display_prefix: "nxs_ab".into(),
             access_level: UserLevel::NEWCOMER,
+            role: Role::Member,
             created_at: Timestamp::from_micros(0),
             last_used_at: None,
             revoked_at: None,

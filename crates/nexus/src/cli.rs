@@ -84,6 +84,9 @@ pub enum KeyCommand {
         /// User level 0-5 the key acts at (3 and above may broadcast).
         #[arg(long, default_value_t = 0)]
         level: u8,
+        /// `admin` keys may change personas and decide approvals; `member` keys may not.
+        #[arg(long, default_value = "member", value_parser = ["member", "admin"])]
+        role: String,
     },
     /// List a tenant's keys (prefixes only, never secrets).
     List {

@@ -416,6 +416,8 @@ impl Runtime {
             tenant_id: tenant.clone(),
             chain_id: Some(chain.clone()),
             seal_id: None,
+            api_key_id: None,
+            provider: Some(response.provider.clone()),
             model: response.model.clone(),
             input_tokens: response.usage.input_tokens,
             output_tokens: response.usage.output_tokens,

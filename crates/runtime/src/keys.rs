@@ -2,7 +2,7 @@
 //! listed without secrets, revoked. Every change is an admin entry in the tenant's ledger.
 
 use domain::ledger::{EntryDraft, EntryKind};
-use domain::tenant::{API_KEY_PREFIX, ApiKey, Tenant, UserLevel};
+use domain::tenant::{API_KEY_PREFIX, ApiKey, Role, Tenant, UserLevel};
 use domain::{ApiKeyId, TenantId, Timestamp};
 use rand::Rng as _;
 use serde_json::json;
@@ -34,6 +34,7 @@ impl Runtime {
         tenant: &TenantId,
         name: &str,
         level: UserLevel,
+        role: Role,
     ) -> Result<CreatedKey, LedgerError> {
         let mut rng = rand::thread_rng();
         let random: String =
@@ -47,13 +48,14 @@ impl Runtime {
             key_hash: key_hash(&secret),
             display_prefix: secret.chars().take(API_KEY_PREFIX.len() + 6).collect(),
             access_level: level,
+            role,
             created_at: Timestamp::now(),
             last_used_at: None,
             revoked_at: None,
         };
         self.store().insert_tenant_if_missing(&Tenant::new(tenant.clone(), tenant.as_str())).await?;
         self.store().insert_api_key(&key).await?;
-        let payload = json!({"action": "api_key.created", "key_id": key.id.as_str(), "name": name, "prefix": key.display_prefix, "level": level.get()});
+        let payload = json!({"action": "api_key.created", "key_id": key.id.as_str(), "name": name, "prefix": key.display_prefix, "level": level.get(), "role": role.as_str()});
         self.ledger().append(tenant, EntryDraft { kind: EntryKind::AdminChange, chain_id: None, payload }).await?;
         Ok(CreatedKey { key, secret })
     }

@@ -98,7 +98,7 @@ macro_rules! impl_shared_ports {
         impl ApiKeyStore for $store {
             async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
                 let sql = format!(
-                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     rows::API_KEY_COLUMNS
                 );
                 sqlx::query(&sql)
@@ -109,6 +109,7 @@ macro_rules! impl_shared_ports {
                     .bind(&key.key_hash)
                     .bind(&key.display_prefix)
                     .bind(i64::from(key.access_level.get()))
+                    .bind(key.role.as_str())
                     .bind(key.created_at.as_micros())
                     .bind(key.last_used_at.map(Timestamp::as_micros))
                     .bind(key.revoked_at.map(Timestamp::as_micros))
@@ -315,6 +316,15 @@ macro_rules! impl_shared_ports {
                 found.into_iter().map(rows::ledger).collect()
             }
 
+            async fn records_page(
+                &self,
+                tenant: &TenantId,
+                filter: &domain::ports::RecordFilter,
+                limit: u32,
+            ) -> Result<Vec<LedgerRecord>, StoreError> {
+                self.filtered_records(tenant, filter, limit).await
+            }
+
             async fn record(&self, tenant: &TenantId, index: u64) -> Result<Option<LedgerRecord>, StoreError> {
                 let sql =
                     format!("SELECT {} FROM ledger_entries WHERE tenant_id = $1 AND idx = $2", rows::LEDGER_COLUMNS);
@@ -441,6 +451,8 @@ macro_rules! impl_shared_ports {
                     .bind(cost.tenant_id.as_str())
                     .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
                     .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
+                    .bind(cost.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
+                    .bind(cost.provider.clone())
                     .bind(&cost.model)
                     .bind(input)
                     .bind(output)
@@ -461,6 +473,15 @@ macro_rules! impl_shared_ports {
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                 Ok(total.unwrap_or(0.0))
+            }
+
+            async fn usage(
+                &self,
+                tenant: &TenantId,
+                since: Timestamp,
+                until: Timestamp,
+            ) -> Result<Vec<domain::cost::UsageRow>, StoreError> {
+                self.usage_rows(tenant, since, until).await
             }
         }
     };

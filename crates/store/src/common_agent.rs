@@ -11,7 +11,8 @@ pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id
      DO UPDATE SET count = action_counts.count + 1";
 /// Inserts a cost record.
 pub(crate) const INSERT_COST_SQL: &str = "INSERT INTO cost_records \
-     (tenant_id, chain_id, seal_id, model, input_tokens, output_tokens, cost_usd, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     (tenant_id, chain_id, seal_id, api_key_id, provider, model, input_tokens, output_tokens, cost_usd, ts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 macro_rules! impl_agent_ports {
     ($store:ident, $db:ty) => {
@@ -54,6 +55,8 @@ macro_rules! impl_agent_ports {
                             .bind(cost.tenant_id.as_str())
                             .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
                             .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
+                            .bind(cost.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
+                            .bind(cost.provider.clone())
                             .bind(&cost.model)
                             .bind(input)
                             .bind(output)

@@ -96,6 +96,7 @@ impl PgStore {
 impl_shared_ports!(PgStore);
 crate::common_agent::impl_agent_ports!(PgStore, sqlx::Postgres);
 crate::common_knowledge::impl_knowledge_port!(PgStore);
+crate::common_reports::impl_report_queries!(PgStore);
 
 #[async_trait]
 impl domain::ports::Store for PgStore {

@@ -11,7 +11,7 @@ use domain::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
 pub(crate) type TenantRow = (String, String, f64, String, i64, bool);
 pub(crate) type UserRow = (String, String, String, i64, String, i64);
 pub(crate) type ApiKeyRow =
-    (String, String, Option<String>, String, String, String, i64, i64, Option<i64>, Option<i64>);
+    (String, String, Option<String>, String, String, String, i64, String, i64, Option<i64>, Option<i64>);
 pub(crate) type PersonaRow =
     (String, String, String, String, String, String, String, i64, String, String, f64, i64, bool, i64);
 pub(crate) type LedgerRow = (String, i64, String, Option<String>, i64, String, String, String, Vec<u8>);
@@ -20,7 +20,7 @@ pub(crate) type CheckpointRow = (String, i64, Vec<u8>, String, i64);
 pub(crate) const TENANT_COLUMNS: &str = "id, name, budget_usd, settings, created_at, is_active";
 pub(crate) const USER_COLUMNS: &str = "tenant_id, id, name, level, role, created_at";
 pub(crate) const API_KEY_COLUMNS: &str =
-    "id, tenant_id, user_id, name, key_hash, display_prefix, access_level, created_at, last_used_at, revoked_at";
+    "id, tenant_id, user_id, name, key_hash, display_prefix, access_level, role, created_at, last_used_at, revoked_at";
 pub(crate) const PERSONA_COLUMNS: &str = "tenant_id, id, name, description, allowed_tools, resource_scopes, \
      intent_patterns, max_ttl_seconds, risk_tolerance, trust_tier, intent_threshold, version, is_active, created_at";
 pub(crate) const LEDGER_COLUMNS: &str =
@@ -81,7 +81,7 @@ pub(crate) fn user(row: UserRow) -> Result<User, StoreError> {
 }
 
 pub(crate) fn api_key(row: ApiKeyRow) -> Result<ApiKey, StoreError> {
-    let (id, tenant_id, user_id, name, key_hash, display_prefix, level, created_at, last_used, revoked) = row;
+    let (id, tenant_id, user_id, name, key_hash, display_prefix, level, role, created_at, last_used, revoked) = row;
     Ok(ApiKey {
         id: ApiKeyId::parse(id).map_err(|e| invalid("api key", e))?,
         tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("api key", e))?,
@@ -90,6 +90,7 @@ pub(crate) fn api_key(row: ApiKeyRow) -> Result<ApiKey, StoreError> {
         key_hash,
         display_prefix,
         access_level: level_of("api key level", level)?,
+        role: Role::parse(&role).ok_or_else(|| invalid("api key role", format!("unknown role {role:?}")))?,
         created_at: Timestamp::from_micros(created_at),
         last_used_at: last_used.map(Timestamp::from_micros),
         revoked_at: revoked.map(Timestamp::from_micros),

@@ -87,6 +87,7 @@ impl SqliteStore {
 impl_shared_ports!(SqliteStore);
 crate::common_agent::impl_agent_ports!(SqliteStore, sqlx::Sqlite);
 crate::common_knowledge::impl_knowledge_port!(SqliteStore);
+crate::common_reports::impl_report_queries!(SqliteStore);
 
 #[async_trait]
 impl domain::ports::Store for SqliteStore {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use domain::ApiKeyId;
-use domain::tenant::UserLevel;
+use domain::tenant::{Role, UserLevel};
 
 use super::{Access, start_runtime};
 use crate::cli::KeyCommand;
@@ -12,13 +12,14 @@ use crate::config::Config;
 
 pub async fn run(command: KeyCommand, config: Config) -> anyhow::Result<ExitCode> {
     match command {
-        KeyCommand::Create { tenant, name, level } => {
+        KeyCommand::Create { tenant, name, level, role } => {
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
             let level = UserLevel::new(level).context("--level")?;
+            let role = Role::parse(&role).with_context(|| format!("--role {role:?}: use member or admin"))?;
             let runtime = start_runtime(&config, Access::Create).await?;
-            let created = runtime.create_api_key(&tenant, name.trim(), level).await;
+            let created = runtime.create_api_key(&tenant, name.trim(), level, role).await;
             runtime.shutdown().await;
             let created = created?;
             println!("{}", created.secret);
@@ -38,11 +39,12 @@ pub async fn run(command: KeyCommand, config: Config) -> anyhow::Result<ExitCode
                 };
                 let used = key.last_used_at.map_or("never used".to_owned(), |at| format!("last used {at}"));
                 println!(
-                    "{} | {}… | {} | level {} | {state} | {used}",
+                    "{} | {}… | {} | level {} | {} | {state} | {used}",
                     key.id,
                     key.display_prefix,
                     key.name,
-                    key.access_level.get()
+                    key.access_level.get(),
+                    key.role
                 );
             }
         }

@@ -10,11 +10,11 @@ use domain::{ApiKeyId, ChainId, TenantId, Timestamp, UserId};
 use serde_json::json;
 use store::test_support::{TestDatabase, backends};
 
-fn tenant_id(name: &str) -> TenantId {
+pub(crate) fn tenant_id(name: &str) -> TenantId {
     TenantId::parse(name).expect("valid tenant id")
 }
 
-async fn with_tenants(db: &TestDatabase, names: &[&str]) -> Vec<TenantId> {
+pub(crate) async fn with_tenants(db: &TestDatabase, names: &[&str]) -> Vec<TenantId> {
     let mut ids = Vec::new();
     for name in names {
         let id = tenant_id(name);
@@ -24,7 +24,7 @@ async fn with_tenants(db: &TestDatabase, names: &[&str]) -> Vec<TenantId> {
     ids
 }
 
-fn records(tenant: &TenantId, from: u64, n: u64, chain: Option<&ChainId>) -> Vec<LedgerRecord> {
+pub(crate) fn records(tenant: &TenantId, from: u64, n: u64, chain: Option<&ChainId>) -> Vec<LedgerRecord> {
     let mut parent = String::new();
     (from..from + n)
         .map(|i| {
@@ -87,6 +87,7 @@ async fn api_keys_are_found_by_hash_scoped_and_revocable() {
             key_hash: "ab".repeat(32),
             display_prefix: "nxs_abcd".into(),
             access_level: UserLevel::NEWCOMER,
+            role: Role::Admin,
             created_at: Timestamp::from_micros(1),
             last_used_at: None,
             revoked_at: None,
@@ -218,6 +219,8 @@ async fn costs_sum_per_tenant_since_a_time() {
                 tenant_id: tenant.clone(),
                 chain_id: None,
                 seal_id: None,
+                api_key_id: None,
+                provider: Some("anthropic".into()),
                 model: "claude-haiku".into(),
                 input_tokens: 100,
                 output_tokens: 20,

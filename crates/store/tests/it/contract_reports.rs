@@ -1,0 +1,94 @@
+//! Contract for the API's read side: filtered ledger pages and usage grouped for reports.
+
+use domain::cost::CostRecord;
+use domain::ledger::EntryKind;
+use domain::ports::RecordFilter;
+use domain::{ApiKeyId, ChainId, Timestamp};
+use store::test_support::backends;
+
+use crate::contract::{records, with_tenants};
+
+const DAY: i64 = 86_400_000_000;
+
+#[tokio::test]
+async fn ledger_pages_are_newest_first_filtered_and_tenant_scoped() {
+    for db in backends().await {
+        let tenants = with_tenants(&db, &["a", "b"]).await;
+        let (a, b) = (&tenants[0], &tenants[1]);
+        let chain = ChainId::generate();
+        db.store.append_records(&records(a, 0, 4, None)).await.expect("append");
+        db.store.append_records(&records(a, 4, 3, Some(&chain))).await.expect("append chain");
+        db.store.append_records(&records(b, 0, 2, None)).await.expect("append b");
+
+        let page = db.store.records_page(a, &RecordFilter::default(), 3).await.expect("page");
+        let indexes: Vec<u64> = page.iter().map(|r| r.index).collect();
+        assert_eq!(indexes, [6, 5, 4], "{}", db.backend);
+        let next = RecordFilter { before: Some(4), ..Default::default() };
+        let indexes: Vec<u64> =
+            db.store.records_page(a, &next, 10).await.expect("next").iter().map(|r| r.index).collect();
+        assert_eq!(indexes, [3, 2, 1, 0], "{}", db.backend);
+
+        let of_chain = RecordFilter { chain: Some(chain.clone()), ..Default::default() };
+        assert_eq!(db.store.records_page(a, &of_chain, 10).await.expect("chain").len(), 3);
+        assert!(db.store.records_page(b, &of_chain, 10).await.expect("other tenant").is_empty());
+
+        let by_time = RecordFilter {
+            since: Some(Timestamp::from_micros(2)),
+            until: Some(Timestamp::from_micros(4)),
+            ..Default::default()
+        };
+        let indexes: Vec<u64> =
+            db.store.records_page(a, &by_time, 10).await.expect("time").iter().map(|r| r.index).collect();
+        assert_eq!(indexes, [3, 2], "{}", db.backend);
+
+        let approvals = RecordFilter { kind: Some(EntryKind::Approval), ..Default::default() };
+        assert!(db.store.records_page(a, &approvals, 10).await.expect("kind").is_empty());
+        let calls = RecordFilter { kind: Some(EntryKind::ModelCall), ..Default::default() };
+        assert_eq!(db.store.records_page(a, &calls, 10).await.expect("kind").len(), 7);
+    }
+}
+
+#[tokio::test]
+async fn usage_groups_by_day_model_key_and_chain() {
+    for db in backends().await {
+        let tenants = with_tenants(&db, &["a", "b"]).await;
+        let (a, b) = (&tenants[0], &tenants[1]);
+        let key = ApiKeyId::generate();
+        let chain = ChainId::generate();
+        let cost =
+            |tenant: &domain::TenantId, at: i64, model: &str, key: Option<&ApiKeyId>, chain: Option<&ChainId>| {
+                CostRecord {
+                    tenant_id: tenant.clone(),
+                    chain_id: chain.cloned(),
+                    seal_id: None,
+                    api_key_id: key.cloned(),
+                    provider: Some("openai".into()),
+                    model: model.into(),
+                    input_tokens: 10,
+                    output_tokens: 5,
+                    cost_usd: 0.5,
+                    timestamp: Timestamp::from_micros(at),
+                }
+            };
+        for record in [
+            cost(a, 1, "gpt-4o-mini", Some(&key), None),
+            cost(a, 2, "gpt-4o-mini", Some(&key), None),
+            cost(a, DAY + 1, "gpt-4o-mini", Some(&key), None),
+            cost(a, DAY + 2, "claude-haiku", None, Some(&chain)),
+            cost(b, 3, "gpt-4o-mini", None, None),
+        ] {
+            db.store.insert_cost(&record).await.expect("insert cost");
+        }
+        let rows = db.store.usage(a, Timestamp::from_micros(0), Timestamp::from_micros(2 * DAY)).await.expect("usage");
+        assert_eq!(rows.len(), 3, "{}: {rows:?}", db.backend);
+        let first = &rows[0];
+        assert_eq!((first.day, first.model.as_str(), first.calls), (0, "gpt-4o-mini", 2), "{}", db.backend);
+        assert_eq!((first.input_tokens, first.output_tokens), (20, 10));
+        assert!((first.cost_usd - 1.0).abs() < 1e-9);
+        assert_eq!(first.api_key_id.as_ref(), Some(&key));
+        assert!(rows.iter().any(|r| r.day == 1 && r.chain_id.as_ref() == Some(&chain) && r.api_key_id.is_none()));
+        let window =
+            db.store.usage(a, Timestamp::from_micros(DAY), Timestamp::from_micros(DAY + 2)).await.expect("window");
+        assert_eq!(window.len(), 1, "until is exclusive: {window:?}");
+    }
+}
