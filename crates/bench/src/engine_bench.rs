@@ -103,7 +103,11 @@ async fn full(runs: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn domain::ports::Store> = Arc::new(store::SqliteStore::open(&dir.path().join("engine.db")).await?);
     let signer = CheckpointSigner::new(SigningKey::from_bytes(&[3; 32]));
-    let config = RuntimeConfig { ledger_origin: "bench.nexus".into(), checkpoint_interval: Duration::from_secs(1) };
+    let config = RuntimeConfig {
+        ledger_origin: "bench.nexus".into(),
+        checkpoint_interval: Duration::from_secs(1),
+        ..RuntimeConfig::default()
+    };
     let runtime = Runtime::start(store.clone(), signer, config).await?;
     runtime.seed_demo().await?;
     let model = Arc::new(InstantModel { busy_ns: AtomicU64::new(0) });
@@ -111,6 +115,7 @@ async fn full(runs: usize) -> anyhow::Result<()> {
     let registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(runtime.knowledge()));
     let runtime = runtime.with_agent(AgentServices {
         models: Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target },
+        providers: Vec::new(),
         tools: registry,
         sandbox: tools::Sandbox::default(),
         workspace_root: dir.path().join("workspace"),

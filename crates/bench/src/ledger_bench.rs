@@ -231,7 +231,11 @@ where
     for writers in [1usize, 8, 64, 512] {
         let db = fresh().await?;
         let signer = CheckpointSigner::new(SigningKey::from_bytes(&[7; 32]));
-        let config = RuntimeConfig { ledger_origin: "bench.nexus".into(), checkpoint_interval: Duration::from_secs(1) };
+        let config = RuntimeConfig {
+            ledger_origin: "bench.nexus".into(),
+            checkpoint_interval: Duration::from_secs(1),
+            ..RuntimeConfig::default()
+        };
         let rt = Arc::new(Runtime::start(db.clone(), signer, config).await?);
         let deadline = Instant::now() + sizes.append_window;
         let started = Instant::now();

@@ -10,6 +10,7 @@ pub mod embed;
 pub mod ids;
 pub mod knowledge;
 pub mod ledger;
+pub mod limits;
 pub mod persona;
 pub mod ports;
 pub mod tenant;

@@ -15,4 +15,5 @@ pub mod machine;
 pub mod parse;
 pub mod prompts;
 pub mod resources;
+pub mod routing;
 pub mod validate;

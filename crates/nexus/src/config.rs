@@ -43,6 +43,8 @@ struct Layer {
     model_normal: Option<String>,
     model_complex: Option<String>,
     prices: Option<std::collections::BTreeMap<String, PriceSection>>,
+    /// Only ever set by the file layer; the API settings resolve their own variables.
+    api: crate::config_api::FileSections,
 }
 
 impl Layer {
@@ -60,6 +62,7 @@ impl Layer {
             model_normal: self.model_normal.or(base.model_normal),
             model_complex: self.model_complex.or(base.model_complex),
             prices: self.prices.or(base.prices),
+            api: base.api,
         }
     }
 }
@@ -73,6 +76,9 @@ struct FileConfig {
     ledger: Option<LedgerSection>,
     log: Option<LogSection>,
     models: Option<ModelsSection>,
+    api: Option<crate::config_api::ApiSection>,
+    limits: Option<crate::config_api::LimitsSection>,
+    budget: Option<crate::config_api::BudgetSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +140,7 @@ impl From<FileConfig> for Layer {
             model_normal: models.normal,
             model_complex: models.complex,
             prices: Some(models.prices).filter(|p| !p.is_empty()),
+            api: crate::config_api::FileSections { api: file.api, limits: file.limits, budget: file.budget },
         }
     }
 }
@@ -167,6 +174,8 @@ pub struct Config {
     pub model_complex: Option<String>,
     /// Price overrides by model name.
     pub prices: std::collections::BTreeMap<String, PriceSection>,
+    /// The HTTP API: body limit, CORS, Redis, rate limits, budgets.
+    pub api: crate::config_api::ApiSettings,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
 }
@@ -220,7 +229,9 @@ pub fn resolve(
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut warnings = Vec::new();
     for (name, _) in env {
-        let known = ENV_SETTINGS.contains(&name.as_str()) || ENV_TOOLING_PREFIXES.iter().any(|p| name.starts_with(p));
+        let known = ENV_SETTINGS.contains(&name.as_str())
+            || crate::config_api::ENV.contains(&name.as_str())
+            || ENV_TOOLING_PREFIXES.iter().any(|p| name.starts_with(p));
         if !known {
             let hint = closest(name, ENV_SETTINGS).map(|c| format!(" (did you mean {c}?)")).unwrap_or_default();
             warnings.push(format!("unknown environment variable {name} is ignored{hint}"));
@@ -259,6 +270,7 @@ pub fn resolve(
         model_normal: get("NEXUS_MODEL_NORMAL"),
         model_complex: get("NEXUS_MODEL_COMPLEX"),
         prices: None,
+        api: Default::default(),
     };
 
     // Layer 4: flags.
@@ -270,8 +282,9 @@ pub fn resolve(
         ..Layer::default()
     };
 
+    let api = crate::config_api::resolve(file_layer.api.clone(), &get)?;
     let merged = flag_layer.over(env_layer.over(file_layer));
-    finish(merged, config_file, warnings)
+    finish(merged, config_file, warnings, api)
 }
 
 fn read_file(path: &Path) -> Result<Layer, ConfigError> {
@@ -292,7 +305,12 @@ fn read_file(path: &Path) -> Result<Layer, ConfigError> {
 }
 
 /// Phase two: defaults for what is still unset, then validation.
-fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> Result<Config, ConfigError> {
+fn finish(
+    layer: Layer,
+    config_file: Option<PathBuf>,
+    warnings: Vec<String>,
+    api: crate::config_api::ApiSettings,
+) -> Result<Config, ConfigError> {
     let data_dir = layer.data_dir.unwrap_or_else(default_data_dir);
     let database_url =
         layer.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("nexus.db").display()));
@@ -372,6 +390,7 @@ fn finish(layer: Layer, config_file: Option<PathBuf>, warnings: Vec<String>) -> 
         model_normal: layer.model_normal,
         model_complex: layer.model_complex,
         prices,
+        api,
         warnings,
     })
 }

@@ -82,6 +82,40 @@ pub fn public_pem(verifier: &CheckpointVerifier) -> anyhow::Result<String> {
     verifier.key().to_public_key_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding the public key: {e}"))
 }
 
+/// The secret that signs API tokens: 32 random bytes in `path` (hex), created owner-only on
+/// first use and refused if others can read it.
+pub fn token_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let shown = path.display();
+    if path.exists() {
+        let mode = fs::metadata(path).with_context(|| format!("token secret {shown}"))?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!("token secret {shown} is readable by other users (mode {mode:o}); run `chmod 600 {shown}`");
+        }
+        let text = fs::read_to_string(path).with_context(|| format!("token secret {shown}"))?;
+        let secret = hex::decode(text.trim()).map_err(|e| anyhow::anyhow!("token secret {shown} is not hex: {e}"))?;
+        if secret.len() < 32 {
+            bail!(
+                "token secret {shown} is shorter than 32 bytes; delete it to have a new one made (issued tokens stop working)"
+            );
+        }
+        return Ok(secret);
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut secret = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating token secret {shown}"))?;
+    file.write_all(hex::encode(&secret).as_bytes()).with_context(|| format!("writing token secret {shown}"))?;
+    file.sync_all().with_context(|| format!("writing token secret {shown}"))?;
+    Ok(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod config;
+mod config_api;
 mod keyfile;
 mod logging;
 

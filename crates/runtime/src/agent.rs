@@ -45,6 +45,8 @@ pub enum Models {
 /// What the agent needs beyond the store and the ledger.
 pub struct AgentServices {
     pub models: Models,
+    /// Every configured provider (for gateway calls that name `provider/model`).
+    pub providers: Vec<Arc<dyn ModelProvider>>,
     pub tools: tools::Registry,
     pub sandbox: tools::Sandbox,
     /// Per-tenant workspaces live in `<workspace_root>/<tenant>`.
@@ -405,6 +407,9 @@ impl Runtime {
             temperature: Some(0.1),
             stop: Vec::new(),
         };
+        if let Err(error) = self.budgets.check(tenant).await {
+            return Ok(Input::ModelFailed { error: error.to_string() });
+        }
         let started = Instant::now();
         let response = match target.provider.complete(&request).await {
             Ok(response) => response,
@@ -434,6 +439,7 @@ impl Runtime {
         let companions = Companions { costs: vec![cost_record], ..Companions::default() };
         let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: Some(chain.clone()), payload };
         self.ledger.append_with(tenant, draft, companions).await?;
+        self.note_spend(tenant, cost);
         Ok(Input::ModelReplied {
             text: response.content,
             input_tokens: response.usage.input_tokens,

@@ -131,6 +131,30 @@ impl LedgerService {
         answer.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
+    /// Queues an entry (and its companions) without waiting for the commit: for gateway calls,
+    /// whose answer need not wait on the disk. Waits only while the bounded queue is full, so
+    /// nothing is dropped; a batch that fails to commit is logged as an error and counted in
+    /// `nexus_ledger_failed_entries_total`. The receiver may be dropped.
+    pub async fn submit(
+        &self,
+        tenant: &TenantId,
+        draft: EntryDraft,
+        companions: Companions,
+    ) -> Result<oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(LedgerError::WriterStopped);
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Append { tenant: tenant.clone(), draft, companions, reply };
+        self.requests.send(request).await.map_err(|_| LedgerError::WriterStopped)?;
+        Ok(answer)
+    }
+
+    /// Entries waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.requests.max_capacity() - self.requests.capacity()
+    }
+
     /// Writes rows without a ledger entry through the same group commit. Returns once durable.
     pub async fn write(&self, companions: Companions) -> Result<(), LedgerError> {
         if self.closing.load(Ordering::Acquire) {
@@ -415,7 +439,10 @@ async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
         if !appends.is_empty() || !writes.is_empty() {
             let (batch, replies): (Vec<(TenantId, EntryDraft)>, Vec<_>) =
                 appends.drain(..).map(|(tenant, draft, reply)| ((tenant, draft), reply)).unzip();
+            metrics::gauge!("nexus_ledger_queue_depth").set(queue.len() as f64);
+            let started = std::time::Instant::now();
             let outcome = inner.commit(&batch, &std::mem::take(&mut companions)).await;
+            metrics::histogram!("nexus_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(records) => {
                     for (record, reply) in records.into_iter().zip(replies) {
@@ -432,6 +459,7 @@ async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
                 }
                 Err(error) => {
                     tracing::error!(%error, entries = replies.len(), "ledger batch failed; nothing was recorded");
+                    metrics::counter!("nexus_ledger_failed_entries_total").increment(replies.len() as u64);
                     for reply in replies {
                         let _ = reply.send(Err(error.clone()));
                     }

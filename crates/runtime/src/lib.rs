@@ -8,10 +8,14 @@
 
 pub mod agent;
 mod approvals;
+pub mod auth;
+pub mod budget;
 pub mod error;
 pub mod keys;
 pub mod knowledge;
 pub mod ledger_service;
+pub mod limits;
+pub mod llm;
 mod seed;
 pub mod tasks;
 pub mod verify;
@@ -33,11 +37,25 @@ pub struct RuntimeConfig {
     pub ledger_origin: String,
     /// How often checkpoints are signed for logs that grew.
     pub checkpoint_interval: Duration,
+    /// Signs API tokens (HS256). `None`: a random secret for this process only.
+    pub token_secret: Option<Vec<u8>>,
+    pub limits: limits::LimitSettings,
+    /// Monthly budget of tenants without their own (seed 004: $50).
+    pub default_budget_usd: Option<f64>,
+    /// Fraction of the budget that raises the alert (seed 004: 0.8).
+    pub budget_alert_fraction: Option<f64>,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { ledger_origin: "nexus.local".into(), checkpoint_interval: Duration::from_secs(1) }
+        Self {
+            ledger_origin: "nexus.local".into(),
+            checkpoint_interval: Duration::from_secs(1),
+            token_secret: None,
+            limits: limits::LimitSettings::default(),
+            default_budget_usd: None,
+            budget_alert_fraction: None,
+        }
     }
 }
 
@@ -60,6 +78,11 @@ pub struct Runtime {
     heartbeat: tokio::task::JoinHandle<()>,
     /// Runs this process is driving right now (never taken over by its own resume sweep).
     active: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
+    auth: auth::Authenticator,
+    limits: limits::RateLimits,
+    budgets: budget::Budgets,
+    router: Arc<dyn llm::TierRouter>,
+    notices: tokio::sync::broadcast::Sender<llm::Notice>,
 }
 
 /// How often a runtime records that it is alive.
@@ -93,7 +116,68 @@ impl Runtime {
                 }
             }
         });
-        Ok(Self { store, ledger, config, agent: None, events, instance, heartbeat, active: Default::default() })
+        let secret = match &config.token_secret {
+            Some(secret) => secret.clone(),
+            None => {
+                use rand::RngCore as _;
+                let mut secret = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut secret);
+                secret
+            }
+        };
+        let auth = auth::Authenticator::new(store.clone(), &secret);
+        let limits = limits::RateLimits::new(Arc::new(limits::MemoryRateCounter::default()), config.limits);
+        let budgets = budget::Budgets::new(store.clone(), config.default_budget_usd, config.budget_alert_fraction);
+        let (notices, _) = tokio::sync::broadcast::channel(64);
+        Ok(Self {
+            store,
+            ledger,
+            config,
+            agent: None,
+            events,
+            instance,
+            heartbeat,
+            active: Default::default(),
+            auth,
+            limits,
+            budgets,
+            router: Arc::new(llm::HeuristicRouter),
+            notices,
+        })
+    }
+
+    /// Shares rate limits through `counter` (e.g. Redis) instead of this process's memory.
+    pub fn with_rate_counter(mut self, counter: Arc<dyn domain::limits::RateCounter>) -> Self {
+        self.limits = limits::RateLimits::new(counter, self.config.limits);
+        self
+    }
+
+    /// Routes `nexus/auto` with `router` (e.g. the in-process classifier).
+    pub fn with_router(mut self, router: Arc<dyn llm::TierRouter>) -> Self {
+        self.router = router;
+        self
+    }
+
+    pub fn auth(&self) -> &auth::Authenticator {
+        &self.auth
+    }
+
+    pub fn limits(&self) -> &limits::RateLimits {
+        &self.limits
+    }
+
+    pub fn budgets(&self) -> &budget::Budgets {
+        &self.budgets
+    }
+
+    /// The router `nexus/auto` uses.
+    pub fn router_name(&self) -> &str {
+        self.router.name()
+    }
+
+    /// Operator notices (budget alerts).
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<llm::Notice> {
+        self.notices.subscribe()
     }
 
     /// Enables the agent (models, tools, sandbox) on this runtime.

@@ -12,6 +12,7 @@ mod common_knowledge;
 mod common_reports;
 mod error;
 mod postgres;
+pub mod redis;
 mod rows;
 mod sqlite;
 #[cfg(feature = "test-support")]

@@ -75,3 +75,17 @@ pub async fn backends() -> Vec<TestDatabase> {
     all.extend(postgres().await);
     all
 }
+
+/// The Redis URL to test against, if any. Panics when `CI=true` and it is not set.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("NEXUS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but NEXUS_TEST_REDIS_URL is not set: Redis tests must run in CI")
+        }
+        _ => {
+            eprintln!("skipped: NEXUS_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}

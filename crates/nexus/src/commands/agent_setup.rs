@@ -55,6 +55,7 @@ pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Re
     let knowledge = Arc::new(runtime.knowledge());
     Ok(AgentServices {
         models,
+        providers,
         tools: builtins(&tool_settings, knowledge),
         sandbox: tools::Sandbox::default(),
         workspace_root: config.data_dir.join("workspace"),

@@ -115,9 +115,29 @@ async fn signing_key(config: &Config, store: &dyn Store, access: Access) -> anyh
 async fn start_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
     let store = open_store(config, access).await?;
     let signer = signing_key(config, store.as_ref(), access).await?;
-    let runtime_config =
-        RuntimeConfig { ledger_origin: config.ledger_origin.clone(), checkpoint_interval: config.checkpoint_interval };
-    Ok(Runtime::start(store, signer, runtime_config).await?)
+    // Read-only commands do not create the token secret; they never issue or check tokens.
+    let secret_path = config.data_dir.join("keys").join("token.secret");
+    let token_secret = if access == Access::Create || secret_path.exists() {
+        Some(crate::keyfile::token_secret(&secret_path)?)
+    } else {
+        None
+    };
+    let runtime_config = RuntimeConfig {
+        ledger_origin: config.ledger_origin.clone(),
+        checkpoint_interval: config.checkpoint_interval,
+        token_secret,
+        limits: config.api.limits,
+        default_budget_usd: Some(config.api.budget_usd),
+        budget_alert_fraction: Some(config.api.alert_fraction),
+    };
+    let mut runtime = Runtime::start(store, signer, runtime_config).await?;
+    if let Some(url) = &config.api.redis_url {
+        let counter = store::redis::RedisRateCounter::connect(url)
+            .await
+            .with_context(|| format!("api.redis_url (NEXUS_REDIS_URL) {}", store::redact(url)))?;
+        runtime = runtime.with_rate_counter(std::sync::Arc::new(counter));
+    }
+    Ok(runtime)
 }
 
 async fn seed(config: Config) -> anyhow::Result<ExitCode> {

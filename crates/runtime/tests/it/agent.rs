@@ -102,6 +102,7 @@ async fn agent_on(
     }
     let services = AgentServices {
         models,
+        providers: Vec::new(),
         tools: registry,
         sandbox: tools::Sandbox::default(),
         workspace_root: workspace.0.clone(),

@@ -78,7 +78,11 @@ async fn check_after_crash(url: &str, acked: &[(u64, String)]) {
 }
 
 fn config() -> RuntimeConfig {
-    RuntimeConfig { ledger_origin: "test.nexus".into(), checkpoint_interval: Duration::from_millis(50) }
+    RuntimeConfig {
+        ledger_origin: "test.nexus".into(),
+        checkpoint_interval: Duration::from_millis(50),
+        ..RuntimeConfig::default()
+    }
 }
 
 /// The child: 8 writers appending as fast as they can, printing each acknowledgement.

@@ -19,7 +19,11 @@ pub fn signer(seed: u8) -> CheckpointSigner {
 
 pub fn config() -> RuntimeConfig {
     // Checkpoints only when a test asks, so tests control exactly which sizes are signed.
-    RuntimeConfig { ledger_origin: "test.nexus".into(), checkpoint_interval: Duration::from_secs(3600) }
+    RuntimeConfig {
+        ledger_origin: "test.nexus".into(),
+        checkpoint_interval: Duration::from_secs(3600),
+        ..RuntimeConfig::default()
+    }
 }
 
 pub async fn runtime(db: &TestDatabase) -> Runtime {

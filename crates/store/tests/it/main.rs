@@ -4,3 +4,4 @@ mod contract;
 mod contract_agent;
 mod contract_knowledge;
 mod contract_reports;
+mod redis_limits;

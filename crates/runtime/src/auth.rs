@@ -1,0 +1,285 @@
+//! Who is calling: API keys (`nxs_…`, looked up by hash) and the short-lived JWTs traded for
+//! them. A verified caller is a typed [`Principal`] that every handler scopes its work by.
+//!
+//! Keys are cached by hash for [`KEY_CACHE_TTL`] so the hot path does no database read; a key
+//! revoked through this process is dropped from the cache at once, one revoked elsewhere stops
+//! working within the TTL. `last_used` is gathered in memory and written in batches by
+//! [`Authenticator::flush_last_used`], never on the request path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use domain::ports::{Store, StoreError};
+use domain::tenant::{API_KEY_PREFIX, ApiKey, Role, UserLevel};
+use domain::{ApiKeyId, TenantId, Timestamp};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::key_hash;
+
+/// How long a key looked up by hash is trusted without asking the database again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Default lifetime of a token from `POST /v1/auth/token`.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Longest lifetime a caller may ask for.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+const ISSUER: &str = "nexus";
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ApiKey,
+    Jwt,
+}
+
+/// An authenticated caller: always one tenant, always one API key (a JWT names the key it was
+/// traded for).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub key_id: ApiKeyId,
+    pub key_name: String,
+    pub role: Role,
+    pub level: UserLevel,
+    pub method: AuthMethod,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The identity recorded as a run's requester or an approval's decider: `key:<id>`.
+    pub fn subject(&self) -> String {
+        format!("key:{}", self.key_id)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send `Authorization: Bearer nxs_…` (an API key) or a token from POST /v1/auth/token")]
+    Missing,
+    #[error("malformed Authorization header: {0}")]
+    Malformed(&'static str),
+    #[error("unknown or revoked API key")]
+    UnknownKey,
+    #[error("the token has expired; trade your API key for a new one at POST /v1/auth/token")]
+    Expired,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("the API key this token was issued for has been revoked")]
+    RevokedKey,
+    #[error("could not check credentials: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl AuthError {
+    /// Whether the failure is the server's, not the caller's.
+    pub fn is_server_error(&self) -> bool {
+        matches!(self, AuthError::Store(_))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    tenant: String,
+    name: String,
+    role: String,
+    level: u8,
+    iat: u64,
+    exp: u64,
+}
+
+/// A token and when it expires (seconds since the epoch).
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: u64,
+    pub expires_in: u64,
+}
+
+struct CachedKey {
+    key: ApiKey,
+    fetched: Instant,
+}
+
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    by_hash: Mutex<HashMap<String, CachedKey>>,
+    /// Key id → whether it was active when last checked (for JWTs).
+    by_id: Mutex<HashMap<ApiKeyId, (bool, Instant)>>,
+    last_used: Mutex<HashMap<ApiKeyId, (TenantId, Timestamp)>>,
+}
+
+impl Authenticator {
+    /// `secret` signs tokens (HS256); at least 32 bytes.
+    pub fn new(store: Arc<dyn Store>, secret: &[u8]) -> Self {
+        Self {
+            store,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            by_hash: Mutex::default(),
+            by_id: Mutex::default(),
+            last_used: Mutex::default(),
+        }
+    }
+
+    /// Checks the value of an `Authorization` header.
+    pub async fn authenticate_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let value = header.ok_or(AuthError::Missing)?;
+        let (scheme, credential) =
+            value.trim().split_once(' ').ok_or(AuthError::Malformed("expected `Bearer <key or token>`"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Malformed("only the Bearer scheme is accepted"));
+        }
+        self.authenticate(credential.trim()).await
+    }
+
+    /// Checks a bearer credential: an `nxs_` API key or a JWT.
+    pub async fn authenticate(&self, credential: &str) -> Result<Principal, AuthError> {
+        if credential.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if credential.starts_with(API_KEY_PREFIX) {
+            let key = self.key_by_secret(credential).await?;
+            self.note_use(&key);
+            return Ok(principal(&key, AuthMethod::ApiKey));
+        }
+        self.verify_token(credential).await
+    }
+
+    async fn key_by_secret(&self, secret: &str) -> Result<ApiKey, AuthError> {
+        let hash = key_hash(secret);
+        if let Some(cached) = lock(&self.by_hash).get(&hash)
+            && cached.fetched.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(cached.key.clone());
+        }
+        let key = self.store.api_key_by_hash(&hash).await?.filter(ApiKey::is_active);
+        let mut cache = lock(&self.by_hash);
+        match key {
+            Some(key) => {
+                cache.insert(hash, CachedKey { key: key.clone(), fetched: Instant::now() });
+                Ok(key)
+            }
+            None => {
+                cache.remove(&hash);
+                Err(AuthError::UnknownKey)
+            }
+        }
+    }
+
+    fn note_use(&self, key: &ApiKey) {
+        lock(&self.last_used).insert(key.id.clone(), (key.tenant_id.clone(), Timestamp::now()));
+    }
+
+    /// Trades an API key for a signed token valid for `ttl` (capped at [`MAX_TOKEN_TTL`]).
+    pub async fn issue_token(&self, secret: &str, ttl: Duration) -> Result<IssuedToken, AuthError> {
+        if !secret.starts_with(API_KEY_PREFIX) {
+            return Err(AuthError::Malformed("a token can only be issued for an API key (nxs_…)"));
+        }
+        let key = self.key_by_secret(secret).await?;
+        self.note_use(&key);
+        let ttl = ttl.min(MAX_TOKEN_TTL).max(Duration::from_secs(1));
+        let now = unix_now();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: key.id.to_string(),
+            tenant: key.tenant_id.to_string(),
+            name: key.name.clone(),
+            role: key.role.as_str().into(),
+            level: key.access_level.get(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        Ok(IssuedToken { token, expires_at: claims.exp, expires_in: ttl.as_secs() })
+    }
+
+    async fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidToken => {
+                AuthError::InvalidToken("not an API key (nxs_…) and not a JWT".into())
+            }
+            _ => AuthError::InvalidToken(e.to_string()),
+        })?;
+        let claims = data.claims;
+        let bad = |what: &str| AuthError::InvalidToken(format!("bad {what} claim"));
+        let tenant = TenantId::parse(&claims.tenant).map_err(|_| bad("tenant"))?;
+        let key_id = ApiKeyId::parse(&claims.sub).map_err(|_| bad("sub"))?;
+        let role = Role::parse(&claims.role).ok_or_else(|| bad("role"))?;
+        let level = UserLevel::new(claims.level).map_err(|_| bad("level"))?;
+        if !self.key_active(&tenant, &key_id).await? {
+            return Err(AuthError::RevokedKey);
+        }
+        lock(&self.last_used).insert(key_id.clone(), (tenant.clone(), Timestamp::now()));
+        Ok(Principal { tenant, key_id, key_name: claims.name, role, level, method: AuthMethod::Jwt })
+    }
+
+    async fn key_active(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, AuthError> {
+        if let Some((active, at)) = lock(&self.by_id).get(id)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(*active);
+        }
+        let keys = self.store.api_keys(tenant).await?;
+        let now = Instant::now();
+        let mut cache = lock(&self.by_id);
+        for key in &keys {
+            cache.insert(key.id.clone(), (key.is_active(), now));
+        }
+        let active = keys.iter().any(|k| &k.id == id && k.is_active());
+        cache.insert(id.clone(), (active, now));
+        Ok(active)
+    }
+
+    /// Forgets a key at once (after revoking it through this process).
+    pub fn forget_key(&self, id: &ApiKeyId) {
+        lock(&self.by_hash).retain(|_, cached| &cached.key.id != id);
+        lock(&self.by_id).insert(id.clone(), (false, Instant::now()));
+    }
+
+    /// Writes the gathered `last_used` times in one batch. Returns how many keys were touched.
+    pub async fn flush_last_used(&self) -> Result<usize, StoreError> {
+        let uses: Vec<(TenantId, ApiKeyId, Timestamp)> = std::mem::take(&mut *lock(&self.last_used))
+            .into_iter()
+            .map(|(id, (tenant, at))| (tenant, id, at))
+            .collect();
+        if uses.is_empty() {
+            return Ok(0);
+        }
+        self.store.touch_api_keys(&uses).await?;
+        Ok(uses.len())
+    }
+}
+
+fn principal(key: &ApiKey, method: AuthMethod) -> Principal {
+    Principal {
+        tenant: key.tenant_id.clone(),
+        key_id: key.id.clone(),
+        key_name: key.name.clone(),
+        role: key.role,
+        level: key.access_level,
+        method,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the maps stay valid).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,422 @@
+//! The governed model gateway: one chat call from an API client, routed to a provider by model
+//! name or tier, checked against the tenant's budget, priced, and recorded — a ledger entry
+//! (request digest, model, provider, tokens, cost, latency) with its cost record. Gateway
+//! entries go through the ledger's bounded queue without waiting for the commit
+//! ([`crate::LedgerService::submit`]); nothing is dropped, a failed commit is logged.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use domain::ledger::{EntryDraft, EntryKind};
+use domain::ports::Companions;
+use domain::{ApiKeyId, TenantId, Timestamp};
+use engine::machine::ModelTier;
+use futures_util::Stream;
+use providers::{ChatRequest, ChatResponse, EventStream, ModelProvider, ProviderError, StreamEvent, Usage};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::Runtime;
+use crate::agent::{ModelTarget, Models};
+use crate::budget::{BudgetCheckError, BudgetExhausted, BudgetState, BudgetStatus};
+
+pub use providers::types::{FinishReason, Message, Role, ToolCall, ToolSpec};
+
+/// Picks a tier for `nexus/auto` from the user's latest turn.
+pub trait TierRouter: Send + Sync {
+    fn name(&self) -> &str;
+    fn tier(&self, latest_user_turn: &str) -> ModelTier;
+}
+
+/// The rule-based router of [`engine::routing`], used when no classifier model is loaded.
+pub struct HeuristicRouter;
+
+impl TierRouter for HeuristicRouter {
+    fn name(&self) -> &str {
+        "heuristic"
+    }
+
+    fn tier(&self, latest_user_turn: &str) -> ModelTier {
+        engine::routing::heuristic_tier(latest_user_turn)
+    }
+}
+
+/// Who pays for a call.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub key_id: Option<ApiKeyId>,
+}
+
+/// A model a client may ask for.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub owned_by: String,
+}
+
+/// Facts about a call, for response headers and logs.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    pub provider: String,
+    pub model: String,
+    /// The tier served when the client asked for one (or `nexus/auto`).
+    pub tier: Option<ModelTier>,
+    pub cost_usd: f64,
+    pub budget: BudgetStatus,
+    /// Time spent in Nexus before the provider was called (routing, budget, bookkeeping).
+    pub overhead: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("unknown model {model:?}; GET /v1/models lists the models this gateway serves")]
+    UnknownModel { model: String },
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error(transparent)]
+    Budget(BudgetExhausted),
+    #[error(transparent)]
+    Provider(ProviderError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<BudgetCheckError> for GatewayError {
+    fn from(error: BudgetCheckError) -> Self {
+        match error {
+            BudgetCheckError::Exhausted(e) => GatewayError::Budget(e),
+            BudgetCheckError::Store(e) => GatewayError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Where a request goes.
+struct Route {
+    provider: Arc<dyn ModelProvider>,
+    model: String,
+    tier: Option<ModelTier>,
+}
+
+/// Default vendor for a bare model name, by the vendors' naming.
+fn vendor_of(model: &str) -> Option<&'static str> {
+    let m = model.to_ascii_lowercase();
+    if m.starts_with("claude") {
+        Some("anthropic")
+    } else if ["gpt-", "o1", "o3", "o4", "chatgpt", "text-embedding"].iter().any(|p| m.starts_with(p)) {
+        Some("openai")
+    } else if ["mistral", "codestral", "ministral", "open-mistral", "pixtral"].iter().any(|p| m.starts_with(p)) {
+        Some("mistral")
+    } else {
+        None
+    }
+}
+
+impl Runtime {
+    fn gateway_models_config(&self) -> Result<&crate::agent::AgentServices, GatewayError> {
+        self.agent.as_deref().ok_or_else(|| GatewayError::NotConfigured("the model gateway is not enabled".into()))
+    }
+
+    /// The models clients may name: the tiers, `nexus/auto`, each tier's model, and
+    /// `provider/model` for every configured provider's defaults.
+    pub fn gateway_models(&self) -> Vec<ModelInfo> {
+        let Ok(agent) = self.gateway_models_config() else { return Vec::new() };
+        let (providers, models) = (&agent.providers, &agent.models);
+        let Models::Configured { trivial, normal, complex } = models else { return Vec::new() };
+        let mut out: Vec<ModelInfo> = ["nexus/auto", "nexus/trivial", "nexus/normal", "nexus/complex"]
+            .iter()
+            .map(|id| ModelInfo { id: (*id).into(), owned_by: "nexus".into() })
+            .collect();
+        for target in [trivial, normal, complex] {
+            if !out.iter().any(|m| m.id == target.model) {
+                out.push(ModelInfo { id: target.model.clone(), owned_by: first_provider(target) });
+            }
+        }
+        for provider in providers {
+            out.push(ModelInfo { id: format!("{}/*", provider.name()), owned_by: provider.name().to_owned() });
+        }
+        out
+    }
+
+    fn route(&self, requested: &str, request: &ChatRequest, budget: &BudgetStatus) -> Result<Route, GatewayError> {
+        let agent = self.gateway_models_config()?;
+        let (providers, models) = (&agent.providers, &agent.models);
+        let (trivial, normal, complex) = match models {
+            Models::Configured { trivial, normal, complex } => (trivial, normal, complex),
+            Models::NotConfigured(message) => return Err(GatewayError::NotConfigured(message.clone())),
+        };
+        let by_tier = |tier: ModelTier| -> Route {
+            let target = match tier {
+                ModelTier::Trivial => trivial,
+                ModelTier::Normal => normal,
+                ModelTier::Complex => complex,
+            };
+            Route { provider: target.provider.clone(), model: target.model.clone(), tier: Some(tier) }
+        };
+        let tier = match requested {
+            "nexus/auto" => {
+                let latest = request.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| &m.content);
+                let tier = self.router.tier(latest);
+                let tier = if budget.state >= BudgetState::Degraded { engine::routing::cheaper(tier) } else { tier };
+                Some(tier)
+            }
+            "nexus/trivial" => Some(ModelTier::Trivial),
+            "nexus/normal" => Some(ModelTier::Normal),
+            "nexus/complex" => Some(ModelTier::Complex),
+            _ => None,
+        };
+        if let Some(tier) = tier {
+            return Ok(by_tier(tier));
+        }
+        if let Some((name, model)) = requested.split_once('/')
+            && let Some(provider) = providers.iter().find(|p| p.name() == name)
+            && !model.is_empty()
+        {
+            return Ok(Route { provider: provider.clone(), model: model.to_owned(), tier: None });
+        }
+        for (tier, target) in
+            [(ModelTier::Trivial, trivial), (ModelTier::Normal, normal), (ModelTier::Complex, complex)]
+        {
+            if target.model == requested {
+                return Ok(Route { tier: Some(tier), ..by_tier(tier) });
+            }
+        }
+        let vendor = vendor_of(requested);
+        let provider = providers.iter().find(|p| Some(p.name()) == vendor).or_else(|| {
+            vendor
+                .is_none()
+                .then(|| providers.iter().find(|p| matches!(p.name(), "openai-compatible" | "ollama")))
+                .flatten()
+        });
+        match provider {
+            Some(provider) => Ok(Route { provider: provider.clone(), model: requested.to_owned(), tier: None }),
+            None => Err(GatewayError::UnknownModel { model: requested.to_owned() }),
+        }
+    }
+
+    /// One whole answer, governed.
+    pub async fn gateway_complete(
+        &self,
+        caller: &Caller,
+        requested_model: &str,
+        mut request: ChatRequest,
+    ) -> Result<(ChatResponse, CallMeta), GatewayError> {
+        let started = Instant::now();
+        let budget = self.budgets.check(&caller.tenant).await?;
+        let route = self.route(requested_model, &request, &budget)?;
+        request.model = route.model.clone();
+        let digest = request_digest(requested_model, &request);
+        let overhead = started.elapsed();
+        let called = Instant::now();
+        let outcome = route.provider.complete(&request).await;
+        let provider_latency = called.elapsed();
+        metrics::histogram!("nexus_provider_seconds", "provider" => route.provider.name().to_owned())
+            .record(provider_latency.as_secs_f64());
+        let response = outcome.map_err(GatewayError::Provider)?;
+        let finished = Instant::now();
+        let cost = self
+            .record_call(
+                caller,
+                &route,
+                &digest,
+                &response.provider,
+                &response.model,
+                response.usage,
+                provider_latency,
+                false,
+            )
+            .await?;
+        let overhead = overhead + finished.elapsed();
+        metrics::histogram!("nexus_gateway_overhead_seconds").record(overhead.as_secs_f64());
+        let meta = CallMeta {
+            provider: response.provider.clone(),
+            model: response.model.clone(),
+            tier: route.tier,
+            cost_usd: cost,
+            budget,
+            overhead,
+        };
+        Ok((response, meta))
+    }
+
+    /// A streamed answer, governed: usage is recorded when the stream ends, or with what was
+    /// seen when the client goes away first.
+    pub async fn gateway_stream(
+        self: &Arc<Self>,
+        caller: &Caller,
+        requested_model: &str,
+        mut request: ChatRequest,
+    ) -> Result<(MeteredStream, CallMeta), GatewayError> {
+        let started = Instant::now();
+        let budget = self.budgets.check(&caller.tenant).await?;
+        let route = self.route(requested_model, &request, &budget)?;
+        request.model = route.model.clone();
+        let digest = request_digest(requested_model, &request);
+        let overhead = started.elapsed();
+        metrics::histogram!("nexus_gateway_overhead_seconds").record(overhead.as_secs_f64());
+        let called = Instant::now();
+        let inner = route.provider.stream(&request).await.map_err(GatewayError::Provider)?;
+        let meta = CallMeta {
+            provider: route.provider.name().to_owned(),
+            model: route.model.clone(),
+            tier: route.tier,
+            cost_usd: 0.0,
+            budget,
+            overhead,
+        };
+        let finish = Finish { runtime: self.clone(), caller: caller.clone(), route, digest, called };
+        Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish) }, meta))
+    }
+
+    /// Prices a call and queues its ledger entry with the cost record.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_call(
+        &self,
+        caller: &Caller,
+        route: &Route,
+        digest: &str,
+        provider: &str,
+        model: &str,
+        usage: Usage,
+        latency: Duration,
+        interrupted: bool,
+    ) -> Result<f64, GatewayError> {
+        let agent = self
+            .agent
+            .as_deref()
+            .ok_or_else(|| GatewayError::NotConfigured("the model gateway is not enabled".into()))?;
+        let cost = agent.prices.cost_usd_for(provider, model, &usage).unwrap_or(0.0);
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        let mut payload = json!({
+            "route": "gateway", "request_sha256": digest, "provider": provider, "model": model,
+            "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "cost_usd": cost, "latency_ms": latency_ms,
+            "api_key_id": caller.key_id.as_ref().map(ApiKeyId::as_str),
+        });
+        if let Some(tier) = route.tier {
+            payload["tier"] = json!(tier);
+        }
+        if interrupted {
+            payload["interrupted"] = json!(true);
+        }
+        let cost_record = domain::cost::CostRecord {
+            tenant_id: caller.tenant.clone(),
+            chain_id: None,
+            seal_id: None,
+            api_key_id: caller.key_id.clone(),
+            provider: Some(provider.to_owned()),
+            model: model.to_owned(),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd: cost,
+            timestamp: Timestamp::now(),
+        };
+        let companions = Companions { costs: vec![cost_record], ..Companions::default() };
+        let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: None, payload };
+        self.ledger
+            .submit(&caller.tenant, draft, companions)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("the ledger refused the call record: {e}")))?;
+        self.note_spend(&caller.tenant, cost);
+        metrics::counter!("nexus_tokens_total", "direction" => "input").increment(usage.input_tokens);
+        metrics::counter!("nexus_tokens_total", "direction" => "output").increment(usage.output_tokens);
+        metrics::counter!("nexus_cost_usd_micros_total").increment((cost * 1e6) as u64);
+        Ok(cost)
+    }
+
+    /// Adds spend to the tenant's budget and publishes the alert the first time it crosses it.
+    pub(crate) fn note_spend(&self, tenant: &TenantId, cost: f64) {
+        if self.budgets.record(tenant, cost) {
+            tracing::warn!(%tenant, "tenant crossed its budget alert threshold");
+            let _ = self.notices.send(Notice::BudgetAlert { tenant: tenant.clone() });
+        }
+    }
+}
+
+/// Operator-facing notices (not tied to a run).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// The tenant's monthly spend crossed the alert fraction.
+    BudgetAlert { tenant: TenantId },
+}
+
+fn first_provider(target: &ModelTarget) -> String {
+    target.provider.name().to_owned()
+}
+
+/// Hex SHA-256 of the request as the client shaped it (model asked for, system, messages,
+/// tools, limits), so the ledger binds each call to its exact input without storing it.
+fn request_digest(requested: &str, request: &ChatRequest) -> String {
+    let messages: Vec<serde_json::Value> = request
+        .messages
+        .iter()
+        .map(|m| json!({"role": m.role, "content": m.content, "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id}))
+        .collect();
+    let canonical = domain::canonical::canonical_json(&json!({
+        "model": requested, "system": request.system, "messages": messages, "tools": request.tools,
+        "max_tokens": request.max_tokens, "temperature": request.temperature, "stop": request.stop,
+    }));
+    hex::encode(ledger::hash::sha256(canonical.as_bytes()))
+}
+
+struct Finish {
+    runtime: Arc<Runtime>,
+    caller: Caller,
+    route: Route,
+    digest: String,
+    called: Instant,
+}
+
+impl Finish {
+    fn run(self, usage: Usage, interrupted: bool) {
+        crate::tasks::spawn("gateway-record", async move {
+            let latency = self.called.elapsed();
+            metrics::histogram!("nexus_provider_seconds", "provider" => self.route.provider.name().to_owned())
+                .record(latency.as_secs_f64());
+            let provider = self.route.provider.name().to_owned();
+            let model = self.route.model.clone();
+            if let Err(error) = self
+                .runtime
+                .record_call(&self.caller, &self.route, &self.digest, &provider, &model, usage, latency, interrupted)
+                .await
+            {
+                tracing::error!(%error, tenant = %self.caller.tenant, "could not record a streamed gateway call");
+            }
+        });
+    }
+}
+
+/// A provider stream that records the call's usage when it ends or is dropped.
+pub struct MeteredStream {
+    inner: EventStream,
+    usage: Usage,
+    finish: Option<Finish>,
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<StreamEvent, ProviderError>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(StreamEvent::Usage(usage)))) => self.usage = *usage,
+            Poll::Ready(Some(Ok(StreamEvent::Done { .. }))) | Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                let usage = self.usage;
+                if let Some(finish) = self.finish.take() {
+                    finish.run(usage, false);
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            finish.run(self.usage, true);
+        }
+    }
+}
