@@ -127,8 +127,14 @@ async fn full(runs: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut steps = 0usize;
     for _ in 0..runs {
-        let request =
-            RunRequest { tenant: tenant.clone(), task: "bench".into(), persona: None, qa_spec: None, user: None };
+        let request = RunRequest {
+            tenant: tenant.clone(),
+            task: "bench".into(),
+            persona: None,
+            qa_spec: None,
+            user: None,
+            chain_id: None,
+        };
         let report = runtime.execute(request).await?;
         if report.status != ChainStatus::Completed {
             anyhow::bail!("bench run ended {}: {:?}", report.status, report.error);
@@ -164,6 +170,7 @@ async fn full(runs: usize) -> anyhow::Result<()> {
                     persona: None,
                     qa_spec: None,
                     user: None,
+                    chain_id: None,
                 };
                 steps += runtime.execute(request).await?.steps.len();
             }

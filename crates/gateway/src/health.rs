@@ -1,17 +1,21 @@
-//! Liveness (`/health`: the process answers) and readiness (`/ready`: its database answers).
+//! Liveness (`/health`: the process answers) and readiness (`/ready`: its database answers;
+//! also names the rate-limit backend and the `nexus/auto` router in use).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::routes::AppState;
+use crate::state::AppState;
 
+#[utoipa::path(get, path = "/v1/health", tag = "operations", responses((status = 200, description = "the process answers")))]
 pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-pub(crate) async fn ready(State(runtime): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "the database does not answer")))]
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let runtime = &state.runtime;
     let readiness = runtime.readiness().await;
     let (status, database) = match &readiness.database {
         Ok(()) => (StatusCode::OK, json!({"backend": readiness.backend, "status": "ok"})),
@@ -21,5 +25,10 @@ pub(crate) async fn ready(State(runtime): State<AppState>) -> (StatusCode, Json<
         ),
     };
     let overall = if status == StatusCode::OK { "ready" } else { "not_ready" };
-    (status, Json(json!({"status": overall, "checks": {"database": database}})))
+    let checks = json!({
+        "database": database,
+        "rate_limits": {"backend": runtime.limits().backend()},
+        "router": {"name": runtime.router_name()},
+    });
+    (status, Json(json!({"status": overall, "checks": checks})))
 }

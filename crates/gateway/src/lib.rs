@@ -1,12 +1,31 @@
-//! The HTTP front-end. [`app`] builds the whole router from a runtime so tests can drive it
-//! with `oneshot` and `nexus serve` can bind it to a socket.
+//! The HTTP front-end. [`router`] builds the whole application from an [`AppState`] (the
+//! runtime plus HTTP settings) so tests can drive it and `nexus serve` can bind it to a socket.
 //!
-//! **Architecture Invariant:** handlers extract, call one runtime function and map the result;
-//! this crate never touches the store or a provider directly.
+//! - `native/`: the `/v1` API of seed 004 §13 (runs and their SSE events, ledger, personas,
+//!   tools, approvals, knowledge, usage, tokens);
+//! - `compat/`: the OpenAI- and Anthropic-compatible model gateway;
+//! - `auth`, `json`, `error`: credentials and limits, request bodies, errors in the client's
+//!   dialect; `docs`, `observe`: OpenAPI, the docs page and metrics.
+//!
+//! **Architecture Invariant:** handlers extract, call the runtime and map the result; this
+//! crate never names a database or a provider.
 
+mod auth;
+mod compat;
+mod docs;
 mod error;
 mod health;
+mod json;
+mod native;
+mod observe;
 mod routes;
+mod state;
 
-pub use error::ApiError;
-pub use routes::app;
+pub use error::{ApiError, Dialect};
+pub use routes::{app, router};
+pub use state::{AppState, HttpSettings, MetricsRender};
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <docs::ApiDoc as utoipa::OpenApi>::openapi()
+}

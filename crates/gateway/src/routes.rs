@@ -1,30 +1,111 @@
-//! The route table: every path Nexus serves, in one place.
+//! The route table: every path Nexus serves, in one place, and the layers around them (request
+//! ids, tracing, metrics, body limit, CORS, authentication and rate limits).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware;
+use axum::routing::{delete, get, post, put};
 use runtime::Runtime;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::compat::{anthropic, openai};
 use crate::error::{method_not_allowed, not_found};
-use crate::health;
+use crate::native::{admin, chains, knowledge, ledger, usage};
+use crate::state::AppState;
+use crate::{auth, docs, health, observe};
 
-/// Shared state of every handler.
-pub type AppState = Arc<Runtime>;
+/// The whole HTTP application with default settings and no metrics renderer.
+pub fn app(runtime: Arc<Runtime>) -> Router {
+    router(AppState::new(runtime))
+}
 
 /// The whole HTTP application.
-pub fn app(runtime: Arc<Runtime>) -> Router {
-    let header = axum::http::HeaderName::from_static("x-request-id");
-    Router::new()
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/v1/whoami", get(admin::whoami))
+        .route("/v1/execute", post(chains::execute))
+        .route("/v1/execute/stream", post(chains::execute_stream))
+        .route("/v1/chains", get(chains::list_chains))
+        .route("/v1/chains/{id}", get(chains::get_chain))
+        .route("/v1/chains/{id}/cancel", post(chains::cancel_chain))
+        .route("/v1/chains/{id}/events", get(chains::chain_events))
+        .route("/v1/ledger", get(ledger::page))
+        .route("/v1/ledger/checkpoint", get(ledger::checkpoint))
+        .route("/v1/ledger/proof/inclusion", get(ledger::inclusion))
+        .route("/v1/ledger/proof/consistency", get(ledger::consistency))
+        .route("/v1/ledger/bundle/{index}", get(ledger::bundle))
+        .route("/v1/ledger/chains/{chain_id}", get(ledger::chain))
+        .route("/v1/personas", get(admin::list_personas).post(admin::create_persona))
+        .route("/v1/personas/{id}", put(admin::update_persona))
+        .route("/v1/tools", get(admin::list_tools))
+        .route("/v1/approvals", get(admin::list_approvals))
+        .route("/v1/approvals/{id}", get(admin::get_approval))
+        .route("/v1/approvals/{id}/approve", post(admin::approve))
+        .route("/v1/approvals/{id}/deny", post(admin::deny))
+        .route("/v1/knowledge/ingest", post(knowledge::ingest))
+        .route("/v1/knowledge/query", get(knowledge::query))
+        .route("/v1/knowledge/documents", get(knowledge::documents))
+        .route("/v1/knowledge/documents/{id}", delete(knowledge::delete_document))
+        .route("/v1/usage", get(usage::usage))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/messages", post(anthropic::messages))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+    let request_id = HeaderName::from_static("x-request-id");
+    let max_body = state.settings.max_body_bytes;
+    let cors = cors(&state.settings.cors_origins);
+    let router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/health", get(health::health))
+        .route("/v1/ready", get(health::ready))
+        .route("/v1/auth/token", post(admin::token))
+        .route("/metrics", get(observe::metrics_text))
+        .route("/openapi.json", get(docs::openapi_json))
+        .route("/docs", get(docs::docs_page))
+        .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(runtime)
-        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(observe::record))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("x-nexus-overhead-us"),
+                HeaderName::from_static("x-nexus-budget-state"),
+            ]),
+    )
 }

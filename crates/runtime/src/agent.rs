@@ -65,6 +65,8 @@ pub struct RunRequest {
     pub qa_spec: Option<String>,
     /// Who asked; they may not approve their own run's actions.
     pub user: Option<String>,
+    /// The chain id to use (so a caller can watch events before the run starts); new if `None`.
+    pub chain_id: Option<ChainId>,
 }
 
 /// Where a run stands.
@@ -113,6 +115,8 @@ pub enum AgentError {
     ApprovalMismatch(String),
     #[error("{by} requested this run and may not approve its actions")]
     SelfApproval { by: String },
+    #[error("run {chain} is being driven by another instance; cancel it there or retry when it parks")]
+    DrivenElsewhere { chain: String },
     #[error("stored run {chain} cannot be read: {reason}")]
     CorruptRun { chain: String, reason: String },
 }
@@ -163,7 +167,8 @@ impl Runtime {
             persona_override: request.persona.clone(),
             qa_spec: request.qa_spec.clone(),
         };
-        let mut run = Run::new(ChainId::generate(), request.task.clone(), context);
+        let mut run =
+            Run::new(request.chain_id.clone().unwrap_or_else(ChainId::generate), request.task.clone(), context);
         let created = Timestamp::now();
         let mut record = StoredRun {
             tenant_id: request.tenant.clone(),
@@ -288,10 +293,51 @@ impl Runtime {
     }
 
     fn publish(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
-        for event in events {
+        for event in &events {
             // No subscribers is normal; a send error only means nobody is watching.
-            let _ = self.events.send(RunEvent { tenant: tenant.clone(), chain_id: chain.clone(), event });
+            let _ =
+                self.events.send(RunEvent { tenant: tenant.clone(), chain_id: chain.clone(), event: event.clone() });
         }
+        self.chain_events.record(tenant, chain, events);
+    }
+
+    /// A run's events so far and the live feed from that moment (see [`crate::chain_events`]).
+    /// `None` history: this process has not seen the run's events (use its stored report).
+    pub fn attach_events(
+        &self,
+        tenant: &TenantId,
+        chain: &ChainId,
+    ) -> (Option<Vec<Event>>, tokio::sync::broadcast::Receiver<crate::chain_events::ChainEvent>) {
+        self.chain_events.attach(tenant, chain)
+    }
+
+    /// Live events of every run, numbered per chain.
+    pub fn subscribe_chains(&self) -> tokio::sync::broadcast::Receiver<crate::chain_events::ChainEvent> {
+        self.chain_events.subscribe()
+    }
+
+    /// Asks a run to stop: a run this process drives stops before its next action; a run
+    /// parked on an approval is cancelled at once. Returns the run's report afterwards.
+    pub async fn cancel_run(&self, tenant: &TenantId, chain: &ChainId, by: &str) -> Result<RunReport, AgentError> {
+        let (mut run, mut record, user) = self.load_run(tenant, chain).await?;
+        if run.is_finished() {
+            return Ok(report(tenant, &run));
+        }
+        if self.active.lock().unwrap_or_else(|p| p.into_inner()).contains(chain) {
+            self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(chain.clone());
+            return Ok(report(tenant, &run));
+        }
+        if !self.claim(&record).await? {
+            return Err(AgentError::DrivenElsewhere { chain: chain.to_string() });
+        }
+        let (_, events) = run.cancel(format!("cancelled by {by}"));
+        self.publish(tenant, chain, events);
+        self.save(&run, &mut record, user.as_deref()).await?;
+        Ok(report(tenant, &run))
+    }
+
+    fn cancel_requested(&self, chain: &ChainId) -> bool {
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(chain)
     }
 
     /// Carries out actions until the run finishes or parks for an approval.
@@ -311,6 +357,10 @@ impl Runtime {
         loop {
             let (action, events) = next;
             self.publish(tenant, &run.chain_id, events);
+            if !matches!(action, Action::Finish { .. }) && self.cancel_requested(&run.chain_id) {
+                next = run.cancel("cancelled on request");
+                continue;
+            }
             let input = match action {
                 Action::CallModel { purpose, system, prompt, tier, .. } => {
                     self.call_model(agent, tenant, &run.chain_id, purpose, system, prompt, tier).await?

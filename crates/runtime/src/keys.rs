@@ -64,6 +64,7 @@ impl Runtime {
     pub async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, LedgerError> {
         let revoked = self.store().revoke_api_key(tenant, id, Timestamp::now()).await?;
         if revoked {
+            self.auth().forget_key(id);
             let payload = json!({"action": "api_key.revoked", "key_id": id.as_str()});
             self.ledger().append(tenant, EntryDraft { kind: EntryKind::AdminChange, chain_id: None, payload }).await?;
         }

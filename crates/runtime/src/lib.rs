@@ -10,6 +10,7 @@ pub mod agent;
 mod approvals;
 pub mod auth;
 pub mod budget;
+pub mod chain_events;
 pub mod error;
 pub mod keys;
 pub mod knowledge;
@@ -29,6 +30,7 @@ use ledger::checkpoint::{CheckpointSigner, signer_key_ids};
 pub use error::{LedgerError, StartError, VerifyError};
 pub use ledger_service::{Appended, LedgerService};
 pub use seed::{DEMO_TENANT, SeedReport};
+pub use tools::Availability;
 
 /// Settings the runtime needs, already resolved.
 #[derive(Debug, Clone)]
@@ -82,6 +84,9 @@ pub struct Runtime {
     limits: limits::RateLimits,
     budgets: budget::Budgets,
     router: Arc<dyn llm::TierRouter>,
+    chain_events: chain_events::EventLog,
+    /// Runs asked to stop before their next action.
+    cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
 }
 
@@ -142,6 +147,8 @@ impl Runtime {
             limits,
             budgets,
             router: Arc::new(llm::HeuristicRouter),
+            chain_events: chain_events::EventLog::new(),
+            cancels: Default::default(),
             notices,
         })
     }

@@ -13,7 +13,7 @@ use domain::ports::Companions;
 use domain::{ApiKeyId, TenantId, Timestamp};
 use engine::machine::ModelTier;
 use futures_util::Stream;
-use providers::{ChatRequest, ChatResponse, EventStream, ModelProvider, ProviderError, StreamEvent, Usage};
+use providers::{EventStream, ModelProvider};
 use serde::Serialize;
 use serde_json::json;
 
@@ -22,6 +22,7 @@ use crate::agent::{ModelTarget, Models};
 use crate::budget::{BudgetCheckError, BudgetExhausted, BudgetState, BudgetStatus};
 
 pub use providers::types::{FinishReason, Message, Role, ToolCall, ToolSpec};
+pub use providers::{ChatRequest, ChatResponse, ProviderError, StreamEvent, Usage};
 
 /// Picks a tier for `nexus/auto` from the user's latest turn.
 pub trait TierRouter: Send + Sync {

@@ -81,3 +81,22 @@ impl Runtime {
         .await
     }
 }
+
+impl Runtime {
+    /// Replaces a persona's contract (bumping its version); the change is an admin entry.
+    /// Returns the new version, or `None` if the tenant has no such persona.
+    pub async fn update_persona(&self, persona: &domain::persona::PersonaContract) -> Result<Option<u32>, LedgerError> {
+        let Some(version) = self.store().update_persona(persona).await? else { return Ok(None) };
+        self.admin_change(
+            &persona.tenant_id,
+            json!({
+                "action": "persona.updated", "persona_id": persona.id.as_str(), "name": persona.name,
+                "version": version, "allowed_tools": persona.allowed_tools,
+                "resource_scopes": persona.resource_scopes, "risk_tolerance": persona.risk_tolerance.as_str(),
+                "is_active": persona.is_active,
+            }),
+        )
+        .await?;
+        Ok(Some(version))
+    }
+}

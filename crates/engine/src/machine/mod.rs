@@ -271,6 +271,24 @@ impl Run {
         }
     }
 
+    /// Stops the run at once with status `cancelled` (a finished run stays as it is).
+    pub fn cancel(&mut self, reason: impl Into<String>) -> (Action, Vec<Event>) {
+        if self.phase == Phase::Done {
+            return (self.finish_action(), Vec::new());
+        }
+        self.status = ChainStatus::Cancelled;
+        self.error = Some(reason.into());
+        self.phase = Phase::Done;
+        let events = vec![Event::ChainCompleted {
+            chain_id: self.chain_id.to_string(),
+            status: self.status,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_usd: self.cost_usd,
+        }];
+        (self.finish_action(), events)
+    }
+
     /// Feeds what happened and returns what to do next.
     pub fn advance(&mut self, input: Input) -> (Action, Vec<Event>) {
         let mut events = Vec::new();

@@ -57,3 +57,8 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
+
+mod access;
+mod compat;
+mod native;
+mod support;

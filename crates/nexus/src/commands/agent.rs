@@ -36,8 +36,14 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {
             print_event(&event.event);
         }
     });
-    let request =
-        RunRequest { tenant: args.tenant, task: args.task, persona: args.persona, qa_spec, user: Some(args.user) };
+    let request = RunRequest {
+        tenant: args.tenant,
+        task: args.task,
+        persona: args.persona,
+        qa_spec,
+        user: Some(args.user),
+        chain_id: None,
+    };
     let outcome = runtime.execute(request).await;
     runtime.shutdown().await;
     printer.abort();

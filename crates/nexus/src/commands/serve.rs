@@ -20,9 +20,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 Ok(reports) => tracing::debug!(runs = reports.len(), "checked unfinished runs"),
                 Err(error) => tracing::error!(%error, "resuming unfinished runs failed; will retry"),
             }
+            if let Err(error) = maintained.auth().flush_last_used().await {
+                tracing::warn!(%error, "could not record when API keys were last used; will retry");
+            }
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });
+    let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
@@ -32,13 +36,41 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         data_dir = %config.data_dir.display(),
         "nexus listening on http://{address}"
     );
-    let served = axum::serve(listener, gateway::app(runtime.clone())).with_graceful_shutdown(shutdown_signal()).await;
+    let settings = gateway::HttpSettings {
+        max_body_bytes: config.api.max_body_bytes,
+        cors_origins: config.api.cors_origins.clone(),
+    };
+    let state = gateway::AppState::new(runtime.clone()).with_settings(settings).with_metrics(metrics);
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    let served = axum::serve(listener, gateway::router(state)).with_graceful_shutdown(shutdown_signal()).await;
     maintenance.abort();
+    if let Err(error) = runtime.auth().flush_last_used().await {
+        tracing::warn!(%error, "could not record when API keys were last used");
+    }
     tracing::info!("shutting down: finishing ledger writes");
     runtime.shutdown().await;
     served.context("serving HTTP")?;
     tracing::info!("shutdown complete");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Installs the Prometheus recorder every `metrics::` call reports to, with latency buckets
+/// from 10 µs to 60 s.
+fn install_metrics() -> anyhow::Result<gateway::MetricsRender> {
+    const BUCKETS: &[f64] = &[
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .context("metric buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(Arc::new(move || handle.render()))
 }
 
 async fn shutdown_signal() {

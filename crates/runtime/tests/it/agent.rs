@@ -132,6 +132,7 @@ fn request(task: &str, persona: Option<&str>) -> RunRequest {
         persona: persona.map(str::to_owned),
         qa_spec: None,
         user: Some("alice".into()),
+        chain_id: None,
     }
 }
 

@@ -1,0 +1,61 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations (`/openapi.json`), and
+//! an interactive reference page (`/docs`) served from the binary: plain HTML and script that
+//! read the document and can send requests, with nothing fetched from the internet.
+
+use axum::Json;
+use axum::response::Html;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::compat::{anthropic, openai};
+use crate::native::{admin, chains, knowledge, ledger, shapes, usage};
+use crate::{health, observe};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an API key (nxs_…) or a token from POST /v1/auth/token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Nexus", description = "Accountable AI agent gateway: agent runs sealed in a verifiable ledger, and an OpenAI/Anthropic-compatible model gateway with keys, limits and budgets."),
+    modifiers(&BearerAuth),
+    paths(
+        health::health, health::ready, observe::metrics_doc,
+        admin::token, admin::whoami,
+        chains::execute, chains::execute_stream, chains::list_chains, chains::get_chain, chains::cancel_chain, chains::chain_events,
+        ledger::page, ledger::chain, ledger::checkpoint, ledger::inclusion, ledger::consistency, ledger::bundle,
+        admin::list_personas, admin::create_persona, admin::update_persona, admin::list_tools,
+        admin::list_approvals, admin::get_approval, admin::approve, admin::deny,
+        knowledge::ingest, knowledge::query, knowledge::documents, knowledge::delete_document,
+        usage::usage,
+        openai::chat_completions, openai::models, anthropic::messages,
+    ),
+    components(schemas(shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
+    tags(
+        (name = "agent", description = "Run tasks through the notarized engine"),
+        (name = "gateway", description = "OpenAI- and Anthropic-compatible model endpoints"),
+        (name = "ledger", description = "The tamper-evident log and its proofs"),
+    ),
+)]
+pub(crate) struct ApiDoc;
+
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+pub(crate) async fn docs_page() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}

@@ -1,0 +1,261 @@
+//! `spawn_app()`: the real server on a real socket (port 0) over a fresh SQLite database, with
+//! fake OpenAI and Anthropic servers that speak their vendors' wire formats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::TenantId;
+use domain::tenant::{Role, UserLevel};
+use ledger::checkpoint::CheckpointSigner;
+use providers::anthropic::{AnthropicConfig, AnthropicProvider};
+use providers::openai::{OpenAiConfig, OpenAiProvider};
+use providers::pricing::{ModelPrice, PriceTable};
+use providers::{ApiKey, ModelProvider};
+use runtime::agent::{AgentServices, ModelTarget, Models};
+use runtime::limits::LimitSettings;
+use runtime::{Runtime, RuntimeConfig};
+use serde_json::json;
+use store::test_support::TestDatabase;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub struct Options {
+    pub limits: LimitSettings,
+    pub budget_usd: Option<f64>,
+    /// USD per million tokens for gpt-4o-mini (both directions).
+    pub openai_price: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            limits: LimitSettings {
+                key_requests_per_minute: 10_000,
+                tenant_requests_per_minute: 10_000,
+                tenant_chains_per_hour: 1000,
+            },
+            budget_usd: None,
+            openai_price: 0.15,
+        }
+    }
+}
+
+pub struct App {
+    pub base: String,
+    pub runtime: Arc<Runtime>,
+    pub client: reqwest::Client,
+    pub openai: MockServer,
+    pub anthropic: MockServer,
+    _db: TestDatabase,
+    _workspace: tempfile::TempDir,
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A new key for `tenant`; returns its secret.
+    pub async fn key(&self, tenant: &str, role: Role) -> String {
+        let tenant = TenantId::parse(tenant).expect("tenant id");
+        self.runtime.create_api_key(&tenant, "test", UserLevel::NEWCOMER, role).await.expect("key").secret
+    }
+
+    pub fn get(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(key)
+    }
+
+    pub fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(key)
+    }
+}
+
+/// An OpenAI chat completion answer.
+pub fn openai_completion(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
+    }))
+}
+
+/// An OpenAI streamed answer (`Hel` `lo`), with usage in the last chunk.
+pub fn openai_stream() -> ResponseTemplate {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        json!({"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut body = String::new();
+    for event in [
+        chunk(json!({"role": "assistant", "content": ""}), None),
+        chunk(json!({"content": "Hel"}), None),
+        chunk(json!({"content": "lo"}), None),
+        chunk(json!({}), Some("stop")),
+        json!({"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-mini",
+               "choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}}),
+    ] {
+        body.push_str(&format!("data: {event}\n\n"));
+    }
+    body.push_str("data: [DONE]\n\n");
+    ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(body)
+}
+
+pub fn anthropic_message(text: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 40, "output_tokens": 12}
+    }))
+}
+
+pub fn anthropic_stream() -> ResponseTemplate {
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_2", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 40, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Bon"}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "jour"}}),
+        ),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 12}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let body: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
+    ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(body)
+}
+
+/// Mounts the default answers: streaming first (more specific), then blocking.
+pub async fn mount_defaults(openai: &MockServer, anthropic: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .and(body_string_contains("\"stream\":true"))
+        .respond_with(openai_stream())
+        .with_priority(1)
+        .mount(openai)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(openai_completion("Hello from OpenAI"))
+        .with_priority(5)
+        .mount(openai)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(body_string_contains("\"stream\":true"))
+        .respond_with(anthropic_stream())
+        .with_priority(1)
+        .mount(anthropic)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(anthropic_message("Hello from Claude"))
+        .with_priority(5)
+        .mount(anthropic)
+        .await;
+}
+
+pub async fn spawn_app(options: Options) -> App {
+    let openai = MockServer::start().await;
+    let anthropic = MockServer::start().await;
+    spawn_app_with(options, openai, anthropic).await
+}
+
+pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: MockServer) -> App {
+    let db = store::test_support::sqlite().await;
+    let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    let config = RuntimeConfig {
+        ledger_origin: "test.nexus".into(),
+        checkpoint_interval: Duration::from_millis(200),
+        token_secret: Some(vec![42; 32]),
+        limits: options.limits,
+        default_budget_usd: options.budget_usd,
+        budget_alert_fraction: None,
+    };
+    let runtime = Runtime::start(Arc::clone(&db.store), signer, config).await.expect("runtime");
+    runtime.seed_demo().await.expect("seed");
+    let openai_provider: Arc<dyn ModelProvider> = Arc::new(
+        OpenAiProvider::new(OpenAiConfig { base_url: openai.uri(), ..OpenAiConfig::openai(ApiKey::new("sk-test")) })
+            .expect("openai"),
+    );
+    let anthropic_provider: Arc<dyn ModelProvider> = Arc::new(
+        AnthropicProvider::new(AnthropicConfig {
+            base_url: anthropic.uri(),
+            ..AnthropicConfig::new(ApiKey::new("sk-ant-test"))
+        })
+        .expect("anthropic"),
+    );
+    let cheap = ModelTarget { provider: openai_provider.clone(), model: "gpt-4o-mini".into() };
+    let strong = ModelTarget { provider: anthropic_provider.clone(), model: "claude-sonnet-4-5".into() };
+    let workspace = tempfile::tempdir().expect("workspace");
+    // SMTP "configured" at a closed port: send_email is registered (and gated by approval);
+    // no test lets it reach the network.
+    let tool_settings = tools::BuiltinSettings {
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(1),
+        smtp_from: Some("Nexus <nexus@example.org>".into()),
+        smtp_tls: tools::builtin::SmtpTls::None,
+        ..tools::BuiltinSettings::default()
+    };
+    let tools = tools::builtins(&tool_settings, Arc::new(runtime.knowledge()));
+    let prices = PriceTable::builtin()
+        .with_overrides([("gpt-4o-mini".to_owned(), ModelPrice::new(options.openai_price, options.openai_price))]);
+    let services = AgentServices {
+        models: Models::Configured { trivial: cheap.clone(), normal: cheap, complex: strong },
+        providers: vec![openai_provider, anthropic_provider],
+        tools,
+        sandbox: tools::Sandbox::default(),
+        workspace_root: workspace.path().to_path_buf(),
+        prices,
+        approval_ttl: Duration::from_secs(3600),
+    };
+    let runtime = Arc::new(runtime.with_agent(services));
+    let settings =
+        gateway::HttpSettings { max_body_bytes: 64 * 1024, cors_origins: vec!["https://app.example.com".into()] };
+    let state = gateway::AppState::new(runtime.clone()).with_settings(settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    runtime::tasks::spawn("test-server", async move {
+        let _ = axum::serve(listener, gateway::router(state)).await;
+    });
+    App {
+        base: format!("http://{address}"),
+        runtime,
+        client: reqwest::Client::new(),
+        openai,
+        anthropic,
+        _db: db,
+        _workspace: workspace,
+    }
+}
+
+/// Reads an SSE body into (event name, data) pairs; `None` names for unnamed events.
+pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.trim_start().to_owned());
+                }
+            }
+            (!data.is_empty()).then(|| (name, data.join("\n")))
+        })
+        .collect()
+}

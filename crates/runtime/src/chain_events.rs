@@ -1,0 +1,81 @@
+//! Each run's events, kept in order so a client can watch a run live and re-attach after a
+//! disconnect without missing or repeating anything. Events carry a per-chain sequence number;
+//! recording and broadcasting happen under one lock, so a history snapshot plus the live feed
+//! from the same moment has no gap.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use domain::{ChainId, TenantId};
+use engine::machine::Event;
+use tokio::sync::broadcast;
+
+use crate::auth::lock;
+
+/// Runs whose events are kept in memory; the oldest are forgotten first.
+const KEPT_CHAINS: usize = 2048;
+
+/// One engine event of one run, numbered from 0 within the run.
+#[derive(Debug, Clone)]
+pub struct ChainEvent {
+    pub tenant: TenantId,
+    pub chain_id: ChainId,
+    pub seq: u64,
+    pub event: Event,
+}
+
+#[derive(Default)]
+struct Logs {
+    by_chain: HashMap<ChainId, (TenantId, Vec<Event>)>,
+    order: VecDeque<ChainId>,
+}
+
+pub(crate) struct EventLog {
+    logs: Mutex<Logs>,
+    live: broadcast::Sender<ChainEvent>,
+}
+
+impl EventLog {
+    pub(crate) fn new() -> Self {
+        Self { logs: Mutex::default(), live: broadcast::channel(4096).0 }
+    }
+
+    pub(crate) fn record(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut logs = lock(&self.logs);
+        if !logs.by_chain.contains_key(chain) {
+            if logs.order.len() >= KEPT_CHAINS
+                && let Some(oldest) = logs.order.pop_front()
+            {
+                logs.by_chain.remove(&oldest);
+            }
+            logs.order.push_back(chain.clone());
+            logs.by_chain.insert(chain.clone(), (tenant.clone(), Vec::new()));
+        }
+        let Some((_, history)) = logs.by_chain.get_mut(chain) else { return };
+        for event in events {
+            let seq = history.len() as u64;
+            history.push(event.clone());
+            // No subscribers is normal.
+            let _ = self.live.send(ChainEvent { tenant: tenant.clone(), chain_id: chain.clone(), seq, event });
+        }
+    }
+
+    /// The events of a run so far (if this process has them) and the live feed from the same
+    /// moment on.
+    pub(crate) fn attach(
+        &self,
+        tenant: &TenantId,
+        chain: &ChainId,
+    ) -> (Option<Vec<Event>>, broadcast::Receiver<ChainEvent>) {
+        let logs = lock(&self.logs);
+        let history = logs.by_chain.get(chain).filter(|(t, _)| t == tenant).map(|(_, events)| events.clone());
+        (history, self.live.subscribe())
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
+        self.live.subscribe()
+    }
+}
