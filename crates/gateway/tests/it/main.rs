@@ -61,4 +61,5 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 mod access;
 mod compat;
 mod native;
+mod python_clients;
 mod support;
