@@ -41,7 +41,7 @@ impl Modify for BearerAuth {
         admin::list_approvals, admin::get_approval, admin::approve, admin::deny,
         knowledge::ingest, knowledge::query, knowledge::documents, knowledge::delete_document,
         usage::usage,
-        openai::chat_completions, openai::models, anthropic::messages,
+        openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
     components(schemas(shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
     tags(

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
+        .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/messages", post(anthropic::messages))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
     let request_id = HeaderName::from_static("x-request-id");
@@ -75,7 +76,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(observe::record))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("http", method = %request.method(), uri = %request.uri().path(), request_id = %id)
+        }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
     match cors {
         Some(cors) => router.layer(cors),

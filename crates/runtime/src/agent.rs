@@ -294,6 +294,12 @@ impl Runtime {
 
     fn publish(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
         for event in &events {
+            if let Event::GateResult { gate, verdict, .. } = event {
+                let verdict =
+                    serde_json::to_value(verdict).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                metrics::counter!("nexus_gate_verdicts_total", "gate" => gate.clone(), "verdict" => verdict)
+                    .increment(1);
+            }
             // No subscribers is normal; a send error only means nobody is watching.
             let _ =
                 self.events.send(RunEvent { tenant: tenant.clone(), chain_id: chain.clone(), event: event.clone() });
@@ -466,6 +472,8 @@ impl Runtime {
             Err(error) => return Ok(Input::ModelFailed { error: error.to_string() }),
         };
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        metrics::histogram!("nexus_provider_seconds", "provider" => response.provider.clone())
+            .record(started.elapsed().as_secs_f64());
         let cost = agent.prices.cost_usd(&response.model, &response.usage).unwrap_or(0.0);
         let cost_record = domain::cost::CostRecord {
             tenant_id: tenant.clone(),

@@ -84,6 +84,8 @@ pub struct Runtime {
     limits: limits::RateLimits,
     budgets: budget::Budgets,
     router: Arc<dyn llm::TierRouter>,
+    /// In-process sentence embeddings, when the model is loaded.
+    embedder: Option<Arc<dyn domain::embed::Embedder>>,
     chain_events: chain_events::EventLog,
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
@@ -147,6 +149,7 @@ impl Runtime {
             limits,
             budgets,
             router: Arc::new(llm::HeuristicRouter),
+            embedder: None,
             chain_events: chain_events::EventLog::new(),
             cancels: Default::default(),
             notices,
@@ -163,6 +166,29 @@ impl Runtime {
     pub fn with_router(mut self, router: Arc<dyn llm::TierRouter>) -> Self {
         self.router = router;
         self
+    }
+
+    /// Uses `embedder` for `/v1/embeddings`, retrieval and gate 2.
+    pub fn with_embedder(mut self, embedder: Arc<dyn domain::embed::Embedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
+    }
+
+    /// The loaded embedding model, if any.
+    pub fn embedder(&self) -> Option<&Arc<dyn domain::embed::Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    /// Embeds texts on a blocking thread. `Ok(None)` when no embedding model is loaded.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Option<Vec<Vec<f32>>>, domain::embed::EmbedError> {
+        let Some(embedder) = self.embedder.clone() else { return Ok(None) };
+        let joined = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            embedder.embed(&refs)
+        })
+        .await
+        .map_err(|e| domain::embed::EmbedError(format!("the embedding task failed: {e}")))?;
+        joined.map(Some)
     }
 
     pub fn auth(&self) -> &auth::Authenticator {

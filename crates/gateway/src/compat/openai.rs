@@ -346,3 +346,72 @@ pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
         .collect();
     Json(json!({"object": "list", "data": data}))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code, reason = "some fields are accepted for wire compatibility and not forwarded")]
+pub struct EmbeddingsRequest {
+    /// Any name; the in-process model (all-MiniLM-L6-v2) answers.
+    pub model: String,
+    /// A string or a list of strings.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// `float` (default) or `base64`.
+    pub encoding_format: Option<String>,
+    pub user: Option<String>,
+}
+
+const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+#[utoipa::path(post, path = "/v1/embeddings", tag = "gateway", request_body = EmbeddingsRequest,
+    responses((status = 200, description = "an OpenAI embedding list"), (status = 503, description = "no embedding model loaded")),
+    security(("bearer" = [])))]
+pub(crate) async fn embeddings(
+    State(state): State<AppState>,
+    Body(body): Body<EmbeddingsRequest>,
+) -> Result<Response, ApiError> {
+    let openai = |e: ApiError| e.in_dialect(Dialect::OpenAi);
+    let inputs: Vec<String> = match &body.input {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    ApiError::invalid(&format!("input[{i}]"), "inputs must be strings (token arrays are not supported)")
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(openai)?,
+        _ => {
+            return Err(openai(
+                ApiError::bad_request("invalid field `input`: expected a string or a list of strings")
+                    .with_param("input"),
+            ));
+        }
+    };
+    if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
+        return Err(openai(ApiError::invalid("input", format!("send 1 to {MAX_EMBEDDING_INPUTS} inputs"))));
+    }
+    if body.encoding_format.as_deref().is_some_and(|f| f != "float") {
+        return Err(openai(ApiError::invalid("encoding_format", "only float is supported")));
+    }
+    let Some(model) = state.runtime.embedder().map(|e| e.model().to_owned()) else {
+        return Err(openai(ApiError::unavailable(
+            "no embedding model is loaded; fetch it with `cargo xtask models` and set models_dir",
+        )));
+    };
+    let vectors = state
+        .runtime
+        .embed(inputs.clone())
+        .await
+        .map_err(|e| openai(ApiError::internal(e.to_string())))?
+        .unwrap_or_default();
+    // Word pieces are not counted here; words are a close, honest stand-in for usage.
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})).into_response())
+}

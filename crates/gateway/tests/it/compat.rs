@@ -267,3 +267,58 @@ async fn budgets_warn_then_degrade_auto_then_refuse() {
     assert_eq!(alert, runtime::llm::Notice::BudgetAlert { tenant: domain::TenantId::parse("acme").expect("tenant") });
     assert!(alerts.try_recv().is_err(), "the alert is published once a month");
 }
+
+/// A stand-in for the in-process model: letters counted into 8 dimensions, normalised.
+struct LetterEmbedder;
+
+impl domain::embed::Embedder for LetterEmbedder {
+    fn model(&self) -> &str {
+        "letters-8"
+    }
+    fn dims(&self) -> usize {
+        8
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, domain::embed::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; 8];
+                for b in t.bytes() {
+                    v[usize::from(b % 8)] += 1.0;
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn embeddings_answer_in_openai_shape_or_say_the_model_is_missing() {
+    let app = spawn_app(Options::default()).await;
+    let key = app.key("acme", Role::Member).await;
+    let missing =
+        app.post("/v1/embeddings", &key).json(&json!({"model": "x", "input": "hello"})).send().await.expect("send");
+    assert_eq!(missing.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(missing.text().await.expect("body").contains("cargo xtask models"));
+
+    let app = spawn_app(Options { embedder: Some(std::sync::Arc::new(LetterEmbedder)), ..Options::default() }).await;
+    let key = app.key("acme", Role::Member).await;
+    let reply: Value = app
+        .post("/v1/embeddings", &key)
+        .json(&json!({"model": "text-embedding-3-small", "input": ["hello world", "bye"]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((reply["object"].as_str(), reply["model"].as_str()), (Some("list"), Some("letters-8")));
+    assert_eq!(reply["data"][1]["index"], 1);
+    assert_eq!(reply["data"][0]["embedding"].as_array().map(Vec::len), Some(8));
+    assert_eq!(reply["usage"]["prompt_tokens"], 3);
+    let bad =
+        app.post("/v1/embeddings", &key).json(&json!({"model": "x", "input": [1, 2]})).send().await.expect("send");
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.json::<Value>().await.expect("json")["error"]["param"], "input[0]");
+}

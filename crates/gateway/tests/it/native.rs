@@ -233,6 +233,28 @@ async fn approvals_are_decided_by_admins_never_by_the_requester() {
     let id = pending[0]["id"].as_str().expect("approval id").to_owned();
     assert_eq!(pending[0]["tool"], "send_email");
 
+    // A second held run is cancelled instead: it ends `cancelled`, nothing runs.
+    let second: Value = app
+        .post("/v1/execute", &requester)
+        .json(&json!({"task": "Email the board again"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let second_chain = second["chain_id"].as_str().expect("chain");
+    let cancelled: Value = app
+        .post(&format!("/v1/chains/{second_chain}/cancel"), &requester)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["error"].as_str().is_some_and(|e| e.contains("cancelled by key:")), "{cancelled}");
+
     let own = app.post(&format!("/v1/approvals/{id}/approve"), &requester).send().await.expect("send");
     assert_eq!(own.status(), StatusCode::FORBIDDEN, "never one's own request");
     let member = app.key("demo", Role::Member).await;

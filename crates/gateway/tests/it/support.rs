@@ -24,6 +24,7 @@ pub struct Options {
     pub budget_usd: Option<f64>,
     /// USD per million tokens for gpt-4o-mini (both directions).
     pub openai_price: f64,
+    pub embedder: Option<Arc<dyn domain::embed::Embedder>>,
 }
 
 impl Default for Options {
@@ -36,6 +37,7 @@ impl Default for Options {
             },
             budget_usd: None,
             openai_price: 0.15,
+            embedder: None,
         }
     }
 }
@@ -221,7 +223,11 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
         prices,
         approval_ttl: Duration::from_secs(3600),
     };
-    let runtime = Arc::new(runtime.with_agent(services));
+    let mut runtime = runtime.with_agent(services);
+    if let Some(embedder) = options.embedder {
+        runtime = runtime.with_embedder(embedder);
+    }
+    let runtime = Arc::new(runtime);
     let settings =
         gateway::HttpSettings { max_body_bytes: 64 * 1024, cors_origins: vec!["https://app.example.com".into()] };
     let state = gateway::AppState::new(runtime.clone()).with_settings(settings);
