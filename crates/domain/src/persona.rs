@@ -49,6 +49,19 @@ pub(crate) use str_enum;
 str_enum!(RiskLevel { Low => "low", Medium => "medium", High => "high", Critical => "critical" });
 str_enum!(TrustTier { ColdStart => "cold_start", Established => "established", Trusted => "trusted" });
 
+/// What gate 2 does when a call's intent similarity is below the persona's threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LowIntent {
+    /// Hold the call for a human (the default).
+    #[default]
+    Approve,
+    /// Refuse the call.
+    Block,
+}
+
+str_enum!(LowIntent { Approve => "approve", Block => "block" });
+
 /// Default persona lifetime (seed 004 `gate_default_ttl`).
 pub const DEFAULT_TTL_SECONDS: u32 = 120;
 /// Default intent-similarity threshold for gate 2 (seed 004 `gate_intent_threshold`).
@@ -70,6 +83,9 @@ pub struct PersonaContract {
     pub risk_tolerance: RiskLevel,
     pub trust_tier: TrustTier,
     pub intent_threshold: f64,
+    /// Below the intent threshold: ask a human, or block.
+    #[serde(default)]
+    pub on_low_intent: LowIntent,
     pub version: u32,
     pub is_active: bool,
     pub created_at: Timestamp,
@@ -195,6 +211,7 @@ pub fn default_personas(tenant_id: &TenantId) -> Vec<PersonaContract> {
             risk_tolerance: p.risk_tolerance,
             trust_tier: TrustTier::ColdStart,
             intent_threshold: DEFAULT_INTENT_THRESHOLD,
+            on_low_intent: LowIntent::Approve,
             version: 1,
             is_active: true,
             created_at: Timestamp::now(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use domain::Timestamp;
 use domain::agent::{AnomalyResult, GateResult, GateVerdict};
-use domain::persona::{PersonaContract, RiskLevel};
+use domain::persona::{LowIntent, PersonaContract, RiskLevel};
 use domain::tool::ToolDefinition;
 use sha2::{Digest, Sha256};
 
@@ -64,8 +64,21 @@ pub struct GateOutcome {
 /// Runs all four gates (all of them, even after a failure, for diagnostics).
 pub fn evaluate(input: &GateInput<'_>) -> GateOutcome {
     let gates = vec![scope(input), intent(input), ttl(input), drift(input)];
-    let overall_verdict = AnomalyResult::overall(&gates);
-    let approval_reason = if input.tool.requires_approval {
+    // Gate 2 is a risk signal: below the threshold it holds the call for a human (or blocks, if
+    // the persona says so); it never allows what another gate denies.
+    let low_intent = gates[1].verdict == GateVerdict::Fail;
+    let others_pass = gates.iter().enumerate().all(|(i, g)| i == 1 || g.verdict != GateVerdict::Fail);
+    let overall_verdict = if low_intent && others_pass && input.persona.on_low_intent == LowIntent::Approve {
+        GateVerdict::Pass
+    } else {
+        AnomalyResult::overall(&gates)
+    };
+    let approval_reason = if low_intent && overall_verdict == GateVerdict::Pass {
+        Some(format!(
+            "intent similarity {:.2} is below persona {}'s threshold {:.2}",
+            gates[1].score, input.persona.name, gates[1].threshold
+        ))
+    } else if input.tool.requires_approval {
         Some(format!("tool {} requires human approval", input.tool.name))
     } else if input.tool.risk_level >= RiskLevel::High && input.tool.risk_level > input.persona.risk_tolerance {
         // Seed 004: approval is for high-risk actions; a medium-risk (reversible) write above a
@@ -284,6 +297,41 @@ mod tests {
         assert_eq!(verdicts, [GateVerdict::Pass, GateVerdict::Skip, GateVerdict::Pass, GateVerdict::Skip]);
         assert_eq!(outcome.anomaly.overall_verdict, GateVerdict::Pass);
         assert_eq!(outcome.approval_reason, None);
+    }
+
+    #[test]
+    fn low_intent_holds_for_approval_or_blocks_and_never_overrides_another_gate() {
+        let mut researcher = persona("researcher");
+        researcher.allowed_tools = vec!["file_read".into()];
+        researcher.resource_scopes = vec!["file:read:/workspace/*".into()];
+        let read = tool("file_read", RiskLevel::Low, false);
+        let resources = vec!["file:read:/workspace/a.txt".to_owned()];
+        let history = DriftHistory::default();
+        let mut low = input(&researcher, &read, &resources, &history);
+        low.intent_similarity = Some(0.40);
+        let outcome = evaluate(&low);
+        assert_eq!(outcome.anomaly.gates[1].verdict, GateVerdict::Fail);
+        assert_eq!(outcome.anomaly.overall_verdict, GateVerdict::Pass, "held, not blocked");
+        assert!(outcome.approval_reason.as_deref().is_some_and(|r| r.contains("0.40")), "{outcome:?}");
+
+        researcher.on_low_intent = LowIntent::Block;
+        let mut low = input(&researcher, &read, &resources, &history);
+        low.intent_similarity = Some(0.40);
+        let outcome = evaluate(&low);
+        assert_eq!((outcome.anomaly.overall_verdict, outcome.approval_reason), (GateVerdict::Fail, None));
+
+        // High similarity passes; it cannot rescue a scope failure.
+        researcher.on_low_intent = LowIntent::Approve;
+        let mut high = input(&researcher, &read, &resources, &history);
+        high.intent_similarity = Some(0.95);
+        assert_eq!(evaluate(&high).approval_reason, None);
+        let outside = vec!["file:read:/etc/passwd".to_owned()];
+        let mut outside_scope = input(&researcher, &read, &outside, &history);
+        outside_scope.intent_similarity = Some(0.40);
+        let outcome = evaluate(&outside_scope);
+        assert_eq!(outcome.anomaly.gates[0].verdict, GateVerdict::Fail, "{:?}", outcome.anomaly.gates[0]);
+        assert_eq!(outcome.anomaly.overall_verdict, GateVerdict::Fail);
+        assert_eq!(outcome.approval_reason, None, "a denied call is never merely held");
     }
 
     #[test]

@@ -184,7 +184,7 @@ macro_rules! impl_shared_ports {
         impl PersonaStore for $store {
             async fn insert_persona(&self, p: &PersonaContract) -> Result<(), StoreError> {
                 let sql = format!(
-                    "INSERT INTO personas ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    "INSERT INTO personas ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     rows::PERSONA_COLUMNS
                 );
                 sqlx::query(&sql)
@@ -202,6 +202,7 @@ macro_rules! impl_shared_ports {
                     .bind(i64::from(p.version))
                     .bind(p.is_active)
                     .bind(p.created_at.as_micros())
+                    .bind(p.on_low_intent.as_str())
                     .execute(&self.pool)
                     .await
                     .map_err(|e| classify_insert(self.target(), || format!("persona {:?}", p.name), e))?;
@@ -212,7 +213,7 @@ macro_rules! impl_shared_ports {
                 let sql = "UPDATE personas SET name = $3, description = $4, allowed_tools = $5, \
                            resource_scopes = $6, intent_patterns = $7, max_ttl_seconds = $8, \
                            risk_tolerance = $9, trust_tier = $10, intent_threshold = $11, is_active = $12, \
-                           version = version + 1 \
+                           on_low_intent = $13, version = version + 1 \
                            WHERE tenant_id = $1 AND id = $2 RETURNING version";
                 let version: Option<i64> = sqlx::query_scalar(sql)
                     .bind(p.tenant_id.as_str())
@@ -227,6 +228,7 @@ macro_rules! impl_shared_ports {
                     .bind(p.trust_tier.as_str())
                     .bind(p.intent_threshold)
                     .bind(p.is_active)
+                    .bind(p.on_low_intent.as_str())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(|e| classify_insert(self.target(), || format!("persona {:?}", p.name), e))?;

@@ -3,7 +3,7 @@
 
 use domain::cost::CostRecord;
 use domain::ledger::{EntryKind, LedgerRecord, StoredCheckpoint};
-use domain::persona::{PersonaContract, RiskLevel, TrustTier};
+use domain::persona::{LowIntent, PersonaContract, RiskLevel, TrustTier};
 use domain::ports::StoreError;
 use domain::tenant::{ApiKey, Role, Tenant, User, UserLevel};
 use domain::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
@@ -13,7 +13,7 @@ pub(crate) type UserRow = (String, String, String, i64, String, i64);
 pub(crate) type ApiKeyRow =
     (String, String, Option<String>, String, String, String, i64, String, i64, Option<i64>, Option<i64>);
 pub(crate) type PersonaRow =
-    (String, String, String, String, String, String, String, i64, String, String, f64, i64, bool, i64);
+    (String, String, String, String, String, String, String, i64, String, String, f64, i64, bool, i64, String);
 pub(crate) type LedgerRow = (String, i64, String, Option<String>, i64, String, String, String, Vec<u8>);
 pub(crate) type CheckpointRow = (String, i64, Vec<u8>, String, i64);
 
@@ -22,7 +22,7 @@ pub(crate) const USER_COLUMNS: &str = "tenant_id, id, name, level, role, created
 pub(crate) const API_KEY_COLUMNS: &str =
     "id, tenant_id, user_id, name, key_hash, display_prefix, access_level, role, created_at, last_used_at, revoked_at";
 pub(crate) const PERSONA_COLUMNS: &str = "tenant_id, id, name, description, allowed_tools, resource_scopes, \
-     intent_patterns, max_ttl_seconds, risk_tolerance, trust_tier, intent_threshold, version, is_active, created_at";
+     intent_patterns, max_ttl_seconds, risk_tolerance, trust_tier, intent_threshold, version, is_active, created_at, on_low_intent";
 pub(crate) const LEDGER_COLUMNS: &str =
     "tenant_id, idx, kind, chain_id, ts, payload, parent_fingerprint, fingerprint, leaf_hash";
 pub(crate) const CHECKPOINT_COLUMNS: &str = "tenant_id, size, root_hash, signed_note, created_at";
@@ -113,6 +113,7 @@ pub(crate) fn persona(row: PersonaRow) -> Result<PersonaContract, StoreError> {
         version,
         active,
         created,
+        low_intent,
     ) = row;
     Ok(PersonaContract {
         id: PersonaId::parse(id).map_err(|e| invalid("persona", e))?,
@@ -126,6 +127,8 @@ pub(crate) fn persona(row: PersonaRow) -> Result<PersonaContract, StoreError> {
         risk_tolerance: RiskLevel::parse(&risk).ok_or_else(|| invalid("persona risk_tolerance", risk.clone()))?,
         trust_tier: TrustTier::parse(&trust).ok_or_else(|| invalid("persona trust_tier", trust.clone()))?,
         intent_threshold: threshold,
+        on_low_intent: LowIntent::parse(&low_intent)
+            .ok_or_else(|| invalid("persona on_low_intent", low_intent.clone()))?,
         version: u32_of("persona version", version)?,
         is_active: active,
         created_at: Timestamp::from_micros(created),

@@ -5,7 +5,7 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use domain::persona::{PersonaContract, RiskLevel, TrustTier};
+use domain::persona::{LowIntent, PersonaContract, RiskLevel, TrustTier};
 use domain::{PersonaId, Timestamp};
 use runtime::auth::Principal;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,9 @@ pub struct PersonaBody {
     pub trust_tier: String,
     #[serde(default = "default_threshold")]
     pub intent_threshold: f64,
+    /// Below the intent threshold: `approve` (hold for a human, default) or `block`.
+    #[serde(default = "default_low_intent")]
+    pub on_low_intent: String,
     #[serde(default = "default_true")]
     pub is_active: bool,
 }
@@ -53,6 +56,9 @@ fn default_trust() -> String {
 }
 fn default_threshold() -> f64 {
     domain::persona::DEFAULT_INTENT_THRESHOLD
+}
+fn default_low_intent() -> String {
+    "approve".into()
 }
 fn default_true() -> bool {
     true
@@ -82,6 +88,7 @@ fn persona_response(p: PersonaContract) -> PersonaResponse {
             risk_tolerance: p.risk_tolerance.as_str().into(),
             trust_tier: p.trust_tier.as_str().into(),
             intent_threshold: p.intent_threshold,
+            on_low_intent: p.on_low_intent.as_str().into(),
             is_active: p.is_active,
         },
     }
@@ -112,6 +119,8 @@ fn contract(
         risk_tolerance: risk,
         trust_tier: trust,
         intent_threshold: body.intent_threshold,
+        on_low_intent: LowIntent::parse(&body.on_low_intent)
+            .ok_or_else(|| ApiError::invalid("on_low_intent", "on_low_intent must be approve or block"))?,
         version: 1,
         is_active: body.is_active,
         created_at: Timestamp::now(),

@@ -111,6 +111,7 @@ pub async fn persona(command: PersonaCommand, config: Config) -> anyhow::Result<
                 risk_tolerance,
                 trust_tier: TrustTier::ColdStart,
                 intent_threshold: domain::persona::DEFAULT_INTENT_THRESHOLD,
+                on_low_intent: domain::persona::LowIntent::Approve,
                 version: 1,
                 is_active: true,
                 created_at: Timestamp::now(),

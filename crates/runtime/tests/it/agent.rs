@@ -352,6 +352,7 @@ async fn approval_agent_with_ttl(
         risk_tolerance: RiskLevel::High,
         trust_tier: TrustTier::ColdStart,
         intent_threshold: 0.75,
+        on_low_intent: domain::persona::LowIntent::Approve,
         version: 1,
         is_active: true,
         created_at: Timestamp::now(),
