@@ -1,6 +1,10 @@
 //! Knowledge-base logic without I/O: [`chunk`] splits text as seed 004 says (500 characters,
 //! 50 overlap, on sentence boundaries where possible), [`terms`] tokenizes, and [`rank`] scores
-//! candidate chunks with BM25. Vectors and hybrid retrieval join with the embeddings issue.
+//! candidate chunks with BM25. [`extract`] turns uploaded files into text.
+
+pub mod extract;
+
+pub use extract::{ExtractError, ExtractFailure, Extracted, Format, extract};
 
 use std::collections::{HashMap, HashSet};
 
