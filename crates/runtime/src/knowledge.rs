@@ -53,7 +53,7 @@ impl KnowledgeService {
             metadata: serde_json::json!({}),
             created_at: Timestamp::now(),
         };
-        self.store.insert_document(&document).await
+        self.store.insert_document(&document, None).await
     }
 
     /// The best passages for `query` readable at `max_access`.
