@@ -60,6 +60,8 @@ pub struct Runtime {
     heartbeat: tokio::task::JoinHandle<()>,
     /// Runs this process is driving right now (never taken over by its own resume sweep).
     active: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
+    /// The tenants' knowledge bases (one service, so its vector indexes are shared).
+    knowledge: knowledge::KnowledgeService,
 }
 
 /// How often a runtime records that it is alive.
@@ -93,7 +95,25 @@ impl Runtime {
                 }
             }
         });
-        Ok(Self { store, ledger, config, agent: None, events, instance, heartbeat, active: Default::default() })
+        let knowledge = knowledge::KnowledgeService::new(store.clone());
+        Ok(Self {
+            store,
+            ledger,
+            config,
+            agent: None,
+            events,
+            instance,
+            heartbeat,
+            active: Default::default(),
+            knowledge,
+        })
+    }
+
+    /// Embeds knowledge with `embedder`, making search hybrid (BM25 and vectors). Call before
+    /// handing `knowledge()` to anything (the agent's tools), which would keep the old service.
+    pub fn with_embedder(mut self, embedder: Arc<dyn domain::embed::Embedder>) -> Self {
+        self.knowledge = knowledge::KnowledgeService::new(self.store.clone()).with_embedder(embedder);
+        self
     }
 
     /// Enables the agent (models, tools, sandbox) on this runtime.
