@@ -2,3 +2,4 @@
 //! labelled corpus.
 
 mod pdf;
+mod quality;
