@@ -305,8 +305,9 @@ pub trait KnowledgeStore: Send + Sync {
     /// no such document.
     async fn delete_document(&self, tenant: &TenantId, id: &crate::DocumentId) -> Result<bool, StoreError>;
     async fn namespaces(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError>;
-    /// Chunks in the tenant's namespace, readable at `max_access`, whose lower-cased text
-    /// contains any of `terms` (lower-case words), at most `limit`.
+    /// Chunks in the tenant's namespace, readable at `max_access`, that contain any of `terms`
+    /// (lower-case words) as a word, at most `limit`, best matches first (by the backend's
+    /// full-text ranking, so a large namespace still yields its best candidates).
     async fn chunks_matching(
         &self,
         tenant: &TenantId,

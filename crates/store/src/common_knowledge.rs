@@ -176,24 +176,13 @@ macro_rules! impl_knowledge_port {
                     if terms.is_empty() {
                         return Ok(Vec::new());
                     }
-                    let likes: Vec<String> = (0..terms.len()).map(|i| format!("c.lower_text LIKE ${}", i + 5)).collect();
-                    let sql = format!(
-                        "SELECT c.document_id, c.ordinal, d.source, c.text FROM knowledge_chunks c \
-                         JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
-                         WHERE c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 AND ({}) \
-                         ORDER BY c.document_id, c.ordinal LIMIT $4",
-                        likes.join(" OR ")
-                    );
-                    let mut query = sqlx::query_as::<_, (String, i64, String, String)>(&sql)
+                    // Each backend's full-text index, best matches first.
+                    let query = sqlx::query_as::<_, (String, i64, String, String)>($store::CHUNK_SEARCH_SQL)
                         .bind(tenant.as_str())
                         .bind(namespace)
                         .bind(max_access.rank())
-                        .bind(i64::from(limit));
-                    for term in terms {
-                        // Terms are words; escape LIKE's wildcards anyway.
-                        let escaped = term.replace('%', "").replace('_', "");
-                        query = query.bind(format!("%{escaped}%"));
-                    }
+                        .bind(i64::from(limit))
+                        .bind($store::chunk_search_query(terms));
                     let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(hit).collect()
                 }

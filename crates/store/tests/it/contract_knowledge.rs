@@ -168,3 +168,33 @@ async fn chunk_vectors_are_stored_with_their_document_and_read_back_by_page() {
         assert_eq!(left.len(), hr.chunks.len() + fill.len());
     }
 }
+
+#[tokio::test]
+async fn lexical_candidates_come_best_first_from_the_full_text_index() {
+    for db in backends().await {
+        let a = TenantId::parse("a").expect("id");
+        // Many weak matches stored before the one strong match: a scan in storage order with a
+        // limit would never reach it.
+        for i in 0..30 {
+            let text = format!("Note {i}: the ledger is mentioned once among many other words here.");
+            db.store.insert_document(&doc("a", "docs", &text, AccessLevel::Internal), None).await.expect("insert");
+        }
+        let strong = doc("a", "docs", "Seal the ledger: every ledger seal is a ledger entry.", AccessLevel::Internal);
+        db.store.insert_document(&strong, None).await.expect("insert");
+        let terms = vec!["ledger".to_owned(), "seal".to_owned()];
+        let hits = db.store.chunks_matching(&a, "docs", &terms, AccessLevel::Internal, 3).await.expect("search");
+        assert_eq!(hits.len(), 3, "{}", db.backend);
+        assert_eq!(hits[0].document_id, strong.id, "{}: {hits:?}", db.backend);
+        // Whole words only, case-insensitively, and query syntax is just text.
+        let hits = db.store.chunks_matching(&a, "docs", &["led".to_owned()], AccessLevel::Internal, 50).await;
+        assert!(hits.expect("search").is_empty(), "{}: no prefix matches", db.backend);
+        let hostile = vec!["note\"".to_owned(), "or".to_owned(), "and".to_owned(), "near".to_owned(), "x*".to_owned()];
+        let hits =
+            db.store.chunks_matching(&a, "docs", &hostile, AccessLevel::Internal, 50).await.expect("no syntax error");
+        assert_eq!(hits.len(), 30, "{}: the notes, by the word note", db.backend);
+        // Deleted chunks leave the index.
+        assert!(db.store.delete_document(&a, &strong.id).await.expect("delete"));
+        let hits = db.store.chunks_matching(&a, "docs", &["seal".to_owned()], AccessLevel::Internal, 50).await;
+        assert!(hits.expect("search").is_empty(), "{}", db.backend);
+    }
+}
