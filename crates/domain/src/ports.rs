@@ -298,6 +298,13 @@ pub trait KnowledgeStore: Send + Sync {
         document: &KnowledgeDocument,
         embeddings: Option<&ChunkEmbeddings>,
     ) -> Result<(crate::DocumentId, bool), StoreError>;
+    /// The id of the tenant's document in `namespace` whose content has this hash, if any.
+    async fn document_by_hash(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        content_hash: &str,
+    ) -> Result<Option<crate::DocumentId>, StoreError>;
     /// Documents of a tenant (one namespace, or all), without their chunks.
     async fn documents(&self, tenant: &TenantId, namespace: Option<&str>)
     -> Result<Vec<KnowledgeDocument>, StoreError>;

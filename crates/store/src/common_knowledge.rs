@@ -122,6 +122,24 @@ macro_rules! impl_knowledge_port {
                     Ok((d.id.clone(), true))
                 }
 
+                async fn document_by_hash(
+                    &self,
+                    tenant: &TenantId,
+                    namespace: &str,
+                    content_hash: &str,
+                ) -> Result<Option<DocumentId>, StoreError> {
+                    let id: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM knowledge_documents WHERE tenant_id = $1 AND namespace = $2 AND content_hash = $3",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(namespace)
+                    .bind(content_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    id.map(|id| DocumentId::parse(id).map_err(invalid)).transpose()
+                }
+
                 async fn documents(&self, tenant: &TenantId, namespace: Option<&str>) -> Result<Vec<KnowledgeDocument>, StoreError> {
                     let sql = format!(
                         "SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents WHERE tenant_id = $1 \

@@ -71,7 +71,7 @@ pub struct Ingested {
     /// False when the same content was already in the namespace (nothing was stored).
     pub new: bool,
     pub chunks: usize,
-    /// Whether the chunks' vectors were stored with them.
+    /// Whether this call embedded the chunks and stored their vectors.
     pub embedded: bool,
 }
 
@@ -203,13 +203,19 @@ impl KnowledgeService {
             let (document_id, new) = self.inner.store.insert_document(&document, None).await?;
             return Ok(Ingested { document_id, new, chunks: document.chunks.len(), embedded: false });
         };
+        // The same content is stored once: no need to embed it again.
+        let store = self.inner.store.as_ref();
+        if let Some(document_id) = store.document_by_hash(tenant, &document.namespace, &document.content_hash).await? {
+            return Ok(Ingested { document_id, new: false, chunks: document.chunks.len(), embedded: false });
+        }
         // Loaded before the write, so the index never misses what this call stores.
-        let index = vectors.index(self.inner.store.as_ref(), tenant).await?;
+        let index = vectors.index(store, tenant).await?;
         let embed_error = |error| KnowledgeError::Embed { source_name: document.source.clone(), error };
         let embedded = vectors.embed(document.chunks.clone()).await.map_err(embed_error)?;
         vectors.check(document.chunks.len(), &embedded).map_err(embed_error)?;
         let embeddings = ChunkEmbeddings { model: vectors.embedder.model().to_owned(), vectors: embedded };
-        let (document_id, new) = self.inner.store.insert_document(&document, Some(&embeddings)).await?;
+        // A concurrent ingest of the same content may still win the race; the store keeps one.
+        let (document_id, new) = store.insert_document(&document, Some(&embeddings)).await?;
         if new {
             let mut index = index.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             index.remove_document(&document_id);

@@ -128,13 +128,15 @@ async fn search_sees_only_the_tenant_namespace_and_readable_levels() {
 #[tokio::test]
 async fn the_index_is_rebuilt_from_the_store_and_follows_deletions() {
     let db = sqlite().await;
-    let (first, _) = hybrid(&db);
+    let (first, embedder) = hybrid(&db);
     ingest(&first, "acme", "docs", "cars.md", "A car needs oil changes every year.", AccessLevel::Internal).await;
+    let calls = embedder.calls.load(Ordering::SeqCst);
     let duplicate = first
         .ingest_text(&tenant("acme"), "docs", "again.md", "A car needs oil changes every year.", AccessLevel::Internal)
         .await
         .expect("ingest");
-    assert!(!duplicate.new && duplicate.embedded);
+    assert!(!duplicate.new && !duplicate.embedded, "a duplicate is not embedded again");
+    assert_eq!(embedder.calls.load(Ordering::SeqCst), calls);
 
     // A fresh service (a restart) loads the vectors from the database on first use.
     let (restarted, _) = hybrid(&db);

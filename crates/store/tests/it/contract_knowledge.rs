@@ -45,6 +45,10 @@ async fn documents_are_deduplicated_searched_and_deleted_per_tenant() {
             .expect("insert");
 
         assert_eq!(db.store.namespaces(&a).await.expect("namespaces"), vec!["docs".to_owned(), "hr".to_owned()]);
+        let hash = &ledger.content_hash;
+        assert_eq!(db.store.document_by_hash(&a, "docs", hash).await.expect("by hash"), Some(id.clone()));
+        assert_eq!(db.store.document_by_hash(&a, "hr", hash).await.expect("by hash"), None, "per namespace");
+        assert_eq!(db.store.document_by_hash(&b, "docs", hash).await.expect("by hash"), None, "per tenant");
         let terms = vec!["ledger".to_owned()];
         let hits = db.store.chunks_matching(&a, "docs", &terms, AccessLevel::Internal, 10).await.expect("search");
         assert_eq!(hits.len(), 1);
