@@ -38,9 +38,33 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na.sqrt() * nb.sqrt()) }
 }
 
+/// A vector as stored: its components as little-endian `f32`, 4 bytes each.
+pub fn vector_to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A stored vector back; `None` when the length is not a multiple of 4.
+pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    let chunks = bytes.chunks_exact(4);
+    if !chunks.remainder().is_empty() {
+        return None;
+    }
+    Some(chunks.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cosine;
+    use super::{cosine, vector_from_bytes, vector_to_bytes};
+
+    #[test]
+    fn vectors_round_trip_through_little_endian_bytes() {
+        let v = [1.0f32, -0.5, 3.25e-7, f32::MIN_POSITIVE];
+        let bytes = vector_to_bytes(&v);
+        assert_eq!(&bytes[..4], &[0, 0, 0x80, 0x3f], "1.0 little-endian");
+        assert_eq!(vector_from_bytes(&bytes).as_deref(), Some(&v[..]));
+        assert_eq!(vector_from_bytes(&bytes[..5]), None);
+        assert_eq!(vector_from_bytes(&[]), Some(Vec::new()));
+    }
 
     #[test]
     fn cosine_of_parallel_orthogonal_and_mismatched_vectors() {

@@ -25,6 +25,13 @@ impl AccessLevel {
             AccessLevel::Confidential => 3,
         }
     }
+
+    /// The level stored as `rank`, if there is one.
+    pub fn from_rank(rank: i64) -> Option<Self> {
+        [AccessLevel::Public, AccessLevel::Internal, AccessLevel::Restricted, AccessLevel::Confidential]
+            .into_iter()
+            .find(|level| level.rank() == rank)
+    }
 }
 
 str_enum!(AccessLevel {
@@ -46,4 +53,29 @@ pub struct KnowledgeDocument {
     pub access_level: AccessLevel,
     pub metadata: serde_json::Value,
     pub created_at: Timestamp,
+}
+
+/// Where a chunk sits: its document and its position in it (0-based).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkRef {
+    pub document_id: DocumentId,
+    pub ordinal: u32,
+}
+
+/// The embeddings of a document's chunks: one unit vector per chunk, in chunk order, all from
+/// one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkEmbeddings {
+    /// The model that made them, e.g. `all-MiniLM-L6-v2`.
+    pub model: String,
+    pub vectors: Vec<Vec<f32>>,
+}
+
+/// A stored chunk vector with what retrieval filters on, for rebuilding an in-memory index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkVector {
+    pub chunk: ChunkRef,
+    pub namespace: String,
+    pub access_level: AccessLevel,
+    pub vector: Vec<f32>,
 }

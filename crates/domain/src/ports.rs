@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 
 use crate::cost::CostRecord;
+use crate::knowledge::{AccessLevel, ChunkEmbeddings, ChunkRef, ChunkVector, KnowledgeDocument};
 use crate::ledger::{LedgerRecord, StoredCheckpoint};
 use crate::persona::PersonaContract;
 use crate::tenant::{ApiKey, Tenant, User};
@@ -300,7 +301,7 @@ pub trait DriftStore: Send + Sync {
     ) -> Result<Vec<(String, u64)>, StoreError>;
 }
 
-/// A chunk found by a lexical search, with its document's source.
+/// A stored chunk with its document's source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkHit {
     pub document_id: crate::DocumentId,
@@ -309,31 +310,79 @@ pub struct ChunkHit {
     pub text: String,
 }
 
+impl ChunkHit {
+    pub fn chunk_ref(&self) -> ChunkRef {
+        ChunkRef { document_id: self.document_id.clone(), ordinal: self.ordinal }
+    }
+}
+
 #[async_trait]
 pub trait KnowledgeStore: Send + Sync {
-    /// Stores a document and its chunks, unless the same content (by hash) is already in the
-    /// tenant's namespace. Returns the stored document's id and whether it was new.
+    /// Stores a document, its chunks and (optionally) one embedding per chunk in one
+    /// transaction, unless the same content (by hash) is already in the tenant's namespace.
+    /// Returns the stored document's id and whether it was new; a duplicate changes nothing.
     async fn insert_document(
         &self,
-        document: &crate::knowledge::KnowledgeDocument,
+        document: &KnowledgeDocument,
+        embeddings: Option<&ChunkEmbeddings>,
     ) -> Result<(crate::DocumentId, bool), StoreError>;
-    /// Documents of a tenant (one namespace, or all), without their chunks.
-    async fn documents(
+    /// The id of the tenant's document in `namespace` whose content has this hash, if any.
+    async fn document_by_hash(
         &self,
         tenant: &TenantId,
-        namespace: Option<&str>,
-    ) -> Result<Vec<crate::knowledge::KnowledgeDocument>, StoreError>;
-    /// Deletes a document and its chunks. Returns false if the tenant has no such document.
+        namespace: &str,
+        content_hash: &str,
+    ) -> Result<Option<crate::DocumentId>, StoreError>;
+    /// Documents of a tenant (one namespace, or all), without their chunks.
+    async fn documents(&self, tenant: &TenantId, namespace: Option<&str>)
+    -> Result<Vec<KnowledgeDocument>, StoreError>;
+    /// Deletes a document with its chunks and their vectors. Returns false if the tenant has
+    /// no such document.
     async fn delete_document(&self, tenant: &TenantId, id: &crate::DocumentId) -> Result<bool, StoreError>;
     async fn namespaces(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError>;
-    /// Chunks in the tenant's namespace, readable at `max_access`, whose lower-cased text
-    /// contains any of `terms` (lower-case words), at most `limit`.
+    /// Chunks in the tenant's namespace, readable at `max_access`, that contain any of `terms`
+    /// (lower-case words) as a word, at most `limit`, best matches first (by the backend's
+    /// full-text ranking, so a large namespace still yields its best candidates).
     async fn chunks_matching(
         &self,
         tenant: &TenantId,
         namespace: &str,
         terms: &[String],
-        max_access: crate::knowledge::AccessLevel,
+        max_access: AccessLevel,
         limit: u32,
     ) -> Result<Vec<ChunkHit>, StoreError>;
+    /// The chunks named by `refs` that exist in the tenant's namespace and are readable at
+    /// `max_access`, in no particular order.
+    async fn chunks_by_ref(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        max_access: AccessLevel,
+        refs: &[ChunkRef],
+    ) -> Result<Vec<ChunkHit>, StoreError>;
+    /// One page of the tenant's chunk vectors made by `model`, ordered by chunk, starting
+    /// after `after` (from the beginning when `None`), at most `limit`.
+    async fn chunk_vectors(
+        &self,
+        tenant: &TenantId,
+        model: &str,
+        after: Option<&ChunkRef>,
+        limit: u32,
+    ) -> Result<Vec<ChunkVector>, StoreError>;
+    /// Up to `limit` of the tenant's chunks that have no vector from `model` (none, or
+    /// another model's), ordered by chunk, for back-filling.
+    async fn chunks_without_vectors(
+        &self,
+        tenant: &TenantId,
+        model: &str,
+        limit: u32,
+    ) -> Result<Vec<ChunkHit>, StoreError>;
+    /// Sets the vectors of existing chunks (made by `model`). Chunks that no longer exist are
+    /// skipped; returns how many were set.
+    async fn set_chunk_vectors(
+        &self,
+        tenant: &TenantId,
+        model: &str,
+        vectors: &[(ChunkRef, Vec<f32>)],
+    ) -> Result<u64, StoreError>;
 }

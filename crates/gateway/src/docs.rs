@@ -43,7 +43,7 @@ impl Modify for BearerAuth {
         usage::usage,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
-    components(schemas(shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
+    components(schemas(knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
     tags(
         (name = "agent", description = "Run tasks through the notarized engine"),
         (name = "gateway", description = "OpenAI- and Anthropic-compatible model endpoints"),

@@ -1,6 +1,15 @@
-//! Knowledge-base logic without I/O: [`chunk`] splits text as seed 004 says (500 characters,
-//! 50 overlap, on sentence boundaries where possible), [`terms`] tokenizes, and [`rank`] scores
-//! candidate chunks with BM25. Vectors and hybrid retrieval join with the embeddings issue.
+//! Knowledge-base logic without I/O: [`extract`] turns uploaded files into text, [`chunk`]
+//! splits it as seed 004 says (500 characters, 50 overlap, on sentence boundaries where
+//! possible), [`terms`] tokenizes, [`rank`] scores candidate chunks with BM25, [`VectorIndex`]
+//! finds similar chunk vectors, and [`rrf`] fuses the two rankings.
+
+pub mod extract;
+mod fusion;
+mod vector;
+
+pub use extract::{ExtractError, ExtractFailure, Extracted, Format, extract};
+pub use fusion::{RRF_K, rrf};
+pub use vector::{VectorError, VectorHit, VectorIndex};
 
 use std::collections::{HashMap, HashSet};
 

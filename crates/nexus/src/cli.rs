@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use domain::knowledge::AccessLevel;
 use domain::{ChainId, TenantId};
 
 #[derive(Debug, Parser)]
@@ -70,6 +71,23 @@ pub enum Command {
     /// API keys (`nxs_…`): created and shown once, stored only as hashes.
     #[command(subcommand)]
     Keys(KeyCommand),
+    /// Add files to a tenant's knowledge base: text, Markdown, HTML and PDF; folders are walked.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files and folders to ingest (folders recursively, hidden entries skipped).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The knowledge namespace to add them to, e.g. product_docs.
+    #[arg(long)]
+    pub namespace: String,
+    #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+    pub tenant: TenantId,
+    /// Who may read them: public, internal, restricted or confidential.
+    #[arg(long, value_parser = parse_access, default_value = "internal")]
+    pub access: AccessLevel,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +266,11 @@ pub enum KeyFormat {
 
 fn parse_tenant(value: &str) -> Result<TenantId, String> {
     TenantId::parse(value).map_err(|e| e.to_string())
+}
+
+fn parse_access(value: &str) -> Result<AccessLevel, String> {
+    AccessLevel::parse(value)
+        .ok_or_else(|| format!("{value:?} is not an access level (public, internal, restricted, confidential)"))
 }
 
 fn parse_chain(value: &str) -> Result<ChainId, String> {

@@ -136,9 +136,9 @@ impl Runtime {
         Ok(self.agent()?.tools.all())
     }
 
-    /// The tenant knowledge base (ingest and lexical search).
+    /// The tenant knowledge base (ingest and hybrid search).
     pub fn knowledge(&self) -> crate::knowledge::KnowledgeService {
-        crate::knowledge::KnowledgeService::new(self.store.clone())
+        self.knowledge.clone()
     }
 
     /// Live engine events of every run.

@@ -90,6 +90,8 @@ pub struct Runtime {
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
+    /// The tenants' knowledge bases (one service, so its vector indexes are shared).
+    knowledge: knowledge::KnowledgeService,
 }
 
 /// How often a runtime records that it is alive.
@@ -136,6 +138,7 @@ impl Runtime {
         let limits = limits::RateLimits::new(Arc::new(limits::MemoryRateCounter::default()), config.limits);
         let budgets = budget::Budgets::new(store.clone(), config.default_budget_usd, config.budget_alert_fraction);
         let (notices, _) = tokio::sync::broadcast::channel(64);
+        let knowledge = knowledge::KnowledgeService::new(store.clone());
         Ok(Self {
             store,
             ledger,
@@ -153,6 +156,7 @@ impl Runtime {
             chain_events: chain_events::EventLog::new(),
             cancels: Default::default(),
             notices,
+            knowledge,
         })
     }
 
@@ -168,8 +172,11 @@ impl Runtime {
         self
     }
 
-    /// Uses `embedder` for `/v1/embeddings`, retrieval and gate 2.
+    /// Uses `embedder` for `/v1/embeddings`, gate 2 and knowledge (search becomes hybrid: BM25
+    /// and vectors). Call before handing `knowledge()` to anything (the agent's tools), which
+    /// would keep the old service.
     pub fn with_embedder(mut self, embedder: Arc<dyn domain::embed::Embedder>) -> Self {
+        self.knowledge = knowledge::KnowledgeService::new(self.store.clone()).with_embedder(embedder.clone());
         self.embedder = Some(embedder);
         self
     }

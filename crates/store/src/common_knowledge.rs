@@ -1,11 +1,13 @@
-//! Shared SQL for the knowledge port (documents, chunks, lexical candidate search), implemented
-//! for both pool types by one macro in a child module of the backend.
+//! Shared SQL for the knowledge port (documents, chunks and their vectors, lexical candidate
+//! search), implemented for both pool types by one macro in a child module of the backend.
+//! Vectors are stored as little-endian `f32` bytes (BLOB / BYTEA) with the model's name.
 
 macro_rules! impl_knowledge_port {
     ($store:ident) => {
         mod knowledge_port {
             use async_trait::async_trait;
-            use domain::knowledge::{AccessLevel, KnowledgeDocument};
+            use domain::embed::{vector_from_bytes, vector_to_bytes};
+            use domain::knowledge::{AccessLevel, ChunkEmbeddings, ChunkRef, ChunkVector, KnowledgeDocument};
             use domain::ports::{ChunkHit, KnowledgeStore, StoreError};
             use domain::{DocumentId, TenantId, Timestamp};
 
@@ -34,12 +36,36 @@ macro_rules! impl_knowledge_port {
                 })
             }
 
+            fn hit((id, ordinal, source, text): (String, i64, String, String)) -> Result<ChunkHit, StoreError> {
+                Ok(ChunkHit {
+                    document_id: DocumentId::parse(id).map_err(invalid)?,
+                    ordinal: u32::try_from(ordinal).map_err(invalid)?,
+                    source,
+                    text,
+                })
+            }
+
+            /// Refs per `chunks_by_ref` query (two placeholders each).
+            const REFS_PER_QUERY: usize = 200;
+
             const DOCUMENT_COLUMNS: &str =
                 "tenant_id, id, namespace, source, content, content_hash, access_level, metadata, created_at";
 
             #[async_trait]
             impl KnowledgeStore for $store {
-                async fn insert_document(&self, d: &KnowledgeDocument) -> Result<(DocumentId, bool), StoreError> {
+                async fn insert_document(
+                    &self,
+                    d: &KnowledgeDocument,
+                    embeddings: Option<&ChunkEmbeddings>,
+                ) -> Result<(DocumentId, bool), StoreError> {
+                    if let Some(e) = embeddings
+                        && e.vectors.len() != d.chunks.len()
+                    {
+                        return Err(StoreError::InvalidRow {
+                            what: "chunk embeddings",
+                            reason: format!("{} vectors for {} chunks", e.vectors.len(), d.chunks.len()),
+                        });
+                    }
                     let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
                     let sql = format!(
                         "INSERT INTO knowledge_documents ({DOCUMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -74,9 +100,10 @@ macro_rules! impl_knowledge_port {
                         return Ok((DocumentId::parse(existing).map_err(invalid)?, false));
                     }
                     for (ordinal, text) in d.chunks.iter().enumerate() {
+                        let vector = embeddings.map(|e| vector_to_bytes(&e.vectors[ordinal]));
                         sqlx::query(
-                            "INSERT INTO knowledge_chunks (tenant_id, document_id, ordinal, namespace, access_rank, text, lower_text) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            "INSERT INTO knowledge_chunks (tenant_id, document_id, ordinal, namespace, access_rank, text, \
+                             lower_text, embedding, embedding_model) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                         )
                         .bind(d.tenant_id.as_str())
                         .bind(d.id.as_str())
@@ -85,12 +112,32 @@ macro_rules! impl_knowledge_port {
                         .bind(d.access_level.rank())
                         .bind(text)
                         .bind(text.to_lowercase())
+                        .bind(vector)
+                        .bind(embeddings.map(|e| e.model.as_str()))
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     }
                     tx.commit().await.map_err(|e| classify(self.target(), e))?;
                     Ok((d.id.clone(), true))
+                }
+
+                async fn document_by_hash(
+                    &self,
+                    tenant: &TenantId,
+                    namespace: &str,
+                    content_hash: &str,
+                ) -> Result<Option<DocumentId>, StoreError> {
+                    let id: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM knowledge_documents WHERE tenant_id = $1 AND namespace = $2 AND content_hash = $3",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(namespace)
+                    .bind(content_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    id.map(|id| DocumentId::parse(id).map_err(invalid)).transpose()
                 }
 
                 async fn documents(&self, tenant: &TenantId, namespace: Option<&str>) -> Result<Vec<KnowledgeDocument>, StoreError> {
@@ -147,35 +194,137 @@ macro_rules! impl_knowledge_port {
                     if terms.is_empty() {
                         return Ok(Vec::new());
                     }
-                    let likes: Vec<String> = (0..terms.len()).map(|i| format!("c.lower_text LIKE ${}", i + 5)).collect();
-                    let sql = format!(
-                        "SELECT c.document_id, c.ordinal, d.source, c.text FROM knowledge_chunks c \
-                         JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
-                         WHERE c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 AND ({}) \
-                         ORDER BY c.document_id, c.ordinal LIMIT $4",
-                        likes.join(" OR ")
-                    );
-                    let mut query = sqlx::query_as::<_, (String, i64, String, String)>(&sql)
+                    // Each backend's full-text index, best matches first.
+                    let query = sqlx::query_as::<_, (String, i64, String, String)>($store::CHUNK_SEARCH_SQL)
                         .bind(tenant.as_str())
                         .bind(namespace)
                         .bind(max_access.rank())
-                        .bind(i64::from(limit));
-                    for term in terms {
-                        // Terms are words; escape LIKE's wildcards anyway.
-                        let escaped = term.replace('%', "").replace('_', "");
-                        query = query.bind(format!("%{escaped}%"));
-                    }
+                        .bind(i64::from(limit))
+                        .bind($store::chunk_search_query(terms));
                     let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(hit).collect()
+                }
+
+                async fn chunks_by_ref(
+                    &self,
+                    tenant: &TenantId,
+                    namespace: &str,
+                    max_access: AccessLevel,
+                    refs: &[ChunkRef],
+                ) -> Result<Vec<ChunkHit>, StoreError> {
+                    let mut out = Vec::with_capacity(refs.len());
+                    for batch in refs.chunks(REFS_PER_QUERY) {
+                        let pairs: Vec<String> = (0..batch.len())
+                            .map(|i| format!("(c.document_id = ${} AND c.ordinal = ${})", 2 * i + 4, 2 * i + 5))
+                            .collect();
+                        let sql = format!(
+                            "SELECT c.document_id, c.ordinal, d.source, c.text FROM knowledge_chunks c \
+                             JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+                             WHERE c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 AND ({})",
+                            pairs.join(" OR ")
+                        );
+                        let mut query = sqlx::query_as::<_, (String, i64, String, String)>(&sql)
+                            .bind(tenant.as_str())
+                            .bind(namespace)
+                            .bind(max_access.rank());
+                        for r in batch {
+                            query = query.bind(r.document_id.as_str()).bind(i64::from(r.ordinal));
+                        }
+                        let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                        for row in rows {
+                            out.push(hit(row)?);
+                        }
+                    }
+                    Ok(out)
+                }
+
+                async fn chunk_vectors(
+                    &self,
+                    tenant: &TenantId,
+                    model: &str,
+                    after: Option<&ChunkRef>,
+                    limit: u32,
+                ) -> Result<Vec<ChunkVector>, StoreError> {
+                    let (after_document, after_ordinal) =
+                        after.map_or(("", -1), |r| (r.document_id.as_str(), i64::from(r.ordinal)));
+                    let rows: Vec<(String, i64, String, i64, Vec<u8>)> = sqlx::query_as(
+                        "SELECT document_id, ordinal, namespace, access_rank, embedding FROM knowledge_chunks \
+                         WHERE tenant_id = $1 AND embedding_model = $2 AND embedding IS NOT NULL \
+                         AND (document_id > $3 OR (document_id = $3 AND ordinal > $4)) \
+                         ORDER BY document_id, ordinal LIMIT $5",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(model)
+                    .bind(after_document)
+                    .bind(after_ordinal)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter()
-                        .map(|(id, ordinal, source, text)| {
-                            Ok(ChunkHit {
-                                document_id: DocumentId::parse(id).map_err(invalid)?,
-                                ordinal: u32::try_from(ordinal).unwrap_or(0),
-                                source,
-                                text,
+                        .map(|(id, ordinal, namespace, access_rank, bytes)| {
+                            let access_level = AccessLevel::from_rank(access_rank)
+                                .ok_or_else(|| invalid(format!("access rank {access_rank}")))?;
+                            Ok(ChunkVector {
+                                chunk: ChunkRef {
+                                    document_id: DocumentId::parse(id).map_err(invalid)?,
+                                    ordinal: u32::try_from(ordinal).map_err(invalid)?,
+                                },
+                                namespace,
+                                access_level,
+                                vector: vector_from_bytes(&bytes)
+                                    .ok_or_else(|| invalid(format!("vector of {} bytes", bytes.len())))?,
                             })
                         })
                         .collect()
+                }
+
+                async fn chunks_without_vectors(
+                    &self,
+                    tenant: &TenantId,
+                    model: &str,
+                    limit: u32,
+                ) -> Result<Vec<ChunkHit>, StoreError> {
+                    let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
+                        "SELECT c.document_id, c.ordinal, d.source, c.text FROM knowledge_chunks c \
+                         JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+                         WHERE c.tenant_id = $1 AND (c.embedding IS NULL OR c.embedding_model IS NULL \
+                         OR c.embedding_model <> $2) ORDER BY c.document_id, c.ordinal LIMIT $3",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(model)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(hit).collect()
+                }
+
+                async fn set_chunk_vectors(
+                    &self,
+                    tenant: &TenantId,
+                    model: &str,
+                    vectors: &[(ChunkRef, Vec<f32>)],
+                ) -> Result<u64, StoreError> {
+                    let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                    let mut set = 0;
+                    for (chunk, vector) in vectors {
+                        set += sqlx::query(
+                            "UPDATE knowledge_chunks SET embedding = $1, embedding_model = $2 \
+                             WHERE tenant_id = $3 AND document_id = $4 AND ordinal = $5",
+                        )
+                        .bind(vector_to_bytes(vector))
+                        .bind(model)
+                        .bind(tenant.as_str())
+                        .bind(chunk.document_id.as_str())
+                        .bind(i64::from(chunk.ordinal))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?
+                        .rows_affected();
+                    }
+                    tx.commit().await.map_err(|e| classify(self.target(), e))?;
+                    Ok(set)
                 }
             }
         }

@@ -34,6 +34,20 @@ impl PgStore {
         Ok(Self { pool, target })
     }
 
+    /// Lexical candidates from the GIN-indexed tsvector, best (`ts_rank`) first: $1 tenant, $2
+    /// namespace, $3 highest access rank, $4 limit, $5 the web-search style query.
+    pub(crate) const CHUNK_SEARCH_SQL: &'static str = "SELECT c.document_id, c.ordinal, d.source, c.text \
+         FROM knowledge_chunks c CROSS JOIN websearch_to_tsquery('simple', $5) q \
+         JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+         WHERE c.search @@ q AND c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 \
+         ORDER BY ts_rank(c.search, q) DESC, c.document_id, c.ordinal LIMIT $4";
+
+    /// A query matching any of `terms` (`websearch_to_tsquery` never fails on its input; terms
+    /// are words, and `or` itself is a stop word the tokenizer already dropped).
+    pub(crate) fn chunk_search_query(terms: &[String]) -> String {
+        terms.iter().map(|t| t.replace('"', " ")).collect::<Vec<_>>().join(" or ")
+    }
+
     fn target(&self) -> &str {
         &self.target
     }

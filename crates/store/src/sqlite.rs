@@ -47,6 +47,19 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Lexical candidates from the FTS5 index, best (FTS5 BM25) first: $1 tenant, $2
+    /// namespace, $3 highest access rank, $4 limit, $5 the match expression.
+    pub(crate) const CHUNK_SEARCH_SQL: &'static str = "SELECT c.document_id, c.ordinal, d.source, c.text \
+         FROM knowledge_chunks_fts f JOIN knowledge_chunks c ON c.id = f.rowid \
+         JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+         WHERE knowledge_chunks_fts MATCH $5 AND c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 \
+         ORDER BY f.rank, c.document_id, c.ordinal LIMIT $4";
+
+    /// An FTS5 expression matching any of `terms`, each quoted so no word is read as syntax.
+    pub(crate) fn chunk_search_query(terms: &[String]) -> String {
+        terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ")
+    }
+
     fn target(&self) -> &str {
         &self.target
     }

@@ -1,14 +1,17 @@
-//! The knowledge base over HTTP: ingest a text document into a namespace, query it, list and
-//! delete documents. Every call is scoped to the caller's tenant; a namespace the tenant does
-//! not have simply returns nothing.
+//! The knowledge base over HTTP: ingest documents (JSON text, or multipart upload of text,
+//! Markdown, HTML and PDF files — each file judged on its own), query (hybrid when an embedding
+//! model is loaded), list and delete. Every call is scoped to the caller's tenant; a namespace
+//! the tenant does not have simply returns nothing.
 
 use axum::Extension;
 use axum::Json;
+use axum::extract::FromRequest as _;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use domain::DocumentId;
 use domain::knowledge::AccessLevel;
 use runtime::auth::Principal;
+use runtime::knowledge::KnowledgeError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -57,13 +60,37 @@ fn access_of(value: Option<&str>, default: AccessLevel) -> Result<AccessLevel, A
     }
 }
 
+fn knowledge_error(error: KnowledgeError) -> ApiError {
+    match error {
+        KnowledgeError::Store(e) => ApiError::from(e),
+        KnowledgeError::Embed { .. } => ApiError::internal(error.to_string()),
+        other => ApiError::invalid("content", other.to_string()),
+    }
+}
+
 #[utoipa::path(post, path = "/v1/knowledge/ingest", tag = "knowledge", request_body = IngestRequest,
-    responses((status = 201, body = IngestResponse), (status = 422)), security(("bearer" = [])))]
+    responses((status = 201, body = IngestResponse), (status = 200, body = IngestResponse, description = "already stored"),
+              (status = 207, body = UploadResponse, description = "multipart/form-data: `file` parts (text, Markdown, HTML, PDF) and optional `namespace`, `access_level` fields; one result per file"),
+              (status = 422)),
+    security(("bearer" = [])))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Body(body): Body<IngestRequest>,
-) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    request: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let is_multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if is_multipart {
+        let multipart = axum::extract::Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("invalid multipart body: {}", e.body_text())))?;
+        return upload(&state, &principal, multipart).await.map(IntoResponse::into_response);
+    }
+    let Body(body) = Body::<IngestRequest>::from_request(request, &state).await?;
     let namespace = namespace_of(body.namespace.as_deref())?;
     let access = access_of(body.access_level.as_deref(), AccessLevel::Internal)?;
     if body.content.trim().is_empty() {
@@ -72,13 +99,128 @@ pub(crate) async fn ingest(
     if body.source.trim().is_empty() {
         return Err(ApiError::invalid("source", "source must name where the text came from"));
     }
-    let (id, created) = state
+    let ingested = state
         .runtime
         .knowledge()
         .ingest_text(&principal.tenant, &namespace, body.source.trim(), &body.content, access)
-        .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(IngestResponse { document_id: id.to_string(), created, namespace })))
+        .await
+        .map_err(knowledge_error)?;
+    let status = if ingested.new { StatusCode::CREATED } else { StatusCode::OK };
+    let response = IngestResponse { document_id: ingested.document_id.to_string(), created: ingested.new, namespace };
+    Ok((status, Json(response)).into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileResult {
+    pub file: String,
+    /// `stored`, `duplicate` or `failed`.
+    pub status: String,
+    pub document_id: Option<String>,
+    pub chunks: Option<usize>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadResponse {
+    pub namespace: String,
+    pub files: Vec<FileResult>,
+    pub stored: usize,
+    pub failed: usize,
+}
+
+/// A multipart upload: fields `namespace` and `access_level` (before the files), then `file`
+/// parts. Each file is extracted and stored on its own; a bad one never stops the others.
+async fn upload(
+    state: &AppState,
+    principal: &Principal,
+    mut multipart: axum::extract::Multipart,
+) -> Result<(StatusCode, Json<UploadResponse>), ApiError> {
+    let mut namespace = "default".to_owned();
+    let mut access = AccessLevel::Internal;
+    let mut files = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the upload is larger than the configured limit (api.max_body_bytes)",
+                ));
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("invalid multipart body: {}", e.body_text()))),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "namespace" => {
+                namespace = namespace_of(Some(&field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?))?
+            }
+            "access_level" => {
+                access = access_of(
+                    Some(field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?.trim()),
+                    access,
+                )?
+            }
+            "file" | "files" | "files[]" => {
+                let file = field.file_name().unwrap_or("upload").to_owned();
+                let content_type = field.content_type().map(str::to_owned);
+                let bytes = match field.bytes().await {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            format!("{file}: the upload is larger than the configured limit (api.max_body_bytes)"),
+                        ));
+                    }
+                    Err(e) => return Err(ApiError::bad_request(format!("{file}: {}", e.body_text()))),
+                };
+                let outcome = state
+                    .runtime
+                    .knowledge()
+                    .ingest_file(
+                        &principal.tenant,
+                        &namespace,
+                        &file,
+                        content_type.as_deref(),
+                        &bytes,
+                        access,
+                        serde_json::json!({}),
+                    )
+                    .await;
+                files.push(match outcome {
+                    Ok(done) => FileResult {
+                        file,
+                        status: if done.new { "stored" } else { "duplicate" }.into(),
+                        document_id: Some(done.document_id.to_string()),
+                        chunks: Some(done.chunks),
+                        error: None,
+                    },
+                    Err(KnowledgeError::Store(e)) => return Err(ApiError::from(e)),
+                    Err(error) => FileResult {
+                        file,
+                        status: "failed".into(),
+                        document_id: None,
+                        chunks: None,
+                        error: Some(error.to_string()),
+                    },
+                });
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    other,
+                    format!("unknown form field {other:?}; send namespace, access_level and file parts"),
+                ));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ApiError::invalid("file", "the upload has no file parts"));
+    }
+    let failed = files.iter().filter(|f| f.status == "failed").count();
+    let status = if failed == 0 { StatusCode::CREATED } else { StatusCode::MULTI_STATUS };
+    Ok((status, Json(UploadResponse { namespace, stored: files.len() - failed, failed, files })))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -102,8 +244,10 @@ pub struct Hit {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueryResponse {
     pub hits: Vec<Hit>,
-    /// 0–1: how well the best passage covers the query.
+    /// 0–1: how well the best passage matches the query.
     pub confidence: f64,
+    /// `hybrid` (BM25 and vectors) or `lexical` (no embedding model loaded).
+    pub mode: String,
 }
 
 #[utoipa::path(get, path = "/v1/knowledge/query", tag = "knowledge", params(QueryParams), responses((status = 200, body = QueryResponse)), security(("bearer" = [])))]
@@ -129,6 +273,7 @@ pub(crate) async fn query(
     };
     let found = state.runtime.knowledge().search(&principal.tenant, &namespace, &q.q, limit, max_access).await?;
     Ok(Json(QueryResponse {
+        mode: format!("{:?}", found.mode).to_lowercase(),
         hits: found
             .hits
             .into_iter()
@@ -162,7 +307,8 @@ pub(crate) async fn documents(
 ) -> Result<Json<Vec<DocumentResponse>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let namespace = q.namespace.as_deref().map(|n| namespace_of(Some(n))).transpose()?;
-    let docs = state.runtime.store().documents(&principal.tenant, namespace.as_deref()).await?;
+    let docs =
+        state.runtime.knowledge().documents(&principal.tenant, namespace.as_deref()).await.map_err(knowledge_error)?;
     Ok(Json(
         docs.into_iter()
             .map(|d| DocumentResponse {
@@ -190,7 +336,7 @@ pub(crate) async fn delete_document(
     Path(DocumentPath { id }): Path<DocumentPath>,
 ) -> Result<StatusCode, ApiError> {
     let id = DocumentId::parse(&id).map_err(|_| ApiError::not_found(format!("no document {id:?}")))?;
-    if state.runtime.store().delete_document(&principal.tenant, &id).await? {
+    if state.runtime.knowledge().delete_document(&principal.tenant, &id).await.map_err(knowledge_error)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no document {id}")))

@@ -310,3 +310,57 @@ async fn openapi_docs_and_metrics_are_served() {
         .expect("send");
     assert_eq!(cors.headers()["access-control-allow-origin"], "https://app.example.com");
 }
+
+#[tokio::test]
+async fn uploads_are_judged_per_file_and_nothing_partial_is_stored() {
+    let app = spawn_app_with(Options::default(), MockServer::start().await, MockServer::start().await).await;
+    let key = app.key("acme", Role::Member).await;
+    let part = |name: &str, bytes: &[u8], mime: &str| {
+        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_owned()).mime_str(mime).expect("mime")
+    };
+    let form = reqwest::multipart::Form::new()
+        .text("namespace", "handbook")
+        .part("file", part("guide.md", b"# Guide\n\nThe **ledger** keeps every seal.", "text/markdown"))
+        .part("file", part("page.html", b"<html><head><title>T</title><script>x()</script></head><body><p>Checkpoints are signed.</p></body></html>", "text/html"))
+        .part("file", part("fake.pdf", b"this is not a pdf", "application/pdf"))
+        .part("file", part("empty.txt", b"", "text/plain"));
+    let reply = app.post("/v1/knowledge/ingest", &key).multipart(form).send().await.expect("send");
+    assert_eq!(reply.status(), StatusCode::MULTI_STATUS);
+    let body: Value = reply.json().await.expect("json");
+    assert_eq!((body["stored"].as_u64(), body["failed"].as_u64()), (Some(2), Some(2)), "{body}");
+    let statuses: Vec<&str> =
+        body["files"].as_array().expect("files").iter().filter_map(|f| f["status"].as_str()).collect();
+    assert_eq!(statuses, ["stored", "stored", "failed", "failed"]);
+    assert!(body["files"][2]["error"].as_str().is_some_and(|e| e.contains("fake.pdf")), "{body}");
+    let docs: Value = app
+        .get("/v1/knowledge/documents?namespace=handbook", &key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(docs.as_array().map(Vec::len), Some(2), "only the good files are stored");
+    let found: Value = app
+        .get("/v1/knowledge/query?q=signed%20checkpoints&namespace=handbook", &key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        found["hits"][0]["text"].as_str().is_some_and(|t| t.contains("Checkpoints are signed") && !t.contains("x()")),
+        "{found}"
+    );
+    assert_eq!(found["mode"], "lexical");
+    let hidden: Value = app
+        .get("/v1/knowledge/query?q=ledger&namespace=secret-ns", &key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(hidden["hits"], json!([]), "an unknown namespace is simply empty");
+}

@@ -4,6 +4,7 @@
 mod agent;
 mod agent_setup;
 mod approvals;
+mod ingest;
 mod keys;
 mod ledger_commands;
 mod serve;
@@ -42,6 +43,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Approvals(command) => approvals::approvals(command, config).await,
         Command::Persona(command) => approvals::persona(command, config).await,
         Command::Keys(command) => keys::run(command, config).await,
+        Command::Ingest(args) => ingest::run(args, config).await,
     }
 }
 

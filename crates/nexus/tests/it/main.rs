@@ -3,5 +3,6 @@
 mod agent;
 mod cli;
 mod faults;
+mod ingest;
 mod serve;
 mod support;

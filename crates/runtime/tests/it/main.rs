@@ -2,5 +2,6 @@
 
 mod agent;
 mod crash;
+mod knowledge;
 mod ledger;
 mod support;
