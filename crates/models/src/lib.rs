@@ -1,0 +1,1 @@
+//! In-process inference on the CPU.
