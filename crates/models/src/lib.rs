@@ -8,12 +8,14 @@
 //! store; it implements ports (`Embedder`, `ModelProvider`) that the composition root wires.
 
 mod cache;
+pub mod classifier;
 pub mod embeddings;
 pub mod error;
 pub mod local;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use classifier::{Classification, Equipment, Tier, TierClassifier};
 pub use embeddings::SentenceEmbedder;
 pub use error::ModelError;
 pub use local::{GenerationParams, LocalChatProvider, LocalModel};

@@ -2,5 +2,6 @@
 //! directory from `models::testing::models_dir()`: skipped with a message outside CI when the
 //! models are not fetched, failing in CI.
 
+mod classifier;
 mod embeddings;
 mod local;
