@@ -3,6 +3,7 @@
 
 mod engine_bench;
 mod ledger_bench;
+mod models_bench;
 
 use std::process::ExitCode;
 
@@ -12,8 +13,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ledger") => ledger_bench::run(quick),
         Some("engine") => engine_bench::run(quick),
+        Some("models") => models_bench::run(quick),
         _ => {
-            eprintln!("usage: nexus-bench ledger|engine [--quick]");
+            eprintln!("usage: nexus-bench ledger|engine|models [--quick]");
             return ExitCode::from(2);
         }
     };
