@@ -23,6 +23,9 @@ use models::local::{ChatRole, chatml_prompt};
 use models::{GenerationParams, LocalModel, SentenceEmbedder, TierClassifier};
 
 const BATCH: usize = 32;
+/// Throughput rounds; each appends its own word so no text repeats.
+const ROUNDS: usize = 3;
+const ROUND_WORDS: [&str; ROUNDS] = ["today", "again", "later"];
 /// Set in the child that measures one-thread latency.
 const SINGLE_THREAD_CHILD: &str = "NEXUS_BENCH_SINGLE_THREAD_CHILD";
 
@@ -192,14 +195,21 @@ fn texts(n: usize, words: usize, seed: u64) -> Vec<String> {
     out
 }
 
+/// Sentences per second, the best of [`ROUNDS`] rounds over distinct texts (the machine may be
+/// shared; the best round is the one least disturbed).
 fn throughput(embedder: &SentenceEmbedder, texts: &[String]) -> anyhow::Result<f64> {
     let warmup: Vec<String> = texts.iter().take(BATCH).map(|t| format!("warm {t}")).collect();
     embedder.embed_texts(&warmup.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let started = Instant::now();
-    for chunk in texts.chunks(BATCH) {
-        embedder.embed_texts(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut best = 0f64;
+    for word in ROUND_WORDS {
+        let round_texts: Vec<String> = texts.iter().map(|t| format!("{t} {word}")).collect();
+        let started = Instant::now();
+        for chunk in round_texts.chunks(BATCH) {
+            embedder.embed_texts(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        best = best.max(texts.len() as f64 / started.elapsed().as_secs_f64());
     }
-    Ok(texts.len() as f64 / started.elapsed().as_secs_f64())
+    Ok(best)
 }
 
 /// Median and p99 latency in ms of embedding one distinct short text at a time.
@@ -270,10 +280,14 @@ t = models.Transformer(job["model_dir"], max_seq_length=256)
 m = SentenceTransformer(modules=[t, models.Pooling(t.get_embedding_dimension(), pooling_mode="mean"), models.Normalize()], device="cpu")
 def rate(texts):
     m.encode(texts[:32], batch_size=32)
-    start = time.perf_counter()
-    for i in range(0, len(texts), 32):
-        m.encode(texts[i:i + 32], batch_size=32)
-    return len(texts) / (time.perf_counter() - start)
+    best = 0.0
+    for word in job["round_words"]:
+        batch = [f"{t} {word}" for t in texts]
+        start = time.perf_counter()
+        for i in range(0, len(batch), 32):
+            m.encode(batch[i:i + 32], batch_size=32)
+        best = max(best, len(batch) / (time.perf_counter() - start))
+    return best
 short, long = rate(job["short"]), rate(job["long"])
 times = []
 for text in job["single"]:
@@ -291,6 +305,7 @@ fn python_baseline(dir: &Path, short: &[String], long: &[String], samples: usize
         "short": short,
         "long": long,
         "single": texts(samples + 10, 5, 7),
+        "round_words": ROUND_WORDS,
     });
     let mut child = Command::new(&python)
         .args(["-c", PYTHON_BASELINE])
