@@ -106,19 +106,27 @@ impl LocalModel {
     /// on first use (written next to it as `SmolLM2-135M-Instruct.Q4_1.q8_0.gguf`).
     pub fn load(models_dir: &Path) -> Result<Self, ModelError> {
         let original = ModelError::require(models_dir.join(MODEL_DIR).join(GGUF_FILE))?;
-        let path = requantize::q8_0_copy(&original)?;
-        let mut reader =
-            std::io::BufReader::new(std::fs::File::open(&path).map_err(|e| ModelError::invalid(&path, e))?);
-        let content = gguf_file::Content::read(&mut reader).map_err(|e| ModelError::invalid(&path, e))?;
-        let tokenizer = tokenizer::from_gguf(&content).map_err(|e| ModelError::invalid(&path, e))?;
+        match requantize::q8_0_copy(&original)? {
+            requantize::Requantized::File(path) => {
+                let file = std::fs::File::open(&path).map_err(|e| ModelError::invalid(&path, e))?;
+                Self::from_gguf(&mut std::io::BufReader::new(file), &path)
+            }
+            requantize::Requantized::Memory(bytes) => Self::from_gguf(&mut std::io::Cursor::new(bytes), &original),
+        }
+    }
+
+    /// Reads weights and tokenizer from a GGUF stream; `path` names it in errors.
+    fn from_gguf<R: std::io::Read + std::io::Seek>(reader: &mut R, path: &Path) -> Result<Self, ModelError> {
+        let content = gguf_file::Content::read(reader).map_err(|e| ModelError::invalid(path, e))?;
+        let tokenizer = tokenizer::from_gguf(&content).map_err(|e| ModelError::invalid(path, e))?;
         let end_tokens = END_TOKENS
             .iter()
             .map(|token| {
-                tokenizer.token_to_id(token).ok_or_else(|| ModelError::invalid(&path, format!("no {token} token")))
+                tokenizer.token_to_id(token).ok_or_else(|| ModelError::invalid(path, format!("no {token} token")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let weights =
-            ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).map_err(|e| ModelError::invalid(&path, e))?;
+            ModelWeights::from_gguf(content, reader, &Device::Cpu).map_err(|e| ModelError::invalid(path, e))?;
         Ok(Self { weights: Mutex::new(weights), tokenizer, end_tokens })
     }
 

@@ -1,6 +1,7 @@
 //! Q4_1 → Q8_0 at load time. The shipped SmolLM2 file is Q4_1, for which candle has no SIMD
 //! dot product; Q8_0 has one (several times faster). The converted file is written once next
-//! to the original (`*.q8_0.gguf`, via a temporary name and a rename) and reused afterwards.
+//! to the original (`*.q8_0.gguf`, via a temporary name and a rename) and reused afterwards;
+//! where it cannot be written, the converted bytes are used from memory.
 //!
 //! One exception: the feed-forward down projections (`ffn_down`) are stored as f32. Their
 //! inputs carry outlier activations, and candle quantizes activations to 8 bits per block of
@@ -9,7 +10,7 @@
 //! Paris), while keeping any one group of matrices in f32 restores them. `ffn_down` is the
 //! smallest such group (a quarter of the weights); it costs about a third of the speed.
 
-use std::io::{BufReader, BufWriter, Write as _};
+use std::io::{BufReader, Cursor, Write as _};
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -22,12 +23,28 @@ fn target_dtype(name: &str) -> GgmlDType {
     if name.ends_with("ffn_down.weight") { GgmlDType::F32 } else { GgmlDType::Q8_0 }
 }
 
-/// The Q8_0 copy of `original`, creating it if it is not there yet.
-pub(crate) fn q8_0_copy(original: &Path) -> Result<PathBuf, ModelError> {
+/// The re-quantized model: the cached file, or the bytes when the cache could not be written.
+pub(crate) enum Requantized {
+    File(PathBuf),
+    Memory(Vec<u8>),
+}
+
+/// The Q8_0 copy of `original`: the cached file if it is there, else converted now and cached.
+/// A read-only models directory only costs the conversion at every load (with a warning).
+pub(crate) fn q8_0_copy(original: &Path) -> Result<Requantized, ModelError> {
     let target = original.with_extension("q8_0.gguf");
     if target.is_file() {
-        return Ok(target);
+        return Ok(Requantized::File(target));
     }
+    let bytes = convert(original)?;
+    if let Err(error) = persist(&bytes, original, &target) {
+        tracing::warn!(%error, "could not cache the re-quantized model; converting at every load");
+    }
+    Ok(Requantized::Memory(bytes))
+}
+
+/// The GGUF file of `original` with Q4_1 tensors re-quantized, in memory.
+fn convert(original: &Path) -> Result<Vec<u8>, ModelError> {
     let invalid = |e: &dyn std::fmt::Display| ModelError::invalid(original, e);
     let mut reader = BufReader::new(std::fs::File::open(original).map_err(|e| invalid(&e))?);
     let content = gguf_file::Content::read(&mut reader).map_err(|e| invalid(&e))?;
@@ -53,20 +70,24 @@ pub(crate) fn q8_0_copy(original: &Path) -> Result<PathBuf, ModelError> {
         }
     }
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(name, tensor)| (*name, tensor)).collect();
+    let mut out = Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &tensor_refs)?;
+    Ok(out.into_inner())
+}
 
+/// Writes `bytes` to `target` through a temporary file and a rename, so a crash or a
+/// concurrent loader never sees a truncated cache.
+fn persist(bytes: &[u8], original: &Path, target: &Path) -> std::io::Result<()> {
     let partial = original.with_extension(format!("q8_0.gguf.{}.part", std::process::id()));
-    let write = || -> Result<(), ModelError> {
-        let file = std::fs::File::create(&partial).map_err(|e| ModelError::invalid(&partial, e))?;
-        let mut writer = BufWriter::new(file);
-        gguf_file::write(&mut writer, &metadata, &tensor_refs)?;
-        writer.flush().map_err(|e| ModelError::invalid(&partial, e))?;
-        // On disk before it takes the real name: a crash must not leave a truncated cache.
-        writer.get_ref().sync_all().map_err(|e| ModelError::invalid(&partial, e))?;
-        std::fs::rename(&partial, &target).map_err(|e| ModelError::invalid(&target, e))
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, target)
     };
     let written = write();
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    written.map(|()| target)
+    written
 }
