@@ -7,6 +7,7 @@
 //! Threads: candle runs its matrix products on a pool sized to the physical cores (override with
 //! `RAYON_NUM_THREADS` or `CANDLE_NUM_THREADS` before the first model call).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -89,22 +90,32 @@ impl SentenceEmbedder {
         misses.sort_unstable();
         misses.dedup();
         if !misses.is_empty() {
-            let computed = self.embed_uncached(&misses)?;
-            let mut cache = self.lock_cache();
-            for (text, vector) in misses.iter().zip(computed) {
-                cache.insert((*text).to_owned(), vector);
-            }
+            let computed: HashMap<&str, Arc<[f32]>> =
+                misses.iter().copied().zip(self.embed_uncached(&misses)?).collect();
+            // Answer from what was just computed, not from the cache: a call with more distinct
+            // texts than the cache holds evicts its own first results.
             for (slot, text) in found.iter_mut().zip(texts) {
                 if slot.is_none() {
-                    *slot = cache.get(*text);
+                    *slot = computed.get(text).cloned();
                 }
+            }
+            let mut cache = self.lock_cache();
+            for (text, vector) in computed {
+                cache.insert(text.to_owned(), vector);
             }
         }
         found
             .into_iter()
             .map(|vector| vector.map(|v| v.to_vec()))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| ModelError::Inference("an embedding vanished from the cache".into()))
+            .ok_or_else(|| ModelError::Inference("a text was not embedded".into()))
+    }
+
+    /// The same embedder with a cache of at most `entries` distinct texts (default
+    /// [`CACHE_ENTRIES`]).
+    #[must_use]
+    pub fn with_cache_entries(self, entries: usize) -> Self {
+        Self { cache: Mutex::new(GenerationalCache::new(entries)), ..self }
     }
 
     /// Runs the model over `texts`, sorted by length and cut into batches.

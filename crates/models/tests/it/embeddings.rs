@@ -91,6 +91,21 @@ fn repeated_texts_come_from_the_cache_in_order() {
 }
 
 #[test]
+fn a_call_with_more_texts_than_the_cache_holds_still_answers_every_text() {
+    let Some(dir) = models::testing::models_dir() else { return };
+    let embedder = SentenceEmbedder::load(&dir).expect("loads").with_cache_entries(2);
+    let texts = ["one", "two", "three", "four", "five", "two"];
+    let vectors = embedder.embed_texts(&texts).expect("embeds");
+    assert_eq!(vectors.len(), texts.len());
+    assert_eq!(vectors[1], vectors[5]);
+    assert!(embedder.cached() <= 2, "the cache stays bounded: {}", embedder.cached());
+    let again = embedder.embed_texts(&texts).expect("embeds again");
+    for (a, b) in vectors.iter().zip(&again) {
+        assert!(cosine(a, b) > 0.99999);
+    }
+}
+
+#[test]
 fn a_missing_model_is_an_error_naming_the_file_and_the_fix() {
     let empty = tempfile::tempdir().expect("tempdir");
     let error = SentenceEmbedder::load(empty.path()).expect_err("nothing to load");
