@@ -2,12 +2,14 @@
 //!
 //! - `cargo xtask ci`: everything CI checks — formatting, clippy with warnings denied, the tidy
 //!   check, dependency boundaries, and the whole test suite;
-//! - `cargo xtask bench ledger|engine|knowledge`: a benchmark suite (release build).
+//! - `cargo xtask bench ledger|engine|gateway|knowledge|models`: the benchmarks (release build);
+//! - `cargo xtask models [--dir DIR]`: fetch the in-process models (`models.rs`).
 
 // xtask's whole job is running other programs.
 #![allow(clippy::disallowed_methods)]
 
 mod boundaries;
+mod models;
 mod tidy;
 
 use std::process::{Command, ExitCode};
@@ -20,8 +22,11 @@ fn main() -> ExitCode {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["ci"] => ci(),
         ["bench", rest @ ..] => bench(rest),
+        ["models", rest @ ..] => models::run(rest),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench ledger|engine|knowledge [--quick]");
+            eprintln!(
+                "usage: cargo xtask ci | cargo xtask bench ledger|engine|gateway|knowledge|models [--quick] | cargo xtask models [--dir DIR]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -67,7 +72,7 @@ fn ci() -> anyhow::Result<()> {
 }
 
 fn bench(args: &[&str]) -> anyhow::Result<()> {
-    let [suite, rest @ ..] = args else { bail!("usage: cargo xtask bench ledger|engine|knowledge [--quick]") };
+    let [suite, rest @ ..] = args else { bail!("usage: cargo xtask bench ledger|engine|gateway|knowledge|models [--quick]") };
     let mut run = vec!["run", "--release", "--locked", "-p", "bench", "--", suite];
     run.extend_from_slice(rest);
     cargo(&format!("bench {suite}"), &run)

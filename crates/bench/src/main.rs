@@ -4,6 +4,7 @@
 mod engine_bench;
 mod knowledge_bench;
 mod ledger_bench;
+mod models_bench;
 
 use std::process::ExitCode;
 
@@ -14,8 +15,9 @@ fn main() -> ExitCode {
         Some("ledger") => ledger_bench::run(quick),
         Some("engine") => engine_bench::run(quick),
         Some("knowledge") => knowledge_bench::run(quick),
+        Some("models") => models_bench::run(quick),
         _ => {
-            eprintln!("usage: nexus-bench ledger|engine|knowledge [--quick]");
+            eprintln!("usage: nexus-bench ledger|engine|knowledge|models [--quick]");
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,361 @@
+//! The in-process models benchmark: all-MiniLM-L6-v2 sentences per second at batch 32 (short
+//! and ~40-token texts) and single-text latency, on all cores and on one (a child process with
+//! `RAYON_NUM_THREADS=1`, since candle sizes its pool once per process); tier classification
+//! latency; SmolLM2-135M prompt and generation tokens per second. The baseline is
+//! `sentence-transformers` (PyTorch) embedding the same texts in a Python child process in the
+//! same run, when it is installed.
+//!
+//! Every text is distinct, so the embedder's cache never answers.
+
+// The benchmark starts itself (one-thread measurements) and the Python baseline.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use domain::embed::Embedder;
+use models::local::{ChatRole, chatml_prompt};
+use models::{GenerationParams, LocalModel, SentenceEmbedder, TierClassifier};
+
+const BATCH: usize = 32;
+/// Throughput rounds; each appends its own word so no text repeats.
+const ROUNDS: usize = 3;
+const ROUND_WORDS: [&str; ROUNDS] = ["today", "again", "later"];
+/// Set in the child that measures one-thread latency.
+const SINGLE_THREAD_CHILD: &str = "NEXUS_BENCH_SINGLE_THREAD_CHILD";
+
+struct Sizes {
+    batches: usize,
+    latency_samples: usize,
+    generated_tokens: usize,
+}
+
+pub fn run(quick: bool) -> anyhow::Result<()> {
+    let sizes = if quick {
+        Sizes { batches: 3, latency_samples: 30, generated_tokens: 32 }
+    } else {
+        Sizes { batches: 20, latency_samples: 300, generated_tokens: 200 }
+    };
+    let dir = models_dir()?;
+    if std::env::var_os(SINGLE_THREAD_CHILD).is_some() {
+        return single_thread_child(&dir, &sizes);
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "physical cores".into());
+    println!("# models benchmark ({} cores, candle threads: {threads})", cores());
+    println!("targets (DESIGN §5): embedding one short text <= 5 ms on one core; local generation >= 100 tokens/s");
+    // Other work on the machine skews every figure here (both sides of each ratio alike).
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    }
+    println!();
+
+    let started = Instant::now();
+    let embedder = Arc::new(SentenceEmbedder::load(&dir)?);
+    println!("embedder loaded in {:.0} ms", ms(started.elapsed()));
+    let short = texts(sizes.batches * BATCH, 5, 1);
+    let long = texts(sizes.batches * BATCH, 30, 2);
+    let short_rate = throughput(&embedder, &short)?;
+    let long_rate = throughput(&embedder, &long)?;
+    let latency = single_latency(&embedder, sizes.latency_samples, 3)?;
+
+    println!();
+    println!("## embeddings, all-MiniLM-L6-v2, batch {BATCH}");
+    let python = python_baseline(&dir, &short, &long, sizes.latency_samples);
+    let (py_short, py_long, py_latency) = match &python {
+        Ok(p) => (Some(p.short), Some(p.long), Some(p.latency_ms)),
+        Err(_) => (None, None, None),
+    };
+    row("short texts (~5 words)", short_rate, "sentences/s", py_short);
+    row("~40-token texts", long_rate, "sentences/s", py_long);
+    println!(
+        "{:<34} {:>9.2} ms median, {:.2} ms p99{}",
+        "one short text, all cores",
+        latency.0,
+        latency.1,
+        py_latency.map_or(String::new(), |py| format!("   python {py:.2} ms   ratio {:.2}x", py / latency.0))
+    );
+    match single_thread_latency(&sizes) {
+        Ok((median, p99)) => println!(
+            "{:<34} {median:>9.2} ms median, {p99:.2} ms p99 [{}]",
+            "one short text, one core",
+            if median <= 5.0 { "meets <= 5 ms" } else { "MISSES <= 5 ms" }
+        ),
+        Err(e) => println!("one-core latency unavailable: {e:#}"),
+    }
+    if let Err(e) = &python {
+        println!("python baseline unavailable ({e:#}); install it with `python3 -m pip install sentence-transformers`");
+    }
+
+    println!();
+    println!("## tier classifier");
+    let started = Instant::now();
+    let dyn_embedder: Arc<dyn Embedder> = embedder.clone();
+    let classifier = TierClassifier::new(dyn_embedder)?;
+    println!("trained in {:.0} ms (embedding the examples included)", ms(started.elapsed()));
+    let requests = texts(sizes.latency_samples, 8, 4);
+    let mut samples = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let started = Instant::now();
+        classifier.classify(request)?;
+        samples.push(started.elapsed());
+    }
+    let (median, p99) = percentiles(&mut samples);
+    println!("{:<34} {median:>9.2} ms median, {p99:.2} ms p99", "classify one request");
+
+    println!();
+    println!("## local model, SmolLM2-135M-Instruct (Q8_0, ffn_down f32)");
+    let started = Instant::now();
+    let model = LocalModel::load(&dir)?;
+    println!("loaded in {:.0} ms (re-quantized file cached on disk)", ms(started.elapsed()));
+    generation(&model, &sizes)
+}
+
+fn models_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::var_os("NEXUS_MODELS_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("data").join("models"), PathBuf::from);
+    if !dir.join(models::embeddings::MODEL_DIR).is_dir() {
+        bail!("no models in {}: run `cargo xtask models` (and set NEXUS_MODELS_DIR)", dir.display());
+    }
+    Ok(dir)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn row(what: &str, ours: f64, unit: &str, python: Option<f64>) {
+    let baseline = python.map_or(String::new(), |py| format!("   python {py:>8.1}   ratio {:.2}x", ours / py));
+    println!("{what:<34} {ours:>9.1} {unit}{baseline}");
+}
+
+/// `n` distinct sentences of `words` words from a fixed vocabulary (a seeded generator).
+fn texts(n: usize, words: usize, seed: u64) -> Vec<String> {
+    const VOCABULARY: &[&str] = &[
+        "the",
+        "report",
+        "server",
+        "customer",
+        "quickly",
+        "invoice",
+        "green",
+        "model",
+        "deploy",
+        "budget",
+        "river",
+        "market",
+        "please",
+        "summary",
+        "yesterday",
+        "network",
+        "engine",
+        "policy",
+        "travel",
+        "coffee",
+        "storage",
+        "team",
+        "quarter",
+        "contract",
+        "design",
+        "latency",
+        "garden",
+        "ticket",
+        "review",
+        "window",
+        "planet",
+        "account",
+        "schedule",
+        "payment",
+        "weather",
+        "kitchen",
+        "question",
+        "error",
+        "language",
+        "history",
+    ];
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    let mut next = || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let sentence: Vec<&str> = (0..words).map(|_| VOCABULARY[next() % VOCABULARY.len()]).collect();
+        let sentence = sentence.join(" ");
+        if seen.insert(sentence.clone()) {
+            out.push(sentence);
+        }
+    }
+    out
+}
+
+/// Sentences per second, the best of [`ROUNDS`] rounds over distinct texts (the machine may be
+/// shared; the best round is the one least disturbed).
+fn throughput(embedder: &SentenceEmbedder, texts: &[String]) -> anyhow::Result<f64> {
+    let warmup: Vec<String> = texts.iter().take(BATCH).map(|t| format!("warm {t}")).collect();
+    embedder.embed_texts(&warmup.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut best = 0f64;
+    for word in ROUND_WORDS {
+        let round_texts: Vec<String> = texts.iter().map(|t| format!("{t} {word}")).collect();
+        let started = Instant::now();
+        for chunk in round_texts.chunks(BATCH) {
+            embedder.embed_texts(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        best = best.max(texts.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// Median and p99 latency in ms of embedding one distinct short text at a time.
+fn single_latency(embedder: &SentenceEmbedder, samples: usize, seed: u64) -> anyhow::Result<(f64, f64)> {
+    let texts = texts(samples + 10, 5, seed);
+    for text in &texts[..10] {
+        embedder.embed_texts(&[text])?;
+    }
+    let mut times = Vec::with_capacity(samples);
+    for text in &texts[10..] {
+        let started = Instant::now();
+        embedder.embed_texts(&[text])?;
+        times.push(started.elapsed());
+    }
+    Ok(percentiles(&mut times))
+}
+
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort_unstable();
+    let at = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).map_or(0.0, |d| ms(*d));
+    (at(0.5), at(0.99))
+}
+
+/// Runs this benchmark again with one candle thread and reads its `latency MEDIAN P99` line.
+fn single_thread_latency(sizes: &Sizes) -> anyhow::Result<(f64, f64)> {
+    let exe = std::env::current_exe().context("locating the benchmark binary")?;
+    let mut args = vec!["models".to_owned()];
+    if sizes.batches < 20 {
+        args.push("--quick".into());
+    }
+    let out = Command::new(exe)
+        .args(&args)
+        .env(SINGLE_THREAD_CHILD, "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .env("CANDLE_NUM_THREADS", "1")
+        .output()
+        .context("starting the one-thread child")?;
+    if !out.status.success() {
+        bail!("one-thread child failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("latency ")).context("no latency line from the child")?;
+    let mut numbers = line.split_whitespace().map(str::parse::<f64>);
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(median)), Some(Ok(p99))) => Ok((median, p99)),
+        _ => bail!("unreadable latency line {line:?}"),
+    }
+}
+
+fn single_thread_child(dir: &Path, sizes: &Sizes) -> anyhow::Result<()> {
+    let embedder = SentenceEmbedder::load(dir)?;
+    let (median, p99) = single_latency(&embedder, sizes.latency_samples, 5)?;
+    println!("latency {median} {p99}");
+    Ok(())
+}
+
+struct PythonFigures {
+    short: f64,
+    long: f64,
+    latency_ms: f64,
+}
+
+const PYTHON_BASELINE: &str = r#"
+import json, sys, time, statistics
+from sentence_transformers import SentenceTransformer, models
+job = json.load(sys.stdin)
+t = models.Transformer(job["model_dir"], max_seq_length=256)
+m = SentenceTransformer(modules=[t, models.Pooling(t.get_embedding_dimension(), pooling_mode="mean"), models.Normalize()], device="cpu")
+def rate(texts):
+    m.encode(texts[:32], batch_size=32)
+    best = 0.0
+    for word in job["round_words"]:
+        batch = [f"{t} {word}" for t in texts]
+        start = time.perf_counter()
+        for i in range(0, len(batch), 32):
+            m.encode(batch[i:i + 32], batch_size=32)
+        best = max(best, len(batch) / (time.perf_counter() - start))
+    return best
+short, long = rate(job["short"]), rate(job["long"])
+times = []
+for text in job["single"]:
+    start = time.perf_counter()
+    m.encode([text])
+    times.append((time.perf_counter() - start) * 1000)
+print(json.dumps({"short": short, "long": long, "latency_ms": statistics.median(times[10:])}))
+"#;
+
+/// The same workload through `sentence-transformers`, in `python3` (or `$NEXUS_BENCH_PYTHON`).
+fn python_baseline(dir: &Path, short: &[String], long: &[String], samples: usize) -> anyhow::Result<PythonFigures> {
+    let python = std::env::var("NEXUS_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let job = serde_json::json!({
+        "model_dir": dir.join(models::embeddings::MODEL_DIR),
+        "short": short,
+        "long": long,
+        "single": texts(samples + 10, 5, 7),
+        "round_words": ROUND_WORDS,
+    });
+    let mut child = Command::new(&python)
+        .args(["-c", PYTHON_BASELINE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {python}"))?;
+    child.stdin.take().context("child stdin")?.write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!("{}", stderr.lines().last().unwrap_or("python failed"));
+    }
+    let figures: serde_json::Value =
+        serde_json::from_slice(out.stdout.trim_ascii()).context("reading the python baseline's figures")?;
+    let get = |key: &str| figures[key].as_f64().with_context(|| format!("python baseline has no {key}"));
+    Ok(PythonFigures { short: get("short")?, long: get("long")?, latency_ms: get("latency_ms")? })
+}
+
+fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
+    let article = texts(1, 160, 9).concat();
+    let prompt = chatml_prompt(&[(ChatRole::User, &format!("Summarise these notes in one sentence: {article}"))]);
+    let params = GenerationParams { max_tokens: 1, ..GenerationParams::default() };
+    let ignore = &mut |_: &str| ControlFlow::Continue(());
+    model.generate(&prompt, &params, ignore)?; // warm-up
+    let prefill = model.generate(&prompt, &params, ignore)?;
+    let prompt_rate = prefill.prompt_tokens as f64 / prefill.prompt_time.as_secs_f64();
+    println!("{:<34} {prompt_rate:>9.1} tokens/s ({} prompt tokens)", "prompt", prefill.prompt_tokens);
+
+    let story = chatml_prompt(&[(ChatRole::User, "Write a long story about a lighthouse keeper and a storm.")]);
+    let params = GenerationParams {
+        max_tokens: sizes.generated_tokens,
+        temperature: 0.7,
+        seed: 1,
+        ..GenerationParams::default()
+    };
+    let answer = model.generate(&story, &params, ignore)?;
+    // The first token comes from the prompt pass; the rest from one forward pass each.
+    let decoded = answer.generated_tokens.saturating_sub(1).max(1);
+    let rate = decoded as f64 / answer.generation_time.as_secs_f64();
+    println!(
+        "{:<34} {rate:>9.1} tokens/s ({} tokens) [{}]",
+        "generation",
+        answer.generated_tokens,
+        if rate >= 100.0 { "meets >= 100" } else { "MISSES >= 100" }
+    );
+    Ok(())
+}
