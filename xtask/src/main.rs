@@ -72,7 +72,9 @@ fn ci() -> anyhow::Result<()> {
 }
 
 fn bench(args: &[&str]) -> anyhow::Result<()> {
-    let [suite, rest @ ..] = args else { bail!("usage: cargo xtask bench ledger|engine|gateway|knowledge|models [--quick]") };
+    let [suite, rest @ ..] = args else {
+        bail!("usage: cargo xtask bench ledger|engine|gateway|knowledge|models [--quick]")
+    };
     let mut run = vec!["run", "--release", "--locked", "-p", "bench", "--", suite];
     run.extend_from_slice(rest);
     cargo(&format!("bench {suite}"), &run)

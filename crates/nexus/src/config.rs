@@ -43,6 +43,7 @@ struct Layer {
     model_normal: Option<String>,
     model_complex: Option<String>,
     prices: Option<std::collections::BTreeMap<String, PriceSection>>,
+    models_dir: Option<PathBuf>,
     /// Only ever set by the file layer; the API settings resolve their own variables.
     api: crate::config_api::FileSections,
 }
@@ -62,6 +63,7 @@ impl Layer {
             model_normal: self.model_normal.or(base.model_normal),
             model_complex: self.model_complex.or(base.model_complex),
             prices: self.prices.or(base.prices),
+            models_dir: self.models_dir.or(base.models_dir),
             api: base.api,
         }
     }
@@ -87,6 +89,8 @@ struct ModelsSection {
     trivial: Option<String>,
     normal: Option<String>,
     complex: Option<String>,
+    /// Where the in-process models live (`cargo xtask models --dir`).
+    dir: Option<PathBuf>,
     /// Price overrides: `[models.prices."gpt-4o"] input = 2.5, output = 10.0` (USD per million tokens).
     #[serde(default)]
     prices: std::collections::BTreeMap<String, PriceSection>,
@@ -140,6 +144,7 @@ impl From<FileConfig> for Layer {
             model_normal: models.normal,
             model_complex: models.complex,
             prices: Some(models.prices).filter(|p| !p.is_empty()),
+            models_dir: models.dir,
             api: crate::config_api::FileSections { api: file.api, limits: file.limits, budget: file.budget },
         }
     }
@@ -174,6 +179,8 @@ pub struct Config {
     pub model_complex: Option<String>,
     /// Price overrides by model name.
     pub prices: std::collections::BTreeMap<String, PriceSection>,
+    /// The in-process models' directory (embeddings, classifier, local chat model).
+    pub models_dir: PathBuf,
     /// The HTTP API: body limit, CORS, Redis, rate limits, budgets.
     pub api: crate::config_api::ApiSettings,
     /// Things worth telling the operator (unknown variables, …).
@@ -194,6 +201,7 @@ const ENV_SETTINGS: &[&str] = &[
     "NEXUS_MODEL_TRIVIAL",
     "NEXUS_MODEL_NORMAL",
     "NEXUS_MODEL_COMPLEX",
+    "NEXUS_MODELS_DIR",
     // Read by the provider and tool settings.
     "NEXUS_OPENAI_COMPATIBLE_BASE_URL",
     "NEXUS_OPENAI_COMPATIBLE_API_KEY",
@@ -270,6 +278,7 @@ pub fn resolve(
         model_normal: get("NEXUS_MODEL_NORMAL"),
         model_complex: get("NEXUS_MODEL_COMPLEX"),
         prices: None,
+        models_dir: get("NEXUS_MODELS_DIR").map(PathBuf::from),
         api: Default::default(),
     };
 
@@ -351,6 +360,7 @@ fn finish(
     };
     let signing_key = layer.signing_key.unwrap_or_else(|| data_dir.join("keys").join("ledger.ed25519.pem"));
     let prices = layer.prices.unwrap_or_default();
+    let models_dir = layer.models_dir.clone().unwrap_or_else(|| data_dir.join("models"));
     for (model, price) in &prices {
         let valid = |v: f64| v.is_finite() && v >= 0.0;
         if !valid(price.input) || !valid(price.output) {
@@ -390,6 +400,7 @@ fn finish(
         model_normal: layer.model_normal,
         model_complex: layer.model_complex,
         prices,
+        models_dir,
         api,
         warnings,
     })

@@ -342,6 +342,32 @@ impl Runtime {
         Ok(report(tenant, &run))
     }
 
+    /// Gate 2's measure: the best cosine similarity between the task with the actual call
+    /// (tool and arguments, not the model's stated intent) and the persona's intent patterns.
+    /// `None` (the gate skips) without an embedding model or patterns.
+    async fn intent_similarity(&self, run: &Run, step: usize) -> Option<f64> {
+        self.embedder.as_ref()?;
+        let record = run.steps.get(step)?;
+        let persona = run.context.personas.iter().find(|p| p.name == record.persona)?;
+        if persona.intent_patterns.is_empty() {
+            return None;
+        }
+        let call = format!("{}\nAction: {} with {}", run.task, record.tool, record.params);
+        let mut texts = vec![call];
+        texts.extend(persona.intent_patterns.iter().cloned());
+        match self.embed(texts).await {
+            Ok(Some(vectors)) => {
+                let (call, patterns) = vectors.split_first()?;
+                patterns.iter().map(|p| f64::from(domain::embed::cosine(call, p))).reduce(f64::max)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "intent similarity could not be measured; gate 2 skips");
+                None
+            }
+        }
+    }
+
     fn cancel_requested(&self, chain: &ChainId) -> bool {
         self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(chain)
     }
@@ -384,7 +410,7 @@ impl Runtime {
                 }
                 Action::MeasureGates { step } => Input::GatesMeasured {
                     since_activation: activated.get(&step).map_or(Duration::ZERO, Instant::elapsed),
-                    intent_similarity: None,
+                    intent_similarity: self.intent_similarity(run, step).await,
                     now: Timestamp::now(),
                 },
                 Action::Seal { step, kind, payload } => {

@@ -17,8 +17,29 @@ use crate::config::Config;
 /// Starts the runtime with the agent enabled.
 pub async fn agent_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
     let runtime = start_runtime(config, access).await?;
-    let services = agent_services(config, &runtime)?;
+    let (runtime, chat) = with_local_models(config, runtime).await?;
+    let services = agent_services(config, &runtime, chat)?;
     Ok(runtime.with_agent(services))
+}
+
+/// Adds the in-process models that are present: embeddings (knowledge, gate 2,
+/// `/v1/embeddings`) and the classifier (`nexus/auto`). Returns the local chat provider, if any.
+pub async fn with_local_models(
+    config: &Config,
+    runtime: Runtime,
+) -> anyhow::Result<(Runtime, Option<std::sync::Arc<dyn providers::ModelProvider>>)> {
+    let config = config.clone();
+    let local = tokio::task::spawn_blocking(move || super::local_models::load(&config))
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the in-process models: {e}"))?;
+    let mut runtime = runtime;
+    if let Some(embedder) = local.embedder {
+        runtime = runtime.with_embedder(embedder);
+    }
+    if let Some(classifier) = local.classifier {
+        runtime = runtime.with_router(std::sync::Arc::new(super::local_models::ClassifierRouter(classifier)));
+    }
+    Ok((runtime, local.chat))
 }
 
 pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {

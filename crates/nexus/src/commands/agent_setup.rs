@@ -30,7 +30,13 @@ fn default_models(provider: &str) -> Option<TierModels> {
     }
 }
 
-pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Result<AgentServices> {
+/// The agent's services. `local_chat` (SmolLM2, when fetched) serves every tier when no remote
+/// provider is configured, and `local/smollm2-135m` through the gateway in any case.
+pub fn agent_services(
+    config: &Config,
+    runtime: &runtime::Runtime,
+    local_chat: Option<Arc<dyn ModelProvider>>,
+) -> anyhow::Result<AgentServices> {
     let lookup = |name: &str| std::env::var(name).ok();
     let settings = ProviderSettings::from_env(lookup);
     let providers: Vec<Arc<dyn ModelProvider>> = configured_providers(&settings)
@@ -42,7 +48,18 @@ pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Re
         })
         .collect();
     let models = if providers.is_empty() {
-        Models::NotConfigured(not_configured().to_string())
+        match &local_chat {
+            Some(local) => {
+                tracing::info!("no model provider configured: the local model answers every tier");
+                let target = ModelTarget { provider: local.clone(), model: models::local::MODEL_ID.to_owned() };
+                Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target }
+            }
+            None => Models::NotConfigured(format!(
+                "{}; or fetch the local model with `cargo xtask models --dir {}`",
+                not_configured(),
+                config.models_dir.display()
+            )),
+        }
     } else {
         let normal = config.model_normal.as_deref();
         Models::Configured {
@@ -51,6 +68,8 @@ pub fn agent_services(config: &Config, runtime: &runtime::Runtime) -> anyhow::Re
             complex: tier(&providers, config.model_complex.as_deref().or(normal), |d| d.2, "models.complex")?,
         }
     };
+    let mut providers = providers;
+    providers.extend(local_chat);
     let tool_settings = BuiltinSettings::from_env(lookup).context("tool settings")?;
     let knowledge = Arc::new(runtime.knowledge());
     Ok(AgentServices {

@@ -7,6 +7,7 @@ mod approvals;
 mod ingest;
 mod keys;
 mod ledger_commands;
+mod local_models;
 mod serve;
 mod verify;
 

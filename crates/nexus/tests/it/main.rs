@@ -4,5 +4,6 @@ mod agent;
 mod cli;
 mod faults;
 mod ingest;
+mod models;
 mod serve;
 mod support;

@@ -1,0 +1,68 @@
+//! The in-process models, loaded from `models_dir` when `cargo xtask models` fetched them:
+//! sentence embeddings (retrieval, gate 2, `/v1/embeddings`), the tier classifier
+//! (`nexus/auto`), and SmolLM2 as the `local` provider. A missing model is a logged notice and a
+//! fallback (gate 2 skips, BM25-only retrieval, heuristic routing), never an error.
+
+use std::sync::Arc;
+
+use engine::machine::ModelTier;
+use models::{SentenceEmbedder, Tier, TierClassifier};
+use providers::ModelProvider;
+use runtime::llm::TierRouter;
+
+use crate::config::Config;
+
+pub struct LocalModels {
+    pub embedder: Option<Arc<SentenceEmbedder>>,
+    pub classifier: Option<Arc<TierClassifier>>,
+    pub chat: Option<Arc<dyn ModelProvider>>,
+}
+
+pub fn load(config: &Config) -> LocalModels {
+    let dir = &config.models_dir;
+    let embedder = match SentenceEmbedder::load(dir) {
+        Ok(embedder) => Some(Arc::new(embedder)),
+        Err(error) => {
+            tracing::info!(%error, "no embedding model: gate 2 skips, knowledge search is BM25 only, nexus/auto routes by rule");
+            None
+        }
+    };
+    let classifier = embedder.as_ref().and_then(|e| match TierClassifier::new(e.clone()) {
+        Ok(classifier) => Some(Arc::new(classifier)),
+        Err(error) => {
+            tracing::warn!(%error, "the tier classifier could not be trained; nexus/auto routes by rule");
+            None
+        }
+    });
+    let chat = match models::LocalChatProvider::load(dir) {
+        Ok(provider) => Some(Arc::new(provider) as Arc<dyn ModelProvider>),
+        Err(error) => {
+            tracing::info!(%error, "no local chat model (local/smollm2-135m unavailable)");
+            None
+        }
+    };
+    LocalModels { embedder, classifier, chat }
+}
+
+/// `nexus/auto` routing by the embedding classifier, falling back to the rule when it fails.
+pub struct ClassifierRouter(pub Arc<TierClassifier>);
+
+impl TierRouter for ClassifierRouter {
+    fn name(&self) -> &str {
+        "classifier"
+    }
+
+    fn tier(&self, latest_user_turn: &str) -> ModelTier {
+        match self.0.classify(latest_user_turn) {
+            Ok(c) => match c.tier {
+                Tier::Trivial => ModelTier::Trivial,
+                Tier::Normal => ModelTier::Normal,
+                Tier::Complex => ModelTier::Complex,
+            },
+            Err(error) => {
+                tracing::warn!(%error, "classifier failed; routing by rule");
+                engine::routing::heuristic_tier(latest_user_turn)
+            }
+        }
+    }
+}
