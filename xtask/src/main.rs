@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask ci`: everything CI checks — formatting, clippy with warnings denied, the tidy
 //!   check, dependency boundaries, and the whole test suite;
-//! - `cargo xtask bench ledger`: the ledger benchmark (release build).
+//! - `cargo xtask bench ledger|engine|gateway [--quick]`: a benchmark suite (release build).
 
 // xtask's whole job is running other programs.
 #![allow(clippy::disallowed_methods)]
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         ["ci"] => ci(),
         ["bench", rest @ ..] => bench(rest),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench ledger [--quick]");
+            eprintln!("usage: cargo xtask ci | cargo xtask bench ledger|engine|gateway [--quick]");
             return ExitCode::from(2);
         }
     };
@@ -67,7 +67,7 @@ fn ci() -> anyhow::Result<()> {
 }
 
 fn bench(args: &[&str]) -> anyhow::Result<()> {
-    let [suite, rest @ ..] = args else { bail!("usage: cargo xtask bench ledger [--quick]") };
+    let [suite, rest @ ..] = args else { bail!("usage: cargo xtask bench ledger|engine|gateway [--quick]") };
     let mut run = vec!["run", "--release", "--locked", "-p", "bench", "--", suite];
     run.extend_from_slice(rest);
     cargo(&format!("bench {suite}"), &run)
