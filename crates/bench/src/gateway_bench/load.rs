@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use super::histogram::Histogram;
 use super::mock::{BLOCKING_MARKER, CONTENT_MARKER, find};
 
 /// Where requests go and what they are.
@@ -149,14 +150,33 @@ pub enum Until {
 }
 
 /// What a run measured.
+#[derive(Default)]
 pub struct RunResult {
-    pub samples: Vec<Sample>,
+    pub latency: Histogram,
+    /// Time to the first content chunk (the whole latency for blocking answers).
+    pub first_token: Histogram,
     pub elapsed: Duration,
 }
 
 impl RunResult {
+    fn record(&mut self, sample: Sample) {
+        self.latency.record(sample.latency);
+        self.first_token.record(sample.first_token);
+    }
+
+    /// Adds another run's recordings (and its time).
+    pub fn merge(&mut self, other: &RunResult) {
+        self.latency.merge(&other.latency);
+        self.first_token.merge(&other.first_token);
+        self.elapsed += other.elapsed;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.latency.len()
+    }
+
     pub fn per_second(&self) -> f64 {
-        self.samples.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.count() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
@@ -170,18 +190,19 @@ pub async fn closed_loop(target: &Arc<Target>, concurrency: usize, until: Until)
     if let [connection] = connections.as_mut_slice() {
         // One worker: no task, no shared counter.
         let started = Instant::now();
-        let mut samples = Vec::new();
+        let mut result = RunResult::default();
         loop {
             let done = match until {
-                Until::Count(n) => samples.len() >= n,
+                Until::Count(n) => result.count() >= n as u64,
                 Until::Elapsed(d) => started.elapsed() >= d,
             };
             if done {
                 break;
             }
-            samples.push(connection.exchange(target).await?);
+            result.record(connection.exchange(target).await?);
         }
-        return Ok(RunResult { samples, elapsed: started.elapsed() });
+        result.elapsed = started.elapsed();
+        return Ok(result);
     }
     let issued = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -190,27 +211,28 @@ pub async fn closed_loop(target: &Arc<Target>, concurrency: usize, until: Until)
         let target = target.clone();
         let issued = issued.clone();
         workers.spawn(async move {
-            let mut samples = Vec::new();
+            let mut result = RunResult::default();
             loop {
                 let go = match until {
                     Until::Count(n) => issued.fetch_add(1, Ordering::Relaxed) < n,
                     Until::Elapsed(d) => started.elapsed() < d,
                 };
                 if !go {
-                    return Ok::<_, anyhow::Error>(samples);
+                    return Ok::<_, anyhow::Error>(result);
                 }
-                samples.push(connection.exchange(&target).await?);
+                result.record(connection.exchange(&target).await?);
             }
         });
     }
-    let mut samples = Vec::new();
+    let mut result = RunResult::default();
     while let Some(joined) = workers.join_next().await {
-        samples.append(&mut joined??);
+        result.merge(&joined??);
     }
-    Ok(RunResult { samples, elapsed: started.elapsed() })
+    result.elapsed = started.elapsed();
+    Ok(result)
 }
 
-/// Percentiles of a set of durations.
+/// Percentiles of a histogram.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Percentiles {
     pub p50: Duration,
@@ -219,12 +241,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub fn of(mut values: Vec<Duration>) -> Self {
-        values.sort_unstable();
-        let at = |q: f64| {
-            let i = ((values.len() as f64 * q).ceil() as usize).saturating_sub(1);
-            values.get(i.min(values.len().saturating_sub(1))).copied().unwrap_or_default()
-        };
-        Self { p50: at(0.50), p99: at(0.99), p999: at(0.999) }
+    pub fn of(histogram: &Histogram) -> Self {
+        Self { p50: histogram.quantile(0.50), p99: histogram.quantile(0.99), p999: histogram.quantile(0.999) }
     }
 }

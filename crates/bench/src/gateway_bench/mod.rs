@@ -7,6 +7,7 @@
 //! concurrency 32, added time to first token when streaming, memory, and the ledger read back
 //! after shutdown.
 
+mod histogram;
 mod load;
 mod mock;
 mod server;
@@ -15,7 +16,7 @@ mod system;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use load::{Percentiles, RunResult, Sample, Target, Until, closed_loop};
+use load::{Percentiles, RunResult, Target, Until, closed_loop};
 use mock::MockConfig;
 use server::{Placement, Server};
 use system::CpuTimes;
@@ -84,14 +85,14 @@ async fn bench(
     let nexus = Arc::new(Target::new(server.address, PATH, Some(&server.key), BODY, false));
     let direct_stream = Arc::new(Target::new(mock.address, PATH, None, STREAM_BODY, true));
     let nexus_stream = Arc::new(Target::new(server.address, PATH, Some(&server.key), STREAM_BODY, true));
-    let mut through_nexus = 0usize;
+    let mut through_nexus = 0u64;
 
     // Warm-up: connections opened (client to Nexus, Nexus's pool to the mock), caches filled.
     for target in [&direct, &nexus, &direct_stream, &nexus_stream] {
         for concurrency in [1, CONCURRENCY] {
             let run = closed_loop(target, concurrency, Until::Count(sizes.warmup)).await?;
             if Arc::ptr_eq(target, &nexus) || Arc::ptr_eq(target, &nexus_stream) {
-                through_nexus += run.samples.len();
+                through_nexus += run.count();
             }
         }
     }
@@ -102,20 +103,20 @@ async fn bench(
         sizes.latency_requests, sizes.rounds
     );
     let per_round = sizes.latency_requests.div_ceil(sizes.rounds);
-    let (mut direct_samples, mut nexus_samples) = (Vec::new(), Vec::new());
+    let (mut direct_c1, mut nexus_c1) = (RunResult::default(), RunResult::default());
     let mut nexus_cpu = CpuTimes::default();
     for _ in 0..sizes.rounds {
-        direct_samples.extend(closed_loop(&direct, 1, Until::Count(per_round)).await?.samples);
+        direct_c1.merge(&closed_loop(&direct, 1, Until::Count(per_round)).await?);
         let before = CpuTimes::now();
         let run = closed_loop(&nexus, 1, Until::Count(per_round)).await?;
         if let (Some(before), Some(after)) = (before, CpuTimes::now()) {
             nexus_cpu.nexus += after.since(before).nexus;
         }
-        through_nexus += run.samples.len();
-        nexus_samples.extend(run.samples);
+        nexus_c1.merge(&run);
     }
-    let direct_latency = Percentiles::of(direct_samples.iter().map(|s| s.latency).collect());
-    let nexus_latency = Percentiles::of(nexus_samples.iter().map(|s| s.latency).collect());
+    through_nexus += nexus_c1.count();
+    let direct_latency = Percentiles::of(&direct_c1.latency);
+    let nexus_latency = Percentiles::of(&nexus_c1.latency);
     print_latency("direct to mock", &direct_latency);
     print_latency("through Nexus", &nexus_latency);
     let added_p50 = diff_us(nexus_latency.p50, direct_latency.p50);
@@ -127,7 +128,7 @@ async fn bench(
     );
     println!(
         "Nexus CPU per request (server thread, its blocking pool and SQLite workers): {:.1} us",
-        nexus_cpu.nexus.as_secs_f64() * 1e6 / nexus_samples.len().max(1) as f64
+        nexus_cpu.nexus.as_secs_f64() * 1e6 / nexus_c1.count().max(1) as f64
     );
 
     // Concurrency 32, blocking: throughput.
@@ -141,7 +142,7 @@ async fn bench(
     let before = CpuTimes::now();
     let nexus_run = closed_loop(&nexus, CONCURRENCY, Until::Elapsed(sizes.throughput_window)).await?;
     let used = before.zip(CpuTimes::now()).map(|(before, after)| after.since(before));
-    through_nexus += nexus_run.samples.len();
+    through_nexus += nexus_run.count();
     print_rate("through Nexus", &nexus_run);
     let rate = nexus_run.per_second();
     println!(
@@ -151,7 +152,7 @@ async fn bench(
     );
     if let Some(used) = used {
         let window = nexus_run.elapsed.as_secs_f64();
-        let per_request = used.nexus.as_secs_f64() / nexus_run.samples.len().max(1) as f64;
+        let per_request = used.nexus.as_secs_f64() / nexus_run.count().max(1) as f64;
         println!(
             "CPU during that window: Nexus's core {:.0}% busy ({:.1} us per request, a ceiling of ~{:.0} req/s on one core); mock + load generator {:.0}% of a core",
             used.nexus.as_secs_f64() / window * 100.0,
@@ -168,18 +169,16 @@ async fn bench(
         sizes.stream_requests, mock_config.chunks, sizes.rounds
     );
     let per_round = sizes.stream_requests.div_ceil(sizes.rounds);
-    let (mut direct_samples, mut nexus_samples) = (Vec::new(), Vec::new());
+    let (mut direct_streams, mut nexus_streams) = (RunResult::default(), RunResult::default());
     for _ in 0..sizes.rounds {
-        direct_samples.extend(closed_loop(&direct_stream, 1, Until::Count(per_round)).await?.samples);
-        let run = closed_loop(&nexus_stream, 1, Until::Count(per_round)).await?;
-        through_nexus += run.samples.len();
-        nexus_samples.extend(run.samples);
+        direct_streams.merge(&closed_loop(&direct_stream, 1, Until::Count(per_round)).await?);
+        nexus_streams.merge(&closed_loop(&nexus_stream, 1, Until::Count(per_round)).await?);
     }
-    let ttft = |samples: &[Sample]| Percentiles::of(samples.iter().map(|s| s.first_token).collect());
-    let whole = |samples: &[Sample]| Percentiles::of(samples.iter().map(|s| s.latency).collect());
-    let (direct_ttft, nexus_ttft) = (ttft(&direct_samples), ttft(&nexus_samples));
-    print_stream("direct to mock", &direct_ttft, &whole(&direct_samples));
-    print_stream("through Nexus", &nexus_ttft, &whole(&nexus_samples));
+    through_nexus += nexus_streams.count();
+    let (direct_ttft, nexus_ttft) =
+        (Percentiles::of(&direct_streams.first_token), Percentiles::of(&nexus_streams.first_token));
+    print_stream("direct to mock", &direct_ttft, &Percentiles::of(&direct_streams.latency));
+    print_stream("through Nexus", &nexus_ttft, &Percentiles::of(&nexus_streams.latency));
     let added_ttft = diff_us(nexus_ttft.p50, direct_ttft.p50);
     println!(
         "added time to first token: p50 {added_ttft:+8.1} us [{}]   p99 {:+8.1} us",
@@ -220,7 +219,7 @@ async fn bench(
         "{} model_call entries and {} cost records for {through_nexus} requests answered through Nexus [{}]; the mock answered {answered_by_mock} requests in all",
         report.model_calls,
         report.cost_records,
-        if report.model_calls == through_nexus as u64 && report.cost_records == through_nexus as u64 {
+        if report.model_calls == through_nexus && report.cost_records == through_nexus {
             "none dropped"
         } else {
             "MISMATCH"
@@ -256,7 +255,7 @@ fn header(placement: &Placement, load_pinned: Option<usize>, cores: usize, mock:
 }
 
 /// One connection sending a request every millisecond (or as fast as answers come back).
-async fn paced(target: &Arc<Target>, window: Duration) -> anyhow::Result<usize> {
+async fn paced(target: &Arc<Target>, window: Duration) -> anyhow::Result<u64> {
     let mut connection = load::Connection::open(target.address).await?;
     let mut ticks = tokio::time::interval(Duration::from_millis(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -283,11 +282,11 @@ fn print_latency(label: &str, p: &Percentiles) {
 }
 
 fn print_rate(label: &str, run: &RunResult) {
-    let p = Percentiles::of(run.samples.iter().map(|s| s.latency).collect());
+    let p = Percentiles::of(&run.latency);
     println!(
         "{label:<15}  {:>8.0} req/s ({} requests)   latency p50 {:>8.1} us   p99 {:>8.1} us",
         run.per_second(),
-        run.samples.len(),
+        run.count(),
         us(p.p50),
         us(p.p99)
     );
