@@ -78,7 +78,7 @@ async fn bench(
     let rss_start = system::rss_mib();
     let mock = mock::start(mock_config).await?;
     let server = Server::start(mock.base_url(), server_core).await?;
-    let rss_ready = system::rss_mib();
+    let mut rss = vec![("before Nexus started", rss_start), ("Nexus started", system::rss_mib())];
     header(&server.placement, load_pinned, cores, &mock_config);
 
     let direct = Arc::new(Target::new(mock.address, PATH, None, BODY, false));
@@ -96,6 +96,8 @@ async fn bench(
             }
         }
     }
+
+    rss.push(("after warm-up", system::rss_mib()));
 
     // Concurrency 1, blocking: the two paths alternate in rounds so drift hits both alike.
     println!(
@@ -131,6 +133,8 @@ async fn bench(
         nexus_cpu.nexus.as_secs_f64() * 1e6 / nexus_c1.count().max(1) as f64
     );
 
+    rss.push(("after c=1", system::rss_mib()));
+
     // Concurrency 32, blocking: throughput.
     println!();
     println!(
@@ -139,10 +143,23 @@ async fn bench(
     );
     let direct_run = closed_loop(&direct, CONCURRENCY, Until::Elapsed(sizes.throughput_window)).await?;
     print_rate("direct to mock", &direct_run);
+    rss.push(("after direct c=32", system::rss_mib()));
     let before = CpuTimes::now();
+    let deepest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = runtime::tasks::spawn("bench-queue-depth", {
+        let (runtime, deepest) = (server.runtime.clone(), deepest.clone());
+        async move {
+            loop {
+                deepest.fetch_max(runtime.ledger().queue_depth(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
     let nexus_run = closed_loop(&nexus, CONCURRENCY, Until::Elapsed(sizes.throughput_window)).await?;
+    sampler.abort();
     let used = before.zip(CpuTimes::now()).map(|(before, after)| after.since(before));
     through_nexus += nexus_run.count();
+    rss.push(("after Nexus c=32", system::rss_mib()));
     print_rate("through Nexus", &nexus_run);
     let rate = nexus_run.per_second();
     println!(
@@ -161,6 +178,10 @@ async fn bench(
             used.rest.as_secs_f64() / window * 100.0,
         );
     }
+    println!(
+        "ledger queue: deepest {} entries waiting for the writer (sampled every ms; capacity 16,384)",
+        deepest.load(std::sync::atomic::Ordering::Relaxed)
+    );
 
     // Concurrency 1, streaming: time to the first content chunk.
     println!();
@@ -188,20 +209,15 @@ async fn bench(
 
     // About 1,000 requests/s through Nexus for a while, to see whether memory stays flat.
     println!();
-    let rss_before_paced = system::rss_mib();
+    rss.push(("after streaming", system::rss_mib()));
     let paced = paced(&nexus, sizes.paced_window).await?;
     through_nexus += paced;
-    let rss_after_paced = system::rss_mib();
+    rss.push(("after ~1,000 req/s", system::rss_mib()));
     let peak = system::peak_rss_mib();
     println!("## memory (one process: the Nexus server, the mock provider and the load generator)");
-    println!(
-        "RSS before Nexus started {} | after it started {} | before {:.0} s at ~1,000 req/s {} | after ({paced} requests) {}",
-        mib(rss_start),
-        mib(rss_ready),
-        sizes.paced_window.as_secs_f64(),
-        mib(rss_before_paced),
-        mib(rss_after_paced)
-    );
+    let steps: Vec<String> = rss.iter().map(|(when, value)| format!("{when} {}", mib(*value))).collect();
+    println!("RSS: {}", steps.join(" | "));
+    println!("(~1,000 req/s: {paced} requests over {:.0} s on one connection)", sizes.paced_window.as_secs_f64());
     let peak_value = peak.unwrap_or(f64::INFINITY);
     println!(
         "peak RSS (VmHWM) of the whole process: {} [{}]; attributable to Nexus (peak minus RSS before it started): {}",
@@ -226,6 +242,12 @@ async fn bench(
         },
     );
     println!("whole log verified: {} entries, {} signed checkpoints", report.entries, report.checkpoints);
+    println!(
+        "budget refresh query over {} cost records: {:.2} ms (runs inline in the request that finds the cached spend older than {} s)",
+        report.cost_records,
+        report.budget_refresh.as_secs_f64() * 1e3,
+        runtime::budget::REFRESH_EVERY.as_secs()
+    );
     Ok(())
 }
 

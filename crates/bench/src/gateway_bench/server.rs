@@ -39,6 +39,8 @@ pub struct Server {
     /// A fresh `nxs_` key of the demo tenant.
     pub key: String,
     pub placement: Placement,
+    /// For reading gauges (the ledger queue's depth) from the load generator's thread.
+    pub runtime: Arc<Runtime>,
     stop: oneshot::Sender<()>,
     done: oneshot::Receiver<anyhow::Result<LedgerReport>>,
     thread: std::thread::JoinHandle<()>,
@@ -51,12 +53,15 @@ pub struct LedgerReport {
     pub cost_records: u64,
     pub entries: u64,
     pub checkpoints: usize,
+    /// One `tenant_cost_since` over this month's cost records, as the budget refresh runs it.
+    pub budget_refresh: Duration,
 }
 
 struct Ready {
     address: SocketAddr,
     key: String,
     placement: Placement,
+    runtime: Arc<Runtime>,
 }
 
 impl Server {
@@ -80,9 +85,15 @@ impl Server {
             let _ = done_tx.send(result);
         })?;
         match ready_rx.await {
-            Ok(ready) => {
-                Ok(Self { address: ready.address, key: ready.key, placement: ready.placement, stop, done, thread })
-            }
+            Ok(ready) => Ok(Self {
+                address: ready.address,
+                key: ready.key,
+                placement: ready.placement,
+                runtime: ready.runtime,
+                stop,
+                done,
+                thread,
+            }),
             Err(_) => {
                 let error = done.await.map_or_else(
                     |_| anyhow::anyhow!("the server thread died"),
@@ -96,6 +107,7 @@ impl Server {
     /// Stops serving, shuts the runtime down (draining the ledger queue) and reads back what
     /// was recorded.
     pub async fn stop(self) -> anyhow::Result<LedgerReport> {
+        drop(self.runtime);
         let _ = self.stop.send(());
         let report = self.done.await.context("the server thread died")?;
         let _ = self.thread.join();
@@ -161,7 +173,7 @@ async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let _ = ready.send(Ready { address, key, placement });
+    let _ = ready.send(Ready { address, key, placement, runtime: runtime.clone() });
     axum::serve(listener, gateway::router(state))
         .with_graceful_shutdown(async move {
             let _ = stop.await;
@@ -196,9 +208,20 @@ async fn read_back(path: &Path, tenant: &TenantId) -> anyhow::Result<LedgerRepor
     let since = domain::Timestamp::from_micros(0);
     let until = domain::Timestamp::from_micros(domain::Timestamp::now().as_micros() + 86_400_000_000);
     let cost_records = store.usage(tenant, since, until).await?.iter().map(|row| row.calls).sum();
+    // What a budget refresh costs now (the request that finds the cached spend older than
+    // budget::REFRESH_EVERY runs this query before calling the provider).
+    let started = std::time::Instant::now();
+    store.tenant_cost_since(tenant, runtime::budget::month_start(chrono::Utc::now())).await?;
+    let budget_refresh = started.elapsed();
     let key = CheckpointSigner::new(SigningKey::from_bytes(&SIGNING_KEY));
     let verifier = runtime::verify::Verifier { store: &store, key: key.verifier(), origin_prefix: ORIGIN };
     let verified = verifier.tenant(tenant, None).await?;
     store.close().await;
-    Ok(LedgerReport { model_calls, cost_records, entries: verified.entries, checkpoints: verified.checkpoints })
+    Ok(LedgerReport {
+        model_calls,
+        cost_records,
+        entries: verified.entries,
+        checkpoints: verified.checkpoints,
+        budget_refresh,
+    })
 }
