@@ -167,7 +167,22 @@ async fn serve(
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     });
-    let state = gateway::AppState::new(runtime.clone()).with_metrics(install_metrics()?);
+    let render = install_metrics()?;
+    // Like a Prometheus server scraping /metrics every N ms (NEXUS_BENCH_SCRAPE_MS); off by
+    // default, as in a deployment nobody scrapes.
+    let scrape = match std::env::var("NEXUS_BENCH_SCRAPE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        Some(ms) if ms > 0 => {
+            let render = render.clone();
+            Some(runtime::tasks::spawn("bench-scrape", async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    std::hint::black_box(render());
+                }
+            }))
+        }
+        _ => None,
+    };
+    let state = gateway::AppState::new(runtime.clone()).with_metrics(render);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -180,12 +195,15 @@ async fn serve(
         })
         .await?;
     maintenance.abort();
+    if let Some(scrape) = scrape {
+        scrape.abort();
+    }
     let _ = runtime.auth().flush_last_used().await;
     runtime.shutdown().await;
     read_back(&path, &tenant).await
 }
 
-/// Installs the Prometheus recorder as `nexus serve` does, so every `metrics::` call costs what
+/// Installs the Prometheus recorder as `nexus serve` does (without its latency buckets), so every `metrics::` call costs what
 /// it costs in production. Once per process; a second install keeps the first recorder.
 fn install_metrics() -> anyhow::Result<gateway::MetricsRender> {
     match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
