@@ -268,11 +268,11 @@ fn header(placement: &Placement, load_pinned: Option<usize>, cores: usize, mock:
         "request: POST {PATH}, model gpt-4o-mini, nxs_ key; Nexus does key auth, 2 rate-limit counters, budget check, routing, OpenAI provider (reqwest) to the mock, pricing, ledger entry + cost record via the bounded queue (SQLite, WAL); Prometheus recorder and info logging on"
     );
     println!(
-        "mock provider (raw HTTP/1.1, pre-built answers): latency {} us, {} streamed content chunks, {} us between chunks (NEXUS_BENCH_MOCK_LATENCY_US, NEXUS_BENCH_STREAM_CHUNKS, NEXUS_BENCH_CHUNK_DELAY_US); /metrics scraped every {} (NEXUS_BENCH_SCRAPE_MS)",
+        "mock provider (raw HTTP/1.1, pre-built answers): latency {} us, {} streamed content chunks, {} us between chunks (NEXUS_BENCH_MOCK_LATENCY_US, NEXUS_BENCH_STREAM_CHUNKS, NEXUS_BENCH_CHUNK_DELAY_US); /metrics scraped: {} (NEXUS_BENCH_SCRAPE_MS)",
         mock.latency.as_micros(),
         mock.chunks,
         mock.chunk_delay.as_micros(),
-        std::env::var("NEXUS_BENCH_SCRAPE_MS").map_or_else(|_| "never".to_owned(), |ms| format!("{ms} ms"))
+        std::env::var("NEXUS_BENCH_SCRAPE_MS").map_or_else(|_| "never".to_owned(), |ms| format!("every {ms} ms"))
     );
     println!();
 }
