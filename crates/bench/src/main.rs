@@ -2,6 +2,7 @@
 //! a baseline measured in the same run, and the targets of DESIGN §5.
 
 mod engine_bench;
+mod gateway_bench;
 mod knowledge_bench;
 mod ledger_bench;
 mod models_bench;
@@ -14,10 +15,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ledger") => ledger_bench::run(quick),
         Some("engine") => engine_bench::run(quick),
+        Some("gateway") => gateway_bench::run(quick),
         Some("knowledge") => knowledge_bench::run(quick),
         Some("models") => models_bench::run(quick),
         _ => {
-            eprintln!("usage: nexus-bench ledger|engine|knowledge|models [--quick]");
+            eprintln!("usage: nexus-bench ledger|engine|gateway|knowledge|models [--quick]");
             return ExitCode::from(2);
         }
     };

@@ -4,7 +4,9 @@
 //!
 //! Spend is kept in memory per tenant and re-read from the cost records every
 //! [`REFRESH_EVERY`] (so spend by other replicas and background work is seen), with this
-//! process's own costs added as they happen.
+//! process's own costs added as they happen. Only a tenant's first check waits for the
+//! database; later refreshes run in the background while requests use the cached figure, and
+//! never more than one at a time per tenant.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,6 +63,8 @@ struct Spend {
     local: f64,
     read_at: Instant,
     warned: bool,
+    /// A background refresh is under way.
+    refreshing: bool,
 }
 
 pub struct Budgets {
@@ -68,7 +72,7 @@ pub struct Budgets {
     alert_fraction: f64,
     /// Limit for tenants without their own (`tenants.budget_usd`).
     default_limit: f64,
-    spend: Mutex<HashMap<TenantId, Spend>>,
+    spend: Arc<Mutex<HashMap<TenantId, Spend>>>,
 }
 
 impl Budgets {
@@ -77,33 +81,84 @@ impl Budgets {
             store,
             alert_fraction: alert_fraction.unwrap_or(DEFAULT_BUDGET_ALERT_FRACTION),
             default_limit: default_limit.unwrap_or(DEFAULT_BUDGET_USD),
-            spend: Mutex::default(),
+            spend: Arc::default(),
         }
+    }
+
+    /// Reads the tenant's limit and this month's spend from the database.
+    async fn read(
+        store: &dyn Store,
+        default_limit: f64,
+        tenant: &TenantId,
+        month_start: Timestamp,
+    ) -> Result<(f64, f64), StoreError> {
+        let limit_usd = match store.tenant(tenant).await? {
+            Some(t) if t.budget_usd > 0.0 && t.budget_usd != DEFAULT_BUDGET_USD => t.budget_usd,
+            _ => default_limit,
+        };
+        let stored = store.tenant_cost_since(tenant, month_start).await?;
+        Ok((limit_usd, stored))
     }
 
     /// The tenant's standing; reads the database at most every [`REFRESH_EVERY`].
     pub async fn status(&self, tenant: &TenantId) -> Result<BudgetStatus, StoreError> {
         let month_start = month_start(Utc::now());
-        let fresh = {
-            let spend = lock(&self.spend);
-            spend.get(tenant).is_some_and(|s| s.month_start == month_start && s.read_at.elapsed() < REFRESH_EVERY)
-        };
-        if !fresh {
-            let limit_usd = match self.store.tenant(tenant).await? {
-                Some(t) if t.budget_usd > 0.0 && t.budget_usd != DEFAULT_BUDGET_USD => t.budget_usd,
-                _ => self.default_limit,
-            };
-            let stored = self.store.tenant_cost_since(tenant, month_start).await?;
+        // Known this month: answer from memory, refreshing in the background when stale.
+        let known = {
             let mut spend = lock(&self.spend);
-            let warned = spend.get(tenant).is_some_and(|s| s.warned && s.month_start == month_start);
+            match spend.get_mut(tenant) {
+                Some(s) if s.month_start == month_start => {
+                    if s.read_at.elapsed() >= REFRESH_EVERY && !s.refreshing {
+                        s.refreshing = true;
+                        self.refresh_in_background(tenant.clone(), month_start);
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !known {
+            let (limit_usd, stored) = Self::read(self.store.as_ref(), self.default_limit, tenant, month_start).await?;
+            let mut spend = lock(&self.spend);
             spend.insert(
                 tenant.clone(),
-                Spend { month_start, limit_usd, stored, local: 0.0, read_at: Instant::now(), warned },
+                Spend {
+                    month_start,
+                    limit_usd,
+                    stored,
+                    local: 0.0,
+                    read_at: Instant::now(),
+                    warned: false,
+                    refreshing: false,
+                },
             );
         }
         let spend = lock(&self.spend);
         let s = spend.get(tenant).map_or((0.0, self.default_limit), |s| (s.stored + s.local, s.limit_usd));
         Ok(self.standing(s.0, s.1))
+    }
+
+    fn refresh_in_background(&self, tenant: TenantId, month_start: Timestamp) {
+        let (store, spend, default_limit) = (self.store.clone(), self.spend.clone(), self.default_limit);
+        crate::tasks::spawn("budget-refresh", async move {
+            let started = Instant::now();
+            let read = Self::read(store.as_ref(), default_limit, &tenant, month_start).await;
+            let mut spend = lock(&spend);
+            let Some(s) = spend.get_mut(&tenant) else { return };
+            s.refreshing = false;
+            match read {
+                // Costs added while the query ran and not yet committed are counted again by
+                // the next refresh, at most REFRESH_EVERY later.
+                Ok((limit_usd, stored)) if s.month_start == month_start => {
+                    s.limit_usd = limit_usd;
+                    s.stored = stored;
+                    s.local = 0.0;
+                    s.read_at = started;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, %tenant, "could not refresh the budget; using the cached spend"),
+            }
+        });
     }
 
     fn standing(&self, spent_usd: f64, limit_usd: f64) -> BudgetStatus {

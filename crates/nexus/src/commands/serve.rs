@@ -70,6 +70,15 @@ fn install_metrics() -> anyhow::Result<gateway::MetricsRender> {
         .context("metric buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    // Histogram samples are only folded into their buckets by upkeep; without it they pile up
+    // between scrapes.
+    let upkeep = handle.clone();
+    runtime::tasks::spawn("metrics-upkeep", async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
     Ok(Arc::new(move || handle.render()))
 }
 

@@ -1,0 +1,62 @@
+//! What the kernel says about this process: resident memory (`VmRSS`, peak `VmHWM`) and the CPU
+//! time of each thread (`/proc/self/task/*/schedstat`), so Nexus's own threads can be told from
+//! the mock's and the load generator's.
+
+use std::time::Duration;
+
+/// A `kB` line of `/proc/self/status`, in MiB.
+fn status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Resident memory now, in MiB.
+pub fn rss_mib() -> Option<f64> {
+    status_mib("VmRSS:")
+}
+
+/// Peak resident memory of the process so far, in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    status_mib("VmHWM:")
+}
+
+/// Whether a thread (by its name, as the kernel truncates it) does Nexus's work: the server
+/// thread and its blocking pool, and SQLite's worker threads (started from the server thread).
+/// The main thread is named after the binary, `nexus-bench`, and is the load generator's.
+fn is_nexus_thread(name: &str) -> bool {
+    name == "nexus-server" || name.starts_with("nexus-blocking") || name.starts_with("sqlx-sqlite")
+}
+
+/// CPU time used so far by Nexus's threads and by every other thread of the process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    pub nexus: Duration,
+    pub rest: Duration,
+}
+
+impl CpuTimes {
+    /// `None` where the kernel does not expose per-thread scheduler statistics.
+    pub fn now() -> Option<Self> {
+        let mut times = Self::default();
+        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let path = task.path();
+            let Ok(name) = std::fs::read_to_string(path.join("comm")) else { continue };
+            let Ok(stat) = std::fs::read_to_string(path.join("schedstat")) else { continue };
+            let on_cpu_ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+            let on_cpu = Duration::from_nanos(on_cpu_ns);
+            if is_nexus_thread(name.trim()) {
+                times.nexus += on_cpu;
+            } else {
+                times.rest += on_cpu;
+            }
+        }
+        Some(times)
+    }
+
+    /// CPU used between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self { nexus: self.nexus.saturating_sub(earlier.nexus), rest: self.rest.saturating_sub(earlier.rest) }
+    }
+}
