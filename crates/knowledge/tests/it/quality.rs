@@ -5,9 +5,8 @@
 //! hurts retrieval fails here.
 //!
 //! Hybrid recall@5 needs the real embedding model (all-MiniLM-L6-v2 from `NEXUS_MODELS_DIR`),
-//! which lives in the `models` crate; this crate stays pure and cannot load it. That test
-//! belongs where both are visible (embed the corpus and the questions with the model, search
-//! with `VectorIndex`, fuse with `rrf`) and reuses these fixtures. Not written yet.
+//! which lives in the `models` crate; this crate stays pure and cannot load it. That test is
+//! `crates/models/tests/it/retrieval.rs`, on these fixtures.
 
 use serde_json::Value;
 

@@ -5,3 +5,4 @@
 mod classifier;
 mod embeddings;
 mod local;
+mod retrieval;
