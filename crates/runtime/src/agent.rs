@@ -248,7 +248,7 @@ impl Runtime {
 
     /// Takes a run over unless another live process drives it. Runs parked on an approval
     /// belong to nobody in particular: whoever holds them may move them on.
-    async fn claim(&self, stored: &StoredRun) -> Result<bool, AgentError> {
+    pub(crate) async fn claim(&self, stored: &StoredRun) -> Result<bool, AgentError> {
         let owner = stored.owner.as_deref();
         if owner == Some(self.instance.as_str()) {
             // Ours: resumable unless this process is driving it right now.
@@ -292,7 +292,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn publish(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
+    pub(crate) fn publish(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
         for event in &events {
             if let Event::GateResult { gate, verdict, .. } = event {
                 let verdict =
@@ -305,71 +305,6 @@ impl Runtime {
                 self.events.send(RunEvent { tenant: tenant.clone(), chain_id: chain.clone(), event: event.clone() });
         }
         self.chain_events.record(tenant, chain, events);
-    }
-
-    /// A run's events so far and the live feed from that moment (see [`crate::chain_events`]).
-    /// `None` history: this process has not seen the run's events (use its stored report).
-    pub fn attach_events(
-        &self,
-        tenant: &TenantId,
-        chain: &ChainId,
-    ) -> (Option<Vec<Event>>, tokio::sync::broadcast::Receiver<crate::chain_events::ChainEvent>) {
-        self.chain_events.attach(tenant, chain)
-    }
-
-    /// Live events of every run, numbered per chain.
-    pub fn subscribe_chains(&self) -> tokio::sync::broadcast::Receiver<crate::chain_events::ChainEvent> {
-        self.chain_events.subscribe()
-    }
-
-    /// Asks a run to stop: a run this process drives stops before its next action; a run
-    /// parked on an approval is cancelled at once. Returns the run's report afterwards.
-    pub async fn cancel_run(&self, tenant: &TenantId, chain: &ChainId, by: &str) -> Result<RunReport, AgentError> {
-        let (mut run, mut record, user) = self.load_run(tenant, chain).await?;
-        if run.is_finished() {
-            return Ok(report(tenant, &run));
-        }
-        if self.active.lock().unwrap_or_else(|p| p.into_inner()).contains(chain) {
-            self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(chain.clone());
-            return Ok(report(tenant, &run));
-        }
-        if !self.claim(&record).await? {
-            return Err(AgentError::DrivenElsewhere { chain: chain.to_string() });
-        }
-        let (_, events) = run.cancel(format!("cancelled by {by}"));
-        self.publish(tenant, chain, events);
-        self.save(&run, &mut record, user.as_deref()).await?;
-        Ok(report(tenant, &run))
-    }
-
-    /// Gate 2's measure: the best cosine similarity between the task with the actual call
-    /// (tool and arguments, not the model's stated intent) and the persona's intent patterns.
-    /// `None` (the gate skips) without an embedding model or patterns.
-    async fn intent_similarity(&self, run: &Run, step: usize) -> Option<f64> {
-        self.embedder.as_ref()?;
-        let record = run.steps.get(step)?;
-        let persona = run.context.personas.iter().find(|p| p.name == record.persona)?;
-        if persona.intent_patterns.is_empty() {
-            return None;
-        }
-        let call = format!("{}\nAction: {} with {}", run.task, record.tool, record.params);
-        let mut texts = vec![call];
-        texts.extend(persona.intent_patterns.iter().cloned());
-        match self.embed(texts).await {
-            Ok(Some(vectors)) => {
-                let (call, patterns) = vectors.split_first()?;
-                patterns.iter().map(|p| f64::from(domain::embed::cosine(call, p))).reduce(f64::max)
-            }
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(%error, "intent similarity could not be measured; gate 2 skips");
-                None
-            }
-        }
-    }
-
-    fn cancel_requested(&self, chain: &ChainId) -> bool {
-        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(chain)
     }
 
     /// Carries out actions until the run finishes or parks for an approval.

@@ -7,6 +7,7 @@
 //! depend on `sqlx` or `axum`.
 
 pub mod agent;
+mod agent_control;
 mod approvals;
 pub mod auth;
 pub mod budget;
