@@ -37,9 +37,20 @@ impl Runtime {
         if !self.claim(&record).await? {
             return Err(AgentError::DrivenElsewhere { chain: chain.to_string() });
         }
+        let parked = run.awaiting_approval().is_some();
         let (_, events) = run.cancel(format!("cancelled by {by}"));
         self.publish(tenant, chain, events);
         self.save(&run, &mut record, user.as_deref()).await?;
+        if parked {
+            // The call it waited on will never run: close its approval as denied.
+            for approval in self.store.approvals(tenant, Some("pending")).await? {
+                if &approval.chain_id == chain {
+                    self.store
+                        .decide_approval(tenant, &approval.id, "denied", by, "run cancelled", domain::Timestamp::now())
+                        .await?;
+                }
+            }
+        }
         Ok(report(tenant, &run))
     }
 

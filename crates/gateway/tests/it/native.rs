@@ -254,6 +254,14 @@ async fn approvals_are_decided_by_admins_never_by_the_requester() {
         .expect("json");
     assert_eq!(cancelled["status"], "cancelled");
     assert!(cancelled["error"].as_str().is_some_and(|e| e.contains("cancelled by key:")), "{cancelled}");
+    let closed: Value =
+        app.get("/v1/approvals?status=denied", &requester).send().await.expect("send").json().await.expect("json");
+    assert!(
+        closed
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["chain_id"] == second_chain && x["note"] == "run cancelled")),
+        "{closed}"
+    );
 
     let own = app.post(&format!("/v1/approvals/{id}/approve"), &requester).send().await.expect("send");
     assert_eq!(own.status(), StatusCode::FORBIDDEN, "never one's own request");
