@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
     info(title = "Nexus", description = "Accountable AI agent gateway: agent runs sealed in a verifiable ledger, and an OpenAI/Anthropic-compatible model gateway with keys, limits and budgets."),
     modifiers(&BearerAuth),
     paths(
-        health::health, health::ready, observe::metrics_doc,
+        health::health, health::ready, observe::metrics_text,
         admin::token, admin::whoami,
         chains::execute, chains::execute_stream, chains::list_chains, chains::get_chain, chains::cancel_chain, chains::chain_events,
         ledger::page, ledger::chain, ledger::checkpoint, ledger::inclusion, ledger::consistency, ledger::bundle,

@@ -162,6 +162,17 @@ impl From<runtime::agent::AgentError> for ApiError {
     }
 }
 
+impl From<runtime::budget::BudgetCheckError> for ApiError {
+    fn from(error: runtime::budget::BudgetCheckError) -> Self {
+        match error {
+            runtime::budget::BudgetCheckError::Exhausted(e) => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "budget_exhausted", e.to_string())
+            }
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
 impl From<domain::ports::StoreError> for ApiError {
     fn from(error: domain::ports::StoreError) -> Self {
         match error {

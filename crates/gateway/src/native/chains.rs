@@ -79,13 +79,8 @@ async fn admit(runtime: &Runtime, principal: &Principal, body: ExecuteRequest) -
 
 /// Refuses work that spends money once the tenant's monthly budget is gone (402).
 pub(crate) async fn budget_gate(runtime: &Runtime, principal: &Principal) -> Result<(), ApiError> {
-    match runtime.budgets().check(&principal.tenant).await {
-        Ok(_) => Ok(()),
-        Err(runtime::budget::BudgetCheckError::Exhausted(e)) => {
-            Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, "budget_exhausted", e.to_string()))
-        }
-        Err(e) => Err(ApiError::internal(e.to_string())),
-    }
+    runtime.budgets().check(&principal.tenant).await?;
+    Ok(())
 }
 
 async fn chain_records(runtime: &Runtime, report: &RunReport) -> Vec<domain::ledger::LedgerRecord> {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Query, State};
+use chrono::Datelike as _;
 use domain::Timestamp;
 use domain::cost::UsageRow;
 use runtime::auth::Principal;
@@ -141,5 +142,3 @@ async fn budget(state: &AppState, principal: &Principal) -> Result<BudgetRespons
         state: name,
     })
 }
-
-use chrono::Datelike as _;

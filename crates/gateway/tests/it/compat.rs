@@ -5,7 +5,7 @@ use domain::tenant::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Options, mount_defaults, spawn_app, sse_events};
+use crate::support::{Options, entries_of_kind, mount_defaults, spawn_app, sse_events};
 
 #[tokio::test]
 async fn openai_requests_are_served_by_openai_and_by_anthropic() {
@@ -198,16 +198,7 @@ async fn every_call_is_ledgered_priced_and_reported_in_usage() {
     }
     // Gateway entries are written through the queue: wait for them.
     let tenant = domain::TenantId::parse("acme").expect("tenant");
-    let mut calls = Vec::new();
-    for _ in 0..50 {
-        let page: Value =
-            app.get("/v1/ledger?kind=model_call", &key).send().await.expect("send").json().await.expect("json");
-        calls = page["entries"].as_array().cloned().unwrap_or_default();
-        if calls.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let calls = entries_of_kind(&app, &key, "model_call", 2).await;
     assert_eq!(calls.len(), 2, "{calls:?}");
     for entry in &calls {
         let p = &entry["payload"];

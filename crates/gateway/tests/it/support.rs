@@ -247,6 +247,22 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
     }
 }
 
+/// The tenant's ledger entries of `kind`, waiting (up to 2.5 s) until there are `count` of them:
+/// gateway calls reach the ledger through its queue, after the answer.
+pub async fn entries_of_kind(app: &App, key: &str, kind: &str, count: usize) -> Vec<serde_json::Value> {
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        let page: serde_json::Value =
+            app.get(&format!("/v1/ledger?kind={kind}"), key).send().await.expect("send").json().await.expect("json");
+        entries = page["entries"].as_array().cloned().unwrap_or_default();
+        if entries.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    entries
+}
+
 /// Reads an SSE body into (event name, data) pairs; `None` names for unnamed events.
 pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
     body.split("\n\n")

@@ -17,7 +17,7 @@ use crate::config::Config;
 /// Starts the runtime with the agent enabled.
 pub async fn agent_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
     let runtime = start_runtime(config, access).await?;
-    let (runtime, chat) = with_local_models(config, runtime).await?;
+    let (runtime, chat) = with_local_models(config, runtime, super::local_models::Needs::Everything).await?;
     let services = agent_services(config, &runtime, chat)?;
     Ok(runtime.with_agent(services))
 }
@@ -27,9 +27,10 @@ pub async fn agent_runtime(config: &Config, access: Access) -> anyhow::Result<Ru
 pub async fn with_local_models(
     config: &Config,
     runtime: Runtime,
+    needs: super::local_models::Needs,
 ) -> anyhow::Result<(Runtime, Option<std::sync::Arc<dyn providers::ModelProvider>>)> {
     let config = config.clone();
-    let local = tokio::task::spawn_blocking(move || super::local_models::load(&config))
+    let local = tokio::task::spawn_blocking(move || super::local_models::load(&config, needs))
         .await
         .map_err(|e| anyhow::anyhow!("loading the in-process models: {e}"))?;
     let mut runtime = runtime;

@@ -38,7 +38,8 @@ pub async fn run(args: IngestArgs, config: Config) -> anyhow::Result<ExitCode> {
         walk(path, &mut files, &mut unreadable);
     }
     let runtime = start_runtime(&config, Access::Create).await?;
-    let (runtime, _) = super::agent::with_local_models(&config, runtime).await?;
+    let (runtime, _) =
+        super::agent::with_local_models(&config, runtime, super::local_models::Needs::Embeddings).await?;
     let knowledge = runtime.knowledge();
     match knowledge.embedding_model() {
         Some(model) => eprintln!("embedding with {model}"),

@@ -18,7 +18,14 @@ pub struct LocalModels {
     pub chat: Option<Arc<dyn ModelProvider>>,
 }
 
-pub fn load(config: &Config) -> LocalModels {
+/// Which models a command needs: serving and running use all of them; ingesting only embeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Everything,
+    Embeddings,
+}
+
+pub fn load(config: &Config, needs: Needs) -> LocalModels {
     let dir = &config.models_dir;
     let embedder = match SentenceEmbedder::load(dir) {
         Ok(embedder) => Some(Arc::new(embedder)),
@@ -27,6 +34,9 @@ pub fn load(config: &Config) -> LocalModels {
             None
         }
     };
+    if needs == Needs::Embeddings {
+        return LocalModels { embedder, classifier: None, chat: None };
+    }
     let classifier = embedder.as_ref().and_then(|e| match TierClassifier::new(e.clone()) {
         Ok(classifier) => Some(Arc::new(classifier)),
         Err(error) => {

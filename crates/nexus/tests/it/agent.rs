@@ -2,27 +2,10 @@
 //! against a fake OpenAI-compatible server speaking the real wire format.
 
 use serde_json::json;
-use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Env, assert_clean_failure};
-
-async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
-    let server = MockServer::start().await;
-    for (phrase, content) in replies {
-        Mock::given(method("POST"))
-            .and(path("/chat/completions"))
-            .and(body_string_contains(*phrase))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
-            })))
-            .mount(&server)
-            .await;
-    }
-    server
-}
+use crate::support::{Env, assert_clean_failure, fake_model};
 
 fn run(env: &Env, server: &MockServer, args: &[&str]) -> std::process::Output {
     env.command(args)

@@ -2,28 +2,7 @@
 //! gate 2 measures a real intent similarity, ingest stores vectors so search is hybrid, and the
 //! local model answers `nexus run` with no provider configured.
 
-use serde_json::json;
-use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-use crate::support::Env;
-
-async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
-    let server = MockServer::start().await;
-    for (phrase, content) in replies {
-        Mock::given(method("POST"))
-            .and(path("/chat/completions"))
-            .and(body_string_contains(*phrase))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
-            })))
-            .mount(&server)
-            .await;
-    }
-    server
-}
+use crate::support::{Env, fake_model};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_two_is_live_and_knowledge_is_hybrid_with_the_models() {

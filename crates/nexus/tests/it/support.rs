@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use serde_json::json;
 use sqlx::Connection as _;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A fresh data directory, and optionally a database URL elsewhere (PostgreSQL).
 pub struct Env {
@@ -88,4 +91,22 @@ pub async fn tamper(url: &str, statement: &str) {
             .expect("disable trigger");
         sqlx::query(statement).execute(&mut conn).await.expect("tamper");
     }
+}
+
+/// A fake OpenAI-compatible model: each reply is chosen by a phrase its prompt contains.
+pub async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
+    let server = MockServer::start().await;
+    for (phrase, content) in replies {
+        Mock::given(method("POST"))
+            .and(path("/chat/completions"))
+            .and(body_string_contains(*phrase))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+            })))
+            .mount(&server)
+            .await;
+    }
+    server
 }
