@@ -67,3 +67,55 @@ pub struct StoredCheckpoint {
     pub signed_note: String,
     pub created_at: Timestamp,
 }
+
+/// A tenant's log head: its size and the right edge of its Merkle tree (encoded by the
+/// ledger; opaque here). Kept in one row per tenant that appenders lock, so appends from
+/// several processes wait for each other instead of colliding.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogHead {
+    pub size: u64,
+    pub frontier: Vec<u8>,
+    /// Id of the batch that last appended: a batch retried after an ambiguous failure finds
+    /// its own id here if it did commit.
+    pub last_batch: Option<String>,
+}
+
+/// A stored hash of the tree: the complete subtree of height `8 · level` at `index` (`level ≥
+/// 1`; level 0 is the leaf hashes of the entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeNode {
+    pub level: u8,
+    pub index: u64,
+    pub hash: [u8; 32],
+}
+
+/// What an append under lock needs read for one tenant, besides its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLock {
+    pub tenant: TenantId,
+    /// Chains whose newest fingerprint must be read.
+    pub chains: Vec<Option<ChainId>>,
+    /// Chains whose newest fingerprint the caller knows as of log size `known_at`: read only
+    /// if the locked head is at another size (another process appended).
+    pub known: Vec<Option<ChainId>>,
+    pub known_at: Option<u64>,
+}
+
+/// A tenant's log as found under its append lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedLog {
+    pub tenant: TenantId,
+    pub head: LogHead,
+    /// Newest fingerprint of each chain read (absent: the chain has no entries yet).
+    pub fingerprints: Vec<(Option<ChainId>, Option<String>)>,
+}
+
+/// What to write for one tenant under its lock: the entries, the tree nodes they complete and
+/// the new head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogWrite {
+    pub tenant: TenantId,
+    pub records: Vec<LedgerRecord>,
+    pub nodes: Vec<TreeNode>,
+    pub head: LogHead,
+}

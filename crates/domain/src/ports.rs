@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::cost::CostRecord;
 use crate::knowledge::{AccessLevel, ChunkEmbeddings, ChunkRef, ChunkVector, KnowledgeDocument};
-use crate::ledger::{LedgerRecord, StoredCheckpoint};
+use crate::ledger::{LedgerRecord, LockedLog, LogHead, LogLock, LogWrite, StoredCheckpoint};
 use crate::persona::PersonaContract;
 use crate::tenant::{ApiKey, Tenant, User};
 use crate::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
@@ -89,10 +89,43 @@ pub struct RecordFilter {
     pub until: Option<Timestamp>,
 }
 
+/// Builds a batch's writes from the logs as locked; `None` when the batch is found already
+/// committed. Pure: no I/O, called inside the store's transaction.
+pub type StageFn<'a> = dyn Fn(&[LockedLog]) -> Result<Option<Vec<LogWrite>>, String> + Send + Sync + 'a;
+
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
-    /// Appends records (possibly of several tenants) in one transaction: all or none are stored,
-    /// and when this returns `Ok` they are durable.
+    /// The ledger's append path. In one transaction: locks each tenant's log head (creating it
+    /// at size 0 if missing; tenants locked in the order given, which callers sort, so two
+    /// writers never deadlock), reads the fingerprints `locks` ask for, hands the locked logs to
+    /// `stage`, writes what it returns (entries, tree nodes, new heads) with `companions`, and
+    /// commits. Writers on other connections or processes wait for the lock instead of
+    /// failing. Returns what was written, or `None` if `stage` found the batch already
+    /// committed (nothing is written then, companions included).
+    async fn append_locked(
+        &self,
+        locks: &[LogLock],
+        stage: &StageFn<'_>,
+        companions: &Companions,
+    ) -> Result<Option<Vec<LogWrite>>, StoreError>;
+    /// The tenant's log head, if it has one (read without locking).
+    async fn log_head(&self, tenant: &TenantId) -> Result<Option<LogHead>, StoreError>;
+    /// Stored tree hashes of `level` with indexes in `[from, to)`, in order (level 0: leaf
+    /// hashes of the entries). Shorter than asked when the tree does not reach `to`.
+    async fn tree_hashes(&self, tenant: &TenantId, level: u8, from: u64, to: u64) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// Sets the tenant's head to `head` and stores `nodes` (already-stored ones are kept),
+    /// provided the head is still at `expected_size` (0 when missing); else `Conflict`. For
+    /// building heads of logs written before heads existed, or after raw appends.
+    async fn repair_log_head(
+        &self,
+        tenant: &TenantId,
+        expected_size: u64,
+        head: &LogHead,
+        nodes: &[crate::ledger::TreeNode],
+    ) -> Result<(), StoreError>;
+    /// Appends records (possibly of several tenants) in one transaction, as given: all or none
+    /// are stored, and when this returns `Ok` they are durable. Raw: no head is locked or
+    /// moved (the ledger writer repairs heads that fall behind); for tools and tests.
     async fn append_records(&self, records: &[LedgerRecord]) -> Result<(), StoreError> {
         self.append_with(records, &Companions::default()).await
     }

@@ -3,6 +3,8 @@
 //! - [`encoding`]: the canonical, length-prefixed encoding of an entry and seed 004's
 //!   fingerprint chain;
 //! - [`tree`]: a per-tenant RFC 6962 Merkle tree with inclusion and consistency proofs;
+//! - [`tiles`]: the same tree kept in storage: the right edge an appender needs, stored nodes
+//!   every 8 levels, and proofs computed from the few tiles they touch;
 //! - [`proof`]: verification of both kinds of proof (RFC 9162 §2.1.3–2.1.4);
 //! - [`checkpoint`]: Ed25519-signed tree heads in the signed-note format;
 //! - [`verify`]: streaming verification of a whole log that names the first bad entry;
@@ -15,6 +17,7 @@ pub mod checkpoint;
 pub mod encoding;
 pub mod hash;
 pub mod proof;
+pub mod tiles;
 pub mod tree;
 pub mod verify;
 

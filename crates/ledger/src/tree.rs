@@ -24,7 +24,7 @@ pub enum TreeError {
 }
 
 /// The largest power of two strictly below `n` (for n ≥ 2).
-fn split_point(n: u64) -> u64 {
+pub(crate) fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1u64 << (63 - (n - 1).leading_zeros())
 }
@@ -119,50 +119,85 @@ impl MerkleTree {
         Ok(())
     }
 
-    /// MTH(D[start..end]). The recursion only ever asks for ranges whose left parts are
-    /// complete aligned subtrees, which are looked up directly.
+    /// The hash of a complete aligned subtree below the current size.
+    fn complete(&self, subtree: Subtree) -> Hash {
+        self.levels[subtree.height as usize][subtree.index as usize]
+    }
+
     fn range_hash(&self, start: u64, end: u64) -> Hash {
-        let n = end - start;
-        if n.is_power_of_two() && start.is_multiple_of(n) {
-            let level = n.trailing_zeros() as usize;
-            // Complete, aligned subtree below the current size: stored.
-            return self.levels[level][(start >> level) as usize];
-        }
-        let k = split_point(n);
-        node_hash(&self.range_hash(start, start + k), &self.range_hash(start + k, end))
+        range_hash(start, end, &mut |s| self.complete(s))
     }
 
     fn path(&self, m: u64, start: u64, end: u64, out: &mut Vec<Hash>) {
-        let n = end - start;
-        if n == 1 {
-            return;
-        }
-        let k = split_point(n);
-        if m < k {
-            self.path(m, start, start + k, out);
-            out.push(self.range_hash(start + k, end));
-        } else {
-            self.path(m - k, start + k, end, out);
-            out.push(self.range_hash(start, start + k));
-        }
+        path(m, start, end, &mut |s| self.complete(s), out);
     }
 
     fn subproof(&self, m: u64, start: u64, end: u64, whole: bool, out: &mut Vec<Hash>) {
-        let n = end - start;
-        if m == n {
-            if !whole {
-                out.push(self.range_hash(start, end));
-            }
-            return;
+        subproof(m, start, end, whole, &mut |s| self.complete(s), out);
+    }
+}
+
+/// A complete, aligned subtree: the leaves `index·2^height .. (index+1)·2^height`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subtree {
+    pub height: u32,
+    pub index: u64,
+}
+
+/// MTH(D[start..end]) with complete subtrees taken from `complete`. RFC 6962's recursion only
+/// ever splits off complete aligned subtrees on the left, so the right edge is the only part
+/// computed; everything else is a lookup.
+pub(crate) fn range_hash(start: u64, end: u64, complete: &mut impl FnMut(Subtree) -> Hash) -> Hash {
+    let n = end - start;
+    if n.is_power_of_two() && start.is_multiple_of(n) {
+        let height = n.trailing_zeros();
+        return complete(Subtree { height, index: start >> height });
+    }
+    let k = split_point(n);
+    let left = range_hash(start, start + k, complete);
+    let right = range_hash(start + k, end, complete);
+    node_hash(&left, &right)
+}
+
+/// RFC 6962 §2.1.1 PATH(m, D[start..end]), deepest sibling first.
+pub(crate) fn path(m: u64, start: u64, end: u64, complete: &mut impl FnMut(Subtree) -> Hash, out: &mut Vec<Hash>) {
+    let n = end - start;
+    if n == 1 {
+        return;
+    }
+    let k = split_point(n);
+    if m < k {
+        path(m, start, start + k, complete, out);
+        out.push(range_hash(start + k, end, complete));
+    } else {
+        path(m - k, start + k, end, complete, out);
+        out.push(range_hash(start, start + k, complete));
+    }
+}
+
+/// RFC 6962 §2.1.2 SUBPROOF(m, D[start..end], whole).
+pub(crate) fn subproof(
+    m: u64,
+    start: u64,
+    end: u64,
+    whole: bool,
+    complete: &mut impl FnMut(Subtree) -> Hash,
+    out: &mut Vec<Hash>,
+) {
+    let n = end - start;
+    if m == n {
+        if !whole {
+            out.push(range_hash(start, end, complete));
         }
-        let k = split_point(n);
-        if m <= k {
-            self.subproof(m, start, start + k, whole, out);
-            out.push(self.range_hash(start + k, end));
-        } else {
-            self.subproof(m - k, start + k, end, false, out);
-            out.push(self.range_hash(start, start + k));
-        }
+        return;
+    }
+    let k = split_point(n);
+    if m <= k {
+        subproof(m, start, start + k, whole, complete, out);
+        out.push(range_hash(start + k, end, complete));
+    } else {
+        subproof(m - k, start + k, end, false, complete, out);
+        out.push(range_hash(start, start + k, complete));
     }
 }
 

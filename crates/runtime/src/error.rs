@@ -18,12 +18,20 @@ pub enum LedgerError {
     NoSuchEntry { tenant: TenantId, index: u64 },
     #[error("tenant {0} has no ledger entries yet")]
     EmptyLog(TenantId),
+    /// The ledger cannot take an entry now (store failing, queue full); try again shortly.
+    #[error("the ledger cannot record right now: {0}")]
+    Unavailable(String),
+    /// Stored ledger state does not fit together (a head, a tile); `nexus verify` says more.
+    #[error("ledger state is damaged: {0}")]
+    Damaged(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(LedgerError),
     #[error(
         "the signing key (key id {key_id}) did not sign the checkpoints of tenant {tenant} in {database} ({source}); \
          use the key file that signed them (ledger.signing_key)"

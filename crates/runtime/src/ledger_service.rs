@@ -1,24 +1,37 @@
-//! The ledger writer: group commit, per-tenant Merkle trees in memory, periodic signed
-//! checkpoints, and proofs.
+//! The ledger writer: group commit under a per-tenant lock held by the database, the tree kept
+//! in the store (only its right edge is read to append), periodic signed checkpoints, and
+//! proofs computed from stored tiles.
 //!
-//! Appends go through one writer task. It takes every request waiting in its queue (up to
-//! [`MAX_BATCH`]), assigns indexes and hashes, writes them in one transaction, and only then
-//! answers each caller: an `Ok` means the entry is durable. While one transaction commits, the
-//! next batch gathers, so concurrent appends share a commit.
+//! Appends go through one writer task per process. It takes every request waiting in its queue
+//! (up to [`MAX_BATCH`]) and hands them to the store's locked append: inside one transaction the
+//! store locks each tenant's log head (so writers in other processes wait their turn), the
+//! batch is sealed on top of the head it found, and entries, tree nodes, the new head and the
+//! companion rows commit together. Only then is each caller answered: an `Ok` means durable.
+//! While one transaction commits, the next batch gathers, so concurrent appends share a commit.
+//!
+//! A batch is never dropped: a failed commit is retried (with backoff) until it is durable. A
+//! batch whose commit outcome is unknown (the connection died during `COMMIT`) is recognised
+//! by its id in the head on the next attempt, so it is never written twice. While the store
+//! fails, [`LedgerService::accepting`] says so and the bounded queue fills; callers that must
+//! not wait ([`LedgerService::append_within`]) get [`LedgerError::Unavailable`].
+//!
+//! Memory does not grow with the log: per tenant the writer caches the size it last saw and a
+//! bounded map of chain heads; proofs read the few tiles they need (full tiles are immutable
+//! and cached, bounded).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use domain::ledger::{EntryDraft, LedgerRecord, StoredCheckpoint};
+use domain::ledger::{EntryDraft, LedgerRecord, LockedLog, LogHead, LogLock, LogWrite, StoredCheckpoint, TreeNode};
 use domain::ports::{Companions, Store, StoreError};
 use domain::{ChainId, TenantId, Timestamp};
 use ledger::Hash;
 use ledger::bundle::ProofBundle;
 use ledger::checkpoint::{Checkpoint, CheckpointSigner};
 use ledger::encoding::seal_draft;
-use ledger::tree::MerkleTree;
+use ledger::tiles::{Frontier, ProofPlan, TILE_WIDTH, TileId};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::LedgerError;
@@ -28,10 +41,22 @@ use crate::tasks;
 pub const MAX_BATCH: usize = 4096;
 /// Queue length before appenders wait (back-pressure rather than unbounded memory).
 const QUEUE_CAPACITY: usize = 16 * 1024;
-/// Chain heads cached per tenant before the cache is emptied and refilled from the store.
-const MAX_CACHED_HEADS: usize = 100_000;
-/// Times a batch is retried after another writer (a replica) took the same indexes.
-const CONFLICT_RETRIES: u32 = 3;
+/// Chain heads cached per tenant before that tenant's cache is emptied.
+const MAX_CACHED_HEADS: usize = 10_000;
+/// Tenants whose log state is cached before the cache is emptied (it is only a cache).
+const MAX_CACHED_TENANTS: usize = 10_000;
+/// Full tiles kept in memory for proofs, per generation (two generations: ≤ 16 MiB in all).
+const MAX_CACHED_TILES: usize = 1024;
+/// Leaf hashes read per query when building a head from stored entries.
+const REPAIR_PAGE: u64 = 65_536;
+/// Waits between attempts at a batch the store refused.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// After shutdown begins, how long a failing store is retried before queued entries are given
+/// up (reported, never acknowledged).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The queue fill above which [`LedgerService::accepting`] turns callers away.
+const QUEUE_HIGH_WATER: usize = QUEUE_CAPACITY * 9 / 10;
 
 /// What an append returns once the entry is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +84,45 @@ enum Request {
     },
 }
 
+/// What this process knows of a tenant's log: a hint, checked against the head under lock.
 #[derive(Default)]
 struct TenantLog {
-    tree: MerkleTree,
-    /// Newest fingerprint per chain (`None` = entries outside any chain); a cache of the store.
+    /// Log size after the last batch this process wrote.
+    size: u64,
+    /// Newest fingerprint per chain (`None` = entries outside any chain), valid at `size`.
     heads: HashMap<Option<ChainId>, String>,
     /// Size covered by the newest checkpoint this process signed or saw.
     checkpointed: u64,
+}
+
+/// Full tiles (immutable once full), in two generations: a lookup promotes, a full generation
+/// is dropped whole.
+#[derive(Default)]
+struct TileCache {
+    current: HashMap<(TenantId, TileId), Arc<[Hash]>>,
+    previous: HashMap<(TenantId, TileId), Arc<[Hash]>>,
+}
+
+impl TileCache {
+    fn get(&mut self, key: &(TenantId, TileId)) -> Option<Arc<[Hash]>> {
+        if let Some(found) = self.current.get(key) {
+            return Some(found.clone());
+        }
+        let found = self.previous.remove(key)?;
+        self.insert(key.clone(), found.clone());
+        Some(found)
+    }
+
+    fn insert(&mut self, key: (TenantId, TileId), tile: Arc<[Hash]>) {
+        if self.current.len() >= MAX_CACHED_TILES {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, tile);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        (self.current.len() + self.previous.len()) * (TILE_WIDTH as usize * 32 + 64)
+    }
 }
 
 struct Inner {
@@ -73,6 +130,10 @@ struct Inner {
     signer: CheckpointSigner,
     origin_prefix: String,
     logs: Mutex<HashMap<TenantId, TenantLog>>,
+    tiles: Mutex<TileCache>,
+    /// Set while the store refuses the current batch; cleared by the next commit.
+    failing: AtomicBool,
+    closing: AtomicBool,
 }
 
 /// Handle to the ledger: cheap to clone, shared by every front-end through the runtime.
@@ -80,7 +141,6 @@ struct Inner {
 pub struct LedgerService {
     inner: Arc<Inner>,
     requests: mpsc::Sender<Request>,
-    closing: Arc<AtomicBool>,
     stop_publisher: watch::Sender<bool>,
 }
 
@@ -92,12 +152,37 @@ impl LedgerService {
         origin_prefix: String,
         checkpoint_interval: Duration,
     ) -> Self {
-        let inner = Arc::new(Inner { store, signer, origin_prefix, logs: Mutex::new(HashMap::new()) });
+        let inner = Arc::new(Inner {
+            store,
+            signer,
+            origin_prefix,
+            logs: Mutex::new(HashMap::new()),
+            tiles: Mutex::new(TileCache::default()),
+            failing: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        });
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         tasks::spawn("ledger-writer", run_writer(inner.clone(), queue));
         let (stop_publisher, stopped) = watch::channel(false);
         tasks::spawn("ledger-checkpoints", run_publisher(inner.clone(), checkpoint_interval, stopped));
-        Self { inner, requests, closing: Arc::new(AtomicBool::new(false)), stop_publisher }
+        Self { inner, requests, stop_publisher }
+    }
+
+    /// Builds the head of every log whose head is missing or behind its entries (logs written
+    /// before heads existed, or by raw appends): reads their leaf hashes once. Run at start. A
+    /// log whose stored state does not fit together is reported and left for `nexus verify` to
+    /// name; only a store that cannot be read fails.
+    pub async fn catch_up(&self) -> Result<(), LedgerError> {
+        for tenant in self.inner.store.ledger_tenants().await? {
+            match self.inner.repair(&tenant).await {
+                Ok(()) => {}
+                Err(LedgerError::Damaged(reason)) => {
+                    tracing::error!(%tenant, %reason, "the ledger is damaged; run `nexus verify` for details");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// The origin line of a tenant's checkpoints.
@@ -115,14 +200,15 @@ impl LedgerService {
     }
 
     /// Appends an entry and writes `companions` in the same transaction (a step's run state,
-    /// cost record, drift count). Returns once both are durable.
+    /// cost record, drift count). Returns once both are durable; waits as long as the store
+    /// needs (the writer retries until it succeeds).
     pub async fn append_with(
         &self,
         tenant: &TenantId,
         draft: EntryDraft,
         companions: Companions,
     ) -> Result<Appended, LedgerError> {
-        if self.closing.load(Ordering::Acquire) {
+        if self.inner.closing.load(Ordering::Acquire) {
             return Err(LedgerError::WriterStopped);
         }
         let (reply, answer) = oneshot::channel();
@@ -131,23 +217,47 @@ impl LedgerService {
         answer.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
-    /// Queues an entry (and its companions) without waiting for the commit: for gateway calls,
-    /// whose answer need not wait on the disk. Waits only while the bounded queue is full, so
-    /// nothing is dropped; a batch that fails to commit is logged as an error and counted in
-    /// `nexus_ledger_failed_entries_total`. The receiver may be dropped.
-    pub async fn submit(
+    /// As [`Self::append_with`], for callers that must answer someone soon (the model gateway):
+    /// refused at once with [`LedgerError::Unavailable`] when the store is failing or the queue
+    /// is nearly full, and the same error if the entry is not durable within `wait`. An entry
+    /// that timed out stays queued and is still recorded when the store recovers — it was never
+    /// acknowledged, so nothing acknowledged is ever missing.
+    pub async fn append_within(
         &self,
         tenant: &TenantId,
         draft: EntryDraft,
         companions: Companions,
-    ) -> Result<oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(LedgerError::WriterStopped);
-        }
+        wait: Duration,
+    ) -> Result<Appended, LedgerError> {
+        self.accepting()?;
         let (reply, answer) = oneshot::channel();
         let request = Request::Append { tenant: tenant.clone(), draft, companions, reply };
-        self.requests.send(request).await.map_err(|_| LedgerError::WriterStopped)?;
-        Ok(answer)
+        self.requests.try_send(request).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => LedgerError::Unavailable("the ledger queue is full".into()),
+            mpsc::error::TrySendError::Closed(_) => LedgerError::WriterStopped,
+        })?;
+        match tokio::time::timeout(wait, answer).await {
+            Ok(answer) => answer.map_err(|_| LedgerError::WriterStopped)?,
+            Err(_) => Err(LedgerError::Unavailable(format!(
+                "the entry was not durable within {} ms; the store is slow or failing",
+                wait.as_millis()
+            ))),
+        }
+    }
+
+    /// Whether a new entry would be taken now: `Err` while the store refuses commits, the queue
+    /// is nearly full, or the service is shutting down.
+    pub fn accepting(&self) -> Result<(), LedgerError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(LedgerError::WriterStopped);
+        }
+        if self.inner.failing.load(Ordering::Acquire) {
+            return Err(LedgerError::Unavailable("the store is refusing ledger writes; retrying".into()));
+        }
+        if self.queue_depth() >= QUEUE_HIGH_WATER {
+            return Err(LedgerError::Unavailable("the ledger queue is nearly full".into()));
+        }
+        Ok(())
     }
 
     /// Entries waiting for the writer.
@@ -155,9 +265,27 @@ impl LedgerService {
         self.requests.max_capacity() - self.requests.capacity()
     }
 
+    /// Bytes the service holds for logs and tiles (bounded by its cache limits, not by the
+    /// size of any log).
+    pub fn cached_bytes(&self) -> usize {
+        let logs: usize = self
+            .inner
+            .lock()
+            .values()
+            .map(|log| {
+                64 + log
+                    .heads
+                    .iter()
+                    .map(|(c, f)| 48 + f.len() + c.as_ref().map_or(0, |c| c.as_str().len()))
+                    .sum::<usize>()
+            })
+            .sum();
+        logs + self.inner.tiles().heap_bytes()
+    }
+
     /// Writes rows without a ledger entry through the same group commit. Returns once durable.
     pub async fn write(&self, companions: Companions) -> Result<(), LedgerError> {
-        if self.closing.load(Ordering::Acquire) {
+        if self.inner.closing.load(Ordering::Acquire) {
             return Err(LedgerError::WriterStopped);
         }
         let (reply, answer) = oneshot::channel();
@@ -165,9 +293,10 @@ impl LedgerService {
         answer.await.map_err(|_| LedgerError::WriterStopped)?
     }
 
-    /// Refuses new appends, waits for queued ones to commit, and signs final checkpoints.
+    /// Refuses new appends, waits for queued ones to commit (giving up on a store that keeps
+    /// failing after a grace period), and signs final checkpoints.
     pub async fn shutdown(&self) {
-        self.closing.store(true, Ordering::Release);
+        self.inner.closing.store(true, Ordering::Release);
         let (reply, done) = oneshot::channel();
         if self.requests.send(Request::Flush { reply }).await.is_ok() {
             let _ = done.await;
@@ -178,10 +307,10 @@ impl LedgerService {
         }
     }
 
-    /// Number of committed entries in the tenant's log.
+    /// Number of committed entries in the tenant's log (read from the store, so entries other
+    /// replicas appended count).
     pub async fn size(&self, tenant: &TenantId) -> Result<u64, LedgerError> {
-        self.inner.ensure_loaded(tenant).await?;
-        Ok(self.inner.with_log(tenant, |log| log.tree.size()).unwrap_or(0))
+        Ok(self.inner.store.log_head(tenant).await?.map_or(0, |h| h.size))
     }
 
     /// Signs (and stores) a checkpoint of the tenant's current log, unless the newest stored
@@ -197,20 +326,25 @@ impl LedgerService {
 
     /// The audit path for entry `index` in the tree of `size` entries.
     pub async fn inclusion_proof(&self, tenant: &TenantId, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
-        self.inner.ensure_size(tenant, size).await?;
-        self.inner
-            .with_log(tenant, |log| log.tree.inclusion_proof(index, size))
-            .unwrap_or(Err(ledger::tree::TreeError::SizeOutOfRange { requested: size, available: 0 }))
-            .map_err(|source| LedgerError::Tree { tenant: tenant.clone(), source })
+        self.inner.check_size(tenant, size).await?;
+        let plan =
+            ProofPlan::inclusion(index, size).map_err(|source| LedgerError::Tree { tenant: tenant.clone(), source })?;
+        self.inner.prove(tenant, &plan).await
     }
 
     /// The consistency proof between two sizes of the tenant's log.
     pub async fn consistency_proof(&self, tenant: &TenantId, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
-        self.inner.ensure_size(tenant, new).await?;
-        self.inner
-            .with_log(tenant, |log| log.tree.consistency_proof(old, new))
-            .unwrap_or(Err(ledger::tree::TreeError::SizeOutOfRange { requested: new, available: 0 }))
-            .map_err(|source| LedgerError::Tree { tenant: tenant.clone(), source })
+        self.inner.check_size(tenant, new).await?;
+        let plan =
+            ProofPlan::consistency(old, new).map_err(|source| LedgerError::Tree { tenant: tenant.clone(), source })?;
+        self.inner.prove(tenant, &plan).await
+    }
+
+    /// The root of the tenant's tree at `size`, computed from stored tiles.
+    pub async fn root_at(&self, tenant: &TenantId, size: u64) -> Result<Hash, LedgerError> {
+        self.inner.check_size(tenant, size).await?;
+        let root = self.inner.prove(tenant, &ProofPlan::root(size)).await?;
+        Ok(root.first().copied().unwrap_or_default())
     }
 
     /// A self-contained inclusion proof of entry `index` against a signed checkpoint, signing
@@ -230,156 +364,279 @@ impl LedgerService {
     }
 }
 
+/// Chain heads this process knows for a tenant, with the log size they are valid at.
+type KnownHeads = (u64, HashMap<Option<ChainId>, String>);
+
+/// One attempt's view of the batch, built inside the store's transaction.
+struct Staging<'a> {
+    batch: &'a [(TenantId, EntryDraft)],
+    batch_id: &'a str,
+    /// Chain heads this process knows, per tenant, with the size they are valid at.
+    known: HashMap<TenantId, KnownHeads>,
+    /// The last attempt's writes: if its commit's outcome was unknown and it did commit, these
+    /// are what the store holds.
+    last: Mutex<Option<Vec<LogWrite>>>,
+}
+
+impl Staging<'_> {
+    fn stage(&self, locked: &[LockedLog]) -> Result<Option<Vec<LogWrite>>, String> {
+        if locked.iter().any(|log| log.head.last_batch.as_deref() == Some(self.batch_id)) {
+            return Ok(None);
+        }
+        let now = Timestamp::now();
+        let mut writes = Vec::with_capacity(locked.len());
+        for log in locked {
+            let mut frontier = Frontier::from_bytes(log.head.size, &log.head.frontier)
+                .map_err(|e| format!("the log head of tenant {} is damaged: {e}", log.tenant))?;
+            let mut heads: HashMap<&Option<ChainId>, Option<&str>> = HashMap::new();
+            if let Some((at, known)) = self.known.get(&log.tenant)
+                && *at == log.head.size
+            {
+                heads.extend(known.iter().map(|(chain, head)| (chain, Some(head.as_str()))));
+            }
+            heads.extend(log.fingerprints.iter().map(|(chain, head)| (chain, head.as_deref())));
+            let mut parents: HashMap<Option<ChainId>, String> = HashMap::new();
+            let mut records = Vec::new();
+            let mut nodes = Vec::new();
+            let mut stored = Vec::new();
+            for (tenant, draft) in self.batch.iter().filter(|(tenant, _)| *tenant == log.tenant) {
+                let parent = match parents.get(&draft.chain_id) {
+                    Some(parent) => parent.clone(),
+                    None => heads.get(&draft.chain_id).copied().flatten().unwrap_or_default().to_owned(),
+                };
+                let record = seal_draft(tenant, frontier.size(), draft, now, parent);
+                frontier.push(record.leaf_hash, &mut stored);
+                nodes.extend(stored.drain(..).map(|n| TreeNode { level: n.level, index: n.index, hash: n.hash }));
+                parents.insert(draft.chain_id.clone(), record.fingerprint.clone());
+                records.push(record);
+            }
+            let head = LogHead {
+                size: frontier.size(),
+                frontier: frontier.to_bytes(),
+                last_batch: Some(self.batch_id.to_owned()),
+            };
+            writes.push(LogWrite { tenant: log.tenant.clone(), records, nodes, head });
+        }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(writes.clone());
+        Ok(Some(writes))
+    }
+}
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, TenantLog>> {
-        // A panic while holding this lock cannot leave a half-applied batch (apply is
-        // infallible), so a poisoned lock is still consistent.
+        // The cache is only a hint checked under the store's lock, so a poisoned lock is still
+        // safe to use.
         self.logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn with_log<T>(&self, tenant: &TenantId, f: impl FnOnce(&TenantLog) -> T) -> Option<T> {
-        self.lock().get(tenant).map(f)
+    fn tiles(&self) -> MutexGuard<'_, TileCache> {
+        self.tiles.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Loads the tenant's tree from the store unless it is in memory.
-    async fn ensure_loaded(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        if self.lock().contains_key(tenant) {
-            return Ok(());
-        }
-        let leaves = self.store.leaf_hashes(tenant).await?;
-        let checkpointed = self.store.latest_checkpoint(tenant).await?.map_or(0, |c| c.size);
-        let log = TenantLog { tree: MerkleTree::from_leaves(leaves), heads: HashMap::new(), checkpointed };
-        self.lock().entry(tenant.clone()).or_insert(log);
-        Ok(())
-    }
-
-    /// Loads the tenant's tree, reloading it if another replica has grown the log past `size`.
-    async fn ensure_size(&self, tenant: &TenantId, size: u64) -> Result<(), StoreError> {
-        self.ensure_loaded(tenant).await?;
-        if self.with_log(tenant, |log| log.tree.size()).unwrap_or(0) < size {
-            self.lock().remove(tenant);
-            self.ensure_loaded(tenant).await?;
+    /// Refuses a size the tenant's log has not reached.
+    async fn check_size(&self, tenant: &TenantId, size: u64) -> Result<(), LedgerError> {
+        let available = self.store.log_head(tenant).await?.map_or(0, |h| h.size);
+        if size > available {
+            let source = ledger::tree::TreeError::SizeOutOfRange { requested: size, available };
+            return Err(LedgerError::Tree { tenant: tenant.clone(), source });
         }
         Ok(())
     }
 
-    /// Makes sure every tenant in the batch is loaded and every chain head it needs is cached.
-    async fn prepare(&self, batch: &[(TenantId, Option<ChainId>)]) -> Result<(), StoreError> {
-        let mut needed: HashMap<&TenantId, HashSet<&Option<ChainId>>> = HashMap::new();
-        for (tenant, chain) in batch {
-            needed.entry(tenant).or_default().insert(chain);
-        }
-        for (tenant, chains) in needed {
-            self.ensure_loaded(tenant).await?;
-            let missing: Vec<Option<ChainId>> = {
-                let mut logs = self.lock();
-                let Some(log) = logs.get_mut(tenant) else { continue };
-                if log.heads.len() + chains.len() > MAX_CACHED_HEADS {
-                    log.heads.clear();
-                }
-                chains.into_iter().filter(|c| !log.heads.contains_key(*c)).cloned().collect()
-            };
-            let mut found = Vec::with_capacity(missing.len());
-            for chain in missing {
-                let head = self.store.last_fingerprint(tenant, chain.as_ref()).await?.unwrap_or_default();
-                found.push((chain, head));
-            }
-            if let Some(log) = self.lock().get_mut(tenant) {
-                log.heads.extend(found);
-            }
-        }
-        Ok(())
-    }
-
-    /// Builds the records for a batch on top of the committed state, without changing it.
-    fn stage(&self, batch: &[(TenantId, EntryDraft)]) -> Vec<LedgerRecord> {
-        let mut next_index: HashMap<&TenantId, u64> = HashMap::new();
-        let mut heads: HashMap<(&TenantId, &Option<ChainId>), String> = HashMap::new();
-        {
-            let logs = self.lock();
-            for (tenant, draft) in batch {
-                let Some(log) = logs.get(tenant) else { continue };
-                next_index.entry(tenant).or_insert_with(|| log.tree.size());
-                heads
-                    .entry((tenant, &draft.chain_id))
-                    .or_insert_with(|| log.heads.get(&draft.chain_id).cloned().unwrap_or_default());
-            }
-        }
-        let now = Timestamp::now();
-        batch
-            .iter()
-            .map(|(tenant, draft)| {
-                let index = next_index.entry(tenant).or_insert(0);
-                let parent = heads.remove(&(tenant, &draft.chain_id)).unwrap_or_default();
-                let record = seal_draft(tenant, *index, draft, now, parent);
-                *index += 1;
-                heads.insert((tenant, &draft.chain_id), record.fingerprint.clone());
-                record
-            })
-            .collect()
-    }
-
-    /// Folds committed records into the in-memory state.
-    fn apply(&self, records: &[LedgerRecord]) {
-        let mut logs = self.lock();
-        for record in records {
-            // A reader may have reloaded (or dropped) this tenant's log while the batch
-            // committed; a log that is not exactly one entry short is dropped and reloaded from
-            // the store on next use, never patched.
-            let fits = logs.get(&record.tenant_id).is_some_and(|log| log.tree.size() == record.index);
-            if !fits {
-                logs.remove(&record.tenant_id);
+    /// Reads the tiles a proof needs (full ones from the cache) and finishes it.
+    async fn prove(&self, tenant: &TenantId, plan: &ProofPlan) -> Result<Vec<Hash>, LedgerError> {
+        let mut tiles: HashMap<TileId, Arc<[Hash]>> = HashMap::new();
+        for (id, wanted) in plan.tiles() {
+            let key = (tenant.clone(), id);
+            if let Some(tile) = self.tiles().get(&key) {
+                tiles.insert(id, tile);
                 continue;
             }
-            if let Some(log) = logs.get_mut(&record.tenant_id) {
-                log.tree.push(record.leaf_hash);
-                log.heads.insert(record.chain_id.clone(), record.fingerprint.clone());
+            // A full tile never changes: read it whole and keep it; a partial one only as far
+            // as needed.
+            let full = self.store.tree_hashes(tenant, id.level, id.start(), id.start() + TILE_WIDTH).await?;
+            let tile: Arc<[Hash]> = Arc::from(full);
+            if tile.len() as u64 == TILE_WIDTH {
+                self.tiles().insert(key, tile.clone());
+            } else if (tile.len() as u64) < wanted {
+                return Err(LedgerError::Damaged(format!(
+                    "tenant {tenant}: tree tile {}/{} holds {} hashes, {wanted} needed",
+                    id.level,
+                    id.index,
+                    tile.len()
+                )));
+            }
+            tiles.insert(id, tile);
+        }
+        plan.finish(|id| tiles.get(&id).map(|t| &t[..]))
+            .map_err(|e| LedgerError::Damaged(format!("tenant {tenant}: {e}")))
+    }
+
+    /// Brings the tenant's head up to its stored entries (see [`LedgerService::catch_up`]).
+    async fn repair(&self, tenant: &TenantId) -> Result<(), LedgerError> {
+        let head = self.store.log_head(tenant).await?.unwrap_or_default();
+        let stored = self.store.ledger_size(tenant).await?;
+        if head.size == stored {
+            return Ok(());
+        }
+        if head.size > stored {
+            return Err(LedgerError::Damaged(format!(
+                "tenant {tenant}: the log head says {} entries but {stored} are stored",
+                head.size
+            )));
+        }
+        let started = Instant::now();
+        let mut frontier = Frontier::from_bytes(head.size, &head.frontier)
+            .map_err(|e| LedgerError::Damaged(format!("tenant {tenant}: the log head is damaged: {e}")))?;
+        let mut nodes = Vec::new();
+        let mut stored_nodes = Vec::new();
+        while frontier.size() < stored {
+            let from = frontier.size();
+            let leaves = self.store.tree_hashes(tenant, 0, from, (from + REPAIR_PAGE).min(stored)).await?;
+            if leaves.is_empty() {
+                return Err(LedgerError::Damaged(format!("tenant {tenant}: ledger entry #{from} is missing")));
+            }
+            for leaf in leaves {
+                frontier.push(leaf, &mut stored_nodes);
+            }
+            nodes.extend(stored_nodes.drain(..).map(|n| TreeNode { level: n.level, index: n.index, hash: n.hash }));
+        }
+        let new_head = LogHead { size: frontier.size(), frontier: frontier.to_bytes(), last_batch: head.last_batch };
+        match self.store.repair_log_head(tenant, head.size, &new_head, &nodes).await {
+            // Another process moved the head meanwhile: it is being kept up by someone.
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.lock().remove(tenant);
+        tracing::info!(%tenant, from = head.size, to = stored, took_ms = started.elapsed().as_millis() as u64,
+            "built the ledger head from stored entries");
+        Ok(())
+    }
+
+    /// What the store must read under lock for this batch, tenants in sorted order.
+    fn locks_for(&self, batch: &[(TenantId, EntryDraft)]) -> (Vec<LogLock>, HashMap<TenantId, KnownHeads>) {
+        let mut chains: std::collections::BTreeMap<&TenantId, Vec<&Option<ChainId>>> = Default::default();
+        for (tenant, draft) in batch {
+            let list = chains.entry(tenant).or_default();
+            if !list.contains(&&draft.chain_id) {
+                list.push(&draft.chain_id);
             }
         }
+        let logs = self.lock();
+        let mut locks = Vec::with_capacity(chains.len());
+        let mut known = HashMap::new();
+        for (tenant, wanted) in chains {
+            let cached = logs.get(tenant);
+            let (mut have, mut need) = (Vec::new(), Vec::new());
+            let mut heads = HashMap::new();
+            for chain in wanted {
+                match cached.and_then(|log| log.heads.get(chain)) {
+                    Some(head) => {
+                        heads.insert(chain.clone(), head.clone());
+                        have.push(chain.clone());
+                    }
+                    None => need.push(chain.clone()),
+                }
+            }
+            let known_at = cached.map(|log| log.size);
+            if let Some(at) = known_at {
+                known.insert(tenant.clone(), (at, heads));
+            }
+            locks.push(LogLock { tenant: tenant.clone(), chains: need, known: have, known_at });
+        }
+        (locks, known)
     }
 
-    fn forget(&self, tenants: &[TenantId]) {
+    /// Folds a committed batch into the cache.
+    fn apply(&self, writes: &[LogWrite]) {
         let mut logs = self.lock();
-        for tenant in tenants {
-            logs.remove(tenant);
+        if logs.len() >= MAX_CACHED_TENANTS {
+            logs.clear();
+        }
+        for write in writes {
+            let Some(first) = write.records.first() else { continue };
+            let log = logs.entry(write.tenant.clone()).or_default();
+            if log.size != first.index {
+                // Others appended since this process last wrote: heads of chains not in this
+                // batch may have moved.
+                log.heads.clear();
+            }
+            if log.heads.len() + write.records.len() > MAX_CACHED_HEADS {
+                log.heads.clear();
+            }
+            for record in &write.records {
+                log.heads.insert(record.chain_id.clone(), record.fingerprint.clone());
+            }
+            log.size = write.head.size;
         }
     }
 
+    /// Commits a batch, retrying until it is durable (or, after shutdown began, until the
+    /// grace period ends). Records come back in batch order.
     async fn commit(
         &self,
         batch: &[(TenantId, EntryDraft)],
         companions: &Companions,
     ) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let keys: Vec<(TenantId, Option<ChainId>)> =
-            batch.iter().map(|(t, d)| (t.clone(), d.chain_id.clone())).collect();
-        let mut attempt = 0;
+        let batch_id = ChainId::generate().as_str().to_owned();
+        let mut delay = RETRY_FIRST;
+        let mut closing_since: Option<Instant> = None;
         loop {
-            self.prepare(&keys).await?;
-            let records = self.stage(batch);
-            match self.store.append_with(&records, companions).await {
-                Ok(()) => {
-                    self.apply(&records);
-                    return Ok(records);
+            let (locks, known) = self.locks_for(batch);
+            let staging = Staging { batch, batch_id: &batch_id, known, last: Mutex::new(None) };
+            let outcome = if batch.is_empty() {
+                self.store.append_with(&[], companions).await.map(|()| Some(Vec::new()))
+            } else {
+                self.store.append_locked(&locks, &|locked| staging.stage(locked), companions).await
+            };
+            let writes = match outcome {
+                Ok(Some(writes)) => Some(writes),
+                // Found already committed: what the last attempt built is what is stored.
+                Ok(None) => staging.last.lock().unwrap_or_else(|p| p.into_inner()).take(),
+                Err(StoreError::Conflict { what }) => {
+                    // A writer that bypassed the heads (an older build, a raw append): bring
+                    // the heads up to the stored entries and try again.
+                    tracing::warn!(%what, "ledger index already taken; rebuilding the log heads");
+                    for lock in &locks {
+                        if let Err(error) = self.repair(&lock.tenant).await {
+                            tracing::error!(%error, tenant = %lock.tenant, "could not rebuild the log head");
+                        }
+                    }
+                    None
                 }
-                Err(StoreError::Conflict { what }) if attempt < CONFLICT_RETRIES => {
-                    // Another writer (a replica on the same database) took these indexes:
-                    // reload those tenants from the store and build the batch again.
-                    attempt += 1;
-                    tracing::info!(%what, attempt, "ledger index taken by another writer; reloading");
-                    let tenants: Vec<TenantId> = keys.iter().map(|(t, _)| t.clone()).collect();
-                    self.forget(&tenants);
+                Err(error) => {
+                    self.failing.store(true, Ordering::Release);
+                    metrics::counter!("nexus_ledger_commit_retries_total").increment(1);
+                    tracing::error!(%error, entries = batch.len(), retry_in_ms = delay.as_millis() as u64,
+                        "ledger batch not committed; retrying (nothing is dropped)");
+                    if self.closing.load(Ordering::Acquire) {
+                        let since = *closing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= SHUTDOWN_GRACE {
+                            return Err(error.into());
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                    None
                 }
-                Err(error) => return Err(error.into()),
+            };
+            if let Some(writes) = writes {
+                self.failing.store(false, Ordering::Release);
+                self.apply(&writes);
+                return Ok(in_batch_order(batch, writes));
             }
         }
     }
 
     async fn checkpoint(&self, tenant: &TenantId) -> Result<StoredCheckpoint, LedgerError> {
-        self.ensure_loaded(tenant).await?;
-        let (size, root) = self.with_log(tenant, |log| (log.tree.size(), log.tree.root())).unwrap_or((0, [0; 32]));
-        if size == 0 {
+        let head = self.store.log_head(tenant).await?.unwrap_or_default();
+        if head.size == 0 {
             return Err(LedgerError::EmptyLog(tenant.clone()));
         }
+        let root = Frontier::from_bytes(head.size, &head.frontier)
+            .map_err(|e| LedgerError::Damaged(format!("tenant {tenant}: the log head is damaged: {e}")))?
+            .root();
+        let size = head.size;
         if let Some(latest) = self.store.latest_checkpoint(tenant).await?
             && latest.size >= size
         {
@@ -404,7 +661,7 @@ impl Inner {
         let due: Vec<TenantId> = self
             .lock()
             .iter()
-            .filter(|(_, log)| log.tree.size() > log.checkpointed)
+            .filter(|(_, log)| log.size > log.checkpointed)
             .map(|(tenant, _)| tenant.clone())
             .collect();
         for tenant in due {
@@ -412,6 +669,13 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// The records of per-tenant writes, back in the order of the batch.
+fn in_batch_order(batch: &[(TenantId, EntryDraft)], writes: Vec<LogWrite>) -> Vec<LedgerRecord> {
+    let mut per_tenant: HashMap<TenantId, std::vec::IntoIter<LedgerRecord>> =
+        writes.into_iter().map(|w| (w.tenant, w.records.into_iter())).collect();
+    batch.iter().filter_map(|(tenant, _)| per_tenant.get_mut(tenant).and_then(Iterator::next)).collect()
 }
 
 async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
@@ -458,7 +722,8 @@ async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
                     }
                 }
                 Err(error) => {
-                    tracing::error!(%error, entries = replies.len(), "ledger batch failed; nothing was recorded");
+                    tracing::error!(%error, entries = replies.len(),
+                        "ledger batch given up at shutdown after the store kept failing; these entries were never acknowledged");
                     metrics::counter!("nexus_ledger_failed_entries_total").increment(replies.len() as u64);
                     for reply in replies {
                         let _ = reply.send(Err(error.clone()));

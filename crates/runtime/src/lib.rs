@@ -111,6 +111,10 @@ impl Runtime {
         check_signing_key(store.as_ref(), &signer).await?;
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
+        ledger.catch_up().await.map_err(|error| match error {
+            LedgerError::Store(store) => StartError::Store(store),
+            other => StartError::Ledger(other),
+        })?;
         let (events, _) = tokio::sync::broadcast::channel(1024);
         let instance = format!("nexus-{}", domain::ChainId::generate());
         store.heartbeat(&instance, domain::Timestamp::now()).await?;

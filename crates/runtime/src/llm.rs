@@ -1,9 +1,12 @@
 //! The governed model gateway: one chat call from an API client, routed to a provider by model
 //! name or tier, checked against the tenant's budget, priced, and recorded — a ledger entry
-//! (request digest, model, provider, tokens, cost, latency) with its cost record. Gateway
-//! entries go through the ledger's bounded queue without waiting for the commit
-//! ([`crate::LedgerService::submit`]); nothing is dropped, a failed commit is logged.
+//! (request digest, model, provider, tokens, cost, latency) with its cost record. A blocking
+//! answer is returned only once its entry is durable, and a stream's clean end is held back
+//! until its entry is durable; when the ledger cannot record (store failing, queue full) calls
+//! are refused with [`GatewayError::LedgerUnavailable`] before anything is spent upstream.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -80,8 +83,25 @@ pub enum GatewayError {
     Budget(BudgetExhausted),
     #[error(transparent)]
     Provider(ProviderError),
+    /// The ledger cannot record the call now: the call is refused (fail closed), not served
+    /// unrecorded.
+    #[error("the call cannot be recorded right now ({0}); try again shortly")]
+    LedgerUnavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// How long a gateway answer waits for its ledger entry to be durable before failing closed.
+const LEDGER_ACK_WAIT: Duration = Duration::from_secs(5);
+
+impl GatewayError {
+    fn ledger(error: crate::LedgerError) -> Self {
+        match error {
+            crate::LedgerError::Unavailable(reason) => GatewayError::LedgerUnavailable(reason),
+            crate::LedgerError::WriterStopped => GatewayError::LedgerUnavailable("the server is shutting down".into()),
+            other => GatewayError::Internal(format!("the ledger refused the call record: {other}")),
+        }
+    }
 }
 
 impl From<BudgetCheckError> for GatewayError {
@@ -204,6 +224,8 @@ impl Runtime {
         mut request: ChatRequest,
     ) -> Result<(ChatResponse, CallMeta), GatewayError> {
         let started = Instant::now();
+        // Refuse before spending anything upstream if the call could not be recorded.
+        self.ledger.accepting().map_err(GatewayError::ledger)?;
         let budget = self.budgets.check(&caller.tenant).await?;
         let route = self.route(requested_model, &request, &budget)?;
         request.model = route.model.clone();
@@ -250,6 +272,7 @@ impl Runtime {
         mut request: ChatRequest,
     ) -> Result<(MeteredStream, CallMeta), GatewayError> {
         let started = Instant::now();
+        self.ledger.accepting().map_err(GatewayError::ledger)?;
         let budget = self.budgets.check(&caller.tenant).await?;
         let route = self.route(requested_model, &request, &budget)?;
         request.model = route.model.clone();
@@ -267,7 +290,7 @@ impl Runtime {
             overhead,
         };
         let finish = Finish { runtime: self.clone(), caller: caller.clone(), route, digest, called };
-        Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish) }, meta))
+        Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish), recording: None, done: false }, meta))
     }
 
     /// Prices a call and queues its ledger entry with the cost record.
@@ -315,10 +338,12 @@ impl Runtime {
         };
         let companions = Companions { costs: vec![cost_record], ..Companions::default() };
         let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: None, payload };
+        // The answer waits for the entry to be durable: a call is acknowledged only once it is
+        // recorded. A store that cannot record it in time fails the call closed (503).
         self.ledger
-            .submit(&caller.tenant, draft, companions)
+            .append_within(&caller.tenant, draft, companions, LEDGER_ACK_WAIT)
             .await
-            .map_err(|e| GatewayError::Internal(format!("the ledger refused the call record: {e}")))?;
+            .map_err(GatewayError::ledger)?;
         self.note_spend(&caller.tenant, cost);
         metrics::counter!("nexus_tokens_total", "direction" => "input").increment(usage.input_tokens);
         metrics::counter!("nexus_tokens_total", "direction" => "output").increment(usage.output_tokens);
@@ -369,55 +394,112 @@ struct Finish {
     called: Instant,
 }
 
+type Recording = Pin<Box<dyn Future<Output = Result<f64, GatewayError>> + Send>>;
+
 impl Finish {
-    fn run(self, usage: Usage, interrupted: bool) {
-        crate::tasks::spawn("gateway-record", async move {
+    /// Records the call (provider latency, ledger entry, cost).
+    fn record(self, usage: Usage, interrupted: bool) -> Recording {
+        Box::pin(async move {
             let latency = self.called.elapsed();
             metrics::histogram!("nexus_provider_seconds", "provider" => self.route.provider.name().to_owned())
                 .record(latency.as_secs_f64());
             let provider = self.route.provider.name().to_owned();
             let model = self.route.model.clone();
-            if let Err(error) = self
-                .runtime
+            self.runtime
                 .record_call(&self.caller, &self.route, &self.digest, &provider, &model, usage, latency, interrupted)
                 .await
-            {
-                tracing::error!(%error, tenant = %self.caller.tenant, "could not record a streamed gateway call");
+        })
+    }
+
+    /// Records the call in the background (the client is gone; nobody waits for it).
+    fn detach(self, usage: Usage) {
+        let tenant = self.caller.tenant.clone();
+        let recording = self.record(usage, true);
+        crate::tasks::spawn("gateway-record", async move {
+            if let Err(error) = recording.await {
+                tracing::error!(%error, %tenant, "could not record an interrupted gateway stream");
             }
         });
     }
 }
 
-/// A provider stream that records the call's usage when it ends or is dropped.
+type StreamItem = Result<StreamEvent, ProviderError>;
+
+/// A provider stream that records the call's usage when it ends or is dropped. The stream's
+/// last item (its clean end) is held back until the record is durable; if it cannot be
+/// recorded, the client gets an error instead of a clean end.
 pub struct MeteredStream {
     inner: EventStream,
     usage: Usage,
     finish: Option<Finish>,
+    /// The record being written, and the item held back until it is durable (`None`: the
+    /// stream's end).
+    recording: Option<(Recording, Option<StreamItem>)>,
+    done: bool,
 }
 
 impl Stream for MeteredStream {
-    type Item = Result<StreamEvent, ProviderError>;
+    type Item = StreamItem;
 
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some((recording, _)) = self.recording.as_mut() {
+            let outcome = std::task::ready!(recording.as_mut().poll(cx));
+            let held = self.recording.take().and_then(|(_, held)| held);
+            return Poll::Ready(match outcome {
+                Ok(_) => {
+                    if held.is_none() {
+                        self.done = true;
+                    }
+                    held
+                }
+                Err(error) => {
+                    self.done = true;
+                    Some(Err(ProviderError::Status {
+                        provider: "nexus".into(),
+                        status: 503,
+                        message: error.to_string(),
+                        retry_after: Some(Duration::from_secs(1)),
+                    }))
+                }
+            });
+        }
         let polled = self.inner.as_mut().poll_next(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(StreamEvent::Usage(usage)))) => self.usage = *usage,
-            Poll::Ready(Some(Ok(StreamEvent::Done { .. }))) | Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+        match polled {
+            Poll::Ready(Some(Ok(StreamEvent::Usage(usage)))) => {
+                self.usage = usage;
+                Poll::Ready(Some(Ok(StreamEvent::Usage(usage))))
+            }
+            Poll::Ready(end @ (Some(Ok(StreamEvent::Done { .. })) | Some(Err(_)) | None)) => {
                 let usage = self.usage;
-                if let Some(finish) = self.finish.take() {
-                    finish.run(usage, false);
+                match self.finish.take() {
+                    Some(finish) => {
+                        self.recording = Some((finish.record(usage, false), end));
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    None => Poll::Ready(end),
                 }
             }
-            _ => {}
+            other => other,
         }
-        polled
     }
 }
 
 impl Drop for MeteredStream {
     fn drop(&mut self) {
         if let Some(finish) = self.finish.take() {
-            finish.run(self.usage, true);
+            finish.detach(self.usage);
+        }
+        if let Some((recording, _)) = self.recording.take() {
+            // The client left while its record was being written: finish writing it.
+            crate::tasks::spawn("gateway-record", async move {
+                if let Err(error) = recording.await {
+                    tracing::error!(%error, "could not record a gateway stream");
+                }
+            });
         }
     }
 }

@@ -282,6 +282,39 @@ macro_rules! impl_shared_ports {
 
         #[async_trait]
         impl LedgerStore for $store {
+            async fn append_locked(
+                &self,
+                locks: &[domain::ledger::LogLock],
+                stage: &domain::ports::StageFn<'_>,
+                companions: &domain::ports::Companions,
+            ) -> Result<Option<Vec<domain::ledger::LogWrite>>, StoreError> {
+                self.append_locked_impl(locks, stage, companions).await
+            }
+
+            async fn log_head(&self, tenant: &TenantId) -> Result<Option<domain::ledger::LogHead>, StoreError> {
+                self.log_head_impl(tenant).await
+            }
+
+            async fn tree_hashes(
+                &self,
+                tenant: &TenantId,
+                level: u8,
+                from: u64,
+                to: u64,
+            ) -> Result<Vec<[u8; 32]>, StoreError> {
+                self.tree_hashes_impl(tenant, level, from, to).await
+            }
+
+            async fn repair_log_head(
+                &self,
+                tenant: &TenantId,
+                expected_size: u64,
+                head: &domain::ledger::LogHead,
+                nodes: &[domain::ledger::TreeNode],
+            ) -> Result<(), StoreError> {
+                self.repair_log_head_impl(tenant, expected_size, head, nodes).await
+            }
+
             async fn append_with(
                 &self,
                 records: &[LedgerRecord],

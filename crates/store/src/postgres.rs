@@ -52,10 +52,31 @@ impl PgStore {
         &self.target
     }
 
+    /// The head query of the locked append path: the row stays locked until commit.
+    const HEAD_LOCK: &'static str =
+        "SELECT size, frontier, last_batch FROM ledger_heads WHERE tenant_id = $1 FOR UPDATE";
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool.begin().await.map_err(|e| classify(self.target(), e))
+    }
+
     async fn insert_ledger_rows(
         &self,
         records: &[LedgerRecord],
         companions: &domain::ports::Companions,
+    ) -> Result<(), StoreError> {
+        // One transaction: all rows and their companions or none, durable at commit.
+        let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+        self.insert_entries(&mut tx, records).await?;
+        self.write_companions(&mut tx, companions).await?;
+        tx.commit().await.map_err(|e| classify(self.target(), e))
+    }
+
+    /// Inserts ledger rows with one `UNNEST` statement inside `tx`.
+    async fn insert_entries(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        records: &[LedgerRecord],
     ) -> Result<(), StoreError> {
         let mut tenants = Vec::with_capacity(records.len());
         let mut indexes = Vec::with_capacity(records.len());
@@ -82,33 +103,31 @@ impl PgStore {
              $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bytea[])",
             rows::LEDGER_COLUMNS
         );
-        // One transaction: all rows and their companions or none, durable at commit.
-        let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
-        if !records.is_empty() {
-            sqlx::query(&sql)
-                .bind(&tenants)
-                .bind(&indexes)
-                .bind(&kinds)
-                .bind(&chains)
-                .bind(&times)
-                .bind(&payloads)
-                .bind(&parents)
-                .bind(&fingerprints)
-                .bind(&leaves)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e)
-                })?;
+        if records.is_empty() {
+            return Ok(());
         }
-        self.write_companions(&mut tx, companions).await?;
-        tx.commit().await.map_err(|e| classify(self.target(), e))?;
+        sqlx::query(&sql)
+            .bind(&tenants)
+            .bind(&indexes)
+            .bind(&kinds)
+            .bind(&chains)
+            .bind(&times)
+            .bind(&payloads)
+            .bind(&parents)
+            .bind(&fingerprints)
+            .bind(&leaves)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| {
+                classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e)
+            })?;
         Ok(())
     }
 }
 
 impl_shared_ports!(PgStore);
 crate::common_agent::impl_agent_ports!(PgStore, sqlx::Postgres);
+crate::common_log::impl_log_heads!(PgStore, sqlx::Postgres);
 crate::common_knowledge::impl_knowledge_port!(PgStore);
 crate::common_reports::impl_report_queries!(PgStore);
 

@@ -64,12 +64,32 @@ impl SqliteStore {
         &self.target
     }
 
+    /// The head query of the locked append path: `BEGIN IMMEDIATE` already holds the write lock.
+    const HEAD_LOCK: &'static str = "SELECT size, frontier, last_batch FROM ledger_heads WHERE tenant_id = $1";
+
+    /// A transaction that takes the database's write lock at once (`BEGIN IMMEDIATE`), so it
+    /// waits for other writers (busy timeout) instead of failing when it later writes.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| classify(self.target(), e))
+    }
+
     async fn insert_ledger_rows(
         &self,
         records: &[LedgerRecord],
         companions: &domain::ports::Companions,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+        self.insert_entries(&mut tx, records).await?;
+        self.write_companions(&mut tx, companions).await?;
+        tx.commit().await.map_err(|e| classify(self.target(), e))
+    }
+
+    /// Inserts ledger rows in multi-row statements inside `tx`.
+    async fn insert_entries(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        records: &[LedgerRecord],
+    ) -> Result<(), StoreError> {
         for chunk in records.chunks(LEDGER_ROWS_PER_STATEMENT) {
             let mut sql = format!("INSERT INTO ledger_entries ({}) VALUES ", rows::LEDGER_COLUMNS);
             for i in 0..chunk.len() {
@@ -88,17 +108,17 @@ impl SqliteStore {
                     .bind(r.fingerprint.as_str())
                     .bind(&r.leaf_hash[..]);
             }
-            query.execute(&mut *tx).await.map_err(|e| {
+            query.execute(&mut **tx).await.map_err(|e| {
                 classify_insert(self.target(), || format!("ledger entry of tenant {}", chunk[0].tenant_id), e)
             })?;
         }
-        self.write_companions(&mut tx, companions).await?;
-        tx.commit().await.map_err(|e| classify(self.target(), e))
+        Ok(())
     }
 }
 
 impl_shared_ports!(SqliteStore);
 crate::common_agent::impl_agent_ports!(SqliteStore, sqlx::Sqlite);
+crate::common_log::impl_log_heads!(SqliteStore, sqlx::Sqlite);
 crate::common_knowledge::impl_knowledge_port!(SqliteStore);
 crate::common_reports::impl_report_queries!(SqliteStore);
 

@@ -4,4 +4,5 @@ mod agent;
 mod crash;
 mod knowledge;
 mod ledger;
+mod replicas;
 mod support;

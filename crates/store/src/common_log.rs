@@ -1,0 +1,208 @@
+//! Log heads and stored tree hashes, shared by both backends: the ledger's locked append path
+//! (`LedgerStore::append_locked`), head reads, tile reads and head repair.
+//!
+//! Each tenant's log has one row in `ledger_heads` (size, right edge of the tree, last batch
+//! id). An append locks that row for the whole transaction — `SELECT … FOR UPDATE` on
+//! PostgreSQL, `BEGIN IMMEDIATE` on SQLite, which takes the database's write lock — so writers
+//! in other processes wait instead of colliding on an index. The backend provides
+//! `begin_write`, `HEAD_LOCK` (the head query, with its locking clause) and `insert_entries`.
+
+/// Creates a tenant's head at size 0 if it has none yet.
+pub(crate) const HEAD_INSERT_SQL: &str = "INSERT INTO ledger_heads (tenant_id, size, frontier, last_batch) \
+     VALUES ($1, 0, $2, NULL) ON CONFLICT (tenant_id) DO NOTHING";
+/// Moves a tenant's head.
+pub(crate) const HEAD_UPDATE_SQL: &str =
+    "UPDATE ledger_heads SET size = $2, frontier = $3, last_batch = $4 WHERE tenant_id = $1";
+/// Stores one tree node (a node already stored is kept: nodes never change).
+pub(crate) const NODE_INSERT_SQL: &str = "INSERT INTO ledger_nodes (tenant_id, level, idx, hash) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, level, idx) DO NOTHING";
+
+macro_rules! impl_log_heads {
+    ($store:ident, $db:ty) => {
+        mod log_heads {
+            use domain::TenantId;
+            use domain::ledger::{LockedLog, LogHead, LogLock, LogWrite, TreeNode};
+            use domain::ports::{Companions, StageFn, StoreError};
+
+            use super::$store;
+            use $crate::common_log::{HEAD_INSERT_SQL, HEAD_UPDATE_SQL, NODE_INSERT_SQL};
+            use $crate::error::classify;
+            use $crate::rows::{self, i64_of};
+
+            type Tx = sqlx::Transaction<'static, $db>;
+            type HeadRow = (i64, Vec<u8>, Option<String>);
+
+            fn head_of(row: HeadRow) -> LogHead {
+                let (size, frontier, last_batch) = row;
+                LogHead { size: u64::try_from(size).unwrap_or(0), frontier, last_batch }
+            }
+
+            impl $store {
+                async fn lock_head(&self, tx: &mut Tx, tenant: &TenantId) -> Result<LogHead, StoreError> {
+                    sqlx::query(HEAD_INSERT_SQL)
+                        .bind(tenant.as_str())
+                        .bind(Vec::<u8>::new())
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    let row: HeadRow = sqlx::query_as(Self::HEAD_LOCK)
+                        .bind(tenant.as_str())
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    Ok(head_of(row))
+                }
+
+                async fn fingerprint_in(
+                    &self,
+                    tx: &mut Tx,
+                    tenant: &TenantId,
+                    chain: Option<&domain::ChainId>,
+                ) -> Result<Option<String>, StoreError> {
+                    let query = match chain {
+                        Some(chain) => sqlx::query_scalar(
+                            "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id = $2 \
+                             ORDER BY idx DESC LIMIT 1",
+                        )
+                        .bind(tenant.as_str())
+                        .bind(chain.as_str()),
+                        None => sqlx::query_scalar(
+                            "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id IS NULL \
+                             ORDER BY idx DESC LIMIT 1",
+                        )
+                        .bind(tenant.as_str()),
+                    };
+                    query.fetch_optional(&mut **tx).await.map_err(|e| classify(self.target(), e))
+                }
+
+                async fn write_nodes(
+                    &self,
+                    tx: &mut Tx,
+                    tenant: &TenantId,
+                    nodes: &[TreeNode],
+                ) -> Result<(), StoreError> {
+                    for node in nodes {
+                        sqlx::query(NODE_INSERT_SQL)
+                            .bind(tenant.as_str())
+                            .bind(i16::from(node.level))
+                            .bind(i64_of(node.index))
+                            .bind(&node.hash[..])
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    }
+                    Ok(())
+                }
+
+                async fn move_head(&self, tx: &mut Tx, tenant: &TenantId, head: &LogHead) -> Result<(), StoreError> {
+                    sqlx::query(HEAD_UPDATE_SQL)
+                        .bind(tenant.as_str())
+                        .bind(i64_of(head.size))
+                        .bind(&head.frontier)
+                        .bind(head.last_batch.as_deref())
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
+                pub(crate) async fn append_locked_impl(
+                    &self,
+                    locks: &[LogLock],
+                    stage: &StageFn<'_>,
+                    companions: &Companions,
+                ) -> Result<Option<Vec<LogWrite>>, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let mut locked = Vec::with_capacity(locks.len());
+                    for lock in locks {
+                        let head = self.lock_head(&mut tx, &lock.tenant).await?;
+                        let stale = lock.known_at != Some(head.size);
+                        let mut fingerprints = Vec::with_capacity(lock.chains.len());
+                        let wanted = lock.chains.iter().chain(lock.known.iter().filter(|_| stale));
+                        for chain in wanted {
+                            let found = self.fingerprint_in(&mut tx, &lock.tenant, chain.as_ref()).await?;
+                            fingerprints.push((chain.clone(), found));
+                        }
+                        locked.push(LockedLog { tenant: lock.tenant.clone(), head, fingerprints });
+                    }
+                    let Some(writes) = stage(&locked).map_err(StoreError::Backend)? else {
+                        // The batch is already in (an earlier attempt committed): change nothing.
+                        return Ok(None);
+                    };
+                    for write in &writes {
+                        self.insert_entries(&mut tx, &write.records).await?;
+                        self.write_nodes(&mut tx, &write.tenant, &write.nodes).await?;
+                        self.move_head(&mut tx, &write.tenant, &write.head).await?;
+                    }
+                    self.write_companions(&mut tx, companions).await?;
+                    tx.commit().await.map_err(|e| classify(self.target(), e))?;
+                    Ok(Some(writes))
+                }
+
+                pub(crate) async fn log_head_impl(&self, tenant: &TenantId) -> Result<Option<LogHead>, StoreError> {
+                    let row: Option<HeadRow> =
+                        sqlx::query_as("SELECT size, frontier, last_batch FROM ledger_heads WHERE tenant_id = $1")
+                            .bind(tenant.as_str())
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    Ok(row.map(head_of))
+                }
+
+                pub(crate) async fn tree_hashes_impl(
+                    &self,
+                    tenant: &TenantId,
+                    level: u8,
+                    from: u64,
+                    to: u64,
+                ) -> Result<Vec<[u8; 32]>, StoreError> {
+                    let query = if level == 0 {
+                        sqlx::query_scalar(
+                            "SELECT leaf_hash FROM ledger_entries WHERE tenant_id = $1 AND idx >= $2 AND idx < $3 \
+                             ORDER BY idx",
+                        )
+                        .bind(tenant.as_str())
+                        .bind(i64_of(from))
+                        .bind(i64_of(to))
+                    } else {
+                        sqlx::query_scalar(
+                            "SELECT hash FROM ledger_nodes WHERE tenant_id = $1 AND level = $4 AND idx >= $2 \
+                             AND idx < $3 ORDER BY idx",
+                        )
+                        .bind(tenant.as_str())
+                        .bind(i64_of(from))
+                        .bind(i64_of(to))
+                        .bind(i16::from(level))
+                    };
+                    let found: Vec<Vec<u8>> =
+                        query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                    found.into_iter().map(|h| rows::hash32("ledger tree hash", h)).collect()
+                }
+
+                pub(crate) async fn repair_log_head_impl(
+                    &self,
+                    tenant: &TenantId,
+                    expected_size: u64,
+                    head: &LogHead,
+                    nodes: &[TreeNode],
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let current = self.lock_head(&mut tx, tenant).await?;
+                    if current.size != expected_size {
+                        return Err(StoreError::Conflict {
+                            what: format!(
+                                "log head of tenant {tenant} at size {} (expected {expected_size})",
+                                current.size
+                            ),
+                        });
+                    }
+                    self.write_nodes(&mut tx, tenant, nodes).await?;
+                    self.move_head(&mut tx, tenant, head).await?;
+                    tx.commit().await.map_err(|e| classify(self.target(), e))
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_log_heads;
