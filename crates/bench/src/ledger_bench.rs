@@ -56,7 +56,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     tokio.block_on(durable(&sizes))
 }
 
-fn draft(i: u64) -> EntryDraft {
+pub(crate) fn draft(i: u64) -> EntryDraft {
     EntryDraft {
         kind: EntryKind::ModelCall,
         chain_id: None,
@@ -168,6 +168,7 @@ async fn durable(sizes: &Sizes) -> anyhow::Result<()> {
     let path = dir.path().join("verify.db");
     let db: Arc<dyn Store> = Arc::new(store::SqliteStore::open(&path).await?);
     verify_from(db, sizes.verify_entries.min(200_000), "SQLite").await?;
+    crate::ledger_replicas::restart(&dir.path().join("restart.db"), sizes.tree_leaves).await?;
 
     println!();
     println!("## durable appends, PostgreSQL");
@@ -194,6 +195,20 @@ async fn durable(sizes: &Sizes) -> anyhow::Result<()> {
                 }
             };
             appends(sizes, pg_factory).await?;
+            let replica_schema = || {
+                let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                schemas.push(schema.clone());
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                let create = format!("CREATE SCHEMA {schema}");
+                let base = base.clone();
+                async move {
+                    let mut conn = sqlx::PgConnection::connect(&base).await?;
+                    sqlx::query(&create).execute(&mut conn).await?;
+                    Ok::<_, anyhow::Error>(url)
+                }
+            };
+            crate::ledger_replicas::two_replicas(sizes.append_window < Duration::from_secs(1), replica_schema).await?;
             for schema in schemas {
                 let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await;
             }

@@ -5,6 +5,7 @@ mod engine_bench;
 mod gateway_bench;
 mod knowledge_bench;
 mod ledger_bench;
+mod ledger_replicas;
 mod models_bench;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     let quick = args.iter().any(|a| a == "--quick");
     let result = match args.first().map(String::as_str) {
         Some("ledger") => ledger_bench::run(quick),
+        Some("ledger-replica") => ledger_replicas::child(&args[1..]),
         Some("engine") => engine_bench::run(quick),
         Some("gateway") => gateway_bench::run(quick),
         Some("knowledge") => knowledge_bench::run(quick),
