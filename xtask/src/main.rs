@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         ["models", rest @ ..] => models::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | cargo xtask bench ledger|engine|gateway|knowledge|models [--quick] | cargo xtask models [--dir DIR]"
+                "usage: cargo xtask ci | cargo xtask bench ledger|engine|gateway|knowledge|models [--quick] (gateway also --soak) | cargo xtask models [--dir DIR]"
             );
             return ExitCode::from(2);
         }

@@ -17,11 +17,11 @@ fn main() -> ExitCode {
         Some("ledger") => ledger_bench::run(quick),
         Some("ledger-replica") => ledger_replicas::child(&args[1..]),
         Some("engine") => engine_bench::run(quick),
-        Some("gateway") => gateway_bench::run(quick),
+        Some("gateway") => gateway_bench::run(quick, args.iter().any(|a| a == "--soak")),
         Some("knowledge") => knowledge_bench::run(quick),
         Some("models") => models_bench::run(quick),
         _ => {
-            eprintln!("usage: nexus-bench ledger|engine|gateway|knowledge|models [--quick]");
+            eprintln!("usage: nexus-bench ledger|engine|gateway|knowledge|models [--quick] (gateway also --soak)");
             return ExitCode::from(2);
         }
     };
