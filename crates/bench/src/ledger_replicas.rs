@@ -111,7 +111,9 @@ where
     let seconds = if quick { 1.0 } else { 5.0 };
     let writers = 64;
     println!();
-    println!("## one tenant, several writer processes on one PostgreSQL database ({writers} writers each, {seconds} s)");
+    println!(
+        "## one tenant, several writer processes on one PostgreSQL database ({writers} writers each, {seconds} s)"
+    );
     for processes in [1usize, 2] {
         let url = fresh().await?;
         // Migrated here, before the writers start.
@@ -123,7 +125,8 @@ where
         let tenant = TenantId::parse(TENANT).context("tenant id")?;
         let stored = db.ledger_size(&tenant).await?;
         let key = signer();
-        let verifier = runtime::verify::Verifier { store: db.as_ref(), key: key.verifier(), origin_prefix: "bench.nexus" };
+        let verifier =
+            runtime::verify::Verifier { store: db.as_ref(), key: key.verifier(), origin_prefix: "bench.nexus" };
         let verified = verifier.tenant(&tenant, None).await.map(|r| r.entries);
         println!(
             "{processes} process(es): {:>8.0} appends/s; {acknowledged} acknowledged, {stored} stored [{}]; verification: {}",

@@ -162,8 +162,11 @@ pub trait LedgerStore: Send + Sync {
 #[async_trait]
 pub trait CostStore: Send + Sync {
     async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError>;
-    /// Total spent by the tenant since `since`.
+    /// Total spent by the tenant since `since` (sums the cost records).
     async fn tenant_cost_since(&self, tenant: &TenantId, since: Timestamp) -> Result<f64, StoreError>;
+    /// Total spent by the tenant in the month starting at `month` (`Timestamp::month_start`),
+    /// from a running total kept with every cost record: one row read, however many records.
+    async fn tenant_month_spend(&self, tenant: &TenantId, month: Timestamp) -> Result<f64, StoreError>;
     /// Cost records of the tenant in `[since, until)`, grouped by day, model, provider, key
     /// and chain.
     async fn usage(

@@ -25,6 +25,18 @@ impl Timestamp {
         self.0
     }
 
+    /// Midnight UTC on the first day of this timestamp's month.
+    pub fn month_start(self) -> Self {
+        use chrono::Datelike as _;
+        match DateTime::<Utc>::from_timestamp_micros(self.0) {
+            Some(t) => {
+                let first = t.date_naive().with_day(1).and_then(|d| d.and_hms_opt(0, 0, 0));
+                first.map_or(self, |f| Self(f.and_utc().timestamp_micros()))
+            }
+            None => self,
+        }
+    }
+
     /// RFC 3339 with microseconds, e.g. `2026-11-21T05:01:46.123456Z`.
     pub fn to_rfc3339(self) -> String {
         match DateTime::<Utc>::from_timestamp_micros(self.0) {
@@ -43,6 +55,14 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn month_start_is_midnight_utc_on_the_first() {
+        // 2026-12-02T16:17:29.5Z
+        let t = Timestamp::from_micros(1_796_228_249_500_000);
+        assert_eq!(t.month_start().to_rfc3339(), "2026-12-01T00:00:00.000000Z");
+        assert_eq!(t.month_start().month_start(), t.month_start());
+    }
 
     #[test]
     fn formats_as_rfc3339_utc() {

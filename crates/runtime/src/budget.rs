@@ -96,7 +96,7 @@ impl Budgets {
             Some(t) if t.budget_usd > 0.0 && t.budget_usd != DEFAULT_BUDGET_USD => t.budget_usd,
             _ => default_limit,
         };
-        let stored = store.tenant_cost_since(tenant, month_start).await?;
+        let stored = store.tenant_month_spend(tenant, month_start).await?;
         Ok((limit_usd, stored))
     }
 

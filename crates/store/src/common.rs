@@ -482,6 +482,14 @@ macro_rules! impl_shared_ports {
         impl CostStore for $store {
             async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError> {
                 let (input, output) = rows::cost_values(cost);
+                let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                sqlx::query($crate::common_agent::ADD_SPEND_SQL)
+                    .bind(cost.tenant_id.as_str())
+                    .bind(cost.timestamp.month_start().as_micros())
+                    .bind(cost.cost_usd)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
                 sqlx::query($crate::common_agent::INSERT_COST_SQL)
                     .bind(cost.tenant_id.as_str())
                     .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
@@ -493,10 +501,21 @@ macro_rules! impl_shared_ports {
                     .bind(output)
                     .bind(cost.cost_usd)
                     .bind(cost.timestamp.as_micros())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| classify(self.target(), e))?;
-                Ok(())
+                tx.commit().await.map_err(|e| classify(self.target(), e))
+            }
+
+            async fn tenant_month_spend(&self, tenant: &TenantId, month: Timestamp) -> Result<f64, StoreError> {
+                let total: Option<f64> =
+                    sqlx::query_scalar("SELECT cost_usd FROM tenant_spend WHERE tenant_id = $1 AND month = $2")
+                        .bind(tenant.as_str())
+                        .bind(month.as_micros())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                Ok(total.unwrap_or(0.0))
             }
 
             async fn tenant_cost_since(&self, tenant: &TenantId, since: Timestamp) -> Result<f64, StoreError> {

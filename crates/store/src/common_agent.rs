@@ -14,6 +14,23 @@ pub(crate) const INSERT_COST_SQL: &str = "INSERT INTO cost_records \
      (tenant_id, chain_id, seal_id, api_key_id, provider, model, input_tokens, output_tokens, cost_usd, ts) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
+/// Adds to a tenant's running total for a month.
+pub(crate) const ADD_SPEND_SQL: &str = "INSERT INTO tenant_spend (tenant_id, month, cost_usd) VALUES ($1, $2, $3) \
+     ON CONFLICT (tenant_id, month) DO UPDATE SET cost_usd = tenant_spend.cost_usd + excluded.cost_usd";
+
+/// Cost records summed per (tenant, month), for the running totals.
+pub(crate) fn spend_by_month(costs: &[domain::cost::CostRecord]) -> Vec<(&str, i64, f64)> {
+    let mut totals: Vec<(&str, i64, f64)> = Vec::new();
+    for cost in costs {
+        let month = cost.timestamp.month_start().as_micros();
+        match totals.iter_mut().find(|(t, m, _)| *t == cost.tenant_id.as_str() && *m == month) {
+            Some(total) => total.2 += cost.cost_usd,
+            None => totals.push((cost.tenant_id.as_str(), month, cost.cost_usd)),
+        }
+    }
+    totals
+}
+
 macro_rules! impl_agent_ports {
     ($store:ident, $db:ty) => {
         mod agent_ports {
@@ -25,7 +42,7 @@ macro_rules! impl_agent_ports {
 
             use super::$store;
             use $crate::agent_rows::{self, APPROVAL_COLUMNS, RUN_COLUMNS};
-            use $crate::common_agent::{INSERT_COST_SQL, RECORD_ACTION_SQL, SAVE_RUN_SQL};
+            use $crate::common_agent::{ADD_SPEND_SQL, INSERT_COST_SQL, RECORD_ACTION_SQL, SAVE_RUN_SQL, spend_by_month};
             use $crate::error::{classify, classify_insert};
 
             impl $store {
@@ -62,6 +79,15 @@ macro_rules! impl_agent_ports {
                             .bind(output)
                             .bind(cost.cost_usd)
                             .bind(cost.timestamp.as_micros())
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    }
+                    for (tenant, month, usd) in spend_by_month(&companions.costs) {
+                        sqlx::query(ADD_SPEND_SQL)
+                            .bind(tenant)
+                            .bind(month)
+                            .bind(usd)
                             .execute(&mut **tx)
                             .await
                             .map_err(|e| classify(self.target(), e))?;

@@ -19,7 +19,11 @@ const CONNECTIONS: u64 = 8;
 const RATE_PER_SECOND: u64 = 1_000;
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-pub async fn run(quick: bool, mock_config: MockConfig, server_core: Option<core_affinity::CoreId>) -> anyhow::Result<()> {
+pub async fn run(
+    quick: bool,
+    mock_config: MockConfig,
+    server_core: Option<core_affinity::CoreId>,
+) -> anyhow::Result<()> {
     let window = std::env::var("NEXUS_BENCH_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -85,7 +89,11 @@ pub async fn run(quick: bool, mock_config: MockConfig, server_core: Option<core_
             println!(
                 "peak RSS (VmHWM) of the whole process (Nexus, mock, load generator): {:.1} MiB [{}]",
                 system::peak_rss_mib().unwrap_or(f64::NAN),
-                if system::peak_rss_mib().is_some_and(|p| p * 1.048_576 <= 30.0) { "met: <= 30 MB" } else { "NOT met: <= 30 MB" }
+                if system::peak_rss_mib().is_some_and(|p| p * 1.048_576 <= 30.0) {
+                    "met: <= 30 MB"
+                } else {
+                    "NOT met: <= 30 MB"
+                }
             );
         }
         _ => println!("too few RSS samples for a slope (run longer: NEXUS_BENCH_SOAK_SECS)"),

@@ -237,6 +237,14 @@ async fn costs_sum_per_tenant_since_a_time() {
         );
         assert_eq!(db.store.tenant_cost_since(&a, Timestamp::from_micros(15)).await.expect("sum"), 0.5);
         assert_eq!(db.store.tenant_cost_since(&tenant_id("c"), Timestamp::from_micros(0)).await.expect("sum"), 0.0);
+        // The running monthly totals agree with the records (all three are in January 1970).
+        let january = Timestamp::from_micros(0);
+        assert_eq!(db.store.tenant_month_spend(&a, january).await.expect("month"), 0.75, "{}", db.backend);
+        assert_eq!(db.store.tenant_month_spend(&b, january).await.expect("month"), 9.0);
+        assert_eq!(
+            db.store.tenant_month_spend(&a, Timestamp::from_micros(2_678_400_000_000)).await.expect("month"),
+            0.0
+        );
     }
 }
 
