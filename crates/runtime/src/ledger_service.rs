@@ -98,7 +98,7 @@ struct TenantLog {
 /// Full tiles (immutable once full), in two generations: a lookup promotes, a full generation
 /// is dropped whole.
 #[derive(Default)]
-struct TileCache {
+pub(crate) struct TileCache {
     current: HashMap<(TenantId, TileId), Arc<[Hash]>>,
     previous: HashMap<(TenantId, TileId), Arc<[Hash]>>,
 }
@@ -445,31 +445,7 @@ impl Inner {
 
     /// Reads the tiles a proof needs (full ones from the cache) and finishes it.
     async fn prove(&self, tenant: &TenantId, plan: &ProofPlan) -> Result<Vec<Hash>, LedgerError> {
-        let mut tiles: HashMap<TileId, Arc<[Hash]>> = HashMap::new();
-        for (id, wanted) in plan.tiles() {
-            let key = (tenant.clone(), id);
-            if let Some(tile) = self.tiles().get(&key) {
-                tiles.insert(id, tile);
-                continue;
-            }
-            // A full tile never changes: read it whole and keep it; a partial one only as far
-            // as needed.
-            let full = self.store.tree_hashes(tenant, id.level, id.start(), id.start() + TILE_WIDTH).await?;
-            let tile: Arc<[Hash]> = Arc::from(full);
-            if tile.len() as u64 == TILE_WIDTH {
-                self.tiles().insert(key, tile.clone());
-            } else if (tile.len() as u64) < wanted {
-                return Err(LedgerError::Damaged(format!(
-                    "tenant {tenant}: tree tile {}/{} holds {} hashes, {wanted} needed",
-                    id.level,
-                    id.index,
-                    tile.len()
-                )));
-            }
-            tiles.insert(id, tile);
-        }
-        plan.finish(|id| tiles.get(&id).map(|t| &t[..]))
-            .map_err(|e| LedgerError::Damaged(format!("tenant {tenant}: {e}")))
+        prove_from_store(self.store.as_ref(), tenant, plan, Some(&self.tiles)).await
     }
 
     /// Brings the tenant's head up to its stored entries (see [`LedgerService::catch_up`]).
@@ -669,6 +645,43 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// Finishes a proof from the store's tiles, reading each full tile once into `cache` when one
+/// is given. Only the tiles the proof touches are read.
+pub(crate) async fn prove_from_store(
+    store: &dyn Store,
+    tenant: &TenantId,
+    plan: &ProofPlan,
+    cache: Option<&Mutex<TileCache>>,
+) -> Result<Vec<Hash>, LedgerError> {
+    let cached = |key: &(TenantId, TileId)| cache.and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).get(key));
+    let mut tiles: HashMap<TileId, Arc<[Hash]>> = HashMap::new();
+    for (id, wanted) in plan.tiles() {
+        let key = (tenant.clone(), id);
+        if let Some(tile) = cached(&key) {
+            tiles.insert(id, tile);
+            continue;
+        }
+        // A full tile never changes: read it whole and keep it; a partial one only as far as
+        // needed.
+        let read = store.tree_hashes(tenant, id.level, id.start(), id.start() + TILE_WIDTH).await?;
+        let tile: Arc<[Hash]> = Arc::from(read);
+        if tile.len() as u64 == TILE_WIDTH {
+            if let Some(cache) = cache {
+                cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, tile.clone());
+            }
+        } else if (tile.len() as u64) < wanted {
+            return Err(LedgerError::Damaged(format!(
+                "tenant {tenant}: tree tile {}/{} holds {} hashes, {wanted} needed",
+                id.level,
+                id.index,
+                tile.len()
+            )));
+        }
+        tiles.insert(id, tile);
+    }
+    plan.finish(|id| tiles.get(&id).map(|t| &t[..])).map_err(|e| LedgerError::Damaged(format!("tenant {tenant}: {e}")))
 }
 
 /// The records of per-tenant writes, back in the order of the batch.

@@ -8,7 +8,7 @@ use domain::{ChainId, TenantId};
 use ledger::checkpoint::{Checkpoint, CheckpointVerifier};
 use ledger::encoding::EntryContent;
 use ledger::proof::verify_inclusion;
-use ledger::tree::MerkleTree;
+use ledger::tiles::ProofPlan;
 use ledger::verify::{BadEntry, CheckpointFault, EntryFault, LogVerifier};
 
 use crate::error::VerifyError;
@@ -163,7 +163,6 @@ impl Verifier<'_> {
                 tenant: tenant.clone(),
                 source: CheckpointFault::Invalid { size: stored.size, source },
             })?;
-        let tree = MerkleTree::from_leaves(self.store.leaf_hashes(tenant).await?);
         let mut proven = 0;
         for (record, leaf) in records.iter().zip(&leaves) {
             if record.index >= checkpoint.size {
@@ -175,7 +174,12 @@ impl Verifier<'_> {
                 size: checkpoint.size,
                 reason,
             };
-            let path = tree.inclusion_proof(record.index, checkpoint.size).map_err(|e| not_included(e.to_string()))?;
+            // The path comes from the store's tree tiles, which are untrusted like everything
+            // stored: the proof is checked against the signed root, so a wrong tile fails it.
+            let plan = ProofPlan::inclusion(record.index, checkpoint.size).map_err(|e| not_included(e.to_string()))?;
+            let path = crate::ledger_service::prove_from_store(self.store, tenant, &plan, None)
+                .await
+                .map_err(|e| not_included(e.to_string()))?;
             verify_inclusion(leaf, record.index, checkpoint.size, &path, &checkpoint.root)
                 .map_err(|e| not_included(e.to_string()))?;
             proven += 1;
