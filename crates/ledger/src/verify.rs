@@ -1,14 +1,17 @@
-//! Streaming verification of one tenant's log: feed records in index order, then check the
-//! signed checkpoints. The first bad entry is named with the reason.
+//! Streaming verification of one tenant's log: say which checkpoint sizes will be checked, feed
+//! records in index order, then check the signed checkpoints. The first bad entry is named with
+//! the reason. Memory is the chains' heads and the tree's right edge, not the log: the roots at
+//! the watched sizes are taken as the stream passes them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use domain::ledger::{LedgerRecord, StoredCheckpoint};
 use domain::{ChainId, TenantId};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointVerifier};
 use crate::encoding::EntryContent;
-use crate::tree::MerkleTree;
+use crate::hash::Hash;
+use crate::tiles::Frontier;
 
 /// What is wrong with one entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,20 +51,41 @@ pub enum CheckpointFault {
         after.map(|a| format!(" (they still matched the checkpoint of size {a}, so the change is at or after entry #{a})")).unwrap_or_default()
     )]
     Rewritten { size: u64, after: Option<u64> },
+    /// The verifier was not told to keep the root at this size before the entries streamed by
+    /// (a caller's mistake, not the log's).
+    #[error("the root at size {size} was not kept while verifying; watch the size before pushing entries")]
+    NotWatched { size: u64 },
 }
 
 /// Verifies a log entry by entry.
 #[derive(Debug)]
 pub struct LogVerifier {
     tenant: TenantId,
-    tree: MerkleTree,
+    tree: Frontier,
+    /// Sizes whose root will be checked, with the root once the stream passed them.
+    watched: BTreeMap<u64, Option<Hash>>,
     heads: HashMap<Option<ChainId>, String>,
     scratch: Vec<u8>,
 }
 
 impl LogVerifier {
     pub fn new(tenant: TenantId) -> Self {
-        Self { tenant, tree: MerkleTree::new(), heads: HashMap::new(), scratch: Vec::with_capacity(512) }
+        Self {
+            tenant,
+            tree: Frontier::new(),
+            watched: BTreeMap::new(),
+            heads: HashMap::new(),
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Keeps the root at each of `sizes` as the stream passes it (call before pushing): the
+    /// sizes of the checkpoints to be checked.
+    pub fn watch(&mut self, sizes: impl IntoIterator<Item = u64>) {
+        for size in sizes {
+            let root = (size == 0).then(crate::hash::empty_root);
+            self.watched.entry(size).or_insert(root);
+        }
     }
 
     /// Entries verified so far.
@@ -69,8 +93,12 @@ impl LogVerifier {
         self.tree.size()
     }
 
-    pub fn tree(&self) -> &MerkleTree {
-        &self.tree
+    /// The root of the verified entries at `size`: the current size or a watched one.
+    pub fn root_at(&self, size: u64) -> Option<Hash> {
+        if size == self.tree.size() {
+            return Some(self.tree.root());
+        }
+        self.watched.get(&size).copied().flatten()
     }
 
     /// Checks the next record.
@@ -101,7 +129,10 @@ impl LogVerifier {
         if leaf != record.leaf_hash {
             return Err(fail(EntryFault::LeafHashMismatch));
         }
-        self.tree.push(leaf);
+        self.tree.push(leaf, &mut Vec::new());
+        if let Some(root) = self.watched.get_mut(&self.tree.size()) {
+            *root = Some(self.tree.root());
+        }
         self.heads.insert(record.chain_id.clone(), record.fingerprint.clone());
         Ok(())
     }
@@ -140,9 +171,10 @@ impl LogVerifier {
         if checkpoint.size > entries {
             return Err(CheckpointFault::Truncated { size: checkpoint.size, entries });
         }
-        match self.tree.root_at(checkpoint.size) {
-            Ok(root) if root == checkpoint.root => Ok(()),
-            _ => Err(CheckpointFault::Rewritten { size: checkpoint.size, after }),
+        match self.root_at(checkpoint.size) {
+            Some(root) if root == checkpoint.root => Ok(()),
+            Some(_) => Err(CheckpointFault::Rewritten { size: checkpoint.size, after }),
+            None => Err(CheckpointFault::NotWatched { size: checkpoint.size }),
         }
     }
 }
@@ -178,6 +210,7 @@ mod tests {
 
     fn verify_all(records: &[LedgerRecord]) -> Result<LogVerifier, BadEntry> {
         let mut v = LogVerifier::new(tenant());
+        v.watch([10, 30]);
         for r in records {
             v.push(r)?;
         }
@@ -232,8 +265,8 @@ mod tests {
         let origin = "nexus.local/ledger/demo";
         let honest = log(30);
         let v = verify_all(&honest).expect("verifies");
-        let stored = |size: u64, tree: &MerkleTree| {
-            let cp = Checkpoint { origin: origin.into(), size, root: tree.root_at(size).expect("size") };
+        let stored = |size: u64, v: &LogVerifier| {
+            let cp = Checkpoint { origin: origin.into(), size, root: v.root_at(size).expect("watched size") };
             StoredCheckpoint {
                 tenant_id: tenant(),
                 size,
@@ -242,7 +275,7 @@ mod tests {
                 created_at: Timestamp::from_micros(0),
             }
         };
-        let checkpoints = vec![stored(10, v.tree()), stored(30, v.tree())];
+        let checkpoints = vec![stored(10, &v), stored(30, &v)];
         assert_eq!(
             v.check_checkpoints(&checkpoints, signer.verifier(), origin).map(|c| c.map(|c| c.size)),
             Ok(Some(30))
@@ -273,6 +306,19 @@ mod tests {
             forged.check_checkpoints(&checkpoints, signer.verifier(), origin),
             Err(CheckpointFault::Rewritten { size: 30, after: Some(10) })
         );
+
+        // A size nobody asked to keep is the caller's mistake, said as such.
+        let unwatched = LogVerifier::new(tenant());
+        assert_eq!(
+            unwatched.check_signed(&Checkpoint { origin: origin.into(), size: 0, root: [0; 32] }, None),
+            Err(CheckpointFault::Rewritten { size: 0, after: None })
+        );
+        let mut partial = LogVerifier::new(tenant());
+        for r in &honest[..12] {
+            partial.push(r).expect("verifies");
+        }
+        let at_ten = Checkpoint { origin: origin.into(), size: 10, root: [0; 32] };
+        assert_eq!(partial.check_signed(&at_ten, None), Err(CheckpointFault::NotWatched { size: 10 }));
 
         // A checkpoint signed by another key.
         let other = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[6; 32]));

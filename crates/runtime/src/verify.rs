@@ -50,6 +50,8 @@ impl Verifier<'_> {
     /// the database (a consistency check against what was published earlier).
     pub async fn tenant(&self, tenant: &TenantId, external: Option<&Checkpoint>) -> Result<TenantReport, VerifyError> {
         let mut log = LogVerifier::new(tenant.clone());
+        let stored = self.store.checkpoints(tenant).await?;
+        log.watch(stored.iter().map(|c| c.size).chain(external.map(|c| c.size)));
         loop {
             let page = self.store.records(tenant, log.size(), PAGE).await?;
             let fetched = page.len();
@@ -61,7 +63,6 @@ impl Verifier<'_> {
             }
         }
         let origin = Checkpoint::origin_for(self.origin_prefix, tenant);
-        let stored = self.store.checkpoints(tenant).await?;
         let latest = log
             .check_checkpoints(&stored, self.key, &origin)
             .map_err(|source| VerifyError::Checkpoint { tenant: tenant.clone(), source })?;
