@@ -71,6 +71,9 @@ pub struct CallMeta {
     pub budget: BudgetStatus,
     /// Time spent in Nexus before the provider was called (routing, budget, bookkeeping).
     pub overhead: Duration,
+    /// Index of the call's `model_call` entry in the tenant's ledger, once it is durable (a
+    /// blocking answer; a stream's entry is written when it ends).
+    pub ledger_index: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +241,7 @@ impl Runtime {
             .record(provider_latency.as_secs_f64());
         let response = outcome.map_err(GatewayError::Provider)?;
         let finished = Instant::now();
-        let cost = self
+        let (cost, ledger_index) = self
             .record_call(
                 caller,
                 &route,
@@ -259,6 +262,7 @@ impl Runtime {
             cost_usd: cost,
             budget,
             overhead,
+            ledger_index: Some(ledger_index),
         };
         Ok((response, meta))
     }
@@ -288,6 +292,7 @@ impl Runtime {
             cost_usd: 0.0,
             budget,
             overhead,
+            ledger_index: None,
         };
         let finish = Finish { runtime: self.clone(), caller: caller.clone(), route, digest, called };
         Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish), recording: None, done: false }, meta))
@@ -305,7 +310,7 @@ impl Runtime {
         usage: Usage,
         latency: Duration,
         interrupted: bool,
-    ) -> Result<f64, GatewayError> {
+    ) -> Result<(f64, u64), GatewayError> {
         let agent = self
             .agent
             .as_deref()
@@ -340,7 +345,8 @@ impl Runtime {
         let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: None, payload };
         // The answer waits for the entry to be durable: a call is acknowledged only once it is
         // recorded. A store that cannot record it in time fails the call closed (503).
-        self.ledger
+        let appended = self
+            .ledger
             .append_within(&caller.tenant, draft, companions, LEDGER_ACK_WAIT)
             .await
             .map_err(GatewayError::ledger)?;
@@ -348,7 +354,7 @@ impl Runtime {
         metrics::counter!("nexus_tokens_total", "direction" => "input").increment(usage.input_tokens);
         metrics::counter!("nexus_tokens_total", "direction" => "output").increment(usage.output_tokens);
         metrics::counter!("nexus_cost_usd_micros_total").increment((cost * 1e6) as u64);
-        Ok(cost)
+        Ok((cost, appended.index))
     }
 
     /// Adds spend to the tenant's budget and publishes the alert the first time it crosses it.
@@ -394,7 +400,7 @@ struct Finish {
     called: Instant,
 }
 
-type Recording = Pin<Box<dyn Future<Output = Result<f64, GatewayError>> + Send>>;
+type Recording = Pin<Box<dyn Future<Output = Result<(f64, u64), GatewayError>> + Send>>;
 
 impl Finish {
     /// Records the call (provider latency, ledger entry, cost).

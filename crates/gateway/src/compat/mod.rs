@@ -29,6 +29,9 @@ pub(crate) fn meta_headers(meta: &CallMeta) -> HeaderMap {
     }
     put("x-nexus-overhead-us", meta.overhead.as_micros().to_string());
     put("x-nexus-cost-usd", format!("{:.8}", meta.cost_usd));
+    if let Some(index) = meta.ledger_index {
+        put("x-nexus-ledger-index", index.to_string());
+    }
     put("x-nexus-budget-used", format!("{:.4}", meta.budget.fraction));
     if meta.budget.state >= BudgetState::Warning {
         let state = match meta.budget.state {
