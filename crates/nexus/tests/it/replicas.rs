@@ -1,5 +1,6 @@
 //! Several real `nexus serve` processes (the built binary) on one PostgreSQL database, the way
-//! an operator scales out: one throwaway schema from `NEXUS_TEST_POSTGRES_URL`, one data
+//! an operator scales out (or on one SQLite file, see [`Backend`]): one throwaway schema from
+//! `NEXUS_TEST_POSTGRES_URL`, one data
 //! directory (so the same ledger signing key and token secret), a port each, and a fake OpenAI
 //! upstream all of them call. Any replica can be killed with SIGKILL (or stopped with SIGTERM)
 //! and started again; the CLI runs against the same database.
@@ -39,9 +40,20 @@ const PROVIDER_VARIABLES: &[&str] = &[
 /// Log lines kept per replica.
 const LOG_LINES: usize = 2000;
 
+/// Where the replicas keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A throwaway schema of `NEXUS_TEST_POSTGRES_URL`.
+    Postgres,
+    /// One SQLite file in the shared data directory (several processes may open it; they
+    /// share no notification channel, so this shows what their periodic checks alone do).
+    Sqlite,
+}
+
 /// How to start the cluster.
 pub struct Options {
     pub replicas: usize,
+    pub backend: Backend,
     /// Extra `NEXUS_*` (or other) variables for every replica and CLI call, e.g.
     /// `("NEXUS_LOG_LEVEL", "debug")`. They override the defaults below.
     pub env: Vec<(String, String)>,
@@ -49,7 +61,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { replicas: 2, env: Vec::new() }
+        Self { replicas: 2, backend: Backend::Postgres, env: Vec::new() }
     }
 }
 
@@ -59,6 +71,19 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     log: Arc<Mutex<VecDeque<String>>>,
+    /// Reads the log; ends when the process has exited and its last line is kept.
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Waits for the process to exit and its log to be read to the end.
+    fn reap(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
 }
 
 pub struct Replicas {
@@ -78,10 +103,17 @@ impl Replicas {
         Self::start_with(Options { replicas: count, ..Options::default() }).await
     }
 
+    /// As [`Self::start`], with options; a SQLite cluster always starts.
     pub async fn start_with(options: Options) -> Option<Self> {
-        let Some(url) = store::test_support::postgres_schema_url().await else {
-            eprintln!("skipped: NEXUS_TEST_POSTGRES_URL is not set (two-replica tests need PostgreSQL)");
-            return None;
+        let env = match options.backend {
+            Backend::Sqlite => Env::sqlite(),
+            Backend::Postgres => {
+                let Some(url) = store::test_support::postgres_schema_url().await else {
+                    eprintln!("skipped: NEXUS_TEST_POSTGRES_URL is not set (multi-replica tests need PostgreSQL)");
+                    return None;
+                };
+                Env::with_database(url)
+            }
         };
         let provider = FakeOpenAi::start();
         let mut variables: Vec<(String, String)> = [
@@ -104,14 +136,7 @@ impl Replicas {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("HTTP client");
-        let mut cluster = Self {
-            env: Env::with_database(url),
-            provider,
-            client,
-            variables,
-            servers: Vec::new(),
-            past_logs: Vec::new(),
-        };
+        let mut cluster = Self { env, provider, client, variables, servers: Vec::new(), past_logs: Vec::new() };
         // One process lays out the data directory (keys, token secret) and migrates the
         // schema before the replicas start, so they never race to create either.
         cluster.nexus(&["seed"]).await;
@@ -133,7 +158,8 @@ impl Replicas {
         self.servers.len()
     }
 
-    /// The database URL every replica uses (a schema of `NEXUS_TEST_POSTGRES_URL`).
+    /// The database URL every replica uses (a schema of `NEXUS_TEST_POSTGRES_URL`, or the
+    /// SQLite file).
     pub fn database_url(&self) -> String {
         self.env.url()
     }
@@ -156,7 +182,7 @@ impl Replicas {
     pub fn kill(&mut self, i: usize) {
         let mut server = self.take(i);
         server.child.kill().expect("SIGKILL the replica");
-        let _ = server.child.wait();
+        let _ = server.reap();
         self.keep_log(i, &server);
     }
 
@@ -169,7 +195,7 @@ impl Replicas {
             .status()
             .expect("kill -TERM");
         assert!(signalled.success());
-        let status = server.child.wait().expect("wait for the replica");
+        let status = server.reap().expect("wait for the replica");
         self.keep_log(i, &server);
         assert!(status.success(), "replica {i} exited with {status} after SIGTERM:\n{}", lines(&server).join("\n"));
     }
@@ -256,7 +282,7 @@ impl Replicas {
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let kept = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut address_tx = Some(address_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(address) = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next())
@@ -279,7 +305,7 @@ impl Replicas {
                 panic!("replica {i} did not report its address within 60 s:\n{}", Vec::from(log.clone()).join("\n"));
             }
         };
-        Server { child, base: format!("http://{address}"), log }
+        Server { child, base: format!("http://{address}"), log, reader: Some(reader) }
     }
 
     async fn wait_ready(&self, i: usize) {
@@ -307,7 +333,7 @@ impl Drop for Replicas {
         for (i, slot) in self.servers.iter_mut().enumerate() {
             if let Some(server) = slot.as_mut() {
                 let _ = server.child.kill();
-                let _ = server.child.wait();
+                let _ = server.reap();
                 if panicking {
                     self.past_logs.push((i, lines(server)));
                 }
