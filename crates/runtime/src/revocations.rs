@@ -35,6 +35,7 @@ pub(crate) fn revoked_notification(id: &ApiKeyId) -> Result<Notification, Notifi
 /// Listens for revocations and reads the store's, until the store closes.
 pub(crate) async fn watch(auth: Arc<Authenticator>, store: Arc<dyn Store>, notifier: Arc<dyn Notifier>) {
     let mut watcher = Watcher { auth, store, since: before(Timestamp::now(), CLOCK_SKEW), failing: false };
+    let mut listen_failing = false;
     let mut subscription: Option<Box<dyn Subscription>> = None;
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -43,10 +44,17 @@ pub(crate) async fn watch(auth: Arc<Authenticator>, store: Arc<dyn Store>, notif
             match notifier.subscribe(std::slice::from_ref(&KEY_REVOKED)).await {
                 Ok(subscribed) => {
                     subscription = Some(subscribed);
+                    if std::mem::take(&mut listen_failing) {
+                        tracing::info!("listening for key revocations again");
+                    }
                     // Anything revoked while there was no subscription is read now.
                     watcher.check().await;
                 }
-                Err(error) => watcher.report(Err(&error), "could not listen for key revocations"),
+                Err(error) => {
+                    if !std::mem::replace(&mut listen_failing, true) {
+                        tracing::warn!(%error, "could not listen for key revocations; reading them from the store meanwhile");
+                    }
+                }
             }
         }
         let delivery = async {
@@ -102,18 +110,14 @@ impl Watcher {
             self.since = before(started, CLOCK_SKEW);
             self.auth.prune();
         }
-        self.report(read.as_ref().map(|_| ()), "could not read revoked API keys; will retry");
-    }
-
-    fn report(&mut self, result: Result<(), &domain::ports::StoreError>, what: &str) {
-        match result {
+        match &read {
             Err(error) if !self.failing => {
                 self.failing = true;
-                tracing::warn!(%error, "{what}");
+                tracing::warn!(%error, "could not read revoked API keys; will retry");
             }
-            Ok(()) if self.failing => {
+            Ok(_) if self.failing => {
                 self.failing = false;
-                tracing::info!("key revocations are read again");
+                tracing::info!("revoked API keys are read again");
             }
             _ => {}
         }

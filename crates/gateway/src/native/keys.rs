@@ -169,7 +169,7 @@ pub(crate) async fn list_keys(
     query: Result<Query<KeyListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<KeyResponse>>, ApiError> {
     require_admin(&principal, "listing keys")?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()).with_param("state"))?;
+    let Query(query) = query.map_err(query_error)?;
     let keys = state.runtime.api_keys(&principal.tenant).await?;
     let wanted = |key: &ApiKey| match query.state {
         None => true,
@@ -177,6 +177,16 @@ pub(crate) async fn list_keys(
         Some(KeyState::Revoked) => !key.is_active(),
     };
     Ok(Json(keys.into_iter().filter(wanted).map(key_response).collect()))
+}
+
+/// A 400 naming the parameter at fault: an unknown one, or `state`.
+fn query_error(rejection: QueryRejection) -> ApiError {
+    let text = rejection.body_text();
+    let field = match text.split("unknown field `").nth(1) {
+        Some(rest) => rest.split('`').next().unwrap_or("state").to_owned(),
+        None => "state".to_owned(),
+    };
+    ApiError::bad_request(text).with_param(field)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

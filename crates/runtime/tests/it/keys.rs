@@ -117,3 +117,26 @@ async fn key_changes_are_for_admins_of_the_tenant_only() {
         rt.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_revocation_nobody_announced_is_read_from_the_store_within_a_second() {
+    for db in backends().await {
+        let a = crate::support::runtime(&db).await;
+        let b = replica(&db.url).await;
+        b.watch_key_revocations();
+        let created = a.create_api_key(&tenant("acme"), "app", UserLevel::NEWCOMER, Role::Member).await.expect("key");
+        b.auth().authenticate(&created.secret).await.expect("cached on b");
+        // Revoked in the database with no notification, as when the revoking process dies
+        // between its commit and its NOTIFY, or a listener is reconnecting.
+        let started = Instant::now();
+        let revoked = db.store.revoke_api_key(&tenant("acme"), &created.key.id, domain::Timestamp::now()).await;
+        assert!(revoked.expect("revoke"));
+        while b.auth().authenticate(&created.secret).await.is_ok() {
+            assert!(started.elapsed() < Duration::from_secs(1), "{}: still accepted after 1 s", db.backend);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("{}: refused after {:?} without a notification", db.backend, started.elapsed());
+        b.shutdown().await;
+        a.shutdown().await;
+    }
+}
