@@ -2,7 +2,10 @@
 //!
 //! **Architecture Invariant:** every method that reads or writes tenant data takes the tenant id
 //! and filters by it. The only lookups without one are those that discover the tenant (an API
-//! key by its hash) and the operator's listing of tenants.
+//! key by its hash, keys revoked lately for the caches that trust them) and the operator's
+//! listing of tenants.
+
+mod notify;
 
 use async_trait::async_trait;
 
@@ -12,6 +15,10 @@ use crate::ledger::{LedgerRecord, LockedLog, LogHead, LogLock, LogWrite, StoredC
 use crate::persona::PersonaContract;
 use crate::tenant::{ApiKey, Tenant, User};
 use crate::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
+
+pub use notify::{
+    Delivery, MAX_PAYLOAD_BYTES, MAX_TOPIC_LEN, Notification, NotificationError, Notifier, Subscription, Topic,
+};
 
 /// Why a storage operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,6 +67,9 @@ pub trait ApiKeyStore: Send + Sync {
     async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>, StoreError>;
     /// Revokes a key. Returns false if the tenant has no such active key.
     async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, at: Timestamp) -> Result<bool, StoreError>;
+    /// Ids and revocation times of the keys of every tenant revoked at or after `since`, so
+    /// a process that caches keys can drop the ones revoked elsewhere.
+    async fn api_keys_revoked_since(&self, since: Timestamp) -> Result<Vec<(ApiKeyId, Timestamp)>, StoreError>;
     /// Records when keys were last used, in one batch (kept off the request path).
     async fn touch_api_keys(&self, uses: &[(TenantId, ApiKeyId, Timestamp)]) -> Result<(), StoreError>;
 }
@@ -195,6 +205,8 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Where the data lives, with any password removed (for messages).
     fn location(&self) -> String;
+    /// Notifications between the processes sharing this store.
+    fn notifier(&self) -> std::sync::Arc<dyn Notifier>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Runs the backend's own integrity check (SQLite `PRAGMA integrity_check`).

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::compat::{anthropic, openai};
-use crate::native::{admin, chains, knowledge, ledger, shapes, usage};
+use crate::native::{admin, chains, keys, knowledge, ledger, shapes, usage};
 use crate::{health, observe};
 
 struct BearerAuth;
@@ -41,6 +41,7 @@ impl Modify for BearerAuth {
         admin::list_approvals, admin::get_approval, admin::approve, admin::deny,
         knowledge::ingest, knowledge::query, knowledge::documents, knowledge::delete_document,
         usage::usage,
+        keys::create_key, keys::list_keys, keys::revoke_key,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
     components(schemas(knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
@@ -48,6 +49,7 @@ impl Modify for BearerAuth {
         (name = "agent", description = "Run tasks through the notarized engine"),
         (name = "gateway", description = "OpenAI- and Anthropic-compatible model endpoints"),
         (name = "ledger", description = "The tamper-evident log and its proofs"),
+        (name = "keys", description = "API keys of the caller's tenant (admin keys only)"),
     ),
 )]
 pub(crate) struct ApiDoc;

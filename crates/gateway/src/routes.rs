@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::compat::{anthropic, openai};
 use crate::error::{method_not_allowed, not_found};
-use crate::native::{admin, chains, knowledge, ledger, usage};
+use crate::native::{admin, chains, keys, knowledge, ledger, usage};
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
 
@@ -52,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/knowledge/documents", get(knowledge::documents))
         .route("/v1/knowledge/documents/{id}", delete(knowledge::delete_document))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
+        .route("/v1/keys/{id}", delete(keys::revoke_key))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(openai::embeddings))

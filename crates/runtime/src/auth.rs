@@ -1,10 +1,12 @@
 //! Who is calling: API keys (`nxs_…`, looked up by hash) and the short-lived JWTs traded for
 //! them. A verified caller is a typed [`Principal`] that every handler scopes its work by.
 //!
-//! Keys are cached by hash for [`KEY_CACHE_TTL`] so the hot path does no database read; a key
-//! revoked through this process is dropped from the cache at once, one revoked elsewhere stops
-//! working within the TTL. `last_used` is gathered in memory and written in batches by
-//! [`Authenticator::flush_last_used`], never on the request path.
+//! Keys are cached by hash for [`KEY_CACHE_TTL`] so the hot path does no database read. A key
+//! revoked through this process is dropped from the cache at once; one revoked by another
+//! process is dropped when the revocation is heard (`crate::revocations`: a notification, or
+//! the store read every half second). A revoked key is remembered for a while, so a lookup that
+//! raced the revocation cannot put it back in the cache. `last_used` is gathered in memory and
+//! written in batches by [`Authenticator::flush_last_used`], never on the request path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::key_hash;
 
-/// How long a key looked up by hash is trusted without asking the database again.
+/// How long a key looked up by hash is trusted without asking the database again (unless its
+/// revocation is heard first).
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a revoked key's id is remembered: far longer than any lookup that may have read the
+/// key before it was revoked.
+const REVOKED_MEMORY: Duration = Duration::from_secs(600);
 /// Default lifetime of a token from `POST /v1/auth/token`.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Longest lifetime a caller may ask for.
@@ -107,13 +113,22 @@ struct CachedKey {
     fetched: Instant,
 }
 
+/// Everything known about keys, under one lock so a revocation and a lookup's insertion are
+/// ordered.
+#[derive(Default)]
+struct KeyCache {
+    by_hash: HashMap<String, CachedKey>,
+    /// Key id → whether it was active when last checked (for JWTs).
+    by_id: HashMap<ApiKeyId, (bool, Instant)>,
+    /// Keys known to be revoked, and when this process learnt it.
+    revoked: HashMap<ApiKeyId, Instant>,
+}
+
 pub struct Authenticator {
     store: Arc<dyn Store>,
     encoding: EncodingKey,
     decoding: DecodingKey,
-    by_hash: Mutex<HashMap<String, CachedKey>>,
-    /// Key id → whether it was active when last checked (for JWTs).
-    by_id: Mutex<HashMap<ApiKeyId, (bool, Instant)>>,
+    cache: Mutex<KeyCache>,
     last_used: Mutex<HashMap<ApiKeyId, (TenantId, Timestamp)>>,
 }
 
@@ -124,8 +139,7 @@ impl Authenticator {
             store,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            by_hash: Mutex::default(),
-            by_id: Mutex::default(),
+            cache: Mutex::default(),
             last_used: Mutex::default(),
         }
     }
@@ -156,20 +170,21 @@ impl Authenticator {
 
     async fn key_by_secret(&self, secret: &str) -> Result<ApiKey, AuthError> {
         let hash = key_hash(secret);
-        if let Some(cached) = lock(&self.by_hash).get(&hash)
+        if let Some(cached) = lock(&self.cache).by_hash.get(&hash)
             && cached.fetched.elapsed() < KEY_CACHE_TTL
         {
             return Ok(cached.key.clone());
         }
         let key = self.store.api_key_by_hash(&hash).await?.filter(ApiKey::is_active);
-        let mut cache = lock(&self.by_hash);
+        let mut cache = lock(&self.cache);
         match key {
-            Some(key) => {
-                cache.insert(hash, CachedKey { key: key.clone(), fetched: Instant::now() });
+            // Revoked while it was being read: the revocation wins.
+            Some(key) if !cache.revoked.contains_key(&key.id) => {
+                cache.by_hash.insert(hash, CachedKey { key: key.clone(), fetched: Instant::now() });
                 Ok(key)
             }
-            None => {
-                cache.remove(&hash);
+            _ => {
+                cache.by_hash.remove(&hash);
                 Err(AuthError::UnknownKey)
             }
         }
@@ -228,26 +243,43 @@ impl Authenticator {
     }
 
     async fn key_active(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, AuthError> {
-        if let Some((active, at)) = lock(&self.by_id).get(id)
+        if let Some((active, at)) = lock(&self.cache).by_id.get(id)
             && at.elapsed() < KEY_CACHE_TTL
         {
             return Ok(*active);
         }
         let keys = self.store.api_keys(tenant).await?;
         let now = Instant::now();
-        let mut cache = lock(&self.by_id);
+        let mut cache = lock(&self.cache);
         for key in &keys {
-            cache.insert(key.id.clone(), (key.is_active(), now));
+            let active = key.is_active() && !cache.revoked.contains_key(&key.id);
+            cache.by_id.insert(key.id.clone(), (active, now));
         }
-        let active = keys.iter().any(|k| &k.id == id && k.is_active());
-        cache.insert(id.clone(), (active, now));
+        let active = keys.iter().any(|k| &k.id == id && k.is_active()) && !cache.revoked.contains_key(id);
+        cache.by_id.insert(id.clone(), (active, now));
         Ok(active)
     }
 
-    /// Forgets a key at once (after revoking it through this process).
-    pub fn forget_key(&self, id: &ApiKeyId) {
-        lock(&self.by_hash).retain(|_, cached| &cached.key.id != id);
-        lock(&self.by_id).insert(id.clone(), (false, Instant::now()));
+    /// Stops trusting a revoked key at once: its cached entries go, and it is remembered as
+    /// revoked so no lookup that raced the revocation can cache it again. Returns false if the
+    /// revocation was already known.
+    pub fn forget_key(&self, id: &ApiKeyId) -> bool {
+        let mut cache = lock(&self.cache);
+        let now = Instant::now();
+        if cache.revoked.insert(id.clone(), now).is_some() {
+            return false;
+        }
+        cache.by_hash.retain(|_, cached| &cached.key.id != id);
+        cache.by_id.insert(id.clone(), (false, now));
+        true
+    }
+
+    /// Forgets revocations older than any lookup could still be racing, and expired entries.
+    pub(crate) fn prune(&self) {
+        let mut cache = lock(&self.cache);
+        cache.revoked.retain(|_, at| at.elapsed() < REVOKED_MEMORY);
+        cache.by_hash.retain(|_, cached| cached.fetched.elapsed() < KEY_CACHE_TTL);
+        cache.by_id.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
     }
 
     /// Writes the gathered `last_used` times in one batch. Returns how many keys were touched.

@@ -18,6 +18,7 @@ pub mod knowledge;
 pub mod ledger_service;
 pub mod limits;
 pub mod llm;
+pub mod revocations;
 mod seed;
 pub mod tasks;
 pub mod verify;
@@ -81,7 +82,9 @@ pub struct Runtime {
     heartbeat: tokio::task::JoinHandle<()>,
     /// Runs this process is driving right now (never taken over by its own resume sweep).
     active: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
-    auth: auth::Authenticator,
+    auth: Arc<auth::Authenticator>,
+    /// The key-revocation watcher, once started (stopped at shutdown).
+    revocation_watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     limits: limits::RateLimits,
     budgets: budget::Budgets,
     router: Arc<dyn llm::TierRouter>,
@@ -139,7 +142,7 @@ impl Runtime {
                 secret
             }
         };
-        let auth = auth::Authenticator::new(store.clone(), &secret);
+        let auth = Arc::new(auth::Authenticator::new(store.clone(), &secret));
         let limits = limits::RateLimits::new(Arc::new(limits::MemoryRateCounter::default()), config.limits);
         let budgets = budget::Budgets::new(store.clone(), config.default_budget_usd, config.budget_alert_fraction);
         let (notices, _) = tokio::sync::broadcast::channel(64);
@@ -154,6 +157,7 @@ impl Runtime {
             heartbeat,
             active: Default::default(),
             auth,
+            revocation_watcher: std::sync::Mutex::default(),
             limits,
             budgets,
             router: Arc::new(llm::HeuristicRouter),
@@ -205,6 +209,18 @@ impl Runtime {
 
     pub fn auth(&self) -> &auth::Authenticator {
         &self.auth
+    }
+
+    /// Starts dropping keys revoked by other processes from this one's caches: heard through
+    /// the store's notifier, and read from the store every half second in case a notification
+    /// was lost. Every process that authenticates requests (`nexus serve`) calls this once;
+    /// later calls do nothing. Stopped by [`Self::shutdown`].
+    pub fn watch_key_revocations(&self) {
+        let mut watcher = auth::lock(&self.revocation_watcher);
+        if watcher.is_none() {
+            let watch = revocations::watch(self.auth.clone(), self.store.clone(), self.store.notifier());
+            *watcher = Some(tasks::spawn("key-revocations", watch));
+        }
     }
 
     pub fn limits(&self) -> &limits::RateLimits {
@@ -271,6 +287,9 @@ impl Runtime {
     /// closes the database.
     pub async fn shutdown(&self) {
         self.heartbeat.abort();
+        if let Some(watcher) = auth::lock(&self.revocation_watcher).take() {
+            watcher.abort();
+        }
         self.ledger.shutdown().await;
         // A clean stop says so; instances silent for a day are forgotten too.
         let day_ago = domain::Timestamp::from_micros(domain::Timestamp::now().as_micros() - 86_400_000_000);

@@ -163,6 +163,26 @@ macro_rules! impl_shared_ports {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn api_keys_revoked_since(
+                &self,
+                since: Timestamp,
+            ) -> Result<Vec<(ApiKeyId, Timestamp)>, StoreError> {
+                let sql = "SELECT id, revoked_at FROM api_keys WHERE revoked_at >= $1 ORDER BY revoked_at, id";
+                let found: Vec<(String, i64)> = sqlx::query_as(sql)
+                    .bind(since.as_micros())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                found
+                    .into_iter()
+                    .map(|(id, at)| {
+                        let id = ApiKeyId::parse(id)
+                            .map_err(|e| StoreError::InvalidRow { what: "api key id", reason: e.to_string() })?;
+                        Ok((id, Timestamp::from_micros(at)))
+                    })
+                    .collect()
+            }
+
             async fn touch_api_keys(&self, uses: &[(TenantId, ApiKeyId, Timestamp)]) -> Result<(), StoreError> {
                 let sql = "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2 \
                            AND (last_used_at IS NULL OR last_used_at < $3)";

@@ -1,5 +1,6 @@
 //! The PostgreSQL backend, for several `nexus serve` replicas sharing one database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Connection as _;
@@ -7,12 +8,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::common::impl_shared_ports;
 use crate::error::classify_migration;
+use crate::postgres_notify::PgNotifier;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
     pool: PgPool,
     target: String,
+    notifier: Arc<PgNotifier>,
 }
 
 impl PgStore {
@@ -27,11 +30,16 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| classify(&target, e))?;
         MIGRATOR.run(&pool).await.map_err(|e| classify_migration(&target, e))?;
-        Ok(Self { pool, target })
+        let schema: String = sqlx::query_scalar("SELECT COALESCE(current_schema(), '')")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| classify(&target, e))?;
+        let notifier = Arc::new(PgNotifier::new(pool.clone(), options, &schema, target.clone()));
+        Ok(Self { pool, target, notifier })
     }
 
     /// Lexical candidates from the GIN-indexed tsvector, best (`ts_rank`) first: $1 tenant, $2
@@ -139,6 +147,10 @@ impl domain::ports::Store for PgStore {
 
     fn location(&self) -> String {
         self.target.clone()
+    }
+
+    fn notifier(&self) -> Arc<dyn domain::ports::Notifier> {
+        self.notifier.clone()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::common::impl_shared_ports;
 use crate::error::classify_migration;
+use crate::notify::MemoryNotifier;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -19,6 +21,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
     target: String,
+    /// In this process only; other processes on the file rely on their periodic checks.
+    notifier: Arc<MemoryNotifier>,
 }
 
 impl SqliteStore {
@@ -40,7 +44,7 @@ impl SqliteStore {
             .await
             .map_err(|e| classify(&target, e))?;
         MIGRATOR.run(&pool).await.map_err(|e| classify_migration(&target, e))?;
-        Ok(Self { pool, path: path.to_owned(), target })
+        Ok(Self { pool, path: path.to_owned(), target, notifier: MemoryNotifier::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -132,6 +136,10 @@ impl domain::ports::Store for SqliteStore {
         self.target.clone()
     }
 
+    fn notifier(&self) -> Arc<dyn domain::ports::Notifier> {
+        self.notifier.clone()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| classify(self.target(), e))?;
         Ok(())
@@ -154,6 +162,7 @@ impl domain::ports::Store for SqliteStore {
         if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
             tracing::debug!(%error, "WAL checkpoint at close did not run");
         }
+        self.notifier.close();
         self.pool.close().await;
     }
 }

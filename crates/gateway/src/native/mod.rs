@@ -1,8 +1,9 @@
 //! The native `/v1` API of seed 004 §13: agent runs and their events, the ledger, personas,
-//! tools, approvals, knowledge, usage and the token exchange.
+//! tools, approvals, knowledge, usage, API keys and the token exchange.
 
 pub(crate) mod admin;
 pub(crate) mod chains;
+pub(crate) mod keys;
 pub(crate) mod knowledge;
 pub(crate) mod ledger;
 pub(crate) mod shapes;

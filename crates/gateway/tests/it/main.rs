@@ -60,6 +60,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 
 mod access;
 mod compat;
+mod keys;
 mod native;
 mod python_clients;
 mod support;

@@ -30,7 +30,7 @@ pub async fn run(command: KeyCommand, config: Config) -> anyhow::Result<ExitCode
         }
         KeyCommand::List { tenant } => {
             let runtime = start_runtime(&config, Access::Existing).await?;
-            let keys = runtime.store().api_keys(&tenant).await;
+            let keys = runtime.api_keys(&tenant).await;
             runtime.shutdown().await;
             for key in keys? {
                 let state = match key.revoked_at {

@@ -11,6 +11,9 @@ use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(agent_runtime(&config, Access::Create).await?);
+    // Keys revoked by another replica or by `nexus keys revoke` stop working here within a
+    // second.
+    runtime.watch_key_revocations();
     // Runs whose process died continue here (or fail with the reason) once that process has
     // missed its heartbeats; approvals nobody decided in time count as denied.
     let maintained = runtime.clone();

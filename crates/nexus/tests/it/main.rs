@@ -2,8 +2,11 @@
 
 mod agent;
 mod cli;
+mod fake_openai;
 mod faults;
 mod ingest;
 mod models;
+mod replicas;
+mod replicated_keys;
 mod serve;
 mod support;

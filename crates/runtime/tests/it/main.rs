@@ -2,6 +2,7 @@
 
 mod agent;
 mod crash;
+mod keys;
 mod knowledge;
 mod ledger;
 mod replicas;

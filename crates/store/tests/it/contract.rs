@@ -114,6 +114,12 @@ async fn api_keys_are_found_by_hash_scoped_and_revocable() {
             "revoked keys do not authenticate"
         );
         assert!(!db.store.revoke_api_key(&a, &key.id, Timestamp::from_micros(61)).await.expect("revoke twice"));
+        let revoked = |since| {
+            let store = db.store.clone();
+            async move { store.api_keys_revoked_since(Timestamp::from_micros(since)).await.expect("revoked since") }
+        };
+        assert_eq!(revoked(60).await, vec![(key.id.clone(), Timestamp::from_micros(60))], "{}", db.backend);
+        assert!(revoked(61).await.is_empty(), "{}", db.backend);
     }
 }
 

@@ -4,4 +4,5 @@ mod contract;
 mod contract_agent;
 mod contract_knowledge;
 mod contract_reports;
+mod notify;
 mod redis_limits;
