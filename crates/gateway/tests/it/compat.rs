@@ -24,7 +24,8 @@ async fn openai_requests_are_served_by_openai_and_by_anthropic() {
     assert!(reply.headers()["x-nexus-overhead-us"].to_str().expect("ascii").parse::<u64>().is_ok());
     // The answer names its ledger entry, already durable when the answer arrives.
     let index: u64 = reply.headers()["x-nexus-ledger-index"].to_str().expect("ascii").parse().expect("an index");
-    let page: Value = app.get("/v1/ledger?kind=model_call", &key).send().await.expect("send").json().await.expect("json");
+    let page: Value =
+        app.get("/v1/ledger?kind=model_call", &key).send().await.expect("send").json().await.expect("json");
     assert_eq!(page["entries"][0]["index"], index, "the newest model_call is the one named: {page}");
     let body: Value = reply.json().await.expect("json");
     assert_eq!(body["object"], "chat.completion");

@@ -8,5 +8,6 @@ mod ingest;
 mod models;
 mod replicas;
 mod replicated_keys;
+mod replicated_ledger;
 mod serve;
 mod support;
