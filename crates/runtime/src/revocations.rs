@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::ports::{Delivery, Notification, NotificationError, Notifier, Store, Subscription, Topic};
+use domain::ports::{Delivery, Notification, NotificationError, Notifier, Store, Topic};
 use domain::{ApiKeyId, Timestamp};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use crate::auth::Authenticator;
 
@@ -32,48 +33,69 @@ pub(crate) fn revoked_notification(id: &ApiKeyId) -> Result<Notification, Notifi
     Notification::new(KEY_REVOKED, payload)
 }
 
-/// Listens for revocations and reads the store's, until the store closes.
+/// Listens for revocations and reads the store's, until the store closes. Listening and
+/// reading run side by side, so a listener waiting to reconnect is never interrupted by a read.
 pub(crate) async fn watch(auth: Arc<Authenticator>, store: Arc<dyn Store>, notifier: Arc<dyn Notifier>) {
-    let mut watcher = Watcher { auth, store, since: before(Timestamp::now(), CLOCK_SKEW), failing: false };
-    let mut listen_failing = false;
-    let mut subscription: Option<Box<dyn Subscription>> = None;
+    let read_now = Notify::new();
+    let watcher = Watcher { auth: auth.clone(), store, since: before(Timestamp::now(), CLOCK_SKEW), failing: false };
+    tokio::select! {
+        () = listen(&auth, notifier.as_ref(), &read_now) => {
+            tracing::debug!("the store closed; no longer watching key revocations");
+        }
+        () = read(watcher, &read_now) => {}
+    }
+}
+
+/// Forgets every key it hears of; asks for a read of the store after a gap or a (re)subscription.
+async fn listen(auth: &Authenticator, notifier: &dyn Notifier, read_now: &Notify) {
+    let mut failing = false;
+    loop {
+        let mut subscription = match notifier.subscribe(std::slice::from_ref(&KEY_REVOKED)).await {
+            Ok(subscription) => subscription,
+            Err(error) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(%error, "could not listen for key revocations; reading them from the store meanwhile");
+                }
+                tokio::time::sleep(CHECK_EVERY).await;
+                continue;
+            }
+        };
+        if std::mem::take(&mut failing) {
+            tracing::info!("listening for key revocations again");
+        }
+        // Anything revoked while nobody listened is read now.
+        read_now.notify_one();
+        loop {
+            match subscription.next().await {
+                Some(Delivery::Message(notification)) => heard(auth, notification.payload()),
+                Some(Delivery::Gap) => read_now.notify_one(),
+                None => return,
+            }
+        }
+    }
+}
+
+fn heard(auth: &Authenticator, payload: &str) {
+    match serde_json::from_str::<Revoked>(payload) {
+        Ok(revoked) => {
+            if auth.forget_key(&revoked.key_id) {
+                tracing::info!(key_id = %revoked.key_id, "API key revoked elsewhere; no longer accepted here");
+            }
+        }
+        Err(error) => tracing::warn!(%error, payload, "ignored a malformed key revocation notice"),
+    }
+}
+
+/// Reads the keys revoked lately every [`CHECK_EVERY`], and whenever the listener asks.
+async fn read(mut watcher: Watcher, read_now: &Notify) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if subscription.is_none() {
-            match notifier.subscribe(std::slice::from_ref(&KEY_REVOKED)).await {
-                Ok(subscribed) => {
-                    subscription = Some(subscribed);
-                    if std::mem::take(&mut listen_failing) {
-                        tracing::info!("listening for key revocations again");
-                    }
-                    // Anything revoked while there was no subscription is read now.
-                    watcher.check().await;
-                }
-                Err(error) => {
-                    if !std::mem::replace(&mut listen_failing, true) {
-                        tracing::warn!(%error, "could not listen for key revocations; reading them from the store meanwhile");
-                    }
-                }
-            }
-        }
-        let delivery = async {
-            match subscription.as_mut() {
-                Some(subscription) => subscription.next().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            delivery = delivery => match delivery {
-                Some(Delivery::Message(notification)) => watcher.heard(notification.payload()),
-                Some(Delivery::Gap) => watcher.check().await,
-                None => {
-                    tracing::debug!("the store closed; no longer watching key revocations");
-                    return;
-                }
-            },
-            _ = tick.tick() => watcher.check().await,
+            _ = tick.tick() => {}
+            () = read_now.notified() => {}
         }
+        watcher.check().await;
     }
 }
 
@@ -87,17 +109,6 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn heard(&self, payload: &str) {
-        match serde_json::from_str::<Revoked>(payload) {
-            Ok(revoked) => {
-                if self.auth.forget_key(&revoked.key_id) {
-                    tracing::info!(key_id = %revoked.key_id, "API key revoked elsewhere; no longer accepted here");
-                }
-            }
-            Err(error) => tracing::warn!(%error, payload, "ignored a malformed key revocation notice"),
-        }
-    }
-
     async fn check(&mut self) {
         let started = Timestamp::now();
         let read = self.store.api_keys_revoked_since(self.since).await;

@@ -56,6 +56,11 @@ impl PgStore {
         terms.iter().map(|t| t.replace('"', " ")).collect::<Vec<_>>().join(" or ")
     }
 
+    /// The PostgreSQL channel a topic's notifications travel on (to `LISTEN` from `psql`).
+    pub fn notification_channel(&self, topic: &domain::ports::Topic) -> String {
+        self.notifier.channel(topic)
+    }
+
     fn target(&self) -> &str {
         &self.target
     }

@@ -31,7 +31,7 @@ impl PgNotifier {
         Self { pool, options, prefix: format!("nexus.{:016x}.", fnv1a(schema.as_bytes())), target }
     }
 
-    fn channel(&self, topic: &Topic) -> String {
+    pub(crate) fn channel(&self, topic: &Topic) -> String {
         format!("{}{}", self.prefix, topic.as_str())
     }
 

@@ -57,12 +57,15 @@ async fn postgres_notifications_reach_other_stores_and_survive_a_killed_listener
     notifier.publish(&Notification::new(KEYS, "from a").expect("payload")).await.expect("publish");
     assert_eq!(next(&mut heard).await, message(&KEYS, "from a"));
 
-    // Kill every listening connection of this database but ours.
+    // Kill the connection listening on this schema's channel (other tests listen on theirs).
+    let channel = other.notification_channel(&KEYS);
     let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'",
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%' \
+         AND strpos(query, $1) > 0",
     )
+    .bind(&channel)
     .fetch_all(&admin)
     .await
     .expect("terminate listeners");
