@@ -98,7 +98,19 @@ pub fn seal_draft(
     timestamp: Timestamp,
     parent_fingerprint: String,
 ) -> LedgerRecord {
-    let payload = canonical_json(&draft.payload);
+    seal_canonical(tenant_id, index, draft, canonical_json(&draft.payload), timestamp, parent_fingerprint)
+}
+
+/// As [`seal_draft`], with the draft's payload already in canonical form (`canonical_json`),
+/// so a writer can canonicalise before it takes the log's lock and only hash under it.
+pub fn seal_canonical(
+    tenant_id: &TenantId,
+    index: u64,
+    draft: &EntryDraft,
+    payload: String,
+    timestamp: Timestamp,
+    parent_fingerprint: String,
+) -> LedgerRecord {
     let mut scratch = Vec::with_capacity(256 + payload.len());
     let content = EntryContent {
         tenant_id,

@@ -30,7 +30,7 @@ use domain::{ChainId, TenantId, Timestamp};
 use ledger::Hash;
 use ledger::bundle::ProofBundle;
 use ledger::checkpoint::{Checkpoint, CheckpointSigner};
-use ledger::encoding::seal_draft;
+use ledger::encoding::{canonical_json, seal_canonical};
 use ledger::tiles::{Frontier, ProofPlan, TILE_WIDTH, TileId};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -370,6 +370,8 @@ type KnownHeads = (u64, HashMap<Option<ChainId>, String>);
 /// One attempt's view of the batch, built inside the store's transaction.
 struct Staging<'a> {
     batch: &'a [(TenantId, EntryDraft)],
+    /// Each draft's payload in canonical form, made before the lock is taken.
+    payloads: &'a [String],
     batch_id: &'a str,
     /// Chain heads this process knows, per tenant, with the size they are valid at.
     known: HashMap<TenantId, KnownHeads>,
@@ -399,12 +401,13 @@ impl Staging<'_> {
             let mut records = Vec::new();
             let mut nodes = Vec::new();
             let mut stored = Vec::new();
-            for (tenant, draft) in self.batch.iter().filter(|(tenant, _)| *tenant == log.tenant) {
+            let drafts = self.batch.iter().zip(self.payloads).filter(|((tenant, _), _)| *tenant == log.tenant);
+            for ((tenant, draft), payload) in drafts {
                 let parent = match parents.get(&draft.chain_id) {
                     Some(parent) => parent.clone(),
                     None => heads.get(&draft.chain_id).copied().flatten().unwrap_or_default().to_owned(),
                 };
-                let record = seal_draft(tenant, frontier.size(), draft, now, parent);
+                let record = seal_canonical(tenant, frontier.size(), draft, payload.clone(), now, parent);
                 frontier.push(record.leaf_hash, &mut stored);
                 nodes.extend(stored.drain(..).map(|n| TreeNode { level: n.level, index: n.index, hash: n.hash }));
                 parents.insert(draft.chain_id.clone(), record.fingerprint.clone());
@@ -555,11 +558,12 @@ impl Inner {
         companions: &Companions,
     ) -> Result<Vec<LedgerRecord>, LedgerError> {
         let batch_id = ChainId::generate().as_str().to_owned();
+        let payloads: Vec<String> = batch.iter().map(|(_, draft)| canonical_json(&draft.payload)).collect();
         let mut delay = RETRY_FIRST;
         let mut closing_since: Option<Instant> = None;
         loop {
             let (locks, known) = self.locks_for(batch);
-            let staging = Staging { batch, batch_id: &batch_id, known, last: Mutex::new(None) };
+            let staging = Staging { batch, payloads: &payloads, batch_id: &batch_id, known, last: Mutex::new(None) };
             let outcome = if batch.is_empty() {
                 self.store.append_with(&[], companions).await.map(|()| Some(Vec::new()))
             } else {
