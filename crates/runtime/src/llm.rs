@@ -1,5 +1,7 @@
 //! The governed model gateway: one chat call from an API client, routed to a provider by model
-//! name or tier, checked against the tenant's budget, priced, and recorded — a ledger entry
+//! name or tier, checked against the tenant's budget, priced by the (provider, model) it was
+//! routed to — whatever model name the upstream echoes; a model without a price is refused
+//! before the upstream is called — and recorded — a ledger entry
 //! (request digest, model, provider, tokens, cost, latency) with its cost record. Gateway
 //! entries go through the ledger's bounded queue without waiting for the commit
 //! ([`crate::LedgerService::submit`]); nothing is dropped, a failed commit is logged.
@@ -13,6 +15,7 @@ use domain::ports::Companions;
 use domain::{ApiKeyId, TenantId, Timestamp};
 use engine::machine::ModelTier;
 use futures_util::Stream;
+use providers::pricing::ModelPrice;
 use providers::{EventStream, ModelProvider};
 use serde::Serialize;
 use serde_json::json;
@@ -78,6 +81,9 @@ pub enum GatewayError {
     NotConfigured(String),
     #[error(transparent)]
     Budget(BudgetExhausted),
+    /// The routed model has no price and no default price is configured.
+    #[error(transparent)]
+    Unpriced(providers::pricing::UnknownPrice),
     #[error(transparent)]
     Provider(ProviderError),
     #[error("{0}")]
@@ -93,8 +99,16 @@ impl From<BudgetCheckError> for GatewayError {
     }
 }
 
-/// Where a request goes.
+/// Where a request goes, and what it costs there.
 struct Route {
+    provider: Arc<dyn ModelProvider>,
+    model: String,
+    tier: Option<ModelTier>,
+    price: ModelPrice,
+}
+
+/// Where a request goes, before it is priced.
+struct Target {
     provider: Arc<dyn ModelProvider>,
     model: String,
     tier: Option<ModelTier>,
@@ -140,20 +154,29 @@ impl Runtime {
         out
     }
 
+    /// Routes a request and prices its target: a target with no known price (and no configured
+    /// default) is refused here, before anything is sent upstream.
     fn route(&self, requested: &str, request: &ChatRequest, budget: &BudgetStatus) -> Result<Route, GatewayError> {
+        let Target { provider, model, tier } = self.target(requested, request, budget)?;
+        let prices = &self.gateway_models_config()?.prices;
+        let price = prices.price_for(provider.name(), &model).map_err(GatewayError::Unpriced)?;
+        Ok(Route { provider, model, tier, price })
+    }
+
+    fn target(&self, requested: &str, request: &ChatRequest, budget: &BudgetStatus) -> Result<Target, GatewayError> {
         let agent = self.gateway_models_config()?;
         let (providers, models) = (&agent.providers, &agent.models);
         let (trivial, normal, complex) = match models {
             Models::Configured { trivial, normal, complex } => (trivial, normal, complex),
             Models::NotConfigured(message) => return Err(GatewayError::NotConfigured(message.clone())),
         };
-        let by_tier = |tier: ModelTier| -> Route {
+        let by_tier = |tier: ModelTier| -> Target {
             let target = match tier {
                 ModelTier::Trivial => trivial,
                 ModelTier::Normal => normal,
                 ModelTier::Complex => complex,
             };
-            Route { provider: target.provider.clone(), model: target.model.clone(), tier: Some(tier) }
+            Target { provider: target.provider.clone(), model: target.model.clone(), tier: Some(tier) }
         };
         let tier = match requested {
             "nexus/auto" => {
@@ -174,13 +197,13 @@ impl Runtime {
             && let Some(provider) = providers.iter().find(|p| p.name() == name)
             && !model.is_empty()
         {
-            return Ok(Route { provider: provider.clone(), model: model.to_owned(), tier: None });
+            return Ok(Target { provider: provider.clone(), model: model.to_owned(), tier: None });
         }
         for (tier, target) in
             [(ModelTier::Trivial, trivial), (ModelTier::Normal, normal), (ModelTier::Complex, complex)]
         {
             if target.model == requested {
-                return Ok(Route { tier: Some(tier), ..by_tier(tier) });
+                return Ok(Target { tier: Some(tier), ..by_tier(tier) });
             }
         }
         let vendor = vendor_of(requested);
@@ -191,7 +214,7 @@ impl Runtime {
                 .flatten()
         });
         match provider {
-            Some(provider) => Ok(Route { provider: provider.clone(), model: requested.to_owned(), tier: None }),
+            Some(provider) => Ok(Target { provider: provider.clone(), model: requested.to_owned(), tier: None }),
             None => Err(GatewayError::UnknownModel { model: requested.to_owned() }),
         }
     }
@@ -222,7 +245,7 @@ impl Runtime {
                 &route,
                 &digest,
                 &response.provider,
-                &response.model,
+                &route.model,
                 response.usage,
                 provider_latency,
                 false,
@@ -232,7 +255,7 @@ impl Runtime {
         metrics::histogram!("nexus_gateway_overhead_seconds").record(overhead.as_secs_f64());
         let meta = CallMeta {
             provider: response.provider.clone(),
-            model: response.model.clone(),
+            model: route.model.clone(),
             tier: route.tier,
             cost_usd: cost,
             budget,
@@ -270,7 +293,8 @@ impl Runtime {
         Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish) }, meta))
     }
 
-    /// Prices a call and queues its ledger entry with the cost record.
+    /// Prices a call at its route's price (never by the model name the upstream echoes) and
+    /// queues its ledger entry with the cost record.
     #[allow(clippy::too_many_arguments)]
     async fn record_call(
         &self,
@@ -283,11 +307,7 @@ impl Runtime {
         latency: Duration,
         interrupted: bool,
     ) -> Result<f64, GatewayError> {
-        let agent = self
-            .agent
-            .as_deref()
-            .ok_or_else(|| GatewayError::NotConfigured("the model gateway is not enabled".into()))?;
-        let cost = agent.prices.cost_usd_for(provider, model, &usage).unwrap_or(0.0);
+        let cost = route.price.cost_usd(&usage);
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         let mut payload = json!({
             "route": "gateway", "request_sha256": digest, "provider": provider, "model": model,

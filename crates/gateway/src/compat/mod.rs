@@ -56,6 +56,7 @@ pub(crate) fn gateway_error(error: GatewayError, dialect: Dialect) -> ApiError {
             ApiError::new(StatusCode::NOT_FOUND, "model_not_found", error.to_string()).with_param("model")
         }
         GatewayError::NotConfigured(_) => ApiError::unavailable(error.to_string()),
+        GatewayError::Unpriced(_) => ApiError::invalid("model", error.to_string()).with_code("model_not_priced"),
         GatewayError::Budget(e) => ApiError::from(runtime::budget::BudgetCheckError::Exhausted(e.clone())),
         GatewayError::Provider(provider) => provider_error(provider),
         GatewayError::Internal(_) => ApiError::internal(error.to_string()),

@@ -61,5 +61,6 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 mod access;
 mod compat;
 mod native;
+mod pricing;
 mod python_clients;
 mod support;

@@ -24,6 +24,8 @@ pub struct Options {
     pub budget_usd: Option<f64>,
     /// USD per million tokens for gpt-4o-mini (both directions).
     pub openai_price: f64,
+    /// `[models] default_price` (both directions), if any.
+    pub default_price: Option<f64>,
     pub embedder: Option<Arc<dyn domain::embed::Embedder>>,
 }
 
@@ -37,6 +39,7 @@ impl Default for Options {
             },
             budget_usd: None,
             openai_price: 0.15,
+            default_price: None,
             embedder: None,
         }
     }
@@ -213,7 +216,8 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
     };
     let tools = tools::builtins(&tool_settings, Arc::new(runtime.knowledge()));
     let prices = PriceTable::builtin()
-        .with_overrides([("gpt-4o-mini".to_owned(), ModelPrice::new(options.openai_price, options.openai_price))]);
+        .with_overrides([("gpt-4o-mini".to_owned(), ModelPrice::new(options.openai_price, options.openai_price))])
+        .with_default(options.default_price.map(|p| ModelPrice::new(p, p)));
     let services = AgentServices {
         models: Models::Configured { trivial: cheap.clone(), normal: cheap, complex: strong },
         providers: vec![openai_provider, anthropic_provider],

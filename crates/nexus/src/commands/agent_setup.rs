@@ -83,7 +83,8 @@ pub fn agent_services(
                 .prices
                 .iter()
                 .map(|(model, p)| (model.clone(), providers::pricing::ModelPrice::new(p.input, p.output))),
-        ),
+        )
+        .with_default(config.default_price.map(|p| providers::pricing::ModelPrice::new(p.input, p.output))),
         approval_ttl: APPROVAL_TTL,
     })
 }
