@@ -196,6 +196,7 @@ impl From<runtime::LedgerError> for ApiError {
                 ApiError::not_found(error.to_string())
             }
             runtime::LedgerError::Tree { .. } => ApiError::invalid("size", error.to_string()),
+            runtime::LedgerError::Store(store) => ApiError::from(store),
             _ => ApiError::internal(error.to_string()),
         }
     }

@@ -69,8 +69,10 @@ pub struct CallMeta {
     pub tier: Option<ModelTier>,
     pub cost_usd: f64,
     pub budget: BudgetStatus,
-    /// Time spent in Nexus before the provider was called (routing, budget, bookkeeping).
-    pub overhead: Duration,
+    /// Time spent waiting for the upstream: the whole provider call for a blocking answer,
+    /// until the stream opened for a streamed one. The front-end subtracts it from the request's
+    /// time to report Nexus's own share (`x-nexus-overhead-us`).
+    pub upstream: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,19 +228,16 @@ impl Runtime {
         requested_model: &str,
         mut request: ChatRequest,
     ) -> Result<(ChatResponse, CallMeta), GatewayError> {
-        let started = Instant::now();
         let budget = self.budgets.check(&caller.tenant).await?;
         let route = self.route(requested_model, &request, &budget)?;
         request.model = route.model.clone();
         let digest = request_digest(requested_model, &request);
-        let overhead = started.elapsed();
         let called = Instant::now();
         let outcome = route.provider.complete(&request).await;
         let provider_latency = called.elapsed();
         metrics::histogram!("nexus_provider_seconds", "provider" => route.provider.name().to_owned())
             .record(provider_latency.as_secs_f64());
         let response = outcome.map_err(GatewayError::Provider)?;
-        let finished = Instant::now();
         let cost = self
             .record_call(
                 caller,
@@ -251,15 +250,13 @@ impl Runtime {
                 false,
             )
             .await?;
-        let overhead = overhead + finished.elapsed();
-        metrics::histogram!("nexus_gateway_overhead_seconds").record(overhead.as_secs_f64());
         let meta = CallMeta {
             provider: response.provider.clone(),
             model: route.model.clone(),
             tier: route.tier,
             cost_usd: cost,
             budget,
-            overhead,
+            upstream: provider_latency,
         };
         Ok((response, meta))
     }
@@ -272,22 +269,20 @@ impl Runtime {
         requested_model: &str,
         mut request: ChatRequest,
     ) -> Result<(MeteredStream, CallMeta), GatewayError> {
-        let started = Instant::now();
         let budget = self.budgets.check(&caller.tenant).await?;
         let route = self.route(requested_model, &request, &budget)?;
         request.model = route.model.clone();
         let digest = request_digest(requested_model, &request);
-        let overhead = started.elapsed();
-        metrics::histogram!("nexus_gateway_overhead_seconds").record(overhead.as_secs_f64());
         let called = Instant::now();
         let inner = route.provider.stream(&request).await.map_err(GatewayError::Provider)?;
+        let upstream = called.elapsed();
         let meta = CallMeta {
             provider: route.provider.name().to_owned(),
             model: route.model.clone(),
             tier: route.tier,
             cost_usd: 0.0,
             budget,
-            overhead,
+            upstream,
         };
         let finish = Finish { runtime: self.clone(), caller: caller.clone(), route, digest, called };
         Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish) }, meta))
