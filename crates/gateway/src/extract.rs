@@ -3,8 +3,8 @@
 //! dialect, never axum's plain-text rejection. Handlers use these instead of axum's (clippy's
 //! `disallowed-types` keeps it that way).
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::FromRequestParts;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 

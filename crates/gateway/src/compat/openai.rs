@@ -488,7 +488,7 @@ pub struct EmbeddingsRequest {
     /// Any name; the in-process model (all-MiniLM-L6-v2) answers.
     pub model: String,
     /// A string or a list of 1–2048 strings.
-    #[schema(value_type = StopSchema)]
+    #[schema(value_type = InputSchema)]
     pub input: Value,
     /// Only `float` is supported.
     #[schema(value_type = Option<EncodingFormat>, inline)]
@@ -497,6 +497,15 @@ pub struct EmbeddingsRequest {
 }
 
 const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// `input`: one string or a list of 1–2048 strings (schema only).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum InputSchema {
+    One(String),
+    Many(Vec<String>),
+}
 
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]

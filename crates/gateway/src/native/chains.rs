@@ -47,6 +47,7 @@ async fn admit(runtime: &Runtime, principal: &Principal, body: ExecuteRequest) -
             for (key, value) in map {
                 match (key.as_str(), value) {
                     ("qa_spec", Value::String(spec)) => qa_spec = Some(spec.clone()),
+                    ("qa_spec", Value::Null) => {}
                     ("qa_spec", _) => {
                         return Err(ApiError::bad_request("invalid field `config.qa_spec`: expected a string")
                             .with_param("config.qa_spec"));

@@ -260,8 +260,8 @@ pub(crate) async fn inclusion(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsistencyQuery {
-    /// The earlier tree size.
-    #[param(minimum = 0)]
+    /// The earlier tree size (at least 1).
+    #[param(minimum = 1)]
     old: u64,
     /// The later tree size (default: the latest checkpoint's).
     #[param(minimum = 0)]

@@ -268,7 +268,11 @@ async fn embeddings_answer_in_openai_shape_or_say_the_model_is_missing() {
     assert_eq!(missing.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(missing.text().await.expect("body").contains("cargo xtask models"));
 
-    let app = spawn_app(Options { embedder: Some(std::sync::Arc::new(crate::support::LetterEmbedder)), ..Options::default() }).await;
+    let app = spawn_app(Options {
+        embedder: Some(std::sync::Arc::new(crate::support::LetterEmbedder)),
+        ..Options::default()
+    })
+    .await;
     let key = app.key("acme", Role::Member).await;
     let reply: Value = app
         .post("/v1/embeddings", &key)

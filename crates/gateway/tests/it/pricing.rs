@@ -28,7 +28,9 @@ async fn mount_echoing(app: &crate::support::App, echoed: &str) {
     Mock::given(method("POST"))
         .and(path("/chat/completions"))
         .and(body_string_contains("\"stream\":true"))
-        .respond_with(ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(body))
+        .respond_with(
+            ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(body),
+        )
         .with_priority(1)
         .mount(&app.openai)
         .await;
@@ -56,7 +58,9 @@ async fn streamed_and_blocking_calls_are_priced_by_the_routed_model_not_the_echo
         for stream in [false, true] {
             let reply = app
                 .post("/v1/chat/completions", &key)
-                .json(&json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}))
+                .json(
+                    &json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}),
+                )
                 .send()
                 .await
                 .expect("send");
@@ -83,7 +87,9 @@ async fn a_model_without_a_price_is_refused_before_the_upstream_naming_the_setti
     for stream in [false, true] {
         let reply = app
             .post("/v1/chat/completions", &key)
-            .json(&json!({"model": "gpt-unpriced-9", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}))
+            .json(
+                &json!({"model": "gpt-unpriced-9", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}),
+            )
             .send()
             .await
             .expect("send");

@@ -78,13 +78,14 @@ pub fn agent_services(
         tools: builtins(&tool_settings, knowledge),
         sandbox: tools::Sandbox::default(),
         workspace_root: config.data_dir.join("workspace"),
-        prices: PriceTable::builtin().with_overrides(
-            config
-                .prices
-                .iter()
-                .map(|(model, p)| (model.clone(), providers::pricing::ModelPrice::new(p.input, p.output))),
-        )
-        .with_default(config.default_price.map(|p| providers::pricing::ModelPrice::new(p.input, p.output))),
+        prices: PriceTable::builtin()
+            .with_overrides(
+                config
+                    .prices
+                    .iter()
+                    .map(|(model, p)| (model.clone(), providers::pricing::ModelPrice::new(p.input, p.output))),
+            )
+            .with_default(config.default_price.map(|p| providers::pricing::ModelPrice::new(p.input, p.output))),
         approval_ttl: APPROVAL_TTL,
     })
 }
