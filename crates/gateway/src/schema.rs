@@ -84,7 +84,7 @@ pub(crate) enum LowIntent {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExecuteConfig {
-    /// A QA spec (seed-001 text) the answer must pass.
+    /// A QA spec (the text `nexus run --qa-spec` reads) the answer must pass.
     qa_spec: Option<String>,
 }
 
