@@ -119,7 +119,9 @@ async fn full(runs: usize) -> anyhow::Result<()> {
         tools: registry,
         sandbox: tools::Sandbox::default(),
         workspace_root: dir.path().join("workspace"),
-        prices: providers::pricing::PriceTable::builtin(),
+        // The stand-in model is priced like any unknown one would have to be: explicitly.
+        prices: providers::pricing::PriceTable::builtin()
+            .with_overrides([("instant".to_owned(), providers::pricing::ModelPrice::FREE)]),
         approval_ttl: Duration::from_secs(60),
     });
     let runtime = Arc::new(runtime);

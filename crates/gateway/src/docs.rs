@@ -5,11 +5,12 @@
 use axum::Json;
 use axum::response::Html;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::compat::{anthropic, openai};
+use crate::error::Dialect;
 use crate::native::{admin, chains, keys, knowledge, ledger, shapes, usage};
-use crate::{health, observe};
+use crate::{health, observe, schema};
 
 struct BearerAuth;
 
@@ -28,10 +29,53 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Errors are part of every operation's contract: each 4xx/5xx response declared without a
+/// body, and a `default` response for the rest, carry the error body of the route's dialect.
+struct ErrorBodies;
+
+impl Modify for ErrorBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert("NativeError".into(), schema::NativeError::schema());
+        components.schemas.insert("NativeErrorDetail".into(), schema::NativeErrorDetail::schema());
+        components.schemas.insert("OpenAiError".into(), schema::OpenAiError::schema());
+        components.schemas.insert("OpenAiErrorDetail".into(), schema::OpenAiErrorDetail::schema());
+        components.schemas.insert("AnthropicError".into(), schema::AnthropicError::schema());
+        components.schemas.insert("AnthropicErrorDetail".into(), schema::AnthropicErrorDetail::schema());
+        for (path, item) in &mut openapi.paths.paths {
+            let body = match Dialect::of_path(path) {
+                Dialect::Native => "NativeError",
+                Dialect::OpenAi => "OpenAiError",
+                Dialect::Anthropic => "AnthropicError",
+            };
+            let content = || Content::new(Some(Ref::from_schema_name(body)));
+            for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && response.content.is_empty()
+                        && status.starts_with(['4', '5'])
+                    {
+                        response.content.insert("application/json".into(), content());
+                    }
+                }
+                operation.responses.responses.entry("default".into()).or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description("an error, in this route's dialect")
+                            .content("application/json", content())
+                            .build(),
+                    )
+                });
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Nexus", description = "Accountable AI agent gateway: agent runs sealed in a verifiable ledger, and an OpenAI/Anthropic-compatible model gateway with keys, limits and budgets."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorBodies),
     paths(
         health::health, health::ready, observe::metrics_text,
         admin::token, admin::whoami,

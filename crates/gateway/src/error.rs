@@ -69,6 +69,11 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
@@ -191,6 +196,7 @@ impl From<runtime::LedgerError> for ApiError {
                 ApiError::not_found(error.to_string())
             }
             runtime::LedgerError::Tree { .. } => ApiError::invalid("size", error.to_string()),
+            runtime::LedgerError::Store(store) => ApiError::from(store),
             _ => ApiError::internal(error.to_string()),
         }
     }

@@ -8,12 +8,32 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/v1/health", tag = "operations", responses((status = 200, description = "the process answers")))]
+/// Liveness (schema only; the handler builds JSON).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct HealthResponse {
+    /// `ok`.
+    status: String,
+    version: String,
+}
+
+/// Readiness (schema only; the handler builds JSON).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ReadyResponse {
+    /// `ready` or `not_ready`.
+    status: String,
+    /// `database` (backend, status, error), `rate_limits` (backend), `router` (name).
+    #[schema(value_type = Object)]
+    checks: Value,
+}
+
+#[utoipa::path(get, path = "/v1/health", tag = "operations", responses((status = 200, body = HealthResponse, description = "the process answers")))]
 pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "the database does not answer")))]
+#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, body = ReadyResponse, description = "ready"), (status = 503, body = ReadyResponse, description = "the database does not answer")))]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let runtime = &state.runtime;
     let readiness = runtime.readiness().await;

@@ -4,8 +4,8 @@
 //! - `native/`: the `/v1` API of seed 004 §13 (runs and their SSE events, ledger, personas,
 //!   tools, approvals, knowledge, usage, tokens);
 //! - `compat/`: the OpenAI- and Anthropic-compatible model gateway;
-//! - `auth`, `json`, `error`: credentials and limits, request bodies, errors in the client's
-//!   dialect; `docs`, `observe`: OpenAPI, the docs page and metrics.
+//! - `auth`, `json`, `extract`, `error`: credentials and limits, request bodies, path and query
+//!   parameters, errors in the client's dialect; `docs`, `observe`: OpenAPI, the docs page and metrics.
 //!
 //! **Architecture Invariant:** handlers extract, call the runtime and map the result; this
 //! crate never names a database or a provider.
@@ -14,11 +14,13 @@ mod auth;
 mod compat;
 mod docs;
 mod error;
+mod extract;
 mod health;
 mod json;
 mod native;
 mod observe;
 mod routes;
+mod schema;
 mod state;
 
 pub use error::{ApiError, Dialect};

@@ -1,5 +1,6 @@
-//! The route table: every path Nexus serves, in one place, and the layers around them (request
-//! ids, tracing, metrics, body limit, CORS, authentication and rate limits).
+//! The route table: every path Nexus serves, in one place, and the layers around them (the
+//! overhead clock, CORS, request ids, tracing, metrics, body limit, authentication and rate
+//! limits).
 
 use std::sync::Arc;
 
@@ -83,10 +84,12 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %request.method(), uri = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
-    match cors {
+    let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
-    }
+    };
+    // Outermost: a gateway call's overhead is timed from the request's arrival.
+    router.layer(middleware::from_fn(observe::overhead))
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

@@ -43,6 +43,7 @@ struct Layer {
     model_normal: Option<String>,
     model_complex: Option<String>,
     prices: Option<std::collections::BTreeMap<String, PriceSection>>,
+    default_price: Option<PriceSection>,
     models_dir: Option<PathBuf>,
     /// Only ever set by the file layer; the API settings resolve their own variables.
     api: crate::config_api::FileSections,
@@ -63,6 +64,7 @@ impl Layer {
             model_normal: self.model_normal.or(base.model_normal),
             model_complex: self.model_complex.or(base.model_complex),
             prices: self.prices.or(base.prices),
+            default_price: self.default_price.or(base.default_price),
             models_dir: self.models_dir.or(base.models_dir),
             api: base.api,
         }
@@ -94,6 +96,9 @@ struct ModelsSection {
     /// Price overrides: `[models.prices."gpt-4o"] input = 2.5, output = 10.0` (USD per million tokens).
     #[serde(default)]
     prices: std::collections::BTreeMap<String, PriceSection>,
+    /// The price of models with no entry: `default_price = { input = 1.0, output = 4.0 }`.
+    /// Without it such models are refused rather than counted as free.
+    default_price: Option<PriceSection>,
 }
 
 /// USD per million tokens.
@@ -144,6 +149,7 @@ impl From<FileConfig> for Layer {
             model_normal: models.normal,
             model_complex: models.complex,
             prices: Some(models.prices).filter(|p| !p.is_empty()),
+            default_price: models.default_price,
             models_dir: models.dir,
             api: crate::config_api::FileSections { api: file.api, limits: file.limits, budget: file.budget },
         }
@@ -179,6 +185,9 @@ pub struct Config {
     pub model_complex: Option<String>,
     /// Price overrides by model name.
     pub prices: std::collections::BTreeMap<String, PriceSection>,
+    /// The price of models with no entry in the table (`models.default_price`); `None` refuses
+    /// calls to them.
+    pub default_price: Option<PriceSection>,
     /// The in-process models' directory (embeddings, classifier, local chat model).
     pub models_dir: PathBuf,
     /// The HTTP API: body limit, CORS, Redis, rate limits, budgets.
@@ -278,6 +287,7 @@ pub fn resolve(
         model_normal: get("NEXUS_MODEL_NORMAL"),
         model_complex: get("NEXUS_MODEL_COMPLEX"),
         prices: None,
+        default_price: None,
         models_dir: get("NEXUS_MODELS_DIR").map(PathBuf::from),
         api: Default::default(),
     };
@@ -370,6 +380,14 @@ fn finish(
             });
         }
     }
+    if let Some(price) = &layer.default_price
+        && !(price.input.is_finite() && price.input >= 0.0 && price.output.is_finite() && price.output >= 0.0)
+    {
+        return Err(ConfigError::Invalid {
+            setting: "models.default_price",
+            reason: "prices must be non-negative numbers of USD per million tokens".to_owned(),
+        });
+    }
     for (setting, value) in [
         ("models.trivial", &layer.model_trivial),
         ("models.normal", &layer.model_normal),
@@ -400,6 +418,7 @@ fn finish(
         model_normal: layer.model_normal,
         model_complex: layer.model_complex,
         prices,
+        default_price: layer.default_price,
         models_dir,
         api,
         warnings,
@@ -525,6 +544,17 @@ mod tests {
                 .expect_err("negative")
                 .to_string()
                 .contains("models.prices")
+        );
+        assert_eq!(config.default_price, None, "no default price unless configured");
+        let priced = dir_with("[models]\ndefault_price = { input = 1.0, output = 4.0 }\n");
+        let config = resolve(&GlobalArgs::default(), None, &[], priced.path()).expect("resolves");
+        assert_eq!(config.default_price, Some(PriceSection { input: 1.0, output: 4.0 }));
+        let bad = dir_with("[models]\ndefault_price = { input = 1.0, output = -4.0 }\n");
+        assert!(
+            resolve(&GlobalArgs::default(), None, &[], bad.path())
+                .expect_err("negative")
+                .to_string()
+                .contains("models.default_price")
         );
         let bad = dir_with("[models]\nnormal = \"just-a-model\"\n");
         assert!(

@@ -1,4 +1,6 @@
-//! Model prices in USD per million tokens, and the cost of a call from its token usage.
+//! Model prices in USD per million tokens, and the cost of a call from its token usage. A call
+//! is priced by the (provider, model) Nexus sends it to; a model with no known price and no
+//! configured default has no price at all ([`UnknownPrice`]), never a silent zero.
 
 use std::collections::BTreeMap;
 
@@ -65,13 +67,26 @@ const BUILTIN_PRICES: &[(&str, f64, f64)] = &[
     ("mistral-small", 0.1, 0.3),
 ];
 
-/// Providers that run on the operator's own hardware: no per-token price.
-const LOCAL_PROVIDERS: &[&str] = &["ollama"];
+/// Models that run on the operator's own hardware, priced explicitly at zero: the in-process
+/// model (provider `local`) and every model Ollama serves (`ollama/*`).
+const FREE_MODELS: &[&str] = &["local/smollm2-135m", "ollama/*"];
 
-/// Prices by model name: the built-in list plus configured overrides.
+/// No price is known for a model, and no default price is configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no price is known for model {model:?} (provider {provider}); set [models.prices.\"{model}\"] (input and output, USD per million tokens) or [models] default_price so its calls can be budgeted"
+)]
+pub struct UnknownPrice {
+    pub provider: String,
+    pub model: String,
+}
+
+/// Prices by model name (or `provider/model`, or `provider/*` for every model of a provider):
+/// the built-in list plus configured overrides, and an optional default for anything else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceTable {
     prices: BTreeMap<String, ModelPrice>,
+    default: Option<ModelPrice>,
 }
 
 impl Default for PriceTable {
@@ -85,8 +100,16 @@ impl PriceTable {
         let prices = BUILTIN_PRICES
             .iter()
             .map(|&(model, input, output)| (model.to_owned(), ModelPrice::new(input, output)))
+            .chain(FREE_MODELS.iter().map(|model| ((*model).to_owned(), ModelPrice::FREE)))
             .collect();
-        Self { prices }
+        Self { prices, default: None }
+    }
+
+    /// The price of models the table does not know (`[models] default_price`); without one,
+    /// such models have no price and [`PriceTable::price_for`] refuses them.
+    pub fn with_default(mut self, default: Option<ModelPrice>) -> Self {
+        self.default = default;
+        self
     }
 
     /// Adds or replaces prices, e.g. from configuration (negotiated rates, new models).
@@ -112,18 +135,27 @@ impl PriceTable {
             .map(|(_, price)| *price)
     }
 
-    /// The cost of a call, if the model's price is known.
+    /// The cost of a call, if the model's price is known by name.
     pub fn cost_usd(&self, model: &str, usage: &Usage) -> Option<f64> {
         self.price(model).map(|price| price.cost_usd(usage))
     }
 
-    /// The cost of a call answered by `provider`: local providers (Ollama) cost nothing whatever
-    /// the model, others are priced by model.
-    pub fn cost_usd_for(&self, provider: &str, model: &str, usage: &Usage) -> Option<f64> {
-        if LOCAL_PROVIDERS.contains(&provider) {
-            return Some(ModelPrice::FREE.cost_usd(usage));
-        }
-        self.cost_usd(model, usage)
+    /// The price of `model` served by `provider`: `provider/model`, then `provider/*`, then the
+    /// model's name ([`PriceTable::price`]), then the configured default. A fallback chain
+    /// (`fallback[a,b]`) is priced as its first provider, the one its model belongs to.
+    pub fn price_for(&self, provider: &str, model: &str) -> Result<ModelPrice, UnknownPrice> {
+        let provider = provider
+            .strip_prefix("fallback[")
+            .and_then(|rest| rest.split([',', ']']).next())
+            .filter(|first| !first.is_empty())
+            .unwrap_or(provider);
+        self.prices
+            .get(&format!("{provider}/{model}"))
+            .or_else(|| self.prices.get(&format!("{provider}/*")))
+            .copied()
+            .or_else(|| self.price(model))
+            .or(self.default)
+            .ok_or_else(|| UnknownPrice { provider: provider.to_owned(), model: model.to_owned() })
     }
 }
 
@@ -200,10 +232,24 @@ mod tests {
     }
 
     #[test]
-    fn local_providers_cost_nothing() {
+    fn local_models_are_explicitly_free_and_unknown_ones_are_refused() {
         let table = PriceTable::builtin();
-        assert_eq!(table.cost_usd_for("ollama", "llama3.2:latest", &usage(5_000, 5_000)), Some(0.0));
-        assert_eq!(table.cost_usd_for("openai", "llama3.2:latest", &usage(5_000, 5_000)), None);
+        assert_eq!(table.price_for("ollama", "llama3.2:latest"), Ok(ModelPrice::FREE));
+        assert_eq!(table.price_for("local", "smollm2-135m"), Ok(ModelPrice::FREE));
+        assert_eq!(table.price_for("fallback[local]", "smollm2-135m"), Ok(ModelPrice::FREE));
+        let unknown = table.price_for("openai", "llama3.2:latest").expect_err("no price");
+        assert!(unknown.to_string().contains(r#"[models.prices."llama3.2:latest"]"#), "{unknown}");
+        assert!(table.price_for("local", "other-model").is_err(), "only the named local model is free");
+    }
+
+    #[test]
+    fn provider_entries_win_then_names_then_the_default() {
+        let table = PriceTable::builtin()
+            .with_overrides([("openai-compatible/gpt-4o".to_owned(), ModelPrice::new(0.5, 0.5))])
+            .with_default(Some(ModelPrice::new(9.0, 9.0)));
+        assert_eq!(table.price_for("openai-compatible", "gpt-4o"), Ok(ModelPrice::new(0.5, 0.5)));
+        assert_eq!(table.price_for("fallback[openai,anthropic]", "gpt-4o"), Ok(ModelPrice::new(2.5, 10.0)));
+        assert_eq!(table.price_for("openai", "my-finetune"), Ok(ModelPrice::new(9.0, 9.0)));
     }
 
     #[test]

@@ -427,6 +427,12 @@ impl Runtime {
         if let Err(error) = self.budgets.check(tenant).await {
             return Ok(Input::ModelFailed { error: error.to_string() });
         }
+        // Priced by the target the call is routed to, whatever model name the answer echoes;
+        // a model without a price is refused before it is called.
+        let price = match agent.prices.price_for(target.provider.name(), &target.model) {
+            Ok(price) => price,
+            Err(unknown) => return Ok(Input::ModelFailed { error: unknown.to_string() }),
+        };
         let started = Instant::now();
         let response = match target.provider.complete(&request).await {
             Ok(response) => response,
@@ -435,21 +441,21 @@ impl Runtime {
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         metrics::histogram!("nexus_provider_seconds", "provider" => response.provider.clone())
             .record(started.elapsed().as_secs_f64());
-        let cost = agent.prices.cost_usd(&response.model, &response.usage).unwrap_or(0.0);
+        let cost = price.cost_usd(&response.usage);
         let cost_record = domain::cost::CostRecord {
             tenant_id: tenant.clone(),
             chain_id: Some(chain.clone()),
             seal_id: None,
             api_key_id: None,
             provider: Some(response.provider.clone()),
-            model: response.model.clone(),
+            model: target.model.clone(),
             input_tokens: response.usage.input_tokens,
             output_tokens: response.usage.output_tokens,
             cost_usd: cost,
             timestamp: Timestamp::now(),
         };
         let payload = json!({
-            "purpose": purpose, "tier": tier, "provider": response.provider, "model": response.model,
+            "purpose": purpose, "tier": tier, "provider": response.provider, "model": target.model,
             "input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens,
             "cost_usd": cost, "latency_ms": latency_ms,
             "prompt_sha256": hex::encode(ledger::hash::sha256(request.messages[0].content.as_bytes())),

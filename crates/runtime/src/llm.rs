@@ -1,9 +1,11 @@
 //! The governed model gateway: one chat call from an API client, routed to a provider by model
-//! name or tier, checked against the tenant's budget, priced, and recorded — a ledger entry
-//! (request digest, model, provider, tokens, cost, latency) with its cost record. A blocking
-//! answer is returned only once its entry is durable, and a stream's clean end is held back
-//! until its entry is durable; when the ledger cannot record (store failing, queue full) calls
-//! are refused with [`GatewayError::LedgerUnavailable`] before anything is spent upstream.
+//! name or tier, checked against the tenant's budget, priced by the (provider, model) it was
+//! routed to — whatever model name the upstream echoes; a model without a price is refused
+//! before the upstream is called — and recorded — a ledger entry (request digest, model,
+//! provider, tokens, cost, latency) with its cost record. A blocking answer is returned only
+//! once its entry is durable, and a stream's clean end is held back until its entry is durable;
+//! when the ledger cannot record (store failing, queue full) calls are refused with
+//! [`GatewayError::LedgerUnavailable`] before anything is spent upstream.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +18,7 @@ use domain::ports::Companions;
 use domain::{ApiKeyId, TenantId, Timestamp};
 use engine::machine::ModelTier;
 use futures_util::Stream;
+use providers::pricing::ModelPrice;
 use providers::{EventStream, ModelProvider};
 use serde::Serialize;
 use serde_json::json;
@@ -69,8 +72,10 @@ pub struct CallMeta {
     pub tier: Option<ModelTier>,
     pub cost_usd: f64,
     pub budget: BudgetStatus,
-    /// Time spent in Nexus before the provider was called (routing, budget, bookkeeping).
-    pub overhead: Duration,
+    /// Time spent waiting for the upstream: the whole provider call for a blocking answer,
+    /// until the stream opened for a streamed one. The front-end subtracts it from the request's
+    /// time to report Nexus's own share (`x-nexus-overhead-us`).
+    pub upstream: Duration,
     /// Index of the call's `model_call` entry in the tenant's ledger, once it is durable (a
     /// blocking answer; a stream's entry is written when it ends).
     pub ledger_index: Option<u64>,
@@ -84,6 +89,9 @@ pub enum GatewayError {
     NotConfigured(String),
     #[error(transparent)]
     Budget(BudgetExhausted),
+    /// The routed model has no price and no default price is configured.
+    #[error(transparent)]
+    Unpriced(providers::pricing::UnknownPrice),
     #[error(transparent)]
     Provider(ProviderError),
     /// The ledger cannot record the call now: the call is refused (fail closed), not served
@@ -116,8 +124,16 @@ impl From<BudgetCheckError> for GatewayError {
     }
 }
 
-/// Where a request goes.
+/// Where a request goes, and what it costs there.
 struct Route {
+    provider: Arc<dyn ModelProvider>,
+    model: String,
+    tier: Option<ModelTier>,
+    price: ModelPrice,
+}
+
+/// Where a request goes, before it is priced.
+struct Target {
     provider: Arc<dyn ModelProvider>,
     model: String,
     tier: Option<ModelTier>,
@@ -163,20 +179,29 @@ impl Runtime {
         out
     }
 
+    /// Routes a request and prices its target: a target with no known price (and no configured
+    /// default) is refused here, before anything is sent upstream.
     fn route(&self, requested: &str, request: &ChatRequest, budget: &BudgetStatus) -> Result<Route, GatewayError> {
+        let Target { provider, model, tier } = self.target(requested, request, budget)?;
+        let prices = &self.gateway_models_config()?.prices;
+        let price = prices.price_for(provider.name(), &model).map_err(GatewayError::Unpriced)?;
+        Ok(Route { provider, model, tier, price })
+    }
+
+    fn target(&self, requested: &str, request: &ChatRequest, budget: &BudgetStatus) -> Result<Target, GatewayError> {
         let agent = self.gateway_models_config()?;
         let (providers, models) = (&agent.providers, &agent.models);
         let (trivial, normal, complex) = match models {
             Models::Configured { trivial, normal, complex } => (trivial, normal, complex),
             Models::NotConfigured(message) => return Err(GatewayError::NotConfigured(message.clone())),
         };
-        let by_tier = |tier: ModelTier| -> Route {
+        let by_tier = |tier: ModelTier| -> Target {
             let target = match tier {
                 ModelTier::Trivial => trivial,
                 ModelTier::Normal => normal,
                 ModelTier::Complex => complex,
             };
-            Route { provider: target.provider.clone(), model: target.model.clone(), tier: Some(tier) }
+            Target { provider: target.provider.clone(), model: target.model.clone(), tier: Some(tier) }
         };
         let tier = match requested {
             "nexus/auto" => {
@@ -197,13 +222,13 @@ impl Runtime {
             && let Some(provider) = providers.iter().find(|p| p.name() == name)
             && !model.is_empty()
         {
-            return Ok(Route { provider: provider.clone(), model: model.to_owned(), tier: None });
+            return Ok(Target { provider: provider.clone(), model: model.to_owned(), tier: None });
         }
         for (tier, target) in
             [(ModelTier::Trivial, trivial), (ModelTier::Normal, normal), (ModelTier::Complex, complex)]
         {
             if target.model == requested {
-                return Ok(Route { tier: Some(tier), ..by_tier(tier) });
+                return Ok(Target { tier: Some(tier), ..by_tier(tier) });
             }
         }
         let vendor = vendor_of(requested);
@@ -214,7 +239,7 @@ impl Runtime {
                 .flatten()
         });
         match provider {
-            Some(provider) => Ok(Route { provider: provider.clone(), model: requested.to_owned(), tier: None }),
+            Some(provider) => Ok(Target { provider: provider.clone(), model: requested.to_owned(), tier: None }),
             None => Err(GatewayError::UnknownModel { model: requested.to_owned() }),
         }
     }
@@ -226,42 +251,37 @@ impl Runtime {
         requested_model: &str,
         mut request: ChatRequest,
     ) -> Result<(ChatResponse, CallMeta), GatewayError> {
-        let started = Instant::now();
         // Refuse before spending anything upstream if the call could not be recorded.
         self.ledger.accepting().map_err(GatewayError::ledger)?;
         let budget = self.budgets.check(&caller.tenant).await?;
         let route = self.route(requested_model, &request, &budget)?;
         request.model = route.model.clone();
         let digest = request_digest(requested_model, &request);
-        let overhead = started.elapsed();
         let called = Instant::now();
         let outcome = route.provider.complete(&request).await;
         let provider_latency = called.elapsed();
         metrics::histogram!("nexus_provider_seconds", "provider" => route.provider.name().to_owned())
             .record(provider_latency.as_secs_f64());
         let response = outcome.map_err(GatewayError::Provider)?;
-        let finished = Instant::now();
         let (cost, ledger_index) = self
             .record_call(
                 caller,
                 &route,
                 &digest,
                 &response.provider,
-                &response.model,
+                &route.model,
                 response.usage,
                 provider_latency,
                 false,
             )
             .await?;
-        let overhead = overhead + finished.elapsed();
-        metrics::histogram!("nexus_gateway_overhead_seconds").record(overhead.as_secs_f64());
         let meta = CallMeta {
             provider: response.provider.clone(),
-            model: response.model.clone(),
+            model: route.model.clone(),
             tier: route.tier,
             cost_usd: cost,
             budget,
-            overhead,
+            upstream: provider_latency,
             ledger_index: Some(ledger_index),
         };
         Ok((response, meta))
@@ -275,30 +295,29 @@ impl Runtime {
         requested_model: &str,
         mut request: ChatRequest,
     ) -> Result<(MeteredStream, CallMeta), GatewayError> {
-        let started = Instant::now();
         self.ledger.accepting().map_err(GatewayError::ledger)?;
         let budget = self.budgets.check(&caller.tenant).await?;
         let route = self.route(requested_model, &request, &budget)?;
         request.model = route.model.clone();
         let digest = request_digest(requested_model, &request);
-        let overhead = started.elapsed();
-        metrics::histogram!("nexus_gateway_overhead_seconds").record(overhead.as_secs_f64());
         let called = Instant::now();
         let inner = route.provider.stream(&request).await.map_err(GatewayError::Provider)?;
+        let upstream = called.elapsed();
         let meta = CallMeta {
             provider: route.provider.name().to_owned(),
             model: route.model.clone(),
             tier: route.tier,
             cost_usd: 0.0,
             budget,
-            overhead,
+            upstream,
             ledger_index: None,
         };
         let finish = Finish { runtime: self.clone(), caller: caller.clone(), route, digest, called };
         Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish), recording: None, done: false }, meta))
     }
 
-    /// Prices a call and queues its ledger entry with the cost record.
+    /// Prices a call at its route's price (never by the model name the upstream echoes) and
+    /// queues its ledger entry with the cost record.
     #[allow(clippy::too_many_arguments)]
     async fn record_call(
         &self,
@@ -311,11 +330,7 @@ impl Runtime {
         latency: Duration,
         interrupted: bool,
     ) -> Result<(f64, u64), GatewayError> {
-        let agent = self
-            .agent
-            .as_deref()
-            .ok_or_else(|| GatewayError::NotConfigured("the model gateway is not enabled".into()))?;
-        let cost = agent.prices.cost_usd_for(provider, model, &usage).unwrap_or(0.0);
+        let cost = route.price.cost_usd(&usage);
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         let mut payload = json!({
             "route": "gateway", "request_sha256": digest, "provider": provider, "model": model,

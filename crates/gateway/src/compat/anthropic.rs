@@ -6,16 +6,16 @@ use std::convert::Infallible;
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
+use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, Sse};
-use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use runtime::auth::Principal;
 use runtime::llm::{Caller, ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{gateway_error, meta_headers, response_id};
+use super::{gateway_error, governed, response_id};
 use crate::error::{ApiError, Dialect};
 use crate::json::Body;
 use crate::state::AppState;
@@ -25,32 +25,125 @@ use crate::state::AppState;
 pub struct MessagesRequest {
     /// A provider model, a tier (`nexus/normal`, …) or `nexus/auto`.
     pub model: String,
+    #[schema(minimum = 1)]
     pub max_tokens: u32,
+    #[schema(min_items = 1)]
     pub messages: Vec<InputMessage>,
     /// A string or a list of text blocks.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<SystemSchema>)]
     pub system: Option<Value>,
     pub stop_sequences: Option<Vec<String>>,
+    #[schema(minimum = 0, maximum = 1)]
     pub temperature: Option<f32>,
     #[serde(default)]
     pub stream: bool,
     pub tools: Option<Vec<ToolIn>>,
-    #[schema(value_type = Option<Object>)]
+    /// Accepted for compatibility; the provider decides.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub tool_choice: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub metadata: Option<Value>,
     /// Other parameters (`top_p`, `top_k`, …) are accepted and not forwarded.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
+    #[schema(ignore)]
     pub extra: serde_json::Map<String, Value>,
+}
+
+/// `system`: a string or a list of text blocks (schema only).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum SystemSchema {
+    Text(String),
+    Blocks(Vec<TextBlock>),
+}
+
+/// A message's content: a string or a list of blocks (schema only). `tool_use` blocks belong
+/// in assistant turns, `tool_result` blocks in user turns.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum ContentSchema {
+    Text(String),
+    Blocks(Vec<BlockSchema>),
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum BlockSchema {
+    Text(TextBlock),
+    ToolUse(ToolUseBlock),
+    ToolResult(ToolResultBlock),
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct TextBlock {
+    #[serde(rename = "type")]
+    #[schema(value_type = TextType, inline)]
+    kind: String,
+    text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ToolUseBlock {
+    #[serde(rename = "type")]
+    #[schema(value_type = ToolUseType, inline)]
+    kind: String,
+    id: String,
+    name: String,
+    #[schema(value_type = Object)]
+    input: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ToolResultBlock {
+    #[serde(rename = "type")]
+    #[schema(value_type = ToolResultType, inline)]
+    kind: String,
+    tool_use_id: String,
+    #[schema(value_type = Option<SystemSchema>)]
+    content: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TextType {
+    Text,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ToolUseType {
+    ToolUse,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ToolResultType {
+    ToolResult,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AnthropicRole {
+    User,
+    Assistant,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InputMessage {
-    /// `user` or `assistant`.
+    #[schema(value_type = AnthropicRole, inline)]
     pub role: String,
     /// A string or a list of `text`, `tool_use` and `tool_result` blocks.
-    #[schema(value_type = Object)]
+    #[schema(value_type = ContentSchema)]
     pub content: Value,
 }
 
@@ -59,6 +152,7 @@ pub struct ToolIn {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// A JSON schema.
     #[schema(value_type = Object)]
     pub input_schema: Value,
 }
@@ -241,8 +335,43 @@ impl Blocks {
     }
 }
 
+/// An Anthropic message as this gateway answers it (schema only; the handler builds JSON).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct MessageSchema {
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(pattern = "^message$")]
+    kind: String,
+    #[schema(pattern = "^assistant$")]
+    role: String,
+    /// The model name the upstream answered with.
+    model: String,
+    content: Vec<OutputBlockSchema>,
+    /// `end_turn`, `max_tokens` or `tool_use`.
+    stop_reason: String,
+    stop_sequence: Option<String>,
+    usage: MessageUsageSchema,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum OutputBlockSchema {
+    Text(TextBlock),
+    ToolUse(ToolUseBlock),
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct MessageUsageSchema {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
 #[utoipa::path(post, path = "/v1/messages", tag = "gateway", request_body = MessagesRequest,
-    responses((status = 200, description = "an Anthropic message, or with `stream: true` the message_start … message_stop event stream"),
+    responses((status = 200, description = "an Anthropic message, or with `stream: true` the message_start … message_stop event stream",
+               content((MessageSchema = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402), (status = 404), (status = 429)),
     security(("bearer" = [])))]
 pub(crate) async fn messages(
@@ -259,7 +388,7 @@ pub(crate) async fn messages(
             .gateway_complete(&caller, &body.model, request)
             .await
             .map_err(|e| gateway_error(e, Dialect::Anthropic))?;
-        return Ok((meta_headers(&meta), Json(message_json(&id, &response))).into_response());
+        return Ok(governed(&meta, Json(message_json(&id, &response))));
     }
     let (stream, meta) = state
         .runtime
@@ -313,5 +442,5 @@ pub(crate) async fn messages(
         futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
     });
     let body = futures_util::stream::once(async move { Ok::<_, Infallible>(start) }).chain(events);
-    Ok((meta_headers(&meta), Sse::new(body)).into_response())
+    Ok(governed(&meta, Sse::new(body)))
 }

@@ -6,13 +6,23 @@ pub(crate) mod anthropic;
 pub(crate) mod openai;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use runtime::budget::BudgetState;
 use runtime::llm::{CallMeta, GatewayError};
 
 use crate::error::{ApiError, Dialect};
 
+/// A governed call's response: `body` with the headers describing the call, and the time spent
+/// waiting for the upstream for the outermost layer to compute `x-nexus-overhead-us`
+/// ([`crate::observe::overhead`]).
+pub(crate) fn governed(meta: &CallMeta, body: impl IntoResponse) -> Response {
+    let mut response = (meta_headers(meta), body).into_response();
+    response.extensions_mut().insert(crate::observe::UpstreamWait(meta.upstream));
+    response
+}
+
 /// Response headers describing a governed call.
-pub(crate) fn meta_headers(meta: &CallMeta) -> HeaderMap {
+fn meta_headers(meta: &CallMeta) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -27,7 +37,6 @@ pub(crate) fn meta_headers(meta: &CallMeta) -> HeaderMap {
             serde_json::to_value(tier).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
         );
     }
-    put("x-nexus-overhead-us", meta.overhead.as_micros().to_string());
     put("x-nexus-cost-usd", format!("{:.8}", meta.cost_usd));
     if let Some(index) = meta.ledger_index {
         put("x-nexus-ledger-index", index.to_string());
@@ -64,6 +73,7 @@ pub(crate) fn gateway_error(error: GatewayError, dialect: Dialect) -> ApiError {
             api.retry_after = Some(1);
             api
         }
+        GatewayError::Unpriced(_) => ApiError::invalid("model", error.to_string()).with_code("model_not_priced"),
         GatewayError::Budget(e) => ApiError::from(runtime::budget::BudgetCheckError::Exhausted(e.clone())),
         GatewayError::Provider(provider) => provider_error(provider),
         GatewayError::Internal(_) => ApiError::internal(error.to_string()),

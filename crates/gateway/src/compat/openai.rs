@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use runtime::auth::Principal;
 use runtime::llm::{Caller, ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{gateway_error, meta_headers, response_id, unix_now};
+use super::{gateway_error, governed, response_id, unix_now};
 use crate::error::{ApiError, Dialect};
 use crate::json::Body;
 use crate::state::AppState;
@@ -28,27 +28,88 @@ pub struct ChatCompletionRequest {
     /// A provider model (`gpt-4o-mini`, `anthropic/claude-haiku-4-5`), a tier (`nexus/trivial`,
     /// `nexus/normal`, `nexus/complex`) or `nexus/auto`.
     pub model: String,
+    /// At least one user turn.
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
+    /// Wins over `max_tokens`.
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
-    /// A string or a list of up to 4 strings.
-    #[schema(value_type = Option<Object>)]
+    /// A string or a list of strings.
+    #[schema(value_type = Option<StopSchema>)]
     pub stop: Option<Value>,
     pub tools: Option<Vec<ToolDefinition>>,
     /// Accepted for compatibility; the provider decides.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub tool_choice: Option<Value>,
     /// Only 1 is supported.
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
     pub user: Option<String>,
     /// Other OpenAI parameters (`top_p`, `seed`, …) are accepted and not forwarded.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
+    #[schema(ignore)]
     pub extra: serde_json::Map<String, Value>,
+}
+
+/// `stop`: one string or a list of strings (schema only).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum StopSchema {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Message content: text, or a list of text parts (schema only).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum ContentSchema {
+    Text(String),
+    Parts(Vec<TextPart>),
+}
+
+/// A content part; only `text` parts are supported.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct TextPart {
+    #[serde(rename = "type")]
+    #[schema(value_type = TextPartType, inline)]
+    kind: String,
+    text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TextPartType {
+    Text,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OpenAiRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+    /// Needs `tool_call_id`.
+    Tool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FunctionType {
+    Function,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -60,10 +121,10 @@ pub struct StreamOptions {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code, reason = "some fields are accepted for wire compatibility and not forwarded")]
 pub struct ChatMessage {
-    /// `system`, `developer`, `user`, `assistant` or `tool`.
+    #[schema(value_type = OpenAiRole, inline)]
     pub role: String,
     /// Text, or a list of content parts of type `text`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ContentSchema>)]
     pub content: Option<Value>,
     pub tool_calls: Option<Vec<ToolCallIn>>,
     pub tool_call_id: Option<String>,
@@ -76,17 +137,17 @@ pub struct ToolCallIn {
     pub function: FunctionCall,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCall {
     pub name: String,
-    /// JSON text.
+    /// JSON text (a JSON document, e.g. `{}`).
     pub arguments: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ToolDefinition {
-    /// Must be `function`.
     #[serde(rename = "type")]
+    #[schema(value_type = FunctionType, inline)]
     pub kind: String,
     pub function: FunctionDefinition,
 }
@@ -96,6 +157,7 @@ pub struct FunctionDefinition {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// A JSON schema.
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
 }
@@ -258,8 +320,62 @@ fn completion_json(id: &str, model: &str, response: &ChatResponse) -> Value {
     })
 }
 
+/// A `chat.completion` as this gateway answers it (schema only; the handler builds JSON).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ChatCompletionSchema {
+    id: String,
+    #[schema(pattern = "^chat\\.completion$")]
+    object: String,
+    created: u64,
+    /// The model name the upstream answered with.
+    model: String,
+    choices: Vec<ChoiceSchema>,
+    usage: UsageSchema,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ChoiceSchema {
+    index: u32,
+    message: AssistantMessageSchema,
+    /// `stop`, `length`, `tool_calls` or `content_filter`.
+    finish_reason: String,
+    #[schema(value_type = Option<serde_json::Value>)]
+    logprobs: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct AssistantMessageSchema {
+    #[schema(pattern = "^assistant$")]
+    role: String,
+    content: Option<String>,
+    #[schema(nullable = false)]
+    tool_calls: Option<Vec<ToolCallSchema>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ToolCallSchema {
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = FunctionType, inline)]
+    kind: String,
+    function: FunctionCall,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct UsageSchema {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway", request_body = ChatCompletionRequest,
-    responses((status = 200, description = "an OpenAI chat.completion, or with `stream: true` a text/event-stream of chat.completion.chunk objects ending in [DONE]"),
+    responses((status = 200, description = "an OpenAI chat.completion, or with `stream: true` a text/event-stream of chat.completion.chunk objects ending in [DONE]",
+               content((ChatCompletionSchema = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402, description = "budget exhausted"), (status = 404, description = "unknown model"), (status = 429)),
     security(("bearer" = [])))]
 pub(crate) async fn chat_completions(
@@ -277,7 +393,7 @@ pub(crate) async fn chat_completions(
             .await
             .map_err(|e| gateway_error(e, Dialect::OpenAi))?;
         let json = completion_json(&id, &response.model, &response);
-        return Ok((meta_headers(&meta), Json(json)).into_response());
+        return Ok(governed(&meta, Json(json)));
     }
     let include_usage = body.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let (stream, meta) = state
@@ -331,11 +447,30 @@ pub(crate) async fn chat_completions(
         futures_util::stream::once(async move { Ok::<_, Infallible>(SseEvent::default().data(first.to_string())) })
             .chain(events)
             .chain(done);
-    Ok((meta_headers(&meta), Sse::new(body)).into_response())
+    Ok(governed(&meta, Sse::new(body)))
+}
+
+/// An OpenAI model list (schema only).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ModelListSchema {
+    #[schema(pattern = "^list$")]
+    object: String,
+    data: Vec<ModelSchema>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct ModelSchema {
+    id: String,
+    #[schema(pattern = "^model$")]
+    object: String,
+    created: u64,
+    owned_by: String,
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "gateway",
-    responses((status = 200, description = "OpenAI model list: the tiers, nexus/auto, and the configured models")), security(("bearer" = [])))]
+    responses((status = 200, body = ModelListSchema, description = "OpenAI model list: the tiers, nexus/auto, and the configured models")), security(("bearer" = [])))]
 pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
     let created = unix_now();
     let data: Vec<Value> = state
@@ -352,18 +487,62 @@ pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
 pub struct EmbeddingsRequest {
     /// Any name; the in-process model (all-MiniLM-L6-v2) answers.
     pub model: String,
-    /// A string or a list of strings.
-    #[schema(value_type = Object)]
+    /// A string or a list of 1–2048 strings.
+    #[schema(value_type = InputSchema)]
     pub input: Value,
-    /// `float` (default) or `base64`.
+    /// Only `float` is supported.
+    #[schema(value_type = Option<EncodingFormat>, inline)]
     pub encoding_format: Option<String>,
     pub user: Option<String>,
 }
 
 const MAX_EMBEDDING_INPUTS: usize = 2048;
 
+/// `input`: one string or a list of 1–2048 strings (schema only).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(untagged)]
+pub(crate) enum InputSchema {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EncodingFormat {
+    Float,
+}
+
+/// An OpenAI embedding list (schema only).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct EmbeddingListSchema {
+    #[schema(pattern = "^list$")]
+    object: String,
+    data: Vec<EmbeddingSchema>,
+    model: String,
+    usage: EmbeddingUsageSchema,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct EmbeddingSchema {
+    #[schema(pattern = "^embedding$")]
+    object: String,
+    index: u32,
+    embedding: Vec<f32>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct EmbeddingUsageSchema {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
 #[utoipa::path(post, path = "/v1/embeddings", tag = "gateway", request_body = EmbeddingsRequest,
-    responses((status = 200, description = "an OpenAI embedding list"), (status = 503, description = "no embedding model loaded")),
+    responses((status = 200, body = EmbeddingListSchema, description = "an OpenAI embedding list"), (status = 503, description = "no embedding model loaded")),
     security(("bearer" = [])))]
 pub(crate) async fn embeddings(
     State(state): State<AppState>,

@@ -3,23 +3,26 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use domain::persona::{LowIntent, PersonaContract, RiskLevel, TrustTier};
 use domain::{PersonaId, Timestamp};
 use runtime::auth::Principal;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::shapes::ExecuteResponse;
 use crate::auth::{auth_error, require_admin};
 use crate::error::ApiError;
-use crate::json::Body;
+use crate::extract::{Path, Query};
+use crate::json::{Body, RawBody};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PersonaBody {
+    /// 1–64 lowercase letters, digits, `-` or `_`; unique in the tenant.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -28,18 +31,25 @@ pub struct PersonaBody {
     pub resource_scopes: Vec<String>,
     #[serde(default)]
     pub intent_patterns: Vec<String>,
+    /// How long a declared intent stays valid (1–86400 s, default 120).
     #[serde(default = "default_ttl")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub max_ttl_seconds: u32,
-    /// `low`, `medium`, `high` or `critical`.
+    /// Default `medium`.
     #[serde(default = "default_risk")]
+    #[schema(value_type = crate::schema::RiskLevel, inline)]
     pub risk_tolerance: String,
-    /// `cold_start`, `established` or `trusted`.
+    /// Default `cold_start`.
     #[serde(default = "default_trust")]
+    #[schema(value_type = crate::schema::TrustTier, inline)]
     pub trust_tier: String,
+    /// 0–1, default 0.75.
     #[serde(default = "default_threshold")]
+    #[schema(minimum = 0, maximum = 1)]
     pub intent_threshold: f64,
     /// Below the intent threshold: `approve` (hold for a human, default) or `block`.
     #[serde(default = "default_low_intent")]
+    #[schema(value_type = crate::schema::LowIntent, inline)]
     pub on_low_intent: String,
     #[serde(default = "default_true")]
     pub is_active: bool,
@@ -159,20 +169,18 @@ pub(crate) async fn create_persona(
 ) -> Result<(StatusCode, Json<PersonaResponse>), ApiError> {
     require_admin(&principal, "creating a persona")?;
     let persona = contract(&principal, PersonaId::generate(), body, &tool_names(&state))?;
-    state.runtime.add_persona(&persona).await.map_err(|e| match e {
-        runtime::LedgerError::Store(store) => ApiError::from(store),
-        other => ApiError::from(other),
-    })?;
+    state.runtime.add_persona(&persona).await?;
     Ok((StatusCode::CREATED, Json(persona_response(persona))))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub(crate) struct IdPath {
     id: String,
 }
 
 #[utoipa::path(put, path = "/v1/personas/{id}", tag = "personas", params(IdPath), request_body = PersonaBody,
-    responses((status = 200, body = PersonaResponse), (status = 404), (status = 422)), security(("bearer" = [])))]
+    responses((status = 200, body = PersonaResponse), (status = 404), (status = 409, description = "another persona has that name"), (status = 422)), security(("bearer" = [])))]
 pub(crate) async fn update_persona(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -267,9 +275,11 @@ fn approval_response(a: domain::ports::Approval) -> ApprovalResponse {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApprovalQuery {
-    /// `pending`, `approved`, `denied` or `expired`.
+    /// Only approvals with this status.
+    #[param(value_type = Option<crate::schema::ApprovalStatus>, inline)]
     status: Option<String>,
 }
 
@@ -277,9 +287,9 @@ pub(crate) struct ApprovalQuery {
 pub(crate) async fn list_approvals(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
+    query: Query<ApprovalQuery>,
 ) -> Result<Json<Vec<ApprovalResponse>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(query) = query;
     if let Some(status) = &query.status
         && !["pending", "approved", "denied", "expired"].contains(&status.as_str())
     {
@@ -333,7 +343,7 @@ pub(crate) async fn approve(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(IdPath { id }): Path<IdPath>,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
     decide(state, principal, id, true, note_of(&body)?).await
 }
@@ -344,7 +354,7 @@ pub(crate) async fn deny(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(IdPath { id }): Path<IdPath>,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
     decide(state, principal, id, false, note_of(&body)?).await
 }
@@ -355,6 +365,7 @@ pub struct TokenRequest {
     /// An API key (`nxs_…`).
     pub api_key: String,
     /// Lifetime in seconds (default 3600, at most 86400).
+    #[schema(minimum = 1, maximum = 86400)]
     pub expires_in: Option<u64>,
 }
 
@@ -391,12 +402,30 @@ pub(crate) async fn token(
     }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoamiResponse {
+    pub tenant: String,
+    pub key_id: String,
+    pub key_name: String,
+    /// `admin` or `member`.
+    pub role: String,
+    /// 0–5: what the key may read (3 and up: restricted knowledge, 5: confidential).
+    #[schema(minimum = 0, maximum = 5)]
+    pub level: u8,
+    /// `api_key` or `jwt`.
+    #[schema(value_type = String)]
+    pub method: runtime::auth::AuthMethod,
+}
+
 /// `GET /v1/whoami`: the caller as the server sees it.
-#[utoipa::path(get, path = "/v1/whoami", tag = "auth", responses((status = 200, description = "tenant, key, role, level")), security(("bearer" = [])))]
-pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<Value> {
-    Json(json!({
-        "tenant": principal.tenant.as_str(), "key_id": principal.key_id.as_str(), "key_name": principal.key_name,
-        "role": principal.role.as_str(), "level": principal.level.get(),
-        "method": principal.method,
-    }))
+#[utoipa::path(get, path = "/v1/whoami", tag = "auth", responses((status = 200, body = WhoamiResponse)), security(("bearer" = [])))]
+pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<WhoamiResponse> {
+    Json(WhoamiResponse {
+        tenant: principal.tenant.as_str().to_owned(),
+        key_id: principal.key_id.as_str().to_owned(),
+        key_name: principal.key_name,
+        role: principal.role.as_str().to_owned(),
+        level: principal.level.get(),
+        method: principal.method,
+    })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,7 @@ use utoipa::IntoParams;
 
 use super::shapes::{ExecuteRequest, ExecuteResponse, events_of_report, execute_response, is_final, sse_event};
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use crate::json::Body;
 use crate::state::AppState;
 
@@ -46,6 +47,7 @@ async fn admit(runtime: &Runtime, principal: &Principal, body: ExecuteRequest) -
             for (key, value) in map {
                 match (key.as_str(), value) {
                     ("qa_spec", Value::String(spec)) => qa_spec = Some(spec.clone()),
+                    ("qa_spec", Value::Null) => {}
                     ("qa_spec", _) => {
                         return Err(ApiError::bad_request("invalid field `config.qa_spec`: expected a string")
                             .with_param("config.qa_spec"));
@@ -111,7 +113,8 @@ pub(crate) async fn execute(
 }
 
 #[utoipa::path(post, path = "/v1/execute/stream", tag = "agent", request_body = ExecuteRequest,
-    responses((status = 200, description = "text/event-stream of chain_started, step_started, gate_result, seal_created, step_completed, approval_required, chain_completed, error")),
+    responses((status = 200, body = crate::schema::SseEvent, content_type = "text/event-stream", description = "text/event-stream of chain_started, step_started, gate_result, seal_created, step_completed, approval_required, chain_completed, error"),
+              (status = 402, description = "budget exhausted"), (status = 429, description = "chain limit reached")),
     security(("bearer" = [])))]
 pub(crate) async fn execute_stream(
     State(state): State<AppState>,
@@ -144,6 +147,7 @@ pub(crate) async fn execute_stream(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub(crate) struct ChainPath {
     /// The chain id.
     id: String,
@@ -154,7 +158,7 @@ fn parse_chain(id: &str) -> Result<ChainId, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/chains/{id}/events", tag = "agent", params(ChainPath),
-    responses((status = 200, description = "text/event-stream: the run's events so far, then live ones; `id:` is each event's number so `Last-Event-ID` resumes"), (status = 404)),
+    responses((status = 200, body = crate::schema::SseEvent, content_type = "text/event-stream", description = "the run's events so far, then live ones; `id:` is each event's number so `Last-Event-ID` resumes"), (status = 404)),
     security(("bearer" = [])))]
 pub(crate) async fn chain_events(
     State(state): State<AppState>,
@@ -296,25 +300,36 @@ fn sse(feed: Feed) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// At most this many (1–200, default 50), newest first.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// Only chains with this status.
+    #[param(value_type = Option<crate::schema::ChainStatus>, inline)]
     status: Option<String>,
 }
+
+const CHAIN_STATUSES: [&str; 8] =
+    ["planning", "executing", "awaiting_approval", "completed", "failed", "partial", "escalated", "cancelled"];
 
 #[utoipa::path(get, path = "/v1/chains", tag = "agent", params(ListQuery),
     responses((status = 200, body = [ExecuteResponse])), security(("bearer" = [])))]
 pub(crate) async fn list_chains(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Query<ListQuery>,
 ) -> Result<axum::Json<Vec<ExecuteResponse>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(query) = query;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit", "limit must be between 1 and 200"));
+    }
+    if let Some(status) = &query.status
+        && !CHAIN_STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::invalid("status", format!("status must be one of {}", CHAIN_STATUSES.join(", "))));
     }
     let reports = state.runtime.run_reports(&principal.tenant, limit).await?;
     let out = reports

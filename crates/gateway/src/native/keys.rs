@@ -5,8 +5,7 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use domain::tenant::{ApiKey, Role, UserLevel};
 use runtime::auth::Principal;
@@ -16,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::require_admin;
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use crate::json::Body;
 use crate::state::AppState;
 
@@ -166,10 +166,9 @@ pub(crate) struct KeyListQuery {
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<KeyListQuery>, QueryRejection>,
+    Query(query): Query<KeyListQuery>,
 ) -> Result<Json<Vec<KeyResponse>>, ApiError> {
     require_admin(&principal, "listing keys")?;
-    let Query(query) = query.map_err(query_error)?;
     let keys = state.runtime.api_keys(&principal.tenant).await?;
     let wanted = |key: &ApiKey| match query.state {
         None => true,
@@ -177,16 +176,6 @@ pub(crate) async fn list_keys(
         Some(KeyState::Revoked) => !key.is_active(),
     };
     Ok(Json(keys.into_iter().filter(wanted).map(key_response).collect()))
-}
-
-/// A 400 naming the parameter at fault: an unknown one, or `state`.
-fn query_error(rejection: QueryRejection) -> ApiError {
-    let text = rejection.body_text();
-    let field = match text.split("unknown field `").nth(1) {
-        Some(rest) => rest.split('`').next().unwrap_or("state").to_owned(),
-        None => "state".to_owned(),
-    };
-    ApiError::bad_request(text).with_param(field)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -209,10 +198,9 @@ pub(crate) struct KeyPath {
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    path: Result<Path<KeyPath>, PathRejection>,
+    Path(KeyPath { id }): Path<KeyPath>,
 ) -> Result<Json<KeyResponse>, ApiError> {
     require_admin(&principal, "revoking a key")?;
-    let Path(KeyPath { id }) = path.map_err(|e| ApiError::bad_request(e.body_text()).with_param("id"))?;
     let key = state.runtime.revoke_api_key_as(&principal, &id).await.map_err(key_error)?;
     Ok(Json(key_response(key)))
 }

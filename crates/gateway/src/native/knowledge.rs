@@ -6,7 +6,7 @@
 use axum::Extension;
 use axum::Json;
 use axum::extract::FromRequest as _;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use domain::DocumentId;
 use domain::knowledge::AccessLevel;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use crate::json::Body;
 use crate::state::AppState;
 
@@ -23,11 +24,16 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
     /// Logical grouping, e.g. `product_docs` (default `default`).
+    #[schema(pattern = "^\\s*[A-Za-z0-9._-]{1,64}\\s*$")]
     pub namespace: Option<String>,
-    /// File name or URL the text came from.
+    /// File name or URL the text came from (not blank).
+    #[schema(min_length = 1)]
     pub source: String,
+    /// The text (not blank).
+    #[schema(min_length = 1)]
     pub content: String,
-    /// `public`, `internal` (default), `restricted` or `confidential`.
+    /// Default `internal`.
+    #[schema(value_type = Option<crate::schema::AccessLevel>, inline)]
     pub access_level: Option<String>,
 }
 
@@ -68,7 +74,24 @@ fn knowledge_error(error: KnowledgeError) -> ApiError {
     }
 }
 
-#[utoipa::path(post, path = "/v1/knowledge/ingest", tag = "knowledge", request_body = IngestRequest,
+/// A multipart upload (schema only): `namespace` and `access_level` fields before the files,
+/// then `file` parts (text, Markdown, HTML, PDF), each judged on its own.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
+pub(crate) struct UploadForm {
+    /// Default `default`.
+    #[schema(pattern = "^\\s*[A-Za-z0-9._-]{1,64}\\s*$")]
+    namespace: Option<String>,
+    /// Default `internal`.
+    #[schema(value_type = Option<crate::schema::AccessLevel>, inline)]
+    access_level: Option<String>,
+    /// At least one file.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    file: Vec<Vec<u8>>,
+}
+
+#[utoipa::path(post, path = "/v1/knowledge/ingest", tag = "knowledge",
+    request_body(content((IngestRequest = "application/json"), (UploadForm = "multipart/form-data"))),
     responses((status = 201, body = IngestResponse), (status = 200, body = IngestResponse, description = "already stored"),
               (status = 207, body = UploadResponse, description = "multipart/form-data: `file` parts (text, Markdown, HTML, PDF) and optional `namespace`, `access_level` fields; one result per file"),
               (status = 422)),
@@ -224,12 +247,17 @@ async fn upload(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct QueryParams {
-    /// The question or keywords.
+    /// The question or keywords (not blank).
+    #[param(min_length = 1)]
     q: String,
+    /// Default `default`.
+    #[param(pattern = "^\\s*[A-Za-z0-9._-]{1,64}\\s*$")]
     namespace: Option<String>,
     /// 1–50, default 5.
+    #[param(minimum = 1, maximum = 50)]
     limit: Option<usize>,
 }
 
@@ -254,9 +282,9 @@ pub struct QueryResponse {
 pub(crate) async fn query(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<QueryParams>, axum::extract::rejection::QueryRejection>,
+    query: Query<QueryParams>,
 ) -> Result<Json<QueryResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query;
     let namespace = namespace_of(q.namespace.as_deref())?;
     let limit = q.limit.unwrap_or(5);
     if !(1..=50).contains(&limit) {
@@ -294,8 +322,11 @@ pub struct DocumentResponse {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DocumentsQuery {
+    /// Only documents of this namespace.
+    #[param(pattern = "^\\s*[A-Za-z0-9._-]{1,64}\\s*$")]
     namespace: Option<String>,
 }
 
@@ -303,9 +334,9 @@ pub(crate) struct DocumentsQuery {
 pub(crate) async fn documents(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<DocumentsQuery>, axum::extract::rejection::QueryRejection>,
+    query: Query<DocumentsQuery>,
 ) -> Result<Json<Vec<DocumentResponse>>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query;
     let namespace = q.namespace.as_deref().map(|n| namespace_of(Some(n))).transpose()?;
     let docs =
         state.runtime.knowledge().documents(&principal.tenant, namespace.as_deref()).await.map_err(knowledge_error)?;
@@ -324,7 +355,9 @@ pub(crate) async fn documents(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub(crate) struct DocumentPath {
+    /// The document id.
     id: String,
 }
 

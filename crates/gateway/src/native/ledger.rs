@@ -4,7 +4,7 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use domain::ledger::{EntryKind, LedgerRecord};
@@ -16,6 +16,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,16 +48,23 @@ fn entry(r: LedgerRecord) -> EntryResponse {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     /// Entries with an index below this (the `next_before` of the previous page).
+    #[param(minimum = 0)]
     before: Option<u64>,
     /// 1–500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// Only entries of this kind.
+    #[param(value_type = Option<crate::schema::EntryKind>, inline)]
     kind: Option<String>,
+    /// Only entries of this chain.
     chain_id: Option<String>,
-    /// RFC 3339 or microseconds since the epoch.
+    /// Entries at or after this time: RFC 3339 or microseconds since the epoch.
     since: Option<String>,
+    /// Entries before this time: RFC 3339 or microseconds since the epoch.
     until: Option<String>,
 }
 
@@ -82,9 +90,9 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiE
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    query: Query<PageQuery>,
 ) -> Result<Json<PageResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit", "limit must be between 1 and 500"));
@@ -125,7 +133,9 @@ pub struct ChainLedgerResponse {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub(crate) struct ChainPath {
+    /// The chain id.
     chain_id: String,
 }
 
@@ -190,10 +200,14 @@ pub(crate) async fn checkpoint(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InclusionQuery {
+    /// The entry's index.
+    #[param(minimum = 0)]
     index: u64,
     /// Tree size to prove against (default: the latest checkpoint's).
+    #[param(minimum = 1)]
     size: Option<u64>,
 }
 
@@ -219,9 +233,9 @@ async fn default_size(state: &AppState, principal: &Principal) -> Result<u64, Ap
 pub(crate) async fn inclusion(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+    query: Query<InclusionQuery>,
 ) -> Result<Json<ProofResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query;
     let size = match q.size {
         Some(size) => size,
         None => default_size(&state, &principal).await?,
@@ -243,10 +257,14 @@ pub(crate) async fn inclusion(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsistencyQuery {
+    /// The earlier tree size (at least 1).
+    #[param(minimum = 1)]
     old: u64,
-    /// Default: the latest checkpoint's size.
+    /// The later tree size (default: the latest checkpoint's).
+    #[param(minimum = 0)]
     new: Option<u64>,
 }
 
@@ -255,9 +273,9 @@ pub(crate) struct ConsistencyQuery {
 pub(crate) async fn consistency(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+    query: Query<ConsistencyQuery>,
 ) -> Result<Json<ProofResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query;
     let new = match q.new {
         Some(new) => new,
         None => default_size(&state, &principal).await?,
@@ -273,7 +291,10 @@ pub(crate) async fn consistency(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub(crate) struct IndexPath {
+    /// The entry's index.
+    #[param(minimum = 0)]
     index: u64,
 }
 

@@ -13,12 +13,13 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
-    /// What to do, e.g. "Analyze customer churn from Q3 data".
+    /// What to do, e.g. "Analyze customer churn from Q3 data" (not blank; at most 32000 characters).
+    #[schema(min_length = 1, max_length = 32000)]
     pub task: String,
     /// A persona name; when absent the engine picks one per step.
     pub persona: Option<String>,
     /// Per-request overrides. Supported: `qa_spec` (seed 001 QA spec text).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::schema::ExecuteConfig>)]
     pub config: Option<Value>,
 }
 
@@ -64,7 +65,7 @@ pub struct ExecuteResponse {
     pub task: String,
     pub seals: Vec<SealResponse>,
     /// The final answer, when there is one.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<String>)]
     pub result: Value,
     pub error: Option<String>,
     pub cost: CostSummary,

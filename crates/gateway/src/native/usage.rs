@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::Datelike as _;
 use domain::Timestamp;
 use domain::cost::UsageRow;
@@ -15,16 +15,20 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+use crate::extract::Query;
 use crate::state::AppState;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UsageQuery {
-    /// First day (YYYY-MM-DD, UTC); default: the first of this month.
+    /// First day (YYYY-MM-DD, UTC); default: the first of this month. At most 366 days before `to`.
+    #[param(value_type = Option<String>, format = Date)]
     from: Option<String>,
     /// Last day, inclusive; default: today.
+    #[param(value_type = Option<String>, format = Date)]
     to: Option<String>,
 }
 
@@ -82,9 +86,9 @@ fn micros(date: chrono::NaiveDate) -> i64 {
 pub(crate) async fn usage(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+    query: Query<UsageQuery>,
 ) -> Result<Json<UsageResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query;
     let today = chrono::Utc::now().date_naive();
     let from = match &q.from {
         Some(v) => day("from", v)?,

@@ -264,31 +264,6 @@ async fn budgets_warn_then_degrade_auto_then_refuse() {
     assert!(alerts.try_recv().is_err(), "the alert is published once a month");
 }
 
-/// A stand-in for the in-process model: letters counted into 8 dimensions, normalised.
-struct LetterEmbedder;
-
-impl domain::embed::Embedder for LetterEmbedder {
-    fn model(&self) -> &str {
-        "letters-8"
-    }
-    fn dims(&self) -> usize {
-        8
-    }
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, domain::embed::EmbedError> {
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let mut v = vec![0f32; 8];
-                for b in t.bytes() {
-                    v[usize::from(b % 8)] += 1.0;
-                }
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-                v.into_iter().map(|x| x / norm).collect()
-            })
-            .collect())
-    }
-}
-
 #[tokio::test]
 async fn embeddings_answer_in_openai_shape_or_say_the_model_is_missing() {
     let app = spawn_app(Options::default()).await;
@@ -298,7 +273,11 @@ async fn embeddings_answer_in_openai_shape_or_say_the_model_is_missing() {
     assert_eq!(missing.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(missing.text().await.expect("body").contains("cargo xtask models"));
 
-    let app = spawn_app(Options { embedder: Some(std::sync::Arc::new(LetterEmbedder)), ..Options::default() }).await;
+    let app = spawn_app(Options {
+        embedder: Some(std::sync::Arc::new(crate::support::LetterEmbedder)),
+        ..Options::default()
+    })
+    .await;
     let key = app.key("acme", Role::Member).await;
     let reply: Value = app
         .post("/v1/embeddings", &key)
@@ -317,4 +296,52 @@ async fn embeddings_answer_in_openai_shape_or_say_the_model_is_missing() {
         app.post("/v1/embeddings", &key).json(&json!({"model": "x", "input": [1, 2]})).send().await.expect("send");
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.json::<Value>().await.expect("json")["error"]["param"], "input[0]");
+}
+
+#[tokio::test]
+async fn overhead_is_the_whole_request_less_the_upstream_wait_streamed_or_not() {
+    use std::time::{Duration, Instant};
+
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer};
+
+    let upstream_delay = Duration::from_millis(400);
+    let openai = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .and(body_string_contains("\"stream\":true"))
+        .respond_with(crate::support::openai_stream().set_delay(upstream_delay))
+        .with_priority(1)
+        .mount(&openai)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(crate::support::openai_completion("slow").set_delay(upstream_delay))
+        .with_priority(5)
+        .mount(&openai)
+        .await;
+    let app = crate::support::spawn_app_with(Options::default(), openai, MockServer::start().await).await;
+    let key = app.key("acme", Role::Member).await;
+    for stream in [false, true] {
+        let started = Instant::now();
+        let reply = app
+            .post("/v1/chat/completions", &key)
+            .json(&json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("send");
+        let headers_after = started.elapsed();
+        assert_eq!(reply.status(), StatusCode::OK);
+        let overhead: u64 =
+            reply.headers()["x-nexus-overhead-us"].to_str().expect("ascii").parse().expect("microseconds");
+        reply.text().await.expect("drain");
+        assert!(headers_after >= upstream_delay, "stream {stream}: the upstream was waited for");
+        // Nexus's share: more than nothing (routing, budget, pricing, the ledger queue, the
+        // body), and none of the upstream's 400 ms.
+        assert!(overhead > 0, "stream {stream}");
+        assert!(
+            overhead < 200_000 && u128::from(overhead) < (headers_after - upstream_delay).as_micros() + 1,
+            "stream {stream}: {overhead} µs of {headers_after:?}"
+        );
+    }
 }

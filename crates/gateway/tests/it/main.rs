@@ -60,7 +60,10 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 
 mod access;
 mod compat;
+mod errors;
 mod keys;
 mod native;
+mod openapi;
+mod pricing;
 mod python_clients;
 mod support;

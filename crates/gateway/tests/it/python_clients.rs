@@ -1,7 +1,7 @@
 //! Compatibility with the official `openai` and `anthropic` Python packages: they are
-//! installed from the Python package index into the target directory (once; pinned versions)
-//! and drive a real server. Outside CI a machine without pip or the index skips with a notice;
-//! with `CI=true` that is a failure.
+//! installed from the Python package index into the target directory (once; pinned versions,
+//! [`pip_install`], also used by the OpenAPI checks) and drive a real server. Outside CI a
+//! machine without pip or the index skips with a notice; with `CI=true` that is a failure.
 
 use std::path::PathBuf;
 
@@ -12,37 +12,38 @@ use crate::support::{Options, mount_defaults, spawn_app};
 
 const PACKAGES: &[&str] = &["openai==3.52.0", "anthropic==2.11.0"];
 
-/// Where the packages live: `<target>/tmp/pyclients-<versions>`, installed if missing.
-async fn packages() -> Option<PathBuf> {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pyclients-{}", PACKAGES.join("-").replace("==", "")));
-    if dir.join("openai").is_dir() && dir.join("anthropic").is_dir() {
+/// Installs pinned Python packages from the package index into
+/// `<target>/tmp/py-<packages>` (once: a finished install is renamed into place) and returns
+/// that directory for `PYTHONPATH`. Outside CI a machine without pip or the index skips with a
+/// notice (`None`); with `CI=true` that is a failure.
+pub async fn pip_install(packages: &[&str]) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("py-{}", packages.join("-").replace("==", "")));
+    if dir.is_dir() {
         return Some(dir);
     }
     let staging = dir.with_extension(format!("partial-{}", std::process::id()));
     let status = tokio::process::Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-conflicts", "--target"])
         .arg(&staging)
-        .args(PACKAGES)
+        .args(packages)
         .status()
         .await;
-    let installed = matches!(&status, Ok(s) if s.success()) && std::fs::rename(&staging, &dir).is_ok()
-        || dir.join("openai").is_dir();
+    let installed = matches!(&status, Ok(s) if s.success()) && std::fs::rename(&staging, &dir).is_ok() || dir.is_dir();
     if installed {
         return Some(dir);
     }
     let _ = std::fs::remove_dir_all(&staging);
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the openai/anthropic Python packages could not be installed with pip ({status:?})"
+        "CI=true but the Python packages {packages:?} could not be installed with pip ({status:?})"
     );
-    eprintln!("skipped: could not pip install {PACKAGES:?} ({status:?})");
+    eprintln!("skipped: could not pip install {packages:?} ({status:?})");
     None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_clients_work_unchanged() {
-    let Some(site) = packages().await else { return };
+    let Some(site) = pip_install(PACKAGES).await else { return };
     let app = spawn_app(Options::default()).await;
     mount_defaults(&app.openai, &app.anthropic).await;
     let key = app.key("acme", Role::Member).await;

@@ -24,7 +24,11 @@ pub struct Options {
     pub budget_usd: Option<f64>,
     /// USD per million tokens for gpt-4o-mini (both directions).
     pub openai_price: f64,
+    /// `[models] default_price` (both directions), if any.
+    pub default_price: Option<f64>,
     pub embedder: Option<Arc<dyn domain::embed::Embedder>>,
+    /// Install a (trivial) metrics renderer, so `/metrics` answers 200.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -37,7 +41,9 @@ impl Default for Options {
             },
             budget_usd: None,
             openai_price: 0.15,
+            default_price: None,
             embedder: None,
+            metrics: false,
         }
     }
 }
@@ -213,7 +219,8 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
     };
     let tools = tools::builtins(&tool_settings, Arc::new(runtime.knowledge()));
     let prices = PriceTable::builtin()
-        .with_overrides([("gpt-4o-mini".to_owned(), ModelPrice::new(options.openai_price, options.openai_price))]);
+        .with_overrides([("gpt-4o-mini".to_owned(), ModelPrice::new(options.openai_price, options.openai_price))])
+        .with_default(options.default_price.map(|p| ModelPrice::new(p, p)));
     let services = AgentServices {
         models: Models::Configured { trivial: cheap.clone(), normal: cheap, complex: strong },
         providers: vec![openai_provider, anthropic_provider],
@@ -230,7 +237,10 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
     let runtime = Arc::new(runtime);
     let settings =
         gateway::HttpSettings { max_body_bytes: 64 * 1024, cors_origins: vec!["https://app.example.com".into()] };
-    let state = gateway::AppState::new(runtime.clone()).with_settings(settings);
+    let mut state = gateway::AppState::new(runtime.clone()).with_settings(settings);
+    if options.metrics {
+        state = state.with_metrics(Arc::new(|| "# metrics\n".to_owned()));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     runtime::tasks::spawn("test-server", async move {
@@ -280,4 +290,29 @@ pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
             (!data.is_empty()).then(|| (name, data.join("\n")))
         })
         .collect()
+}
+
+/// A stand-in for the in-process model: letters counted into 8 dimensions, normalised.
+pub struct LetterEmbedder;
+
+impl domain::embed::Embedder for LetterEmbedder {
+    fn model(&self) -> &str {
+        "letters-8"
+    }
+    fn dims(&self) -> usize {
+        8
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, domain::embed::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; 8];
+                for b in t.bytes() {
+                    v[usize::from(b % 8)] += 1.0;
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect())
+    }
 }

@@ -72,20 +72,34 @@ pub fn agent_services(
     providers.extend(local_chat);
     let tool_settings = BuiltinSettings::from_env(lookup).context("tool settings")?;
     let knowledge = Arc::new(runtime.knowledge());
+    let prices = PriceTable::builtin()
+        .with_overrides(
+            config
+                .prices
+                .iter()
+                .map(|(model, p)| (model.clone(), providers::pricing::ModelPrice::new(p.input, p.output))),
+        )
+        .with_default(config.default_price.map(|p| providers::pricing::ModelPrice::new(p.input, p.output)));
+    warn_about_unpriced_tiers(&models, &prices);
     Ok(AgentServices {
         models,
         providers,
         tools: builtins(&tool_settings, knowledge),
         sandbox: tools::Sandbox::default(),
         workspace_root: config.data_dir.join("workspace"),
-        prices: PriceTable::builtin().with_overrides(
-            config
-                .prices
-                .iter()
-                .map(|(model, p)| (model.clone(), providers::pricing::ModelPrice::new(p.input, p.output))),
-        ),
+        prices,
         approval_ttl: APPROVAL_TTL,
     })
+}
+
+/// Says at start-up which tier models have no price: calls to them will be refused.
+fn warn_about_unpriced_tiers(models: &Models, prices: &PriceTable) {
+    let Models::Configured { trivial, normal, complex } = models else { return };
+    for (tier, target) in [("trivial", trivial), ("normal", normal), ("complex", complex)] {
+        if let Err(unknown) = prices.price_for(target.provider.name(), &target.model) {
+            tracing::warn!(tier, "{unknown}; calls to this tier will be refused");
+        }
+    }
 }
 
 /// The model target of a tier: the configured `provider/model` first, then every other

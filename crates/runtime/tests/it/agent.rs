@@ -511,3 +511,19 @@ async fn an_undecided_approval_expires_as_a_denial() {
     assert!(calls.lock().expect("lock").is_empty(), "an expired approval never runs the call");
     assert_eq!(agent.runtime.expire_due_approvals().await.expect("sweep"), 0, "once");
 }
+
+#[tokio::test]
+async fn a_model_without_a_price_is_refused_before_it_is_called() {
+    let server = fake_model(&[(PLAN, "[]"), (ANSWER, "a free lunch")]).await;
+    let target = ModelTarget { provider: provider(&server.uri()), model: "unpriced-model".into() };
+    let models = Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target };
+    let agent = agent_with(sqlite().await, models, Vec::new()).await;
+    let report = agent.runtime.execute(request("What is NEXUS?", None)).await.expect("runs");
+    assert_ne!(report.status, ChainStatus::Completed, "{report:?}");
+    assert!(
+        report.error.as_deref().is_some_and(|e| e.contains(r#"[models.prices."unpriced-model"]"#)),
+        "the failure names the setting: {report:?}"
+    );
+    assert_eq!(report.cost_usd, 0.0);
+    assert!(server.received_requests().await.unwrap_or_default().is_empty(), "the model was never called");
+}
