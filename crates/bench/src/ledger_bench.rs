@@ -180,34 +180,16 @@ async fn durable(sizes: &Sizes) -> anyhow::Result<()> {
         Ok(mut admin) => {
             let mut schemas = Vec::new();
             let pg_factory = || {
-                let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-                schemas.push(schema.clone());
-                let sep = if base.contains('?') { '&' } else { '?' };
-                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-                let create = format!("CREATE SCHEMA {schema}");
-                let base = base.clone();
+                let fresh = fresh_schema(&base, &mut schemas);
                 async move {
-                    let mut conn = sqlx::PgConnection::connect(&base).await?;
-                    sqlx::query(&create).execute(&mut conn).await?;
+                    let url = fresh.await?;
                     Ok::<_, anyhow::Error>(
                         Arc::new(store::PgStore::open(&url, store::redact(&url)).await?) as Arc<dyn Store>
                     )
                 }
             };
             appends(sizes, pg_factory).await?;
-            let replica_schema = || {
-                let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-                schemas.push(schema.clone());
-                let sep = if base.contains('?') { '&' } else { '?' };
-                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-                let create = format!("CREATE SCHEMA {schema}");
-                let base = base.clone();
-                async move {
-                    let mut conn = sqlx::PgConnection::connect(&base).await?;
-                    sqlx::query(&create).execute(&mut conn).await?;
-                    Ok::<_, anyhow::Error>(url)
-                }
-            };
+            let replica_schema = || fresh_schema(&base, &mut schemas);
             crate::ledger_replicas::two_replicas(sizes.append_window < Duration::from_secs(1), replica_schema).await?;
             for schema in schemas {
                 let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await;
@@ -221,6 +203,24 @@ async fn durable(sizes: &Sizes) -> anyhow::Result<()> {
         if sqlite_rate >= 50_000.0 { "meets target" } else { "BELOW target" }
     );
     Ok(())
+}
+
+/// Creates a fresh schema in the database at `base` (remembered in `made`, to be dropped) and
+/// returns a URL that uses it.
+fn fresh_schema(
+    base: &str,
+    made: &mut Vec<String>,
+) -> impl std::future::Future<Output = anyhow::Result<String>> + use<> {
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    made.push(schema.clone());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let base = base.to_owned();
+    async move {
+        let mut conn = sqlx::PgConnection::connect(&base).await?;
+        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await?;
+        Ok(url)
+    }
 }
 
 /// Measures the baseline and the group-commit writer at several concurrencies, each on a fresh

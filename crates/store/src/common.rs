@@ -421,18 +421,10 @@ macro_rules! impl_shared_ports {
                 tenant: &TenantId,
                 chain: Option<&ChainId>,
             ) -> Result<Option<String>, StoreError> {
+                use $crate::common_log::{LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL};
                 let query = match chain {
-                    Some(chain) => sqlx::query_scalar(
-                        "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id = $2 \
-                         ORDER BY idx DESC LIMIT 1",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(chain.as_str()),
-                    None => sqlx::query_scalar(
-                        "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id IS NULL \
-                         ORDER BY idx DESC LIMIT 1",
-                    )
-                    .bind(tenant.as_str()),
+                    Some(chain) => sqlx::query_scalar(LAST_IN_CHAIN_SQL).bind(tenant.as_str()).bind(chain.as_str()),
+                    None => sqlx::query_scalar(LAST_OUTSIDE_CHAINS_SQL).bind(tenant.as_str()),
                 };
                 query.fetch_optional(&self.pool).await.map_err(|e| classify(self.target(), e))
             }

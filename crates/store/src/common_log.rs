@@ -17,6 +17,13 @@ pub(crate) const HEAD_UPDATE_SQL: &str =
 pub(crate) const NODE_INSERT_SQL: &str = "INSERT INTO ledger_nodes (tenant_id, level, idx, hash) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, level, idx) DO NOTHING";
 
+/// The newest fingerprint of a chain ($1 tenant, $2 chain).
+pub(crate) const LAST_IN_CHAIN_SQL: &str =
+    "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id = $2 ORDER BY idx DESC LIMIT 1";
+/// The newest fingerprint of the entries outside any chain ($1 tenant).
+pub(crate) const LAST_OUTSIDE_CHAINS_SQL: &str =
+    "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id IS NULL ORDER BY idx DESC LIMIT 1";
+
 macro_rules! impl_log_heads {
     ($store:ident, $db:ty) => {
         mod log_heads {
@@ -25,7 +32,9 @@ macro_rules! impl_log_heads {
             use domain::ports::{Companions, StageFn, StoreError};
 
             use super::$store;
-            use $crate::common_log::{HEAD_INSERT_SQL, HEAD_UPDATE_SQL, NODE_INSERT_SQL};
+            use $crate::common_log::{
+                HEAD_INSERT_SQL, HEAD_UPDATE_SQL, LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL, NODE_INSERT_SQL,
+            };
             use $crate::error::classify;
             use $crate::rows::{self, i64_of};
 
@@ -60,17 +69,8 @@ macro_rules! impl_log_heads {
                     chain: Option<&domain::ChainId>,
                 ) -> Result<Option<String>, StoreError> {
                     let query = match chain {
-                        Some(chain) => sqlx::query_scalar(
-                            "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id = $2 \
-                             ORDER BY idx DESC LIMIT 1",
-                        )
-                        .bind(tenant.as_str())
-                        .bind(chain.as_str()),
-                        None => sqlx::query_scalar(
-                            "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id IS NULL \
-                             ORDER BY idx DESC LIMIT 1",
-                        )
-                        .bind(tenant.as_str()),
+                        Some(chain) => sqlx::query_scalar(LAST_IN_CHAIN_SQL).bind(tenant.as_str()).bind(chain.as_str()),
+                        None => sqlx::query_scalar(LAST_OUTSIDE_CHAINS_SQL).bind(tenant.as_str()),
                     };
                     query.fetch_optional(&mut **tx).await.map_err(|e| classify(self.target(), e))
                 }
