@@ -5,7 +5,7 @@
 //!   tools, approvals, knowledge, usage, tokens);
 //! - `compat/`: the OpenAI- and Anthropic-compatible model gateway;
 //! - `auth`, `json`, `extract`, `error`: credentials and limits, request bodies, path and query
-//!   parameters, errors in the client's dialect; `docs`, `observe`: OpenAPI, the docs page and metrics.
+//!   parameters, errors in the client's dialect; `docs`, `observe`, `recorder`: OpenAPI, the docs page and metrics.
 //!
 //! **Architecture Invariant:** handlers extract, call the runtime and map the result; this
 //! crate never names a database or a provider.
@@ -19,11 +19,13 @@ mod health;
 mod json;
 mod native;
 mod observe;
+mod recorder;
 mod routes;
 mod schema;
 mod state;
 
 pub use error::{ApiError, Dialect};
+pub use recorder::{RecorderError, install_recorder};
 pub use routes::{app, router};
 pub use state::{AppState, HttpSettings, MetricsRender};
 

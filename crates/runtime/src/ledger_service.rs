@@ -375,9 +375,9 @@ struct Staging<'a> {
     batch_id: &'a str,
     /// Chain heads this process knows, per tenant, with the size they are valid at.
     known: HashMap<TenantId, KnownHeads>,
-    /// The last attempt's writes: if its commit's outcome was unknown and it did commit, these
-    /// are what the store holds.
-    last: Mutex<Option<Vec<LogWrite>>>,
+    /// The latest attempt's writes (kept across attempts): if its commit's outcome was unknown
+    /// and it did commit, these are what the store holds.
+    last: &'a Mutex<Option<Vec<LogWrite>>>,
 }
 
 impl Staging<'_> {
@@ -561,18 +561,26 @@ impl Inner {
         let payloads: Vec<String> = batch.iter().map(|(_, draft)| canonical_json(&draft.payload)).collect();
         let mut delay = RETRY_FIRST;
         let mut closing_since: Option<Instant> = None;
+        let last = Mutex::new(None);
         loop {
             let (locks, known) = self.locks_for(batch);
-            let staging = Staging { batch, payloads: &payloads, batch_id: &batch_id, known, last: Mutex::new(None) };
+            let staging = Staging { batch, payloads: &payloads, batch_id: &batch_id, known, last: &last };
             let outcome = if batch.is_empty() {
                 self.store.append_with(&[], companions).await.map(|()| Some(Vec::new()))
             } else {
                 self.store.append_locked(&locks, &|locked| staging.stage(locked), companions).await
             };
-            let writes = match outcome {
-                Ok(Some(writes)) => Some(writes),
-                // Found already committed: what the last attempt built is what is stored.
-                Ok(None) => staging.last.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            let failure = match outcome {
+                Ok(Some(writes)) => return Ok(self.committed(batch, writes)),
+                // Found already committed: what the latest attempt built is what is stored.
+                Ok(None) => match last.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    Some(writes) => return Ok(self.committed(batch, writes)),
+                    None => {
+                        return Err(LedgerError::Damaged(format!(
+                            "batch {batch_id} is recorded in a log head, but this writer never staged it"
+                        )));
+                    }
+                },
                 Err(StoreError::Conflict { what }) => {
                     // A writer that bypassed the heads (an older build, a raw append): bring
                     // the heads up to the stored entries and try again.
@@ -582,30 +590,32 @@ impl Inner {
                             tracing::error!(%error, tenant = %lock.tenant, "could not rebuild the log head");
                         }
                     }
-                    None
+                    LedgerError::Store(StoreError::Conflict { what })
                 }
                 Err(error) => {
                     self.failing.store(true, Ordering::Release);
-                    metrics::counter!("nexus_ledger_commit_retries_total").increment(1);
                     tracing::error!(%error, entries = batch.len(), retry_in_ms = delay.as_millis() as u64,
                         "ledger batch not committed; retrying (nothing is dropped)");
-                    if self.closing.load(Ordering::Acquire) {
-                        let since = *closing_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= SHUTDOWN_GRACE {
-                            return Err(error.into());
-                        }
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                    None
+                    LedgerError::Store(error)
                 }
             };
-            if let Some(writes) = writes {
-                self.failing.store(false, Ordering::Release);
-                self.apply(&writes);
-                return Ok(in_batch_order(batch, writes));
+            metrics::counter!("nexus_ledger_commit_retries_total").increment(1);
+            if self.closing.load(Ordering::Acquire) {
+                let since = *closing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SHUTDOWN_GRACE {
+                    return Err(failure);
+                }
             }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
         }
+    }
+
+    /// A batch is durable: the store accepts writes again, the cache learns the new heads.
+    fn committed(&self, batch: &[(TenantId, EntryDraft)], writes: Vec<LogWrite>) -> Vec<LedgerRecord> {
+        self.failing.store(false, Ordering::Release);
+        self.apply(&writes);
+        in_batch_order(batch, writes)
     }
 
     async fn checkpoint(&self, tenant: &TenantId) -> Result<StoredCheckpoint, LedgerError> {

@@ -167,7 +167,8 @@ async fn serve(
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     });
-    let render = install_metrics()?;
+    // As `nexus serve` installs it: its buckets, and upkeep every 5 s.
+    let render = gateway::install_recorder()?;
     // Like a Prometheus server scraping /metrics every N ms (NEXUS_BENCH_SCRAPE_MS); off by
     // default, as in a deployment nobody scrapes.
     let scrape = match std::env::var("NEXUS_BENCH_SCRAPE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
@@ -201,15 +202,6 @@ async fn serve(
     let _ = runtime.auth().flush_last_used().await;
     runtime.shutdown().await;
     read_back(&path, &tenant).await
-}
-
-/// Installs the Prometheus recorder as `nexus serve` does (without its latency buckets), so every `metrics::` call costs what
-/// it costs in production. Once per process; a second install keeps the first recorder.
-fn install_metrics() -> anyhow::Result<gateway::MetricsRender> {
-    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
-        Ok(handle) => Ok(Arc::new(move || handle.render())),
-        Err(error) => anyhow::bail!("installing the metrics recorder: {error}"),
-    }
 }
 
 /// Opens the database afresh and counts what the gateway recorded, then verifies the log.

@@ -29,7 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });
-    let metrics = install_metrics()?;
+    let metrics = gateway::install_recorder()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
@@ -59,30 +59,6 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     served.context("serving HTTP")?;
     tracing::info!("shutdown complete");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Installs the Prometheus recorder every `metrics::` call reports to, with latency buckets
-/// from 10 µs to 60 s.
-fn install_metrics() -> anyhow::Result<gateway::MetricsRender> {
-    const BUCKETS: &[f64] = &[
-        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-        1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    ];
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(BUCKETS)
-        .context("metric buckets")?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    // Histogram samples are only folded into their buckets by upkeep; without it they pile up
-    // between scrapes.
-    let upkeep = handle.clone();
-    runtime::tasks::spawn("metrics-upkeep", async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
-        }
-    });
-    Ok(Arc::new(move || handle.render()))
 }
 
 async fn shutdown_signal() {
