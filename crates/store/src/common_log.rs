@@ -2,14 +2,18 @@
 //! (`LedgerStore::append_locked`), head reads, tile reads and head repair.
 //!
 //! Each tenant's log has one row in `ledger_heads` (size, right edge of the tree, last batch
-//! id). An append locks that row for the whole transaction — `SELECT … FOR UPDATE` on
-//! PostgreSQL, `BEGIN IMMEDIATE` on SQLite, which takes the database's write lock — so writers
+//! id). An append locks that row for the whole transaction — an upsert that returns the row
+//! (its no-op update holds the row lock on PostgreSQL), inside `BEGIN IMMEDIATE` on SQLite,
+//! which takes the database's write lock — so writers
 //! in other processes wait instead of colliding on an index. The backend provides
-//! `begin_write`, `HEAD_LOCK` (the head query, with its locking clause) and `insert_entries`.
+//! `begin_write` and `insert_entries`.
 
-/// Creates a tenant's head at size 0 if it has none yet.
-pub(crate) const HEAD_INSERT_SQL: &str = "INSERT INTO ledger_heads (tenant_id, size, frontier, last_batch) \
-     VALUES ($1, 0, $2, NULL) ON CONFLICT (tenant_id) DO NOTHING";
+/// Creates a tenant's head at size 0 if it has none yet, locks it until the transaction ends
+/// (the no-op update takes the row lock, waiting for any other writer) and returns it: one
+/// round trip.
+pub(crate) const HEAD_LOCK_SQL: &str = "INSERT INTO ledger_heads (tenant_id, size, frontier, last_batch) \
+     VALUES ($1, 0, $2, NULL) ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id \
+     RETURNING size, frontier, last_batch";
 /// Moves a tenant's head.
 pub(crate) const HEAD_UPDATE_SQL: &str =
     "UPDATE ledger_heads SET size = $2, frontier = $3, last_batch = $4 WHERE tenant_id = $1";
@@ -33,7 +37,7 @@ macro_rules! impl_log_heads {
 
             use super::$store;
             use $crate::common_log::{
-                HEAD_INSERT_SQL, HEAD_UPDATE_SQL, LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL, NODE_INSERT_SQL,
+                HEAD_LOCK_SQL, HEAD_UPDATE_SQL, LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL, NODE_INSERT_SQL,
             };
             use $crate::error::classify;
             use $crate::rows::{self, i64_of};
@@ -48,14 +52,9 @@ macro_rules! impl_log_heads {
 
             impl $store {
                 async fn lock_head(&self, tx: &mut Tx, tenant: &TenantId) -> Result<LogHead, StoreError> {
-                    sqlx::query(HEAD_INSERT_SQL)
+                    let row: HeadRow = sqlx::query_as(HEAD_LOCK_SQL)
                         .bind(tenant.as_str())
                         .bind(Vec::<u8>::new())
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(|e| classify(self.target(), e))?;
-                    let row: HeadRow = sqlx::query_as(Self::HEAD_LOCK)
-                        .bind(tenant.as_str())
                         .fetch_one(&mut **tx)
                         .await
                         .map_err(|e| classify(self.target(), e))?;

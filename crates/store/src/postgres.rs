@@ -65,10 +65,6 @@ impl PgStore {
         &self.target
     }
 
-    /// The head query of the locked append path: the row stays locked until commit.
-    const HEAD_LOCK: &'static str =
-        "SELECT size, frontier, last_batch FROM ledger_heads WHERE tenant_id = $1 FOR UPDATE";
-
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(|e| classify(self.target(), e))
     }

@@ -68,9 +68,6 @@ impl SqliteStore {
         &self.target
     }
 
-    /// The head query of the locked append path: `BEGIN IMMEDIATE` already holds the write lock.
-    const HEAD_LOCK: &'static str = "SELECT size, frontier, last_batch FROM ledger_heads WHERE tenant_id = $1";
-
     /// A transaction that takes the database's write lock at once (`BEGIN IMMEDIATE`), so it
     /// waits for other writers (busy timeout) instead of failing when it later writes.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
