@@ -3,7 +3,7 @@
 //!
 //! Hashes are stored every [`TILE_HEIGHT`] levels: level 0 is the leaf hashes (stored with the
 //! entries), level `q ≥ 1` holds the hash of every complete subtree of height `8q`, written once
-//! when its last leaf arrives ([`StoredNode`]). Any complete subtree of height `8q + r` is then
+//! when its last leaf arrives ([`TreeNode`]). Any complete subtree of height `8q + r` is then
 //! the fold of `2^r ≤ 256` consecutive level-`q` hashes, all inside one tile of 256, so a proof
 //! reads a few tiles per level and nothing else.
 //!
@@ -16,6 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use domain::ledger::TreeNode;
+
 use crate::hash::{Hash, empty_root, node_hash};
 use crate::tree::{Subtree, TreeError, path, range_hash, subproof};
 
@@ -23,15 +25,6 @@ use crate::tree::{Subtree, TreeError, path, range_hash, subproof};
 pub const TILE_HEIGHT: u32 = 8;
 /// Hashes in a full tile.
 pub const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
-
-/// The hash of a complete subtree of height `8 · level` over leaves
-/// `index·2^(8·level) .. (index+1)·2^(8·level)`; `level ≥ 1` (level 0 is the leaves).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredNode {
-    pub level: u8,
-    pub index: u64,
-    pub hash: Hash,
-}
 
 /// A tile: up to [`TILE_WIDTH`] consecutive stored hashes of one level, from
 /// `index · TILE_WIDTH`.
@@ -96,7 +89,7 @@ impl Frontier {
 
     /// Appends a leaf hash; every newly completed subtree whose height is a positive multiple
     /// of [`TILE_HEIGHT`] is added to `stored`. Returns the leaf's index.
-    pub fn push(&mut self, leaf: Hash, stored: &mut Vec<StoredNode>) -> u64 {
+    pub fn push(&mut self, leaf: Hash, stored: &mut Vec<TreeNode>) -> u64 {
         let index = self.size;
         let mut hash = leaf;
         let mut height = 0u32;
@@ -107,7 +100,7 @@ impl Frontier {
             height += 1;
             if height.is_multiple_of(TILE_HEIGHT) {
                 let covered = (self.size + 1) >> height;
-                stored.push(StoredNode { level: (height / TILE_HEIGHT) as u8, index: covered - 1, hash });
+                stored.push(TreeNode { level: (height / TILE_HEIGHT) as u8, index: covered - 1, hash });
             }
         }
         self.nodes.push(hash);

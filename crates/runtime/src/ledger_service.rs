@@ -24,17 +24,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use domain::ledger::{EntryDraft, LedgerRecord, LockedLog, LogHead, LogLock, LogWrite, StoredCheckpoint, TreeNode};
+use domain::ledger::{EntryDraft, LedgerRecord, LockedLog, LogHead, LogLock, LogWrite, StoredCheckpoint};
 use domain::ports::{Companions, Store, StoreError};
 use domain::{ChainId, TenantId, Timestamp};
 use ledger::Hash;
 use ledger::bundle::ProofBundle;
 use ledger::checkpoint::{Checkpoint, CheckpointSigner};
 use ledger::encoding::{canonical_json, seal_canonical};
-use ledger::tiles::{Frontier, ProofPlan, TILE_WIDTH, TileId};
+use ledger::tiles::{Frontier, ProofPlan};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::LedgerError;
+use crate::ledger_proofs::{TileCache, prove_from_store};
 use crate::tasks;
 
 /// The most entries committed in one transaction.
@@ -45,8 +46,6 @@ const QUEUE_CAPACITY: usize = 16 * 1024;
 const MAX_CACHED_HEADS: usize = 10_000;
 /// Tenants whose log state is cached before the cache is emptied (it is only a cache).
 const MAX_CACHED_TENANTS: usize = 10_000;
-/// Full tiles kept in memory for proofs, per generation (two generations: ≤ 16 MiB in all).
-const MAX_CACHED_TILES: usize = 1024;
 /// Leaf hashes read per query when building a head from stored entries.
 const REPAIR_PAGE: u64 = 65_536;
 /// Waits between attempts at a batch the store refused.
@@ -93,36 +92,6 @@ struct TenantLog {
     heads: HashMap<Option<ChainId>, String>,
     /// Size covered by the newest checkpoint this process signed or saw.
     checkpointed: u64,
-}
-
-/// Full tiles (immutable once full), in two generations: a lookup promotes, a full generation
-/// is dropped whole.
-#[derive(Default)]
-pub(crate) struct TileCache {
-    current: HashMap<(TenantId, TileId), Arc<[Hash]>>,
-    previous: HashMap<(TenantId, TileId), Arc<[Hash]>>,
-}
-
-impl TileCache {
-    fn get(&mut self, key: &(TenantId, TileId)) -> Option<Arc<[Hash]>> {
-        if let Some(found) = self.current.get(key) {
-            return Some(found.clone());
-        }
-        let found = self.previous.remove(key)?;
-        self.insert(key.clone(), found.clone());
-        Some(found)
-    }
-
-    fn insert(&mut self, key: (TenantId, TileId), tile: Arc<[Hash]>) {
-        if self.current.len() >= MAX_CACHED_TILES {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(key, tile);
-    }
-
-    fn heap_bytes(&self) -> usize {
-        (self.current.len() + self.previous.len()) * (TILE_WIDTH as usize * 32 + 64)
-    }
 }
 
 struct Inner {
@@ -340,13 +309,6 @@ impl LedgerService {
         self.inner.prove(tenant, &plan).await
     }
 
-    /// The root of the tenant's tree at `size`, computed from stored tiles.
-    pub async fn root_at(&self, tenant: &TenantId, size: u64) -> Result<Hash, LedgerError> {
-        self.inner.check_size(tenant, size).await?;
-        let root = self.inner.prove(tenant, &ProofPlan::root(size)).await?;
-        Ok(root.first().copied().unwrap_or_default())
-    }
-
     /// A self-contained inclusion proof of entry `index` against a signed checkpoint, signing
     /// a new checkpoint first if none covers the entry yet.
     pub async fn proof_bundle(&self, tenant: &TenantId, index: u64) -> Result<ProofBundle, LedgerError> {
@@ -400,7 +362,6 @@ impl Staging<'_> {
             let mut parents: HashMap<Option<ChainId>, String> = HashMap::new();
             let mut records = Vec::new();
             let mut nodes = Vec::new();
-            let mut stored = Vec::new();
             let drafts = self.batch.iter().zip(self.payloads).filter(|((tenant, _), _)| *tenant == log.tenant);
             for ((tenant, draft), payload) in drafts {
                 let parent = match parents.get(&draft.chain_id) {
@@ -408,8 +369,7 @@ impl Staging<'_> {
                     None => heads.get(&draft.chain_id).copied().flatten().unwrap_or_default().to_owned(),
                 };
                 let record = seal_canonical(tenant, frontier.size(), draft, payload.clone(), now, parent);
-                frontier.push(record.leaf_hash, &mut stored);
-                nodes.extend(stored.drain(..).map(|n| TreeNode { level: n.level, index: n.index, hash: n.hash }));
+                frontier.push(record.leaf_hash, &mut nodes);
                 parents.insert(draft.chain_id.clone(), record.fingerprint.clone());
                 records.push(record);
             }
@@ -468,7 +428,6 @@ impl Inner {
         let mut frontier = Frontier::from_bytes(head.size, &head.frontier)
             .map_err(|e| LedgerError::Damaged(format!("tenant {tenant}: the log head is damaged: {e}")))?;
         let mut nodes = Vec::new();
-        let mut stored_nodes = Vec::new();
         while frontier.size() < stored {
             let from = frontier.size();
             let leaves = self.store.tree_hashes(tenant, 0, from, (from + REPAIR_PAGE).min(stored)).await?;
@@ -476,9 +435,8 @@ impl Inner {
                 return Err(LedgerError::Damaged(format!("tenant {tenant}: ledger entry #{from} is missing")));
             }
             for leaf in leaves {
-                frontier.push(leaf, &mut stored_nodes);
+                frontier.push(leaf, &mut nodes);
             }
-            nodes.extend(stored_nodes.drain(..).map(|n| TreeNode { level: n.level, index: n.index, hash: n.hash }));
         }
         let new_head = LogHead { size: frontier.size(), frontier: frontier.to_bytes(), last_batch: head.last_batch };
         match self.store.repair_log_head(tenant, head.size, &new_head, &nodes).await {
@@ -659,43 +617,6 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-/// Finishes a proof from the store's tiles, reading each full tile once into `cache` when one
-/// is given. Only the tiles the proof touches are read.
-pub(crate) async fn prove_from_store(
-    store: &dyn Store,
-    tenant: &TenantId,
-    plan: &ProofPlan,
-    cache: Option<&Mutex<TileCache>>,
-) -> Result<Vec<Hash>, LedgerError> {
-    let cached = |key: &(TenantId, TileId)| cache.and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).get(key));
-    let mut tiles: HashMap<TileId, Arc<[Hash]>> = HashMap::new();
-    for (id, wanted) in plan.tiles() {
-        let key = (tenant.clone(), id);
-        if let Some(tile) = cached(&key) {
-            tiles.insert(id, tile);
-            continue;
-        }
-        // A full tile never changes: read it whole and keep it; a partial one only as far as
-        // needed.
-        let read = store.tree_hashes(tenant, id.level, id.start(), id.start() + TILE_WIDTH).await?;
-        let tile: Arc<[Hash]> = Arc::from(read);
-        if tile.len() as u64 == TILE_WIDTH {
-            if let Some(cache) = cache {
-                cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, tile.clone());
-            }
-        } else if (tile.len() as u64) < wanted {
-            return Err(LedgerError::Damaged(format!(
-                "tenant {tenant}: tree tile {}/{} holds {} hashes, {wanted} needed",
-                id.level,
-                id.index,
-                tile.len()
-            )));
-        }
-        tiles.insert(id, tile);
-    }
-    plan.finish(|id| tiles.get(&id).map(|t| &t[..])).map_err(|e| LedgerError::Damaged(format!("tenant {tenant}: {e}")))
 }
 
 /// The records of per-tenant writes, back in the order of the batch.

@@ -15,6 +15,7 @@ pub mod chain_events;
 pub mod error;
 pub mod keys;
 pub mod knowledge;
+mod ledger_proofs;
 pub mod ledger_service;
 pub mod limits;
 pub mod llm;

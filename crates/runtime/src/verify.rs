@@ -178,7 +178,7 @@ impl Verifier<'_> {
             // The path comes from the store's tree tiles, which are untrusted like everything
             // stored: the proof is checked against the signed root, so a wrong tile fails it.
             let plan = ProofPlan::inclusion(record.index, checkpoint.size).map_err(|e| not_included(e.to_string()))?;
-            let path = crate::ledger_service::prove_from_store(self.store, tenant, &plan, None)
+            let path = crate::ledger_proofs::prove_from_store(self.store, tenant, &plan, None)
                 .await
                 .map_err(|e| not_included(e.to_string()))?;
             verify_inclusion(leaf, record.index, checkpoint.size, &path, &checkpoint.root)

@@ -4,7 +4,7 @@
 //! integrity checks, connecting) lives in `sqlite.rs` and `postgres.rs`.
 
 /// Implements every port except `Store` itself for `$store`, which must have a `pool` field and
-/// `fn target(&self) -> &str` and `async fn insert_ledger_rows(&self, &[LedgerRecord])`.
+/// `fn target(&self) -> &str` and the log-head methods of `common_log`.
 macro_rules! impl_shared_ports {
     ($store:ty) => {
         use async_trait::async_trait;
@@ -407,13 +407,7 @@ macro_rules! impl_shared_ports {
             }
 
             async fn leaf_hashes(&self, tenant: &TenantId) -> Result<Vec<[u8; 32]>, StoreError> {
-                let found: Vec<Vec<u8>> =
-                    sqlx::query_scalar("SELECT leaf_hash FROM ledger_entries WHERE tenant_id = $1 ORDER BY idx")
-                        .bind(tenant.as_str())
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(|e| classify(self.target(), e))?;
-                found.into_iter().map(|h| rows::hash32("ledger leaf hash", h)).collect()
+                self.tree_hashes_impl(tenant, 0, 0, u64::MAX).await
             }
 
             async fn last_fingerprint(

@@ -138,6 +138,19 @@ macro_rules! impl_log_heads {
                     Ok(Some(writes))
                 }
 
+                /// Raw rows (`LedgerStore::append_with`): entries and companions in one
+                /// transaction, no head locked or moved.
+                pub(crate) async fn insert_ledger_rows(
+                    &self,
+                    records: &[domain::ledger::LedgerRecord],
+                    companions: &Companions,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                    self.insert_entries(&mut tx, records).await?;
+                    self.write_companions(&mut tx, companions).await?;
+                    tx.commit().await.map_err(|e| classify(self.target(), e))
+                }
+
                 pub(crate) async fn log_head_impl(&self, tenant: &TenantId) -> Result<Option<LogHead>, StoreError> {
                     let row: Option<HeadRow> =
                         sqlx::query_as("SELECT size, frontier, last_batch FROM ledger_heads WHERE tenant_id = $1")

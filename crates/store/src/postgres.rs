@@ -69,18 +69,6 @@ impl PgStore {
         self.pool.begin().await.map_err(|e| classify(self.target(), e))
     }
 
-    async fn insert_ledger_rows(
-        &self,
-        records: &[LedgerRecord],
-        companions: &domain::ports::Companions,
-    ) -> Result<(), StoreError> {
-        // One transaction: all rows and their companions or none, durable at commit.
-        let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
-        self.insert_entries(&mut tx, records).await?;
-        self.write_companions(&mut tx, companions).await?;
-        tx.commit().await.map_err(|e| classify(self.target(), e))
-    }
-
     /// Inserts ledger rows with one `UNNEST` statement inside `tx`.
     async fn insert_entries(
         &self,

@@ -74,17 +74,6 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| classify(self.target(), e))
     }
 
-    async fn insert_ledger_rows(
-        &self,
-        records: &[LedgerRecord],
-        companions: &domain::ports::Companions,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
-        self.insert_entries(&mut tx, records).await?;
-        self.write_companions(&mut tx, companions).await?;
-        tx.commit().await.map_err(|e| classify(self.target(), e))
-    }
-
     /// Inserts ledger rows in multi-row statements inside `tx`.
     async fn insert_entries(
         &self,
