@@ -59,7 +59,7 @@ fn ci() -> anyhow::Result<()> {
     }
     let root = workspace_root()?;
     cargo("format", &["fmt", "--all", "--check"])?;
-    eprintln!("==> tidy: every .rs file opens with a //! line");
+    eprintln!("==> tidy: //! lines, no store() in front-ends, references resolve in the repository");
     tidy::check(&root)?;
     eprintln!("==> boundaries: crate dependency rules of DESIGN §3");
     boundaries::check(env!("CARGO"))?;

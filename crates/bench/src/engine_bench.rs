@@ -20,7 +20,7 @@ use providers::{
     Capabilities, ChatRequest, ChatResponse, EventStream, FinishReason, ModelProvider, ProviderError, Usage,
 };
 use runtime::agent::{AgentServices, ModelTarget, Models, RunRequest};
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 
 const STEPS: usize = 3;
 const PLAN: &str = r#"[{"action": "a", "tool": "compute_stats", "params": {"values": [1, 2, 3]}, "persona": "analyst"},
@@ -108,12 +108,11 @@ async fn full(runs: usize) -> anyhow::Result<()> {
         checkpoint_interval: Duration::from_secs(1),
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::start(store.clone(), signer, config).await?;
-    runtime.seed_demo().await?;
+    let mut parts = RuntimeParts::new(store.clone(), signer, config, None);
     let model = Arc::new(InstantModel { busy_ns: AtomicU64::new(0) });
     let target = ModelTarget { provider: model.clone(), model: "instant".into() };
-    let registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(runtime.knowledge()));
-    let runtime = runtime.with_agent(AgentServices {
+    let registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge()));
+    parts.agent = Some(AgentServices {
         models: Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target },
         providers: Vec::new(),
         tools: registry,
@@ -124,6 +123,8 @@ async fn full(runs: usize) -> anyhow::Result<()> {
             .with_overrides([("instant".to_owned(), providers::pricing::ModelPrice::FREE)]),
         approval_ttl: Duration::from_secs(60),
     });
+    let runtime = Runtime::start(parts).await?;
+    runtime.seed_demo().await?;
     let runtime = Arc::new(runtime);
     let tenant = TenantId::parse("demo")?;
     let started = Instant::now();

@@ -16,7 +16,7 @@ use ledger::encoding::seal_draft;
 use ledger::proof::verify_inclusion;
 use ledger::tree::MerkleTree;
 use ledger::verify::LogVerifier;
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use serde_json::json;
 use sqlx::Connection as _;
 
@@ -251,7 +251,7 @@ where
             checkpoint_interval: Duration::from_secs(1),
             ..RuntimeConfig::default()
         };
-        let rt = Arc::new(Runtime::start(db.clone(), signer, config).await?);
+        let rt = Arc::new(Runtime::start(RuntimeParts::new(db.clone(), signer, config, None)).await?);
         let deadline = Instant::now() + sizes.append_window;
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();

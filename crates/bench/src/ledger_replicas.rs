@@ -20,7 +20,7 @@ use domain::TenantId;
 use domain::ports::Store;
 use ed25519_dalek::SigningKey;
 use ledger::checkpoint::CheckpointSigner;
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 
 const TENANT: &str = "replicated";
 
@@ -44,7 +44,7 @@ pub fn child(args: &[String]) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     tokio.block_on(async {
         let store: Arc<dyn Store> = Arc::new(store::PgStore::open(url, store::redact(url)).await?);
-        let rt = Arc::new(Runtime::start(store, signer(), config()).await?);
+        let rt = Arc::new(Runtime::start(RuntimeParts::new(store, signer(), config(), None)).await?);
         let tenant = TenantId::parse(TENANT).context("tenant id")?;
         let deadline = Instant::now() + Duration::from_secs_f64(seconds);
         let mut tasks = tokio::task::JoinSet::new();
@@ -149,7 +149,7 @@ pub async fn restart(db_path: &std::path::Path, entries: u64) -> anyhow::Result<
     println!("## restart on a log of {entries} entries (SQLite)");
     {
         let store: Arc<dyn Store> = Arc::new(store::SqliteStore::open(db_path).await?);
-        let rt = Arc::new(Runtime::start(store.clone(), signer(), config()).await?);
+        let rt = Arc::new(Runtime::start(RuntimeParts::new(store.clone(), signer(), config(), None)).await?);
         let mut tasks = tokio::task::JoinSet::new();
         for w in 0..256u64 {
             let rt = rt.clone();
@@ -169,7 +169,7 @@ pub async fn restart(db_path: &std::path::Path, entries: u64) -> anyhow::Result<
     }
     let started = Instant::now();
     let store: Arc<dyn Store> = Arc::new(store::SqliteStore::open(db_path).await?);
-    let rt = Runtime::start(store, signer(), config()).await?;
+    let rt = Runtime::start(RuntimeParts::new(store, signer(), config(), None)).await?;
     let start = started.elapsed();
     let t = Instant::now();
     let appended = rt.ledger().append(&tenant, crate::ledger_bench::draft(entries)).await?;

@@ -157,12 +157,21 @@ impl From<runtime::agent::AgentError> for ApiError {
             E::NotConfigured(_) => ApiError::unavailable(error.to_string()),
             E::UnknownPersona { .. } => ApiError::invalid("persona", error.to_string()),
             E::NoPersonas(_) => ApiError::new(StatusCode::CONFLICT, "no_personas", error.to_string()),
+            E::InvalidTask(message) => ApiError::invalid("task", message.clone()),
+            E::BudgetExhausted(_) => ApiError::new(StatusCode::PAYMENT_REQUIRED, "budget_exhausted", error.to_string()),
+            E::RateLimited(limited) => {
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", error.to_string());
+                api.retry_after = Some(limited.retry_after_secs.max(1));
+                api
+            }
             E::NoSuchRun { .. } | E::NoSuchApproval { .. } => ApiError::not_found(error.to_string()),
-            E::ApprovalClosed(_) | E::ApprovalMismatch(_) | E::DrivenElsewhere { .. } => {
+            E::ApprovalClosed(_) | E::ApprovalMismatch(_) | E::DrivenElsewhere { .. } | E::AlreadyDriven { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
             E::SelfApproval { .. } => ApiError::forbidden(error.to_string()),
-            E::Store(_) | E::Ledger(_) | E::CorruptRun { .. } => ApiError::internal(error.to_string()),
+            E::Store(_) | E::Ledger(_) | E::CorruptRun { .. } | E::Stopped { .. } => {
+                ApiError::internal(error.to_string())
+            }
         }
     }
 }

@@ -117,8 +117,39 @@ pub enum AgentError {
     SelfApproval { by: String },
     #[error("run {chain} is being driven by another instance; cancel it there or retry when it parks")]
     DrivenElsewhere { chain: String },
+    #[error("{0}")]
+    InvalidTask(String),
+    #[error(transparent)]
+    BudgetExhausted(crate::budget::BudgetExhausted),
+    #[error(transparent)]
+    RateLimited(#[from] crate::limits::Limited),
+    #[error("run {chain} stopped without a report (its task ended early)")]
+    Stopped { chain: String },
+    #[error("run {chain} is already being driven by this process")]
+    AlreadyDriven { chain: String },
     #[error("stored run {chain} cannot be read: {reason}")]
     CorruptRun { chain: String, reason: String },
+}
+
+impl From<crate::budget::BudgetCheckError> for AgentError {
+    fn from(error: crate::budget::BudgetCheckError) -> Self {
+        match error {
+            crate::budget::BudgetCheckError::Exhausted(exhausted) => AgentError::BudgetExhausted(exhausted),
+            crate::budget::BudgetCheckError::Store(store) => AgentError::Store(store),
+        }
+    }
+}
+
+/// A run this process drives; releases it on drop.
+pub(crate) struct Driving<'a> {
+    active: &'a std::sync::Mutex<std::collections::HashSet<ChainId>>,
+    chain: ChainId,
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        crate::auth::lock(self.active).remove(&self.chain);
+    }
 }
 
 /// Statuses of runs that are not over.
@@ -180,15 +211,12 @@ impl Runtime {
             updated_at: created,
             owner: Some(self.instance.clone()),
         };
-        self.begin_driving(&run.chain_id);
-        let outcome = async {
-            self.store.save_run(&record).await?;
-            let first = run.advance(Input::Start);
-            self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref(), false).await
-        }
-        .await;
-        self.end_driving(&run.chain_id);
-        outcome?;
+        let Some(_driving) = self.begin_driving(&run.chain_id) else {
+            return Err(AgentError::AlreadyDriven { chain: run.chain_id.to_string() });
+        };
+        self.store.save_run(&record).await?;
+        let first = run.advance(Input::Start);
+        self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref(), false).await?;
         Ok(report(&request.tenant, &run))
     }
 
@@ -220,30 +248,25 @@ impl Runtime {
             }
             let (mut run, user) = parse_state(&stored)?;
             let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
-            if !self.begin_driving(&run.chain_id) {
-                continue;
-            }
-            let outcome = if run.awaiting_approval().is_some() {
-                self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await.map(|_| ())
+            let Some(_driving) = self.begin_driving(&run.chain_id) else { continue };
+            if run.awaiting_approval().is_some() {
+                self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await?;
             } else {
                 tracing::info!(tenant = %tenant, chain = %run.chain_id, "resuming an unfinished run");
                 let next = run.resume();
-                self.drive(&tenant, &mut run, next, &mut record, user.as_deref(), true).await
-            };
-            self.end_driving(&run.chain_id);
-            outcome?;
+                self.drive(&tenant, &mut run, next, &mut record, user.as_deref(), true).await?;
+            }
             reports.push(report(&tenant, &run));
         }
         Ok(reports)
     }
 
-    /// Marks a run as driven by this process; false if it already is.
-    pub(crate) fn begin_driving(&self, chain: &ChainId) -> bool {
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(chain.clone())
-    }
-
-    pub(crate) fn end_driving(&self, chain: &ChainId) {
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(chain);
+    /// Marks a run as driven by this process until the returned guard drops (also when the
+    /// driving future is dropped or fails); `None` if it already is.
+    pub(crate) fn begin_driving(&self, chain: &ChainId) -> Option<Driving<'_>> {
+        crate::auth::lock(&self.active)
+            .insert(chain.clone())
+            .then(|| Driving { active: &self.active, chain: chain.clone() })
     }
 
     /// Takes a run over unless another live process drives it. Runs parked on an approval

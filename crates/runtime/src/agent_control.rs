@@ -58,7 +58,7 @@ impl Runtime {
     /// (tool and arguments, not the model's stated intent) and the persona's intent patterns.
     /// `None` (the gate skips) without an embedding model or patterns.
     pub(crate) async fn intent_similarity(&self, run: &Run, step: usize) -> Option<f64> {
-        self.embedder.as_ref()?;
+        self.embedder()?;
         let record = run.steps.get(step)?;
         let persona = run.context.personas.iter().find(|p| p.name == record.persona)?;
         if persona.intent_patterns.is_empty() {

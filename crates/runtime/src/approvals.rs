@@ -20,12 +20,8 @@ impl Runtime {
             let tenant = stored.tenant_id.clone();
             let (mut run, user) = parse_state(&stored)?;
             let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
-            if !self.begin_driving(&run.chain_id) {
-                continue;
-            }
-            let moved = self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await;
-            self.end_driving(&run.chain_id);
-            if moved? {
+            let Some(_driving) = self.begin_driving(&run.chain_id) else { continue };
+            if self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await? {
                 expired += 1;
             }
         }
@@ -71,12 +67,10 @@ impl Runtime {
         }
         let (mut run, mut record, user) = self.load_run(tenant, &approval.chain_id).await?;
         record.owner = Some(self.instance.clone());
-        if !self.begin_driving(&run.chain_id) {
+        let Some(_driving) = self.begin_driving(&run.chain_id) else {
             return Err(AgentError::ApprovalClosed(id.to_owned()));
-        }
-        let outcome = self.decide_loaded(tenant, &approval, &mut run, &mut record, user, approve, by, note).await;
-        self.end_driving(&run.chain_id);
-        outcome?;
+        };
+        self.decide_loaded(tenant, &approval, &mut run, &mut record, user, approve, by, note).await?;
         Ok(report(tenant, &run))
     }
 

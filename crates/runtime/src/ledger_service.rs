@@ -288,6 +288,34 @@ impl LedgerService {
         self.inner.checkpoint(tenant).await
     }
 
+    /// The newest signed checkpoint of the tenant's log; one is signed now if none is stored.
+    pub async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<StoredCheckpoint, LedgerError> {
+        match self.inner.store.latest_checkpoint(tenant).await? {
+            Some(checkpoint) => Ok(checkpoint),
+            None => self.checkpoint(tenant).await,
+        }
+    }
+
+    /// The committed entry at `index`, if the log has one.
+    pub async fn record(&self, tenant: &TenantId, index: u64) -> Result<Option<LedgerRecord>, LedgerError> {
+        Ok(self.inner.store.record(tenant, index).await?)
+    }
+
+    /// A page of the tenant's entries, newest first, matching `filter`.
+    pub async fn page(
+        &self,
+        tenant: &TenantId,
+        filter: &domain::ports::RecordFilter,
+        limit: u32,
+    ) -> Result<Vec<LedgerRecord>, LedgerError> {
+        Ok(self.inner.store.records_page(tenant, filter, limit).await?)
+    }
+
+    /// Every entry of one agent chain, in log order.
+    pub async fn chain_records(&self, tenant: &TenantId, chain: &ChainId) -> Result<Vec<LedgerRecord>, LedgerError> {
+        Ok(self.inner.store.chain_records(tenant, chain).await?)
+    }
+
     /// Signs checkpoints for every tenant whose log grew since its last checkpoint.
     pub async fn publish_checkpoints(&self) -> Result<(), LedgerError> {
         self.inner.publish_due().await

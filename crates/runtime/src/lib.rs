@@ -20,8 +20,10 @@ pub mod ledger_service;
 pub mod limits;
 pub mod llm;
 pub mod revocations;
+pub mod runs;
 mod seed;
 pub mod tasks;
+mod tenants;
 pub mod verify;
 
 use std::sync::Arc;
@@ -89,13 +91,12 @@ pub struct Runtime {
     limits: limits::RateLimits,
     budgets: budget::Budgets,
     router: Arc<dyn llm::TierRouter>,
-    /// In-process sentence embeddings, when the model is loaded.
-    embedder: Option<Arc<dyn domain::embed::Embedder>>,
     chain_events: chain_events::EventLog,
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
-    /// The tenants' knowledge bases (one service, so its vector indexes are shared).
+    /// The tenants' knowledge bases (one service, so its vector indexes are shared); it holds
+    /// the embedding model, when one is loaded.
     knowledge: knowledge::KnowledgeService,
 }
 
@@ -104,14 +105,56 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// After this long without a heartbeat, an instance's runs may be taken over.
 pub const OWNER_STALE_AFTER: Duration = Duration::from_secs(15);
 
-impl Runtime {
-    /// Starts the runtime over a migrated store. Refuses to start when the signing key is not
-    /// the key that signed the checkpoints already in the database.
-    pub async fn start(
+/// Everything a runtime is made of, assembled by the composition root and consumed by
+/// [`Runtime::start`]: nothing about a runtime changes after it starts, so no set-up step can
+/// come too late or in the wrong order.
+pub struct RuntimeParts {
+    store: Arc<dyn Store>,
+    knowledge: knowledge::KnowledgeService,
+    pub signer: CheckpointSigner,
+    pub config: RuntimeConfig,
+    /// Where rate-limit counts are shared (e.g. Redis); `None`: this process's memory.
+    pub rate_counter: Option<Arc<dyn domain::limits::RateCounter>>,
+    /// Routes `nexus/auto` (e.g. the in-process classifier); `None`: the heuristic rule.
+    pub router: Option<Arc<dyn llm::TierRouter>>,
+    /// Models, tools and sandbox; `None`: the agent is not enabled (runs are refused).
+    pub agent: Option<agent::AgentServices>,
+}
+
+impl RuntimeParts {
+    /// The parts of a runtime over a migrated store. `embedder` (in-process sentence embeddings)
+    /// serves `/v1/embeddings` and gate 2 and makes knowledge search hybrid (BM25 and vectors);
+    /// without it search is BM25 only and gate 2 skips.
+    pub fn new(
         store: Arc<dyn Store>,
         signer: CheckpointSigner,
         config: RuntimeConfig,
-    ) -> Result<Self, StartError> {
+        embedder: Option<Arc<dyn domain::embed::Embedder>>,
+    ) -> Self {
+        let knowledge = knowledge::KnowledgeService::new(store.clone());
+        let knowledge = match embedder {
+            Some(embedder) => knowledge.with_embedder(embedder),
+            None => knowledge,
+        };
+        Self { store, knowledge, signer, config, rate_counter: None, router: None, agent: None }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The knowledge service the runtime will own, for the agent's tools to search: one
+    /// service, so ingests and searches share its vector indexes.
+    pub fn knowledge(&self) -> knowledge::KnowledgeService {
+        self.knowledge.clone()
+    }
+}
+
+impl Runtime {
+    /// Starts the runtime from its parts. Refuses to start when the signing key is not the key
+    /// that signed the checkpoints already in the database.
+    pub async fn start(parts: RuntimeParts) -> Result<Self, StartError> {
+        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent } = parts;
         check_signing_key(store.as_ref(), &signer).await?;
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
@@ -144,15 +187,15 @@ impl Runtime {
             }
         };
         let auth = Arc::new(auth::Authenticator::new(store.clone(), &secret));
-        let limits = limits::RateLimits::new(Arc::new(limits::MemoryRateCounter::default()), config.limits);
+        let counter = rate_counter.unwrap_or_else(|| Arc::new(limits::MemoryRateCounter::default()));
+        let limits = limits::RateLimits::new(counter, config.limits);
         let budgets = budget::Budgets::new(store.clone(), config.default_budget_usd, config.budget_alert_fraction);
         let (notices, _) = tokio::sync::broadcast::channel(64);
-        let knowledge = knowledge::KnowledgeService::new(store.clone());
         Ok(Self {
             store,
             ledger,
             config,
-            agent: None,
+            agent: agent.map(Arc::new),
             events,
             instance,
             heartbeat,
@@ -161,8 +204,7 @@ impl Runtime {
             revocation_watcher: std::sync::Mutex::default(),
             limits,
             budgets,
-            router: Arc::new(llm::HeuristicRouter),
-            embedder: None,
+            router: router.unwrap_or_else(|| Arc::new(llm::HeuristicRouter)),
             chain_events: chain_events::EventLog::new(),
             cancels: Default::default(),
             notices,
@@ -170,35 +212,14 @@ impl Runtime {
         })
     }
 
-    /// Shares rate limits through `counter` (e.g. Redis) instead of this process's memory.
-    pub fn with_rate_counter(mut self, counter: Arc<dyn domain::limits::RateCounter>) -> Self {
-        self.limits = limits::RateLimits::new(counter, self.config.limits);
-        self
-    }
-
-    /// Routes `nexus/auto` with `router` (e.g. the in-process classifier).
-    pub fn with_router(mut self, router: Arc<dyn llm::TierRouter>) -> Self {
-        self.router = router;
-        self
-    }
-
-    /// Uses `embedder` for `/v1/embeddings`, gate 2 and knowledge (search becomes hybrid: BM25
-    /// and vectors). Call before handing `knowledge()` to anything (the agent's tools), which
-    /// would keep the old service.
-    pub fn with_embedder(mut self, embedder: Arc<dyn domain::embed::Embedder>) -> Self {
-        self.knowledge = knowledge::KnowledgeService::new(self.store.clone()).with_embedder(embedder.clone());
-        self.embedder = Some(embedder);
-        self
-    }
-
     /// The loaded embedding model, if any.
     pub fn embedder(&self) -> Option<&Arc<dyn domain::embed::Embedder>> {
-        self.embedder.as_ref()
+        self.knowledge.embedder()
     }
 
     /// Embeds texts on a blocking thread. `Ok(None)` when no embedding model is loaded.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Option<Vec<Vec<f32>>>, domain::embed::EmbedError> {
-        let Some(embedder) = self.embedder.clone() else { return Ok(None) };
+        let Some(embedder) = self.embedder().cloned() else { return Ok(None) };
         let joined = tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             embedder.embed(&refs)
@@ -240,12 +261,6 @@ impl Runtime {
     /// Operator notices (budget alerts).
     pub fn notices(&self) -> tokio::sync::broadcast::Receiver<llm::Notice> {
         self.notices.subscribe()
-    }
-
-    /// Enables the agent (models, tools, sandbox) on this runtime.
-    pub fn with_agent(mut self, services: agent::AgentServices) -> Self {
-        self.agent = Some(Arc::new(services));
-        self
     }
 
     pub fn ledger(&self) -> &LedgerService {

@@ -19,7 +19,7 @@ use providers::openai::{OpenAiConfig, OpenAiProvider};
 use providers::{ApiKey, ModelProvider};
 use runtime::agent::{AgentServices, ModelTarget, Models};
 use runtime::limits::LimitSettings;
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use tokio::sync::oneshot;
 
 const TENANT: &str = "demo";
@@ -138,8 +138,8 @@ async fn serve(
         default_budget_usd: None,
         budget_alert_fraction: None,
     };
-    let runtime = Runtime::start(store, CheckpointSigner::new(SigningKey::from_bytes(&SIGNING_KEY)), config).await?;
-    runtime.seed_demo().await?;
+    let mut parts =
+        RuntimeParts::new(store, CheckpointSigner::new(SigningKey::from_bytes(&SIGNING_KEY)), config, None);
     let openai: Arc<dyn ModelProvider> = Arc::new(OpenAiProvider::new(OpenAiConfig {
         base_url: provider_base_url,
         ..OpenAiConfig::openai(ApiKey::new("sk-bench"))
@@ -148,13 +148,16 @@ async fn serve(
     let services = AgentServices {
         models: Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target },
         providers: vec![openai],
-        tools: tools::builtins(&tools::BuiltinSettings::default(), Arc::new(runtime.knowledge())),
+        tools: tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge())),
         sandbox: tools::Sandbox::default(),
         workspace_root: dir.path().join("workspace"),
         prices: providers::pricing::PriceTable::builtin(),
         approval_ttl: Duration::from_secs(3600),
     };
-    let runtime = Arc::new(runtime.with_agent(services));
+    parts.agent = Some(services);
+    let runtime = Runtime::start(parts).await?;
+    runtime.seed_demo().await?;
+    let runtime = Arc::new(runtime);
     let tenant = TenantId::parse(TENANT)?;
     let key = runtime.create_api_key(&tenant, "bench", UserLevel::NEWCOMER, Role::Member).await?.secret;
 

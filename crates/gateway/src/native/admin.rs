@@ -156,7 +156,7 @@ pub(crate) async fn list_personas(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<PersonaResponse>>, ApiError> {
-    let personas = state.runtime.store().personas(&principal.tenant).await?;
+    let personas = state.runtime.personas(&principal.tenant).await?;
     Ok(Json(personas.into_iter().map(persona_response).collect()))
 }
 
@@ -191,7 +191,6 @@ pub(crate) async fn update_persona(
     let id = PersonaId::parse(&id).map_err(|_| ApiError::not_found(format!("no persona {id:?}")))?;
     let existing = state
         .runtime
-        .store()
         .persona(&principal.tenant, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such persona"))?;

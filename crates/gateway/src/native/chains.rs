@@ -1,45 +1,33 @@
 //! Agent runs over HTTP: `POST /v1/execute` (blocking), `POST /v1/execute/stream` (SSE),
 //! `GET /v1/chains/{id}/events` (re-attach, honouring `Last-Event-ID`), and listing, reading
-//! and cancelling chains. Runs are spawned, so a client that goes away never stops one.
+//! and cancelling chains. The runtime starts and watches runs (as it does for every front-end);
+//! these handlers only translate HTTP and SSE. A client that goes away never stops a run.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use domain::ChainId;
-use engine::machine::Event;
 use futures_util::Stream;
-use runtime::Runtime;
-use runtime::agent::{RunReport, RunRequest};
+use runtime::agent::RunRequest;
 use runtime::auth::Principal;
-use runtime::chain_events::ChainEvent;
+use runtime::runs::{NumberedEvent, RunEvents};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
-use super::shapes::{ExecuteRequest, ExecuteResponse, events_of_report, execute_response, is_final, sse_event};
+use super::shapes::{ExecuteRequest, ExecuteResponse, execute_response, sse_event};
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
 use crate::json::Body;
 use crate::state::AppState;
 
-const MAX_TASK_CHARS: usize = 32_000;
-
-/// Checks a request and counts it against the tenant's chain limit and budget.
-async fn admit(runtime: &Runtime, principal: &Principal, body: ExecuteRequest) -> Result<RunRequest, ApiError> {
-    let task = body.task.trim();
-    if task.is_empty() {
-        return Err(ApiError::invalid("task", "task must not be empty"));
-    }
-    if task.chars().count() > MAX_TASK_CHARS {
-        return Err(ApiError::invalid("task", format!("task is longer than {MAX_TASK_CHARS} characters")));
-    }
+/// Reads a request into a run for the runtime to admit and start.
+fn run_request(principal: &Principal, body: ExecuteRequest) -> Result<RunRequest, ApiError> {
     let mut qa_spec = None;
     match &body.config {
         None | Some(Value::Null) => {}
@@ -63,30 +51,14 @@ async fn admit(runtime: &Runtime, principal: &Principal, body: ExecuteRequest) -
         }
         Some(_) => return Err(ApiError::bad_request("invalid field `config`: expected an object").with_param("config")),
     }
-    budget_gate(runtime, principal).await?;
-    runtime.limits().chain(&principal.tenant).await.map_err(|limited| {
-        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", limited.to_string());
-        error.retry_after = Some(limited.retry_after_secs.max(1));
-        error
-    })?;
     Ok(RunRequest {
         tenant: principal.tenant.clone(),
-        task: task.to_owned(),
-        persona: body.persona.filter(|p| !p.trim().is_empty()),
+        task: body.task,
+        persona: body.persona,
         qa_spec,
         user: Some(principal.subject()),
-        chain_id: Some(ChainId::generate()),
+        chain_id: None,
     })
-}
-
-/// Refuses work that spends money once the tenant's monthly budget is gone (402).
-pub(crate) async fn budget_gate(runtime: &Runtime, principal: &Principal) -> Result<(), ApiError> {
-    runtime.budgets().check(&principal.tenant).await?;
-    Ok(())
-}
-
-async fn chain_records(runtime: &Runtime, report: &RunReport) -> Vec<domain::ledger::LedgerRecord> {
-    runtime.store().chain_records(&report.tenant, &report.chain_id).await.unwrap_or_default()
 }
 
 #[utoipa::path(post, path = "/v1/execute", tag = "agent", request_body = ExecuteRequest,
@@ -99,15 +71,10 @@ pub(crate) async fn execute(
     Body(body): Body<ExecuteRequest>,
 ) -> Result<axum::Json<ExecuteResponse>, ApiError> {
     let started = Instant::now();
-    let request = admit(&state.runtime, &principal, body).await?;
-    let runtime = state.runtime.clone();
-    // Spawned: a client that hangs up does not abort the run.
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    runtime::tasks::spawn("http-execute", async move {
-        let _ = sender.send(runtime.execute(request).await);
-    });
-    let report = receiver.await.map_err(|_| ApiError::internal("the run task ended without a report"))??;
-    let records = chain_records(&state.runtime, &report).await;
+    let run = state.runtime.start_run(run_request(&principal, body)?).await?;
+    // The run goes on if this client hangs up; only the wait for its report stops.
+    let report = run.finished().await?;
+    let records = state.runtime.ledger().chain_records(&report.tenant, &report.chain_id).await.unwrap_or_default();
     let duration = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(axum::Json(execute_response(&report, &records, duration)))
 }
@@ -121,29 +88,8 @@ pub(crate) async fn execute_stream(
     Extension(principal): Extension<Principal>,
     Body(body): Body<ExecuteRequest>,
 ) -> Result<Response, ApiError> {
-    let request = admit(&state.runtime, &principal, body).await?;
-    let chain = request.chain_id.clone().unwrap_or_else(ChainId::generate);
-    let (_, live) = state.runtime.attach_events(&principal.tenant, &chain);
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
-    let runtime = state.runtime.clone();
-    runtime::tasks::spawn("http-execute-stream", async move {
-        if let Err(error) = runtime.execute(request).await {
-            let _ = failed_tx.send(error.to_string());
-        }
-    });
-    let feed = Feed {
-        tenant: principal.tenant.clone(),
-        chain,
-        history: Vec::new().into_iter(),
-        next_seq: 0,
-        skip_until: None,
-        live: Some(live),
-        failed: Some(failed_rx),
-        runtime: state.runtime.clone(),
-        poll: false,
-        done: false,
-    };
-    Ok(sse(feed).into_response())
+    let run = state.runtime.start_run(run_request(&principal, body)?).await?;
+    Ok(sse(run.events()).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -167,134 +113,19 @@ pub(crate) async fn chain_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let chain = parse_chain(&id)?;
-    let skip_until =
+    let after =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let (history, live) = state.runtime.attach_events(&principal.tenant, &chain);
-    let (history, live, poll) = match history {
-        Some(history) => (history, Some(live), false),
-        None => {
-            // Not run here (or long ago): describe the stored run; watch it if unfinished.
-            let report = state.runtime.run_report(&principal.tenant, &chain).await?;
-            let finished = is_final(report.status);
-            (events_of_report(&report), None, !finished)
-        }
-    };
-    let feed = Feed {
-        tenant: principal.tenant.clone(),
-        chain,
-        history: history.into_iter(),
-        next_seq: 0,
-        skip_until,
-        live,
-        failed: None,
-        runtime: state.runtime.clone(),
-        poll,
-        done: false,
-    };
-    Ok(sse(feed).into_response())
+    let events = state.runtime.watch_run(&principal.tenant, &chain, after).await?;
+    Ok(sse(events).into_response())
 }
 
-/// The state of one SSE response: replayed history, then live events of one chain.
-struct Feed {
-    tenant: domain::TenantId,
-    chain: ChainId,
-    history: std::vec::IntoIter<Event>,
-    next_seq: u64,
-    skip_until: Option<u64>,
-    live: Option<tokio::sync::broadcast::Receiver<ChainEvent>>,
-    failed: Option<tokio::sync::oneshot::Receiver<String>>,
-    runtime: Arc<Runtime>,
-    /// Watch the stored run (no live feed here) until it finishes.
-    poll: bool,
-    done: bool,
-}
-
-impl Feed {
-    async fn next_event(&mut self) -> Option<(u64, Event)> {
-        if self.done {
-            return None;
-        }
-        for event in self.history.by_ref() {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            if matches!(event, Event::ChainCompleted { .. }) {
-                // The run is over: nothing live can follow.
-                self.done = true;
-                self.poll = false;
-            }
-            if self.skip_until.is_some_and(|last| seq <= last) {
-                if self.done {
-                    return None;
-                }
-                continue;
-            }
-            return Some((seq, event));
-        }
-        if self.poll {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match self.runtime.run_report(&self.tenant, &self.chain).await {
-                    Ok(report) if is_final(report.status) => {
-                        self.done = true;
-                        let last = events_of_report(&report).pop()?;
-                        return Some((self.next_seq, last));
-                    }
-                    Ok(_) => continue,
-                    Err(error) => {
-                        self.done = true;
-                        return Some((self.next_seq, Event::Error { message: error.to_string() }));
-                    }
-                }
-            }
-        }
-        loop {
-            let live = self.live.as_mut()?;
-            let received = match self.failed.as_mut() {
-                Some(failed) => tokio::select! {
-                    received = live.recv() => received,
-                    message = failed => {
-                        self.failed = None;
-                        if let Ok(message) = message {
-                            self.done = true;
-                            return Some((self.next_seq, Event::Error { message }));
-                        }
-                        continue;
-                    }
-                },
-                None => live.recv().await,
-            };
-            match received {
-                Ok(e) if e.chain_id == self.chain && e.tenant == self.tenant => {
-                    if e.seq < self.next_seq || self.skip_until.is_some_and(|last| e.seq <= last) {
-                        continue;
-                    }
-                    self.next_seq = e.seq + 1;
-                    if matches!(e.event, Event::ChainCompleted { .. }) {
-                        self.done = true;
-                    }
-                    return Some((e.seq, e.event));
-                }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(missed)) => {
-                    self.done = true;
-                    let message = format!(
-                        "this stream fell behind by {missed} events; re-attach with GET /v1/chains/{}/events",
-                        self.chain
-                    );
-                    return Some((self.next_seq, Event::Error { message }));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    }
-}
-
-fn sse(feed: Feed) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let (seq, event) = feed.next_event().await?;
+/// A run's events as SSE; each event's `id:` is its number, so `Last-Event-ID` resumes.
+fn sse(events: RunEvents) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        let NumberedEvent { seq, event } = events.next().await?;
         let (name, data) = sse_event(&event);
         let sse = SseEvent::default().event(name).id(seq.to_string()).data(data.to_string());
-        Some((Ok(sse), feed))
+        Some((Ok(sse), events))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
@@ -349,7 +180,7 @@ pub(crate) async fn get_chain(
 ) -> Result<axum::Json<ExecuteResponse>, ApiError> {
     let chain = parse_chain(&id)?;
     let report = state.runtime.run_report(&principal.tenant, &chain).await?;
-    let records = chain_records(&state.runtime, &report).await;
+    let records = state.runtime.ledger().chain_records(&principal.tenant, &chain).await?;
     Ok(axum::Json(execute_response(&report, &records, 0)))
 }
 

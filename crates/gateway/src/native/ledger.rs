@@ -117,7 +117,7 @@ pub(crate) async fn page(
         since: time_param("since", q.since.as_deref())?,
         until: time_param("until", q.until.as_deref())?,
     };
-    let records = state.runtime.store().records_page(&principal.tenant, &filter, limit).await?;
+    let records = state.runtime.ledger().page(&principal.tenant, &filter, limit).await?;
     let next_before = if records.len() == limit as usize { records.last().map(|r| r.index) } else { None };
     let size = state.runtime.ledger().size(&principal.tenant).await?;
     Ok(Json(PageResponse { entries: records.into_iter().map(entry).collect(), next_before, size }))
@@ -147,7 +147,7 @@ pub(crate) async fn chain(
     Path(ChainPath { chain_id }): Path<ChainPath>,
 ) -> Result<Json<ChainLedgerResponse>, ApiError> {
     let chain = ChainId::parse(&chain_id).map_err(|_| ApiError::not_found(format!("no chain {chain_id:?}")))?;
-    let records = state.runtime.store().chain_records(&principal.tenant, &chain).await?;
+    let records = state.runtime.ledger().chain_records(&principal.tenant, &chain).await?;
     if records.is_empty() {
         return Err(ApiError::not_found(format!(
             "tenant {} has no ledger entries for chain {chain}",
@@ -185,10 +185,7 @@ pub(crate) async fn checkpoint(
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<CheckpointResponse>, ApiError> {
     let ledger = state.runtime.ledger();
-    let stored = match state.runtime.store().latest_checkpoint(&principal.tenant).await? {
-        Some(c) => c,
-        None => ledger.checkpoint(&principal.tenant).await?,
-    };
+    let stored = ledger.latest_checkpoint(&principal.tenant).await?;
     Ok(Json(CheckpointResponse {
         origin: ledger.origin(&principal.tenant),
         size: stored.size,
@@ -222,10 +219,7 @@ pub struct ProofResponse {
 }
 
 async fn default_size(state: &AppState, principal: &Principal) -> Result<u64, ApiError> {
-    match state.runtime.store().latest_checkpoint(&principal.tenant).await? {
-        Some(c) => Ok(c.size),
-        None => Ok(state.runtime.ledger().checkpoint(&principal.tenant).await?.size),
-    }
+    Ok(state.runtime.ledger().latest_checkpoint(&principal.tenant).await?.size)
 }
 
 #[utoipa::path(get, path = "/v1/ledger/proof/inclusion", tag = "ledger", params(InclusionQuery),
@@ -242,7 +236,7 @@ pub(crate) async fn inclusion(
     };
     let record = state
         .runtime
-        .store()
+        .ledger()
         .record(&principal.tenant, q.index)
         .await?
         .ok_or_else(|| ApiError::invalid("index", format!("the ledger has no entry #{}", q.index)))?;

@@ -155,39 +155,3 @@ pub fn sse_event(event: &Event) -> (&'static str, Value) {
         Event::Error { message } => ("error", json!({"message": message})),
     }
 }
-
-/// Events that describe a stored run, for a client attaching to a run this process has no
-/// live history of.
-pub fn events_of_report(report: &RunReport) -> Vec<Event> {
-    let mut events = vec![Event::ChainStarted { chain_id: report.chain_id.to_string(), steps: report.steps.len() }];
-    for step in &report.steps {
-        events.push(Event::StepStarted { step: step.index, persona: step.persona.clone(), tool: step.tool.clone() });
-        for g in &step.gates {
-            events.push(Event::GateResult {
-                step: step.index,
-                gate: g.gate_name.clone(),
-                verdict: g.verdict,
-                score: g.score,
-                threshold: g.threshold,
-            });
-        }
-        if !matches!(step.status.as_str(), "pending" | "executing" | "awaiting_approval") {
-            events.push(Event::StepCompleted { step: step.index, status: step.status.clone() });
-        }
-    }
-    if is_final(report.status) {
-        events.push(Event::ChainCompleted {
-            chain_id: report.chain_id.to_string(),
-            status: report.status,
-            input_tokens: report.input_tokens,
-            output_tokens: report.output_tokens,
-            cost_usd: report.cost_usd,
-        });
-    }
-    events
-}
-
-pub fn is_final(status: domain::agent::ChainStatus) -> bool {
-    use domain::agent::ChainStatus as S;
-    !matches!(status, S::Planning | S::Executing | S::AwaitingApproval)
-}

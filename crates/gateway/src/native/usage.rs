@@ -106,7 +106,7 @@ pub(crate) async fn usage(
     }
     let since = Timestamp::from_micros(micros(from));
     let until = Timestamp::from_micros(micros(to) + DAY_MICROS);
-    let rows = state.runtime.store().usage(&principal.tenant, since, until).await?;
+    let rows = state.runtime.usage(&principal.tenant, since, until).await?;
     let mut response = UsageResponse {
         from: from.to_string(),
         to: to.to_string(),

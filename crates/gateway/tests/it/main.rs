@@ -6,14 +6,14 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use ledger::checkpoint::CheckpointSigner;
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
 async fn runtime() -> (Arc<Runtime>, store::test_support::TestDatabase) {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
-    let rt = Runtime::start(Arc::clone(&db.store), signer, RuntimeConfig::default()).await.expect("start");
+    let rt = Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer, RuntimeConfig::default(), None)).await.expect("start");
     (Arc::new(rt), db)
 }
 

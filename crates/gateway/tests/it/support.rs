@@ -13,7 +13,7 @@ use providers::pricing::{ModelPrice, PriceTable};
 use providers::{ApiKey, ModelProvider};
 use runtime::agent::{AgentServices, ModelTarget, Models};
 use runtime::limits::LimitSettings;
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use serde_json::json;
 use store::test_support::TestDatabase;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -192,8 +192,7 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
         default_budget_usd: options.budget_usd,
         budget_alert_fraction: None,
     };
-    let runtime = Runtime::start(Arc::clone(&db.store), signer, config).await.expect("runtime");
-    runtime.seed_demo().await.expect("seed");
+    let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, options.embedder);
     let openai_provider: Arc<dyn ModelProvider> = Arc::new(
         OpenAiProvider::new(OpenAiConfig { base_url: openai.uri(), ..OpenAiConfig::openai(ApiKey::new("sk-test")) })
             .expect("openai"),
@@ -217,7 +216,7 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
         smtp_tls: tools::builtin::SmtpTls::None,
         ..tools::BuiltinSettings::default()
     };
-    let tools = tools::builtins(&tool_settings, Arc::new(runtime.knowledge()));
+    let tools = tools::builtins(&tool_settings, Arc::new(parts.knowledge()));
     let prices = PriceTable::builtin()
         .with_overrides([("gpt-4o-mini".to_owned(), ModelPrice::new(options.openai_price, options.openai_price))])
         .with_default(options.default_price.map(|p| ModelPrice::new(p, p)));
@@ -230,10 +229,9 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
         prices,
         approval_ttl: Duration::from_secs(3600),
     };
-    let mut runtime = runtime.with_agent(services);
-    if let Some(embedder) = options.embedder {
-        runtime = runtime.with_embedder(embedder);
-    }
+    parts.agent = Some(services);
+    let runtime = Runtime::start(parts).await.expect("runtime");
+    runtime.seed_demo().await.expect("seed");
     let runtime = Arc::new(runtime);
     let settings =
         gateway::HttpSettings { max_body_bytes: 64 * 1024, cors_origins: vec!["https://app.example.com".into()] };

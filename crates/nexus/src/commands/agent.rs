@@ -10,37 +10,16 @@ use runtime::Runtime;
 use runtime::agent::{RunReport, RunRequest};
 
 use super::agent_setup::agent_services;
-use super::{Access, start_runtime};
+use super::local_models::Needs;
+use super::{Access, runtime_parts, start_runtime};
 use crate::cli::{ChainArgs, RunArgs};
 use crate::config::Config;
 
-/// Starts the runtime with the agent enabled.
+/// Starts the runtime with the in-process models and the agent enabled.
 pub async fn agent_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
-    let runtime = start_runtime(config, access).await?;
-    let (runtime, chat) = with_local_models(config, runtime, super::local_models::Needs::Everything).await?;
-    let services = agent_services(config, &runtime, chat)?;
-    Ok(runtime.with_agent(services))
-}
-
-/// Adds the in-process models that are present: embeddings (knowledge, gate 2,
-/// `/v1/embeddings`) and the classifier (`nexus/auto`). Returns the local chat provider, if any.
-pub async fn with_local_models(
-    config: &Config,
-    runtime: Runtime,
-    needs: super::local_models::Needs,
-) -> anyhow::Result<(Runtime, Option<std::sync::Arc<dyn providers::ModelProvider>>)> {
-    let config = config.clone();
-    let local = tokio::task::spawn_blocking(move || super::local_models::load(&config, needs))
-        .await
-        .map_err(|e| anyhow::anyhow!("loading the in-process models: {e}"))?;
-    let mut runtime = runtime;
-    if let Some(embedder) = local.embedder {
-        runtime = runtime.with_embedder(embedder);
-    }
-    if let Some(classifier) = local.classifier {
-        runtime = runtime.with_router(std::sync::Arc::new(super::local_models::ClassifierRouter(classifier)));
-    }
-    Ok((runtime, local.chat))
+    let (mut parts, chat) = runtime_parts(config, access, Some(Needs::Everything)).await?;
+    parts.agent = Some(agent_services(config, parts.knowledge(), chat)?);
+    Ok(Runtime::start(parts).await?)
 }
 
 pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {
@@ -172,7 +151,7 @@ pub async fn audit(tenant: Option<domain::TenantId>, config: Config) -> anyhow::
     let runtime = start_runtime(&config, Access::Existing).await?;
     let tenants = match tenant {
         Some(t) => vec![t],
-        None => runtime.store().tenants().await?.into_iter().map(|t| t.id).collect(),
+        None => runtime.tenants().await?.into_iter().map(|t| t.id).collect(),
     };
     let mut result = Ok(());
     println!("tenant | runs | actions executed | blocked | failed | escalated | awaiting approval | cost USD");

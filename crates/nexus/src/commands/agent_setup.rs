@@ -34,7 +34,7 @@ fn default_models(provider: &str) -> Option<TierModels> {
 /// provider is configured, and `local/smollm2-135m` through the gateway in any case.
 pub fn agent_services(
     config: &Config,
-    runtime: &runtime::Runtime,
+    knowledge: runtime::knowledge::KnowledgeService,
     local_chat: Option<Arc<dyn ModelProvider>>,
 ) -> anyhow::Result<AgentServices> {
     let lookup = |name: &str| std::env::var(name).ok();
@@ -71,7 +71,6 @@ pub fn agent_services(
     let mut providers = providers;
     providers.extend(local_chat);
     let tool_settings = BuiltinSettings::from_env(lookup).context("tool settings")?;
-    let knowledge = Arc::new(runtime.knowledge());
     let prices = PriceTable::builtin()
         .with_overrides(
             config
@@ -84,7 +83,7 @@ pub fn agent_services(
     Ok(AgentServices {
         models,
         providers,
-        tools: builtins(&tool_settings, knowledge),
+        tools: builtins(&tool_settings, Arc::new(knowledge)),
         sandbox: tools::Sandbox::default(),
         workspace_root: config.data_dir.join("workspace"),
         prices,

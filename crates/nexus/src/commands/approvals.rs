@@ -81,7 +81,7 @@ pub async fn persona(command: PersonaCommand, config: Config) -> anyhow::Result<
     match command {
         PersonaCommand::List { tenant } => {
             let runtime = start_runtime(&config, Access::Existing).await?;
-            let listed = runtime.store().personas(&tenant).await;
+            let listed = runtime.personas(&tenant).await;
             runtime.shutdown().await;
             for p in listed? {
                 println!(

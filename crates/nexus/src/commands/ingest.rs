@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use runtime::knowledge::{KnowledgeError, KnowledgeService};
 use serde_json::json;
 
-use super::{Access, start_runtime};
+use super::local_models::Needs;
+use super::{Access, runtime_parts};
 use crate::cli::IngestArgs;
 use crate::config::Config;
 
@@ -37,9 +38,8 @@ pub async fn run(args: IngestArgs, config: Config) -> anyhow::Result<ExitCode> {
     for path in &args.paths {
         walk(path, &mut files, &mut unreadable);
     }
-    let runtime = start_runtime(&config, Access::Create).await?;
-    let (runtime, _) =
-        super::agent::with_local_models(&config, runtime, super::local_models::Needs::Embeddings).await?;
+    let (parts, _) = runtime_parts(&config, Access::Create, Some(Needs::Embeddings)).await?;
+    let runtime = runtime::Runtime::start(parts).await?;
     let knowledge = runtime.knowledge();
     match knowledge.embedding_model() {
         Some(model) => eprintln!("embedding with {model}"),

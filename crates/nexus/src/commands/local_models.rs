@@ -12,6 +12,7 @@ use runtime::llm::TierRouter;
 
 use crate::config::Config;
 
+#[derive(Default)]
 pub struct LocalModels {
     pub embedder: Option<Arc<SentenceEmbedder>>,
     pub classifier: Option<Arc<TierClassifier>>,

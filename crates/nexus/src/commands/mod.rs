@@ -19,7 +19,7 @@ use std::sync::Arc;
 use ::ledger::checkpoint::CheckpointSigner;
 use anyhow::{Context as _, bail};
 use domain::ports::Store;
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use store::DatabaseUrl;
 
 use crate::cli::Command;
@@ -115,7 +115,14 @@ async fn signing_key(config: &Config, store: &dyn Store, access: Access) -> anyh
     Ok(signer)
 }
 
-async fn start_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
+/// The runtime's parts for a command: the store, the signing key, the token secret, the shared
+/// rate counter when Redis is configured, and the in-process models the command `needs` (none
+/// for commands that only read or write records). Also returns the local chat model, if loaded.
+async fn runtime_parts(
+    config: &Config,
+    access: Access,
+    needs: Option<local_models::Needs>,
+) -> anyhow::Result<(RuntimeParts, Option<Arc<dyn providers::ModelProvider>>)> {
     let store = open_store(config, access).await?;
     let signer = signing_key(config, store.as_ref(), access).await?;
     // Read-only commands do not create the token secret; they never issue or check tokens.
@@ -133,14 +140,33 @@ async fn start_runtime(config: &Config, access: Access) -> anyhow::Result<Runtim
         default_budget_usd: Some(config.api.budget_usd),
         budget_alert_fraction: Some(config.api.alert_fraction),
     };
-    let mut runtime = Runtime::start(store, signer, runtime_config).await?;
+    let local = match needs {
+        Some(needs) => {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || local_models::load(&config, needs))
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the in-process models: {e}"))?
+        }
+        None => local_models::LocalModels::default(),
+    };
+    let embedder = local.embedder.map(|e| e as Arc<dyn domain::embed::Embedder>);
+    let mut parts = RuntimeParts::new(store, signer, runtime_config, embedder);
     if let Some(url) = &config.api.redis_url {
         let counter = store::redis::RedisRateCounter::connect(url)
             .await
             .with_context(|| format!("api.redis_url (NEXUS_REDIS_URL) {}", store::redact(url)))?;
-        runtime = runtime.with_rate_counter(std::sync::Arc::new(counter));
+        parts.rate_counter = Some(Arc::new(counter));
     }
-    Ok(runtime)
+    if let Some(classifier) = local.classifier {
+        parts.router = Some(Arc::new(local_models::ClassifierRouter(classifier)));
+    }
+    Ok((parts, local.chat))
+}
+
+/// The runtime for commands that need no models and no agent.
+async fn start_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
+    let (parts, _) = runtime_parts(config, access, None).await?;
+    Ok(Runtime::start(parts).await?)
 }
 
 async fn seed(config: Config) -> anyhow::Result<ExitCode> {

@@ -114,6 +114,11 @@ impl KnowledgeService {
         Self { inner: Arc::new(Inner { store, vectors: Some(Vectors::new(embedder)), lexical_notice: Once::new() }) }
     }
 
+    /// The embedder, if any.
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.inner.vectors.as_ref().map(|v| &v.embedder)
+    }
+
     /// The embedding model in use, if any.
     pub fn embedding_model(&self) -> Option<&str> {
         self.inner.vectors.as_ref().map(|v| v.embedder.model())

@@ -15,7 +15,7 @@ use providers::ModelProvider;
 use providers::openai::{OpenAiConfig, OpenAiProvider};
 use providers::pricing::PriceTable;
 use providers::resilience::{CircuitBreakerConfig, Fallback, FallbackTarget, Resilient, RetryPolicy};
-use runtime::Runtime;
+use runtime::{Runtime, RuntimeParts};
 use runtime::agent::{AgentError, AgentServices, ModelTarget, Models, RunRequest};
 use serde_json::{Value, json};
 use store::test_support::{TestDatabase, sqlite};
@@ -93,10 +93,9 @@ async fn agent_on(
     extra: Vec<Arc<dyn Tool>>,
     approval_ttl: Duration,
 ) -> Agent {
-    let runtime = Runtime::start(store, signer(1), config()).await.expect("runtime");
-    runtime.seed_demo().await.expect("seed");
+    let mut parts = RuntimeParts::new(store, signer(1), config(), None);
     let workspace = tempfile_dir::Dir::new();
-    let mut registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(runtime.knowledge()));
+    let mut registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge()));
     for tool in extra {
         registry.register(tool);
     }
@@ -109,7 +108,10 @@ async fn agent_on(
         prices: PriceTable::builtin(),
         approval_ttl,
     };
-    Agent { runtime: runtime.with_agent(services), _db: db, _workspace: workspace }
+    parts.agent = Some(services);
+    let runtime = Runtime::start(parts).await.expect("runtime");
+    runtime.seed_demo().await.expect("seed");
+    Agent { runtime, _db: db, _workspace: workspace }
 }
 
 fn models(provider: Arc<dyn ModelProvider>) -> Models {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use store::test_support::{postgres_schema_url, sqlite};
 
 use crate::support::{draft, signer, tenant};
@@ -71,7 +71,7 @@ async fn check_after_crash(url: &str, acked: &[(u64, String)]) {
         assert_eq!(&record.fingerprint, fingerprint, "entry #{index} changed");
     }
     // Restarting the runtime over the crashed database works, and everything verifies.
-    let rt = Runtime::start(Arc::clone(&db), signer(1), config()).await.expect("restart");
+    let rt = Runtime::start(RuntimeParts::new(Arc::clone(&db), signer(1), config(), None)).await.expect("restart");
     rt.ledger().checkpoint(&who).await.expect("checkpoint after restart");
     let report = rt.verifier().tenant(&who, None).await.expect("the ledger verifies after SIGKILL");
     assert!(report.entries >= acked.len() as u64);
@@ -90,7 +90,7 @@ fn child(url: &str) {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
         let db = store::open(&store::DatabaseUrl::parse(url).expect("url")).await.expect("open");
-        let rt = Arc::new(Runtime::start(db, signer(1), config()).await.expect("start"));
+        let rt = Arc::new(Runtime::start(RuntimeParts::new(db, signer(1), config(), None)).await.expect("start"));
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut writers = tokio::task::JoinSet::new();
         for w in 0..8u64 {

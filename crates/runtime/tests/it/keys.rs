@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use domain::ledger::EntryKind;
 use domain::tenant::{Role, UserLevel};
-use runtime::Runtime;
+use runtime::{Runtime, RuntimeParts};
 use runtime::auth::{AuthError, Principal};
 use runtime::keys::KeyError;
 use store::test_support::backends;
@@ -19,7 +19,7 @@ use crate::support::{config, signer, tenant};
 async fn replica(url: &str) -> Runtime {
     let url = store::DatabaseUrl::parse(url).expect("url");
     let store = store::open(&url).await.expect("open the same database again");
-    Runtime::start(store, signer(1), config()).await.expect("runtime starts")
+    Runtime::start(RuntimeParts::new(store, signer(1), config(), None)).await.expect("runtime starts")
 }
 
 async fn admin(rt: &Runtime, tenant_name: &str, level: u8) -> Principal {

@@ -12,7 +12,7 @@ use ledger::encoding::seal_draft;
 use ledger::proof::verify_consistency;
 use ledger::verify::{CheckpointFault, EntryFault};
 use runtime::verify::all_records;
-use runtime::{Runtime, StartError, VerifyError};
+use runtime::{Runtime, RuntimeParts, StartError, VerifyError};
 use serde_json::json;
 use store::test_support::backends;
 
@@ -181,7 +181,7 @@ async fn a_checkpoint_signed_by_another_key_is_rejected() {
             other => panic!("{}: foreign checkpoint accepted: {other:?}", db.backend),
         }
         // A runtime started with that other key refuses to sign on top of this database.
-        match Runtime::start(Arc::clone(&db.store), signer(2), config()).await {
+        match Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer(2), config(), None)).await {
             Err(StartError::SigningKeyMismatch { .. }) => {}
             Err(other) => panic!("{}: unexpected error {other}", db.backend),
             Ok(_) => panic!("{}: started with the wrong key", db.backend),

@@ -11,7 +11,7 @@ use domain::ledger::EntryDraft;
 use ledger::encoding::seal_draft;
 use ledger::proof::verify_inclusion;
 use ledger::tree::MerkleTree;
-use runtime::{LedgerError, Runtime};
+use runtime::{LedgerError, Runtime, RuntimeParts};
 use store::test_support::{TestDatabase, backends};
 
 use crate::support::{config, draft, runtime, signer, tamper, tenant};
@@ -20,7 +20,7 @@ use crate::support::{config, draft, runtime, signer, tamper, tenant};
 async fn second_replica(db: &TestDatabase) -> Runtime {
     let url = store::DatabaseUrl::parse(&db.url).expect("test database URL");
     let other = store::open(&url).await.expect("open the database a second time");
-    Runtime::start(other, signer(1), config()).await.expect("second runtime starts")
+    Runtime::start(RuntimeParts::new(other, signer(1), config(), None)).await.expect("second runtime starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

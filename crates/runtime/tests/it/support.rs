@@ -8,7 +8,7 @@ use domain::TenantId;
 use domain::ledger::{EntryDraft, EntryKind};
 use ed25519_dalek::SigningKey;
 use ledger::checkpoint::CheckpointSigner;
-use runtime::{Runtime, RuntimeConfig};
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use serde_json::json;
 use sqlx::Connection as _;
 use store::test_support::TestDatabase;
@@ -27,7 +27,7 @@ pub fn config() -> RuntimeConfig {
 }
 
 pub async fn runtime(db: &TestDatabase) -> Runtime {
-    Runtime::start(Arc::clone(&db.store), signer(1), config()).await.expect("runtime starts")
+    Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer(1), config(), None)).await.expect("runtime starts")
 }
 
 pub fn tenant(name: &str) -> TenantId {
