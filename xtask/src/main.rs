@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask ci`: everything CI checks — formatting, clippy with warnings denied, the tidy
 //!   check, dependency boundaries, and the whole test suite;
+//! - `cargo xtask tidy`: the tidy check alone (`tidy.rs`);
 //! - `cargo xtask bench ledger|engine|gateway|knowledge|models`: the benchmarks (release build);
 //! - `cargo xtask models [--dir DIR]`: fetch the in-process models (`models.rs`).
 
@@ -21,11 +22,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["ci"] => ci(),
+        ["tidy"] => workspace_root().and_then(|root| tidy::check(&root)),
         ["bench", rest @ ..] => bench(rest),
         ["models", rest @ ..] => models::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | cargo xtask bench ledger|engine|gateway|knowledge|models [--quick] (gateway also --soak) | cargo xtask models [--dir DIR]"
+                "usage: cargo xtask ci | cargo xtask tidy | cargo xtask bench ledger|engine|gateway|knowledge|models [--quick] (gateway also --soak) | cargo xtask models [--dir DIR]"
             );
             return ExitCode::from(2);
         }
