@@ -1,4 +1,4 @@
-//! The agent's vocabulary from seed 004: intents, gate results, seals and chains.
+//! The agent's vocabulary: intents, gate results, seals and chains.
 
 use serde::{Deserialize, Serialize};
 
@@ -123,8 +123,8 @@ pub struct IntentDeclaration {
     pub confidence: f64,
 }
 
-/// The notarized record of one action (seed 004 `Seal`). The hash-chain fields are filled by
-/// the ledger when the seal is appended.
+/// The notarized record of one action. The hash-chain fields are filled by the ledger when the
+/// seal is appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seal {
     pub id: SealId,
@@ -146,7 +146,7 @@ pub struct Seal {
     pub error: Option<String>,
 }
 
-/// An immutable plan for a multi-step task (seed 004 `ChainPlan`).
+/// An immutable plan for a multi-step task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainPlan {
     pub id: ChainId,
@@ -160,7 +160,7 @@ pub struct ChainPlan {
     pub error: Option<String>,
 }
 
-/// Context assembled by retrieval for a step (seed 004 `RetrievedContext`).
+/// Context assembled by retrieval for a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetrievedContext {
     pub query: String,

@@ -1,4 +1,4 @@
-//! Cost records: token usage and price of one model call (seed 004 `CostRecord`).
+//! Cost records: token usage and price of one model call.
 
 use serde::{Deserialize, Serialize};
 

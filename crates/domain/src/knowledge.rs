@@ -1,4 +1,4 @@
-//! Knowledge documents: what a tenant has ingested, per namespace (seed 004 `KnowledgeDocument`).
+//! Knowledge documents: what a tenant has ingested, per namespace.
 
 use serde::{Deserialize, Serialize};
 

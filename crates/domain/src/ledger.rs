@@ -51,7 +51,7 @@ pub struct LedgerRecord {
     pub payload: String,
     /// Hex fingerprint of the previous entry of the same chain; empty for the first.
     pub parent_fingerprint: String,
-    /// Hex `SHA-256(parent_fingerprint ‖ SHA-256(content))` (seed 004's seal chain).
+    /// Hex `SHA-256(parent_fingerprint ‖ SHA-256(content))`, linking the entry to its chain.
     pub fingerprint: String,
     /// RFC 6962 leaf hash of the entry's canonical encoding.
     pub leaf_hash: [u8; 32],

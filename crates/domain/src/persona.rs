@@ -1,10 +1,11 @@
-//! Personas: behavioral contracts that bound what the agent may do (seed 004 §4–5, §9).
+//! Personas: behavioral contracts that bound what the agent may do — the tools it may call, the
+//! resources those calls may touch, what it may intend, for how long and at what risk.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{PersonaId, TenantId, Timestamp};
 
-/// How much harm an action can do (seed 004 `RiskLevel`).
+/// How much harm an action can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskLevel {
@@ -18,7 +19,7 @@ pub enum RiskLevel {
     Critical,
 }
 
-/// How much history a persona has earned (seed 004 `TrustTier`).
+/// How much history a persona has earned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrustTier {
@@ -62,9 +63,9 @@ pub enum LowIntent {
 
 str_enum!(LowIntent { Approve => "approve", Block => "block" });
 
-/// Default persona lifetime (seed 004 `gate_default_ttl`).
+/// Default persona lifetime, checked by gate 3.
 pub const DEFAULT_TTL_SECONDS: u32 = 120;
-/// Default intent-similarity threshold for gate 2 (seed 004 `gate_intent_threshold`).
+/// Default intent-similarity threshold for gate 2 (cosine similarity).
 pub const DEFAULT_INTENT_THRESHOLD: f64 = 0.75;
 
 /// A behavioral contract: allowed tools, resource scopes, intent patterns, TTL and risk tolerance.
@@ -145,7 +146,8 @@ struct DefaultPersona {
     max_ttl_seconds: u32,
 }
 
-/// The five default personas of seed 004 §9, exactly as specified there.
+/// The five default personas (researcher, analyst, creator, communicator, operator), kept exactly
+/// as the product's requirements define them.
 const DEFAULT_PERSONAS: [DefaultPersona; 5] = [
     DefaultPersona {
         name: "researcher",

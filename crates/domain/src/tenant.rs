@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ApiKeyId, TenantId, Timestamp, UserId};
 
-/// The default monthly budget of a tenant (seed 004: `default_budget_usd`).
+/// The default monthly budget of a tenant, in USD.
 pub const DEFAULT_BUDGET_USD: f64 = 50.0;
-/// The fraction of the budget at which a tenant is warned (seed 004: `budget_alert_pct`).
+/// The fraction of the budget at which a tenant is warned.
 pub const DEFAULT_BUDGET_ALERT_FRACTION: f64 = 0.8;
 /// The prefix every Nexus API key carries.
 pub const API_KEY_PREFIX: &str = "nxs_";
@@ -38,7 +38,7 @@ impl Tenant {
     }
 }
 
-/// A user's level, as in seed 000: 0 is a new user; 3 ("architect") and above may broadcast.
+/// A user's level: 0 is a new user; 3 ("architect") and above may broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub struct UserLevel(u8);

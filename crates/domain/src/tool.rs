@@ -1,5 +1,5 @@
-//! Tool descriptions as the engine sees them (seed 004 `ToolDefinition`), plus how a tool's
-//! arguments name the resources it touches, so gates judge the actual call.
+//! Tool descriptions as the engine sees them, plus how a tool's arguments name the resources it
+//! touches, so gates judge the actual call.
 
 use serde::{Deserialize, Serialize};
 

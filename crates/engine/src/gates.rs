@@ -1,4 +1,4 @@
-//! The four anomaly gates of seed 004, as pure functions over what the runtime measured:
+//! The four anomaly gates every tool call passes, as pure functions over what the runtime measured:
 //! (1) scope, on resources derived from the actual arguments; (2) intent similarity, `skip`
 //! until embeddings exist; (3) TTL, on a monotonic duration; (4) behavioural drift per
 //! (tenant, persona, tool), `skip` below a minimum sample count.
@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::glob::in_scope;
 use crate::resources::ResourceError;
 
-/// Samples needed before drift is judged (seed 004: fewer than 10 → skip).
+/// Samples needed before drift is judged; with fewer, gate 4 reports `skip`.
 pub const DRIFT_MIN_SAMPLES: u64 = 10;
-/// How many standard deviations below the usual frequency counts as drift (seed 004: 2.5).
+/// How many standard deviations below the usual frequency counts as drift.
 pub const DRIFT_SIGMA: f64 = 2.5;
 
 /// What the runtime knows about a persona's past use of a tool: how often each action
@@ -81,8 +81,8 @@ pub fn evaluate(input: &GateInput<'_>) -> GateOutcome {
     } else if input.tool.requires_approval {
         Some(format!("tool {} requires human approval", input.tool.name))
     } else if input.tool.risk_level >= RiskLevel::High && input.tool.risk_level > input.persona.risk_tolerance {
-        // Seed 004: approval is for high-risk actions; a medium-risk (reversible) write above a
-        // persona's tolerance is recorded in the seal but not held.
+        // Approval is for high-risk actions; a medium-risk (reversible) write above a persona's
+        // tolerance is recorded in the seal but not held.
         Some(format!(
             "tool {} is {} risk, above persona {}'s {} tolerance",
             input.tool.name, input.tool.risk_level, input.persona.name, input.persona.risk_tolerance

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The most steps a plan may have (seed 004: 1–5; 0 means "answer directly").
+/// The most steps a plan may have (0 means "answer directly").
 pub const MAX_STEPS: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +21,7 @@ pub enum ParseError {
     BadIntent(String),
 }
 
-/// One planned step (seed 004 `DECOMPOSE_TASK` format).
+/// One planned step, in the JSON shape the planner prompt asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedStep {
     pub action: String,
@@ -93,7 +93,7 @@ pub fn plan(text: &str) -> Result<Vec<PlannedStep>, ParseError> {
         .collect()
 }
 
-/// What the model declares before a tool call (seed 004 `DECLARE_INTENT` format).
+/// What the model declares before a tool call, in the JSON shape the declaration prompt asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Declaration {
     pub planned_action: String,

@@ -1,4 +1,4 @@
-//! Every prompt the engine sends, in one place (seed 004 §10 is the starting point).
+//! Every prompt the engine sends, in one place: no prompt text lives anywhere else.
 
 use std::fmt::Write as _;
 

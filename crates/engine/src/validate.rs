@@ -1,5 +1,5 @@
-//! Output validation: PII and secrets in tool results and answers, and QA specs in the JSON
-//! format of seed 001 (format, completeness and security checks) for final answers.
+//! Output validation: PII and secrets in tool results and answers, and QA specs (JSON with
+//! format, completeness and security checks) for final answers.
 
 use std::sync::OnceLock;
 
@@ -159,8 +159,10 @@ pub fn redact_json(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// A QA spec in seed 001's JSON format. Fields about running commands apply to work orders,
-/// not to model answers, and are refused rather than silently ignored.
+/// A QA spec: JSON with a `name` and optional `format`, `completeness` and `security` checks.
+/// Fields about running commands (`command`, `timeout_seconds`, `expected_exit_code`,
+/// `code_execution`) apply to work orders, not to model answers, and are refused rather than
+/// silently ignored.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QaSpec {

@@ -1,7 +1,7 @@
 //! The HTTP front-end. [`router`] builds the whole application from an [`AppState`] (the
 //! runtime plus HTTP settings) so tests can drive it and `nexus serve` can bind it to a socket.
 //!
-//! - `native/`: the `/v1` API of seed 004 §13 (runs and their SSE events, ledger, personas,
+//! - `native/`: the native `/v1` API (runs and their SSE events, ledger, personas,
 //!   tools, approvals, knowledge, usage, tokens);
 //! - `compat/`: the OpenAI- and Anthropic-compatible model gateway;
 //! - `auth`, `json`, `extract`, `error`: credentials and limits, request bodies, path and query

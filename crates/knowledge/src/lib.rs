@@ -1,7 +1,7 @@
 //! Knowledge-base logic without I/O: [`extract`] turns uploaded files into text, [`chunk`]
-//! splits it as seed 004 says (500 characters, 50 overlap, on sentence boundaries where
-//! possible), [`terms`] tokenizes, [`rank`] scores candidate chunks with BM25, [`VectorIndex`]
-//! finds similar chunk vectors, and [`rrf`] fuses the two rankings.
+//! splits it (500 characters, 50 overlap, on sentence boundaries where possible), [`terms`]
+//! tokenizes, [`rank`] scores candidate chunks with BM25, [`VectorIndex`] finds similar chunk
+//! vectors, and [`rrf`] fuses the two rankings.
 
 pub mod extract;
 mod fusion;

@@ -1,4 +1,5 @@
-//! The canonical encoding of a ledger entry, and seed 004's fingerprint chain.
+//! The canonical encoding of a ledger entry, and the fingerprint chain that links each entry to
+//! the one before it in its chain.
 //!
 //! Every field is written in a fixed order as a length-prefixed byte string (u32, big-endian),
 //! integers as fixed-width big-endian, optional fields behind a presence byte. No delimiter can
@@ -62,7 +63,7 @@ impl<'a> EntryContent<'a> {
         put_bytes(out, self.parent_fingerprint.as_bytes());
     }
 
-    /// Seed 004's fingerprint: `SHA-256(parent_fingerprint ‖ SHA-256(content))`, as hex.
+    /// The chain fingerprint: `SHA-256(parent_fingerprint ‖ SHA-256(content))`, as hex.
     pub fn fingerprint(&self, scratch: &mut Vec<u8>) -> String {
         scratch.clear();
         self.encode_into(scratch);

@@ -1,6 +1,6 @@
 //! The tamper-evident ledger, as pure logic over records the store returns.
 //!
-//! - [`encoding`]: the canonical, length-prefixed encoding of an entry and seed 004's
+//! - [`encoding`]: the canonical, length-prefixed encoding of an entry and the per-chain
 //!   fingerprint chain;
 //! - [`tree`]: a per-tenant RFC 6962 Merkle tree with inclusion and consistency proofs;
 //! - [`tiles`]: the same tree kept in storage: the right edge an appender needs, stored nodes

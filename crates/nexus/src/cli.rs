@@ -128,7 +128,7 @@ pub struct RunArgs {
     pub persona: Option<String>,
     #[arg(long, value_parser = parse_tenant, default_value = "demo")]
     pub tenant: TenantId,
-    /// A QA spec (seed 001 JSON format) the final answer must pass.
+    /// A QA spec (JSON: format, completeness and security checks) the final answer must pass.
     #[arg(long, value_name = "FILE")]
     pub qa_spec: Option<PathBuf>,
     /// Who is asking (recorded; they cannot approve their own run's actions).

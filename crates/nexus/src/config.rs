@@ -1,4 +1,4 @@
-//! Configuration in two phases (STYLE §10). Phase one gathers optional settings from four
+//! Configuration in two phases. Phase one gathers optional settings from four
 //! layers — built-in defaults, `nexus.toml`, `NEXUS_*` variables, flags — each later layer
 //! winning. Phase two resolves them into a complete [`Config`] with every value checked and no
 //! option left to fill. Unknown file keys are errors; unknown `NEXUS_*` variables are warnings.

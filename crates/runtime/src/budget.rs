@@ -1,4 +1,4 @@
-//! Monthly budgets per tenant (seed 004: $50, alert at 80%): a warning from the alert fraction,
+//! Monthly budgets per tenant (by default $50, alert at 80%): a warning from the alert fraction,
 //! `nexus/auto` stepping down a tier from 90%, and a refusal at 100% — for every route that
 //! spends, gateway calls and agent runs alike.
 //!

@@ -47,9 +47,9 @@ pub struct RuntimeConfig {
     /// Signs API tokens (HS256). `None`: a random secret for this process only.
     pub token_secret: Option<Vec<u8>>,
     pub limits: limits::LimitSettings,
-    /// Monthly budget of tenants without their own (seed 004: $50).
+    /// Monthly budget of tenants without their own (default $50).
     pub default_budget_usd: Option<f64>,
-    /// Fraction of the budget that raises the alert (seed 004: 0.8).
+    /// Fraction of the budget that raises the alert (default 0.8).
     pub budget_alert_fraction: Option<f64>,
 }
 

@@ -14,7 +14,7 @@ use domain::{ApiKeyId, TenantId};
 
 use crate::auth::lock;
 
-/// Limits as configured (seed 004 defaults: 60 requests a minute, 100 chains an hour).
+/// Limits as configured (defaults: 60 requests a minute, 100 chains an hour).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
     pub key_requests_per_minute: u64,

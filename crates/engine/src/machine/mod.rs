@@ -1,6 +1,6 @@
-//! The agent loop of seed 004 §8 as a state machine. [`Run::advance`] takes what just happened
-//! ([`Input`]) and returns what to do next ([`Action`]) plus the events to publish. A `Run` is
-//! plain data (serde), so the runtime stores it after every step and resumes it after a crash.
+//! The agent loop as a state machine. [`Run::advance`] takes what just happened ([`Input`]) and
+//! returns what to do next ([`Action`]) plus the events to publish. A `Run` is plain data
+//! (serde), so the runtime stores it after every step and resumes it after a crash.
 //!
 //! plan → per step: retrieve (think/act, ≤ 3 loops) → activate persona → declare intent →
 //! gates → seal intent (durable before the tool runs) → [approval] → execute → validate →
@@ -22,10 +22,10 @@ use crate::parse::{self, PlannedStep};
 mod steps;
 use crate::validate::{QaSpec, redact, scan};
 
-/// Retrieval confidence needed to act without another retrieval loop (seed 004).
+/// Retrieval confidence needed to act without another retrieval loop.
 pub const THINK_ACT_THRESHOLD: f64 = 0.80;
 pub const MAX_THINK_LOOPS: u32 = 3;
-/// Retries of a transiently failed tool call (seed 004: at most 2).
+/// Retries of a transiently failed tool call.
 pub const MAX_TOOL_RETRIES: u32 = 2;
 /// Characters of a tool result kept in seals and events.
 const PREVIEW_CHARS: usize = 500;
@@ -60,7 +60,7 @@ pub enum Action {
     Finish { status: ChainStatus, answer: Option<String>, error: Option<String> },
 }
 
-/// Model tiers (seed 001's intern / director / CEO): cheap, ordinary, strongest.
+/// Model tiers, like an intern, a director and a CEO: cheap, ordinary, strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelTier {
@@ -111,7 +111,7 @@ pub struct ToolFailure {
     pub transient: bool,
 }
 
-/// Events for live views (seed 004's SSE names).
+/// Events for live views; their snake_case names are the SSE event names clients see.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

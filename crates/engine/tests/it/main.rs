@@ -1,5 +1,7 @@
 //! The engine's state machine driven by scripted inputs: what a runtime would see, step by
-//! step, with no I/O. These are the seed 004 §20 scenarios at the engine's level.
+//! step, with no I/O. These are the acceptance scenarios at the engine's level: a simple
+//! question ends with an executed seal and four gate results, a multi-step task gives several
+//! seals, an out-of-scope tool is blocked by gate 1, and the failure paths around them.
 
 use std::time::Duration;
 

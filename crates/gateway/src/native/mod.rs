@@ -1,5 +1,5 @@
-//! The native `/v1` API of seed 004 §13: agent runs and their events, the ledger, personas,
-//! tools, approvals, knowledge, usage, API keys and the token exchange.
+//! The native `/v1` API: agent runs and their events, the ledger, personas, tools, approvals,
+//! knowledge, usage, API keys and the token exchange.
 
 pub(crate) mod admin;
 pub(crate) mod chains;

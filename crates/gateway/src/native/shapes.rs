@@ -1,5 +1,6 @@
-//! Response shapes of the native API, as seed 004 §13 names them (`ExecuteResponse`,
-//! `SealResponse`, `GateResponse`, `CostSummary`), and the SSE event payloads.
+//! Response shapes of the native API (`ExecuteResponse`, `SealResponse`, `GateResponse`,
+//! `CostSummary`) and the SSE event payloads. Their names and fields are the API's contract
+//! with clients.
 
 use std::collections::HashMap;
 
@@ -18,7 +19,7 @@ pub struct ExecuteRequest {
     pub task: String,
     /// A persona name; when absent the engine picks one per step.
     pub persona: Option<String>,
-    /// Per-request overrides. Supported: `qa_spec` (seed 001 QA spec text).
+    /// Per-request overrides. Supported: `qa_spec` (a JSON QA spec, as `nexus run --qa-spec` reads).
     #[schema(value_type = Option<crate::schema::ExecuteConfig>)]
     pub config: Option<Value>,
 }
@@ -127,7 +128,7 @@ fn verdict<T: Serialize>(verdict: &T) -> String {
     serde_json::to_value(verdict).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// An engine event as an SSE event name and JSON payload (seed 004 §13).
+/// An engine event as an SSE event name (`chain_started`, `gate_result`, …) and JSON payload.
 pub fn sse_event(event: &Event) -> (&'static str, Value) {
     match event {
         Event::ChainStarted { chain_id, steps } => ("chain_started", json!({"chain_id": chain_id, "steps": steps})),

@@ -1,6 +1,8 @@
 //! The agent end to end: real SQLite, real ledger, real tools and sandbox, real provider clients
-//! against a fake OpenAI-compatible server speaking the real wire format. Seed 004 §20 items
-//! 2, 3, 4 and 10, plus retries, fallback, approvals, SSRF, path traversal and resume.
+//! against a fake OpenAI-compatible server speaking the real wire format. The acceptance
+//! scenarios (a simple question completes with a sealed, verified step; a multi-step task gives
+//! two or more seals; a researcher sending email is blocked at gate 1), plus retries, fallback,
+//! approvals, SSRF, path traversal and resume.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

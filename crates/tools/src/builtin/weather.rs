@@ -1,5 +1,5 @@
 //! `weather`: current conditions for a place from a wttr.in-style service (`?format=j1`),
-//! as structured data plus a one-line summary with an emoji (seed 000's weather plugin).
+//! as structured data plus a one-line summary with an emoji, the way a chat assistant shows it.
 
 use std::time::Duration;
 
