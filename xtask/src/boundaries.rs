@@ -1,6 +1,7 @@
-//! Dependency-boundary checks (DESIGN §3), run on the real resolved graph with `cargo tree`:
-//! a crate must not reach a forbidden crate through normal (non-dev) dependencies, and only the
-//! `nexus` binary (and the benchmark tool) may name the concrete `store` implementation.
+//! Dependency-boundary checks (the crate rules of ARCHITECTURE.md), run on the real resolved
+//! graph with `cargo tree`: a crate must not reach a forbidden crate through normal (non-dev)
+//! dependencies, and only the `nexus` binary (and the benchmark tool) may name the concrete
+//! `store` implementation.
 
 use std::collections::BTreeSet;
 use std::process::Command;

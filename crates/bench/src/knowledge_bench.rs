@@ -1,11 +1,11 @@
 //! The knowledge benchmark: hybrid query latency at 10k and 100k chunks of 384 dimensions
-//! (DESIGN target: P99 ≤ 10 ms at 100k). Measured in parts, so each number says what it is:
+//! (target: P99 ≤ 10 ms at 100k). Measured in parts, so each number says what it is:
 //! 1. the vector scan alone (`VectorIndex`, i8) against an exact f32 scan over the same data,
 //!    measured in the same run as the baseline;
 //! 2. BM25 ranking alone over the 200 candidates a query fetches;
 //! 3. the whole `KnowledgeService::search` on SQLite: BM25 candidates from the store, vector
 //!    search, rank fusion, hits read back. The embedder is a stand-in that returns a random
-//!    unit vector at once, so model time (MiniLM: DESIGN target ≤ 5 ms per short text) is not
+//!    unit vector at once, so model time (MiniLM: target ≤ 5 ms per short text) is not
 //!    in these figures and comes on top.
 //!
 //! Vectors are random unit vectors; text is synthetic (Zipf-distributed words from a
@@ -29,7 +29,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let queries = if quick { 200 } else { 1000 };
     println!("# knowledge benchmark ({DIMS} dims, top {K}, one namespace holding every chunk)");
     println!(
-        "target (DESIGN §2 E / issue 5): hybrid query P99 <= {TARGET_P99_MS} ms at 100k chunks, model time excluded"
+        "target (issue 5): hybrid query P99 <= {TARGET_P99_MS} ms at 100k chunks, model time excluded"
     );
     println!();
     println!("## 1. vector scan alone: i8 VectorIndex vs exact f32 scan (baseline, same data, same run)");

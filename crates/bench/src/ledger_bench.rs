@@ -49,7 +49,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!("# ledger benchmark ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!(
-        "targets (DESIGN §5): >= 50,000 durable appends/s on SQLite; verification >= 1,000,000 entries/s; inclusion proof < 100 us"
+        "targets: >= 50,000 durable appends/s on SQLite; verification >= 1,000,000 entries/s; inclusion proof < 100 us"
     );
     println!();
     pure(&sizes);

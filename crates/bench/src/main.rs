@@ -1,5 +1,5 @@
 //! `nexus-bench`, run by `cargo xtask bench SUITE`. Each suite prints what it measured next to
-//! a baseline measured in the same run, and the targets of DESIGN §5.
+//! a baseline measured in the same run, and the performance target it is held to.
 
 mod engine_bench;
 mod gateway_bench;

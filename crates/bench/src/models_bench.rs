@@ -47,7 +47,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "physical cores".into());
     println!("# models benchmark ({} cores, candle threads: {threads})", cores());
-    println!("targets (DESIGN §5): embedding one short text <= 5 ms on one core; local generation >= 100 tokens/s");
+    println!("targets: embedding one short text <= 5 ms on one core; local generation >= 100 tokens/s");
     // Other work on the machine skews every figure here (both sides of each ratio alike).
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average at start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));

@@ -1,11 +1,11 @@
-//! The gateway benchmark (DESIGN §5 "Gateway overhead"): the same OpenAI chat completion sent
-//! straight to a zero-latency mock provider and through Nexus to that mock, in one run. Nexus
-//! runs as `nexus serve` would (key auth, two rate-limit counters, budget check, pricing, a
-//! ledger entry with its cost record through the bounded queue, SQLite in WAL mode, the
-//! Prometheus recorder) on a current-thread runtime pinned to one core; the mock and the load
-//! generator share another core. Prints added latency at concurrency 1, requests per second at
-//! concurrency 32, added time to first token when streaming, memory, and the ledger read back
-//! after shutdown.
+//! The gateway benchmark (the overhead Nexus adds to a model call): the same OpenAI chat
+//! completion sent straight to a zero-latency mock provider and through Nexus to that mock, in
+//! one run. Nexus runs as `nexus serve` would (key auth, two rate-limit counters, budget check,
+//! pricing, a ledger entry with its cost record through the bounded queue, SQLite in WAL mode,
+//! the Prometheus recorder) on a current-thread runtime pinned to one core; the mock and the
+//! load generator share another core. Prints added latency at concurrency 1, requests per
+//! second at concurrency 32, added time to first token when streaming, memory, and the ledger
+//! read back after shutdown.
 
 mod histogram;
 mod load;
@@ -266,7 +266,7 @@ fn header(placement: &Placement, load_pinned: Option<usize>, cores: usize, mock:
     };
     println!("# gateway benchmark ({cores} cores; {server}; {load})");
     println!(
-        "targets (DESIGN §5): added latency p50 <= 50 us and p99 <= 250 us at concurrency 1; >= 10,000 req/s; streaming time to first token added <= 0.2 ms; memory <= 30 MB"
+        "targets: added latency p50 <= 50 us and p99 <= 250 us at concurrency 1; >= 10,000 req/s; streaming time to first token added <= 0.2 ms; memory <= 30 MB"
     );
     println!(
         "request: POST {PATH}, model gpt-4o-mini, nxs_ key; Nexus does key auth, 2 rate-limit counters, budget check, routing, OpenAI provider (reqwest) to the mock, pricing, ledger entry + cost record, answered once durable (SQLite, WAL); Prometheus recorder and info logging on"
