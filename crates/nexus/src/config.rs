@@ -1,20 +1,34 @@
-//! Configuration in two phases. Phase one gathers optional settings from four
-//! layers — built-in defaults, `nexus.toml`, `NEXUS_*` variables, flags — each later layer
-//! winning. Phase two resolves them into a complete [`Config`] with every value checked and no
-//! option left to fill. Unknown file keys are errors; unknown `NEXUS_*` variables are warnings.
+//! Configuration, one mechanism for every setting.
+//!
+//! The file's shape is the schema: [`FileConfig`] and its sections, each field optional and
+//! unknown keys refused. Every setting that also has a `NEXUS_*` variable has one row in
+//! [`VARIABLES`] — the variable, the file key it sets and how its text reads — so a new setting
+//! is a field in its section and, if it has one, a row there. Configuration resolves in two
+//! phases. Phase one layers four sources into one table of that shape — built-in defaults,
+//! `nexus.toml`, the variables, flags — each later one winning. Phase two reads the table into a
+//! complete [`Config`] with every value checked and no option left to fill. The model providers
+//! and built-in tools read their own variables (named in their crates) from the same snapshot of
+//! the environment, so nothing else in the binary reads the process environment. Unknown file
+//! keys are errors; unknown `NEXUS_*` variables are warnings.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use providers::config::ProviderSettings;
+use runtime::limits::LimitSettings;
 use serde::Deserialize;
 use store::DatabaseUrl;
+use tools::builtin::BuiltinSettings;
 
 use crate::cli::GlobalArgs;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
 pub const DEFAULT_ORIGIN: &str = "nexus.local";
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
+/// Default largest request body: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 const CONFIG_FILE: &str = "nexus.toml";
 
 /// Why configuration could not be resolved. Each names the file, variable or setting.
@@ -28,85 +42,69 @@ pub enum ConfigError {
     Invalid { setting: &'static str, reason: String },
 }
 
-/// One layer of optional settings.
-#[derive(Debug, Default, Clone)]
-struct Layer {
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    listen: Option<String>,
-    ledger_origin: Option<String>,
-    checkpoint_interval_ms: Option<u64>,
-    signing_key: Option<PathBuf>,
-    log_level: Option<String>,
-    log_format: Option<String>,
-    model_trivial: Option<String>,
-    model_normal: Option<String>,
-    model_complex: Option<String>,
-    prices: Option<std::collections::BTreeMap<String, PriceSection>>,
-    default_price: Option<PriceSection>,
-    models_dir: Option<PathBuf>,
-    /// Only ever set by the file layer; the API settings resolve their own variables.
-    api: crate::config_api::FileSections,
+/// How a variable's text becomes a value of its file key.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    /// A whole number; the text says what it counts, for the error.
+    Whole(&'static str),
+    /// A number, possibly fractional; the text says what it is, for the error.
+    Number(&'static str),
+    /// A comma-separated list.
+    List,
 }
 
-impl Layer {
-    fn over(self, base: Layer) -> Layer {
-        Layer {
-            data_dir: self.data_dir.or(base.data_dir),
-            database_url: self.database_url.or(base.database_url),
-            listen: self.listen.or(base.listen),
-            ledger_origin: self.ledger_origin.or(base.ledger_origin),
-            checkpoint_interval_ms: self.checkpoint_interval_ms.or(base.checkpoint_interval_ms),
-            signing_key: self.signing_key.or(base.signing_key),
-            log_level: self.log_level.or(base.log_level),
-            log_format: self.log_format.or(base.log_format),
-            model_trivial: self.model_trivial.or(base.model_trivial),
-            model_normal: self.model_normal.or(base.model_normal),
-            model_complex: self.model_complex.or(base.model_complex),
-            prices: self.prices.or(base.prices),
-            default_price: self.default_price.or(base.default_price),
-            models_dir: self.models_dir.or(base.models_dir),
-            api: base.api,
-        }
-    }
-}
+/// Every `NEXUS_*` variable that sets a file key: (variable, key, how it reads).
+const VARIABLES: &[(&str, &str, Kind)] = &[
+    ("NEXUS_DATA_DIR", "data_dir", Kind::Text),
+    ("NEXUS_DATABASE_URL", "database_url", Kind::Text),
+    ("NEXUS_LISTEN", "server.listen", Kind::Text),
+    ("NEXUS_LEDGER_ORIGIN", "ledger.origin", Kind::Text),
+    ("NEXUS_CHECKPOINT_INTERVAL_MS", "ledger.checkpoint_interval_ms", Kind::Whole("a whole number of milliseconds")),
+    ("NEXUS_SIGNING_KEY", "ledger.signing_key", Kind::Text),
+    ("NEXUS_LOG_LEVEL", "log.level", Kind::Text),
+    ("NEXUS_LOG_FORMAT", "log.format", Kind::Text),
+    ("NEXUS_MODEL_TRIVIAL", "models.trivial", Kind::Text),
+    ("NEXUS_MODEL_NORMAL", "models.normal", Kind::Text),
+    ("NEXUS_MODEL_COMPLEX", "models.complex", Kind::Text),
+    ("NEXUS_MODELS_DIR", "models.dir", Kind::Text),
+    ("NEXUS_MAX_BODY_BYTES", "api.max_body_bytes", Kind::Whole("a number of bytes")),
+    ("NEXUS_CORS_ORIGINS", "api.cors_origins", Kind::List),
+    ("NEXUS_REDIS_URL", "api.redis_url", Kind::Text),
+    ("NEXUS_RATE_LIMIT_KEY_RPM", "limits.key_requests_per_minute", Kind::Whole("a whole number")),
+    ("NEXUS_RATE_LIMIT_TENANT_RPM", "limits.tenant_requests_per_minute", Kind::Whole("a whole number")),
+    ("NEXUS_RATE_LIMIT_CHAINS_PER_HOUR", "limits.tenant_chains_per_hour", Kind::Whole("a whole number")),
+    ("NEXUS_BUDGET_MONTHLY_USD", "budget.monthly_usd", Kind::Number("a number of USD")),
+    ("NEXUS_BUDGET_ALERT_FRACTION", "budget.alert_fraction", Kind::Number("a fraction like 0.8")),
+];
 
+/// The variable naming the config file itself.
+const CONFIG_VARIABLE: &str = "NEXUS_CONFIG";
+
+/// Prefixes of variables that belong to the test suite and benchmarks, not to the server.
+const ENV_TOOLING_PREFIXES: &[&str] = &["NEXUS_TEST_", "NEXUS_BENCH_", "NEXUS_CRASH_CHILD_"];
+
+/// `nexus.toml`: every key, every section. Each field is optional; a layer that leaves it out
+/// leaves the layer below it in place.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
-    server: Option<ServerSection>,
-    ledger: Option<LedgerSection>,
-    log: Option<LogSection>,
-    models: Option<ModelsSection>,
-    api: Option<crate::config_api::ApiSection>,
-    limits: Option<crate::config_api::LimitsSection>,
-    budget: Option<crate::config_api::BudgetSection>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelsSection {
-    trivial: Option<String>,
-    normal: Option<String>,
-    complex: Option<String>,
-    /// Where the in-process models live (`cargo xtask models --dir`).
-    dir: Option<PathBuf>,
-    /// Price overrides: `[models.prices."gpt-4o"] input = 2.5, output = 10.0` (USD per million tokens).
     #[serde(default)]
-    prices: std::collections::BTreeMap<String, PriceSection>,
-    /// The price of models with no entry: `default_price = { input = 1.0, output = 4.0 }`.
-    /// Without it such models are refused rather than counted as free.
-    default_price: Option<PriceSection>,
-}
-
-/// USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriceSection {
-    pub input: f64,
-    pub output: f64,
+    server: ServerSection,
+    #[serde(default)]
+    ledger: LedgerSection,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    models: ModelsSection,
+    #[serde(default)]
+    api: ApiSection,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    budget: BudgetSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,30 +128,51 @@ struct LogSection {
     format: Option<String>,
 }
 
-impl From<FileConfig> for Layer {
-    fn from(file: FileConfig) -> Self {
-        let server = file.server.unwrap_or_default();
-        let ledger = file.ledger.unwrap_or_default();
-        let log = file.log.unwrap_or_default();
-        let models = file.models.unwrap_or_default();
-        Layer {
-            data_dir: file.data_dir,
-            database_url: file.database_url,
-            listen: server.listen,
-            ledger_origin: ledger.origin,
-            checkpoint_interval_ms: ledger.checkpoint_interval_ms,
-            signing_key: ledger.signing_key,
-            log_level: log.level,
-            log_format: log.format,
-            model_trivial: models.trivial,
-            model_normal: models.normal,
-            model_complex: models.complex,
-            prices: Some(models.prices).filter(|p| !p.is_empty()),
-            default_price: models.default_price,
-            models_dir: models.dir,
-            api: crate::config_api::FileSections { api: file.api, limits: file.limits, budget: file.budget },
-        }
-    }
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelsSection {
+    trivial: Option<String>,
+    normal: Option<String>,
+    complex: Option<String>,
+    /// Where the in-process models live (`cargo xtask models --dir`).
+    dir: Option<PathBuf>,
+    /// Price overrides: `[models.prices."gpt-4o"] input = 2.5, output = 10.0` (USD per million tokens).
+    #[serde(default)]
+    prices: BTreeMap<String, PriceSection>,
+    /// The price of models with no entry: `default_price = { input = 1.0, output = 4.0 }`.
+    /// Without it such models are refused rather than counted as free.
+    default_price: Option<PriceSection>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSection {
+    pub input: f64,
+    pub output: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    max_body_bytes: Option<u64>,
+    cors_origins: Option<Vec<String>>,
+    redis_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    key_requests_per_minute: Option<u64>,
+    tenant_requests_per_minute: Option<u64>,
+    tenant_chains_per_hour: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetSection {
+    monthly_usd: Option<f64>,
+    alert_fraction: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,54 +203,48 @@ pub struct Config {
     /// `provider/model` for escalations, when set.
     pub model_complex: Option<String>,
     /// Price overrides by model name.
-    pub prices: std::collections::BTreeMap<String, PriceSection>,
+    pub prices: BTreeMap<String, PriceSection>,
     /// The price of models with no entry in the table (`models.default_price`); `None` refuses
     /// calls to them.
     pub default_price: Option<PriceSection>,
     /// The in-process models' directory (embeddings, classifier, local chat model).
     pub models_dir: PathBuf,
     /// The HTTP API: body limit, CORS, Redis, rate limits, budgets.
-    pub api: crate::config_api::ApiSettings,
+    pub api: ApiSettings,
+    /// The model providers' keys and endpoints.
+    pub providers: ProviderSettings,
+    /// The built-in tools' endpoints and credentials.
+    pub tools: BuiltinSettings,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
 }
 
-/// Environment variables Nexus reads, and where each goes.
-const ENV_SETTINGS: &[&str] = &[
-    "NEXUS_CONFIG",
-    "NEXUS_DATA_DIR",
-    "NEXUS_DATABASE_URL",
-    "NEXUS_LISTEN",
-    "NEXUS_LEDGER_ORIGIN",
-    "NEXUS_CHECKPOINT_INTERVAL_MS",
-    "NEXUS_SIGNING_KEY",
-    "NEXUS_LOG_LEVEL",
-    "NEXUS_LOG_FORMAT",
-    "NEXUS_MODEL_TRIVIAL",
-    "NEXUS_MODEL_NORMAL",
-    "NEXUS_MODEL_COMPLEX",
-    "NEXUS_MODELS_DIR",
-    // Read by the provider and tool settings.
-    "NEXUS_OPENAI_COMPATIBLE_BASE_URL",
-    "NEXUS_OPENAI_COMPATIBLE_API_KEY",
-    "NEXUS_OPENAI_COMPATIBLE_NAME",
-    "NEXUS_SEARXNG_URL",
-    "NEXUS_SMTP_HOST",
-    "NEXUS_SMTP_PORT",
-    "NEXUS_SMTP_USERNAME",
-    "NEXUS_SMTP_PASSWORD",
-    "NEXUS_SMTP_FROM",
-    "NEXUS_SMTP_TLS",
-    "NEXUS_WEATHER_BASE_URL",
-];
-/// Prefixes of variables that belong to the test suite and benchmarks, not to the server.
-const ENV_TOOLING_PREFIXES: &[&str] = &["NEXUS_TEST_", "NEXUS_BENCH_", "NEXUS_CRASH_CHILD_"];
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; empty = CORS off; `*` = any.
+    pub cors_origins: Vec<String>,
+    /// Shared rate-limit counters for several replicas.
+    pub redis_url: Option<String>,
+    pub limits: LimitSettings,
+    pub budget_usd: f64,
+    pub alert_fraction: f64,
+}
 
-/// Loads configuration from the real environment.
+/// Whether `name` is a variable Nexus reads (its own, or a provider's or tool's).
+fn is_known_variable(name: &str) -> bool {
+    name == CONFIG_VARIABLE
+        || VARIABLES.iter().any(|(variable, _, _)| *variable == name)
+        || providers::config::PROVIDER_VARIABLES.contains(&name)
+        || tools::builtin::SETTINGS_VARIABLES.contains(&name)
+}
+
+/// Loads configuration from the real environment: the `NEXUS_*` variables and those the
+/// providers and tools read, taken once.
 pub fn load(global: &GlobalArgs, listen_flag: Option<&str>) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().unwrap_or_default())))
-        .filter(|(k, _)| k.starts_with("NEXUS_"))
+        .filter(|(k, _)| k.starts_with("NEXUS_") || is_known_variable(k))
         .collect();
     resolve(global, listen_flag, &env, Path::new("."))
 }
@@ -246,71 +259,96 @@ pub fn resolve(
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut warnings = Vec::new();
     for (name, _) in env {
-        let known = ENV_SETTINGS.contains(&name.as_str())
-            || crate::config_api::ENV.contains(&name.as_str())
-            || ENV_TOOLING_PREFIXES.iter().any(|p| name.starts_with(p));
-        if !known {
-            let hint = closest(name, ENV_SETTINGS).map(|c| format!(" (did you mean {c}?)")).unwrap_or_default();
+        let ours = name.starts_with("NEXUS_") && !ENV_TOOLING_PREFIXES.iter().any(|p| name.starts_with(p));
+        if ours && !is_known_variable(name) {
+            let known: Vec<&str> = std::iter::once(CONFIG_VARIABLE)
+                .chain(VARIABLES.iter().map(|(variable, _, _)| *variable))
+                .chain(tools::builtin::SETTINGS_VARIABLES.iter().copied())
+                .chain(providers::config::PROVIDER_VARIABLES.iter().copied())
+                .collect();
+            let hint = closest(name, &known).map(|c| format!(" (did you mean {c}?)")).unwrap_or_default();
             warnings.push(format!("unknown environment variable {name} is ignored{hint}"));
         }
     }
 
-    // Layer 2: the file.
-    let explicit = global.config.clone().or_else(|| get("NEXUS_CONFIG").map(PathBuf::from));
+    // Layer 2: the file (layer 1, the defaults, fills what is left in phase two).
+    let explicit = global.config.clone().or_else(|| get(CONFIG_VARIABLE).map(PathBuf::from));
     let config_file = match explicit {
         Some(path) => Some(path),
         None => Some(cwd.join(CONFIG_FILE)).filter(|p| p.is_file()),
     };
-    let file_layer = match &config_file {
+    let mut table = match &config_file {
         Some(path) => read_file(path)?,
-        None => Layer::default(),
+        None => toml::Table::new(),
     };
 
-    // Layer 3: the environment.
-    let interval = match get("NEXUS_CHECKPOINT_INTERVAL_MS") {
-        None => None,
-        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| ConfigError::Env {
-            name: "NEXUS_CHECKPOINT_INTERVAL_MS",
-            reason: format!("{v:?} is not a whole number of milliseconds"),
-        })?),
-    };
-    let env_layer = Layer {
-        data_dir: get("NEXUS_DATA_DIR").map(PathBuf::from),
-        database_url: get("NEXUS_DATABASE_URL"),
-        listen: get("NEXUS_LISTEN"),
-        ledger_origin: get("NEXUS_LEDGER_ORIGIN"),
-        checkpoint_interval_ms: interval,
-        signing_key: get("NEXUS_SIGNING_KEY").map(PathBuf::from),
-        log_level: get("NEXUS_LOG_LEVEL"),
-        log_format: get("NEXUS_LOG_FORMAT"),
-        model_trivial: get("NEXUS_MODEL_TRIVIAL"),
-        model_normal: get("NEXUS_MODEL_NORMAL"),
-        model_complex: get("NEXUS_MODEL_COMPLEX"),
-        prices: None,
-        default_price: None,
-        models_dir: get("NEXUS_MODELS_DIR").map(PathBuf::from),
-        api: Default::default(),
-    };
+    // Layer 3: the environment, each variable over its file key.
+    for (variable, key, kind) in VARIABLES {
+        if let Some(text) = get(variable) {
+            set(&mut table, key, env_value(variable, &text, *kind)?);
+        }
+    }
+    let mut layered: FileConfig = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e| ConfigError::Invalid { setting: "environment", reason: e.to_string() })?;
 
     // Layer 4: flags.
-    let flag_layer = Layer {
-        data_dir: global.data_dir.clone(),
-        database_url: global.database_url.clone(),
-        listen: listen_flag.map(str::to_owned),
-        log_level: global.log_level.clone(),
-        ..Layer::default()
-    };
+    layered.data_dir = global.data_dir.clone().or(layered.data_dir);
+    layered.database_url = global.database_url.clone().or(layered.database_url);
+    layered.server.listen = listen_flag.map(str::to_owned).or(layered.server.listen);
+    layered.log.level = global.log_level.clone().or(layered.log.level);
 
-    let api = crate::config_api::resolve(file_layer.api.clone(), &get)?;
-    let merged = flag_layer.over(env_layer.over(file_layer));
-    finish(merged, config_file, warnings, api)
+    let providers = ProviderSettings::from_env(get);
+    let tools = BuiltinSettings::from_env(get).map_err(|error| match error {
+        tools::builtin::SettingsError::Invalid { variable, reason } => ConfigError::Env { name: variable, reason },
+    })?;
+    finish(layered, config_file, warnings, providers, tools)
 }
 
-fn read_file(path: &Path) -> Result<Layer, ConfigError> {
+/// A variable's text as a value of its file key.
+fn env_value(variable: &'static str, text: &str, kind: Kind) -> Result<toml::Value, ConfigError> {
+    let invalid = |what: &str| ConfigError::Env { name: variable, reason: format!("{text:?} is not {what}") };
+    Ok(match kind {
+        Kind::Text => toml::Value::String(text.to_owned()),
+        Kind::Whole(what) => toml::Value::Integer(
+            text.trim().parse::<u64>().ok().and_then(|n| i64::try_from(n).ok()).ok_or_else(|| invalid(what))?,
+        ),
+        Kind::Number(what) => toml::Value::Float(text.trim().parse::<f64>().map_err(|_| invalid(what))?),
+        Kind::List => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        ),
+    })
+}
+
+/// Sets a dotted key (`ledger.origin`) in a table, making the sections it passes through.
+fn set(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_owned(), value);
+        }
+        Some((section, rest)) => {
+            let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = entry {
+                set(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Reads and checks the file against the schema (so a mistake is reported with its line), then
+/// returns it as a table for the later layers to go over.
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
     let shown = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
-    let parsed: FileConfig = toml::from_str(&text).map_err(|e| {
+    let file_error = |e: toml::de::Error| {
         let line =
             e.span().map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
         let message = e.message().replace('\n', " ");
@@ -319,30 +357,31 @@ fn read_file(path: &Path) -> Result<Layer, ConfigError> {
             None => message,
         };
         ConfigError::File { path: shown.clone(), reason }
-    })?;
-    Ok(parsed.into())
+    };
+    toml::from_str::<FileConfig>(&text).map_err(file_error)?;
+    toml::from_str::<toml::Table>(&text).map_err(file_error)
 }
 
 /// Phase two: defaults for what is still unset, then validation.
 fn finish(
-    layer: Layer,
+    file: FileConfig,
     config_file: Option<PathBuf>,
     warnings: Vec<String>,
-    api: crate::config_api::ApiSettings,
+    providers: ProviderSettings,
+    tools: BuiltinSettings,
 ) -> Result<Config, ConfigError> {
-    let data_dir = layer.data_dir.unwrap_or_else(default_data_dir);
-    let database_url =
-        layer.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("nexus.db").display()));
+    let data_dir = file.data_dir.unwrap_or_else(default_data_dir);
+    let database_url = file.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("nexus.db").display()));
     let database = DatabaseUrl::parse(&database_url)
         .map_err(|e| ConfigError::Invalid { setting: "database_url", reason: e.to_string() })?;
 
-    let listen_text = layer.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen_text = file.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
         setting: "server.listen",
         reason: format!("{listen_text:?} is not an address like 127.0.0.1:8420"),
     })?;
 
-    let ledger_origin = layer.ledger_origin.unwrap_or_else(|| DEFAULT_ORIGIN.to_owned());
+    let ledger_origin = file.ledger.origin.unwrap_or_else(|| DEFAULT_ORIGIN.to_owned());
     if ledger_origin.is_empty() || ledger_origin.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ConfigError::Invalid {
             setting: "ledger.origin",
@@ -350,7 +389,7 @@ fn finish(
         });
     }
 
-    let interval_ms = layer.checkpoint_interval_ms.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_MS);
+    let interval_ms = file.ledger.checkpoint_interval_ms.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_MS);
     if !(10..=3_600_000).contains(&interval_ms) {
         return Err(ConfigError::Invalid {
             setting: "ledger.checkpoint_interval_ms",
@@ -358,7 +397,7 @@ fn finish(
         });
     }
 
-    let log_format = match layer.log_format.as_deref() {
+    let log_format = match file.log.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
@@ -368,31 +407,27 @@ fn finish(
             });
         }
     };
-    let signing_key = layer.signing_key.unwrap_or_else(|| data_dir.join("keys").join("ledger.ed25519.pem"));
-    let prices = layer.prices.unwrap_or_default();
-    let models_dir = layer.models_dir.clone().unwrap_or_else(|| data_dir.join("models"));
-    for (model, price) in &prices {
-        let valid = |v: f64| v.is_finite() && v >= 0.0;
-        if !valid(price.input) || !valid(price.output) {
+    let signing_key = file.ledger.signing_key.unwrap_or_else(|| data_dir.join("keys").join("ledger.ed25519.pem"));
+    let models = file.models;
+    let models_dir = models.dir.clone().unwrap_or_else(|| data_dir.join("models"));
+    let priced = |p: &PriceSection| p.input.is_finite() && p.input >= 0.0 && p.output.is_finite() && p.output >= 0.0;
+    for (model, price) in &models.prices {
+        if !priced(price) {
             return Err(ConfigError::Invalid {
                 setting: "models.prices",
                 reason: format!("{model:?}: prices must be non-negative numbers of USD per million tokens"),
             });
         }
     }
-    if let Some(price) = &layer.default_price
-        && !(price.input.is_finite() && price.input >= 0.0 && price.output.is_finite() && price.output >= 0.0)
-    {
+    if models.default_price.as_ref().is_some_and(|p| !priced(p)) {
         return Err(ConfigError::Invalid {
             setting: "models.default_price",
             reason: "prices must be non-negative numbers of USD per million tokens".to_owned(),
         });
     }
-    for (setting, value) in [
-        ("models.trivial", &layer.model_trivial),
-        ("models.normal", &layer.model_normal),
-        ("models.complex", &layer.model_complex),
-    ] {
+    for (setting, value) in
+        [("models.trivial", &models.trivial), ("models.normal", &models.normal), ("models.complex", &models.complex)]
+    {
         if let Some(value) = value
             && value.split_once('/').is_none_or(|(p, m)| p.is_empty() || m.is_empty())
         {
@@ -402,6 +437,7 @@ fn finish(
             });
         }
     }
+    let api = api_settings(file.api, file.limits, file.budget)?;
 
     Ok(Config {
         config_file,
@@ -412,17 +448,81 @@ fn finish(
         ledger_origin,
         checkpoint_interval: Duration::from_millis(interval_ms),
         signing_key,
-        log_level: layer.log_level,
+        log_level: file.log.level,
         log_format,
-        model_trivial: layer.model_trivial,
-        model_normal: layer.model_normal,
-        model_complex: layer.model_complex,
-        prices,
-        default_price: layer.default_price,
+        model_trivial: models.trivial,
+        model_normal: models.normal,
+        model_complex: models.complex,
+        prices: models.prices,
+        default_price: models.default_price,
         models_dir,
         api,
+        providers,
+        tools,
         warnings,
     })
+}
+
+/// The HTTP API's settings, checked.
+fn api_settings(api: ApiSection, limits: LimitsSection, budget: BudgetSection) -> Result<ApiSettings, ConfigError> {
+    let max_body_bytes = match api.max_body_bytes {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(n) if (1024..=1 << 32).contains(&n) => usize::try_from(n).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        Some(n) => {
+            return Err(ConfigError::Invalid {
+                setting: "api.max_body_bytes",
+                reason: format!("{n} is outside 1024..=4294967296"),
+            });
+        }
+    };
+    let cors_origins = api.cors_origins.unwrap_or_default();
+    for origin in &cors_origins {
+        if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                setting: "api.cors_origins",
+                reason: format!("{origin:?} is not \"*\" or an origin like https://app.example.com"),
+            });
+        }
+    }
+    let redis_url = api.redis_url.filter(|u| !u.trim().is_empty());
+    if let Some(url) = &redis_url
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        return Err(ConfigError::Invalid {
+            setting: "api.redis_url",
+            reason: "must start with redis:// or rediss://".into(),
+        });
+    }
+    let defaults = LimitSettings::default();
+    let limits = LimitSettings {
+        key_requests_per_minute: limits.key_requests_per_minute.unwrap_or(defaults.key_requests_per_minute),
+        tenant_requests_per_minute: limits.tenant_requests_per_minute.unwrap_or(defaults.tenant_requests_per_minute),
+        tenant_chains_per_hour: limits.tenant_chains_per_hour.unwrap_or(defaults.tenant_chains_per_hour),
+    };
+    for (setting, value) in [
+        ("limits.key_requests_per_minute", limits.key_requests_per_minute),
+        ("limits.tenant_requests_per_minute", limits.tenant_requests_per_minute),
+        ("limits.tenant_chains_per_hour", limits.tenant_chains_per_hour),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::Invalid { setting, reason: "must be at least 1".into() });
+        }
+    }
+    let budget_usd = budget.monthly_usd.unwrap_or(domain::tenant::DEFAULT_BUDGET_USD);
+    if !budget_usd.is_finite() || budget_usd < 0.0 {
+        return Err(ConfigError::Invalid {
+            setting: "budget.monthly_usd",
+            reason: format!("{budget_usd} is not a non-negative amount"),
+        });
+    }
+    let alert_fraction = budget.alert_fraction.unwrap_or(domain::tenant::DEFAULT_BUDGET_ALERT_FRACTION);
+    if !(alert_fraction > 0.0 && alert_fraction < 1.0) {
+        return Err(ConfigError::Invalid {
+            setting: "budget.alert_fraction",
+            reason: format!("{alert_fraction} is not between 0 and 1"),
+        });
+    }
+    Ok(ApiSettings { max_body_bytes, cors_origins, redis_url, limits, budget_usd, alert_fraction })
 }
 
 /// `$XDG_DATA_HOME/nexus`, else `~/.local/share/nexus`, else `./nexus-data`.
@@ -580,5 +680,78 @@ mod tests {
         let config = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
         assert_eq!(config.warnings.len(), 1, "tooling variables are not reported: {:?}", config.warnings);
         assert!(config.warnings[0].contains("NEXUS_DATABSE_URL") && config.warnings[0].contains("NEXUS_DATABASE_URL"));
+    }
+
+    #[test]
+    fn every_variable_sets_a_key_of_the_file() {
+        for (variable, key, kind) in VARIABLES {
+            let sample = match kind {
+                Kind::Text => "x",
+                Kind::Whole(_) => "5",
+                Kind::Number(_) => "0.5",
+                Kind::List => "https://a.example, https://b.example",
+            };
+            let mut table = toml::Table::new();
+            set(&mut table, key, env_value(variable, sample, *kind).expect("sample parses"));
+            let layered: Result<FileConfig, _> = toml::Value::Table(table).try_into();
+            assert!(layered.is_ok(), "{variable} sets {key}, which the file does not have as {kind:?}: {layered:?}");
+        }
+    }
+
+    #[test]
+    fn api_settings_layer_like_every_other_setting() {
+        let dir = dir_with(
+            "[api]\ncors_origins = [\"https://file.example\"]\n[limits]\nkey_requests_per_minute = 5\ntenant_chains_per_hour = 9\n[budget]\nmonthly_usd = 100\n",
+        );
+        let from_file = resolve(&GlobalArgs::default(), None, &[], dir.path()).expect("resolves");
+        assert_eq!(from_file.api.cors_origins, ["https://file.example"]);
+        assert_eq!((from_file.api.limits.key_requests_per_minute, from_file.api.limits.tenant_chains_per_hour), (5, 9));
+        assert_eq!(from_file.api.budget_usd, 100.0);
+        assert_eq!(from_file.api.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+
+        let e = env(&[
+            ("NEXUS_RATE_LIMIT_KEY_RPM", "7"),
+            ("NEXUS_CORS_ORIGINS", "https://a.example, https://b.example"),
+            ("NEXUS_BUDGET_ALERT_FRACTION", "0.5"),
+        ]);
+        let from_env = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
+        assert_eq!(from_env.api.limits.key_requests_per_minute, 7);
+        assert_eq!(from_env.api.limits.tenant_chains_per_hour, 9, "untouched settings keep the file's value");
+        assert_eq!(from_env.api.cors_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(from_env.api.alert_fraction, 0.5);
+
+        let empty = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            (env(&[("NEXUS_RATE_LIMIT_KEY_RPM", "-1")]), "NEXUS_RATE_LIMIT_KEY_RPM"),
+            (env(&[("NEXUS_RATE_LIMIT_TENANT_RPM", "0")]), "limits.tenant_requests_per_minute"),
+            (env(&[("NEXUS_MAX_BODY_BYTES", "12")]), "api.max_body_bytes"),
+            (env(&[("NEXUS_CORS_ORIGINS", "example.com")]), "api.cors_origins"),
+            (env(&[("NEXUS_REDIS_URL", "http://x")]), "api.redis_url"),
+            (env(&[("NEXUS_BUDGET_MONTHLY_USD", "lots")]), "NEXUS_BUDGET_MONTHLY_USD"),
+            (env(&[("NEXUS_BUDGET_ALERT_FRACTION", "1.5")]), "budget.alert_fraction"),
+        ];
+        for (e, named) in cases {
+            let err = resolve(&GlobalArgs::default(), None, &e, empty.path()).expect_err("invalid");
+            assert!(err.to_string().contains(named), "{err} should name {named}");
+        }
+    }
+
+    #[test]
+    fn provider_and_tool_settings_come_from_the_same_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = env(&[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("NEXUS_OPENAI_COMPATIBLE_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("NEXUS_SEARXNG_URL", "http://127.0.0.1:8888"),
+        ]);
+        let config = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
+        assert!(config.providers.openai_api_key.is_some());
+        assert_eq!(config.providers.compatible_base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(config.tools.searxng_url.as_deref(), Some("http://127.0.0.1:8888"));
+        assert!(config.warnings.is_empty(), "provider and tool variables are known: {:?}", config.warnings);
+
+        let bad = env(&[("NEXUS_SMTP_PORT", "twenty-five")]);
+        let err = resolve(&GlobalArgs::default(), None, &bad, dir.path()).expect_err("bad port");
+        assert!(err.to_string().contains("NEXUS_SMTP_PORT"), "{err}");
     }
 }

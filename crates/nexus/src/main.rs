@@ -7,7 +7,6 @@
 mod cli;
 mod commands;
 mod config;
-mod config_api;
 mod keyfile;
 mod logging;
 

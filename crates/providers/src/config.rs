@@ -83,6 +83,20 @@ pub const PROVIDER_ENV_VARS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Every variable [`ProviderSettings::from_env`] reads.
+pub const PROVIDER_VARIABLES: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "MISTRAL_API_KEY",
+    "MISTRAL_BASE_URL",
+    "OLLAMA_BASE_URL",
+    "NEXUS_OPENAI_COMPATIBLE_BASE_URL",
+    "NEXUS_OPENAI_COMPATIBLE_API_KEY",
+    "NEXUS_OPENAI_COMPATIBLE_NAME",
+];
+
 impl ProviderSettings {
     /// Reads the provider variables through `lookup` (`std::env::var(..).ok()` in the binary, a
     /// map in tests). Blank values count as unset.
@@ -230,5 +244,19 @@ mod tests {
         assert!(shown.contains("<redacted>"));
         let provider = &configured_providers(&configured).unwrap()[0];
         assert_eq!(provider.name(), "anthropic");
+    }
+
+    #[test]
+    fn the_variable_list_names_exactly_what_from_env_reads() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        ProviderSettings::from_env(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        });
+        let mut asked = asked.into_inner();
+        asked.sort();
+        let mut listed: Vec<String> = PROVIDER_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        listed.sort();
+        assert_eq!(asked, listed);
     }
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use providers::ModelProvider;
-use providers::config::{ProviderSettings, configured_providers, not_configured};
+use providers::config::{configured_providers, not_configured};
 use providers::pricing::PriceTable;
 use providers::resilience::{CircuitBreakerConfig, Fallback, FallbackTarget, Resilient, RetryPolicy};
 use runtime::agent::{AgentServices, ModelTarget, Models};
-use tools::builtin::{BuiltinSettings, builtins};
+use tools::builtin::builtins;
 
 use crate::config::Config;
 
@@ -37,9 +37,7 @@ pub fn agent_services(
     knowledge: runtime::knowledge::KnowledgeService,
     local_chat: Option<Arc<dyn ModelProvider>>,
 ) -> anyhow::Result<AgentServices> {
-    let lookup = |name: &str| std::env::var(name).ok();
-    let settings = ProviderSettings::from_env(lookup);
-    let providers: Vec<Arc<dyn ModelProvider>> = configured_providers(&settings)
+    let providers: Vec<Arc<dyn ModelProvider>> = configured_providers(&config.providers)
         .context("model providers")?
         .into_iter()
         .map(|p| {
@@ -70,7 +68,6 @@ pub fn agent_services(
     };
     let mut providers = providers;
     providers.extend(local_chat);
-    let tool_settings = BuiltinSettings::from_env(lookup).context("tool settings")?;
     let prices = PriceTable::builtin()
         .with_overrides(
             config
@@ -83,7 +80,7 @@ pub fn agent_services(
     Ok(AgentServices {
         models,
         providers,
-        tools: builtins(&tool_settings, Arc::new(knowledge)),
+        tools: builtins(&config.tools, Arc::new(knowledge)),
         sandbox: tools::Sandbox::default(),
         workspace_root: config.data_dir.join("workspace"),
         prices,

@@ -198,4 +198,30 @@ fn show_config(config: &Config) {
     println!("ledger.signing_key = {}", config.signing_key.display());
     println!("log.level = {}", config.log_level.as_deref().unwrap_or("(command default)"));
     println!("log.format = {}", if config.log_format == crate::config::LogFormat::Json { "json" } else { "text" });
+    let unset = || "(unset)".to_owned();
+    println!("models.trivial = {}", config.model_trivial.clone().unwrap_or_else(unset));
+    println!("models.normal = {}", config.model_normal.clone().unwrap_or_else(unset));
+    println!("models.complex = {}", config.model_complex.clone().unwrap_or_else(unset));
+    println!("models.dir = {}", config.models_dir.display());
+    let api = &config.api;
+    println!("api.max_body_bytes = {}", api.max_body_bytes);
+    println!("api.cors_origins = [{}]", api.cors_origins.join(", "));
+    println!("api.redis_url = {}", api.redis_url.as_deref().map_or_else(unset, store::redact));
+    println!("limits.key_requests_per_minute = {}", api.limits.key_requests_per_minute);
+    println!("limits.tenant_requests_per_minute = {}", api.limits.tenant_requests_per_minute);
+    println!("limits.tenant_chains_per_hour = {}", api.limits.tenant_chains_per_hour);
+    println!("budget.monthly_usd = {}", api.budget_usd);
+    println!("budget.alert_fraction = {}", api.alert_fraction);
+    let p = &config.providers;
+    let configured: Vec<&str> = [
+        ("anthropic", p.anthropic_api_key.is_some()),
+        ("openai", p.openai_api_key.is_some()),
+        ("mistral", p.mistral_api_key.is_some()),
+        ("openai-compatible", p.compatible_base_url.is_some()),
+        ("ollama", p.ollama_base_url.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    println!("providers = [{}]", configured.join(", "));
 }

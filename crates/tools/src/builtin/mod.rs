@@ -150,6 +150,19 @@ impl fmt::Debug for BuiltinSettings {
     }
 }
 
+/// Every variable [`BuiltinSettings::from_env`] reads.
+pub const SETTINGS_VARIABLES: &[&str] = &[
+    "NEXUS_SEARXNG_URL",
+    "BRAVE_SEARCH_API_KEY",
+    "NEXUS_SMTP_HOST",
+    "NEXUS_SMTP_PORT",
+    "NEXUS_SMTP_USERNAME",
+    "NEXUS_SMTP_PASSWORD",
+    "NEXUS_SMTP_FROM",
+    "NEXUS_SMTP_TLS",
+    "NEXUS_WEATHER_BASE_URL",
+];
+
 impl BuiltinSettings {
     /// Reads the `NEXUS_*` (and `BRAVE_SEARCH_API_KEY`) variables through `lookup`; empty
     /// values count as unset. Everything not named there keeps its default.
@@ -264,5 +277,21 @@ mod tests {
             let error = BuiltinSettings::from_env(env(&[(name, value)])).unwrap_err();
             assert!(error.to_string().starts_with(name), "{error}");
         }
+    }
+
+    #[test]
+    fn the_variable_list_names_exactly_what_from_env_reads() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        BuiltinSettings::from_env(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .expect("nothing set is valid");
+        let mut asked = asked.into_inner();
+        asked.sort();
+        asked.dedup();
+        let mut listed: Vec<String> = SETTINGS_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        listed.sort();
+        assert_eq!(asked, listed);
     }
 }
