@@ -40,21 +40,19 @@ impl EventLog {
         Self { logs: Mutex::default(), live: broadcast::channel(4096).0 }
     }
 
+    /// Starts an empty history for a run about to be driven here, so a watch attached before
+    /// its first event waits for it instead of finding nothing.
+    pub(crate) fn open(&self, tenant: &TenantId, chain: &ChainId) {
+        let mut logs = lock(&self.logs);
+        history(&mut logs, tenant, chain);
+    }
+
     pub(crate) fn record(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
         let mut logs = lock(&self.logs);
-        if !logs.by_chain.contains_key(chain) {
-            if logs.order.len() >= KEPT_CHAINS
-                && let Some(oldest) = logs.order.pop_front()
-            {
-                logs.by_chain.remove(&oldest);
-            }
-            logs.order.push_back(chain.clone());
-            logs.by_chain.insert(chain.clone(), (tenant.clone(), Vec::new()));
-        }
-        let Some((_, history)) = logs.by_chain.get_mut(chain) else { return };
+        let history = history(&mut logs, tenant, chain);
         for event in events {
             let seq = history.len() as u64;
             history.push(event.clone());
@@ -78,4 +76,17 @@ impl EventLog {
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
         self.live.subscribe()
     }
+}
+
+/// A run's history, made (forgetting the oldest run when full) if this is its first event.
+fn history<'a>(logs: &'a mut Logs, tenant: &TenantId, chain: &ChainId) -> &'a mut Vec<Event> {
+    if !logs.by_chain.contains_key(chain) {
+        if logs.order.len() >= KEPT_CHAINS
+            && let Some(oldest) = logs.order.pop_front()
+        {
+            logs.by_chain.remove(&oldest);
+        }
+        logs.order.push_back(chain.clone());
+    }
+    &mut logs.by_chain.entry(chain.clone()).or_insert_with(|| (tenant.clone(), Vec::new())).1
 }

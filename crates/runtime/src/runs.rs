@@ -95,52 +95,49 @@ pub struct RunEvents {
 impl RunEvents {
     /// The next event, or `None` once the watch is over.
     pub async fn next(&mut self) -> Option<NumberedEvent> {
-        if self.done {
-            return None;
-        }
-        for event in self.history.by_ref() {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            if matches!(event, Event::ChainCompleted { .. }) {
-                // The run is over: nothing can follow.
-                self.done = true;
+        loop {
+            if self.done {
+                return None;
             }
-            if self.after.is_some_and(|after| seq <= after) {
-                if self.done {
-                    return None;
+            if let Some(event) = self.history.next() {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                if matches!(event, Event::ChainCompleted { .. }) {
+                    // The run is over: nothing can follow.
+                    self.done = true;
                 }
-                continue;
+                if self.after.is_some_and(|after| seq <= after) {
+                    continue;
+                }
+                return Some(NumberedEvent { seq, event });
             }
-            return Some(NumberedEvent { seq, event });
-        }
-        match &mut self.source {
-            Source::Nothing => {
-                self.done = true;
-                None
+            match &mut self.source {
+                Source::Nothing => self.done = true,
+                Source::Stored => {
+                    if let Err(error) = self.refresh_from_store().await {
+                        self.done = true;
+                        return Some(NumberedEvent {
+                            seq: self.next_seq,
+                            event: Event::Error { message: error.to_string() },
+                        });
+                    }
+                }
+                Source::Live { .. } => return self.next_live().await,
             }
-            Source::Stored => Some(self.poll_stored().await),
-            Source::Live { .. } => self.next_live().await,
         }
     }
 
-    /// Re-reads the stored run until it is over; answers its last event.
-    async fn poll_stored(&mut self) -> NumberedEvent {
-        self.done = true;
-        loop {
-            tokio::time::sleep(POLL_EVERY).await;
-            match self.runtime.run_report(&self.tenant, &self.chain).await {
-                Ok(report) if report.status.is_terminal() => {
-                    let event = events_of_report(&report)
-                        .pop()
-                        .unwrap_or(Event::Error { message: format!("run {} ended without a final event", self.chain) });
-                    return NumberedEvent { seq: self.next_seq, event };
-                }
-                Ok(_) => continue,
-                Err(error) => {
-                    return NumberedEvent { seq: self.next_seq, event: Event::Error { message: error.to_string() } };
-                }
-            }
+    /// Waits, re-reads the stored run and queues the events it gained since the last read (the
+    /// events of a stored run only ever grow at the end: see [`events_of_report`]).
+    async fn refresh_from_store(&mut self) -> Result<(), AgentError> {
+        tokio::time::sleep(POLL_EVERY).await;
+        let report = self.runtime.run_report(&self.tenant, &self.chain).await?;
+        let seen = usize::try_from(self.next_seq).unwrap_or(usize::MAX);
+        self.history = events_of_report(&report).into_iter().skip(seen).collect::<Vec<_>>().into_iter();
+        if report.status.is_terminal() {
+            self.source = Source::Nothing;
         }
+        Ok(())
     }
 
     async fn next_live(&mut self) -> Option<NumberedEvent> {
@@ -205,6 +202,7 @@ impl Runtime {
         self.limits().chain(&request.tenant).await?;
         let chain_id = request.chain_id.get_or_insert_with(ChainId::generate).clone();
         let tenant = request.tenant.clone();
+        self.chain_events.open(&tenant, &chain_id);
         let (sender, outcome) = oneshot::channel();
         let runtime = Arc::clone(self);
         crate::tasks::spawn("run", async move {
@@ -244,10 +242,15 @@ impl Runtime {
     }
 }
 
-/// Events that describe a stored run, for a watcher this process has no live history for.
+/// Events that describe a stored run, for a watcher this process has no live history for. The
+/// list only grows at its end as the run goes on — steps not yet started add nothing, and the
+/// step in progress ends the list — so a watcher re-reading the run queues just the new tail.
 pub fn events_of_report(report: &RunReport) -> Vec<Event> {
     let mut events = vec![Event::ChainStarted { chain_id: report.chain_id.to_string(), steps: report.steps.len() }];
     for step in &report.steps {
+        if step.status == "pending" {
+            break;
+        }
         events.push(Event::StepStarted { step: step.index, persona: step.persona.clone(), tool: step.tool.clone() });
         for g in &step.gates {
             events.push(Event::GateResult {
@@ -258,9 +261,10 @@ pub fn events_of_report(report: &RunReport) -> Vec<Event> {
                 threshold: g.threshold,
             });
         }
-        if !matches!(step.status.as_str(), "pending" | "executing" | "awaiting_approval") {
-            events.push(Event::StepCompleted { step: step.index, status: step.status.clone() });
+        if matches!(step.status.as_str(), "executing" | "awaiting_approval") {
+            break;
         }
+        events.push(Event::StepCompleted { step: step.index, status: step.status.clone() });
     }
     if report.status.is_terminal() {
         events.push(Event::ChainCompleted {

@@ -531,3 +531,110 @@ async fn a_model_without_a_price_is_refused_before_it_is_called() {
     assert_eq!(report.cost_usd, 0.0);
     assert!(server.received_requests().await.unwrap_or_default().is_empty(), "the model was never called");
 }
+
+/// One step that searches the knowledge base and answers: the run every watch test drives.
+async fn one_step_model() -> MockServer {
+    fake_model(&[
+        (PLAN, r#"[{"action": "search", "tool": "knowledge_search", "params": {"query": "ledger"}, "persona": "researcher"}]"#),
+        (DECLARE, r#"{"planned_action": "search", "tool_params": {"query": "ledger"}, "confidence": 0.9}"#),
+        (ANSWER, "Every action is sealed."),
+    ])
+    .await
+}
+
+async fn drain(events: &mut runtime::runs::RunEvents) -> Vec<runtime::runs::NumberedEvent> {
+    let mut out = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(30), events.next()).await.expect("events flow") {
+        out.push(event);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_started_run_is_watched_as_numbered_events_and_re_attached_from_any_number() {
+    use engine::machine::Event;
+    let server = one_step_model().await;
+    let Agent { runtime, _db, _workspace } = agent(&server).await;
+    let runtime = Arc::new(runtime);
+
+    let run = runtime.start_run(request("  What does the ledger do?  ", None)).await.expect("admitted");
+    let chain = run.chain_id().clone();
+    let seen = drain(&mut run.events()).await;
+    let numbers: Vec<u64> = seen.iter().map(|e| e.seq).collect();
+    assert_eq!(numbers, (0..seen.len() as u64).collect::<Vec<_>>(), "numbered from 0 without gaps");
+    assert!(matches!(seen.first().map(|e| &e.event), Some(Event::ChainStarted { .. })), "{seen:?}");
+    assert!(
+        matches!(seen.last().map(|e| &e.event), Some(Event::ChainCompleted { status: ChainStatus::Completed, .. })),
+        "{seen:?}"
+    );
+    assert_eq!(seen.iter().filter(|e| matches!(e.event, Event::GateResult { .. })).count(), 4);
+    assert!(seen.iter().any(|e| matches!(e.event, Event::SealCreated { .. })));
+    let report = runtime.run_report(&demo(), &chain).await.expect("stored");
+    assert_eq!(report.task, "What does the ledger do?", "the task is trimmed");
+
+    // Re-attaching after event 2 gives exactly what followed it; after the last, nothing.
+    let again = drain(&mut runtime.watch_run(&demo(), &chain, Some(2)).await.expect("watch")).await;
+    assert_eq!(again, seen[3..]);
+    let last = seen.last().map(|e| e.seq);
+    assert!(drain(&mut runtime.watch_run(&demo(), &chain, last).await.expect("watch")).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_goes_on_when_its_caller_goes_away_and_another_runtime_watches_its_stored_state() {
+    use engine::machine::Event;
+    let server = one_step_model().await;
+    let Agent { runtime, _db, _workspace } = agent(&server).await;
+    let runtime = Arc::new(runtime);
+    let run = runtime.start_run(request("What does the ledger do?", None)).await.expect("admitted");
+    let chain = run.chain_id().clone();
+    drop(run);
+    let seen = drain(&mut runtime.watch_run(&demo(), &chain, None).await.expect("watch")).await;
+    assert!(
+        matches!(seen.last().map(|e| &e.event), Some(Event::ChainCompleted { status: ChainStatus::Completed, .. })),
+        "{seen:?}"
+    );
+
+    // A runtime that did not drive the run (another replica, or after a restart) describes it
+    // from the store: the same steps, gates and ending, numbered from 0.
+    let store = Arc::clone(&_db.as_ref().expect("database").store);
+    let other = Arc::new(Runtime::start(RuntimeParts::new(store, signer(1), config(), None)).await.expect("runtime"));
+    let described = drain(&mut other.watch_run(&demo(), &chain, None).await.expect("watch")).await;
+    let kinds = |events: &[runtime::runs::NumberedEvent]| -> Vec<&'static str> {
+        events
+            .iter()
+            .filter_map(|e| match e.event {
+                Event::ChainStarted { .. } => Some("chain_started"),
+                Event::StepStarted { .. } => Some("step_started"),
+                Event::GateResult { .. } => Some("gate_result"),
+                Event::StepCompleted { .. } => Some("step_completed"),
+                Event::ChainCompleted { .. } => Some("chain_completed"),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(kinds(&described), kinds(&seen), "{described:?}");
+    assert_eq!(described.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..described.len() as u64).collect::<Vec<_>>());
+    // Its stored description only grows at the end as a run goes on.
+    let report = other.run_report(&demo(), &chain).await.expect("stored");
+    let mut partial = report.clone();
+    partial.status = ChainStatus::Executing;
+    partial.steps[0].status = "executing".into();
+    let early = runtime::runs::events_of_report(&partial);
+    assert_eq!(runtime::runs::events_of_report(&report)[..early.len()], early[..]);
+}
+
+#[tokio::test]
+async fn start_run_refuses_bad_tasks_and_watch_run_unknown_runs() {
+    let server = one_step_model().await;
+    let Agent { runtime, _db, _workspace } = agent(&server).await;
+    let runtime = Arc::new(runtime);
+    for task in ["   ".to_owned(), "x".repeat(runtime::runs::MAX_TASK_CHARS + 1)] {
+        match runtime.start_run(request(&task, None)).await {
+            Err(AgentError::InvalidTask(reason)) => assert!(reason.contains("task"), "{reason}"),
+            other => panic!("expected InvalidTask, got {:?}", other.map(|run| run.chain_id().clone())),
+        }
+    }
+    let unknown = domain::ChainId::generate();
+    assert!(runtime.watch_run(&demo(), &unknown, None).await.is_err(), "an unknown run cannot be watched");
+    assert!(runtime.run_reports(&demo(), 10).await.expect("list").is_empty(), "nothing was started");
+}
