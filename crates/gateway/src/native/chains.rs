@@ -113,8 +113,7 @@ pub(crate) async fn chain_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let chain = parse_chain(&id)?;
-    let after =
-        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let events = state.runtime.watch_run(&principal.tenant, &chain, after).await?;
     Ok(sse(events).into_response())
 }

@@ -13,7 +13,9 @@ use tower::ServiceExt as _;
 async fn runtime() -> (Arc<Runtime>, store::test_support::TestDatabase) {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
-    let rt = Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer, RuntimeConfig::default(), None)).await.expect("start");
+    let rt = Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer, RuntimeConfig::default(), None))
+        .await
+        .expect("start");
     (Arc::new(rt), db)
 }
 
