@@ -17,8 +17,8 @@ use providers::ModelProvider;
 use providers::openai::{OpenAiConfig, OpenAiProvider};
 use providers::pricing::PriceTable;
 use providers::resilience::{CircuitBreakerConfig, Fallback, FallbackTarget, Resilient, RetryPolicy};
-use runtime::{Runtime, RuntimeParts};
 use runtime::agent::{AgentError, AgentServices, ModelTarget, Models, RunRequest};
+use runtime::{Runtime, RuntimeParts};
 use serde_json::{Value, json};
 use store::test_support::{TestDatabase, sqlite};
 use tools::{Tool, ToolContext, ToolError};
@@ -36,7 +36,7 @@ fn completion(content: &str) -> ResponseTemplate {
 }
 
 /// A fake model: each reply is chosen by a phrase its prompt contains.
-async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
+pub(crate) async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
     let server = MockServer::start().await;
     for (phrase, content) in replies {
         Mock::given(method("POST"))
@@ -49,7 +49,7 @@ async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
     server
 }
 
-fn provider(uri: &str) -> Arc<dyn ModelProvider> {
+pub(crate) fn provider(uri: &str) -> Arc<dyn ModelProvider> {
     let inner = Arc::new(OpenAiProvider::new(OpenAiConfig::compatible("fake", uri, None)).expect("provider"));
     let retry = RetryPolicy {
         max_attempts: 3,
@@ -60,8 +60,8 @@ fn provider(uri: &str) -> Arc<dyn ModelProvider> {
     Arc::new(Resilient::new(inner, retry, CircuitBreakerConfig::default()))
 }
 
-struct Agent {
-    runtime: Runtime,
+pub(crate) struct Agent {
+    pub(crate) runtime: Runtime,
     _db: Option<TestDatabase>,
     _workspace: tempfile_dir::Dir,
 }
@@ -116,7 +116,7 @@ async fn agent_on(
     Agent { runtime, _db: db, _workspace: workspace }
 }
 
-fn models(provider: Arc<dyn ModelProvider>) -> Models {
+pub(crate) fn models(provider: Arc<dyn ModelProvider>) -> Models {
     let target = ModelTarget { provider, model: "gpt-4o-mini".into() };
     Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target }
 }
@@ -125,11 +125,11 @@ async fn agent(server: &MockServer) -> Agent {
     agent_with(sqlite().await, models(provider(&server.uri())), Vec::new()).await
 }
 
-fn demo() -> TenantId {
+pub(crate) fn demo() -> TenantId {
     TenantId::parse("demo").expect("id")
 }
 
-fn request(task: &str, persona: Option<&str>) -> RunRequest {
+pub(crate) fn request(task: &str, persona: Option<&str>) -> RunRequest {
     RunRequest {
         tenant: demo(),
         task: task.into(),
@@ -140,9 +140,9 @@ fn request(task: &str, persona: Option<&str>) -> RunRequest {
     }
 }
 
-const PLAN: &str = "Break the following task";
-const DECLARE: &str = "Declare your intent";
-const ANSWER: &str = "Answer the user";
+pub(crate) const PLAN: &str = "Break the following task";
+pub(crate) const DECLARE: &str = "Declare your intent";
+pub(crate) const ANSWER: &str = "Answer the user";
 
 #[tokio::test]
 async fn a_simple_question_completes_with_a_sealed_verified_step() {
@@ -303,8 +303,8 @@ async fn ssrf_and_path_traversal_are_refused_by_the_tools() {
 }
 
 /// A state-changing tool that needs approval, recording what it was asked to do.
-struct Notify {
-    calls: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct Notify {
+    pub(crate) calls: Arc<Mutex<Vec<Value>>>,
 }
 
 #[async_trait]
@@ -329,7 +329,7 @@ impl Tool for Notify {
     }
 }
 
-async fn approval_agent(
+pub(crate) async fn approval_agent(
     store: Arc<dyn domain::ports::Store>,
     server: &MockServer,
     calls: Arc<Mutex<Vec<Value>>>,
@@ -365,7 +365,7 @@ async fn approval_agent_with_ttl(
     agent
 }
 
-async fn notify_server() -> MockServer {
+pub(crate) async fn notify_server() -> MockServer {
     fake_model(&[
         (PLAN, r#"[{"action": "announce", "tool": "notify_team", "params": {"message": "release at 5"}, "persona": "announcer"}]"#),
         (DECLARE, r#"{"planned_action": "announce", "tool_params": {"message": "release at 5"}}"#),
