@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domain::agent::{ActionStatus, ApprovalStatus, ChainStatus};
 use domain::knowledge::AccessLevel;
 use domain::ledger::{EntryDraft, EntryKind};
 use domain::ports::{ActionSample, Approval, Companions, StoreError, StoredRun};
@@ -75,7 +76,7 @@ pub struct RunReport {
     pub tenant: TenantId,
     pub chain_id: ChainId,
     pub task: String,
-    pub status: domain::agent::ChainStatus,
+    pub status: ChainStatus,
     pub answer: Option<String>,
     pub error: Option<String>,
     pub steps: Vec<StepRecord>,
@@ -152,9 +153,6 @@ impl Drop for Driving<'_> {
     }
 }
 
-/// Statuses of runs that are not over.
-const OPEN_STATUSES: [&str; 3] = ["planning", "executing", "awaiting_approval"];
-
 impl Runtime {
     fn agent(&self) -> Result<&AgentServices, AgentError> {
         self.agent
@@ -205,7 +203,7 @@ impl Runtime {
             tenant_id: request.tenant.clone(),
             chain_id: run.chain_id.clone(),
             task: request.task.clone(),
-            status: run.status.as_str().to_owned(),
+            status: run.status,
             state: state_json(&run, request.user.as_deref()),
             created_at: created,
             updated_at: created,
@@ -226,10 +224,15 @@ impl Runtime {
         Ok(report(tenant, &run))
     }
 
-    /// Recent runs of a tenant, newest first.
-    pub async fn run_reports(&self, tenant: &TenantId, limit: u32) -> Result<Vec<RunReport>, AgentError> {
+    /// A tenant's most recent runs (of `status` only, when given), at most `limit`, newest first.
+    pub async fn run_reports(
+        &self,
+        tenant: &TenantId,
+        status: Option<ChainStatus>,
+        limit: u32,
+    ) -> Result<Vec<RunReport>, AgentError> {
         let mut out = Vec::new();
-        for stored in self.store.runs(tenant, limit).await? {
+        for stored in self.store.runs(tenant, status, limit).await? {
             let (run, _) = parse_state(&stored)?;
             out.push(report(tenant, &run));
         }
@@ -241,7 +244,7 @@ impl Runtime {
     /// is failed with that reason rather than re-running the tool.
     pub async fn resume_unfinished(&self) -> Result<Vec<RunReport>, AgentError> {
         let mut reports = Vec::new();
-        for stored in self.store.runs_with_status(&OPEN_STATUSES).await? {
+        for stored in self.store.runs_with_status(ChainStatus::OPEN).await? {
             let tenant = stored.tenant_id.clone();
             if !self.claim(&stored).await? {
                 continue;
@@ -278,7 +281,7 @@ impl Runtime {
             return Ok(!self.active.lock().unwrap_or_else(|p| p.into_inner()).contains(&stored.chain_id));
         }
         if let Some(owner) = owner
-            && stored.status != "awaiting_approval"
+            && stored.status != ChainStatus::AwaitingApproval
             && let Some(seen) = self.store.last_heartbeat(owner).await?
         {
             let stale_after = i64::try_from(crate::OWNER_STALE_AFTER.as_micros()).unwrap_or(i64::MAX);
@@ -391,7 +394,7 @@ impl Runtime {
                         call_digest,
                         reason,
                         requested_by: user.map(str::to_owned),
-                        status: "pending".into(),
+                        status: ApprovalStatus::Pending,
                         decided_by: None,
                         decided_at: None,
                         note: None,
@@ -523,7 +526,7 @@ impl Runtime {
                 return Ok(Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index });
             }
         }
-        let executed = kind == SealKind::Result && payload["status"] == "executed";
+        let executed = kind == SealKind::Result && payload["status"] == ActionStatus::Executed.as_str();
         let mut companions = Companions { runs: vec![state], ..Companions::default() };
         if executed
             && let Some(s) = run.steps.get(step)
@@ -565,7 +568,7 @@ impl Runtime {
 
 /// The run as it should be stored now (also updating `record`).
 fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> StoredRun {
-    record.status = run.status.as_str().to_owned();
+    record.status = run.status;
     record.state = state_json(run, user);
     record.updated_at = Timestamp::now();
     record.clone()

@@ -258,8 +258,8 @@ pub fn events_of_report(report: &RunReport) -> Vec<Event> {
                 threshold: g.threshold,
             });
         }
-        if !matches!(step.status.as_str(), "pending" | "executing" | "awaiting_approval") {
-            events.push(Event::StepCompleted { step: step.index, status: step.status.clone() });
+        if step.status.is_settled() {
+            events.push(Event::StepCompleted { step: step.index, status: step.status });
         }
     }
     if report.status.is_terminal() {

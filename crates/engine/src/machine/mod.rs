@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use domain::agent::{ChainStatus, GateResult, GateVerdict};
+use domain::agent::{ActionStatus, ChainStatus, GateResult, GateVerdict};
 use domain::persona::PersonaContract;
 use domain::tool::ToolDefinition;
 use domain::{ChainId, Timestamp};
@@ -118,8 +118,8 @@ pub enum Event {
     ChainStarted { chain_id: String, steps: usize },
     StepStarted { step: usize, persona: String, tool: String },
     GateResult { step: usize, gate: String, verdict: GateVerdict, score: f64, threshold: f64 },
-    SealCreated { step: usize, seal_kind: SealKind, status: String, fingerprint: String, result_preview: String },
-    StepCompleted { step: usize, status: String },
+    SealCreated { step: usize, seal_kind: SealKind, status: ActionStatus, fingerprint: String, result_preview: String },
+    StepCompleted { step: usize, status: ActionStatus },
     ApprovalRequired { step: usize, tool: String, reason: String },
     ChainCompleted { chain_id: String, status: ChainStatus, input_tokens: u64, output_tokens: u64, cost_usd: f64 },
     Error { message: String },
@@ -134,8 +134,7 @@ pub struct StepRecord {
     pub tool: String,
     pub params: Value,
     pub gates: Vec<GateResult>,
-    /// `pending`, `blocked`, `awaiting_approval`, `executing`, `executed`, `failed`.
-    pub status: String,
+    pub status: ActionStatus,
     pub intent_fingerprint: Option<String>,
     pub result_fingerprint: Option<String>,
     pub result_preview: Option<String>,
@@ -394,17 +393,17 @@ impl Run {
                 events.push(Event::SealCreated {
                     step,
                     seal_kind: SealKind::Intent,
-                    status: s.status.clone(),
+                    status: s.status,
                     fingerprint,
                     result_preview: String::new(),
                 });
-                match s.status.as_str() {
-                    "blocked" => {
+                match s.status {
+                    ActionStatus::Blocked => {
                         let error = s.error.clone().unwrap_or_default();
-                        events.push(Event::StepCompleted { step, status: "blocked".into() });
+                        events.push(Event::StepCompleted { step, status: ActionStatus::Blocked });
                         self.stop(format!("step {step} blocked: {error}"))
                     }
-                    "awaiting_approval" => {
+                    ActionStatus::AwaitingApproval => {
                         self.status = ChainStatus::AwaitingApproval;
                         self.phase = Phase::AwaitingApproval { step };
                         let reason = s.error.clone().unwrap_or_default();
@@ -432,7 +431,7 @@ impl Run {
                     s.error = None;
                     self.execute(step)
                 } else {
-                    s.status = "blocked".into();
+                    s.status = ActionStatus::Blocked;
                     s.error = Some(format!("denied by {by}"));
                     self.seal_result(step)
                 }
@@ -452,7 +451,7 @@ impl Run {
                     }
                     // Sensitive matches never reach the seal, the events or the next prompt.
                     let preview: String = redact(&text, &findings).chars().take(PREVIEW_CHARS).collect();
-                    s.status = "executed".into();
+                    s.status = ActionStatus::Executed;
                     s.result_preview = Some(preview);
                     self.retrieved = format!(
                         "{}\n[step {step} {}] {}",
@@ -468,7 +467,7 @@ impl Run {
                     if failure.transient && s.attempts <= MAX_TOOL_RETRIES {
                         self.execute(step)
                     } else {
-                        s.status = "failed".into();
+                        s.status = ActionStatus::Failed;
                         s.error = Some(failure.message);
                         self.seal_result(step)
                     }
@@ -481,16 +480,16 @@ impl Run {
                 events.push(Event::SealCreated {
                     step,
                     seal_kind: SealKind::Result,
-                    status: s.status.clone(),
+                    status: s.status,
                     fingerprint,
                     result_preview: s.result_preview.clone().unwrap_or_default(),
                 });
-                events.push(Event::StepCompleted { step, status: s.status.clone() });
-                let status = s.status.clone();
+                events.push(Event::StepCompleted { step, status: s.status });
+                let status = s.status;
                 let error = s.error.clone().unwrap_or_default();
-                match status.as_str() {
-                    "executed" if step + 1 < self.steps.len() => self.begin_step(step + 1, events),
-                    "executed" => {
+                match status {
+                    ActionStatus::Executed if step + 1 < self.steps.len() => self.begin_step(step + 1, events),
+                    ActionStatus::Executed => {
                         self.phase = Phase::Answering { attempts: 0, tier_bump: 0 };
                         self.answer_call(0, 0, &[])
                     }

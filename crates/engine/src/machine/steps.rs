@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use domain::Timestamp;
-use domain::agent::{ChainStatus, GateVerdict};
+use domain::agent::{ActionStatus, ChainStatus, GateVerdict};
 use domain::persona::PersonaContract;
 use domain::tool::ToolDefinition;
 use serde_json::json;
@@ -50,7 +50,7 @@ impl Run {
                 tool: p.tool.clone(),
                 params: p.params.clone(),
                 gates: Vec::new(),
-                status: "pending".into(),
+                status: ActionStatus::Pending,
                 intent_fingerprint: None,
                 result_fingerprint: None,
                 result_preview: None,
@@ -208,15 +208,15 @@ impl Run {
             });
         }
         let status = if overall_fail {
-            "blocked"
+            ActionStatus::Blocked
         } else if approval.is_some() {
-            "awaiting_approval"
+            ActionStatus::AwaitingApproval
         } else {
-            "pending"
+            ActionStatus::Pending
         };
         let st = &mut self.steps[step];
         st.gates = gates.clone();
-        st.status = status.to_owned();
+        st.status = status;
         st.error = if overall_fail { Some(error) } else { approval.clone() };
         let payload = json!({
             "chain_id": self.chain_id.as_str(),
@@ -246,7 +246,7 @@ impl Run {
     pub(super) fn execute(&mut self, step: usize) -> Action {
         let timeout = self.tool(&self.steps[step].tool).map_or(30, |t| t.timeout_seconds);
         let s = &mut self.steps[step];
-        s.status = "executing".into();
+        s.status = ActionStatus::Executing;
         s.attempts += 1;
         self.phase = Phase::Executing { step };
         Action::ExecuteTool {
@@ -302,7 +302,7 @@ impl Run {
 
     /// Ends the run after a step was blocked or failed: `partial` if earlier steps completed.
     pub(super) fn stop(&mut self, error: String) -> Action {
-        let completed = self.steps.iter().any(|s| s.status == "executed");
+        let completed = self.steps.iter().any(|s| s.status == ActionStatus::Executed);
         self.status = if completed { ChainStatus::Partial } else { ChainStatus::Failed };
         self.error = Some(error);
         self.phase = Phase::Done;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use domain::agent::ChainStatus;
+use domain::agent::{ApprovalStatus, ChainStatus};
 use domain::persona::{PersonaContract, RiskLevel, TrustTier};
 use domain::ports::{Approval, StoredRun};
 use domain::{ChainId, PersonaId, Timestamp};
@@ -201,7 +201,7 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
                 tenant_id: demo(),
                 chain_id: chain.clone(),
                 task: fixture["task"].as_str().expect("task").to_owned(),
-                status: fixture["status"].as_str().expect("status").to_owned(),
+                status: fixture["status"].as_str().expect("status").parse().expect("a chain status"),
                 state: fixture["state"].to_string(),
                 created_at: Timestamp::from_micros(AT),
                 updated_at: Timestamp::from_micros(AT),
@@ -224,7 +224,7 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
                     call_digest: text("call_digest"),
                     reason: text("reason"),
                     requested_by: a["requested_by"].as_str().map(str::to_owned),
-                    status: text("status"),
+                    status: text("status").parse().expect("an approval status"),
                     decided_by: None,
                     decided_at: None,
                     note: None,
@@ -238,7 +238,7 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
         agent.runtime.resume_unfinished().await.unwrap_or_else(|e| panic!("{what}: resume: {e}"));
         let mut report = agent.runtime.run_report(&demo(), &chain).await.unwrap_or_else(|e| panic!("{what}: {e}"));
         if report.status == ChainStatus::AwaitingApproval {
-            let pending = agent.runtime.approvals(&demo(), Some("pending")).await.expect("approvals");
+            let pending = agent.runtime.approvals(&demo(), Some(ApprovalStatus::Pending)).await.expect("approvals");
             let [approval] = pending.as_slice() else { panic!("{what}: one pending approval, got {pending:?}") };
             report = agent
                 .runtime
