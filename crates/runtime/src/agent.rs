@@ -14,7 +14,7 @@ use domain::ports::{ActionSample, Approval, Companions, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use engine::gates::DriftHistory;
 use engine::machine::{
-    Action, Event, Input, ModelPurpose, ModelTier, Run, RunContext, SealKind, StepRecord, ToolFailure,
+    Action, Event, Input, ModelPurpose, ModelTier, Run, RunContext, SealKind, StepRecord, ToolFailure, stored,
 };
 use providers::pricing::PriceTable;
 use providers::{ChatRequest, Message, ModelProvider};
@@ -130,6 +130,8 @@ pub enum AgentError {
     AlreadyDriven { chain: String },
     #[error("stored run {chain} cannot be read: {reason}")]
     CorruptRun { chain: String, reason: String },
+    #[error("run {chain} cannot be stored: {reason}")]
+    UnstorableRun { chain: String, reason: String },
 }
 
 impl From<crate::budget::BudgetCheckError> for AgentError {
@@ -204,7 +206,7 @@ impl Runtime {
             chain_id: run.chain_id.clone(),
             task: request.task.clone(),
             status: run.status,
-            state: state_json(&run, request.user.as_deref()),
+            state: encode_state(&run, request.user.as_deref())?,
             created_at: created,
             updated_at: created,
             owner: Some(self.instance.clone()),
@@ -246,10 +248,11 @@ impl Runtime {
         let mut reports = Vec::new();
         for stored in self.store.runs_with_status(ChainStatus::OPEN).await? {
             let tenant = stored.tenant_id.clone();
+            // A run this build cannot read stays as it is (said in the log); the others go on.
+            let Some((mut run, user)) = readable(&stored) else { continue };
             if !self.claim(&stored).await? {
                 continue;
             }
-            let (mut run, user) = parse_state(&stored)?;
             let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
             let Some(_driving) = self.begin_driving(&run.chain_id) else { continue };
             if run.awaiting_approval().is_some() {
@@ -307,13 +310,13 @@ impl Runtime {
     }
 
     pub(crate) async fn save(&self, run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<(), AgentError> {
-        self.store.save_run(&snapshot(run, record, user)).await?;
+        self.store.save_run(&snapshot(run, record, user)?).await?;
         Ok(())
     }
 
     /// Saves the run through the ledger's group commit (shared with other runs' writes).
     async fn save_grouped(&self, run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<(), AgentError> {
-        let companions = Companions { runs: vec![snapshot(run, record, user)], ..Companions::default() };
+        let companions = Companions { runs: vec![snapshot(run, record, user)?], ..Companions::default() };
         self.ledger.write(companions).await?;
         Ok(())
     }
@@ -378,7 +381,7 @@ impl Runtime {
                     // The run is saved in the seal's own transaction, still holding the payload
                     // it sealed: after a crash the same seal is found and reused, never written
                     // twice.
-                    let state = snapshot(run, record, user);
+                    let state = snapshot(run, record, user)?;
                     self.seal(tenant, run, step, kind, payload, std::mem::take(&mut check_existing_seal), state).await?
                 }
                 Action::AwaitApproval { step, tool, params, call_digest, reason } => {
@@ -567,23 +570,42 @@ impl Runtime {
 }
 
 /// The run as it should be stored now (also updating `record`).
-fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> StoredRun {
+fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<StoredRun, AgentError> {
     record.status = run.status;
-    record.state = state_json(run, user);
+    record.state = encode_state(run, user)?;
     record.updated_at = Timestamp::now();
-    record.clone()
+    Ok(record.clone())
 }
 
-fn state_json(run: &Run, user: Option<&str>) -> String {
-    json!({"run": run, "user": user}).to_string()
+/// The run's stored state, in the current version of the stored format.
+fn encode_state(run: &Run, user: Option<&str>) -> Result<String, AgentError> {
+    stored::encode(run, user)
+        .map_err(|e| AgentError::UnstorableRun { chain: run.chain_id.to_string(), reason: e.to_string() })
 }
 
+/// A stored run and who asked for it, from any version of the stored format.
 pub(crate) fn parse_state(stored: &StoredRun) -> Result<(Run, Option<String>), AgentError> {
-    let corrupt = |reason: String| AgentError::CorruptRun { chain: stored.chain_id.to_string(), reason };
-    let mut value: Value = serde_json::from_str(&stored.state).map_err(|e| corrupt(e.to_string()))?;
-    let user = value.get("user").and_then(Value::as_str).map(str::to_owned);
-    let run: Run = serde_json::from_value(value["run"].take()).map_err(|e| corrupt(e.to_string()))?;
-    Ok((run, user))
+    let decoded = stored::decode(&stored.state)
+        .map_err(|e| AgentError::CorruptRun { chain: stored.chain_id.to_string(), reason: e.to_string() })?;
+    if decoded.run.chain_id != stored.chain_id {
+        return Err(AgentError::CorruptRun {
+            chain: stored.chain_id.to_string(),
+            reason: format!("its state belongs to chain {}", decoded.run.chain_id),
+        });
+    }
+    Ok((decoded.run, decoded.user))
+}
+
+/// For sweeps over many runs: a run whose state cannot be read is reported in the log (naming
+/// the chain and why) and skipped, so it never holds up the others.
+pub(crate) fn readable(stored: &StoredRun) -> Option<(Run, Option<String>)> {
+    match parse_state(stored) {
+        Ok(parsed) => Some(parsed),
+        Err(error) => {
+            tracing::error!(tenant = %stored.tenant_id, chain = %stored.chain_id, %error, "skipping a stored run");
+            None
+        }
+    }
 }
 
 pub(crate) fn report(tenant: &TenantId, run: &Run) -> RunReport {

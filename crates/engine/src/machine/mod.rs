@@ -20,6 +20,7 @@ use crate::gates::DriftHistory;
 use crate::parse::{self, PlannedStep};
 
 mod steps;
+pub mod stored;
 use crate::validate::{QaSpec, redact, scan};
 
 /// Retrieval confidence needed to act without another retrieval loop.
@@ -145,20 +146,73 @@ pub struct StepRecord {
     pub action_fingerprint: Option<String>,
 }
 
+/// Where the run is, with the working data only that phase needs. Stored with the run (as
+/// `{"name": "sealing_intent", "step": 0, "payload": …}`): the stored format is versioned in
+/// [`stored`], so a change here needs a new version there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
 enum Phase {
     New,
-    Planning { attempts: u32 },
-    Retrieving { step: usize, loops: u32 },
-    Activating { step: usize },
-    Declaring { step: usize, attempts: u32 },
-    Gating { step: usize },
-    SealingIntent { step: usize },
-    AwaitingApproval { step: usize },
-    Executing { step: usize },
-    SealingResult { step: usize },
-    Answering { attempts: u32, tier_bump: u8 },
+    Planning {
+        attempts: u32,
+    },
+    Retrieving {
+        step: usize,
+        loops: u32,
+    },
+    Activating {
+        step: usize,
+    },
+    /// The persona's drift history, loaded at activation, waits here for the gates.
+    Declaring {
+        step: usize,
+        attempts: u32,
+        drift: DriftHistory,
+    },
+    Gating {
+        step: usize,
+        drift: DriftHistory,
+    },
+    /// The payload being sealed: after a crash the same seal is found (or made) again.
+    SealingIntent {
+        step: usize,
+        payload: Value,
+    },
+    AwaitingApproval {
+        step: usize,
+    },
+    Executing {
+        step: usize,
+    },
+    SealingResult {
+        step: usize,
+        payload: Value,
+    },
+    Answering {
+        attempts: u32,
+        tier_bump: u8,
+    },
     Done,
+}
+
+impl Phase {
+    /// The phase's stored name, for messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::New => "new",
+            Phase::Planning { .. } => "planning",
+            Phase::Retrieving { .. } => "retrieving",
+            Phase::Activating { .. } => "activating",
+            Phase::Declaring { .. } => "declaring",
+            Phase::Gating { .. } => "gating",
+            Phase::SealingIntent { .. } => "sealing_intent",
+            Phase::AwaitingApproval { .. } => "awaiting_approval",
+            Phase::Executing { .. } => "executing",
+            Phase::SealingResult { .. } => "sealing_result",
+            Phase::Answering { .. } => "answering",
+            Phase::Done => "done",
+        }
+    }
 }
 
 /// Everything a run needs that does not change while it runs.
@@ -172,7 +226,8 @@ pub struct RunContext {
     pub qa_spec: Option<String>,
 }
 
-/// One run of the agent loop.
+/// One run of the agent loop. Its serde form is the current layout of the stored run; store
+/// and load it through [`stored::encode`] and [`stored::decode`], which add the version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub chain_id: ChainId,
@@ -188,10 +243,9 @@ pub struct Run {
     pub cost_usd: f64,
     pub models: Vec<String>,
     phase: Phase,
-    /// Working state of the current step (not part of the public record).
-    drift: Option<DriftHistory>,
+    /// What retrieval and earlier steps found, for the next declarations (not part of the
+    /// public record).
     retrieved: String,
-    pending_payload: Option<Value>,
 }
 
 impl Run {
@@ -210,14 +264,12 @@ impl Run {
             cost_usd: 0.0,
             models: Vec::new(),
             phase: Phase::New,
-            drift: None,
             retrieved: String::new(),
-            pending_payload: None,
         }
     }
 
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Done
+        matches!(self.phase, Phase::Done)
     }
 
     /// Whether the run is parked waiting for a human.
@@ -238,13 +290,14 @@ impl Run {
             }
             Phase::Activating { step } => (self.activate_action(step), Vec::new()),
             Phase::Declaring { step, .. } => (self.declare_call(step), Vec::new()),
-            Phase::Gating { step } => (Action::MeasureGates { step }, Vec::new()),
+            Phase::Gating { step, .. } => (Action::MeasureGates { step }, Vec::new()),
             // A seal may or may not have reached the ledger before the crash; the runtime
             // checks the chain's last entry before re-sealing.
-            Phase::SealingIntent { step } | Phase::SealingResult { step } => {
-                let kind =
-                    if matches!(self.phase, Phase::SealingIntent { .. }) { SealKind::Intent } else { SealKind::Result };
-                (Action::Seal { step, kind, payload: self.pending_payload.clone().unwrap_or(Value::Null) }, Vec::new())
+            Phase::SealingIntent { step, payload } => {
+                (Action::Seal { step, kind: SealKind::Intent, payload }, Vec::new())
+            }
+            Phase::SealingResult { step, payload } => {
+                (Action::Seal { step, kind: SealKind::Result, payload }, Vec::new())
             }
             Phase::AwaitingApproval { step } => {
                 let s = &self.steps[step];
@@ -272,7 +325,7 @@ impl Run {
 
     /// Stops the run at once with status `cancelled` (a finished run stays as it is).
     pub fn cancel(&mut self, reason: impl Into<String>) -> (Action, Vec<Event>) {
-        if self.phase == Phase::Done {
+        if matches!(self.phase, Phase::Done) {
             return (self.finish_action(), Vec::new());
         }
         self.status = ChainStatus::Cancelled;
@@ -349,11 +402,10 @@ impl Run {
                 }
             }
             (Phase::Activating { step }, Input::PersonaActivated { drift }) => {
-                self.drift = Some(drift);
-                self.phase = Phase::Declaring { step, attempts: 0 };
+                self.phase = Phase::Declaring { step, attempts: 0, drift };
                 self.declare_call(step)
             }
-            (Phase::Declaring { step, attempts }, Input::ModelReplied { text, .. }) => {
+            (Phase::Declaring { step, attempts, drift }, Input::ModelReplied { text, .. }) => {
                 match parse::declaration(&text) {
                     Ok(declared) => {
                         let s = &mut self.steps[step];
@@ -365,12 +417,12 @@ impl Run {
                         if !declared.reasoning.is_empty() {
                             s.reasoning.push(declared.reasoning);
                         }
-                        self.phase = Phase::Gating { step };
+                        self.phase = Phase::Gating { step, drift };
                         Action::MeasureGates { step }
                     }
                     Err(error) if attempts == 0 => {
                         self.steps[step].reasoning.push(format!("declaration rejected: {error}"));
-                        self.phase = Phase::Declaring { step, attempts: 1 };
+                        self.phase = Phase::Declaring { step, attempts: 1, drift };
                         self.declare_call(step)
                     }
                     Err(error) => {
@@ -378,16 +430,15 @@ impl Run {
                         self.steps[step]
                             .reasoning
                             .push(format!("declaration rejected again ({error}); using the planned call"));
-                        self.phase = Phase::Gating { step };
+                        self.phase = Phase::Gating { step, drift };
                         Action::MeasureGates { step }
                     }
                 }
             }
-            (Phase::Gating { step }, Input::GatesMeasured { since_activation, intent_similarity, now }) => {
-                self.gate(step, since_activation, intent_similarity, now, events)
+            (Phase::Gating { step, drift }, Input::GatesMeasured { since_activation, intent_similarity, now }) => {
+                self.gate(step, &drift, since_activation, intent_similarity, now, events)
             }
-            (Phase::SealingIntent { step }, Input::Sealed { fingerprint, .. }) => {
-                self.pending_payload = None;
+            (Phase::SealingIntent { step, .. }, Input::Sealed { fingerprint, .. }) => {
                 let s = &mut self.steps[step];
                 s.intent_fingerprint = Some(fingerprint.clone());
                 events.push(Event::SealCreated {
@@ -473,8 +524,7 @@ impl Run {
                     }
                 }
             },
-            (Phase::SealingResult { step }, Input::Sealed { fingerprint, .. }) => {
-                self.pending_payload = None;
+            (Phase::SealingResult { step, .. }, Input::Sealed { fingerprint, .. }) => {
                 let s = &mut self.steps[step];
                 s.result_fingerprint = Some(fingerprint.clone());
                 events.push(Event::SealCreated {
@@ -540,7 +590,7 @@ impl Run {
                 }
             }
             (phase, input) => {
-                let message = format!("unexpected input {} in phase {phase:?}", input_name(&input));
+                let message = format!("unexpected input {} in phase {}", input_name(&input), phase.name());
                 events.push(Event::Error { message: message.clone() });
                 self.fail(message)
             }

@@ -459,7 +459,7 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             chain_id: run.chain_id.clone(),
             task: "say hi".into(),
             status: ChainStatus::Planning,
-            state: json!({"run": run, "user": "alice"}).to_string(),
+            state: engine::machine::stored::encode(&run, Some("alice")).expect("encode"),
             created_at: now,
             updated_at: now,
             // A process that died: it never heartbeats again.
@@ -479,7 +479,7 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             chain_id: live.chain_id.clone(),
             task: "say hi".into(),
             status: ChainStatus::Planning,
-            state: json!({"run": live, "user": "alice"}).to_string(),
+            state: engine::machine::stored::encode(&live, Some("alice")).expect("encode"),
             created_at: now,
             updated_at: now,
             owner: Some("nexus-alive".into()),

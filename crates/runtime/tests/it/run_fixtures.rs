@@ -1,4 +1,5 @@
-//! Stored runs written by every released format still run to their end. `tests/fixtures/runs/`
+//! Stored runs written by every released format still run to their end, and a stored run that
+//! cannot be read is an error naming its chain, never a panic, that holds up no other run. `tests/fixtures/runs/`
 //! holds one stored run per phase of the agent loop (one of them waiting for an approval) for
 //! every version of the stored format; each is loaded into a real SQLite store and resumed
 //! through the runtime. The current version's fixtures must be exactly what this build writes:
@@ -23,7 +24,7 @@ use tools::Tool;
 use crate::agent::{Notify, approval_agent, demo, notify_server};
 
 /// The stored format this build writes.
-const CURRENT_VERSION: u32 = 1;
+const CURRENT_VERSION: u64 = engine::machine::stored::VERSION;
 /// Every phase of the agent loop, in the order the fixture run passes through them.
 const PHASES: [&str; 12] = [
     "new",
@@ -81,7 +82,8 @@ fn model_reply(text: &str) -> Input {
 
 /// The stored state as this build writes it.
 fn encode(run: &Run) -> Value {
-    json!({"run": run, "user": "alice"})
+    let text = engine::machine::stored::encode(run, Some("alice")).expect("encode");
+    serde_json::from_str(&text).expect("JSON")
 }
 
 /// The fixture run's stored rows at every phase, as this build writes them.
@@ -184,6 +186,23 @@ fn all_fixtures() -> Vec<(String, String, Value)> {
     out
 }
 
+#[test]
+fn every_version_of_a_phase_reads_as_the_same_run() {
+    let current = format!("v{CURRENT_VERSION}");
+    let fixtures = all_fixtures();
+    for (version, phase, fixture) in &fixtures {
+        let decode = |fixture: &Value| {
+            engine::machine::stored::decode(&fixture["state"].to_string())
+                .unwrap_or_else(|e| panic!("{version}/{phase}: {e}"))
+        };
+        let (_, _, now) =
+            fixtures.iter().find(|(v, p, _)| *v == current && p == phase).expect("the current version's fixture");
+        let (old, new) = (decode(fixture), decode(now));
+        assert_eq!(old.version, version.trim_start_matches('v').parse::<u64>().expect("vN"), "{version}/{phase}");
+        assert_eq!((old.run, old.user), (new.run, new.user), "{version}/{phase} reads as {current}/{phase}");
+    }
+}
+
 #[tokio::test]
 async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
     let server = notify_server().await;
@@ -260,4 +279,45 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
         }
         agent.runtime.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn an_unreadable_stored_run_is_an_error_naming_its_chain_and_holds_up_no_other() {
+    let server = notify_server().await;
+    let db = sqlite().await;
+    let agent = approval_agent(Arc::clone(&db.store), &server, Arc::new(Mutex::new(Vec::new()))).await;
+    let store = agent.runtime.store();
+    let fixture = read(&fixtures_dir().join(format!("v{CURRENT_VERSION}/new.json")));
+    let stored = |chain: &str, state: String| StoredRun {
+        tenant_id: demo(),
+        chain_id: ChainId::parse(chain).expect("id"),
+        task: TASK.into(),
+        status: ChainStatus::Planning,
+        state,
+        created_at: Timestamp::from_micros(AT),
+        updated_at: Timestamp::from_micros(AT),
+        owner: Some("nexus-gone".into()),
+    };
+    let mut newer = fixture["state"].clone();
+    newer["version"] = json!(99);
+    store.save_run(&stored("from-the-future", newer.to_string())).await.expect("save");
+    store.save_run(&stored("garbled", "{\"run\": 7".into())).await.expect("save");
+    let mut moved = fixture["state"].clone();
+    moved["run"]["chain_id"] = json!("another-chain");
+    store.save_run(&stored("moved", moved.to_string())).await.expect("save");
+    store.save_run(&stored(CHAIN, fixture["state"].to_string())).await.expect("save");
+
+    let resumed = agent.runtime.resume_unfinished().await.expect("the readable run is resumed");
+    assert_eq!(resumed.iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>(), [CHAIN]);
+    for (chain, why) in [
+        ("from-the-future", "stored by a newer build (format version 99; this build reads versions 1 to 2)"),
+        ("garbled", "not a JSON object"),
+        ("moved", "belongs to chain another-chain"),
+    ] {
+        let error = agent.runtime.run_report(&demo(), &ChainId::parse(chain).expect("id")).await.expect_err(chain);
+        assert!(matches!(error, runtime::agent::AgentError::CorruptRun { .. }), "{chain}: {error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&format!("stored run {chain} cannot be read")) && message.contains(why), "{message}");
+    }
+    agent.runtime.shutdown().await;
 }
