@@ -14,7 +14,7 @@ use domain::ports::{ActionSample, Approval, Companions, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use engine::gates::DriftHistory;
 use engine::machine::{
-    Action, Event, Input, ModelPurpose, ModelTier, Run, RunContext, SealKind, StepRecord, ToolFailure, stored,
+    Action, Event, Input, ModelPurpose, ModelTier, Run, RunContext, SealKind, StepRecord, ToolFailure,
 };
 use providers::pricing::PriceTable;
 use providers::{ChatRequest, Message, ModelProvider};
@@ -579,13 +579,13 @@ fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<Sto
 
 /// The run's stored state, in the current version of the stored format.
 fn encode_state(run: &Run, user: Option<&str>) -> Result<String, AgentError> {
-    stored::encode(run, user)
+    engine::machine::stored::encode(run, user)
         .map_err(|e| AgentError::UnstorableRun { chain: run.chain_id.to_string(), reason: e.to_string() })
 }
 
 /// A stored run and who asked for it, from any version of the stored format.
 pub(crate) fn parse_state(stored: &StoredRun) -> Result<(Run, Option<String>), AgentError> {
-    let decoded = stored::decode(&stored.state)
+    let decoded = engine::machine::stored::decode(&stored.state)
         .map_err(|e| AgentError::CorruptRun { chain: stored.chain_id.to_string(), reason: e.to_string() })?;
     if decoded.run.chain_id != stored.chain_id {
         return Err(AgentError::CorruptRun {
