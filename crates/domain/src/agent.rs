@@ -1,9 +1,9 @@
-//! The agent's vocabulary: intents, gate results, seals and chains.
+//! The agent's vocabulary: gate results and the statuses of steps, chains and approvals.
 
 use serde::{Deserialize, Serialize};
 
 use crate::persona::{RiskLevel, str_enum};
-use crate::{ChainId, PersonaId, SealId, TenantId, Timestamp};
+use crate::{PersonaId, Timestamp};
 
 /// A gate's verdict. `Skip` means the gate had nothing to judge (no embeddings, no baseline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -14,19 +14,25 @@ pub enum GateVerdict {
     Skip,
 }
 
+/// Where one step of a chain stands. The serialised spellings are stored (run state, seals)
+/// and sent (HTTP, SSE): never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
+    /// Planned, or gated and about to run.
     Pending,
-    Declared,
+    /// Held by the gates until a human decides.
+    AwaitingApproval,
+    /// The tool is running.
     Executing,
     Executed,
     Failed,
+    /// Refused by a gate or by a human.
     Blocked,
-    Compensated,
-    AwaitingApproval,
 }
 
+/// Where a chain stands. The serialised spellings are stored (the `runs.status` column, run
+/// state) and sent (HTTP, SSE): never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChainStatus {
@@ -41,40 +47,53 @@ pub enum ChainStatus {
     Cancelled,
 }
 
+/// Where a request for a human decision stands. The spellings are stored (`approvals.status`)
+/// and sent (HTTP): never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ReasoningDecision {
-    Think,
-    Act,
-    Continue,
-    Complete,
-    Escalate,
-    Retry,
+pub enum ApprovalStatus {
+    /// Waiting for a decision (until it expires).
+    Pending,
+    Approved,
+    Denied,
+    /// Nobody decided in time; counts as a denial.
+    Expired,
 }
 
-str_enum!(GateVerdict { Pass => "pass", Fail => "fail", Skip => "skip" });
-str_enum!(ActionStatus {
-    Pending => "pending", Declared => "declared", Executing => "executing", Executed => "executed",
-    Failed => "failed", Blocked => "blocked", Compensated => "compensated",
-    AwaitingApproval => "awaiting_approval",
+str_enum!(GateVerdict: "gate verdict" { Pass => "pass", Fail => "fail", Skip => "skip" });
+str_enum!(ActionStatus: "step status" {
+    Pending => "pending", AwaitingApproval => "awaiting_approval", Executing => "executing",
+    Executed => "executed", Failed => "failed", Blocked => "blocked",
 });
-str_enum!(ChainStatus {
+str_enum!(ChainStatus: "chain status" {
     Planning => "planning", Executing => "executing", AwaitingApproval => "awaiting_approval",
     Completed => "completed", Failed => "failed", Partial => "partial", Escalated => "escalated",
     Cancelled => "cancelled",
 });
+str_enum!(ApprovalStatus: "approval status" {
+    Pending => "pending", Approved => "approved", Denied => "denied", Expired => "expired",
+});
+
+impl ActionStatus {
+    /// Whether the step is over (executed, failed or blocked): nothing more happens to it.
+    pub fn is_settled(self) -> bool {
+        matches!(self, ActionStatus::Executed | ActionStatus::Failed | ActionStatus::Blocked)
+    }
+}
 
 impl ChainStatus {
+    /// The statuses of chains that are not over (a process may still move them on).
+    pub const OPEN: &'static [ChainStatus] =
+        &[ChainStatus::Planning, ChainStatus::Executing, ChainStatus::AwaitingApproval];
+
     /// A terminal chain never changes status again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            ChainStatus::Completed
-                | ChainStatus::Failed
-                | ChainStatus::Partial
-                | ChainStatus::Escalated
-                | ChainStatus::Cancelled
-        )
+        !self.is_open()
+    }
+
+    /// Whether the chain is not over yet: one of [`ChainStatus::OPEN`].
+    pub fn is_open(self) -> bool {
+        Self::OPEN.contains(&self)
     }
 }
 
@@ -109,67 +128,6 @@ impl AnomalyResult {
     }
 }
 
-/// What the agent declares it will do, before it does it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IntentDeclaration {
-    pub task_description: String,
-    pub planned_action: String,
-    pub tool_name: String,
-    pub tool_params: serde_json::Value,
-    pub resource_targets: Vec<String>,
-    /// Why the agent chose this action.
-    pub reasoning: String,
-    /// 0.0–1.0.
-    pub confidence: f64,
-}
-
-/// The notarized record of one action. The hash-chain fields are filled by the ledger when the
-/// seal is appended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Seal {
-    pub id: SealId,
-    pub chain_id: ChainId,
-    pub step_index: u32,
-    pub tenant_id: TenantId,
-    pub persona_id: PersonaId,
-    pub intent: IntentDeclaration,
-    pub anomaly_result: AnomalyResult,
-    pub tool_name: String,
-    pub tool_params: serde_json::Value,
-    pub tool_result: Option<serde_json::Value>,
-    pub status: ActionStatus,
-    pub cot_trace: Vec<String>,
-    pub fingerprint: String,
-    pub parent_fingerprint: String,
-    pub created_at: Timestamp,
-    pub completed_at: Option<Timestamp>,
-    pub error: Option<String>,
-}
-
-/// An immutable plan for a multi-step task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChainPlan {
-    pub id: ChainId,
-    pub tenant_id: TenantId,
-    pub task: String,
-    pub steps: Vec<serde_json::Value>,
-    pub status: ChainStatus,
-    pub seals: Vec<SealId>,
-    pub created_at: Timestamp,
-    pub completed_at: Option<Timestamp>,
-    pub error: Option<String>,
-}
-
-/// Context assembled by retrieval for a step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RetrievedContext {
-    pub query: String,
-    pub documents: Vec<serde_json::Value>,
-    pub confidence: f64,
-    pub sources: Vec<String>,
-    pub namespace: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,10 +150,57 @@ mod tests {
     }
 
     #[test]
-    fn statuses_serialize_as_seed_004_strings() {
+    fn statuses_keep_their_stored_spellings() {
         assert_eq!(serde_json::to_string(&ChainStatus::Partial).expect("serializes"), "\"partial\"");
         assert_eq!(ActionStatus::parse("executed"), Some(ActionStatus::Executed));
+        // One spelling each: serde, `as_str`, `Display` and `FromStr` agree for every value.
+        fn agree<T>(all: &[T])
+        where
+            T: Copy + PartialEq + std::fmt::Debug + std::fmt::Display + Serialize + std::str::FromStr,
+        {
+            for value in all {
+                let text = value.to_string();
+                assert_eq!(serde_json::to_value(value).expect("serializes"), serde_json::Value::String(text.clone()));
+                assert_eq!(text.parse::<T>().ok(), Some(*value));
+            }
+        }
+        agree(ChainStatus::ALL);
+        agree(ActionStatus::ALL);
+        agree(ApprovalStatus::ALL);
+        agree(GateVerdict::ALL);
+        let spellings = |all: &[&str]| all.join(",");
+        assert_eq!(
+            spellings(&ChainStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            "planning,executing,awaiting_approval,completed,failed,partial,escalated,cancelled"
+        );
+        assert_eq!(
+            spellings(&ActionStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            "pending,awaiting_approval,executing,executed,failed,blocked"
+        );
+        assert_eq!(
+            spellings(&ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            "pending,approved,denied,expired"
+        );
+    }
+
+    #[test]
+    fn open_and_terminal_chains_and_settled_steps() {
         assert!(ChainStatus::Escalated.is_terminal());
         assert!(!ChainStatus::Executing.is_terminal());
+        let open: Vec<ChainStatus> = ChainStatus::ALL.iter().copied().filter(|s| s.is_open()).collect();
+        assert_eq!(open, ChainStatus::OPEN);
+        assert!(ChainStatus::ALL.iter().all(|s| s.is_open() != s.is_terminal()));
+        let settled: Vec<ActionStatus> = ActionStatus::ALL.iter().copied().filter(|s| s.is_settled()).collect();
+        assert_eq!(settled, [ActionStatus::Executed, ActionStatus::Failed, ActionStatus::Blocked]);
+    }
+
+    #[test]
+    fn a_typo_is_refused_with_every_spelling_named() {
+        let error = "complete".parse::<ChainStatus>().expect_err("typo");
+        assert_eq!(
+            error.to_string(),
+            "chain status \"complete\" is not one of planning, executing, awaiting_approval, completed, failed, \
+             partial, escalated, cancelled"
+        );
     }
 }

@@ -34,7 +34,7 @@ impl AccessLevel {
     }
 }
 
-str_enum!(AccessLevel {
+str_enum!(AccessLevel: "access level" {
     Public => "public", Internal => "internal", Restricted => "restricted", Confidential => "confidential",
 });
 

@@ -25,7 +25,7 @@ pub enum EntryKind {
     AdminChange,
 }
 
-str_enum!(EntryKind {
+str_enum!(EntryKind: "entry kind" {
     SealIntent => "seal_intent", SealResult => "seal_result", ModelCall => "model_call",
     GateDecision => "gate_decision", Approval => "approval", AdminChange => "admin_change",
 });

@@ -17,5 +17,16 @@ pub mod tenant;
 pub mod time;
 pub mod tool;
 
+/// A string that names none of a value set's spellings (a status, a level, a kind).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {value:?} is not one of {}", .expected.join(", "))]
+pub struct UnknownValue {
+    /// What was being read, e.g. `chain status`.
+    pub kind: &'static str,
+    pub value: String,
+    /// Every accepted spelling.
+    pub expected: Vec<&'static str>,
+}
+
 pub use ids::{ApiKeyId, ChainId, DocumentId, PersonaId, SealId, TenantId, UserId};
 pub use time::Timestamp;

@@ -29,11 +29,17 @@ pub enum TrustTier {
 }
 
 macro_rules! str_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($name:ident : $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The one spelling of this value (as stored, sent and accepted).
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
+
+            /// The value spelled `value`, if any.
             pub fn parse(value: &str) -> Option<Self> {
                 match value { $($text => Some($name::$variant),)+ _ => None }
             }
@@ -43,12 +49,23 @@ macro_rules! str_enum {
                 f.write_str(self.as_str())
             }
         }
+        impl std::str::FromStr for $name {
+            type Err = $crate::UnknownValue;
+
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                Self::parse(value).ok_or_else(|| $crate::UnknownValue {
+                    kind: $kind,
+                    value: value.to_owned(),
+                    expected: Self::ALL.iter().map(|v| v.as_str()).collect(),
+                })
+            }
+        }
     };
 }
 pub(crate) use str_enum;
 
-str_enum!(RiskLevel { Low => "low", Medium => "medium", High => "high", Critical => "critical" });
-str_enum!(TrustTier { ColdStart => "cold_start", Established => "established", Trusted => "trusted" });
+str_enum!(RiskLevel: "risk level" { Low => "low", Medium => "medium", High => "high", Critical => "critical" });
+str_enum!(TrustTier: "trust tier" { ColdStart => "cold_start", Established => "established", Trusted => "trusted" });
 
 /// What gate 2 does when a call's intent similarity is below the persona's threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -61,7 +78,7 @@ pub enum LowIntent {
     Block,
 }
 
-str_enum!(LowIntent { Approve => "approve", Block => "block" });
+str_enum!(LowIntent: "low-intent action" { Approve => "approve", Block => "block" });
 
 /// Default persona lifetime, checked by gate 3.
 pub const DEFAULT_TTL_SECONDS: u32 = 120;

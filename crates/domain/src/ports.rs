@@ -9,6 +9,7 @@ mod notify;
 
 use async_trait::async_trait;
 
+use crate::agent::{ApprovalStatus, ChainStatus};
 use crate::cost::CostRecord;
 use crate::knowledge::{AccessLevel, ChunkEmbeddings, ChunkRef, ChunkVector, KnowledgeDocument};
 use crate::ledger::{LedgerRecord, LockedLog, LogHead, LogLock, LogWrite, StoredCheckpoint};
@@ -251,8 +252,7 @@ pub struct StoredRun {
     pub tenant_id: TenantId,
     pub chain_id: ChainId,
     pub task: String,
-    /// A `ChainStatus` as text.
-    pub status: String,
+    pub status: ChainStatus,
     /// The engine's `Run` as JSON.
     pub state: String,
     pub created_at: Timestamp,
@@ -266,12 +266,17 @@ pub trait RunStore: Send + Sync {
     /// Inserts or replaces the run's state.
     async fn save_run(&self, run: &StoredRun) -> Result<(), StoreError>;
     async fn run(&self, tenant: &TenantId, chain: &ChainId) -> Result<Option<StoredRun>, StoreError>;
-    /// Newest first.
-    async fn runs(&self, tenant: &TenantId, limit: u32) -> Result<Vec<StoredRun>, StoreError>;
+    /// The tenant's newest runs (of `status` only, when given), at most `limit`, newest first.
+    async fn runs(
+        &self,
+        tenant: &TenantId,
+        status: Option<ChainStatus>,
+        limit: u32,
+    ) -> Result<Vec<StoredRun>, StoreError>;
     /// Runs of every tenant whose status is one of `statuses` (for resuming after a restart).
-    async fn runs_with_status(&self, statuses: &[&str]) -> Result<Vec<StoredRun>, StoreError>;
-    /// Takes over a run if its owner is still `expected` (compare-and-set). Returns whether this
-    /// caller won.
+    async fn runs_with_status(&self, statuses: &[ChainStatus]) -> Result<Vec<StoredRun>, StoreError>;
+    /// Takes over a run if its owner is still `expected` (compare-and-set on the owner, `None`
+    /// for a run nobody owns). Returns whether this caller won.
     async fn claim_run(
         &self,
         tenant: &TenantId,
@@ -302,8 +307,7 @@ pub struct Approval {
     pub reason: String,
     /// Who asked (the run's user), if known; they may never approve it themselves.
     pub requested_by: Option<String>,
-    /// `pending`, `approved`, `denied` or `expired`.
-    pub status: String,
+    pub status: ApprovalStatus,
     pub decided_by: Option<String>,
     pub decided_at: Option<Timestamp>,
     pub note: Option<String>,
@@ -316,14 +320,14 @@ pub trait ApprovalStore: Send + Sync {
     async fn insert_approval(&self, approval: &Approval) -> Result<(), StoreError>;
     async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Option<Approval>, StoreError>;
     /// Newest first; `status` filters when given.
-    async fn approvals(&self, tenant: &TenantId, status: Option<&str>) -> Result<Vec<Approval>, StoreError>;
-    /// Decides a pending, unexpired approval exactly once. Returns false if it was not pending
-    /// (already decided or expired) at `at`.
+    async fn approvals(&self, tenant: &TenantId, status: Option<ApprovalStatus>) -> Result<Vec<Approval>, StoreError>;
+    /// Decides a pending, unexpired approval exactly once, moving it to `status`. Returns false
+    /// if it was not pending (already decided or expired) at `at`.
     async fn decide_approval(
         &self,
         tenant: &TenantId,
         id: &str,
-        status: &str,
+        status: ApprovalStatus,
         by: &str,
         note: &str,
         at: Timestamp,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use domain::agent::ApprovalStatus;
 use domain::knowledge::AccessLevel;
 use domain::{ChainId, TenantId};
 
@@ -151,8 +152,8 @@ pub enum ApprovalCommand {
         #[arg(long, value_parser = parse_tenant, default_value = "demo")]
         tenant: TenantId,
         /// pending, approved, denied, expired or all.
-        #[arg(long, default_value = "pending")]
-        status: String,
+        #[arg(long, value_parser = parse_approval_filter, default_value = "pending")]
+        status: ApprovalFilter,
     },
     /// Show one approval with the exact call it covers.
     Show {
@@ -271,6 +272,30 @@ fn parse_tenant(value: &str) -> Result<TenantId, String> {
 fn parse_access(value: &str) -> Result<AccessLevel, String> {
     AccessLevel::parse(value)
         .ok_or_else(|| format!("{value:?} is not an access level (public, internal, restricted, confidential)"))
+}
+
+/// Which approvals `nexus approvals list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalFilter {
+    All,
+    Only(ApprovalStatus),
+}
+
+impl ApprovalFilter {
+    /// The status to filter by, `None` for all.
+    pub fn status(self) -> Option<ApprovalStatus> {
+        match self {
+            ApprovalFilter::All => None,
+            ApprovalFilter::Only(status) => Some(status),
+        }
+    }
+}
+
+fn parse_approval_filter(value: &str) -> Result<ApprovalFilter, String> {
+    if value == "all" {
+        return Ok(ApprovalFilter::All);
+    }
+    value.parse::<ApprovalStatus>().map(ApprovalFilter::Only).map_err(|e| format!("{e} (or all)"))
 }
 
 fn parse_chain(value: &str) -> Result<ChainId, String> {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domain::agent::{ActionStatus, ApprovalStatus, ChainStatus};
 use domain::knowledge::AccessLevel;
 use domain::ledger::{EntryDraft, EntryKind};
 use domain::ports::{ActionSample, Approval, Companions, StoreError, StoredRun};
@@ -75,7 +76,7 @@ pub struct RunReport {
     pub tenant: TenantId,
     pub chain_id: ChainId,
     pub task: String,
-    pub status: domain::agent::ChainStatus,
+    pub status: ChainStatus,
     pub answer: Option<String>,
     pub error: Option<String>,
     pub steps: Vec<StepRecord>,
@@ -129,6 +130,8 @@ pub enum AgentError {
     AlreadyDriven { chain: String },
     #[error("stored run {chain} cannot be read: {reason}")]
     CorruptRun { chain: String, reason: String },
+    #[error("run {chain} cannot be stored: {reason}")]
+    UnstorableRun { chain: String, reason: String },
 }
 
 impl From<crate::budget::BudgetCheckError> for AgentError {
@@ -151,9 +154,6 @@ impl Drop for Driving<'_> {
         crate::auth::lock(self.active).remove(&self.chain);
     }
 }
-
-/// Statuses of runs that are not over.
-const OPEN_STATUSES: [&str; 3] = ["planning", "executing", "awaiting_approval"];
 
 impl Runtime {
     fn agent(&self) -> Result<&AgentServices, AgentError> {
@@ -205,8 +205,8 @@ impl Runtime {
             tenant_id: request.tenant.clone(),
             chain_id: run.chain_id.clone(),
             task: request.task.clone(),
-            status: run.status.as_str().to_owned(),
-            state: state_json(&run, request.user.as_deref()),
+            status: run.status,
+            state: encode_state(&run, request.user.as_deref())?,
             created_at: created,
             updated_at: created,
             owner: Some(self.instance.clone()),
@@ -226,10 +226,15 @@ impl Runtime {
         Ok(report(tenant, &run))
     }
 
-    /// Recent runs of a tenant, newest first.
-    pub async fn run_reports(&self, tenant: &TenantId, limit: u32) -> Result<Vec<RunReport>, AgentError> {
+    /// A tenant's most recent runs (of `status` only, when given), at most `limit`, newest first.
+    pub async fn run_reports(
+        &self,
+        tenant: &TenantId,
+        status: Option<ChainStatus>,
+        limit: u32,
+    ) -> Result<Vec<RunReport>, AgentError> {
         let mut out = Vec::new();
-        for stored in self.store.runs(tenant, limit).await? {
+        for stored in self.store.runs(tenant, status, limit).await? {
             let (run, _) = parse_state(&stored)?;
             out.push(report(tenant, &run));
         }
@@ -241,12 +246,13 @@ impl Runtime {
     /// is failed with that reason rather than re-running the tool.
     pub async fn resume_unfinished(&self) -> Result<Vec<RunReport>, AgentError> {
         let mut reports = Vec::new();
-        for stored in self.store.runs_with_status(&OPEN_STATUSES).await? {
+        for stored in self.store.runs_with_status(ChainStatus::OPEN).await? {
             let tenant = stored.tenant_id.clone();
+            // A run this build cannot read stays as it is (said in the log); the others go on.
+            let Some((mut run, user)) = readable(&stored) else { continue };
             if !self.claim(&stored).await? {
                 continue;
             }
-            let (mut run, user) = parse_state(&stored)?;
             let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
             let Some(_driving) = self.begin_driving(&run.chain_id) else { continue };
             if run.awaiting_approval().is_some() {
@@ -278,7 +284,7 @@ impl Runtime {
             return Ok(!self.active.lock().unwrap_or_else(|p| p.into_inner()).contains(&stored.chain_id));
         }
         if let Some(owner) = owner
-            && stored.status != "awaiting_approval"
+            && stored.status != ChainStatus::AwaitingApproval
             && let Some(seen) = self.store.last_heartbeat(owner).await?
         {
             let stale_after = i64::try_from(crate::OWNER_STALE_AFTER.as_micros()).unwrap_or(i64::MAX);
@@ -304,13 +310,13 @@ impl Runtime {
     }
 
     pub(crate) async fn save(&self, run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<(), AgentError> {
-        self.store.save_run(&snapshot(run, record, user)).await?;
+        self.store.save_run(&snapshot(run, record, user)?).await?;
         Ok(())
     }
 
     /// Saves the run through the ledger's group commit (shared with other runs' writes).
     async fn save_grouped(&self, run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<(), AgentError> {
-        let companions = Companions { runs: vec![snapshot(run, record, user)], ..Companions::default() };
+        let companions = Companions { runs: vec![snapshot(run, record, user)?], ..Companions::default() };
         self.ledger.write(companions).await?;
         Ok(())
     }
@@ -375,7 +381,7 @@ impl Runtime {
                     // The run is saved in the seal's own transaction, still holding the payload
                     // it sealed: after a crash the same seal is found and reused, never written
                     // twice.
-                    let state = snapshot(run, record, user);
+                    let state = snapshot(run, record, user)?;
                     self.seal(tenant, run, step, kind, payload, std::mem::take(&mut check_existing_seal), state).await?
                 }
                 Action::AwaitApproval { step, tool, params, call_digest, reason } => {
@@ -391,7 +397,7 @@ impl Runtime {
                         call_digest,
                         reason,
                         requested_by: user.map(str::to_owned),
-                        status: "pending".into(),
+                        status: ApprovalStatus::Pending,
                         decided_by: None,
                         decided_at: None,
                         note: None,
@@ -523,7 +529,7 @@ impl Runtime {
                 return Ok(Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index });
             }
         }
-        let executed = kind == SealKind::Result && payload["status"] == "executed";
+        let executed = kind == SealKind::Result && payload["status"] == ActionStatus::Executed.as_str();
         let mut companions = Companions { runs: vec![state], ..Companions::default() };
         if executed
             && let Some(s) = run.steps.get(step)
@@ -564,23 +570,42 @@ impl Runtime {
 }
 
 /// The run as it should be stored now (also updating `record`).
-fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> StoredRun {
-    record.status = run.status.as_str().to_owned();
-    record.state = state_json(run, user);
+fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<StoredRun, AgentError> {
+    record.status = run.status;
+    record.state = encode_state(run, user)?;
     record.updated_at = Timestamp::now();
-    record.clone()
+    Ok(record.clone())
 }
 
-fn state_json(run: &Run, user: Option<&str>) -> String {
-    json!({"run": run, "user": user}).to_string()
+/// The run's stored state, in the current version of the stored format.
+fn encode_state(run: &Run, user: Option<&str>) -> Result<String, AgentError> {
+    engine::machine::stored::encode(run, user)
+        .map_err(|e| AgentError::UnstorableRun { chain: run.chain_id.to_string(), reason: e.to_string() })
 }
 
+/// A stored run and who asked for it, from any version of the stored format.
 pub(crate) fn parse_state(stored: &StoredRun) -> Result<(Run, Option<String>), AgentError> {
-    let corrupt = |reason: String| AgentError::CorruptRun { chain: stored.chain_id.to_string(), reason };
-    let mut value: Value = serde_json::from_str(&stored.state).map_err(|e| corrupt(e.to_string()))?;
-    let user = value.get("user").and_then(Value::as_str).map(str::to_owned);
-    let run: Run = serde_json::from_value(value["run"].take()).map_err(|e| corrupt(e.to_string()))?;
-    Ok((run, user))
+    let decoded = engine::machine::stored::decode(&stored.state)
+        .map_err(|e| AgentError::CorruptRun { chain: stored.chain_id.to_string(), reason: e.to_string() })?;
+    if decoded.run.chain_id != stored.chain_id {
+        return Err(AgentError::CorruptRun {
+            chain: stored.chain_id.to_string(),
+            reason: format!("its state belongs to chain {}", decoded.run.chain_id),
+        });
+    }
+    Ok((decoded.run, decoded.user))
+}
+
+/// For sweeps over many runs: a run whose state cannot be read is reported in the log (naming
+/// the chain and why) and skipped, so it never holds up the others.
+pub(crate) fn readable(stored: &StoredRun) -> Option<(Run, Option<String>)> {
+    match parse_state(stored) {
+        Ok(parsed) => Some(parsed),
+        Err(error) => {
+            tracing::error!(tenant = %stored.tenant_id, chain = %stored.chain_id, %error, "skipping a stored run");
+            None
+        }
+    }
 }
 
 pub(crate) fn report(tenant: &TenantId, run: &Run) -> RunReport {

@@ -1,6 +1,7 @@
 //! Watching and steering runs from outside: attaching to a run's numbered events, cancelling
 //! it, and measuring gate 2 (intent similarity) with the loaded embedding model.
 
+use domain::agent::ApprovalStatus;
 use domain::{ChainId, TenantId};
 use engine::machine::{Event, Run};
 
@@ -43,10 +44,17 @@ impl Runtime {
         self.save(&run, &mut record, user.as_deref()).await?;
         if parked {
             // The call it waited on will never run: close its approval as denied.
-            for approval in self.store.approvals(tenant, Some("pending")).await? {
+            for approval in self.store.approvals(tenant, Some(ApprovalStatus::Pending)).await? {
                 if &approval.chain_id == chain {
                     self.store
-                        .decide_approval(tenant, &approval.id, "denied", by, "run cancelled", domain::Timestamp::now())
+                        .decide_approval(
+                            tenant,
+                            &approval.id,
+                            ApprovalStatus::Denied,
+                            by,
+                            "run cancelled",
+                            domain::Timestamp::now(),
+                        )
                         .await?;
                 }
             }

@@ -2,6 +2,7 @@
 //! waits on), expiring undecided requests as denials, and applying decisions a crash left
 //! unapplied. Every state change is a ledger entry.
 
+use domain::agent::{ApprovalStatus, ChainStatus};
 use domain::ledger::{EntryDraft, EntryKind};
 use domain::ports::{Approval, StoredRun};
 use domain::{TenantId, Timestamp};
@@ -9,16 +10,16 @@ use engine::machine::{Input, Run};
 use serde_json::{Value, json};
 
 use crate::Runtime;
-use crate::agent::{AgentError, RunReport, parse_state, report};
+use crate::agent::{AgentError, RunReport, readable, report};
 
 impl Runtime {
     /// Continues, as denied, every run whose approval expired undecided (deny by default).
     /// Safe to call while runs execute: it only touches runs parked on an approval.
     pub async fn expire_due_approvals(&self) -> Result<usize, AgentError> {
         let mut expired = 0;
-        for stored in self.store.runs_with_status(&["awaiting_approval"]).await? {
+        for stored in self.store.runs_with_status(&[ChainStatus::AwaitingApproval]).await? {
             let tenant = stored.tenant_id.clone();
-            let (mut run, user) = parse_state(&stored)?;
+            let Some((mut run, user)) = readable(&stored) else { continue };
             let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
             let Some(_driving) = self.begin_driving(&run.chain_id) else { continue };
             if self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await? {
@@ -29,14 +30,18 @@ impl Runtime {
     }
 
     /// A tenant's approvals, newest first; pending ones past their expiry show as `expired`.
-    pub async fn approvals(&self, tenant: &TenantId, status: Option<&str>) -> Result<Vec<Approval>, AgentError> {
+    pub async fn approvals(
+        &self,
+        tenant: &TenantId,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<Approval>, AgentError> {
         let now = Timestamp::now();
         let all = self.store.approvals(tenant, None).await?;
         Ok(all
             .into_iter()
             .map(|mut a| {
-                if a.status == "pending" && a.expires_at <= now {
-                    a.status = "expired".into();
+                if a.status == ApprovalStatus::Pending && a.expires_at <= now {
+                    a.status = ApprovalStatus::Expired;
                 }
                 a
             })
@@ -97,11 +102,11 @@ impl Runtime {
             return Err(AgentError::ApprovalMismatch(id.to_owned()));
         }
         // Single use: only one decision can move the row out of `pending`, and never after expiry.
-        let status = if approve { "approved" } else { "denied" };
+        let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Denied };
         if !self.store.decide_approval(tenant, id, status, by, note, Timestamp::now()).await? {
             return Err(AgentError::ApprovalClosed(id.to_owned()));
         }
-        self.seal_approval(tenant, approval, status, by, note).await?;
+        self.seal_approval(tenant, approval, status.as_str(), by, note).await?;
         let next = run.advance(Input::ApprovalDecided { approved: approve, by: by.to_owned(), note: note.to_owned() });
         self.drive(tenant, run, next, record, user.as_deref(), false).await
     }
@@ -122,18 +127,19 @@ impl Runtime {
         else {
             return Ok(false);
         };
-        let (approved, by, note) = match approval.status.as_str() {
-            "pending" => {
+        let (approved, by, note) = match approval.status {
+            ApprovalStatus::Pending => {
                 if approval.expires_at > Timestamp::now() {
                     return Ok(false);
                 }
                 let at = Timestamp::from_micros(approval.expires_at.as_micros() - 1);
-                if !self.store.decide_approval(tenant, &approval.id, "expired", "system", "expired", at).await? {
+                let expired = ApprovalStatus::Expired;
+                if !self.store.decide_approval(tenant, &approval.id, expired, "system", "expired", at).await? {
                     // Someone decided first (a person, or another sweeper): that decision drives
                     // the run.
                     return Ok(false);
                 }
-                self.seal_approval(tenant, &approval, "expired", "system", "no decision before expiry").await?;
+                self.seal_approval(tenant, &approval, expired.as_str(), "system", "no decision before expiry").await?;
                 (false, "expiry".to_owned(), "no decision in time".to_owned())
             }
             // A fresh decision belongs to whoever made it; only one left unapplied for a minute
@@ -144,16 +150,17 @@ impl Runtime {
             decided => {
                 let sealed = self.store.chain_records(tenant, &run.chain_id).await?.iter().any(|r| {
                     r.kind == EntryKind::Approval
-                        && serde_json::from_str::<Value>(&r.payload)
-                            .is_ok_and(|p| p["approval_id"] == approval.id.as_str() && p["decision"] == decided)
+                        && serde_json::from_str::<Value>(&r.payload).is_ok_and(|p| {
+                            p["approval_id"] == approval.id.as_str() && p["decision"] == decided.as_str()
+                        })
                 });
                 let by = approval.decided_by.clone().unwrap_or_else(|| "system".to_owned());
                 let note = approval.note.clone().unwrap_or_default();
                 if !sealed {
-                    self.seal_approval(tenant, &approval, decided, &by, &note).await?;
+                    self.seal_approval(tenant, &approval, decided.as_str(), &by, &note).await?;
                 }
-                let by = if decided == "expired" { "expiry".to_owned() } else { by };
-                (decided == "approved", by, note)
+                let by = if decided == ApprovalStatus::Expired { "expiry".to_owned() } else { by };
+                (decided == ApprovalStatus::Approved, by, note)
             }
         };
         let next = run.advance(Input::ApprovalDecided { approved, by, note });
@@ -161,6 +168,7 @@ impl Runtime {
         Ok(true)
     }
 
+    /// Seals a step of an approval's life: `requested`, or the status it was decided to.
     pub(crate) async fn seal_approval(
         &self,
         tenant: &TenantId,

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::agent::ActionStatus;
 use domain::{ChainId, TenantId};
 use engine::machine::Event;
 use tokio::sync::broadcast::error::RecvError;
@@ -248,7 +249,7 @@ impl Runtime {
 pub fn events_of_report(report: &RunReport) -> Vec<Event> {
     let mut events = vec![Event::ChainStarted { chain_id: report.chain_id.to_string(), steps: report.steps.len() }];
     for step in &report.steps {
-        if step.status == "pending" {
+        if step.status == ActionStatus::Pending {
             break;
         }
         events.push(Event::StepStarted { step: step.index, persona: step.persona.clone(), tool: step.tool.clone() });
@@ -261,10 +262,10 @@ pub fn events_of_report(report: &RunReport) -> Vec<Event> {
                 threshold: g.threshold,
             });
         }
-        if matches!(step.status.as_str(), "executing" | "awaiting_approval") {
+        if !step.status.is_settled() {
             break;
         }
-        events.push(Event::StepCompleted { step: step.index, status: step.status.clone() });
+        events.push(Event::StepCompleted { step: step.index, status: step.status });
     }
     if report.status.is_terminal() {
         events.push(Event::ChainCompleted {

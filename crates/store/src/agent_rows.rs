@@ -1,5 +1,6 @@
 //! Row shapes and conversions for runs and approvals (shared by both backends).
 
+use domain::agent::{ApprovalStatus, ChainStatus};
 use domain::ports::{Approval, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 
@@ -36,7 +37,7 @@ pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
         tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("run", e))?,
         chain_id: ChainId::parse(chain_id).map_err(|e| invalid("run", e))?,
         task,
-        status,
+        status: status.parse::<ChainStatus>().map_err(|e| invalid("runs.status", e))?,
         state,
         created_at: Timestamp::from_micros(created_at),
         updated_at: Timestamp::from_micros(updated_at),
@@ -72,7 +73,7 @@ pub(crate) fn approval(row: ApprovalRow) -> Result<Approval, StoreError> {
         call_digest,
         reason,
         requested_by,
-        status,
+        status: status.parse::<ApprovalStatus>().map_err(|e| invalid("approvals.status", e))?,
         decided_by,
         decided_at: decided_at.map(Timestamp::from_micros),
         note,

@@ -35,14 +35,15 @@ macro_rules! impl_agent_ports {
     ($store:ident, $db:ty) => {
         mod agent_ports {
             use async_trait::async_trait;
-            use domain::ports::{
-                Approval, ApprovalStore, Companions, DriftStore, RunStore, StoreError, StoredRun,
-            };
+            use domain::agent::{ApprovalStatus, ChainStatus};
+            use domain::ports::{Approval, ApprovalStore, Companions, DriftStore, RunStore, StoreError, StoredRun};
             use domain::{ChainId, TenantId, Timestamp};
 
             use super::$store;
             use $crate::agent_rows::{self, APPROVAL_COLUMNS, RUN_COLUMNS};
-            use $crate::common_agent::{ADD_SPEND_SQL, INSERT_COST_SQL, RECORD_ACTION_SQL, SAVE_RUN_SQL, spend_by_month};
+            use $crate::common_agent::{
+                ADD_SPEND_SQL, INSERT_COST_SQL, RECORD_ACTION_SQL, SAVE_RUN_SQL, spend_by_month,
+            };
             use $crate::error::{classify, classify_insert};
 
             impl $store {
@@ -57,7 +58,7 @@ macro_rules! impl_agent_ports {
                             .bind(run.tenant_id.as_str())
                             .bind(run.chain_id.as_str())
                             .bind(&run.task)
-                            .bind(&run.status)
+                            .bind(run.status.as_str())
                             .bind(&run.state)
                             .bind(run.created_at.as_micros())
                             .bind(run.updated_at.as_micros())
@@ -113,7 +114,7 @@ macro_rules! impl_agent_ports {
                         .bind(run.tenant_id.as_str())
                         .bind(run.chain_id.as_str())
                         .bind(&run.task)
-                        .bind(&run.status)
+                        .bind(run.status.as_str())
                         .bind(&run.state)
                         .bind(run.created_at.as_micros())
                         .bind(run.updated_at.as_micros())
@@ -135,12 +136,21 @@ macro_rules! impl_agent_ports {
                     row.map(agent_rows::run).transpose()
                 }
 
-                async fn runs(&self, tenant: &TenantId, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
+                async fn runs(
+                    &self,
+                    tenant: &TenantId,
+                    status: Option<ChainStatus>,
+                    limit: u32,
+                ) -> Result<Vec<StoredRun>, StoreError> {
+                    // The status filter is in the query, before the limit: asking for ten
+                    // failed runs gives ten failed runs, not the failed among the last ten.
                     let sql = format!(
-                        "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, chain_id DESC LIMIT $2"
+                        "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND ($2 = '' OR status = $2) \
+                         ORDER BY created_at DESC, chain_id DESC LIMIT $3"
                     );
                     let rows: Vec<agent_rows::RunRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
+                        .bind(status.map_or("", ChainStatus::as_str))
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
                         .await
@@ -148,7 +158,7 @@ macro_rules! impl_agent_ports {
                     rows.into_iter().map(agent_rows::run).collect()
                 }
 
-                async fn runs_with_status(&self, statuses: &[&str]) -> Result<Vec<StoredRun>, StoreError> {
+                async fn runs_with_status(&self, statuses: &[ChainStatus]) -> Result<Vec<StoredRun>, StoreError> {
                     if statuses.is_empty() {
                         return Ok(Vec::new());
                     }
@@ -159,7 +169,7 @@ macro_rules! impl_agent_ports {
                     );
                     let mut query = sqlx::query_as::<_, agent_rows::RunRow>(&sql);
                     for status in statuses {
-                        query = query.bind(*status);
+                        query = query.bind(status.as_str());
                     }
                     let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(agent_rows::run).collect()
@@ -236,7 +246,7 @@ macro_rules! impl_agent_ports {
                         .bind(&a.call_digest)
                         .bind(&a.reason)
                         .bind(&a.requested_by)
-                        .bind(&a.status)
+                        .bind(a.status.as_str())
                         .bind(&a.decided_by)
                         .bind(a.decided_at.map(Timestamp::as_micros))
                         .bind(&a.note)
@@ -259,14 +269,18 @@ macro_rules! impl_agent_ports {
                     row.map(agent_rows::approval).transpose()
                 }
 
-                async fn approvals(&self, tenant: &TenantId, status: Option<&str>) -> Result<Vec<Approval>, StoreError> {
+                async fn approvals(
+                    &self,
+                    tenant: &TenantId,
+                    status: Option<ApprovalStatus>,
+                ) -> Result<Vec<Approval>, StoreError> {
                     let sql = format!(
                         "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE tenant_id = $1 AND ($2 = '' OR status = $2) \
                          ORDER BY created_at DESC, id DESC"
                     );
                     let rows: Vec<agent_rows::ApprovalRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
-                        .bind(status.unwrap_or(""))
+                        .bind(status.map_or("", ApprovalStatus::as_str))
                         .fetch_all(&self.pool)
                         .await
                         .map_err(|e| classify(self.target(), e))?;
@@ -277,21 +291,22 @@ macro_rules! impl_agent_ports {
                     &self,
                     tenant: &TenantId,
                     id: &str,
-                    status: &str,
+                    status: ApprovalStatus,
                     by: &str,
                     note: &str,
                     at: Timestamp,
                 ) -> Result<bool, StoreError> {
                     let done = sqlx::query(
                         "UPDATE approvals SET status = $3, decided_by = $4, note = $5, decided_at = $6 \
-                         WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND expires_at > $6",
+                         WHERE tenant_id = $1 AND id = $2 AND status = $7 AND expires_at > $6",
                     )
                     .bind(tenant.as_str())
                     .bind(id)
-                    .bind(status)
+                    .bind(status.as_str())
                     .bind(by)
                     .bind(note)
                     .bind(at.as_micros())
+                    .bind(ApprovalStatus::Pending.as_str())
                     .execute(&self.pool)
                     .await
                     .map_err(|e| classify(self.target(), e))?;
@@ -309,13 +324,13 @@ macro_rules! impl_agent_ports {
                     fingerprint: &str,
                 ) -> Result<(), StoreError> {
                     sqlx::query(RECORD_ACTION_SQL)
-                    .bind(tenant.as_str())
-                    .bind(persona)
-                    .bind(tool)
-                    .bind(fingerprint)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| classify(self.target(), e))?;
+                        .bind(tenant.as_str())
+                        .bind(persona)
+                        .bind(tool)
+                        .bind(fingerprint)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
                     Ok(())
                 }
 

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use domain::agent::{ChainStatus, GateResult, GateVerdict};
+use domain::agent::{ActionStatus, ChainStatus, GateResult, GateVerdict};
 use domain::persona::PersonaContract;
 use domain::tool::ToolDefinition;
 use domain::{ChainId, Timestamp};
@@ -20,6 +20,7 @@ use crate::gates::DriftHistory;
 use crate::parse::{self, PlannedStep};
 
 mod steps;
+pub mod stored;
 use crate::validate::{QaSpec, redact, scan};
 
 /// Retrieval confidence needed to act without another retrieval loop.
@@ -118,8 +119,8 @@ pub enum Event {
     ChainStarted { chain_id: String, steps: usize },
     StepStarted { step: usize, persona: String, tool: String },
     GateResult { step: usize, gate: String, verdict: GateVerdict, score: f64, threshold: f64 },
-    SealCreated { step: usize, seal_kind: SealKind, status: String, fingerprint: String, result_preview: String },
-    StepCompleted { step: usize, status: String },
+    SealCreated { step: usize, seal_kind: SealKind, status: ActionStatus, fingerprint: String, result_preview: String },
+    StepCompleted { step: usize, status: ActionStatus },
     ApprovalRequired { step: usize, tool: String, reason: String },
     ChainCompleted { chain_id: String, status: ChainStatus, input_tokens: u64, output_tokens: u64, cost_usd: f64 },
     Error { message: String },
@@ -134,8 +135,7 @@ pub struct StepRecord {
     pub tool: String,
     pub params: Value,
     pub gates: Vec<GateResult>,
-    /// `pending`, `blocked`, `awaiting_approval`, `executing`, `executed`, `failed`.
-    pub status: String,
+    pub status: ActionStatus,
     pub intent_fingerprint: Option<String>,
     pub result_fingerprint: Option<String>,
     pub result_preview: Option<String>,
@@ -146,20 +146,73 @@ pub struct StepRecord {
     pub action_fingerprint: Option<String>,
 }
 
+/// Where the run is, with the working data only that phase needs. Stored with the run (as
+/// `{"name": "sealing_intent", "step": 0, "payload": …}`): the stored format is versioned in
+/// [`stored`], so a change here needs a new version there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
 enum Phase {
     New,
-    Planning { attempts: u32 },
-    Retrieving { step: usize, loops: u32 },
-    Activating { step: usize },
-    Declaring { step: usize, attempts: u32 },
-    Gating { step: usize },
-    SealingIntent { step: usize },
-    AwaitingApproval { step: usize },
-    Executing { step: usize },
-    SealingResult { step: usize },
-    Answering { attempts: u32, tier_bump: u8 },
+    Planning {
+        attempts: u32,
+    },
+    Retrieving {
+        step: usize,
+        loops: u32,
+    },
+    Activating {
+        step: usize,
+    },
+    /// The persona's drift history, loaded at activation, waits here for the gates.
+    Declaring {
+        step: usize,
+        attempts: u32,
+        drift: DriftHistory,
+    },
+    Gating {
+        step: usize,
+        drift: DriftHistory,
+    },
+    /// The payload being sealed: after a crash the same seal is found (or made) again.
+    SealingIntent {
+        step: usize,
+        payload: Value,
+    },
+    AwaitingApproval {
+        step: usize,
+    },
+    Executing {
+        step: usize,
+    },
+    SealingResult {
+        step: usize,
+        payload: Value,
+    },
+    Answering {
+        attempts: u32,
+        tier_bump: u8,
+    },
     Done,
+}
+
+impl Phase {
+    /// The phase's stored name, for messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::New => "new",
+            Phase::Planning { .. } => "planning",
+            Phase::Retrieving { .. } => "retrieving",
+            Phase::Activating { .. } => "activating",
+            Phase::Declaring { .. } => "declaring",
+            Phase::Gating { .. } => "gating",
+            Phase::SealingIntent { .. } => "sealing_intent",
+            Phase::AwaitingApproval { .. } => "awaiting_approval",
+            Phase::Executing { .. } => "executing",
+            Phase::SealingResult { .. } => "sealing_result",
+            Phase::Answering { .. } => "answering",
+            Phase::Done => "done",
+        }
+    }
 }
 
 /// Everything a run needs that does not change while it runs.
@@ -173,7 +226,8 @@ pub struct RunContext {
     pub qa_spec: Option<String>,
 }
 
-/// One run of the agent loop.
+/// One run of the agent loop. Its serde form is the current layout of the stored run; store
+/// and load it through [`stored::encode`] and [`stored::decode`], which add the version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub chain_id: ChainId,
@@ -189,10 +243,9 @@ pub struct Run {
     pub cost_usd: f64,
     pub models: Vec<String>,
     phase: Phase,
-    /// Working state of the current step (not part of the public record).
-    drift: Option<DriftHistory>,
+    /// What retrieval and earlier steps found, for the next declarations (not part of the
+    /// public record).
     retrieved: String,
-    pending_payload: Option<Value>,
 }
 
 impl Run {
@@ -211,14 +264,12 @@ impl Run {
             cost_usd: 0.0,
             models: Vec::new(),
             phase: Phase::New,
-            drift: None,
             retrieved: String::new(),
-            pending_payload: None,
         }
     }
 
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Done
+        matches!(self.phase, Phase::Done)
     }
 
     /// Whether the run is parked waiting for a human.
@@ -239,13 +290,14 @@ impl Run {
             }
             Phase::Activating { step } => (self.activate_action(step), Vec::new()),
             Phase::Declaring { step, .. } => (self.declare_call(step), Vec::new()),
-            Phase::Gating { step } => (Action::MeasureGates { step }, Vec::new()),
+            Phase::Gating { step, .. } => (Action::MeasureGates { step }, Vec::new()),
             // A seal may or may not have reached the ledger before the crash; the runtime
             // checks the chain's last entry before re-sealing.
-            Phase::SealingIntent { step } | Phase::SealingResult { step } => {
-                let kind =
-                    if matches!(self.phase, Phase::SealingIntent { .. }) { SealKind::Intent } else { SealKind::Result };
-                (Action::Seal { step, kind, payload: self.pending_payload.clone().unwrap_or(Value::Null) }, Vec::new())
+            Phase::SealingIntent { step, payload } => {
+                (Action::Seal { step, kind: SealKind::Intent, payload }, Vec::new())
+            }
+            Phase::SealingResult { step, payload } => {
+                (Action::Seal { step, kind: SealKind::Result, payload }, Vec::new())
             }
             Phase::AwaitingApproval { step } => {
                 let s = &self.steps[step];
@@ -273,7 +325,7 @@ impl Run {
 
     /// Stops the run at once with status `cancelled` (a finished run stays as it is).
     pub fn cancel(&mut self, reason: impl Into<String>) -> (Action, Vec<Event>) {
-        if self.phase == Phase::Done {
+        if matches!(self.phase, Phase::Done) {
             return (self.finish_action(), Vec::new());
         }
         self.status = ChainStatus::Cancelled;
@@ -350,11 +402,10 @@ impl Run {
                 }
             }
             (Phase::Activating { step }, Input::PersonaActivated { drift }) => {
-                self.drift = Some(drift);
-                self.phase = Phase::Declaring { step, attempts: 0 };
+                self.phase = Phase::Declaring { step, attempts: 0, drift };
                 self.declare_call(step)
             }
-            (Phase::Declaring { step, attempts }, Input::ModelReplied { text, .. }) => {
+            (Phase::Declaring { step, attempts, drift }, Input::ModelReplied { text, .. }) => {
                 match parse::declaration(&text) {
                     Ok(declared) => {
                         let s = &mut self.steps[step];
@@ -366,12 +417,12 @@ impl Run {
                         if !declared.reasoning.is_empty() {
                             s.reasoning.push(declared.reasoning);
                         }
-                        self.phase = Phase::Gating { step };
+                        self.phase = Phase::Gating { step, drift };
                         Action::MeasureGates { step }
                     }
                     Err(error) if attempts == 0 => {
                         self.steps[step].reasoning.push(format!("declaration rejected: {error}"));
-                        self.phase = Phase::Declaring { step, attempts: 1 };
+                        self.phase = Phase::Declaring { step, attempts: 1, drift };
                         self.declare_call(step)
                     }
                     Err(error) => {
@@ -379,32 +430,31 @@ impl Run {
                         self.steps[step]
                             .reasoning
                             .push(format!("declaration rejected again ({error}); using the planned call"));
-                        self.phase = Phase::Gating { step };
+                        self.phase = Phase::Gating { step, drift };
                         Action::MeasureGates { step }
                     }
                 }
             }
-            (Phase::Gating { step }, Input::GatesMeasured { since_activation, intent_similarity, now }) => {
-                self.gate(step, since_activation, intent_similarity, now, events)
+            (Phase::Gating { step, drift }, Input::GatesMeasured { since_activation, intent_similarity, now }) => {
+                self.gate(step, &drift, since_activation, intent_similarity, now, events)
             }
-            (Phase::SealingIntent { step }, Input::Sealed { fingerprint, .. }) => {
-                self.pending_payload = None;
+            (Phase::SealingIntent { step, .. }, Input::Sealed { fingerprint, .. }) => {
                 let s = &mut self.steps[step];
                 s.intent_fingerprint = Some(fingerprint.clone());
                 events.push(Event::SealCreated {
                     step,
                     seal_kind: SealKind::Intent,
-                    status: s.status.clone(),
+                    status: s.status,
                     fingerprint,
                     result_preview: String::new(),
                 });
-                match s.status.as_str() {
-                    "blocked" => {
+                match s.status {
+                    ActionStatus::Blocked => {
                         let error = s.error.clone().unwrap_or_default();
-                        events.push(Event::StepCompleted { step, status: "blocked".into() });
+                        events.push(Event::StepCompleted { step, status: ActionStatus::Blocked });
                         self.stop(format!("step {step} blocked: {error}"))
                     }
-                    "awaiting_approval" => {
+                    ActionStatus::AwaitingApproval => {
                         self.status = ChainStatus::AwaitingApproval;
                         self.phase = Phase::AwaitingApproval { step };
                         let reason = s.error.clone().unwrap_or_default();
@@ -432,7 +482,7 @@ impl Run {
                     s.error = None;
                     self.execute(step)
                 } else {
-                    s.status = "blocked".into();
+                    s.status = ActionStatus::Blocked;
                     s.error = Some(format!("denied by {by}"));
                     self.seal_result(step)
                 }
@@ -452,7 +502,7 @@ impl Run {
                     }
                     // Sensitive matches never reach the seal, the events or the next prompt.
                     let preview: String = redact(&text, &findings).chars().take(PREVIEW_CHARS).collect();
-                    s.status = "executed".into();
+                    s.status = ActionStatus::Executed;
                     s.result_preview = Some(preview);
                     self.retrieved = format!(
                         "{}\n[step {step} {}] {}",
@@ -468,29 +518,28 @@ impl Run {
                     if failure.transient && s.attempts <= MAX_TOOL_RETRIES {
                         self.execute(step)
                     } else {
-                        s.status = "failed".into();
+                        s.status = ActionStatus::Failed;
                         s.error = Some(failure.message);
                         self.seal_result(step)
                     }
                 }
             },
-            (Phase::SealingResult { step }, Input::Sealed { fingerprint, .. }) => {
-                self.pending_payload = None;
+            (Phase::SealingResult { step, .. }, Input::Sealed { fingerprint, .. }) => {
                 let s = &mut self.steps[step];
                 s.result_fingerprint = Some(fingerprint.clone());
                 events.push(Event::SealCreated {
                     step,
                     seal_kind: SealKind::Result,
-                    status: s.status.clone(),
+                    status: s.status,
                     fingerprint,
                     result_preview: s.result_preview.clone().unwrap_or_default(),
                 });
-                events.push(Event::StepCompleted { step, status: s.status.clone() });
-                let status = s.status.clone();
+                events.push(Event::StepCompleted { step, status: s.status });
+                let status = s.status;
                 let error = s.error.clone().unwrap_or_default();
-                match status.as_str() {
-                    "executed" if step + 1 < self.steps.len() => self.begin_step(step + 1, events),
-                    "executed" => {
+                match status {
+                    ActionStatus::Executed if step + 1 < self.steps.len() => self.begin_step(step + 1, events),
+                    ActionStatus::Executed => {
                         self.phase = Phase::Answering { attempts: 0, tier_bump: 0 };
                         self.answer_call(0, 0, &[])
                     }
@@ -541,7 +590,7 @@ impl Run {
                 }
             }
             (phase, input) => {
-                let message = format!("unexpected input {} in phase {phase:?}", input_name(&input));
+                let message = format!("unexpected input {} in phase {}", input_name(&input), phase.name());
                 events.push(Event::Error { message: message.clone() });
                 self.fail(message)
             }

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use domain::Timestamp;
-use domain::agent::{ChainStatus, GateVerdict};
+use domain::agent::{ActionStatus, ChainStatus, GateVerdict};
 use domain::persona::PersonaContract;
 use domain::tool::ToolDefinition;
 use serde_json::json;
 
 use super::{Action, Event, ModelPurpose, ModelTier, Phase, Run, SealKind, StepRecord, call_digest, unknown_tool};
-use crate::gates::{self, GateInput};
+use crate::gates::{self, DriftHistory, GateInput};
 use crate::parse::{self, PlannedStep};
 use crate::validate::redact_json;
 use crate::{prompts, resources};
@@ -50,7 +50,7 @@ impl Run {
                 tool: p.tool.clone(),
                 params: p.params.clone(),
                 gates: Vec::new(),
-                status: "pending".into(),
+                status: ActionStatus::Pending,
                 intent_fingerprint: None,
                 result_fingerprint: None,
                 result_preview: None,
@@ -87,7 +87,6 @@ impl Run {
     }
 
     pub(super) fn begin_step(&mut self, step: usize, events: &mut Vec<Event>) -> Action {
-        self.drift = None;
         let s = &self.steps[step];
         events.push(Event::StepStarted { step, persona: s.persona.clone(), tool: s.tool.clone() });
         self.phase = Phase::Retrieving { step, loops: 0 };
@@ -130,6 +129,7 @@ impl Run {
     pub(super) fn gate(
         &mut self,
         step: usize,
+        drift: &DriftHistory,
         since_activation: Duration,
         intent_similarity: Option<f64>,
         now: Timestamp,
@@ -138,7 +138,6 @@ impl Run {
         let s = self.steps[step].clone();
         let persona = self.context.personas.iter().find(|p| p.name == s.persona).cloned();
         let tool = self.tool(&s.tool).cloned();
-        let drift = self.drift.clone().unwrap_or_default();
         let (gates, overall_fail, approval, error) = match (&persona, &tool) {
             (Some(persona), Some(tool)) => {
                 let derived = resources::derive(tool, &s.params);
@@ -149,7 +148,7 @@ impl Run {
                     resources: derived.as_deref(),
                     since_activation,
                     intent_similarity,
-                    drift: &drift,
+                    drift,
                     now,
                 });
                 let failed: Vec<String> = outcome
@@ -208,15 +207,15 @@ impl Run {
             });
         }
         let status = if overall_fail {
-            "blocked"
+            ActionStatus::Blocked
         } else if approval.is_some() {
-            "awaiting_approval"
+            ActionStatus::AwaitingApproval
         } else {
-            "pending"
+            ActionStatus::Pending
         };
         let st = &mut self.steps[step];
         st.gates = gates.clone();
-        st.status = status.to_owned();
+        st.status = status;
         st.error = if overall_fail { Some(error) } else { approval.clone() };
         let payload = json!({
             "chain_id": self.chain_id.as_str(),
@@ -238,15 +237,14 @@ impl Run {
         // The ledger is append-only: secrets and PII never enter it. The call digest above was
         // taken over the raw parameters, so the seal still binds the exact call.
         let payload = redact_json(payload);
-        self.pending_payload = Some(payload.clone());
-        self.phase = Phase::SealingIntent { step };
+        self.phase = Phase::SealingIntent { step, payload: payload.clone() };
         Action::Seal { step, kind: SealKind::Intent, payload }
     }
 
     pub(super) fn execute(&mut self, step: usize) -> Action {
         let timeout = self.tool(&self.steps[step].tool).map_or(30, |t| t.timeout_seconds);
         let s = &mut self.steps[step];
-        s.status = "executing".into();
+        s.status = ActionStatus::Executing;
         s.attempts += 1;
         self.phase = Phase::Executing { step };
         Action::ExecuteTool {
@@ -271,8 +269,7 @@ impl Run {
             "reasoning": s.reasoning,
         });
         let payload = redact_json(payload);
-        self.pending_payload = Some(payload.clone());
-        self.phase = Phase::SealingResult { step };
+        self.phase = Phase::SealingResult { step, payload: payload.clone() };
         Action::Seal { step, kind: SealKind::Result, payload }
     }
 
@@ -302,7 +299,7 @@ impl Run {
 
     /// Ends the run after a step was blocked or failed: `partial` if earlier steps completed.
     pub(super) fn stop(&mut self, error: String) -> Action {
-        let completed = self.steps.iter().any(|s| s.status == "executed");
+        let completed = self.steps.iter().any(|s| s.status == ActionStatus::Executed);
         self.status = if completed { ChainStatus::Partial } else { ChainStatus::Failed };
         self.error = Some(error);
         self.phase = Phase::Done;

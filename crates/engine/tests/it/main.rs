@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use domain::agent::{ChainStatus, GateVerdict};
+use domain::agent::{ActionStatus, ChainStatus, GateVerdict};
 use domain::persona::{RiskLevel, default_personas};
 use domain::tool::{ResourceArg, ResourceKind, ToolDefinition};
 use domain::{ChainId, TenantId, Timestamp};
@@ -169,7 +169,7 @@ fn a_simple_question_completes_with_an_executed_seal_and_four_gates() {
     assert!(matches!(a, Action::Finish { status: ChainStatus::Completed, .. }), "{a:?}");
 
     let step = &d.run.steps[0];
-    assert_eq!(step.status, "executed");
+    assert_eq!(step.status, ActionStatus::Executed);
     assert_eq!(step.gates.len(), 4);
     assert_eq!(
         step.gates.iter().map(|g| g.verdict).collect::<Vec<_>>(),
@@ -232,7 +232,7 @@ fn a_two_step_task_gives_two_executed_steps() {
     expect_model(&a, ModelPurpose::Answer);
     let a = d.feed(reply("Summary written."));
     assert!(matches!(a, Action::Finish { status: ChainStatus::Completed, .. }));
-    assert_eq!(d.run.steps.iter().filter(|s| s.status == "executed").count(), 2);
+    assert_eq!(d.run.steps.iter().filter(|s| s.status == ActionStatus::Executed).count(), 2);
     assert_eq!(d.run.steps[1].persona, "creator");
     assert_eq!(d.seal_payloads().len(), 4);
 }
@@ -250,7 +250,7 @@ fn a_researcher_sending_email_is_blocked_by_gate_1() {
     assert_eq!(status, ChainStatus::Failed);
     assert!(error.is_some_and(|e| e.contains("gate scope failed")));
     let step = &d.run.steps[0];
-    assert_eq!(step.status, "blocked");
+    assert_eq!(step.status, ActionStatus::Blocked);
     assert_eq!(step.gates[0].verdict, GateVerdict::Fail);
     let seals = d.seal_payloads();
     assert_eq!(seals.len(), 1, "the blocked intent is sealed");

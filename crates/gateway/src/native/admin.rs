@@ -5,6 +5,7 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use domain::agent::ApprovalStatus;
 use domain::persona::{LowIntent, PersonaContract, RiskLevel, TrustTier};
 use domain::{PersonaId, Timestamp};
 use runtime::auth::Principal;
@@ -262,7 +263,7 @@ fn approval_response(a: domain::ports::Approval) -> ApprovalResponse {
         tool: a.tool,
         reason: a.reason,
         requested_by: a.requested_by,
-        status: a.status,
+        status: a.status.as_str().to_owned(),
         decided_by: a.decided_by,
         note: a.note,
         created_at: a.created_at.to_rfc3339(),
@@ -286,12 +287,13 @@ pub(crate) async fn list_approvals(
     query: Query<ApprovalQuery>,
 ) -> Result<Json<Vec<ApprovalResponse>>, ApiError> {
     let Query(query) = query;
-    if let Some(status) = &query.status
-        && !["pending", "approved", "denied", "expired"].contains(&status.as_str())
-    {
-        return Err(ApiError::invalid("status", "status must be pending, approved, denied or expired"));
-    }
-    let approvals = state.runtime.approvals(&principal.tenant, query.status.as_deref()).await?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<ApprovalStatus>)
+        .transpose()
+        .map_err(|_| ApiError::invalid("status", "status must be pending, approved, denied or expired"))?;
+    let approvals = state.runtime.approvals(&principal.tenant, status).await?;
     Ok(Json(approvals.into_iter().map(approval_response).collect()))
 }
 

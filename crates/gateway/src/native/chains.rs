@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use domain::ChainId;
+use domain::agent::ChainStatus;
 use futures_util::Stream;
 use runtime::agent::RunRequest;
 use runtime::auth::Principal;
@@ -141,9 +142,6 @@ pub(crate) struct ListQuery {
     status: Option<String>,
 }
 
-const CHAIN_STATUSES: [&str; 8] =
-    ["planning", "executing", "awaiting_approval", "completed", "failed", "partial", "escalated", "cancelled"];
-
 #[utoipa::path(get, path = "/v1/chains", tag = "agent", params(ListQuery),
     responses((status = 200, body = [ExecuteResponse])), security(("bearer" = [])))]
 pub(crate) async fn list_chains(
@@ -156,18 +154,14 @@ pub(crate) async fn list_chains(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit", "limit must be between 1 and 200"));
     }
-    if let Some(status) = &query.status
-        && !CHAIN_STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::invalid("status", format!("status must be one of {}", CHAIN_STATUSES.join(", "))));
-    }
-    let reports = state.runtime.run_reports(&principal.tenant, limit).await?;
-    let out = reports
-        .iter()
-        .filter(|r| query.status.as_deref().is_none_or(|s| r.status.as_str() == s))
-        .map(|r| execute_response(r, &[], 0))
-        .collect();
-    Ok(axum::Json(out))
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<ChainStatus>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("status", format!("status must be one of {}", e.expected.join(", "))))?;
+    let reports = state.runtime.run_reports(&principal.tenant, status, limit).await?;
+    Ok(axum::Json(reports.iter().map(|r| execute_response(r, &[], 0)).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/chains/{id}", tag = "agent", params(ChainPath),

@@ -90,7 +90,7 @@ pub fn execute_response(report: &RunReport, records: &[LedgerRecord], duration_m
                 step_index: step.index,
                 persona: step.persona.clone(),
                 tool: step.tool.clone(),
-                status: step.status.clone(),
+                status: step.status.as_str().to_owned(),
                 gates: step
                     .gates
                     .iter()

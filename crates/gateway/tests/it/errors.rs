@@ -49,6 +49,25 @@ async fn malformed_path_and_query_values_are_json_400s_on_every_route() {
 }
 
 #[tokio::test]
+async fn a_status_filter_that_names_no_status_is_refused_naming_the_field() {
+    let app = spawn_app(Options::default()).await;
+    let key = app.key("acme", Role::Admin).await;
+    for (route, listed) in [
+        ("/v1/chains?status=complete", "planning, executing, awaiting_approval, completed"),
+        ("/v1/approvals?status=aproved", "pending, approved, denied or expired"),
+    ] {
+        let reply = app.get(route, &key).send().await.expect("send");
+        assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY, "{route}");
+        let body: Value = reply.json().await.expect("a JSON body");
+        assert_eq!(
+            (body["error"]["code"].as_str(), body["error"]["field"].as_str()),
+            (Some("invalid_value"), Some("status"))
+        );
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains(listed)), "{route}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn renaming_a_persona_to_a_taken_name_is_a_conflict() {
     let app = spawn_app(Options::default()).await;
     let key = app.key("acme", Role::Admin).await;

@@ -108,6 +108,65 @@ async fn execute_returns_sealed_steps_and_the_ledger_proves_them() {
     assert!(older["entries"][0]["index"].as_u64().is_some_and(|i| i < next));
 }
 
+#[tokio::test]
+async fn listing_chains_by_status_returns_as_many_as_asked() {
+    // Tasks naming ALPHA complete; tasks naming OMEGA fail (the planner never gives a plan).
+    let server = MockServer::start().await;
+    for (phrases, content) in
+        [([PLAN, "ALPHA"], "[]"), ([ANSWER, "ALPHA"], "Done."), ([PLAN, "OMEGA"], "no plan today")]
+    {
+        Mock::given(method("POST"))
+            .and(path("/chat/completions"))
+            .and(body_string_contains(phrases[0]))
+            .and(body_string_contains(phrases[1]))
+            .respond_with(openai_completion(content))
+            .mount(&server)
+            .await;
+    }
+    let app = spawn_app_with(Options::default(), server, MockServer::start().await).await;
+    let key = app.key("demo", Role::Member).await;
+    // Oldest to newest; the newest two failed, so a limit applied before the filter would find
+    // no completed chain among them.
+    for task in ["ALPHA 1", "OMEGA 1", "ALPHA 2", "OMEGA 2", "ALPHA 3", "OMEGA 3", "OMEGA 4"] {
+        let run: Value = app
+            .post("/v1/execute", &key)
+            .json(&json!({"task": task}))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let expected = if task.starts_with("ALPHA") { "completed" } else { "failed" };
+        assert_eq!(run["status"], expected, "{task}: {run}");
+    }
+    let list = |query: &'static str| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let reply = app.get(&format!("/v1/chains?{query}"), key).send().await.expect("send");
+            assert_eq!(reply.status(), StatusCode::OK, "{query}");
+            let chains: Vec<Value> = reply.json().await.expect("json");
+            chains
+                .iter()
+                .map(|c| (c["task"].as_str().unwrap_or_default().to_owned(), c["status"].clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let completed = list("status=completed&limit=2").await;
+    assert_eq!(
+        completed,
+        [("ALPHA 3".to_owned(), json!("completed")), ("ALPHA 2".to_owned(), json!("completed"))],
+        "exactly two, the newest completed ones"
+    );
+    let failed = list("status=failed&limit=3").await;
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(failed.iter().all(|(_, status)| *status == "failed"), "{failed:?}");
+    assert_eq!(list("status=completed&limit=50").await.len(), 3);
+    assert_eq!(list("status=cancelled").await.len(), 0);
+    assert_eq!(list("limit=5").await.len(), 5);
+}
+
 fn hex_array(text: &str) -> [u8; 32] {
     let bytes: Vec<u8> =
         (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect();

@@ -58,12 +58,32 @@ async fn every_parameter_is_where_its_route_takes_it() {
     assert_eq!(query("/v1/ledger", "limit")["schema"]["maximum"], 500);
     assert!(query("/v1/ledger", "kind")["schema"].to_string().contains("model_call"));
     assert!(query("/v1/approvals", "status")["schema"].to_string().contains("expired"));
+    // The documented status values are exactly the domain's spellings.
+    let chain_statuses: BTreeSet<&str> = domain::agent::ChainStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(enum_values(&query("/v1/chains", "status")["schema"]), chain_statuses);
+    let approval_statuses: BTreeSet<&str> = domain::agent::ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(enum_values(&query("/v1/approvals", "status")["schema"]), approval_statuses);
     // Message content is a string or a list of parts, never an untyped object.
     let schemas = &spec["components"]["schemas"];
     let content = schemas["ChatMessage"]["properties"]["content"].to_string();
     assert!(content.contains("ContentSchema"), "{content}");
     assert!(schemas["ContentSchema"]["oneOf"].is_array(), "{}", schemas["ContentSchema"]);
     assert!(schemas["InputMessage"]["properties"]["role"].to_string().contains("assistant"));
+}
+
+/// Every string listed in an `enum` anywhere inside a schema.
+fn enum_values(schema: &Value) -> BTreeSet<&str> {
+    match schema {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, value)| match (key.as_str(), value) {
+                ("enum", Value::Array(values)) => values.iter().filter_map(Value::as_str).collect(),
+                _ => enum_values(value),
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(enum_values).collect(),
+        _ => BTreeSet::new(),
+    }
 }
 
 #[tokio::test]

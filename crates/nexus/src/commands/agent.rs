@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use domain::agent::ChainStatus;
+use domain::agent::{ActionStatus, ChainStatus};
 use engine::machine::{Event, StepRecord};
 use runtime::Runtime;
 use runtime::agent::{RunReport, RunRequest};
@@ -156,15 +156,15 @@ pub async fn audit(tenant: Option<domain::TenantId>, config: Config) -> anyhow::
     let mut result = Ok(());
     println!("tenant | runs | actions executed | blocked | failed | escalated | awaiting approval | cost USD");
     for tenant in tenants {
-        match runtime.run_reports(&tenant, 10_000).await {
+        match runtime.run_reports(&tenant, None, 10_000).await {
             Ok(reports) => {
                 let steps = || reports.iter().flat_map(|r| r.steps.iter());
                 let count = |status: ChainStatus| reports.iter().filter(|r| r.status == status).count();
                 println!(
                     "{tenant} | {} | {} | {} | {} | {} | {} | {:.6}",
                     reports.len(),
-                    steps().filter(|s| s.status == "executed").count(),
-                    steps().filter(|s| s.status == "blocked").count(),
+                    steps().filter(|s| s.status == ActionStatus::Executed).count(),
+                    steps().filter(|s| s.status == ActionStatus::Blocked).count(),
                     count(ChainStatus::Failed) + count(ChainStatus::Partial),
                     count(ChainStatus::Escalated),
                     count(ChainStatus::AwaitingApproval),

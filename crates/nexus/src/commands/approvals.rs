@@ -15,8 +15,7 @@ pub async fn approvals(command: ApprovalCommand, config: Config) -> anyhow::Resu
     match command {
         ApprovalCommand::List { tenant, status } => {
             let runtime = start_runtime(&config, Access::Existing).await?;
-            let filter = if status == "all" { None } else { Some(status.as_str()) };
-            let listed = runtime.approvals(&tenant, filter).await;
+            let listed = runtime.approvals(&tenant, status.status()).await;
             runtime.shutdown().await;
             for a in listed? {
                 println!(

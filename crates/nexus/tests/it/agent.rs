@@ -88,6 +88,15 @@ async fn personas_are_listed_and_added_with_validation() {
     assert_clean_failure(&env.run(&["persona", "add", "--name", "x", "--risk", "extreme"]), 2, "--risk");
     assert_clean_failure(&env.run(&["persona", "add", "--name", "auditor"]), 2, "already exists");
     assert!(env.ok(&["approvals", "list"]).is_empty());
+    assert!(env.ok(&["approvals", "list", "--status", "all"]).is_empty());
+    // A typo in a status filter is refused, never an empty listing.
+    let typo = env.run(&["approvals", "list", "--status", "aproved"]);
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert_eq!(typo.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(r#"approval status "aproved" is not one of pending, approved, denied, expired (or all)"#),
+        "{stderr}"
+    );
     assert_clean_failure(&env.run(&["approvals", "approve", "ap_x", "--by", "bob"]), 2, "no approval ap_x");
 }
 

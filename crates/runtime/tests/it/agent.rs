@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::agent::{ChainStatus, GateVerdict};
+use domain::agent::{ActionStatus, ApprovalStatus, ChainStatus, GateVerdict};
 use domain::knowledge::AccessLevel;
 use domain::persona::{PersonaContract, RiskLevel, TrustTier};
 use domain::tool::ToolDefinition;
@@ -36,7 +36,7 @@ fn completion(content: &str) -> ResponseTemplate {
 }
 
 /// A fake model: each reply is chosen by a phrase its prompt contains.
-async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
+pub(crate) async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
     let server = MockServer::start().await;
     for (phrase, content) in replies {
         Mock::given(method("POST"))
@@ -49,7 +49,7 @@ async fn fake_model(replies: &[(&str, &str)]) -> MockServer {
     server
 }
 
-fn provider(uri: &str) -> Arc<dyn ModelProvider> {
+pub(crate) fn provider(uri: &str) -> Arc<dyn ModelProvider> {
     let inner = Arc::new(OpenAiProvider::new(OpenAiConfig::compatible("fake", uri, None)).expect("provider"));
     let retry = RetryPolicy {
         max_attempts: 3,
@@ -60,8 +60,8 @@ fn provider(uri: &str) -> Arc<dyn ModelProvider> {
     Arc::new(Resilient::new(inner, retry, CircuitBreakerConfig::default()))
 }
 
-struct Agent {
-    runtime: Runtime,
+pub(crate) struct Agent {
+    pub(crate) runtime: Runtime,
     _db: Option<TestDatabase>,
     _workspace: tempfile_dir::Dir,
 }
@@ -116,7 +116,7 @@ async fn agent_on(
     Agent { runtime, _db: db, _workspace: workspace }
 }
 
-fn models(provider: Arc<dyn ModelProvider>) -> Models {
+pub(crate) fn models(provider: Arc<dyn ModelProvider>) -> Models {
     let target = ModelTarget { provider, model: "gpt-4o-mini".into() };
     Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target }
 }
@@ -125,11 +125,11 @@ async fn agent(server: &MockServer) -> Agent {
     agent_with(sqlite().await, models(provider(&server.uri())), Vec::new()).await
 }
 
-fn demo() -> TenantId {
+pub(crate) fn demo() -> TenantId {
     TenantId::parse("demo").expect("id")
 }
 
-fn request(task: &str, persona: Option<&str>) -> RunRequest {
+pub(crate) fn request(task: &str, persona: Option<&str>) -> RunRequest {
     RunRequest {
         tenant: demo(),
         task: task.into(),
@@ -140,9 +140,9 @@ fn request(task: &str, persona: Option<&str>) -> RunRequest {
     }
 }
 
-const PLAN: &str = "Break the following task";
-const DECLARE: &str = "Declare your intent";
-const ANSWER: &str = "Answer the user";
+pub(crate) const PLAN: &str = "Break the following task";
+pub(crate) const DECLARE: &str = "Declare your intent";
+pub(crate) const ANSWER: &str = "Answer the user";
 
 #[tokio::test]
 async fn a_simple_question_completes_with_a_sealed_verified_step() {
@@ -170,7 +170,7 @@ async fn a_simple_question_completes_with_a_sealed_verified_step() {
     assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
     assert_eq!(report.answer.as_deref(), Some("NEXUS is a notarized agent framework with a sealed ledger."));
     let step = &report.steps[0];
-    assert_eq!((step.status.as_str(), step.gates.len()), ("executed", 4));
+    assert_eq!((step.status, step.gates.len()), (ActionStatus::Executed, 4));
     assert_eq!(step.gates[0].verdict, GateVerdict::Pass);
     assert!(step.result_preview.as_deref().is_some_and(|p| p.contains("tamper-evident")), "the tool really searched");
     assert!(!step.reasoning.is_empty());
@@ -198,7 +198,7 @@ async fn a_multi_step_task_gives_two_or_more_seals() {
     let agent = agent(&server).await;
     let report = agent.runtime.execute(request("Research AI trends and write a summary", None)).await.expect("runs");
     assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
-    assert_eq!(report.steps.iter().filter(|s| s.status == "executed").count(), 2);
+    assert_eq!(report.steps.iter().filter(|s| s.status == ActionStatus::Executed).count(), 2);
     let written = std::fs::read_to_string(agent._workspace.0.join("demo").join("summary.md")).expect("file written");
     assert_eq!(written, "AI is trending.");
 }
@@ -214,7 +214,7 @@ async fn a_researcher_sending_email_is_blocked_at_gate_1() {
     let report =
         agent.runtime.execute(request("Email the report to the board", Some("researcher"))).await.expect("runs");
     assert_eq!(report.status, ChainStatus::Failed);
-    assert_eq!(report.steps[0].status, "blocked");
+    assert_eq!(report.steps[0].status, ActionStatus::Blocked);
     assert_eq!(report.steps[0].gates[0].verdict, GateVerdict::Fail);
     let records = agent.runtime.store().chain_records(&demo(), &report.chain_id).await.expect("records");
     let sealed: Vec<Value> = records
@@ -288,7 +288,7 @@ async fn ssrf_and_path_traversal_are_refused_by_the_tools() {
     .await;
     let agent1 = agent(&server).await;
     let report = agent1.runtime.execute(request("read the cloud metadata", None)).await.expect("runs");
-    assert_eq!((report.status, report.steps[0].status.as_str()), (ChainStatus::Failed, "failed"), "{report:?}");
+    assert_eq!((report.status, report.steps[0].status), (ChainStatus::Failed, ActionStatus::Failed), "{report:?}");
     assert!(report.steps[0].error.as_deref().is_some_and(|e| e.contains("169.254.169.254")), "{report:?}");
 
     let server = fake_model(&[
@@ -298,13 +298,13 @@ async fn ssrf_and_path_traversal_are_refused_by_the_tools() {
     .await;
     let agent2 = agent(&server).await;
     let report = agent2.runtime.execute(request("read passwd", None)).await.expect("runs");
-    assert_eq!(report.steps[0].status, "failed", "{report:?}");
+    assert_eq!(report.steps[0].status, ActionStatus::Failed, "{report:?}");
     assert!(!report.steps[0].result_preview.as_deref().unwrap_or_default().contains("root:"), "nothing leaked");
 }
 
 /// A state-changing tool that needs approval, recording what it was asked to do.
-struct Notify {
-    calls: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct Notify {
+    pub(crate) calls: Arc<Mutex<Vec<Value>>>,
 }
 
 #[async_trait]
@@ -329,7 +329,7 @@ impl Tool for Notify {
     }
 }
 
-async fn approval_agent(
+pub(crate) async fn approval_agent(
     store: Arc<dyn domain::ports::Store>,
     server: &MockServer,
     calls: Arc<Mutex<Vec<Value>>>,
@@ -365,7 +365,7 @@ async fn approval_agent_with_ttl(
     agent
 }
 
-async fn notify_server() -> MockServer {
+pub(crate) async fn notify_server() -> MockServer {
     fake_model(&[
         (PLAN, r#"[{"action": "announce", "tool": "notify_team", "params": {"message": "release at 5"}, "persona": "announcer"}]"#),
         (DECLARE, r#"{"planned_action": "announce", "tool_params": {"message": "release at 5"}}"#),
@@ -383,7 +383,7 @@ async fn approvals_hold_the_call_until_a_human_decides_even_across_a_restart() {
     let parked = agent.runtime.execute(request("Tell the team the release is at 5", None)).await.expect("runs");
     assert_eq!(parked.status, ChainStatus::AwaitingApproval);
     assert!(calls.lock().expect("lock").is_empty(), "nothing ran before approval");
-    let pending = agent.runtime.approvals(&demo(), Some("pending")).await.expect("list");
+    let pending = agent.runtime.approvals(&demo(), Some(ApprovalStatus::Pending)).await.expect("list");
     assert_eq!(pending.len(), 1);
     let id = pending[0].id.clone();
     assert!(matches!(
@@ -421,7 +421,7 @@ async fn a_denied_call_never_runs() {
     let db = sqlite().await;
     let agent = approval_agent(Arc::clone(&db.store), &server, calls.clone()).await;
     agent.runtime.execute(request("Tell the team", None)).await.expect("runs");
-    let id = agent.runtime.approvals(&demo(), Some("pending")).await.expect("list")[0].id.clone();
+    let id = agent.runtime.approvals(&demo(), Some(ApprovalStatus::Pending)).await.expect("list")[0].id.clone();
     let report = agent.runtime.decide(&demo(), &id, false, "bob", "not now").await.expect("deny");
     assert_eq!(report.status, ChainStatus::Failed);
     assert!(calls.lock().expect("lock").is_empty());
@@ -458,8 +458,8 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             tenant_id: demo(),
             chain_id: run.chain_id.clone(),
             task: "say hi".into(),
-            status: "planning".into(),
-            state: json!({"run": run, "user": "alice"}).to_string(),
+            status: ChainStatus::Planning,
+            state: engine::machine::stored::encode(&run, Some("alice")).expect("encode"),
             created_at: now,
             updated_at: now,
             // A process that died: it never heartbeats again.
@@ -478,8 +478,8 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             tenant_id: demo(),
             chain_id: live.chain_id.clone(),
             task: "say hi".into(),
-            status: "planning".into(),
-            state: json!({"run": live, "user": "alice"}).to_string(),
+            status: ChainStatus::Planning,
+            state: engine::machine::stored::encode(&live, Some("alice")).expect("encode"),
             created_at: now,
             updated_at: now,
             owner: Some("nexus-alive".into()),
@@ -503,7 +503,7 @@ async fn an_undecided_approval_expires_as_a_denial() {
     let parked = agent.runtime.execute(request("Tell the team", None)).await.expect("runs");
     assert_eq!(parked.status, ChainStatus::AwaitingApproval);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let id = agent.runtime.approvals(&demo(), Some("expired")).await.expect("list")[0].id.clone();
+    let id = agent.runtime.approvals(&demo(), Some(ApprovalStatus::Expired)).await.expect("list")[0].id.clone();
     assert!(
         matches!(agent.runtime.decide(&demo(), &id, true, "bob", "").await, Err(AgentError::ApprovalClosed(_))),
         "too late"
@@ -618,7 +618,7 @@ async fn a_run_goes_on_when_its_caller_goes_away_and_another_runtime_watches_its
     let report = other.run_report(&demo(), &chain).await.expect("stored");
     let mut partial = report.clone();
     partial.status = ChainStatus::Executing;
-    partial.steps[0].status = "executing".into();
+    partial.steps[0].status = domain::agent::ActionStatus::Executing;
     let early = runtime::runs::events_of_report(&partial);
     assert_eq!(runtime::runs::events_of_report(&report)[..early.len()], early[..]);
 }
@@ -636,5 +636,5 @@ async fn start_run_refuses_bad_tasks_and_watch_run_unknown_runs() {
     }
     let unknown = domain::ChainId::generate();
     assert!(runtime.watch_run(&demo(), &unknown, None).await.is_err(), "an unknown run cannot be watched");
-    assert!(runtime.run_reports(&demo(), 10).await.expect("list").is_empty(), "nothing was started");
+    assert!(runtime.run_reports(&demo(), None, 10).await.expect("list").is_empty(), "nothing was started");
 }

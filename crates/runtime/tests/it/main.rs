@@ -6,4 +6,5 @@ mod keys;
 mod knowledge;
 mod ledger;
 mod replicas;
+mod run_fixtures;
 mod support;

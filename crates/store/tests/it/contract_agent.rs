@@ -1,7 +1,8 @@
 //! The agent's storage contract on every backend: runs, approvals (decided once, never after
 //! expiry, never across tenants) and drift counts.
 
-use domain::ports::{Approval, StoredRun};
+use domain::agent::{ApprovalStatus, ChainStatus};
+use domain::ports::{Approval, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use store::test_support::backends;
 
@@ -9,12 +10,12 @@ fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("id")
 }
 
-fn run(t: &TenantId, chain: &str, status: &str, at: i64) -> StoredRun {
+fn run(t: &TenantId, chain: &str, status: ChainStatus, at: i64) -> StoredRun {
     StoredRun {
         tenant_id: t.clone(),
         chain_id: ChainId::parse(chain).expect("id"),
         task: "do it".into(),
-        status: status.into(),
+        status,
         state: format!("{{\"status\":\"{status}\"}}"),
         created_at: Timestamp::from_micros(at),
         updated_at: Timestamp::from_micros(at),
@@ -26,10 +27,10 @@ fn run(t: &TenantId, chain: &str, status: &str, at: i64) -> StoredRun {
 async fn runs_are_saved_replaced_and_found_by_status() {
     for db in backends().await {
         let (a, b) = (tenant("a"), tenant("b"));
-        db.store.save_run(&run(&a, "c1", "executing", 1)).await.expect("save");
-        db.store.save_run(&run(&a, "c2", "awaiting_approval", 2)).await.expect("save");
-        db.store.save_run(&run(&b, "c3", "completed", 3)).await.expect("save");
-        let mut updated = run(&a, "c1", "completed", 1);
+        db.store.save_run(&run(&a, "c1", ChainStatus::Executing, 1)).await.expect("save");
+        db.store.save_run(&run(&a, "c2", ChainStatus::AwaitingApproval, 2)).await.expect("save");
+        db.store.save_run(&run(&b, "c3", ChainStatus::Completed, 3)).await.expect("save");
+        let mut updated = run(&a, "c1", ChainStatus::Completed, 1);
         updated.updated_at = Timestamp::from_micros(9);
         db.store.save_run(&updated).await.expect("replace");
 
@@ -37,10 +38,73 @@ async fn runs_are_saved_replaced_and_found_by_status() {
         assert_eq!(db.store.run(&a, &c1).await.expect("read"), Some(updated.clone()), "{}", db.backend);
         assert_eq!(db.store.run(&b, &c1).await.expect("read"), None, "runs are tenant-scoped");
         let listed: Vec<String> =
-            db.store.runs(&a, 10).await.expect("list").into_iter().map(|r| r.chain_id.to_string()).collect();
+            db.store.runs(&a, None, 10).await.expect("list").into_iter().map(|r| r.chain_id.to_string()).collect();
         assert_eq!(listed, ["c2", "c1"], "newest first");
-        let open = db.store.runs_with_status(&["executing", "awaiting_approval"]).await.expect("by status");
+        let open = db
+            .store
+            .runs_with_status(&[ChainStatus::Executing, ChainStatus::AwaitingApproval])
+            .await
+            .expect("by status");
         assert_eq!(open.iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>(), ["c2"]);
+    }
+}
+
+#[tokio::test]
+async fn a_status_filter_applies_before_the_limit() {
+    for db in backends().await {
+        let (a, b) = (tenant("a"), tenant("b"));
+        // Oldest to newest: three completed runs, then four failed ones (and another tenant's).
+        let statuses = [ChainStatus::Completed; 3].into_iter().chain([ChainStatus::Failed; 4]);
+        for (i, status) in statuses.enumerate() {
+            let at = i64::try_from(i).expect("small");
+            db.store.save_run(&run(&a, &format!("c{i}"), status, at)).await.expect("save");
+        }
+        db.store.save_run(&run(&b, "other", ChainStatus::Completed, 99)).await.expect("save");
+        let chains = |runs: Vec<StoredRun>| runs.into_iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>();
+        let completed = db.store.runs(&a, Some(ChainStatus::Completed), 2).await.expect("list");
+        assert_eq!(chains(completed), ["c2", "c1"], "{}: newest completed first, as many as asked", db.backend);
+        let failed = db.store.runs(&a, Some(ChainStatus::Failed), 10).await.expect("list");
+        assert_eq!(chains(failed), ["c6", "c5", "c4", "c3"]);
+        assert!(db.store.runs(&a, Some(ChainStatus::Cancelled), 10).await.expect("list").is_empty());
+        assert_eq!(db.store.runs(&a, None, 3).await.expect("list").len(), 3);
+    }
+}
+
+/// Sets a column to a value no build writes, as a damaged or hand-edited database would hold.
+async fn corrupt(db: &store::test_support::TestDatabase, sql: &str) {
+    match db.backend {
+        "sqlite" => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.expect("connect");
+            sqlx::query(sql).execute(&pool).await.expect("update");
+            pool.close().await;
+        }
+        _ => {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+            sqlx::query(sql).execute(&pool).await.expect("update");
+            pool.close().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stored_status_no_build_writes_is_an_invalid_row_naming_its_column() {
+    for db in backends().await {
+        let a = tenant("a");
+        db.store.save_run(&run(&a, "c1", ChainStatus::Executing, 1)).await.expect("save");
+        db.store.insert_approval(&approval(&a, "ap1", 1_000)).await.expect("insert");
+        corrupt(&db, "UPDATE runs SET status = 'complete'").await;
+        corrupt(&db, "UPDATE approvals SET status = 'aproved'").await;
+        let c1 = ChainId::parse("c1").expect("id");
+        match db.store.run(&a, &c1).await {
+            Err(StoreError::InvalidRow { what: "runs.status", reason }) => {
+                assert!(reason.contains("\"complete\""), "{}: {reason}", db.backend);
+            }
+            other => panic!("{}: expected an invalid runs.status, got {other:?}", db.backend),
+        }
+        assert!(matches!(
+            db.store.approvals(&a, None).await,
+            Err(StoreError::InvalidRow { what: "approvals.status", .. })
+        ));
     }
 }
 
@@ -49,7 +113,7 @@ async fn runs_are_claimed_by_compare_and_set_and_instances_heartbeat() {
     for db in backends().await {
         let a = tenant("a");
         let c1 = ChainId::parse("c1").expect("id");
-        db.store.save_run(&run(&a, "c1", "executing", 1)).await.expect("save");
+        db.store.save_run(&run(&a, "c1", ChainStatus::Executing, 1)).await.expect("save");
         assert!(
             !db.store.claim_run(&a, &c1, Some("someone-else"), "instance-2").await.expect("claim"),
             "{}",
@@ -84,7 +148,7 @@ fn approval(t: &TenantId, id: &str, expires: i64) -> Approval {
         call_digest: "d".repeat(64),
         reason: "requires approval".into(),
         requested_by: Some("alice".into()),
-        status: "pending".into(),
+        status: ApprovalStatus::Pending,
         decided_by: None,
         decided_at: None,
         note: None,
@@ -99,39 +163,44 @@ async fn approvals_are_decided_once_before_expiry_within_their_tenant() {
         let (a, b) = (tenant("a"), tenant("b"));
         db.store.insert_approval(&approval(&a, "ap1", 1_000)).await.expect("insert");
         db.store.insert_approval(&approval(&a, "ap2", 50)).await.expect("insert");
-        assert_eq!(db.store.approvals(&a, Some("pending")).await.expect("list").len(), 2, "{}", db.backend);
+        assert_eq!(
+            db.store.approvals(&a, Some(ApprovalStatus::Pending)).await.expect("list").len(),
+            2,
+            "{}",
+            db.backend
+        );
         assert!(db.store.approvals(&b, None).await.expect("list").is_empty());
 
         assert!(
             !db.store
-                .decide_approval(&b, "ap1", "approved", "mallory", "", Timestamp::from_micros(20))
+                .decide_approval(&b, "ap1", ApprovalStatus::Approved, "mallory", "", Timestamp::from_micros(20))
                 .await
                 .expect("decide")
         );
         assert!(
             db.store
-                .decide_approval(&a, "ap1", "approved", "bob", "ok", Timestamp::from_micros(20))
+                .decide_approval(&a, "ap1", ApprovalStatus::Approved, "bob", "ok", Timestamp::from_micros(20))
                 .await
                 .expect("decide")
         );
         assert!(
             !db.store
-                .decide_approval(&a, "ap1", "denied", "bob", "", Timestamp::from_micros(21))
+                .decide_approval(&a, "ap1", ApprovalStatus::Denied, "bob", "", Timestamp::from_micros(21))
                 .await
                 .expect("decide"),
             "single use"
         );
         assert!(
             !db.store
-                .decide_approval(&a, "ap2", "approved", "bob", "", Timestamp::from_micros(60))
+                .decide_approval(&a, "ap2", ApprovalStatus::Approved, "bob", "", Timestamp::from_micros(60))
                 .await
                 .expect("decide"),
             "expired"
         );
 
         let decided = db.store.approval(&a, "ap1").await.expect("read").expect("exists");
-        assert_eq!((decided.status.as_str(), decided.decided_by.as_deref()), ("approved", Some("bob")));
-        assert_eq!(db.store.approvals(&a, Some("approved")).await.expect("list").len(), 1);
+        assert_eq!((decided.status, decided.decided_by.as_deref()), (ApprovalStatus::Approved, Some("bob")));
+        assert_eq!(db.store.approvals(&a, Some(ApprovalStatus::Approved)).await.expect("list").len(), 1);
         assert_eq!(db.store.approval(&b, "ap1").await.expect("read"), None);
     }
 }
@@ -163,7 +232,7 @@ async fn companion_rows_commit_with_their_ledger_batch_or_not_at_all() {
         let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: None, payload: serde_json::json!({"n": 1}) };
         let first = ledger::encoding::seal_draft(&a, 0, &draft, Timestamp::from_micros(1), String::new());
         let companions = |chain: &str| Companions {
-            runs: vec![run(&a, chain, "executing", 1)],
+            runs: vec![run(&a, chain, ChainStatus::Executing, 1)],
             costs: Vec::new(),
             actions: vec![ActionSample {
                 tenant_id: a.clone(),
