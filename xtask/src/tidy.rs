@@ -8,7 +8,8 @@ use anyhow::bail;
 
 /// Crates whose code serves people (HTTP, the command line, chat channels, the console): they
 /// use the runtime's façade, never `Runtime::store()`.
-const FRONT_ENDS: &[&str] = &["crates/gateway/src", "crates/nexus/src/commands", "crates/channels/src", "crates/console/src"];
+const FRONT_ENDS: &[&str] =
+    &["crates/gateway/src", "crates/nexus/src/commands", "crates/channels/src", "crates/console/src"];
 
 /// Names of documents that are not in this repository; citing them leaves a reader stranded.
 const OUTSIDE_DOCUMENTS: &[&str] = &["DESIGN §", "DESIGN.md", "STYLE §", "STYLE.md", "../shared", "seeds/"];
@@ -73,13 +74,16 @@ fn unresolved(root: &Path, text: &str) -> Vec<String> {
     }
     for prefix in ["crates/", "xtask/"] {
         for (at, _) in text.match_indices(prefix) {
-            if at > 0 && text[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '/' || c == '_' || c == '-' || c == '.') {
+            if at > 0
+                && text[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '/' || c == '_' || c == '-' || c == '.')
+            {
                 continue;
             }
-            let path: String = text[at..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '_' | '-' | '.'))
-                .collect();
+            let path: String =
+                text[at..].chars().take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '_' | '-' | '.')).collect();
             let path = path.trim_end_matches(['.', '/']);
             if path.contains('*') || path.contains("..") || path == prefix.trim_end_matches('/') {
                 continue;

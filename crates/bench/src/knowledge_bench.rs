@@ -28,9 +28,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
     let queries = if quick { 200 } else { 1000 };
     println!("# knowledge benchmark ({DIMS} dims, top {K}, one namespace holding every chunk)");
-    println!(
-        "target (issue 5): hybrid query P99 <= {TARGET_P99_MS} ms at 100k chunks, model time excluded"
-    );
+    println!("target (issue 5): hybrid query P99 <= {TARGET_P99_MS} ms at 100k chunks, model time excluded");
     println!();
     println!("## 1. vector scan alone: i8 VectorIndex vs exact f32 scan (baseline, same data, same run)");
     for &n in sizes {

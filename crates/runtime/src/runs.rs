@@ -130,13 +130,15 @@ impl RunEvents {
             tokio::time::sleep(POLL_EVERY).await;
             match self.runtime.run_report(&self.tenant, &self.chain).await {
                 Ok(report) if report.status.is_terminal() => {
-                    let event = events_of_report(&report).pop().unwrap_or(Event::Error {
-                        message: format!("run {} ended without a final event", self.chain),
-                    });
+                    let event = events_of_report(&report)
+                        .pop()
+                        .unwrap_or(Event::Error { message: format!("run {} ended without a final event", self.chain) });
                     return NumberedEvent { seq: self.next_seq, event };
                 }
                 Ok(_) => continue,
-                Err(error) => return NumberedEvent { seq: self.next_seq, event: Event::Error { message: error.to_string() } },
+                Err(error) => {
+                    return NumberedEvent { seq: self.next_seq, event: Event::Error { message: error.to_string() } };
+                }
             }
         }
     }

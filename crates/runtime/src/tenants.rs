@@ -27,7 +27,12 @@ impl Runtime {
     }
 
     /// What a tenant spent in `[since, until)`, by day, model, provider, key and chain.
-    pub async fn usage(&self, tenant: &TenantId, since: Timestamp, until: Timestamp) -> Result<Vec<UsageRow>, StoreError> {
+    pub async fn usage(
+        &self,
+        tenant: &TenantId,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<UsageRow>, StoreError> {
         self.store().usage(tenant, since, until).await
     }
 }

@@ -138,8 +138,7 @@ async fn serve(
         default_budget_usd: None,
         budget_alert_fraction: None,
     };
-    let mut parts =
-        RuntimeParts::new(store, CheckpointSigner::new(SigningKey::from_bytes(&SIGNING_KEY)), config, None);
+    let mut parts = RuntimeParts::new(store, CheckpointSigner::new(SigningKey::from_bytes(&SIGNING_KEY)), config, None);
     let openai: Arc<dyn ModelProvider> = Arc::new(OpenAiProvider::new(OpenAiConfig {
         base_url: provider_base_url,
         ..OpenAiConfig::openai(ApiKey::new("sk-bench"))

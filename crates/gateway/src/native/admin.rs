@@ -15,8 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::shapes::ExecuteResponse;
 use crate::auth::{auth_error, require_admin};
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
-use crate::json::{Body, RawBody};
+use crate::extract::Path;
+use crate::json::{Body, Query, RawBody};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -189,11 +189,8 @@ pub(crate) async fn update_persona(
 ) -> Result<Json<PersonaResponse>, ApiError> {
     require_admin(&principal, "changing a persona")?;
     let id = PersonaId::parse(&id).map_err(|_| ApiError::not_found(format!("no persona {id:?}")))?;
-    let existing = state
-        .runtime
-        .persona(&principal.tenant, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such persona"))?;
+    let existing =
+        state.runtime.persona(&principal.tenant, &id).await?.ok_or_else(|| ApiError::not_found("no such persona"))?;
     let mut persona = contract(&principal, id, body, &tool_names(&state))?;
     persona.created_at = existing.created_at;
     let version =

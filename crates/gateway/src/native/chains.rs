@@ -22,8 +22,8 @@ use utoipa::IntoParams;
 
 use super::shapes::{ExecuteRequest, ExecuteResponse, execute_response, sse_event};
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
-use crate::json::Body;
+use crate::extract::Path;
+use crate::json::{Body, Query};
 use crate::state::AppState;
 
 /// Reads a request into a run for the runtime to admit and start.
@@ -113,8 +113,7 @@ pub(crate) async fn chain_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let chain = parse_chain(&id)?;
-    let after =
-        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let events = state.runtime.watch_run(&principal.tenant, &chain, after).await?;
     Ok(sse(events).into_response())
 }

@@ -13,7 +13,9 @@ use tower::ServiceExt as _;
 async fn runtime() -> (Arc<Runtime>, store::test_support::TestDatabase) {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
-    let rt = Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer, RuntimeConfig::default(), None)).await.expect("start");
+    let rt = Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer, RuntimeConfig::default(), None))
+        .await
+        .expect("start");
     (Arc::new(rt), db)
 }
 
@@ -60,6 +62,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 
 mod access;
 mod compat;
+mod dialects;
 mod errors;
 mod keys;
 mod native;

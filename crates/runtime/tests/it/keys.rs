@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use domain::ledger::EntryKind;
 use domain::tenant::{Role, UserLevel};
-use runtime::{Runtime, RuntimeParts};
 use runtime::auth::{AuthError, Principal};
 use runtime::keys::KeyError;
+use runtime::{Runtime, RuntimeParts};
 use store::test_support::backends;
 
 use crate::support::{config, signer, tenant};
