@@ -578,3 +578,96 @@ pub(crate) async fn messages(
     let body = futures_util::stream::once(async move { Ok::<_, Infallible>(start) }).chain(events);
     Ok(governed(&meta, Sse::new(body)))
 }
+
+#[cfg(test)]
+mod tests {
+    use runtime::llm::Usage;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn value(event: &Event) -> Value {
+        let value = serde_json::to_value(event).expect("json");
+        assert_eq!(value["type"], event.name(), "the SSE event name is the data's type");
+        value
+    }
+
+    #[test]
+    fn stream_events_keep_the_wire_shape() {
+        let start = Event::MessageStart {
+            message: MessageResponse {
+                id: "msg_1".into(),
+                kind: "message",
+                role: "assistant",
+                model: "m".into(),
+                content: Vec::new(),
+                stop_reason: None,
+                stop_sequence: None,
+                usage: MessageUsage { input_tokens: 0, output_tokens: 0 },
+            },
+        };
+        assert_eq!(
+            value(&start),
+            json!({"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
+                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}})
+        );
+        let text = Event::ContentBlockStart { index: 0, content_block: ContentBlock::Text { text: String::new() } };
+        assert_eq!(
+            value(&text),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        let tool = ContentBlock::ToolUse { id: "t".into(), name: "f".into(), input: json!({}) };
+        assert_eq!(
+            value(&Event::ContentBlockStart { index: 1, content_block: tool }),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}})
+        );
+        assert_eq!(
+            value(&Event::ContentBlockDelta { index: 0, delta: BlockDelta::TextDelta { text: "Hi".into() } }),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}})
+        );
+        assert_eq!(
+            value(&Event::ContentBlockDelta {
+                index: 1,
+                delta: BlockDelta::InputJsonDelta { partial_json: "{".into() }
+            }),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{"}})
+        );
+        assert_eq!(value(&Event::ContentBlockStop { index: 1 }), json!({"type": "content_block_stop", "index": 1}));
+        let delta = Event::MessageDelta {
+            delta: StopDelta { stop_reason: "end_turn", stop_sequence: None },
+            usage: MessageUsage { input_tokens: 3, output_tokens: 4 },
+        };
+        assert_eq!(
+            value(&delta),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                   "usage": {"input_tokens": 3, "output_tokens": 4}})
+        );
+        assert_eq!(value(&Event::MessageStop), json!({"type": "message_stop"}));
+        let error = Event::Error { error: ErrorDetail { kind: "api_error", message: "m".into() } };
+        assert_eq!(value(&error), json!({"type": "error", "error": {"type": "api_error", "message": "m"}}));
+    }
+
+    #[test]
+    fn a_message_and_errors_keep_the_wire_shape() {
+        let response = ChatResponse {
+            provider: "p".into(),
+            model: "m".into(),
+            content: "hi".into(),
+            tool_calls: vec![ToolCall { id: "t".into(), name: "f".into(), arguments: json!({"a": 1}) }],
+            usage: Usage { input_tokens: 1, output_tokens: 2 },
+            finish_reason: FinishReason::ToolCalls,
+        };
+        assert_eq!(
+            serde_json::to_value(MessageResponse::new("msg_1".into(), response)).expect("json"),
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+                   "content": [{"type": "text", "text": "hi"}, {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}],
+                   "stop_reason": "tool_use", "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 2}})
+        );
+        let error = ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "busy");
+        assert_eq!(
+            serde_json::to_value(Anthropic::body(error, "busy".into())).expect("json"),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+        );
+    }
+}

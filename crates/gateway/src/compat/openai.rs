@@ -523,20 +523,27 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn event(&self, choices: Vec<ChunkChoice>, usage: Option<CompletionUsage>) -> SseEvent {
-        let chunk = ChatCompletionChunk {
+    fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<CompletionUsage>) -> ChatCompletionChunk<'_> {
+        ChatCompletionChunk {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
             choices,
             usage,
-        };
-        SseEvent::default().data(json_text(&chunk))
+        }
+    }
+
+    fn delta_chunk(&self, delta: Delta, finish: Option<&'static str>) -> ChatCompletionChunk<'_> {
+        self.chunk(vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None }], None)
+    }
+
+    fn event(&self, choices: Vec<ChunkChoice>, usage: Option<CompletionUsage>) -> SseEvent {
+        SseEvent::default().data(json_text(&self.chunk(choices, usage)))
     }
 
     fn delta(&self, delta: Delta, finish: Option<&'static str>) -> SseEvent {
-        self.event(vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None }], None)
+        SseEvent::default().data(json_text(&self.delta_chunk(delta, finish)))
     }
 }
 
@@ -736,4 +743,110 @@ pub(crate) async fn embeddings(
         model,
         usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use runtime::llm::ChatResponse;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn data(chunk: ChatCompletionChunk<'_>) -> Value {
+        serde_json::to_value(chunk).expect("json")
+    }
+
+    #[test]
+    fn chunks_keep_the_wire_shape() {
+        let chunks = Chunks { id: "chatcmpl-1".into(), created: 7, model: "m".into() };
+        let frame = |choices: Value| json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m", "choices": choices});
+        let choice = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]);
+        let first = Delta { role: Some("assistant"), content: Some(String::new()), ..Delta::default() };
+        assert_eq!(
+            data(chunks.delta_chunk(first, None)),
+            frame(choice(json!({"role": "assistant", "content": ""}), Value::Null))
+        );
+        let text = Delta { content: Some("Hi".into()), ..Delta::default() };
+        assert_eq!(data(chunks.delta_chunk(text, None)), frame(choice(json!({"content": "Hi"}), Value::Null)));
+        let opening = ToolCallChunk {
+            index: 0,
+            id: Some("call_1".into()),
+            kind: Some("function"),
+            function: FunctionChunk { name: Some("f".into()), arguments: String::new() },
+        };
+        assert_eq!(
+            data(chunks.delta_chunk(Delta { tool_calls: Some(vec![opening]), ..Delta::default() }, None)),
+            frame(choice(
+                json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}),
+                Value::Null
+            ))
+        );
+        let more = ToolCallChunk {
+            index: 0,
+            id: None,
+            kind: None,
+            function: FunctionChunk { name: None, arguments: "{}".into() },
+        };
+        assert_eq!(
+            data(chunks.delta_chunk(Delta { tool_calls: Some(vec![more]), ..Delta::default() }, None)),
+            frame(choice(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}), Value::Null))
+        );
+        assert_eq!(data(chunks.delta_chunk(Delta::default(), Some("stop"))), frame(choice(json!({}), json!("stop"))));
+        let usage = Usage { input_tokens: 3, output_tokens: 4 };
+        let mut last = frame(json!([]));
+        last["usage"] = json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7});
+        assert_eq!(data(chunks.chunk(Vec::new(), Some(usage.into()))), last);
+    }
+
+    #[test]
+    fn a_completion_keeps_the_wire_shape() {
+        let response = |content: &str, calls: Vec<ToolCall>| ChatResponse {
+            provider: "p".into(),
+            model: "m".into(),
+            content: content.into(),
+            tool_calls: calls,
+            usage: Usage { input_tokens: 1, output_tokens: 2 },
+            finish_reason: FinishReason::Stop,
+        };
+        let value = |c: ChatCompletion| {
+            let mut v = serde_json::to_value(c).expect("json");
+            v["created"] = json!(0);
+            v
+        };
+        let expected = |message: Value| {
+            json!({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                   "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": null}],
+                   "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+        };
+        assert_eq!(
+            value(ChatCompletion::new("x".into(), response("hi", Vec::new()))),
+            expected(json!({"role": "assistant", "content": "hi"}))
+        );
+        let call = ToolCall { id: "c".into(), name: "f".into(), arguments: json!({"a": 1}) };
+        assert_eq!(
+            value(ChatCompletion::new("x".into(), response("", vec![call]))),
+            expected(json!({"role": "assistant", "content": null,
+                            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}))
+        );
+    }
+
+    #[test]
+    fn errors_keep_the_wire_shape() {
+        let error = ApiError::invalid("model", "no").with_code("model_not_priced");
+        assert_eq!(
+            serde_json::to_value(OpenAi::body(error, "no".into())).expect("json"),
+            json!({"error": {"message": "no", "type": "invalid_request_error", "param": "model", "code": "model_not_priced"}})
+        );
+        let error = ApiError::new(axum::http::StatusCode::PAYMENT_REQUIRED, "budget_exhausted", "spent");
+        assert_eq!(
+            serde_json::to_value(OpenAi::body(error, "spent".into())).expect("json"),
+            json!({"error": {"message": "spent", "type": "insufficient_quota", "param": null, "code": "budget_exhausted"}})
+        );
+        let stream =
+            StreamError { error: StreamErrorDetail { message: "m".into(), kind: "api_error", code: "upstream_error" } };
+        assert_eq!(
+            serde_json::to_value(stream).expect("json"),
+            json!({"error": {"message": "m", "type": "api_error", "code": "upstream_error"}})
+        );
+    }
 }
