@@ -8,9 +8,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::compat::{anthropic, openai};
-use crate::error::Dialect;
+use crate::error;
 use crate::native::{admin, chains, keys, knowledge, ledger, shapes, usage};
-use crate::{health, observe, schema};
+use crate::routes::Surface;
+use crate::{health, observe};
 
 struct BearerAuth;
 
@@ -37,17 +38,17 @@ impl Modify for ErrorBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.schemas.insert("NativeError".into(), schema::NativeError::schema());
-        components.schemas.insert("NativeErrorDetail".into(), schema::NativeErrorDetail::schema());
-        components.schemas.insert("OpenAiError".into(), schema::OpenAiError::schema());
-        components.schemas.insert("OpenAiErrorDetail".into(), schema::OpenAiErrorDetail::schema());
-        components.schemas.insert("AnthropicError".into(), schema::AnthropicError::schema());
-        components.schemas.insert("AnthropicErrorDetail".into(), schema::AnthropicErrorDetail::schema());
+        components.schemas.insert("NativeError".into(), error::ErrorBody::schema());
+        components.schemas.insert("NativeErrorDetail".into(), error::ErrorDetail::schema());
+        components.schemas.insert("OpenAiError".into(), openai::ErrorBody::schema());
+        components.schemas.insert("OpenAiErrorDetail".into(), openai::ErrorDetail::schema());
+        components.schemas.insert("AnthropicError".into(), anthropic::ErrorBody::schema());
+        components.schemas.insert("AnthropicErrorDetail".into(), anthropic::ErrorDetail::schema());
         for (path, item) in &mut openapi.paths.paths {
-            let body = match Dialect::of_path(path) {
-                Dialect::Native => "NativeError",
-                Dialect::OpenAi => "OpenAiError",
-                Dialect::Anthropic => "AnthropicError",
+            let body = match Surface::of_path(path) {
+                Surface::Native => "NativeError",
+                Surface::OpenAi => "OpenAiError",
+                Surface::Anthropic => "AnthropicError",
             };
             let content = || Content::new(Some(Ref::from_schema_name(body)));
             for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {

@@ -1,32 +1,18 @@
-//! The one error type handlers return, rendered in the dialect the client speaks: Nexus's own
-//! (`{"error": {"code", "message"}}`), OpenAI's (`{"error": {"message", "type", "param",
-//! "code"}}`) or Anthropic's (`{"type": "error", "error": {"type", "message"}}`). 5xx answers
-//! hide internals; 4xx answers say what was wrong.
+//! The native API's error type, [`ApiError`]: a status, a stable code, a message and the
+//! request field at fault. Natively it renders as `{"error": {"code", "message", "field"}}`.
+//!
+//! The OpenAI- and Anthropic-compatible surfaces never render an `ApiError` themselves: their
+//! handlers return `compat::VendorError<V>` (`OpenAiError`, `AnthropicError`), which converts
+//! from `ApiError` (and from the runtime's errors) with a plain `?` and writes the vendor's
+//! shape, so the dialect is fixed by the handler's return type. Both go through
+//! [`ApiError::render`]: 5xx answers hide internals (logged instead); 4xx answers say what was
+//! wrong; `Retry-After` is set when known.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-/// Which API's error shape to answer in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dialect {
-    #[default]
-    Native,
-    OpenAi,
-    Anthropic,
-}
-
-impl Dialect {
-    /// The dialect of a request path.
-    pub fn of_path(path: &str) -> Self {
-        match path {
-            "/v1/chat/completions" | "/v1/models" | "/v1/embeddings" | "/v1/completions" => Dialect::OpenAi,
-            "/v1/messages" => Dialect::Anthropic,
-            _ => Dialect::Native,
-        }
-    }
-}
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -36,12 +22,11 @@ pub struct ApiError {
     /// The request field at fault, when one is.
     pub param: Option<String>,
     pub retry_after: Option<u64>,
-    pub dialect: Dialect,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), param: None, retry_after: None, dialect: Dialect::Native }
+        Self { status, code, message: message.into(), param: None, retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -79,35 +64,35 @@ impl ApiError {
         self
     }
 
-    pub fn in_dialect(mut self, dialect: Dialect) -> Self {
-        self.dialect = dialect;
+    /// Asks the client to wait this many seconds (at least 1) before trying again.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
         self
     }
 
-    fn openai_type(&self) -> &'static str {
-        match self.status.as_u16() {
-            401 => "authentication_error",
-            402 => "insufficient_quota",
-            403 => "permission_error",
-            404 => "not_found_error",
-            429 => "rate_limit_error",
-            500..=599 => "api_error",
-            _ => "invalid_request_error",
+    /// The message a client may see: 5xx answers other than 503 are logged and hidden.
+    pub(crate) fn public_message(&self) -> String {
+        if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+            "internal error; see the server log".to_owned()
+        } else {
+            self.message.clone()
         }
     }
 
-    fn anthropic_type(&self) -> &'static str {
-        match self.status.as_u16() {
-            401 => "authentication_error",
-            402 => "billing_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            429 => "rate_limit_error",
-            503 | 529 => "overloaded_error",
-            500..=599 => "api_error",
-            _ => "invalid_request_error",
+    /// The response for this error with the JSON body `body` builds from it and its public
+    /// message: the one way every dialect answers (status, hidden internals, `Retry-After`).
+    pub(crate) fn render<B: Serialize>(self, body: impl FnOnce(ApiError, String) -> B) -> Response {
+        let status = self.status;
+        let retry_after = self.retry_after;
+        let message = self.public_message();
+        let mut response = (status, Json(body(self, message))).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        response
     }
 }
 
@@ -117,36 +102,29 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// The native API's error body.
+#[derive(Serialize, ToSchema)]
+#[schema(as = NativeError)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = NativeErrorDetail)]
+pub(crate) struct ErrorDetail {
+    /// A stable machine-readable code, e.g. `invalid_request`, `not_found`, `conflict`.
+    #[schema(value_type = String)]
+    code: &'static str,
+    message: String,
+    /// The request field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
-            "internal error; see the server log".to_owned()
-        } else {
-            self.message.clone()
-        };
-        let body = match self.dialect {
-            Dialect::Native => {
-                let mut error = json!({"code": self.code, "message": message});
-                if let Some(param) = &self.param {
-                    error["field"] = json!(param);
-                }
-                json!({ "error": error })
-            }
-            Dialect::OpenAi => json!({"error": {
-                "message": message, "type": self.openai_type(), "param": self.param, "code": self.code,
-            }}),
-            Dialect::Anthropic => {
-                json!({"type": "error", "error": {"type": self.anthropic_type(), "message": message}})
-            }
-        };
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after
-            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        response
+        self.render(|error, message| ErrorBody { error: ErrorDetail { code: error.code, message, field: error.param } })
     }
 }
 
@@ -159,11 +137,8 @@ impl From<runtime::agent::AgentError> for ApiError {
             E::NoPersonas(_) => ApiError::new(StatusCode::CONFLICT, "no_personas", error.to_string()),
             E::InvalidTask(message) => ApiError::invalid("task", message.clone()),
             E::BudgetExhausted(_) => ApiError::new(StatusCode::PAYMENT_REQUIRED, "budget_exhausted", error.to_string()),
-            E::RateLimited(limited) => {
-                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", error.to_string());
-                api.retry_after = Some(limited.retry_after_secs.max(1));
-                api
-            }
+            E::RateLimited(limited) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", error.to_string())
+                .with_retry_after(limited.retry_after_secs),
             E::NoSuchRun { .. } | E::NoSuchApproval { .. } => ApiError::not_found(error.to_string()),
             E::ApprovalClosed(_) | E::ApprovalMismatch(_) | E::DrivenElsewhere { .. } | E::AlreadyDriven { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
@@ -209,17 +184,4 @@ impl From<runtime::LedgerError> for ApiError {
             _ => ApiError::internal(error.to_string()),
         }
     }
-}
-
-pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", uri.path())).in_dialect(Dialect::of_path(uri.path()))
-}
-
-pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not allowed on {}", uri.path()),
-    )
-    .in_dialect(Dialect::of_path(uri.path()))
 }

@@ -1,14 +1,19 @@
-//! Request bodies: [`Body<T>`] reads JSON and answers a client's mistake precisely — malformed
-//! JSON is a 400 with line and column, a missing or mistyped field a 400 naming the field's
-//! path (`messages[2].role`), a body over the limit a 413 — in the dialect of the route.
+//! Request input that clients get wrong: [`Body<T>`] reads a JSON body and [`Query<T>`] a query
+//! string, and both answer a mistake precisely — malformed JSON is a 400 with line and column,
+//! a missing, unknown or mistyped field or parameter a 400 naming it (`messages[2].role`,
+//! `limit`), a body over the limit a 413 — as JSON, never a plain-text rejection or a 500.
+//!
+//! Their rejections are native [`ApiError`]s; the compat surfaces wrap [`Body`] in extractors of
+//! their own whose rejection answers in the vendor's shape (`compat::openai::Body`).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, Dialect};
+use crate::error::ApiError;
 
 /// A JSON body of type `T`.
 #[derive(Debug)]
@@ -18,9 +23,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let dialect = Dialect::of_path(request.uri().path());
-        let bytes = Bytes::from_request(request, state).await.map_err(|e| body_error(e).in_dialect(dialect))?;
-        parse(&bytes).map(Body).map_err(|e| e.in_dialect(dialect))
+        let bytes = Bytes::from_request(request, state).await.map_err(body_error)?;
+        parse(&bytes).map(Body)
     }
 }
 
@@ -32,8 +36,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let dialect = Dialect::of_path(request.uri().path());
-        Bytes::from_request(request, state).await.map(RawBody).map_err(|e| body_error(e).in_dialect(dialect))
+        Bytes::from_request(request, state).await.map(RawBody).map_err(body_error)
     }
 }
 
@@ -75,6 +78,47 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
 }
 
+/// Query parameters of type `T`, read with the same care as a body: `?limit=ten` is a 400 naming
+/// `limit`; an unknown, repeated or missing parameter a 400 naming it. Handlers use this, never
+/// axum's `Query`, whose rejection is plain text (clippy's `disallowed-types` keeps it that way).
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(Query)
+    }
+}
+
+/// Parses a query string (without the `?`), naming the failing parameter.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize::<_, T>(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        // A parameter's own value failed: the path names it. Otherwise the whole set failed
+        // (unknown, repeated or missing parameter), and serde's message quotes the name.
+        let param = Some(path).filter(|p| p != "." && !p.is_empty()).or_else(|| {
+            ["unknown field `", "duplicate field `", "missing field `"].iter().find_map(|m| quoted(&message, m))
+        });
+        match param {
+            Some(param) => {
+                ApiError::bad_request(format!("invalid query parameter `{param}`: {message}")).with_param(param)
+            }
+            None => ApiError::bad_request(format!("invalid query string: {message}")),
+        }
+    })
+}
+
+/// The name serde quotes after `marker` (`unknown field `colour`, expected …`).
+fn quoted(message: &str, marker: &str) -> Option<String> {
+    let rest = message.split_once(marker)?.1;
+    let name = rest.split('`').next()?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// serde's messages end with " at line 1 column 42": useful for syntax, noise for a named field.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
@@ -112,5 +156,39 @@ mod tests {
         let e = parse::<Req>(b"  ").expect_err("empty");
         assert!(e.message.contains("empty"), "{e}");
         assert!(parse::<Req>(br#"{"task": "x", "items": []} trailing"#).is_err());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Params {
+        q: String,
+        limit: Option<u32>,
+        state: Option<State>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum State {
+        Active,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let ok = parse_query::<Params>("q=a%20b&limit=3&state=active").expect("valid");
+        assert_eq!((ok.q.as_str(), ok.limit), ("a b", Some(3)));
+        for (query, param) in [
+            ("q=x&limit=ten", "limit"),
+            ("q=x&limit=-1", "limit"),
+            ("q=x&state=gone", "state"),
+            ("q=x&colour=red", "colour"),
+            ("q=x&q=y", "q"),
+            ("limit=3", "q"),
+        ] {
+            let e = parse_query::<Params>(query).expect_err(query);
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(e.param.as_deref(), Some(param), "{query}: {e}");
+            assert!(e.message.contains(&format!("`{param}`")), "{query}: {e}");
+        }
     }
 }

@@ -4,8 +4,8 @@
 //! - `native/`: the native `/v1` API (runs and their SSE events, ledger, personas,
 //!   tools, approvals, knowledge, usage, tokens);
 //! - `compat/`: the OpenAI- and Anthropic-compatible model gateway;
-//! - `auth`, `json`, `extract`, `error`: credentials and limits, request bodies, path and query
-//!   parameters, errors in the client's dialect; `docs`, `observe`, `recorder`: OpenAPI, the docs page and metrics.
+//! - `auth`, `json`, `extract`, `error`: credentials and limits, request bodies and query
+//!   strings, path parameters, the native error type (the compat surfaces have their own); `docs`, `observe`, `recorder`: OpenAPI, the docs page and metrics.
 //!
 //! **Architecture Invariant:** handlers extract, call the runtime and map the result; this
 //! crate never names a database or a provider.
@@ -24,7 +24,7 @@ mod routes;
 mod schema;
 mod state;
 
-pub use error::{ApiError, Dialect};
+pub use error::ApiError;
 pub use recorder::{RecorderError, install_recorder};
 pub use routes::{app, router};
 pub use state::{AppState, HttpSettings, MetricsRender};

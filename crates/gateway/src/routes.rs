@@ -1,21 +1,27 @@
 //! The route table: every path Nexus serves, in one place, and the layers around them (the
 //! overhead clock, CORS, request ids, tracing, metrics, body limit, authentication and rate
 //! limits).
+//!
+//! Each surface — native, OpenAI-compatible, Anthropic-compatible — is its own group, and its
+//! authentication layer refuses in that surface's error type. Only requests that match no
+//! handler (an unknown path, a wrong method) are answered by [`Surface::of_path`].
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use runtime::Runtime;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::compat::{anthropic, openai};
-use crate::error::{method_not_allowed, not_found};
+use crate::compat::anthropic::{self, AnthropicError};
+use crate::compat::openai::{self, OpenAiError};
+use crate::error::ApiError;
 use crate::native::{admin, chains, keys, knowledge, ledger, usage};
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
@@ -55,11 +61,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
         .route("/v1/keys/{id}", delete(keys::revoke_key))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth::<ApiError>));
+    let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(openai::embeddings))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth::<OpenAiError>));
+    let anthropic = Router::new()
         .route("/v1/messages", post(anthropic::messages))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth::<AnthropicError>));
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = state.settings.max_body_bytes;
     let cors = cors(&state.settings.cors_origins);
@@ -73,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::docs_page))
         .merge(protected)
+        .merge(openai)
+        .merge(anthropic)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -90,6 +102,47 @@ pub fn router(state: AppState) -> Router {
     };
     // Outermost: a gateway call's overhead is timed from the request's arrival.
     router.layer(middleware::from_fn(observe::overhead))
+}
+
+/// Which API a path belongs to, for the answers no handler gives (an unknown path or a wrong
+/// method) and for the OpenAPI document's error bodies. Handlers never consult it: their return
+/// types fix their dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Surface {
+    Native,
+    OpenAi,
+    Anthropic,
+}
+
+impl Surface {
+    pub(crate) fn of_path(path: &str) -> Self {
+        match path {
+            "/v1/chat/completions" | "/v1/models" | "/v1/embeddings" | "/v1/completions" => Surface::OpenAi,
+            "/v1/messages" => Surface::Anthropic,
+            _ => Surface::Native,
+        }
+    }
+
+    fn respond(self, error: ApiError) -> Response {
+        match self {
+            Surface::Native => error.into_response(),
+            Surface::OpenAi => OpenAiError::from(error).into_response(),
+            Surface::Anthropic => AnthropicError::from(error).into_response(),
+        }
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    Surface::of_path(uri.path()).respond(ApiError::not_found(format!("no route for {}", uri.path())))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let error = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    );
+    Surface::of_path(uri.path()).respond(error)
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

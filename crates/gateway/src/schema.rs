@@ -1,6 +1,7 @@
 //! Schema-only types for the OpenAPI document: the value sets and shapes the native API checks
-//! by hand (string enums, error bodies), described once so the document says exactly what the
-//! server enforces. Nothing here is constructed; handlers parse into domain types.
+//! by hand (string enums, the SSE event), described once so the document says exactly what the
+//! server enforces. Nothing here is constructed; handlers parse into domain types. (Error bodies
+//! are real types: `error::ErrorBody` and each compat module's `ErrorBody`.)
 
 #![allow(dead_code, reason = "these types exist only to be described in the OpenAPI document")]
 
@@ -98,51 +99,4 @@ pub(crate) struct SseEvent {
     #[schema(nullable = false)]
     id: Option<String>,
     data: String,
-}
-
-/// The native API's error body.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct NativeError {
-    error: NativeErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct NativeErrorDetail {
-    /// A stable machine-readable code, e.g. `invalid_request`, `not_found`, `conflict`.
-    code: String,
-    message: String,
-    /// The request field at fault, when one is.
-    #[schema(nullable = false)]
-    field: Option<String>,
-}
-
-/// The OpenAI-compatible routes' error body.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct OpenAiError {
-    error: OpenAiErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct OpenAiErrorDetail {
-    message: String,
-    #[serde(rename = "type")]
-    kind: String,
-    param: Option<String>,
-    code: String,
-}
-
-/// The Anthropic-compatible route's error body.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct AnthropicError {
-    #[serde(rename = "type")]
-    #[schema(pattern = "^error$")]
-    kind: String,
-    error: AnthropicErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct AnthropicErrorDetail {
-    #[serde(rename = "type")]
-    kind: String,
-    message: String,
 }

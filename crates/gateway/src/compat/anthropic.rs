@@ -1,24 +1,83 @@
-//! Anthropic-compatible `POST /v1/messages` (blocking and streaming, tools). Wire types live
-//! here only; any provider can serve the request.
+//! Anthropic-compatible `POST /v1/messages` (blocking and streaming, tools). Wire types —
+//! request, message, stream events and the error body — live here only; any provider can serve
+//! the request. The handler returns [`AnthropicError`], so every failure answers in Anthropic's
+//! shape.
 
 use std::convert::Infallible;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, Sse};
 use futures_util::StreamExt as _;
 use runtime::auth::Principal;
 use runtime::llm::{Caller, ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{gateway_error, governed, response_id};
-use crate::error::{ApiError, Dialect};
-use crate::json::Body;
+use super::{Dialect, VendorError, governed, json_text, read_body, response_id, stream_error};
+use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Anthropic's dialect: errors are `{"type": "error", "error": {"type", "message"}}`.
+#[derive(Debug)]
+pub(crate) enum Anthropic {}
+
+/// An error answered in Anthropic's shape.
+pub(crate) type AnthropicError = VendorError<Anthropic>;
+
+impl Dialect for Anthropic {
+    type Body = ErrorBody;
+
+    fn body(error: ApiError, message: String) -> ErrorBody {
+        let kind = match error.status.as_u16() {
+            401 => "authentication_error",
+            402 => "billing_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            500..=599 => "api_error",
+            _ => "invalid_request_error",
+        };
+        ErrorBody { kind: "error", error: ErrorDetail { kind, message } }
+    }
+}
+
+/// The Anthropic-compatible route's error body.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AnthropicError)]
+pub(crate) struct ErrorBody {
+    #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^error$")]
+    kind: &'static str,
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AnthropicErrorDetail)]
+pub(crate) struct ErrorDetail {
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    kind: &'static str,
+    message: String,
+}
+
+/// A JSON request body of type `T`; a bad one is refused in Anthropic's shape.
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = AnthropicError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_body(request, state).await.map(Body)
+    }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code, reason = "some fields are accepted for wire compatibility and not forwarded")]
@@ -287,19 +346,129 @@ fn stop_reason(reason: FinishReason) -> &'static str {
     }
 }
 
-fn message_json(id: &str, response: &ChatResponse) -> Value {
-    let mut content = Vec::new();
-    if !response.content.is_empty() {
-        content.push(json!({"type": "text", "text": response.content}));
+/// An Anthropic message as this gateway answers it (and, empty, in a stream's `message_start`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MessageResponse {
+    id: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^message$")]
+    kind: &'static str,
+    #[schema(value_type = String, pattern = "^assistant$")]
+    role: &'static str,
+    /// The model name the upstream answered with.
+    model: String,
+    content: Vec<ContentBlock>,
+    /// `end_turn`, `max_tokens` or `tool_use`; null only in a stream's `message_start`.
+    #[schema(value_type = Option<String>)]
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<String>,
+    usage: MessageUsage,
+}
+
+/// A block of an answer's content.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ContentBlock {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        #[schema(value_type = Object)]
+        input: Value,
+    },
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MessageUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl MessageResponse {
+    fn new(id: String, response: ChatResponse) -> Self {
+        let mut content = Vec::new();
+        if !response.content.is_empty() {
+            content.push(ContentBlock::Text { text: response.content });
+        }
+        for call in response.tool_calls {
+            content.push(ContentBlock::ToolUse { id: call.id, name: call.name, input: call.arguments });
+        }
+        Self {
+            id,
+            kind: "message",
+            role: "assistant",
+            model: response.model,
+            content,
+            stop_reason: Some(stop_reason(response.finish_reason)),
+            stop_sequence: None,
+            usage: MessageUsage {
+                input_tokens: response.usage.input_tokens,
+                output_tokens: response.usage.output_tokens,
+            },
+        }
     }
-    for call in &response.tool_calls {
-        content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}));
+}
+
+/// One server-sent event of a streamed message; the SSE event name is its `type`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    MessageStart {
+        message: MessageResponse,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: ContentBlock,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: BlockDelta,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageDelta {
+        delta: StopDelta,
+        usage: MessageUsage,
+    },
+    MessageStop,
+    /// A failure in the middle of the stream (the status already went out).
+    Error {
+        error: ErrorDetail,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta { text: String },
+    InputJsonDelta { partial_json: String },
+}
+
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<String>,
+}
+
+impl Event {
+    fn name(&self) -> &'static str {
+        match self {
+            Event::MessageStart { .. } => "message_start",
+            Event::ContentBlockStart { .. } => "content_block_start",
+            Event::ContentBlockDelta { .. } => "content_block_delta",
+            Event::ContentBlockStop { .. } => "content_block_stop",
+            Event::MessageDelta { .. } => "message_delta",
+            Event::MessageStop => "message_stop",
+            Event::Error { .. } => "error",
+        }
     }
-    json!({
-        "id": id, "type": "message", "role": "assistant", "model": response.model, "content": content,
-        "stop_reason": stop_reason(response.finish_reason), "stop_sequence": null,
-        "usage": {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens},
-    })
+
+    fn sse(&self) -> SseEvent {
+        SseEvent::default().event(self.name()).data(json_text(self))
+    }
 }
 
 /// Tracks which content block is open while translating a neutral stream.
@@ -311,97 +480,54 @@ struct Blocks {
     output_tokens: u64,
 }
 
-fn event(name: &'static str, data: Value) -> SseEvent {
-    SseEvent::default().event(name).data(data.to_string())
-}
-
 impl Blocks {
     fn close(&mut self, out: &mut Vec<SseEvent>) {
         if let Some((index, _)) = self.open.take() {
-            out.push(event("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+            out.push(Event::ContentBlockStop { index }.sse());
         }
     }
 
-    fn open(&mut self, out: &mut Vec<SseEvent>, tool: Option<u32>, block: Value) -> u32 {
+    fn open(&mut self, out: &mut Vec<SseEvent>, tool: Option<u32>, content_block: ContentBlock) -> u32 {
         self.close(out);
         let index = self.next;
         self.next += 1;
         self.open = Some((index, tool));
-        out.push(event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": index, "content_block": block}),
-        ));
+        out.push(Event::ContentBlockStart { index, content_block }.sse());
         index
     }
 }
 
-/// An Anthropic message as this gateway answers it (schema only; the handler builds JSON).
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct MessageSchema {
-    id: String,
-    #[serde(rename = "type")]
-    #[schema(pattern = "^message$")]
-    kind: String,
-    #[schema(pattern = "^assistant$")]
-    role: String,
-    /// The model name the upstream answered with.
-    model: String,
-    content: Vec<OutputBlockSchema>,
-    /// `end_turn`, `max_tokens` or `tool_use`.
-    stop_reason: String,
-    stop_sequence: Option<String>,
-    usage: MessageUsageSchema,
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-#[serde(untagged)]
-pub(crate) enum OutputBlockSchema {
-    Text(TextBlock),
-    ToolUse(ToolUseBlock),
-}
-
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct MessageUsageSchema {
-    input_tokens: u64,
-    output_tokens: u64,
-}
-
 #[utoipa::path(post, path = "/v1/messages", tag = "gateway", request_body = MessagesRequest,
     responses((status = 200, description = "an Anthropic message, or with `stream: true` the message_start … message_stop event stream",
-               content((MessageSchema = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
+               content((MessageResponse = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402), (status = 404), (status = 429)),
     security(("bearer" = [])))]
 pub(crate) async fn messages(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<MessagesRequest>,
-) -> Result<Response, ApiError> {
-    let request = neutral(&body).map_err(|e| e.in_dialect(Dialect::Anthropic))?;
+) -> Result<Response, AnthropicError> {
+    let request = neutral(&body)?;
     let caller = Caller { tenant: principal.tenant.clone(), key_id: Some(principal.key_id.clone()) };
     let id = response_id("msg_");
     if !body.stream {
-        let (response, meta) = state
-            .runtime
-            .gateway_complete(&caller, &body.model, request)
-            .await
-            .map_err(|e| gateway_error(e, Dialect::Anthropic))?;
-        return Ok(governed(&meta, Json(message_json(&id, &response))));
+        let (response, meta) = state.runtime.gateway_complete(&caller, &body.model, request).await?;
+        return Ok(governed(&meta, Json(MessageResponse::new(id, response))));
     }
-    let (stream, meta) = state
-        .runtime
-        .gateway_stream(&caller, &body.model, request)
-        .await
-        .map_err(|e| gateway_error(e, Dialect::Anthropic))?;
-    let start = event(
-        "message_start",
-        json!({"type": "message_start", "message": {
-            "id": id, "type": "message", "role": "assistant", "model": meta.model, "content": [],
-            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0},
-        }}),
-    );
+    let (stream, meta) = state.runtime.gateway_stream(&caller, &body.model, request).await?;
+    let start = Event::MessageStart {
+        message: MessageResponse {
+            id,
+            kind: "message",
+            role: "assistant",
+            model: meta.model.clone(),
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: MessageUsage { input_tokens: 0, output_tokens: 0 },
+        },
+    }
+    .sse();
     let mut blocks = Blocks::default();
     let mut input_tokens = 0;
     let events = stream.flat_map(move |item| {
@@ -410,17 +536,25 @@ pub(crate) async fn messages(
             Ok(StreamEvent::TextDelta(text)) => {
                 let index = match blocks.open {
                     Some((index, None)) => index,
-                    _ => blocks.open(&mut out, None, json!({"type": "text", "text": ""})),
+                    _ => blocks.open(&mut out, None, ContentBlock::Text { text: String::new() }),
                 };
-                out.push(event("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})));
+                out.push(Event::ContentBlockDelta { index, delta: BlockDelta::TextDelta { text } }.sse());
             }
             Ok(StreamEvent::ToolCallDelta { index: call, id, name, arguments_json }) => {
                 let index = match blocks.open {
                     Some((index, Some(open))) if open == call => index,
-                    _ => blocks.open(&mut out, Some(call), json!({"type": "tool_use", "id": id.unwrap_or_default(), "name": name.unwrap_or_default(), "input": {}})),
+                    _ => {
+                        let block = ContentBlock::ToolUse {
+                            id: id.unwrap_or_default(),
+                            name: name.unwrap_or_default(),
+                            input: Value::Object(serde_json::Map::new()),
+                        };
+                        blocks.open(&mut out, Some(call), block)
+                    }
                 };
                 if !arguments_json.is_empty() {
-                    out.push(event("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments_json}})));
+                    let delta = BlockDelta::InputJsonDelta { partial_json: arguments_json };
+                    out.push(Event::ContentBlockDelta { index, delta }.sse());
                 }
             }
             Ok(StreamEvent::Usage(usage)) => {
@@ -429,18 +563,111 @@ pub(crate) async fn messages(
             }
             Ok(StreamEvent::Done { finish_reason }) => {
                 blocks.close(&mut out);
-                out.push(event("message_delta", json!({"type": "message_delta",
-                    "delta": {"stop_reason": stop_reason(finish_reason), "stop_sequence": null},
-                    "usage": {"input_tokens": input_tokens, "output_tokens": blocks.output_tokens}})));
-                out.push(event("message_stop", json!({"type": "message_stop"})));
+                let delta = StopDelta { stop_reason: stop_reason(finish_reason), stop_sequence: None };
+                let usage = MessageUsage { input_tokens, output_tokens: blocks.output_tokens };
+                out.push(Event::MessageDelta { delta, usage }.sse());
+                out.push(Event::MessageStop.sse());
             }
             Err(error) => {
-                let api = gateway_error(runtime::llm::GatewayError::Provider(error), Dialect::Anthropic);
-                out.push(event("error", json!({"type": "error", "error": {"type": "api_error", "message": api.message}})));
+                let message = stream_error(error).message;
+                out.push(Event::Error { error: ErrorDetail { kind: "api_error", message } }.sse());
             }
         }
         futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
     });
     let body = futures_util::stream::once(async move { Ok::<_, Infallible>(start) }).chain(events);
     Ok(governed(&meta, Sse::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use runtime::llm::Usage;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn value(event: &Event) -> Value {
+        let value = serde_json::to_value(event).expect("json");
+        assert_eq!(value["type"], event.name(), "the SSE event name is the data's type");
+        value
+    }
+
+    #[test]
+    fn stream_events_keep_the_wire_shape() {
+        let start = Event::MessageStart {
+            message: MessageResponse {
+                id: "msg_1".into(),
+                kind: "message",
+                role: "assistant",
+                model: "m".into(),
+                content: Vec::new(),
+                stop_reason: None,
+                stop_sequence: None,
+                usage: MessageUsage { input_tokens: 0, output_tokens: 0 },
+            },
+        };
+        assert_eq!(
+            value(&start),
+            json!({"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
+                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}})
+        );
+        let text = Event::ContentBlockStart { index: 0, content_block: ContentBlock::Text { text: String::new() } };
+        assert_eq!(
+            value(&text),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        let tool = ContentBlock::ToolUse { id: "t".into(), name: "f".into(), input: json!({}) };
+        assert_eq!(
+            value(&Event::ContentBlockStart { index: 1, content_block: tool }),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}})
+        );
+        assert_eq!(
+            value(&Event::ContentBlockDelta { index: 0, delta: BlockDelta::TextDelta { text: "Hi".into() } }),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}})
+        );
+        assert_eq!(
+            value(&Event::ContentBlockDelta {
+                index: 1,
+                delta: BlockDelta::InputJsonDelta { partial_json: "{".into() }
+            }),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{"}})
+        );
+        assert_eq!(value(&Event::ContentBlockStop { index: 1 }), json!({"type": "content_block_stop", "index": 1}));
+        let delta = Event::MessageDelta {
+            delta: StopDelta { stop_reason: "end_turn", stop_sequence: None },
+            usage: MessageUsage { input_tokens: 3, output_tokens: 4 },
+        };
+        assert_eq!(
+            value(&delta),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                   "usage": {"input_tokens": 3, "output_tokens": 4}})
+        );
+        assert_eq!(value(&Event::MessageStop), json!({"type": "message_stop"}));
+        let error = Event::Error { error: ErrorDetail { kind: "api_error", message: "m".into() } };
+        assert_eq!(value(&error), json!({"type": "error", "error": {"type": "api_error", "message": "m"}}));
+    }
+
+    #[test]
+    fn a_message_and_errors_keep_the_wire_shape() {
+        let response = ChatResponse {
+            provider: "p".into(),
+            model: "m".into(),
+            content: "hi".into(),
+            tool_calls: vec![ToolCall { id: "t".into(), name: "f".into(), arguments: json!({"a": 1}) }],
+            usage: Usage { input_tokens: 1, output_tokens: 2 },
+            finish_reason: FinishReason::ToolCalls,
+        };
+        assert_eq!(
+            serde_json::to_value(MessageResponse::new("msg_1".into(), response)).expect("json"),
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+                   "content": [{"type": "text", "text": "hi"}, {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}],
+                   "stop_reason": "tool_use", "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 2}})
+        );
+        let error = ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", "busy");
+        assert_eq!(
+            serde_json::to_value(Anthropic::body(error, "busy".into())).expect("json"),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+        );
+    }
 }

@@ -1,24 +1,81 @@
 //! OpenAI-compatible `POST /v1/chat/completions` (blocking and streaming, tools,
-//! `stream_options.include_usage`) and `GET /v1/models`. Wire types live here only.
+//! `stream_options.include_usage`), `GET /v1/models` and `POST /v1/embeddings`. Wire types —
+//! requests, responses, stream chunks and the error body — live here only; handlers return
+//! [`OpenAiError`], so every failure answers in OpenAI's shape.
 
 use std::convert::Infallible;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
+use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, Sse};
-use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use runtime::auth::Principal;
-use runtime::llm::{Caller, ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec};
+use runtime::llm::{Caller, ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec, Usage};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{gateway_error, governed, response_id, unix_now};
-use crate::error::{ApiError, Dialect};
-use crate::json::Body;
+use super::{Dialect, VendorError, governed, json_text, read_body, response_id, stream_error, unix_now};
+use crate::error::ApiError;
 use crate::state::AppState;
+
+/// OpenAI's dialect: errors are `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug)]
+pub(crate) enum OpenAi {}
+
+/// An error answered in OpenAI's shape.
+pub(crate) type OpenAiError = VendorError<OpenAi>;
+
+impl Dialect for OpenAi {
+    type Body = ErrorBody;
+
+    fn body(error: ApiError, message: String) -> ErrorBody {
+        let kind = match error.status.as_u16() {
+            401 => "authentication_error",
+            402 => "insufficient_quota",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            500..=599 => "api_error",
+            _ => "invalid_request_error",
+        };
+        ErrorBody { error: ErrorDetail { message, kind, param: error.param, code: error.code } }
+    }
+}
+
+/// The OpenAI-compatible routes' error body.
+#[derive(Serialize, ToSchema)]
+#[schema(as = OpenAiError)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = OpenAiErrorDetail)]
+pub(crate) struct ErrorDetail {
+    message: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    kind: &'static str,
+    param: Option<String>,
+    #[schema(value_type = String)]
+    code: &'static str,
+}
+
+/// A JSON request body of type `T`; a bad one is refused in OpenAI's shape.
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = OpenAiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_body(request, state).await.map(Body)
+    }
+}
 
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 
@@ -297,189 +354,286 @@ fn finish_reason(reason: FinishReason) -> &'static str {
     }
 }
 
-fn completion_json(id: &str, model: &str, response: &ChatResponse) -> Value {
-    let tool_calls: Vec<Value> = response
-        .tool_calls
-        .iter()
-        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments.to_string()}}))
-        .collect();
-    let mut message = json!({"role": "assistant", "content": response.content});
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-        if response.content.is_empty() {
-            message["content"] = Value::Null;
-        }
-    }
-    json!({
-        "id": id, "object": "chat.completion", "created": unix_now(), "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(response.finish_reason), "logprobs": null}],
-        "usage": {
-            "prompt_tokens": response.usage.input_tokens, "completion_tokens": response.usage.output_tokens,
-            "total_tokens": response.usage.input_tokens + response.usage.output_tokens,
-        },
-    })
-}
-
-/// A `chat.completion` as this gateway answers it (schema only; the handler builds JSON).
+/// A `chat.completion`.
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct ChatCompletionSchema {
+pub(crate) struct ChatCompletion {
     id: String,
-    #[schema(pattern = "^chat\\.completion$")]
-    object: String,
+    #[schema(value_type = String, pattern = "^chat\\.completion$")]
+    object: &'static str,
     created: u64,
     /// The model name the upstream answered with.
     model: String,
-    choices: Vec<ChoiceSchema>,
-    usage: UsageSchema,
+    choices: Vec<Choice>,
+    usage: CompletionUsage,
 }
 
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct ChoiceSchema {
+pub(crate) struct Choice {
     index: u32,
-    message: AssistantMessageSchema,
+    message: AssistantMessage,
     /// `stop`, `length`, `tool_calls` or `content_filter`.
-    finish_reason: String,
+    #[schema(value_type = String)]
+    finish_reason: &'static str,
+    /// Always null: log probabilities are not returned.
     #[schema(value_type = Option<serde_json::Value>)]
     logprobs: Option<Value>,
 }
 
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct AssistantMessageSchema {
-    #[schema(pattern = "^assistant$")]
-    role: String,
+pub(crate) struct AssistantMessage {
+    #[schema(value_type = String, pattern = "^assistant$")]
+    role: &'static str,
+    /// Null when the answer is only tool calls.
     content: Option<String>,
+    /// Absent when the model called no tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    tool_calls: Option<Vec<ToolCallSchema>>,
+    tool_calls: Option<Vec<ToolCallOut>>,
 }
 
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct ToolCallSchema {
+pub(crate) struct ToolCallOut {
     id: String,
     #[serde(rename = "type")]
     #[schema(value_type = FunctionType, inline)]
-    kind: String,
+    kind: &'static str,
     function: FunctionCall,
 }
 
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct UsageSchema {
+pub(crate) struct CompletionUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
 }
 
+impl From<Usage> for CompletionUsage {
+    fn from(usage: Usage) -> Self {
+        Self {
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            total_tokens: usage.input_tokens + usage.output_tokens,
+        }
+    }
+}
+
+impl ChatCompletion {
+    fn new(id: String, response: ChatResponse) -> Self {
+        let tool_calls: Vec<ToolCallOut> = response
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCallOut {
+                id: c.id,
+                kind: "function",
+                function: FunctionCall { name: c.name, arguments: c.arguments.to_string() },
+            })
+            .collect();
+        // An answer that is only tool calls has null content, as OpenAI answers it.
+        let content = (tool_calls.is_empty() || !response.content.is_empty()).then_some(response.content);
+        Self {
+            id,
+            object: "chat.completion",
+            created: unix_now(),
+            model: response.model,
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content,
+                    tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                },
+                finish_reason: finish_reason(response.finish_reason),
+                logprobs: None,
+            }],
+            usage: response.usage.into(),
+        }
+    }
+}
+
+/// A `chat.completion.chunk`: one event of a streamed answer.
+#[derive(Serialize)]
+struct ChatCompletionChunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    /// One choice, or none in the closing usage chunk.
+    choices: Vec<ChunkChoice>,
+    /// Only in the closing usage chunk (`stream_options.include_usage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<CompletionUsage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice {
+    index: u32,
+    delta: Delta,
+    finish_reason: Option<&'static str>,
+    logprobs: Option<Value>,
+}
+
+/// What a chunk adds; every field is absent unless it changes.
+#[derive(Serialize, Default)]
+struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallChunk>>,
+}
+
+/// A fragment of a tool call: the first carries `id`, `type` and the function's name.
+#[derive(Serialize)]
+struct ToolCallChunk {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionChunk,
+}
+
+#[derive(Serialize)]
+struct FunctionChunk {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    arguments: String,
+}
+
+/// A failure in the middle of a stream, as an event (the status already went out).
+#[derive(Serialize)]
+struct StreamError {
+    error: StreamErrorDetail,
+}
+
+#[derive(Serialize)]
+struct StreamErrorDetail {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+}
+
+/// Writes a stream's chunks: every chunk repeats the stream's id, creation time and model.
+struct Chunks {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Chunks {
+    fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<CompletionUsage>) -> ChatCompletionChunk<'_> {
+        ChatCompletionChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+        }
+    }
+
+    fn delta_chunk(&self, delta: Delta, finish: Option<&'static str>) -> ChatCompletionChunk<'_> {
+        self.chunk(vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None }], None)
+    }
+
+    fn event(&self, choices: Vec<ChunkChoice>, usage: Option<CompletionUsage>) -> SseEvent {
+        SseEvent::default().data(json_text(&self.chunk(choices, usage)))
+    }
+
+    fn delta(&self, delta: Delta, finish: Option<&'static str>) -> SseEvent {
+        SseEvent::default().data(json_text(&self.delta_chunk(delta, finish)))
+    }
+}
+
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway", request_body = ChatCompletionRequest,
     responses((status = 200, description = "an OpenAI chat.completion, or with `stream: true` a text/event-stream of chat.completion.chunk objects ending in [DONE]",
-               content((ChatCompletionSchema = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
+               content((ChatCompletion = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402, description = "budget exhausted"), (status = 404, description = "unknown model"), (status = 429)),
     security(("bearer" = [])))]
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<ChatCompletionRequest>,
-) -> Result<Response, ApiError> {
-    let request = neutral(&body).map_err(|e| e.in_dialect(Dialect::OpenAi))?;
+) -> Result<Response, OpenAiError> {
+    let request = neutral(&body)?;
     let caller = Caller { tenant: principal.tenant.clone(), key_id: Some(principal.key_id.clone()) };
     let id = response_id("chatcmpl-");
     if !body.stream {
-        let (response, meta) = state
-            .runtime
-            .gateway_complete(&caller, &body.model, request)
-            .await
-            .map_err(|e| gateway_error(e, Dialect::OpenAi))?;
-        let json = completion_json(&id, &response.model, &response);
-        return Ok(governed(&meta, Json(json)));
+        let (response, meta) = state.runtime.gateway_complete(&caller, &body.model, request).await?;
+        return Ok(governed(&meta, Json(ChatCompletion::new(id, response))));
     }
     let include_usage = body.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let (stream, meta) = state
-        .runtime
-        .gateway_stream(&caller, &body.model, request)
-        .await
-        .map_err(|e| gateway_error(e, Dialect::OpenAi))?;
-    let model = meta.model.clone();
-    let created = unix_now();
-    let chunk = move |delta: Value, finish: Option<&str>| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]})
-    };
-    let first = chunk(json!({"role": "assistant", "content": ""}), None);
+    let (stream, meta) = state.runtime.gateway_stream(&caller, &body.model, request).await?;
+    let chunks = Chunks { id, created: unix_now(), model: meta.model.clone() };
+    let first = chunks.delta(Delta { role: Some("assistant"), content: Some(String::new()), ..Delta::default() }, None);
     let mut usage = None;
     let events = stream.flat_map(move |event| {
-        let mut out: Vec<Value> = Vec::new();
+        let mut out: Vec<SseEvent> = Vec::new();
         match event {
-            Ok(StreamEvent::TextDelta(text)) => out.push(chunk(json!({"content": text}), None)),
+            Ok(StreamEvent::TextDelta(text)) => {
+                out.push(chunks.delta(Delta { content: Some(text), ..Delta::default() }, None));
+            }
             Ok(StreamEvent::ToolCallDelta { index, id, name, arguments_json }) => {
-                let mut call = json!({"index": index, "function": {"arguments": arguments_json}});
-                if let Some(id) = id {
-                    call["id"] = json!(id);
-                    call["type"] = json!("function");
-                }
-                if let Some(name) = name {
-                    call["function"]["name"] = json!(name);
-                }
-                out.push(chunk(json!({"tool_calls": [call]}), None));
+                let call = ToolCallChunk {
+                    index,
+                    kind: id.is_some().then_some("function"),
+                    id,
+                    function: FunctionChunk { name, arguments: arguments_json },
+                };
+                out.push(chunks.delta(Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None));
             }
             Ok(StreamEvent::Usage(u)) => usage = Some(u),
             Ok(StreamEvent::Done { finish_reason: reason }) => {
-                out.push(chunk(json!({}), Some(finish_reason(reason))));
+                out.push(chunks.delta(Delta::default(), Some(finish_reason(reason))));
                 if include_usage {
-                    let u = usage.unwrap_or_default();
-                    let mut last = chunk(json!({}), None);
-                    last["choices"] = json!([]);
-                    last["usage"] = json!({"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.input_tokens + u.output_tokens});
-                    out.push(last);
+                    out.push(chunks.event(Vec::new(), Some(usage.unwrap_or_default().into())));
                 }
             }
             Err(error) => {
-                let api = gateway_error(runtime::llm::GatewayError::Provider(error), Dialect::OpenAi);
-                out.push(json!({"error": {"message": api.message, "type": "api_error", "code": api.code}}));
+                let api = stream_error(error);
+                let error = StreamError {
+                    error: StreamErrorDetail { message: api.message, kind: "api_error", code: api.code },
+                };
+                out.push(SseEvent::default().data(json_text(&error)));
             }
         }
-        futures_util::stream::iter(out.into_iter().map(|v| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()))))
+        futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
     });
     let done = futures_util::stream::once(async { Ok::<_, Infallible>(SseEvent::default().data("[DONE]")) });
-    let body =
-        futures_util::stream::once(async move { Ok::<_, Infallible>(SseEvent::default().data(first.to_string())) })
-            .chain(events)
-            .chain(done);
+    let body = futures_util::stream::once(async move { Ok::<_, Infallible>(first) }).chain(events).chain(done);
     Ok(governed(&meta, Sse::new(body)))
 }
 
-/// An OpenAI model list (schema only).
+/// An OpenAI model list.
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct ModelListSchema {
-    #[schema(pattern = "^list$")]
-    object: String,
-    data: Vec<ModelSchema>,
+pub(crate) struct ModelList {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<Model>,
 }
 
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct ModelSchema {
+pub(crate) struct Model {
     id: String,
-    #[schema(pattern = "^model$")]
-    object: String,
+    #[schema(value_type = String, pattern = "^model$")]
+    object: &'static str,
     created: u64,
     owned_by: String,
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "gateway",
-    responses((status = 200, body = ModelListSchema, description = "OpenAI model list: the tiers, nexus/auto, and the configured models")), security(("bearer" = [])))]
-pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
+    responses((status = 200, body = ModelList, description = "OpenAI model list: the tiers, nexus/auto, and the configured models")), security(("bearer" = [])))]
+pub(crate) async fn models(State(state): State<AppState>) -> Json<ModelList> {
     let created = unix_now();
-    let data: Vec<Value> = state
+    let data = state
         .runtime
         .gateway_models()
         .into_iter()
-        .map(|m| json!({"id": m.id, "object": "model", "created": created, "owned_by": m.owned_by}))
+        .map(|m| Model { id: m.id, object: "model", created, owned_by: m.owned_by })
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(ModelList { object: "list", data })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -514,41 +668,37 @@ pub(crate) enum EncodingFormat {
     Float,
 }
 
-/// An OpenAI embedding list (schema only).
+/// An OpenAI embedding list.
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct EmbeddingListSchema {
-    #[schema(pattern = "^list$")]
-    object: String,
-    data: Vec<EmbeddingSchema>,
+pub(crate) struct EmbeddingList {
+    #[schema(value_type = String, pattern = "^list$")]
+    object: &'static str,
+    data: Vec<Embedding>,
     model: String,
-    usage: EmbeddingUsageSchema,
+    usage: EmbeddingUsage,
 }
 
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct EmbeddingSchema {
-    #[schema(pattern = "^embedding$")]
-    object: String,
-    index: u32,
+pub(crate) struct Embedding {
+    #[schema(value_type = String, pattern = "^embedding$")]
+    object: &'static str,
+    index: usize,
     embedding: Vec<f32>,
 }
 
 #[derive(Serialize, ToSchema)]
-#[allow(dead_code, reason = "described in the OpenAPI document, never constructed")]
-pub(crate) struct EmbeddingUsageSchema {
-    prompt_tokens: u64,
-    total_tokens: u64,
+pub(crate) struct EmbeddingUsage {
+    prompt_tokens: usize,
+    total_tokens: usize,
 }
 
 #[utoipa::path(post, path = "/v1/embeddings", tag = "gateway", request_body = EmbeddingsRequest,
-    responses((status = 200, body = EmbeddingListSchema, description = "an OpenAI embedding list"), (status = 503, description = "no embedding model loaded")),
+    responses((status = 200, body = EmbeddingList, description = "an OpenAI embedding list"), (status = 503, description = "no embedding model loaded")),
     security(("bearer" = [])))]
 pub(crate) async fn embeddings(
     State(state): State<AppState>,
     Body(body): Body<EmbeddingsRequest>,
-) -> Result<Response, ApiError> {
-    let openai = |e: ApiError| e.in_dialect(Dialect::OpenAi);
+) -> Result<Json<EmbeddingList>, OpenAiError> {
     let inputs: Vec<String> = match &body.input {
         Value::String(text) => vec![text.clone()],
         Value::Array(items) => items
@@ -559,38 +709,144 @@ pub(crate) async fn embeddings(
                     ApiError::invalid(&format!("input[{i}]"), "inputs must be strings (token arrays are not supported)")
                 })
             })
-            .collect::<Result<_, _>>()
-            .map_err(openai)?,
+            .collect::<Result<_, _>>()?,
         _ => {
-            return Err(openai(
-                ApiError::bad_request("invalid field `input`: expected a string or a list of strings")
-                    .with_param("input"),
-            ));
+            return Err(ApiError::bad_request("invalid field `input`: expected a string or a list of strings")
+                .with_param("input")
+                .into());
         }
     };
     if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
-        return Err(openai(ApiError::invalid("input", format!("send 1 to {MAX_EMBEDDING_INPUTS} inputs"))));
+        return Err(ApiError::invalid("input", format!("send 1 to {MAX_EMBEDDING_INPUTS} inputs")).into());
     }
     if body.encoding_format.as_deref().is_some_and(|f| f != "float") {
-        return Err(openai(ApiError::invalid("encoding_format", "only float is supported")));
+        return Err(ApiError::invalid("encoding_format", "only float is supported").into());
     }
     let Some(model) = state.runtime.embedder().map(|e| e.model().to_owned()) else {
-        return Err(openai(ApiError::unavailable(
+        return Err(ApiError::unavailable(
             "no embedding model is loaded; fetch it with `cargo xtask models` and set models_dir",
-        )));
+        )
+        .into());
     };
-    let vectors = state
-        .runtime
-        .embed(inputs.clone())
-        .await
-        .map_err(|e| openai(ApiError::internal(e.to_string())))?
-        .unwrap_or_default();
+    let vectors =
+        state.runtime.embed(inputs.clone()).await.map_err(|e| ApiError::internal(e.to_string()))?.unwrap_or_default();
     // Word pieces are not counted here; words are a close, honest stand-in for usage.
     let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
-    let data: Vec<Value> = vectors
+    let data = vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(index, embedding)| Embedding { object: "embedding", index, embedding })
         .collect();
-    Ok(Json(json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})).into_response())
+    Ok(Json(EmbeddingList {
+        object: "list",
+        data,
+        model,
+        usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use runtime::llm::ChatResponse;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn data(chunk: ChatCompletionChunk<'_>) -> Value {
+        serde_json::to_value(chunk).expect("json")
+    }
+
+    #[test]
+    fn chunks_keep_the_wire_shape() {
+        let chunks = Chunks { id: "chatcmpl-1".into(), created: 7, model: "m".into() };
+        let frame = |choices: Value| json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m", "choices": choices});
+        let choice = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]);
+        let first = Delta { role: Some("assistant"), content: Some(String::new()), ..Delta::default() };
+        assert_eq!(
+            data(chunks.delta_chunk(first, None)),
+            frame(choice(json!({"role": "assistant", "content": ""}), Value::Null))
+        );
+        let text = Delta { content: Some("Hi".into()), ..Delta::default() };
+        assert_eq!(data(chunks.delta_chunk(text, None)), frame(choice(json!({"content": "Hi"}), Value::Null)));
+        let opening = ToolCallChunk {
+            index: 0,
+            id: Some("call_1".into()),
+            kind: Some("function"),
+            function: FunctionChunk { name: Some("f".into()), arguments: String::new() },
+        };
+        assert_eq!(
+            data(chunks.delta_chunk(Delta { tool_calls: Some(vec![opening]), ..Delta::default() }, None)),
+            frame(choice(
+                json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}),
+                Value::Null
+            ))
+        );
+        let more = ToolCallChunk {
+            index: 0,
+            id: None,
+            kind: None,
+            function: FunctionChunk { name: None, arguments: "{}".into() },
+        };
+        assert_eq!(
+            data(chunks.delta_chunk(Delta { tool_calls: Some(vec![more]), ..Delta::default() }, None)),
+            frame(choice(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}), Value::Null))
+        );
+        assert_eq!(data(chunks.delta_chunk(Delta::default(), Some("stop"))), frame(choice(json!({}), json!("stop"))));
+        let usage = Usage { input_tokens: 3, output_tokens: 4 };
+        let mut last = frame(json!([]));
+        last["usage"] = json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7});
+        assert_eq!(data(chunks.chunk(Vec::new(), Some(usage.into()))), last);
+    }
+
+    #[test]
+    fn a_completion_keeps_the_wire_shape() {
+        let response = |content: &str, calls: Vec<ToolCall>| ChatResponse {
+            provider: "p".into(),
+            model: "m".into(),
+            content: content.into(),
+            tool_calls: calls,
+            usage: Usage { input_tokens: 1, output_tokens: 2 },
+            finish_reason: FinishReason::Stop,
+        };
+        let value = |c: ChatCompletion| {
+            let mut v = serde_json::to_value(c).expect("json");
+            v["created"] = json!(0);
+            v
+        };
+        let expected = |message: Value| {
+            json!({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                   "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": null}],
+                   "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+        };
+        assert_eq!(
+            value(ChatCompletion::new("x".into(), response("hi", Vec::new()))),
+            expected(json!({"role": "assistant", "content": "hi"}))
+        );
+        let call = ToolCall { id: "c".into(), name: "f".into(), arguments: json!({"a": 1}) };
+        assert_eq!(
+            value(ChatCompletion::new("x".into(), response("", vec![call]))),
+            expected(json!({"role": "assistant", "content": null,
+                            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}))
+        );
+    }
+
+    #[test]
+    fn errors_keep_the_wire_shape() {
+        let error = ApiError::invalid("model", "no").with_code("model_not_priced");
+        assert_eq!(
+            serde_json::to_value(OpenAi::body(error, "no".into())).expect("json"),
+            json!({"error": {"message": "no", "type": "invalid_request_error", "param": "model", "code": "model_not_priced"}})
+        );
+        let error = ApiError::new(axum::http::StatusCode::PAYMENT_REQUIRED, "budget_exhausted", "spent");
+        assert_eq!(
+            serde_json::to_value(OpenAi::body(error, "spent".into())).expect("json"),
+            json!({"error": {"message": "spent", "type": "insufficient_quota", "param": null, "code": "budget_exhausted"}})
+        );
+        let stream =
+            StreamError { error: StreamErrorDetail { message: "m".into(), kind: "api_error", code: "upstream_error" } };
+        assert_eq!(
+            serde_json::to_value(stream).expect("json"),
+            json!({"error": {"message": "m", "type": "api_error", "code": "upstream_error"}})
+        );
+    }
 }

@@ -16,8 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::shapes::ExecuteResponse;
 use crate::auth::{auth_error, require_admin};
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
-use crate::json::{Body, RawBody};
+use crate::extract::Path;
+use crate::json::{Body, Query, RawBody};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

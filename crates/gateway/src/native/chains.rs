@@ -23,8 +23,8 @@ use utoipa::IntoParams;
 
 use super::shapes::{ExecuteRequest, ExecuteResponse, execute_response, sse_event};
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
-use crate::json::Body;
+use crate::extract::Path;
+use crate::json::{Body, Query};
 use crate::state::AppState;
 
 /// Reads a request into a run for the runtime to admit and start.

@@ -15,8 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::require_admin;
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
-use crate::json::Body;
+use crate::extract::Path;
+use crate::json::{Body, Query};
 use crate::state::AppState;
 
 /// What a key may administer in its tenant.

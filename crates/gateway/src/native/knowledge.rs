@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
-use crate::json::Body;
+use crate::extract::Path;
+use crate::json::{Body, Query};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -16,7 +16,8 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
+use crate::extract::Path;
+use crate::json::Query;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
-use crate::extract::Query;
+use crate::json::Query;
 use crate::state::AppState;
 
 const DAY_MICROS: i64 = 86_400_000_000;

@@ -62,6 +62,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 
 mod access;
 mod compat;
+mod dialects;
 mod errors;
 mod keys;
 mod native;
