@@ -3,10 +3,25 @@
 //! implements the ports for both pool types; only what truly differs (bulk ledger inserts,
 //! integrity checks, connecting) lives in `sqlite.rs` and `postgres.rs`.
 
-/// Implements every port except `Store` itself for `$store`, which must have a `pool` field and
-/// `fn target(&self) -> &str` and the log-head methods of `common_log`.
+/// Implements every port except `Store` itself for `$store`, a [`SqlBackend`]: the queries
+/// below and those of `common_agent`, `common_log`, `common_knowledge` and `common_reports`
+/// (which call one another's inherent methods, so they are only ever expanded together).
+///
+/// [`SqlBackend`]: crate::backend::SqlBackend
+macro_rules! impl_store {
+    ($store:ident) => {
+        const _: () = $crate::backend::assert_backend::<$store>();
+        $crate::common_agent::impl_agent_ports!($store);
+        $crate::common_log::impl_log_heads!($store);
+        $crate::common_knowledge::impl_knowledge_port!($store);
+        $crate::common_reports::impl_report_queries!($store);
+        $crate::common::impl_shared_ports!($store);
+    };
+}
+
+/// The tenant, user, key, persona, ledger and cost ports; part of [`impl_store!`].
 macro_rules! impl_shared_ports {
-    ($store:ty) => {
+    ($store:ident) => {
         use async_trait::async_trait;
         use domain::cost::CostRecord;
         use domain::ledger::{LedgerRecord, StoredCheckpoint};
@@ -29,7 +44,7 @@ macro_rules! impl_shared_ports {
                     .bind(tenant.settings.to_string())
                     .bind(tenant.created_at.as_micros())
                     .bind(tenant.is_active)
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 Ok(done.rows_affected() == 1)
@@ -39,7 +54,7 @@ macro_rules! impl_shared_ports {
                 let sql = format!("SELECT {} FROM tenants WHERE id = $1", rows::TENANT_COLUMNS);
                 let row: Option<rows::TenantRow> = sqlx::query_as(&sql)
                     .bind(id.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 row.map(rows::tenant).transpose()
@@ -48,7 +63,7 @@ macro_rules! impl_shared_ports {
             async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
                 let sql = format!("SELECT {} FROM tenants ORDER BY id", rows::TENANT_COLUMNS);
                 let found: Vec<rows::TenantRow> =
-                    sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                    sqlx::query_as(&sql).fetch_all(self.pool()).await.map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::tenant).collect()
             }
         }
@@ -65,7 +80,7 @@ macro_rules! impl_shared_ports {
                     .bind(i64::from(user.level.get()))
                     .bind(user.role.as_str())
                     .bind(user.created_at.as_micros())
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify_insert(self.target(), || format!("user {}", user.id), e))?;
                 Ok(())
@@ -76,7 +91,7 @@ macro_rules! impl_shared_ports {
                 let row: Option<rows::UserRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
                     .bind(id.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 row.map(rows::user).transpose()
@@ -87,7 +102,7 @@ macro_rules! impl_shared_ports {
                     format!("SELECT {} FROM users WHERE tenant_id = $1 ORDER BY created_at, id", rows::USER_COLUMNS);
                 let found: Vec<rows::UserRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::user).collect()
@@ -113,7 +128,7 @@ macro_rules! impl_shared_ports {
                     .bind(key.created_at.as_micros())
                     .bind(key.last_used_at.map(Timestamp::as_micros))
                     .bind(key.revoked_at.map(Timestamp::as_micros))
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify_insert(self.target(), || format!("api key {}", key.id), e))?;
                 Ok(())
@@ -126,7 +141,7 @@ macro_rules! impl_shared_ports {
                 );
                 let row: Option<rows::ApiKeyRow> = sqlx::query_as(&sql)
                     .bind(key_hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 row.map(rows::api_key).transpose()
@@ -139,7 +154,7 @@ macro_rules! impl_shared_ports {
                 );
                 let found: Vec<rows::ApiKeyRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::api_key).collect()
@@ -157,7 +172,7 @@ macro_rules! impl_shared_ports {
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .bind(at.as_micros())
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 Ok(done.rows_affected() == 1)
@@ -170,7 +185,7 @@ macro_rules! impl_shared_ports {
                 let sql = "SELECT id, revoked_at FROM api_keys WHERE revoked_at >= $1 ORDER BY revoked_at, id";
                 let found: Vec<(String, i64)> = sqlx::query_as(sql)
                     .bind(since.as_micros())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 found
@@ -186,7 +201,7 @@ macro_rules! impl_shared_ports {
             async fn touch_api_keys(&self, uses: &[(TenantId, ApiKeyId, Timestamp)]) -> Result<(), StoreError> {
                 let sql = "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2 \
                            AND (last_used_at IS NULL OR last_used_at < $3)";
-                let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
                 for (tenant, id, at) in uses {
                     sqlx::query(sql)
                         .bind(tenant.as_str())
@@ -223,7 +238,7 @@ macro_rules! impl_shared_ports {
                     .bind(p.is_active)
                     .bind(p.created_at.as_micros())
                     .bind(p.on_low_intent.as_str())
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify_insert(self.target(), || format!("persona {:?}", p.name), e))?;
                 Ok(())
@@ -249,7 +264,7 @@ macro_rules! impl_shared_ports {
                     .bind(p.intent_threshold)
                     .bind(p.is_active)
                     .bind(p.on_low_intent.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify_insert(self.target(), || format!("persona {:?}", p.name), e))?;
                 version
@@ -265,7 +280,7 @@ macro_rules! impl_shared_ports {
                 let row: Option<rows::PersonaRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
                     .bind(id.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 row.map(rows::persona).transpose()
@@ -280,7 +295,7 @@ macro_rules! impl_shared_ports {
                 let row: Option<rows::PersonaRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
                     .bind(name)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 row.map(rows::persona).transpose()
@@ -293,7 +308,7 @@ macro_rules! impl_shared_ports {
                 );
                 let found: Vec<rows::PersonaRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::persona).collect()
@@ -350,7 +365,7 @@ macro_rules! impl_shared_ports {
                 let next: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(idx) + 1 FROM ledger_entries WHERE tenant_id = $1")
                         .bind(tenant.as_str())
-                        .fetch_one(&self.pool)
+                        .fetch_one(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                 Ok(next.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
@@ -365,7 +380,7 @@ macro_rules! impl_shared_ports {
                     .bind(tenant.as_str())
                     .bind(i64_of(from))
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::ledger).collect()
@@ -386,7 +401,7 @@ macro_rules! impl_shared_ports {
                 let row: Option<rows::LedgerRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
                     .bind(i64_of(index))
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 row.map(rows::ledger).transpose()
@@ -400,7 +415,7 @@ macro_rules! impl_shared_ports {
                 let found: Vec<rows::LedgerRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
                     .bind(chain.as_str())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::ledger).collect()
@@ -420,7 +435,7 @@ macro_rules! impl_shared_ports {
                     Some(chain) => sqlx::query_scalar(LAST_IN_CHAIN_SQL).bind(tenant.as_str()).bind(chain.as_str()),
                     None => sqlx::query_scalar(LAST_OUTSIDE_CHAINS_SQL).bind(tenant.as_str()),
                 };
-                query.fetch_optional(&self.pool).await.map_err(|e| classify(self.target(), e))
+                query.fetch_optional(self.pool()).await.map_err(|e| classify(self.target(), e))
             }
 
             async fn ledger_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
@@ -428,7 +443,7 @@ macro_rules! impl_shared_ports {
                     "SELECT DISTINCT tenant_id FROM ledger_entries \
                      UNION SELECT DISTINCT tenant_id FROM ledger_checkpoints ORDER BY 1",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await
                 .map_err(|e| classify(self.target(), e))?;
                 found
@@ -451,7 +466,7 @@ macro_rules! impl_shared_ports {
                     .bind(c.root_hash.to_vec())
                     .bind(&c.signed_note)
                     .bind(c.created_at.as_micros())
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 Ok(())
@@ -464,7 +479,7 @@ macro_rules! impl_shared_ports {
                 );
                 let row: Option<rows::CheckpointRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 row.map(rows::checkpoint).transpose()
@@ -477,7 +492,7 @@ macro_rules! impl_shared_ports {
                 );
                 let found: Vec<rows::CheckpointRow> = sqlx::query_as(&sql)
                     .bind(tenant.as_str())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                 found.into_iter().map(rows::checkpoint).collect()
@@ -488,7 +503,7 @@ macro_rules! impl_shared_ports {
         impl CostStore for $store {
             async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError> {
                 let (input, output) = rows::cost_values(cost);
-                let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
                 sqlx::query($crate::common_agent::ADD_SPEND_SQL)
                     .bind(cost.tenant_id.as_str())
                     .bind(cost.timestamp.month_start().as_micros())
@@ -518,7 +533,7 @@ macro_rules! impl_shared_ports {
                     sqlx::query_scalar("SELECT cost_usd FROM tenant_spend WHERE tenant_id = $1 AND month = $2")
                         .bind(tenant.as_str())
                         .bind(month.as_micros())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                 Ok(total.unwrap_or(0.0))
@@ -529,7 +544,7 @@ macro_rules! impl_shared_ports {
                     sqlx::query_scalar("SELECT SUM(cost_usd) FROM cost_records WHERE tenant_id = $1 AND ts >= $2")
                         .bind(tenant.as_str())
                         .bind(since.as_micros())
-                        .fetch_one(&self.pool)
+                        .fetch_one(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                 Ok(total.unwrap_or(0.0))
@@ -547,4 +562,4 @@ macro_rules! impl_shared_ports {
     };
 }
 
-pub(crate) use impl_shared_ports;
+pub(crate) use {impl_shared_ports, impl_store};

@@ -32,7 +32,7 @@ pub(crate) fn spend_by_month(costs: &[domain::cost::CostRecord]) -> Vec<(&str, i
 }
 
 macro_rules! impl_agent_ports {
-    ($store:ident, $db:ty) => {
+    ($store:ident) => {
         mod agent_ports {
             use async_trait::async_trait;
             use domain::agent::{ApprovalStatus, ChainStatus};
@@ -40,6 +40,9 @@ macro_rules! impl_agent_ports {
             use domain::{ChainId, TenantId, Timestamp};
 
             use super::$store;
+            use $crate::backend::SqlBackend;
+
+            type Db = <$store as SqlBackend>::Db;
             use $crate::agent_rows::{self, APPROVAL_COLUMNS, RUN_COLUMNS};
             use $crate::common_agent::{
                 ADD_SPEND_SQL, INSERT_COST_SQL, RECORD_ACTION_SQL, SAVE_RUN_SQL, spend_by_month,
@@ -50,7 +53,7 @@ macro_rules! impl_agent_ports {
                 /// Writes a ledger batch's companion rows inside its transaction.
                 pub(crate) async fn write_companions(
                     &self,
-                    tx: &mut sqlx::Transaction<'_, $db>,
+                    tx: &mut sqlx::Transaction<'_, Db>,
                     companions: &Companions,
                 ) -> Result<(), StoreError> {
                     for run in &companions.runs {
@@ -119,7 +122,7 @@ macro_rules! impl_agent_ports {
                         .bind(run.created_at.as_micros())
                         .bind(run.updated_at.as_micros())
                         .bind(&run.owner)
-                        .execute(&self.pool)
+                        .execute(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     Ok(())
@@ -130,7 +133,7 @@ macro_rules! impl_agent_ports {
                     let row: Option<agent_rows::RunRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
                         .bind(chain.as_str())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     row.map(agent_rows::run).transpose()
@@ -152,7 +155,7 @@ macro_rules! impl_agent_ports {
                         .bind(tenant.as_str())
                         .bind(status.map_or("", ChainStatus::as_str))
                         .bind(i64::from(limit))
-                        .fetch_all(&self.pool)
+                        .fetch_all(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(agent_rows::run).collect()
@@ -171,7 +174,7 @@ macro_rules! impl_agent_ports {
                     for status in statuses {
                         query = query.bind(status.as_str());
                     }
-                    let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                    let rows = query.fetch_all(self.pool()).await.map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(agent_rows::run).collect()
                 }
 
@@ -190,7 +193,7 @@ macro_rules! impl_agent_ports {
                     .bind(chain.as_str())
                     .bind(owner)
                     .bind(expected.unwrap_or(""))
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     Ok(done.rows_affected() == 1)
@@ -203,7 +206,7 @@ macro_rules! impl_agent_ports {
                     )
                     .bind(instance)
                     .bind(at.as_micros())
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     Ok(())
@@ -213,7 +216,7 @@ macro_rules! impl_agent_ports {
                     sqlx::query("DELETE FROM instances WHERE id = $1 OR heartbeat_at < $2")
                         .bind(instance)
                         .bind(stale_before.as_micros())
-                        .execute(&self.pool)
+                        .execute(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     Ok(())
@@ -222,7 +225,7 @@ macro_rules! impl_agent_ports {
                 async fn last_heartbeat(&self, instance: &str) -> Result<Option<Timestamp>, StoreError> {
                     let at: Option<i64> = sqlx::query_scalar("SELECT heartbeat_at FROM instances WHERE id = $1")
                         .bind(instance)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     Ok(at.map(Timestamp::from_micros))
@@ -252,7 +255,7 @@ macro_rules! impl_agent_ports {
                         .bind(&a.note)
                         .bind(a.created_at.as_micros())
                         .bind(a.expires_at.as_micros())
-                        .execute(&self.pool)
+                        .execute(self.pool())
                         .await
                         .map_err(|e| classify_insert(self.target(), || format!("approval {}", a.id), e))?;
                     Ok(())
@@ -263,7 +266,7 @@ macro_rules! impl_agent_ports {
                     let row: Option<agent_rows::ApprovalRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
                         .bind(id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     row.map(agent_rows::approval).transpose()
@@ -281,7 +284,7 @@ macro_rules! impl_agent_ports {
                     let rows: Vec<agent_rows::ApprovalRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
                         .bind(status.map_or("", ApprovalStatus::as_str))
-                        .fetch_all(&self.pool)
+                        .fetch_all(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(agent_rows::approval).collect()
@@ -307,7 +310,7 @@ macro_rules! impl_agent_ports {
                     .bind(note)
                     .bind(at.as_micros())
                     .bind(ApprovalStatus::Pending.as_str())
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     Ok(done.rows_affected() == 1)
@@ -328,7 +331,7 @@ macro_rules! impl_agent_ports {
                         .bind(persona)
                         .bind(tool)
                         .bind(fingerprint)
-                        .execute(&self.pool)
+                        .execute(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     Ok(())
@@ -347,7 +350,7 @@ macro_rules! impl_agent_ports {
                     .bind(tenant.as_str())
                     .bind(persona)
                     .bind(tool)
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     Ok(rows.into_iter().map(|(f, c)| (f, u64::try_from(c).unwrap_or(0))).collect())

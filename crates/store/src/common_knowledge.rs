@@ -12,6 +12,7 @@ macro_rules! impl_knowledge_port {
             use domain::{DocumentId, TenantId, Timestamp};
 
             use super::$store;
+            use $crate::backend::SqlBackend;
             use $crate::error::classify;
 
             type DocumentRow = (String, String, String, String, String, String, String, String, i64);
@@ -66,7 +67,7 @@ macro_rules! impl_knowledge_port {
                             reason: format!("{} vectors for {} chunks", e.vectors.len(), d.chunks.len()),
                         });
                     }
-                    let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                    let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
                     let sql = format!(
                         "INSERT INTO knowledge_documents ({DOCUMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                          ON CONFLICT (tenant_id, namespace, content_hash) DO NOTHING"
@@ -134,7 +135,7 @@ macro_rules! impl_knowledge_port {
                     .bind(tenant.as_str())
                     .bind(namespace)
                     .bind(content_hash)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     id.map(|id| DocumentId::parse(id).map_err(invalid)).transpose()
@@ -148,14 +149,14 @@ macro_rules! impl_knowledge_port {
                     let rows: Vec<DocumentRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
                         .bind(namespace.unwrap_or(""))
-                        .fetch_all(&self.pool)
+                        .fetch_all(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(document).collect()
                 }
 
                 async fn delete_document(&self, tenant: &TenantId, id: &DocumentId) -> Result<bool, StoreError> {
-                    let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                    let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
                     sqlx::query("DELETE FROM knowledge_chunks WHERE tenant_id = $1 AND document_id = $2")
                         .bind(tenant.as_str())
                         .bind(id.as_str())
@@ -178,7 +179,7 @@ macro_rules! impl_knowledge_port {
                         "SELECT DISTINCT namespace FROM knowledge_documents WHERE tenant_id = $1 ORDER BY namespace",
                     )
                     .bind(tenant.as_str())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))
                 }
@@ -195,13 +196,13 @@ macro_rules! impl_knowledge_port {
                         return Ok(Vec::new());
                     }
                     // Each backend's full-text index, best matches first.
-                    let query = sqlx::query_as::<_, (String, i64, String, String)>($store::CHUNK_SEARCH_SQL)
+                    let query = sqlx::query_as::<_, (String, i64, String, String)>(<$store as SqlBackend>::CHUNK_SEARCH_SQL)
                         .bind(tenant.as_str())
                         .bind(namespace)
                         .bind(max_access.rank())
                         .bind(i64::from(limit))
-                        .bind($store::chunk_search_query(terms));
-                    let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                        .bind(<$store as SqlBackend>::chunk_search_query(terms));
+                    let rows = query.fetch_all(self.pool()).await.map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(hit).collect()
                 }
 
@@ -230,7 +231,7 @@ macro_rules! impl_knowledge_port {
                         for r in batch {
                             query = query.bind(r.document_id.as_str()).bind(i64::from(r.ordinal));
                         }
-                        let rows = query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                        let rows = query.fetch_all(self.pool()).await.map_err(|e| classify(self.target(), e))?;
                         for row in rows {
                             out.push(hit(row)?);
                         }
@@ -258,7 +259,7 @@ macro_rules! impl_knowledge_port {
                     .bind(after_document)
                     .bind(after_ordinal)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter()
@@ -294,7 +295,7 @@ macro_rules! impl_knowledge_port {
                     .bind(tenant.as_str())
                     .bind(model)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(hit).collect()
@@ -306,7 +307,7 @@ macro_rules! impl_knowledge_port {
                     model: &str,
                     vectors: &[(ChunkRef, Vec<f32>)],
                 ) -> Result<u64, StoreError> {
-                    let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                    let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
                     let mut set = 0;
                     for (chunk, vector) in vectors {
                         set += sqlx::query(

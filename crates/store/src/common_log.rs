@@ -6,7 +6,7 @@
 //! (its no-op update holds the row lock on PostgreSQL), inside `BEGIN IMMEDIATE` on SQLite,
 //! which takes the database's write lock — so writers
 //! in other processes wait instead of colliding on an index. The backend provides
-//! `begin_write` and `insert_entries`.
+//! `begin_write` and `insert_entries` (`crate::backend::SqlBackend`).
 
 /// Creates a tenant's head at size 0 if it has none yet, locks it until the transaction ends
 /// (the no-op update takes the row lock, waiting for any other writer) and returns it: one
@@ -29,20 +29,23 @@ pub(crate) const LAST_OUTSIDE_CHAINS_SQL: &str =
     "SELECT fingerprint FROM ledger_entries WHERE tenant_id = $1 AND chain_id IS NULL ORDER BY idx DESC LIMIT 1";
 
 macro_rules! impl_log_heads {
-    ($store:ident, $db:ty) => {
+    ($store:ident) => {
         mod log_heads {
             use domain::TenantId;
             use domain::ledger::{LockedLog, LogHead, LogLock, LogWrite, TreeNode};
             use domain::ports::{Companions, StageFn, StoreError};
 
             use super::$store;
+            use $crate::backend::SqlBackend;
+
+            type Db = <$store as SqlBackend>::Db;
             use $crate::common_log::{
                 HEAD_LOCK_SQL, HEAD_UPDATE_SQL, LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL, NODE_INSERT_SQL,
             };
             use $crate::error::classify;
             use $crate::rows::{self, i64_of};
 
-            type Tx = sqlx::Transaction<'static, $db>;
+            type Tx = sqlx::Transaction<'static, Db>;
             type HeadRow = (i64, Vec<u8>, Option<String>);
 
             fn head_of(row: HeadRow) -> LogHead {
@@ -145,7 +148,7 @@ macro_rules! impl_log_heads {
                     records: &[domain::ledger::LedgerRecord],
                     companions: &Companions,
                 ) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+                    let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
                     self.insert_entries(&mut tx, records).await?;
                     self.write_companions(&mut tx, companions).await?;
                     tx.commit().await.map_err(|e| classify(self.target(), e))
@@ -155,7 +158,7 @@ macro_rules! impl_log_heads {
                     let row: Option<HeadRow> =
                         sqlx::query_as("SELECT size, frontier, last_batch FROM ledger_heads WHERE tenant_id = $1")
                             .bind(tenant.as_str())
-                            .fetch_optional(&self.pool)
+                            .fetch_optional(self.pool())
                             .await
                             .map_err(|e| classify(self.target(), e))?;
                     Ok(row.map(head_of))
@@ -187,7 +190,7 @@ macro_rules! impl_log_heads {
                         .bind(i16::from(level))
                     };
                     let found: Vec<Vec<u8>> =
-                        query.fetch_all(&self.pool).await.map_err(|e| classify(self.target(), e))?;
+                        query.fetch_all(self.pool()).await.map_err(|e| classify(self.target(), e))?;
                     found.into_iter().map(|h| rows::hash32("ledger tree hash", h)).collect()
                 }
 

@@ -15,6 +15,7 @@ macro_rules! impl_report_queries {
             use domain::{ApiKeyId, ChainId, TenantId, Timestamp};
 
             use super::*;
+            use $crate::backend::SqlBackend;
             use $crate::common_reports::{DAY_MICROS, UsageSqlRow};
             use $crate::error::classify;
             use $crate::rows::{self, i64_of};
@@ -45,7 +46,7 @@ macro_rules! impl_report_queries {
                         .bind(filter.since.map(Timestamp::as_micros))
                         .bind(filter.until.map(Timestamp::as_micros))
                         .bind(i64::from(limit))
-                        .fetch_all(&self.pool)
+                        .fetch_all(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     found.into_iter().map(rows::ledger).collect()
@@ -67,7 +68,7 @@ macro_rules! impl_report_queries {
                         .bind(since.as_micros())
                         .bind(until.as_micros())
                         .bind(DAY_MICROS)
-                        .fetch_all(&self.pool)
+                        .fetch_all(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     found

@@ -6,6 +6,7 @@
 //! **Architecture Invariant:** only this crate speaks SQL; only the `nexus` binary names it.
 
 mod agent_rows;
+mod backend;
 mod common;
 mod common_agent;
 mod common_knowledge;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::common::impl_shared_ports;
+use crate::backend::SqlBackend;
+use crate::common::impl_store;
 use crate::error::classify_migration;
 use crate::postgres_notify::PgNotifier;
 
@@ -42,9 +43,18 @@ impl PgStore {
         Ok(Self { pool, target, notifier })
     }
 
+    /// The PostgreSQL channel a topic's notifications travel on (to `LISTEN` from `psql`).
+    pub fn notification_channel(&self, topic: &domain::ports::Topic) -> String {
+        self.notifier.channel(topic)
+    }
+}
+
+impl SqlBackend for PgStore {
+    type Db = sqlx::Postgres;
+
     /// Lexical candidates from the GIN-indexed tsvector, best (`ts_rank`) first: $1 tenant, $2
     /// namespace, $3 highest access rank, $4 limit, $5 the web-search style query.
-    pub(crate) const CHUNK_SEARCH_SQL: &'static str = "SELECT c.document_id, c.ordinal, d.source, c.text \
+    const CHUNK_SEARCH_SQL: &'static str = "SELECT c.document_id, c.ordinal, d.source, c.text \
          FROM knowledge_chunks c CROSS JOIN websearch_to_tsquery('simple', $5) q \
          JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
          WHERE c.search @@ q AND c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 \
@@ -52,13 +62,8 @@ impl PgStore {
 
     /// A query matching any of `terms` (`websearch_to_tsquery` never fails on its input; terms
     /// are words, and `or` itself is a stop word the tokenizer already dropped).
-    pub(crate) fn chunk_search_query(terms: &[String]) -> String {
+    fn chunk_search_query(terms: &[String]) -> String {
         terms.iter().map(|t| t.replace('"', " ")).collect::<Vec<_>>().join(" or ")
-    }
-
-    /// The PostgreSQL channel a topic's notifications travel on (to `LISTEN` from `psql`).
-    pub fn notification_channel(&self, topic: &domain::ports::Topic) -> String {
-        self.notifier.channel(topic)
     }
 
     fn target(&self) -> &str {
@@ -120,13 +125,13 @@ impl PgStore {
             })?;
         Ok(())
     }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
-impl_shared_ports!(PgStore);
-crate::common_agent::impl_agent_ports!(PgStore, sqlx::Postgres);
-crate::common_log::impl_log_heads!(PgStore, sqlx::Postgres);
-crate::common_knowledge::impl_knowledge_port!(PgStore);
-crate::common_reports::impl_report_queries!(PgStore);
+impl_store!(PgStore);
 
 #[async_trait]
 impl domain::ports::Store for PgStore {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::common::impl_shared_ports;
+use crate::backend::SqlBackend;
+use crate::common::impl_store;
 use crate::error::classify_migration;
 use crate::notify::MemoryNotifier;
 
@@ -50,17 +51,21 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+impl SqlBackend for SqliteStore {
+    type Db = sqlx::Sqlite;
 
     /// Lexical candidates from the FTS5 index, best (FTS5 BM25) first: $1 tenant, $2
     /// namespace, $3 highest access rank, $4 limit, $5 the match expression.
-    pub(crate) const CHUNK_SEARCH_SQL: &'static str = "SELECT c.document_id, c.ordinal, d.source, c.text \
+    const CHUNK_SEARCH_SQL: &'static str = "SELECT c.document_id, c.ordinal, d.source, c.text \
          FROM knowledge_chunks_fts f JOIN knowledge_chunks c ON c.id = f.rowid \
          JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
          WHERE knowledge_chunks_fts MATCH $5 AND c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 \
          ORDER BY f.rank, c.document_id, c.ordinal LIMIT $4";
 
     /// An FTS5 expression matching any of `terms`, each quoted so no word is read as syntax.
-    pub(crate) fn chunk_search_query(terms: &[String]) -> String {
+    fn chunk_search_query(terms: &[String]) -> String {
         terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" OR ")
     }
 
@@ -104,13 +109,13 @@ impl SqliteStore {
         }
         Ok(())
     }
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
-impl_shared_ports!(SqliteStore);
-crate::common_agent::impl_agent_ports!(SqliteStore, sqlx::Sqlite);
-crate::common_log::impl_log_heads!(SqliteStore, sqlx::Sqlite);
-crate::common_knowledge::impl_knowledge_port!(SqliteStore);
-crate::common_reports::impl_report_queries!(SqliteStore);
+impl_store!(SqliteStore);
 
 #[async_trait]
 impl domain::ports::Store for SqliteStore {
