@@ -16,6 +16,7 @@ pub mod ports;
 pub mod tenant;
 pub mod time;
 pub mod tool;
+pub mod web;
 
 /// A string that names none of a value set's spellings (a status, a level, a kind).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

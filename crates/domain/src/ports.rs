@@ -15,6 +15,7 @@ use crate::knowledge::{AccessLevel, ChunkEmbeddings, ChunkRef, ChunkVector, Know
 use crate::ledger::{LedgerRecord, LockedLog, LogHead, LogLock, LogWrite, StoredCheckpoint};
 use crate::persona::PersonaContract;
 use crate::tenant::{ApiKey, Tenant, User};
+use crate::web::{WebSession, WebUser};
 use crate::{ApiKeyId, ChainId, PersonaId, TenantId, Timestamp, UserId};
 
 pub use notify::{
@@ -188,6 +189,35 @@ pub trait CostStore: Send + Sync {
     ) -> Result<Vec<crate::cost::UsageRow>, StoreError>;
 }
 
+/// Console sign-in: users with passwords and their sessions.
+#[async_trait]
+pub trait WebStore: Send + Sync {
+    /// Inserts the user and their credentials in one transaction; a taken email or user id is
+    /// `Conflict`.
+    async fn insert_web_user(&self, user: &WebUser) -> Result<(), StoreError>;
+    /// The user who signs in with `email` (already normalized), in any tenant.
+    async fn web_user_by_email(&self, email: &str) -> Result<Option<WebUser>, StoreError>;
+    async fn web_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<WebUser>, StoreError>;
+    /// A tenant's users who can sign in, by email.
+    async fn web_users(&self, tenant: &TenantId) -> Result<Vec<WebUser>, StoreError>;
+    /// Whether anyone at all can sign in (a fresh install has no one).
+    async fn any_web_user(&self) -> Result<bool, StoreError>;
+    /// Replaces a user's password hash; whether the user exists.
+    async fn set_web_password(&self, tenant: &TenantId, id: &UserId, password_hash: &str) -> Result<bool, StoreError>;
+    async fn set_web_locale(&self, tenant: &TenantId, id: &UserId, locale: Option<&str>) -> Result<(), StoreError>;
+
+    async fn insert_session(&self, session: &WebSession) -> Result<(), StoreError>;
+    /// The unexpired session whose token hashes to `token_hash`.
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<WebSession>, StoreError>;
+    /// Moves a session's expiry (sliding sessions).
+    async fn touch_session(&self, token_hash: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    /// Signs a user out everywhere; how many sessions ended.
+    async fn delete_sessions_of(&self, tenant: &TenantId, user: &UserId) -> Result<u64, StoreError>;
+    /// Forgets sessions that expired before `now`; how many.
+    async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
 /// Everything the runtime needs from a database.
 #[async_trait]
 pub trait Store:
@@ -201,6 +231,7 @@ pub trait Store:
     + ApprovalStore
     + DriftStore
     + KnowledgeStore
+    + WebStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -4,7 +4,7 @@
 //! integrity checks, connecting) lives in `sqlite.rs` and `postgres.rs`.
 
 /// Implements every port except `Store` itself for `$store`, a [`SqlBackend`]: the queries
-/// below and those of `common_agent`, `common_log`, `common_knowledge` and `common_reports`
+/// below and those of `common_agent`, `common_log`, `common_knowledge`, `common_reports` and `common_web`
 /// (which call one another's inherent methods, so they are only ever expanded together).
 ///
 /// [`SqlBackend`]: crate::backend::SqlBackend
@@ -15,6 +15,7 @@ macro_rules! impl_store {
         $crate::common_log::impl_log_heads!($store);
         $crate::common_knowledge::impl_knowledge_port!($store);
         $crate::common_reports::impl_report_queries!($store);
+        $crate::common_web::impl_web_port!($store);
         $crate::common::impl_shared_ports!($store);
     };
 }

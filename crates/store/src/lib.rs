@@ -12,6 +12,7 @@ mod common_agent;
 mod common_knowledge;
 mod common_log;
 mod common_reports;
+mod common_web;
 mod error;
 pub mod notify;
 mod postgres;

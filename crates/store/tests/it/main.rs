@@ -4,5 +4,6 @@ mod contract;
 mod contract_agent;
 mod contract_knowledge;
 mod contract_reports;
+mod contract_web;
 mod notify;
 mod redis_limits;
