@@ -29,7 +29,7 @@ pub(crate) async fn require_auth<E: From<ApiError> + IntoResponse>(
         Ok(principal) => principal,
         Err(error) => return E::from(auth_error(error)).into_response(),
     };
-    let allowed = match state.runtime.limits().request(&principal.tenant, &principal.key_id).await {
+    let allowed = match state.runtime.limits().request(&principal).await {
         Ok(allowed) => allowed,
         Err(limited) => {
             let error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", limited.to_string())

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use domain::ports::{Store, StoreError};
 use domain::tenant::{API_KEY_PREFIX, ApiKey, Role, UserLevel};
-use domain::{ApiKeyId, TenantId, Timestamp};
+use domain::{ApiKeyId, TenantId, Timestamp, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -38,15 +38,25 @@ const ISSUER: &str = "nexus";
 pub enum AuthMethod {
     ApiKey,
     Jwt,
+    /// A console session cookie (a person who signed in with a password).
+    Session,
 }
 
-/// An authenticated caller: always one tenant, always one API key (a JWT names the key it was
-/// traded for).
+/// What a caller's credential names: an API key (a JWT names the key it was traded for) or a
+/// person signed in to the console.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    ApiKey { id: ApiKeyId, name: String },
+    User { id: UserId, email: String },
+}
+
+/// An authenticated caller: always one tenant, one role and level, one credential. The API
+/// and the console scope their work by the same type, so a person and a key with the same
+/// role can do the same things.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub tenant: TenantId,
-    pub key_id: ApiKeyId,
-    pub key_name: String,
+    pub credential: Credential,
     pub role: Role,
     pub level: UserLevel,
     pub method: AuthMethod,
@@ -57,9 +67,29 @@ impl Principal {
         self.role == Role::Admin
     }
 
-    /// The identity recorded as a run's requester or an approval's decider: `key:<id>`.
+    /// The API key the caller used, if it used one.
+    pub fn key_id(&self) -> Option<&ApiKeyId> {
+        match &self.credential {
+            Credential::ApiKey { id, .. } => Some(id),
+            Credential::User { .. } => None,
+        }
+    }
+
+    /// The key's name or the person's email, for display.
+    pub fn name(&self) -> &str {
+        match &self.credential {
+            Credential::ApiKey { name, .. } => name,
+            Credential::User { email, .. } => email,
+        }
+    }
+
+    /// The identity recorded as a run's requester or an approval's decider: `key:<id>` or
+    /// `user:<id>`.
     pub fn subject(&self) -> String {
-        format!("key:{}", self.key_id)
+        match &self.credential {
+            Credential::ApiKey { id, .. } => format!("key:{id}"),
+            Credential::User { id, .. } => format!("user:{id}"),
+        }
     }
 }
 
@@ -239,7 +269,8 @@ impl Authenticator {
             return Err(AuthError::RevokedKey);
         }
         lock(&self.last_used).insert(key_id.clone(), (tenant.clone(), Timestamp::now()));
-        Ok(Principal { tenant, key_id, key_name: claims.name, role, level, method: AuthMethod::Jwt })
+        let credential = Credential::ApiKey { id: key_id, name: claims.name };
+        Ok(Principal { tenant, credential, role, level, method: AuthMethod::Jwt })
     }
 
     async fn key_active(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, AuthError> {
@@ -299,8 +330,7 @@ impl Authenticator {
 fn principal(key: &ApiKey, method: AuthMethod) -> Principal {
     Principal {
         tenant: key.tenant_id.clone(),
-        key_id: key.id.clone(),
-        key_name: key.name.clone(),
+        credential: Credential::ApiKey { id: key.id.clone(), name: key.name.clone() },
         role: key.role,
         level: key.access_level,
         method,

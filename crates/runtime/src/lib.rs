@@ -25,6 +25,7 @@ mod seed;
 pub mod tasks;
 mod tenants;
 pub mod verify;
+pub mod web_users;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::TenantId;
 use domain::limits::{RateCounter, RateDecision, gcra};
 use domain::ports::StoreError;
-use domain::{ApiKeyId, TenantId};
 
 use crate::auth::lock;
 
@@ -63,11 +63,19 @@ impl RateLimits {
         self.settings
     }
 
-    /// Counts one API request of a key (and its tenant).
-    pub async fn request(&self, tenant: &TenantId, key: &ApiKeyId) -> Result<Allowed, Limited> {
+    /// Counts one request of a caller (an API key, or a person in the console) and its tenant.
+    /// The per-key limit applies to each caller.
+    pub async fn request(&self, principal: &crate::auth::Principal) -> Result<Allowed, Limited> {
+        let tenant = &principal.tenant;
         let minute = Duration::from_secs(60);
         let per_key = self
-            .hit("requests per key", &format!("rl:key:{key}"), self.settings.key_requests_per_minute, minute, "minute")
+            .hit(
+                "requests per key",
+                &format!("rl:{}", principal.subject()),
+                self.settings.key_requests_per_minute,
+                minute,
+                "minute",
+            )
             .await?;
         let per_tenant = self
             .hit(
@@ -92,6 +100,16 @@ impl RateLimits {
             "hour",
         )
         .await
+    }
+
+    /// Counts one sign-in attempt for an account and for the address it came from (10 per
+    /// account and 30 per address every 15 minutes), so guessing passwords is slow from one
+    /// machine and for one account from many.
+    pub async fn sign_in(&self, email: &str, address: &str) -> Result<(), Limited> {
+        let window = Duration::from_secs(15 * 60);
+        self.hit("sign-in attempts per account", &format!("rl:login:{email}"), 10, window, "15 minutes").await?;
+        self.hit("sign-in attempts per address", &format!("rl:login-ip:{address}"), 30, window, "15 minutes").await?;
+        Ok(())
     }
 
     async fn hit(
@@ -173,15 +191,22 @@ mod tests {
             LimitSettings { key_requests_per_minute: 3, tenant_requests_per_minute: 5, tenant_chains_per_hour: 1 };
         let limits = RateLimits::new(Arc::new(MemoryRateCounter::default()), settings);
         let tenant = TenantId::parse("t").expect("tenant");
-        let (k1, k2) = (ApiKeyId::generate(), ApiKeyId::generate());
+        let caller = |name: &str| crate::auth::Principal {
+            tenant: tenant.clone(),
+            credential: crate::auth::Credential::ApiKey { id: domain::ApiKeyId::generate(), name: name.into() },
+            role: domain::tenant::Role::Member,
+            level: domain::tenant::UserLevel::NEWCOMER,
+            method: crate::auth::AuthMethod::ApiKey,
+        };
+        let (k1, k2) = (caller("one"), caller("two"));
         for _ in 0..3 {
-            limits.request(&tenant, &k1).await.expect("within the key limit");
+            limits.request(&k1).await.expect("within the key limit");
         }
-        let refused = limits.request(&tenant, &k1).await.expect_err("key limit");
+        let refused = limits.request(&k1).await.expect_err("key limit");
         assert_eq!((refused.what, refused.retry_after_secs), ("requests per key", 20));
-        limits.request(&tenant, &k2).await.expect("other key");
-        limits.request(&tenant, &k2).await.expect("fifth for the tenant");
-        let refused = limits.request(&tenant, &k2).await.expect_err("tenant limit");
+        limits.request(&k2).await.expect("other key");
+        limits.request(&k2).await.expect("fifth for the tenant");
+        let refused = limits.request(&k2).await.expect_err("tenant limit");
         assert_eq!(refused.what, "requests per tenant");
         limits.chain(&tenant).await.expect("first chain");
         assert_eq!(limits.chain(&tenant).await.expect_err("second chain").per, "hour");

@@ -403,14 +403,16 @@ pub(crate) async fn token(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WhoamiResponse {
     pub tenant: String,
-    pub key_id: String,
+    /// The API key used (absent for a console session).
+    pub key_id: Option<String>,
+    /// The key's name, or the signed-in person's email.
     pub key_name: String,
     /// `admin` or `member`.
     pub role: String,
     /// 0–5: what the key may read (3 and up: restricted knowledge, 5: confidential).
     #[schema(minimum = 0, maximum = 5)]
     pub level: u8,
-    /// `api_key` or `jwt`.
+    /// `api_key`, `jwt` or `session`.
     #[schema(value_type = String)]
     pub method: runtime::auth::AuthMethod,
 }
@@ -420,8 +422,8 @@ pub struct WhoamiResponse {
 pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<WhoamiResponse> {
     Json(WhoamiResponse {
         tenant: principal.tenant.as_str().to_owned(),
-        key_id: principal.key_id.as_str().to_owned(),
-        key_name: principal.key_name,
+        key_id: principal.key_id().map(|id| id.as_str().to_owned()),
+        key_name: principal.name().to_owned(),
         role: principal.role.as_str().to_owned(),
         level: principal.level.get(),
         method: principal.method,

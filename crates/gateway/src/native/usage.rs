@@ -126,7 +126,7 @@ pub(crate) async fn usage(
         response.by_model.entry(row.model.clone()).or_default().add(row);
         response.by_provider.entry(row.provider.clone().unwrap_or_else(|| "unknown".into())).or_default().add(row);
         let key = row.api_key_id.as_ref().map_or_else(|| "none".to_owned(), |k| k.to_string());
-        if principal.is_admin() || row.api_key_id.as_ref() == Some(&principal.key_id) {
+        if principal.is_admin() || (row.api_key_id.is_some() && row.api_key_id.as_ref() == principal.key_id()) {
             response.by_key.entry(key).or_default().add(row);
         }
         if let Some(chain) = &row.chain_id {

@@ -8,3 +8,4 @@ mod ledger;
 mod replicas;
 mod run_fixtures;
 mod support;
+mod web_users;
