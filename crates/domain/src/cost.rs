@@ -35,3 +35,20 @@ pub struct UsageRow {
     pub output_tokens: u64,
     pub cost_usd: f64,
 }
+
+/// A tenant's activity at a glance (the console's overview cards), counted by the database.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Runs started since the start of the day.
+    pub runs_today: u64,
+    /// Actions sealed (intents) since the start of the day.
+    pub actions_today: u64,
+    /// Gate refusals recorded since the start of the day.
+    pub blocked_today: u64,
+    /// Approvals waiting for a decision.
+    pub approvals_waiting: u64,
+    /// Spent since the start of the month.
+    pub spend_month_usd: f64,
+    /// Tokens (input and output) since the start of the month.
+    pub tokens_month: u64,
+}

@@ -174,6 +174,14 @@ pub trait LedgerStore: Send + Sync {
 #[async_trait]
 pub trait CostStore: Send + Sync {
     async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError>;
+    /// The overview counts: runs, actions and refusals since `day_start`, approvals waiting,
+    /// spend and tokens since `month_start`; one round trip.
+    async fn overview(
+        &self,
+        tenant: &TenantId,
+        day_start: Timestamp,
+        month_start: Timestamp,
+    ) -> Result<crate::cost::Overview, StoreError>;
     /// Total spent by the tenant since `since` (sums the cost records).
     async fn tenant_cost_since(&self, tenant: &TenantId, since: Timestamp) -> Result<f64, StoreError>;
     /// Total spent by the tenant in the month starting at `month` (`Timestamp::month_start`),

@@ -72,6 +72,9 @@ pub enum Command {
     /// API keys (`nxs_…`): created and shown once, stored only as hashes.
     #[command(subcommand)]
     Keys(KeyCommand),
+    /// People who sign in to the web console (email and password).
+    #[command(subcommand)]
+    Users(UserCommand),
     /// Add files to a tenant's knowledge base: text, Markdown, HTML and PDF; folders are walked.
     Ingest(IngestArgs),
 }
@@ -115,6 +118,35 @@ pub enum KeyCommand {
     /// Revoke a key by id.
     Revoke {
         id: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a console user; prompts for the password (or reads it from stdin).
+    Create {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// What the person signs in with; unique across tenants.
+        #[arg(long)]
+        email: String,
+        /// `admin` users manage keys, personas, users and approvals; `member` users may not.
+        #[arg(long, value_parser = ["member", "admin"])]
+        role: String,
+        /// User level 0-5 (what the person may read; 3 and above may broadcast).
+        #[arg(long, default_value_t = 0)]
+        level: u8,
+        /// Display name (default: the email).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Read the password from the first line of stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List a tenant's console users.
+    List {
         #[arg(long, value_parser = parse_tenant, default_value = "demo")]
         tenant: TenantId,
     },

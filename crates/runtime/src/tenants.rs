@@ -26,6 +26,19 @@ impl Runtime {
         self.store().persona(tenant, id).await
     }
 
+    /// Today's (UTC) and this month's activity of a tenant, counted by the database.
+    pub async fn overview(&self, tenant: &TenantId) -> Result<domain::cost::Overview, StoreError> {
+        let now = Timestamp::now();
+        const DAY: i64 = 86_400_000_000;
+        let day_start = Timestamp::from_micros(now.as_micros() - now.as_micros().rem_euclid(DAY));
+        self.store().overview(tenant, day_start, now.month_start()).await
+    }
+
+    /// A tenant, if it exists (its budget, its name).
+    pub async fn tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        self.store().tenant(tenant).await
+    }
+
     /// What a tenant spent in `[since, until)`, by day, model, provider, key and chain.
     pub async fn usage(
         &self,

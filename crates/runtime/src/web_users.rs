@@ -229,6 +229,11 @@ impl Runtime {
         Ok(user)
     }
 
+    /// A tenant's users who can sign in, as the operator.
+    pub async fn web_users(&self, tenant: &TenantId) -> Result<Vec<WebUser>, StoreError> {
+        self.store().web_users(tenant).await
+    }
+
     /// The caller's tenant's users who can sign in (admins only).
     pub async fn web_users_as(&self, caller: &Principal) -> Result<Vec<WebUser>, WebAuthError> {
         if !caller.is_admin() {

@@ -502,6 +502,15 @@ macro_rules! impl_shared_ports {
 
         #[async_trait]
         impl CostStore for $store {
+            async fn overview(
+                &self,
+                tenant: &TenantId,
+                day_start: Timestamp,
+                month_start: Timestamp,
+            ) -> Result<domain::cost::Overview, StoreError> {
+                self.overview_counts(tenant, day_start, month_start).await
+            }
+
             async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError> {
                 let (input, output) = rows::cost_values(cost);
                 let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;

@@ -52,6 +52,39 @@ macro_rules! impl_report_queries {
                     found.into_iter().map(rows::ledger).collect()
                 }
 
+                pub(crate) async fn overview_counts(
+                    &self,
+                    tenant: &TenantId,
+                    day_start: Timestamp,
+                    month_start: Timestamp,
+                ) -> Result<domain::cost::Overview, StoreError> {
+                    let sql = "SELECT \
+                        (SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND created_at >= $2), \
+                        (SELECT COUNT(*) FROM ledger_entries WHERE tenant_id = $1 AND kind = 'seal_intent' AND ts >= $2), \
+                        (SELECT COUNT(*) FROM ledger_entries WHERE tenant_id = $1 AND kind = 'gate_decision' AND ts >= $2), \
+                        (SELECT COUNT(*) FROM approvals WHERE tenant_id = $1 AND status = 'pending' AND expires_at > $4), \
+                        (SELECT CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) FROM tenant_spend WHERE tenant_id = $1 AND month = $3), \
+                        (SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) FROM cost_records WHERE tenant_id = $1 AND ts >= $3)";
+                    let (runs, actions, blocked, waiting, spend, tokens): (i64, i64, i64, i64, f64, i64) =
+                        sqlx::query_as(sql)
+                            .bind(tenant.as_str())
+                            .bind(day_start.as_micros())
+                            .bind(month_start.as_micros())
+                            .bind(Timestamp::now().as_micros())
+                            .fetch_one(self.pool())
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    let count = |n: i64| u64::try_from(n).map_err(invalid);
+                    Ok(domain::cost::Overview {
+                        runs_today: count(runs)?,
+                        actions_today: count(actions)?,
+                        blocked_today: count(blocked)?,
+                        approvals_waiting: count(waiting)?,
+                        spend_month_usd: spend,
+                        tokens_month: count(tokens)?,
+                    })
+                }
+
                 pub(crate) async fn usage_rows(
                     &self,
                     tenant: &TenantId,

@@ -9,6 +9,7 @@ mod keys;
 mod ledger_commands;
 mod local_models;
 mod serve;
+mod users;
 mod verify;
 
 use std::fs;
@@ -44,6 +45,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Approvals(command) => approvals::approvals(command, config).await,
         Command::Persona(command) => approvals::persona(command, config).await,
         Command::Keys(command) => keys::run(command, config).await,
+        Command::Users(command) => users::run(command, config).await,
         Command::Ingest(args) => ingest::run(args, config).await,
     }
 }

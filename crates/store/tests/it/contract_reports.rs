@@ -6,7 +6,7 @@ use domain::ports::RecordFilter;
 use domain::{ApiKeyId, ChainId, Timestamp};
 use store::test_support::backends;
 
-use crate::contract::{records, with_tenants};
+use crate::contract::{records, tenant_id, with_tenants};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -90,5 +90,53 @@ async fn usage_groups_by_day_model_key_and_chain() {
         let window =
             db.store.usage(a, Timestamp::from_micros(DAY), Timestamp::from_micros(DAY + 2)).await.expect("window");
         assert_eq!(window.len(), 1, "until is exclusive: {window:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_overview_counts_today_and_this_month_per_tenant() {
+    for db in backends().await {
+        let tenants = with_tenants(&db, &["a", "b"]).await;
+        let (a, b) = (&tenants[0], &tenants[1]);
+        // Ledger times in `records` are 0.. µs: counting from 2 leaves entries 2 and 3.
+        let mut entries = records(a, 0, 4, None);
+        let intent = domain::ledger::EntryDraft {
+            kind: EntryKind::SealIntent,
+            chain_id: None,
+            payload: serde_json::json!({"tool": "t"}),
+        };
+        let parent = entries[3].fingerprint.clone();
+        entries.push(ledger::encoding::seal_draft(a, 4, &intent, Timestamp::from_micros(4), parent));
+        db.store.append_records(&entries).await.expect("append");
+        db.store.append_records(&records(b, 0, 2, None)).await.expect("append b");
+        let now = Timestamp::now();
+        let month = now.month_start();
+        let spent = |tenant: &domain::TenantId, at: Timestamp| CostRecord {
+            tenant_id: tenant.clone(),
+            chain_id: None,
+            seal_id: None,
+            api_key_id: None,
+            provider: None,
+            model: "m".into(),
+            input_tokens: 100,
+            output_tokens: 20,
+            cost_usd: 0.25,
+            timestamp: at,
+        };
+        db.store.insert_cost(&spent(a, now)).await.expect("cost");
+        db.store.insert_cost(&spent(a, now)).await.expect("cost");
+        db.store.insert_cost(&spent(a, Timestamp::from_micros(month.as_micros() - 1))).await.expect("last month");
+        db.store.insert_cost(&spent(b, now)).await.expect("cost b");
+
+        let overview = db.store.overview(a, Timestamp::from_micros(2), month).await.expect("overview");
+        assert_eq!(overview.tokens_month, 240, "{}: {overview:?}", db.backend);
+        assert!((overview.spend_month_usd - 0.5).abs() < 1e-9, "{}: {overview:?}", db.backend);
+        assert_eq!((overview.runs_today, overview.approvals_waiting), (0, 0));
+        // Entries 0–3 are model calls; 4 is the one action, and none is a refusal.
+        assert_eq!((overview.actions_today, overview.blocked_today), (1, 0), "{}", db.backend);
+        let earlier = db.store.overview(a, Timestamp::from_micros(5), month).await.expect("later day");
+        assert_eq!(earlier.actions_today, 0, "counted from the day's start only");
+        let none = db.store.overview(&tenant_id("nobody"), Timestamp::from_micros(0), month).await.expect("empty");
+        assert_eq!(none, domain::cost::Overview::default());
     }
 }
