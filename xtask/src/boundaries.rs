@@ -24,10 +24,15 @@ const TRANSITIVE_RULES: &[(&str, &[&str])] = &[
     ("store", &["runtime", "gateway"]),
     ("gateway", &["store", "sqlx"]),
     ("channels", &["store", "sqlx"]),
+    ("console", &["store", "sqlx"]),
 ];
 
 /// (crate, crates it must not name as a direct dependency: it goes through the runtime).
-const DIRECT_RULES: &[(&str, &[&str])] = &[("gateway", &["providers", "tools"]), ("channels", &["providers", "tools"])];
+const DIRECT_RULES: &[(&str, &[&str])] = &[
+    ("gateway", &["providers", "tools"]),
+    ("channels", &["providers", "tools"]),
+    ("console", &["providers", "tools"]),
+];
 
 /// Only these crates may depend on `store`.
 const STORE_USERS: &[&str] = &["store", "nexus", "bench"];

@@ -151,6 +151,44 @@ impl From<runtime::agent::AgentError> for ApiError {
     }
 }
 
+impl From<runtime::keys::KeyError> for ApiError {
+    fn from(error: runtime::keys::KeyError) -> Self {
+        use runtime::keys::KeyError;
+        match error {
+            KeyError::BadName(_) => ApiError::invalid("name", error.to_string()),
+            KeyError::NotAdmin(_) => ApiError::forbidden(error.to_string()),
+            KeyError::LevelAbove { .. } => ApiError::forbidden(error.to_string()).with_param("level"),
+            KeyError::NoSuchKey { .. } => ApiError::not_found(error.to_string()),
+            KeyError::AlreadyRevoked { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_revoked", error.to_string())
+            }
+            KeyError::Ledger(ledger) => ApiError::from(ledger),
+        }
+    }
+}
+
+impl From<runtime::web_users::WebAuthError> for ApiError {
+    fn from(error: runtime::web_users::WebAuthError) -> Self {
+        use runtime::web_users::WebAuthError as E;
+        match error {
+            E::BadEmail(_) => ApiError::invalid("email", error.to_string()),
+            E::BadPassword(_) => ApiError::invalid("password", error.to_string()),
+            E::BadName(_) => ApiError::invalid("name", error.to_string()),
+            E::NotAdmin(_) => ApiError::forbidden(error.to_string()),
+            E::LevelAbove { .. } => ApiError::forbidden(error.to_string()).with_param("level"),
+            E::EmailTaken(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()).with_param("email"),
+            E::WrongCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string()),
+            E::Throttled(limited) => {
+                let retry = limited.retry_after_secs;
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", limited.to_string())
+                    .with_retry_after(retry)
+            }
+            E::Hash(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string()),
+            E::Ledger(ledger) => ApiError::from(ledger),
+        }
+    }
+}
+
 impl From<runtime::budget::BudgetCheckError> for ApiError {
     fn from(error: runtime::budget::BudgetCheckError) -> Self {
         match error {

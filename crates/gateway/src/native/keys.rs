@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use domain::tenant::{ApiKey, Role, UserLevel};
 use runtime::auth::Principal;
-use runtime::keys::KeyError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -106,17 +105,6 @@ fn key_response(key: ApiKey) -> KeyResponse {
     }
 }
 
-fn key_error(error: KeyError) -> ApiError {
-    match error {
-        KeyError::BadName(_) => ApiError::invalid("name", error.to_string()),
-        KeyError::NotAdmin(_) => ApiError::forbidden(error.to_string()),
-        KeyError::LevelAbove { .. } => ApiError::forbidden(error.to_string()).with_param("level"),
-        KeyError::NoSuchKey { .. } => ApiError::not_found(error.to_string()),
-        KeyError::AlreadyRevoked { .. } => ApiError::new(StatusCode::CONFLICT, "already_revoked", error.to_string()),
-        KeyError::Ledger(ledger) => ApiError::from(ledger),
-    }
-}
-
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKeyRequest,
     responses(
         (status = 201, body = CreatedKeyResponse, description = "the key, with its secret shown this once"),
@@ -133,8 +121,11 @@ pub(crate) async fn create_key(
 ) -> Result<(StatusCode, Json<CreatedKeyResponse>), ApiError> {
     require_admin(&principal, "creating a key")?;
     let level = UserLevel::new(body.level).map_err(|e| ApiError::invalid("level", e.to_string()))?;
-    let created =
-        state.runtime.create_api_key_as(&principal, &body.name, level, body.role.into()).await.map_err(key_error)?;
+    let created = state
+        .runtime
+        .create_api_key_as(&principal, &body.name, level, body.role.into())
+        .await
+        .map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(CreatedKeyResponse { secret: created.secret, key: key_response(created.key) })))
 }
 
@@ -201,6 +192,6 @@ pub(crate) async fn revoke_key(
     Path(KeyPath { id }): Path<KeyPath>,
 ) -> Result<Json<KeyResponse>, ApiError> {
     require_admin(&principal, "revoking a key")?;
-    let key = state.runtime.revoke_api_key_as(&principal, &id).await.map_err(key_error)?;
+    let key = state.runtime.revoke_api_key_as(&principal, &id).await.map_err(ApiError::from)?;
     Ok(Json(key_response(key)))
 }

@@ -23,6 +23,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 Ok(reports) => tracing::debug!(runs = reports.len(), "checked unfinished runs"),
                 Err(error) => tracing::error!(%error, "resuming unfinished runs failed; will retry"),
             }
+            match maintained.sweep_sessions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(sessions = n, "forgot expired console sessions"),
+                Err(error) => tracing::warn!(%error, "could not forget expired console sessions; will retry"),
+            }
             if let Err(error) = maintained.auth().flush_last_used().await {
                 tracing::warn!(%error, "could not record when API keys were last used; will retry");
             }
@@ -39,6 +44,14 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         data_dir = %config.data_dir.display(),
         "nexus listening on http://{address}"
     );
+    match runtime.any_web_user().await {
+        Ok(false) => tracing::warn!(
+            "no one can sign in to the console at http://{address}/ yet; create the first admin with: \
+             nexus users create --tenant demo --email you@example.com --role admin"
+        ),
+        Ok(true) => {}
+        Err(error) => tracing::warn!(%error, "could not check for console users"),
+    }
     let settings = gateway::HttpSettings {
         max_body_bytes: config.api.max_body_bytes,
         cors_origins: config.api.cors_origins.clone(),
@@ -49,7 +62,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, gateway::router(state)).with_graceful_shutdown(shutdown_signal()).await;
+    // One address serves both: the console's pages and the API (whose fallback answers unknown
+    // paths). Connection info lets the console throttle sign-in attempts per address.
+    let app = console::router(runtime.clone()).merge(gateway::router(state));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     maintenance.abort();
     if let Err(error) = runtime.auth().flush_last_used().await {
         tracing::warn!(%error, "could not record when API keys were last used");

@@ -1,0 +1,56 @@
+//! The web console: server-rendered pages over the runtime, for people who would rather look
+//! than curl. [`router`] is merged with the API's router by the binary, so one `nexus serve`
+//! serves both at the same address.
+//!
+//! - `session`: the session cookie, CSRF checks and security headers;
+//! - `pages`: the handlers and their views (each page is one askama template under
+//!   `templates/`, compiled and checked with the crate);
+//! - `i18n`: English and Italian texts; `assets`: the embedded static files.
+//!
+//! **Architecture Invariant:** like every front-end, the console calls the runtime and never the
+//! store; a signed-in person is the runtime's `Principal`, so the console checks nothing the
+//! API does not, and maps runtime errors with the gateway's `ApiError`.
+
+mod assets;
+pub mod i18n;
+mod pages;
+mod session;
+mod state;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
+use runtime::Runtime;
+use tower_http::compression::CompressionLayer;
+
+pub use state::ConsoleState;
+
+/// The console's routes: `/`, `/login`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`
+/// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
+/// fallback answers unknown paths.
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    let state = ConsoleState { runtime };
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/logout/everywhere", post(pages::logout_everywhere))
+        .route("/language", post(pages::language))
+        .route("/chains", get(pages::chains))
+        .route("/chains/{id}", get(pages::chain))
+        .route("/chains/{id}/verify", get(pages::verify_chain))
+        .route("/ledger", get(pages::ledger))
+        .route("/ledger/verify", get(pages::verify_ledger))
+        .route("/ledger/entries/{index}", get(pages::entry))
+        .route("/approvals", get(pages::approvals))
+        .route("/approvals/{id}/decide", post(pages::decide))
+        .route("/keys", get(pages::keys).post(pages::create_key))
+        .route("/keys/{id}/revoke", post(pages::revoke_key))
+        .route("/users", get(pages::users).post(pages::create_user))
+        .route("/static/{file}", get(assets::serve))
+        .with_state(state)
+        .layer(middleware::from_fn(session::security_headers))
+        .layer(CompressionLayer::new())
+}

@@ -1,0 +1,1006 @@
+//! The console's pages: each handler reads what its view needs from the runtime, as the
+//! signed-in `Principal`, and renders one template. State-changing forms carry the session's
+//! CSRF token; admin pages answer members with 403.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use domain::agent::{ApprovalStatus, ChainStatus, GateVerdict};
+use domain::ledger::EntryKind;
+use domain::ports::RecordFilter;
+use domain::tenant::{Role, UserLevel};
+use domain::{ChainId, Timestamp};
+use gateway::ApiError;
+use runtime::web_users::{NewWebUser, WebAuthError};
+use serde::Deserialize;
+
+use crate::assets::{AssetUrls, URLS};
+use crate::i18n::{Catalog, Lang};
+use crate::session::{self, Signed};
+use crate::state::ConsoleState;
+
+/// What the layout of every page needs.
+pub struct Page {
+    pub lang: Lang,
+    pub t: &'static Catalog,
+    /// Who is signed in (empty on the login page).
+    pub user: String,
+    pub csrf: String,
+    pub admin: bool,
+    /// Which navigation entry is current.
+    pub nav: &'static str,
+    pub assets: &'static AssetUrls,
+    pub langs: &'static [Lang],
+}
+
+impl Page {
+    fn new(signed: &Signed, nav: &'static str) -> Page {
+        Page {
+            lang: signed.lang,
+            t: signed.lang.catalog(),
+            user: signed.user.name.clone(),
+            csrf: signed.user.csrf.clone(),
+            admin: signed.user.principal.is_admin(),
+            nav,
+            assets: &URLS,
+            langs: &Lang::ALL,
+        }
+    }
+
+    fn anonymous(lang: Lang) -> Page {
+        Page {
+            lang,
+            t: lang.catalog(),
+            user: String::new(),
+            csrf: String::new(),
+            admin: false,
+            nav: "",
+            assets: &URLS,
+            langs: &Lang::ALL,
+        }
+    }
+
+    pub fn tr<'a>(&'a self, key: &'a str) -> &'a str {
+        self.t.get(key)
+    }
+
+    pub fn current(&self, nav: &str) -> &'static str {
+        if self.nav == nav { "page" } else { "false" }
+    }
+}
+
+/// Why a page could not be shown, rendered as a page with the right status.
+#[derive(Debug)]
+pub enum ConsoleError {
+    /// A runtime error, mapped to a status exactly as the API maps it.
+    Api(Lang, ApiError),
+    Csrf(Lang),
+    AdminsOnly(Lang),
+    NotFound(Lang),
+    Unavailable(Lang, String),
+    Render(String),
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorView {
+    page: Page,
+    status: u16,
+    message: String,
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (lang, status, message) = match self {
+            ConsoleError::Api(lang, error) => (lang, error.status, error.message),
+            ConsoleError::Csrf(lang) => (lang, StatusCode::FORBIDDEN, lang.catalog().get("error.csrf").to_owned()),
+            ConsoleError::AdminsOnly(lang) => {
+                (lang, StatusCode::FORBIDDEN, lang.catalog().get("error.admins_only").to_owned())
+            }
+            ConsoleError::NotFound(lang) => {
+                (lang, StatusCode::NOT_FOUND, lang.catalog().get("error.not_found").to_owned())
+            }
+            ConsoleError::Unavailable(lang, reason) => (lang, StatusCode::SERVICE_UNAVAILABLE, reason),
+            ConsoleError::Render(reason) => {
+                tracing::error!(%reason, "console page did not render");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response();
+            }
+        };
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), %message, "console error");
+        }
+        let view = ErrorView { page: Page::anonymous(lang), status: status.as_u16(), message };
+        match view.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+        }
+    }
+}
+
+type PageResult = Result<Response, ConsoleError>;
+
+fn render(view: &impl Template) -> PageResult {
+    view.render().map(|html| Html(html).into_response()).map_err(|e| ConsoleError::Render(e.to_string()))
+}
+
+/// Maps any runtime error the way the API does.
+fn api<E: Into<ApiError>>(lang: Lang) -> impl FnOnce(E) -> ConsoleError {
+    move |error| ConsoleError::Api(lang, error.into())
+}
+
+/// Text as a person should see it in a security decision: control and invisible characters
+/// (zero-width, bidirectional overrides, byte-order marks) shown as `\u{…}` escapes. HTML
+/// escaping happens after, in the template.
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}');
+        if (c.is_control() && c != '\n') || invisible {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn time(t: Timestamp) -> String {
+    let micros = t.as_micros();
+    chrono::DateTime::from_timestamp(micros.div_euclid(1_000_000), 0)
+        .map_or_else(|| micros.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+fn money(usd: f64) -> String {
+    if usd != 0.0 && usd.abs() < 0.01 { format!("${usd:.4}") } else { format!("${usd:.2}") }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginView {
+    page: Page,
+    error: String,
+    notice: String,
+    no_users: bool,
+    email: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    done: String,
+}
+
+pub async fn login_page(State(state): State<ConsoleState>, headers: HeaderMap, query: Query<LoginQuery>) -> PageResult {
+    let lang = session::browser_lang(&headers);
+    let no_users = !state.runtime.any_web_user().await.map_err(api(lang))?;
+    let notice = if query.done == "everywhere" {
+        lang.catalog().get("login.signed_out_everywhere").to_owned()
+    } else {
+        String::new()
+    };
+    render(&LoginView { page: Page::anonymous(lang), error: String::new(), notice, no_users, email: String::new() })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<ConsoleState>,
+    session::ClientAddress(address): session::ClientAddress,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> PageResult {
+    let lang = session::browser_lang(&headers);
+    if !session::same_origin(&headers) {
+        return Err(ConsoleError::Csrf(lang));
+    }
+    match state.runtime.sign_in(&form.email, &form.password, &address).await {
+        Ok(signed) => {
+            // A fresh token at every sign-in: a session id planted before cannot be adopted.
+            if let Some(old) = session::cookie(&headers, session::SESSION_COOKIE) {
+                let _ = state.runtime.sign_out(old).await;
+            }
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().insert(header::SET_COOKIE, session::session_cookie(&headers, &signed.token));
+            Ok(response)
+        }
+        Err(error @ (WebAuthError::WrongCredentials | WebAuthError::Throttled(_))) => {
+            let (status, message) = match &error {
+                WebAuthError::Throttled(limited) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    lang.catalog().fill("login.throttled", &[("secs", &limited.retry_after_secs.to_string())]),
+                ),
+                _ => (StatusCode::UNAUTHORIZED, lang.catalog().get("login.wrong").to_owned()),
+            };
+            let view = LoginView {
+                page: Page::anonymous(lang),
+                error: message,
+                notice: String::new(),
+                no_users: false,
+                email: form.email,
+            };
+            let mut response = render(&view)?;
+            *response.status_mut() = status;
+            Ok(response)
+        }
+        Err(error) => Err(api(lang)(error)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    state.runtime.sign_out(&signed.token).await.map_err(api(signed.lang))?;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session::cleared_cookie());
+    Ok(response)
+}
+
+pub async fn logout_everywhere(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    state.runtime.sign_out_everywhere(&signed.user.principal).await.map_err(api(signed.lang))?;
+    let mut response = Redirect::to("/login?done=everywhere").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session::cleared_cookie());
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LanguageForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    lang: String,
+}
+
+pub async fn language(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<LanguageForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    let chosen = Lang::parse(&form.lang).map(Lang::code);
+    state.runtime.set_locale(&signed.user.principal, chosen).await.map_err(api(signed.lang))?;
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned())))
+        .filter(|path| path.starts_with('/') && !path.starts_with("//"))
+        .unwrap_or_else(|| "/".to_owned());
+    Ok(Redirect::to(&back).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overview
+
+pub struct Card {
+    pub label: &'static str,
+    pub value: String,
+    pub note: String,
+}
+
+pub struct Bar {
+    pub label: String,
+    pub percent: u32,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewView {
+    page: Page,
+    cards: Vec<Card>,
+    budget_percent: u32,
+    budget_state: String,
+    cost_days: Vec<Bar>,
+    call_days: Vec<Bar>,
+    breakdowns: Vec<Breakdown>,
+}
+
+/// Spend by one dimension (model, provider, key), largest first.
+pub struct Breakdown {
+    pub key: &'static str,
+    pub bars: Vec<Bar>,
+}
+
+/// Bars scaled to the largest value.
+fn bars(items: Vec<(String, f64, String)>) -> Vec<Bar> {
+    let max = items.iter().map(|(_, v, _)| *v).fold(0.0_f64, f64::max);
+    items
+        .into_iter()
+        .map(|(label, v, value)| {
+            let percent = if max > 0.0 { ((v / max) * 100.0).round().clamp(0.0, 100.0) as u32 } else { 0 };
+            Bar { label, percent, value }
+        })
+        .collect()
+}
+
+pub async fn overview(State(state): State<ConsoleState>, signed: Signed) -> PageResult {
+    let lang = signed.lang;
+    let t = lang.catalog();
+    let tenant = &signed.user.principal.tenant;
+    let runtime = &state.runtime;
+    let now = Timestamp::now();
+    const DAY: i64 = 86_400_000_000;
+    let since = Timestamp::from_micros(now.as_micros() - 29 * DAY - now.as_micros().rem_euclid(DAY));
+    let (counts, budget, usage) = tokio::join!(
+        runtime.overview(tenant),
+        runtime.budgets().status(tenant),
+        runtime.usage(tenant, since, Timestamp::from_micros(now.as_micros() + 1)),
+    );
+    let counts = counts.map_err(api(lang))?;
+    let budget = budget.map_err(api(lang))?;
+    let usage = usage.map_err(api(lang))?;
+    let cards = vec![
+        Card { label: "overview.runs_today", value: counts.runs_today.to_string(), note: String::new() },
+        Card { label: "overview.actions_today", value: counts.actions_today.to_string(), note: String::new() },
+        Card { label: "overview.blocked_today", value: counts.blocked_today.to_string(), note: String::new() },
+        Card { label: "overview.approvals_waiting", value: counts.approvals_waiting.to_string(), note: String::new() },
+        Card {
+            label: "overview.spend_month",
+            value: money(counts.spend_month_usd.max(budget.spent_usd)),
+            note: t.fill("overview.of_budget", &[("limit", &money(budget.limit_usd))]),
+        },
+        Card { label: "overview.tokens_month", value: counts.tokens_month.to_string(), note: String::new() },
+    ];
+    let first_day = since.as_micros().div_euclid(DAY);
+    let mut cost = vec![0.0_f64; 30];
+    let mut calls = vec![0_u64; 30];
+    let mut model: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut provider: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut key: std::collections::BTreeMap<String, f64> = Default::default();
+    for row in &usage {
+        if let Ok(i) = usize::try_from(row.day - first_day)
+            && i < 30
+        {
+            cost[i] += row.cost_usd;
+            calls[i] += row.calls;
+        }
+        *model.entry(row.model.clone()).or_default() += row.cost_usd;
+        *provider.entry(row.provider.clone().unwrap_or_else(|| "-".into())).or_default() += row.cost_usd;
+        *key.entry(row.api_key_id.as_ref().map_or_else(|| "-".into(), ToString::to_string)).or_default() +=
+            row.cost_usd;
+    }
+    let day_label = |i: usize| {
+        let day = first_day + i64::try_from(i).unwrap_or_default();
+        chrono::DateTime::from_timestamp(day * 86_400, 0).map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string())
+    };
+    let ranked = |map: std::collections::BTreeMap<String, f64>| {
+        let mut items: Vec<_> = map.into_iter().collect();
+        items.sort_by(|a, b| b.1.total_cmp(&a.1));
+        items.truncate(10);
+        bars(items.into_iter().map(|(name, v)| (name, v, money(v))).collect())
+    };
+    let view = OverviewView {
+        page: Page::new(&signed, "overview"),
+        cards,
+        budget_percent: (budget.fraction * 100.0).round().clamp(0.0, 100.0) as u32,
+        budget_state: format!("{:?}", budget.state).to_lowercase(),
+        cost_days: bars(cost.iter().enumerate().map(|(i, c)| (day_label(i), *c, money(*c))).collect()),
+        call_days: bars(calls.iter().enumerate().map(|(i, c)| (day_label(i), *c as f64, c.to_string())).collect()),
+        breakdowns: vec![
+            Breakdown { key: "overview.by_model", bars: ranked(model) },
+            Breakdown { key: "overview.by_provider", bars: ranked(provider) },
+            Breakdown { key: "overview.by_key", bars: ranked(key) },
+        ],
+    };
+    render(&view)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chains
+
+pub struct ChainRow {
+    pub id: String,
+    pub task: String,
+    pub status: String,
+    pub steps: usize,
+    pub cost: String,
+}
+
+#[derive(Template)]
+#[template(path = "chains.html")]
+struct ChainsView {
+    page: Page,
+    rows: Vec<ChainRow>,
+    statuses: Vec<&'static str>,
+    status: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChainsQuery {
+    #[serde(default)]
+    status: String,
+}
+
+pub async fn chains(State(state): State<ConsoleState>, signed: Signed, Query(query): Query<ChainsQuery>) -> PageResult {
+    let lang = signed.lang;
+    let status = match query.status.as_str() {
+        "" => None,
+        s => Some(
+            s.parse::<ChainStatus>()
+                .map_err(|e| ConsoleError::Api(lang, ApiError::invalid("status", e.to_string())))?,
+        ),
+    };
+    let reports = state.runtime.run_reports(&signed.user.principal.tenant, status, 100).await.map_err(api(lang))?;
+    let rows = reports
+        .iter()
+        .map(|r| ChainRow {
+            id: r.chain_id.to_string(),
+            task: visible(&r.task),
+            status: r.status.as_str().to_owned(),
+            steps: r.steps.len(),
+            cost: money(r.cost_usd),
+        })
+        .collect();
+    let statuses = ChainStatus::ALL.iter().map(|s| s.as_str()).collect();
+    render(&ChainsView { page: Page::new(&signed, "chains"), rows, statuses, status: query.status })
+}
+
+pub struct GateView {
+    pub name: String,
+    pub verdict: String,
+    pub score: String,
+    pub details: String,
+}
+
+pub struct StepView {
+    pub index: usize,
+    pub action: String,
+    pub persona: String,
+    pub tool: String,
+    pub params: String,
+    pub status: String,
+    pub gates: Vec<GateView>,
+    pub intent: String,
+    pub result: String,
+    pub preview: String,
+    pub error: String,
+}
+
+#[derive(Template)]
+#[template(path = "chain.html")]
+struct ChainView {
+    page: Page,
+    id: String,
+    task: String,
+    status: String,
+    answer: String,
+    error: String,
+    steps: Vec<StepView>,
+    cost: String,
+    tokens: String,
+    models: String,
+    verified: String,
+    verify_error: String,
+}
+
+async fn chain_view(state: &ConsoleState, signed: &Signed, id: &str) -> Result<ChainView, ConsoleError> {
+    let lang = signed.lang;
+    let chain = ChainId::parse(id).map_err(|_| ConsoleError::NotFound(lang))?;
+    let report = state.runtime.run_report(&signed.user.principal.tenant, &chain).await.map_err(api(lang))?;
+    let steps = report
+        .steps
+        .iter()
+        .map(|s| StepView {
+            index: s.index + 1,
+            action: visible(&s.action),
+            persona: s.persona.clone(),
+            tool: visible(&s.tool),
+            params: visible(&serde_json::to_string_pretty(&s.params).unwrap_or_default()),
+            status: s.status.as_str().to_owned(),
+            gates: s
+                .gates
+                .iter()
+                .map(|g| GateView {
+                    name: g.gate_name.clone(),
+                    verdict: match g.verdict {
+                        GateVerdict::Pass => "pass",
+                        GateVerdict::Fail => "fail",
+                        GateVerdict::Skip => "skip",
+                    }
+                    .to_owned(),
+                    score: format!("{:.2} / {:.2}", g.score, g.threshold),
+                    details: visible(&g.details),
+                })
+                .collect(),
+            intent: s.intent_fingerprint.clone().unwrap_or_default(),
+            result: s.result_fingerprint.clone().unwrap_or_default(),
+            preview: visible(s.result_preview.as_deref().unwrap_or_default()),
+            error: visible(s.error.as_deref().unwrap_or_default()),
+        })
+        .collect();
+    Ok(ChainView {
+        page: Page::new(signed, "chains"),
+        id: report.chain_id.to_string(),
+        task: visible(&report.task),
+        status: report.status.as_str().to_owned(),
+        answer: report.answer.clone().unwrap_or_default(),
+        error: report.error.clone().unwrap_or_default(),
+        steps,
+        cost: money(report.cost_usd),
+        tokens: format!("{} / {}", report.input_tokens, report.output_tokens),
+        models: report.models.join(", "),
+        verified: String::new(),
+        verify_error: String::new(),
+    })
+}
+
+pub async fn chain(State(state): State<ConsoleState>, signed: Signed, Path(id): Path<String>) -> PageResult {
+    render(&chain_view(&state, &signed, &id).await?)
+}
+
+pub async fn verify_chain(State(state): State<ConsoleState>, signed: Signed, Path(id): Path<String>) -> PageResult {
+    let mut view = chain_view(&state, &signed, &id).await?;
+    let chain = ChainId::parse(&id).map_err(|_| ConsoleError::NotFound(signed.lang))?;
+    match state.runtime.verifier().chain(&signed.user.principal.tenant, &chain).await {
+        Ok(report) => {
+            view.verified = view.page.t.fill(
+                "chains.verified",
+                &[("proven", &report.proven.to_string()), ("entries", &report.entries.to_string())],
+            );
+        }
+        Err(error) => view.verify_error = error.to_string(),
+    }
+    render(&view)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger
+
+pub struct EntryRow {
+    pub index: u64,
+    pub kind: String,
+    pub chain: String,
+    pub time: String,
+    pub fingerprint: String,
+}
+
+pub struct CheckpointView {
+    pub size: u64,
+    pub root: String,
+    pub note: String,
+    pub time: String,
+}
+
+#[derive(Template)]
+#[template(path = "ledger.html")]
+struct LedgerView {
+    page: Page,
+    rows: Vec<EntryRow>,
+    kinds: Vec<&'static str>,
+    kind: String,
+    chain: String,
+    next: Option<u64>,
+    checkpoint: Option<CheckpointView>,
+    verified: String,
+    verify_error: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LedgerQuery {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    chain: String,
+    before: Option<u64>,
+}
+
+const LEDGER_PAGE: u32 = 50;
+
+async fn ledger_view(state: &ConsoleState, signed: &Signed, query: LedgerQuery) -> Result<LedgerView, ConsoleError> {
+    let lang = signed.lang;
+    let invalid = |field: &str, e: String| ConsoleError::Api(lang, ApiError::invalid(field, e));
+    let kind = match query.kind.as_str() {
+        "" => None,
+        k => Some(k.parse::<EntryKind>().map_err(|e| invalid("kind", e.to_string()))?),
+    };
+    let chain = match query.chain.trim() {
+        "" => None,
+        c => Some(ChainId::parse(c).map_err(|e| invalid("chain", e.to_string()))?),
+    };
+    let tenant = &signed.user.principal.tenant;
+    let filter = RecordFilter { before: query.before, kind, chain, since: None, until: None };
+    let ledger = state.runtime.ledger();
+    let records = ledger.page(tenant, &filter, LEDGER_PAGE).await.map_err(api(lang))?;
+    let checkpoint = match state.runtime.ledger().latest_checkpoint(tenant).await {
+        Ok(c) => Some(CheckpointView {
+            size: c.size,
+            root: hex::encode(c.root_hash),
+            note: c.signed_note,
+            time: time(c.created_at),
+        }),
+        Err(runtime::LedgerError::EmptyLog(_)) => None,
+        Err(error) => return Err(api(lang)(error)),
+    };
+    let next = (records.len() == LEDGER_PAGE as usize).then(|| records.last().map(|r| r.index)).flatten();
+    let rows = records
+        .into_iter()
+        .map(|r| EntryRow {
+            index: r.index,
+            kind: r.kind.as_str().to_owned(),
+            chain: r.chain_id.map(|c| c.to_string()).unwrap_or_default(),
+            time: time(r.timestamp),
+            fingerprint: r.fingerprint,
+        })
+        .collect();
+    Ok(LedgerView {
+        page: Page::new(signed, "ledger"),
+        rows,
+        kinds: EntryKind::ALL.iter().map(|k| k.as_str()).collect(),
+        kind: query.kind,
+        chain: query.chain,
+        next,
+        checkpoint,
+        verified: String::new(),
+        verify_error: String::new(),
+    })
+}
+
+pub async fn ledger(State(state): State<ConsoleState>, signed: Signed, Query(query): Query<LedgerQuery>) -> PageResult {
+    render(&ledger_view(&state, &signed, query).await?)
+}
+
+pub async fn verify_ledger(State(state): State<ConsoleState>, signed: Signed) -> PageResult {
+    let mut view = ledger_view(&state, &signed, LedgerQuery::default()).await?;
+    match state.runtime.verifier().tenant(&signed.user.principal.tenant, None).await {
+        Ok(report) => {
+            view.verified = view.page.t.fill(
+                "ledger.verified",
+                &[("entries", &report.entries.to_string()), ("checkpoints", &report.checkpoints.to_string())],
+            );
+        }
+        Err(runtime::VerifyError::UnknownTenant(_)) => {
+            view.verified = view.page.t.fill("ledger.verified", &[("entries", "0"), ("checkpoints", "0")]);
+        }
+        Err(error) => view.verify_error = error.to_string(),
+    }
+    render(&view)
+}
+
+#[derive(Template)]
+#[template(path = "entry.html")]
+struct EntryView {
+    page: Page,
+    index: u64,
+    kind: String,
+    chain: String,
+    time: String,
+    payload: String,
+    parent: String,
+    fingerprint: String,
+}
+
+pub async fn entry(State(state): State<ConsoleState>, signed: Signed, Path(index): Path<u64>) -> PageResult {
+    let lang = signed.lang;
+    let record = state
+        .runtime
+        .ledger()
+        .record(&signed.user.principal.tenant, index)
+        .await
+        .map_err(api(lang))?
+        .ok_or(ConsoleError::NotFound(lang))?;
+    render(&EntryView {
+        page: Page::new(&signed, "ledger"),
+        index: record.index,
+        kind: record.kind.as_str().to_owned(),
+        chain: record.chain_id.map(|c| c.to_string()).unwrap_or_default(),
+        time: time(record.timestamp),
+        payload: visible(&record.payload),
+        parent: record.parent_fingerprint,
+        fingerprint: record.fingerprint,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals
+
+pub struct ApprovalRow {
+    pub id: String,
+    pub chain: String,
+    pub tool: String,
+    pub params: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub status: String,
+    pub decided_by: String,
+    pub note: String,
+    pub expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "approvals.html")]
+struct ApprovalsView {
+    page: Page,
+    waiting: Vec<ApprovalRow>,
+    decided: Vec<ApprovalRow>,
+    done: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DoneQuery {
+    #[serde(default)]
+    done: String,
+}
+
+pub async fn approvals(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    Query(query): Query<DoneQuery>,
+) -> PageResult {
+    signed.require_admin()?;
+    let lang = signed.lang;
+    let all = state.runtime.approvals(&signed.user.principal.tenant, None).await.map_err(api(lang))?;
+    let row = |a: &domain::ports::Approval| ApprovalRow {
+        id: a.id.clone(),
+        chain: a.chain_id.to_string(),
+        tool: visible(&a.tool),
+        params: visible(
+            &serde_json::from_str::<serde_json::Value>(&a.params)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| a.params.clone()),
+        ),
+        reason: visible(&a.reason),
+        requested_by: a.requested_by.clone().unwrap_or_default(),
+        status: a.status.as_str().to_owned(),
+        decided_by: a.decided_by.clone().unwrap_or_default(),
+        note: visible(a.note.as_deref().unwrap_or_default()),
+        expires: time(a.expires_at),
+    };
+    let waiting = all.iter().filter(|a| a.status == ApprovalStatus::Pending).map(row).collect();
+    let decided = all.iter().filter(|a| a.status != ApprovalStatus::Pending).take(50).map(row).collect();
+    let done = match query.done.as_str() {
+        "approved" => lang.catalog().get("approvals.done_approved").to_owned(),
+        "denied" => lang.catalog().get("approvals.done_denied").to_owned(),
+        _ => String::new(),
+    };
+    render(&ApprovalsView { page: Page::new(&signed, "approvals"), waiting, decided, done })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecideForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn decide(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<DecideForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    signed.require_admin()?;
+    let lang = signed.lang;
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return Err(ConsoleError::Api(lang, ApiError::invalid("decision", "decision must be approve or deny"))),
+    };
+    let principal = &signed.user.principal;
+    state
+        .runtime
+        .decide(&principal.tenant, &id, approve, &principal.subject(), form.note.trim())
+        .await
+        .map_err(api(lang))?;
+    let done = if approve { "approved" } else { "denied" };
+    Ok(Redirect::to(&format!("/approvals?done={done}")).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and users
+
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub level: u8,
+    pub role: String,
+    pub created: String,
+    pub last_used: String,
+    pub active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "keys.html")]
+struct KeysView {
+    page: Page,
+    rows: Vec<KeyRow>,
+    secret: String,
+    levels: Vec<u8>,
+}
+
+async fn keys_view(state: &ConsoleState, signed: &Signed, secret: String) -> Result<KeysView, ConsoleError> {
+    let lang = signed.lang;
+    let keys = state.runtime.api_keys(&signed.user.principal.tenant).await.map_err(api(lang))?;
+    let never = lang.catalog().get("keys.never").to_owned();
+    let rows = keys
+        .into_iter()
+        .rev()
+        .map(|k| KeyRow {
+            id: k.id.to_string(),
+            name: visible(&k.name),
+            prefix: k.display_prefix.clone(),
+            level: k.access_level.get(),
+            role: k.role.as_str().to_owned(),
+            created: time(k.created_at),
+            last_used: k.last_used_at.map_or_else(|| never.clone(), time),
+            active: k.revoked_at.is_none(),
+        })
+        .collect();
+    let levels = (0..=signed.user.principal.level.get()).collect();
+    Ok(KeysView { page: Page::new(signed, "keys"), rows, secret, levels })
+}
+
+pub async fn keys(State(state): State<ConsoleState>, signed: Signed) -> PageResult {
+    signed.require_admin()?;
+    render(&keys_view(&state, &signed, String::new()).await?)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    level: String,
+    #[serde(default)]
+    role: String,
+}
+
+fn level_of(lang: Lang, level: &str) -> Result<UserLevel, ConsoleError> {
+    let invalid = |m: String| ConsoleError::Api(lang, ApiError::invalid("level", m));
+    let n: u8 =
+        level.trim().parse().map_err(|_| invalid(format!("level must be a number from 0 to 5, not {level:?}")))?;
+    UserLevel::new(n).map_err(|e| invalid(e.to_string()))
+}
+
+fn role_of(lang: Lang, role: &str) -> Result<Role, ConsoleError> {
+    Role::parse(role).ok_or_else(|| ConsoleError::Api(lang, ApiError::invalid("role", "role must be member or admin")))
+}
+
+pub async fn create_key(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<KeyForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    signed.require_admin()?;
+    let lang = signed.lang;
+    let level = level_of(lang, &form.level)?;
+    let role = role_of(lang, &form.role)?;
+    let created =
+        state.runtime.create_api_key_as(&signed.user.principal, &form.name, level, role).await.map_err(api(lang))?;
+    // The secret is shown in this response only; it is never stored or shown again.
+    render(&keys_view(&state, &signed, created.secret).await?)
+}
+
+pub async fn revoke_key(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    signed.require_admin()?;
+    state.runtime.revoke_api_key_as(&signed.user.principal, &id).await.map_err(api(signed.lang))?;
+    Ok(Redirect::to("/keys").into_response())
+}
+
+pub struct UserRow {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub level: u8,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersView {
+    page: Page,
+    rows: Vec<UserRow>,
+    levels: Vec<u8>,
+    created: bool,
+}
+
+async fn users_view(state: &ConsoleState, signed: &Signed, created: bool) -> Result<UsersView, ConsoleError> {
+    let users = state.runtime.web_users_as(&signed.user.principal).await.map_err(api(signed.lang))?;
+    let rows = users
+        .into_iter()
+        .map(|u| UserRow {
+            email: u.email,
+            name: visible(&u.user.name),
+            role: u.user.role.as_str().to_owned(),
+            level: u.user.level.get(),
+        })
+        .collect();
+    let levels = (0..=signed.user.principal.level.get()).collect();
+    Ok(UsersView { page: Page::new(signed, "users"), rows, levels, created })
+}
+
+pub async fn users(State(state): State<ConsoleState>, signed: Signed) -> PageResult {
+    signed.require_admin()?;
+    render(&users_view(&state, &signed, false).await?)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    level: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn create_user(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<UserForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    signed.require_admin()?;
+    let lang = signed.lang;
+    let new = NewWebUser {
+        tenant: signed.user.principal.tenant.clone(),
+        email: form.email,
+        name: form.name,
+        role: role_of(lang, &form.role)?,
+        level: level_of(lang, &form.level)?,
+        password: form.password,
+    };
+    state.runtime.create_web_user_as(&signed.user.principal, new).await.map_err(api(lang))?;
+    render(&users_view(&state, &signed, true).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invisible_and_control_characters_are_shown_escaped() {
+        assert_eq!(visible("rm -rf /\u{202E}txt.exe"), "rm -rf /\\u{202e}txt.exe");
+        assert_eq!(visible("a\u{0007}b\u{200B}c\nd"), "a\\u{0007}b\\u{200b}c\nd");
+        assert_eq!(visible("plain <b>"), "plain <b>", "HTML escaping is the template's job");
+    }
+}

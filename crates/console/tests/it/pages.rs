@@ -1,0 +1,167 @@
+//! The pages show the tenant's own data: the overview's counts, keys created and revoked, the
+//! ledger with its checkpoint, a tampered ledger in red, approvals with their calls shown
+//! exactly, and the Italian interface.
+
+use domain::agent::ApprovalStatus;
+use domain::ports::Approval;
+use domain::tenant::Role;
+use domain::{ChainId, TenantId, Timestamp};
+
+use crate::support::spawn;
+
+#[tokio::test]
+async fn keys_are_created_listed_and_revoked_and_the_ledger_shows_each_change() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    app.user("other", "olga@other.test", Role::Admin, 3).await;
+    let browser = app.signed_in("ada@acme.test").await;
+    let csrf = browser.csrf().await;
+    let created =
+        browser.post("/keys", &[("csrf", &csrf), ("name", "ci bot"), ("level", "1"), ("role", "member")]).await;
+    assert_eq!(created.status(), 200);
+    let html = created.text().await.expect("body");
+    let secret = html.split("id=\"new-secret\">").nth(1).and_then(|s| s.split('<').next()).expect("secret").to_owned();
+    let principal = app.runtime.auth().authenticate(&secret).await.expect("the new key works");
+    let id = principal.key_id().expect("key").to_string();
+
+    let list = browser.page("/keys").await;
+    assert!(list.contains("ci bot") && list.contains(&format!("data-key=\"{id}\"")));
+    let revoked = browser.post(&format!("/keys/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(revoked.status(), 303);
+    assert!(app.runtime.auth().authenticate(&secret).await.is_err(), "revoked from the console");
+    assert!(browser.page("/keys").await.contains("badge revoked"));
+
+    let too_high = browser.post("/keys", &[("csrf", &csrf), ("name", "x"), ("level", "9"), ("role", "member")]).await;
+    assert_eq!(too_high.status(), 422, "a field error, as the API answers it");
+    assert!(too_high.text().await.expect("body").contains("level"));
+
+    let ledger = browser.page("/ledger?kind=admin_change").await;
+    assert!(ledger.contains("admin_change"), "{ledger}");
+    let first = browser.page("/ledger/entries/0").await;
+    assert!(first.contains("web_user.created"), "entry detail shows its canonical content");
+
+    // Another tenant sees none of it.
+    let olga = app.signed_in("olga@other.test").await;
+    assert!(!olga.page("/keys").await.contains("ci bot"));
+    assert!(!olga.page("/ledger").await.contains("api_key.created"));
+    assert_eq!(olga.post(&format!("/keys/{id}/revoke"), &[("csrf", &olga.csrf().await)]).await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_overview_counts_the_tenant_s_day_and_month() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let tenant = TenantId::parse("acme").expect("tenant");
+    app.db
+        .store
+        .insert_cost(&domain::cost::CostRecord {
+            tenant_id: tenant.clone(),
+            chain_id: None,
+            seal_id: None,
+            api_key_id: None,
+            provider: Some("openai".into()),
+            model: "gpt-4o-mini".into(),
+            input_tokens: 1200,
+            output_tokens: 34,
+            cost_usd: 1.5,
+            timestamp: Timestamp::now(),
+        })
+        .await
+        .expect("cost");
+    let browser = app.signed_in("ada@acme.test").await;
+    let html = browser.page("/").await;
+    assert!(html.contains("1234"), "tokens this month: {html}");
+    assert!(html.contains("$1.50"), "spend this month");
+    assert!(html.contains("gpt-4o-mini") && html.contains("openai"), "spend by model and provider");
+    assert!(html.contains("class=\"h100\""), "today's bar is the tallest");
+}
+
+#[tokio::test]
+async fn a_tampered_ledger_is_shown_in_red_naming_the_entry() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let browser = app.signed_in("ada@acme.test").await;
+    let csrf = browser.csrf().await;
+    for name in ["one", "two", "three"] {
+        browser.post("/keys", &[("csrf", &csrf), ("name", name), ("level", "0"), ("role", "member")]).await;
+    }
+    let tenant = TenantId::parse("acme").expect("tenant");
+    app.runtime.ledger().checkpoint(&tenant).await.expect("checkpoint");
+    let good = browser.page("/ledger/verify").await;
+    assert!(good.contains("id=\"ledger-ok\""), "{good}");
+    assert!(!good.contains("id=\"ledger-bad\""));
+
+    let path = app.db.url.trim_start_matches("sqlite://").to_owned();
+    let mut db =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{path}")).await.expect("open");
+    // As an attacker with the database file would: the append-only trigger goes first.
+    sqlx::query("DROP TRIGGER ledger_entries_no_update").execute(&mut db).await.expect("drop trigger");
+    sqlx::query("UPDATE ledger_entries SET payload = replace(payload, 'two', 'TWO') WHERE tenant_id = 'acme'")
+        .execute(&mut db)
+        .await
+        .expect("tamper");
+    let bad = browser.page("/ledger/verify").await;
+    assert!(bad.contains("id=\"ledger-bad\""), "{bad}");
+    let message = bad.split("id=\"ledger-bad\"").nth(1).expect("alert");
+    assert!(message.contains("entry #2") || message.contains("#2"), "names the first bad entry: {message}");
+}
+
+#[tokio::test]
+async fn approvals_show_the_call_exactly_and_only_to_admins() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let now = Timestamp::now();
+    app.db
+        .store
+        .insert_approval(&Approval {
+            id: "ap-1".into(),
+            tenant_id: tenant,
+            chain_id: ChainId::generate(),
+            step: 0,
+            tool: "send_email".into(),
+            params: r#"{"to":"boss@example.com","body":"pay \u202etxt.exe <b>now</b>"}"#.into(),
+            call_digest: "d".into(),
+            reason: "send_email needs approval".into(),
+            requested_by: Some("key:someone".into()),
+            status: ApprovalStatus::Pending,
+            decided_by: None,
+            decided_at: None,
+            note: None,
+            created_at: now,
+            expires_at: Timestamp::from_micros(now.as_micros() + 3_600_000_000),
+        })
+        .await
+        .expect("approval");
+    let browser = app.signed_in("ada@acme.test").await;
+    let html = browser.page("/approvals").await;
+    assert!(html.contains("data-approval=\"ap-1\""));
+    assert!(html.contains("\\u{202e}txt.exe"), "the bidirectional override is shown, not obeyed: {html}");
+    assert!(!html.contains("<b>now</b>"), "markup in parameters is text");
+    assert!(html.contains("boss@example.com"));
+}
+
+#[tokio::test]
+async fn the_interface_speaks_italian_by_browser_or_by_choice() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let browser = app.browser();
+    let login = browser
+        .client
+        .get(browser.url("/login"))
+        .header("accept-language", "it-IT,it;q=0.9")
+        .send()
+        .await
+        .expect("get");
+    let login = login.text().await.expect("body");
+    assert!(login.contains("lang=\"it\"") && login.contains("Accedi"), "{login}");
+
+    let browser = app.signed_in("ada@acme.test").await;
+    assert!(browser.page("/").await.contains("Panoramica") == false, "English by default");
+    let csrf = browser.csrf().await;
+    let chosen = browser.post("/language", &[("csrf", &csrf), ("lang", "it")]).await;
+    assert_eq!(chosen.status(), 303);
+    let overview = browser.page("/").await;
+    assert!(overview.contains("Panoramica") && overview.contains("Esecuzioni oggi"), "{overview}");
+    assert!(browser.page("/ledger").await.contains("Registro"));
+}
