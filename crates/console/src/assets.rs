@@ -4,10 +4,11 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+
+use crate::extract::Path;
 
 struct Asset {
     /// `name.<hash>.ext`, the only URL it is served at.

@@ -12,10 +12,12 @@
 //! API does not, and maps runtime errors with the gateway's `ApiError`.
 
 mod assets;
+mod extract;
 pub mod i18n;
 mod pages;
 mod session;
 mod state;
+mod usage;
 
 use std::sync::Arc;
 
@@ -27,7 +29,7 @@ use tower_http::compression::CompressionLayer;
 
 pub use state::ConsoleState;
 
-/// The console's routes: `/`, `/login`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`
+/// The console's routes: `/`, `/login`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`, `/usage`
 /// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
 /// fallback answers unknown paths.
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -49,6 +51,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/keys", get(pages::keys).post(pages::create_key))
         .route("/keys/{id}/revoke", post(pages::revoke_key))
         .route("/users", get(pages::users).post(pages::create_user))
+        .route("/usage", get(usage::usage))
+        .route("/usage.csv", get(usage::usage_csv))
         .route("/static/{file}", get(assets::serve))
         .with_state(state)
         .layer(middleware::from_fn(session::security_headers))

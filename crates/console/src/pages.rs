@@ -3,8 +3,7 @@
 //! CSRF token; admin pages answer members with 403.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use domain::agent::{ApprovalStatus, ChainStatus, GateVerdict};
@@ -17,6 +16,7 @@ use runtime::web_users::{NewWebUser, WebAuthError};
 use serde::Deserialize;
 
 use crate::assets::{AssetUrls, URLS};
+use crate::extract::{Form, Path, Query};
 use crate::i18n::{Catalog, Lang};
 use crate::session::{self, Signed};
 use crate::state::ConsoleState;
@@ -36,7 +36,7 @@ pub struct Page {
 }
 
 impl Page {
-    fn new(signed: &Signed, nav: &'static str) -> Page {
+    pub(crate) fn new(signed: &Signed, nav: &'static str) -> Page {
         Page {
             lang: signed.lang,
             t: signed.lang.catalog(),
@@ -119,14 +119,14 @@ impl IntoResponse for ConsoleError {
     }
 }
 
-type PageResult = Result<Response, ConsoleError>;
+pub(crate) type PageResult = Result<Response, ConsoleError>;
 
-fn render(view: &impl Template) -> PageResult {
+pub(crate) fn render(view: &impl Template) -> PageResult {
     view.render().map(|html| Html(html).into_response()).map_err(|e| ConsoleError::Render(e.to_string()))
 }
 
 /// Maps any runtime error the way the API does.
-fn api<E: Into<ApiError>>(lang: Lang) -> impl FnOnce(E) -> ConsoleError {
+pub(crate) fn api<E: Into<ApiError>>(lang: Lang) -> impl FnOnce(E) -> ConsoleError {
     move |error| ConsoleError::Api(lang, error.into())
 }
 
@@ -152,7 +152,7 @@ fn time(t: Timestamp) -> String {
         .map_or_else(|| micros.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
-fn money(usd: f64) -> String {
+pub(crate) fn money(usd: f64) -> String {
     if usd != 0.0 && usd.abs() < 0.01 { format!("${usd:.4}") } else { format!("${usd:.2}") }
 }
 
@@ -175,7 +175,11 @@ pub struct LoginQuery {
     done: String,
 }
 
-pub async fn login_page(State(state): State<ConsoleState>, headers: HeaderMap, query: Query<LoginQuery>) -> PageResult {
+pub async fn login_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<LoginQuery>,
+) -> PageResult {
     let lang = session::browser_lang(&headers);
     let no_users = !state.runtime.any_web_user().await.map_err(api(lang))?;
     let notice = if query.done == "everywhere" {

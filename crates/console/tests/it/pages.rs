@@ -157,11 +157,58 @@ async fn the_interface_speaks_italian_by_browser_or_by_choice() {
     assert!(login.contains("lang=\"it\"") && login.contains("Accedi"), "{login}");
 
     let browser = app.signed_in("ada@acme.test").await;
-    assert!(browser.page("/").await.contains("Panoramica") == false, "English by default");
+    assert!(!browser.page("/").await.contains("Panoramica"), "English by default");
     let csrf = browser.csrf().await;
     let chosen = browser.post("/language", &[("csrf", &csrf), ("lang", "it")]).await;
     assert_eq!(chosen.status(), 303);
     let overview = browser.page("/").await;
     assert!(overview.contains("Panoramica") && overview.contains("Esecuzioni oggi"), "{overview}");
     assert!(browser.page("/ledger").await.contains("Registro"));
+}
+
+#[tokio::test]
+async fn usage_is_grouped_against_the_budget_and_exported_as_csv() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let tenant = TenantId::parse("acme").expect("tenant");
+    for (model, cost) in [("gpt-4o-mini", 0.25), ("=cmd|' /C calc'!A0", 0.5)] {
+        app.db
+            .store
+            .insert_cost(&domain::cost::CostRecord {
+                tenant_id: tenant.clone(),
+                chain_id: None,
+                seal_id: None,
+                api_key_id: None,
+                provider: Some("openai".into()),
+                model: model.into(),
+                input_tokens: 10,
+                output_tokens: 5,
+                cost_usd: cost,
+                timestamp: Timestamp::now(),
+            })
+            .await
+            .expect("cost");
+    }
+    let browser = app.signed_in("ada@acme.test").await;
+    let html = browser.page("/usage?days=7").await;
+    assert!(html.contains("id=\"total-calls\">2<"), "{html}");
+    assert!(html.contains("id=\"total-cost\">$0.75<"), "{html}");
+    assert!(html.contains("gpt-4o-mini"));
+
+    let csv = browser.get("/usage.csv?days=7").await;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(csv.headers()["content-disposition"].to_str().expect("ascii").starts_with("attachment"));
+    let body = csv.text().await.expect("csv");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[0], "day,model,provider,api_key_id,chain_id,calls,input_tokens,output_tokens,cost_usd");
+    assert_eq!(lines.len(), 3, "{body}");
+    assert!(body.contains(",gpt-4o-mini,openai,,,1,10,5,0.250000"), "{body}");
+    assert!(body.contains("'=cmd"), "a formula is never a formula in a spreadsheet: {body}");
+
+    let bad = browser.get("/usage?days=0").await;
+    assert_eq!(bad.status(), 422);
+    let bad = browser.get("/usage?days=many").await;
+    assert_eq!(bad.status(), 400, "a malformed query is a 400 page");
+    assert!(bad.text().await.expect("body").contains("invalid query"));
 }

@@ -1,0 +1,142 @@
+//! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, which
+//! `.ci/run` installs), against the real server: signing in, the overview, keys created and
+//! revoked, hostile names that stay text, a tampered ledger shown red, the Italian interface and
+//! a phone-width page without horizontal scrolling. Each step's screenshot is written to
+//! `console-screenshots/` under the target directory for a reviewer to look at.
+//!
+//! Without chromium the suite says so and passes, except with `CI=true`, where it must run.
+
+#[path = "../it/support.rs"]
+#[allow(dead_code, reason = "shared with the HTTP tests, which use all of it")]
+mod support;
+mod webdriver;
+
+use std::path::PathBuf;
+
+use domain::TenantId;
+use domain::tenant::Role;
+use support::{PASSWORD, spawn};
+use webdriver::{Driver, Session};
+
+fn screenshots() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("console-screenshots")
+}
+
+async fn browser() -> Option<(Driver, Session)> {
+    let Some((chromium, driver)) = webdriver::installed() else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but chromium and chromium-driver are not installed: .ci/run installs them"
+        );
+        eprintln!("skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
+        return None;
+    };
+    let driver = Driver::start(driver).await;
+    let session = driver.session(chromium).await;
+    Some((driver, session))
+}
+
+async fn sign_in(session: &Session, base: &str, email: &str) {
+    session.goto(&format!("{base}/login")).await;
+    session.type_into("#email", email).await;
+    session.type_into("#password", PASSWORD).await;
+    session.click("#sign-in").await;
+    session.find("#cards").await;
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_manages_keys_and_sees_a_tampered_ledger_in_red() {
+    let Some((_driver, session)) = browser().await else { return };
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let shots = screenshots();
+
+    session.goto(&format!("{}/login", app.base)).await;
+    session.find("#email").await;
+    session.screenshot(&shots.join("01-login.png")).await;
+    sign_in(&session, &app.base, "ada@acme.test").await;
+    assert_eq!(session.text("#signed-in-as").await, "ada@acme.test");
+    session.screenshot(&shots.join("02-overview.png")).await;
+
+    // A key named like a script is created, shown once, and stays text.
+    session.goto(&format!("{}/keys", app.base)).await;
+    session.type_into("#key-name", "<script>alert(1)</script>").await;
+    session.click("#create-key button[type=submit]").await;
+    let secret = session.text("#new-secret").await;
+    assert!(secret.starts_with("nxs_"), "{secret}");
+    assert!(!session.alert_open().await, "the name did not run as script");
+    let shown = session.text("#keys tbody tr td").await;
+    assert_eq!(shown, "<script>alert(1)</script>", "shown as the text it is");
+    session.screenshot(&shots.join("03-key-created.png")).await;
+    assert!(app.runtime.auth().authenticate(&secret).await.is_ok());
+
+    // Revoking asks first (the console's script); the browser accepts, and the key stops working.
+    session.execute("window.confirm = function () { return true; }; return null;").await;
+    session.click("button.revoke").await;
+    session.find("#keys .badge.revoked").await;
+    assert!(app.runtime.auth().authenticate(&secret).await.is_err());
+    session.screenshot(&shots.join("04-key-revoked.png")).await;
+
+    // The ledger verifies, then is tampered with and shows red naming the entry.
+    let tenant = TenantId::parse("acme").expect("tenant");
+    app.runtime.ledger().checkpoint(&tenant).await.expect("checkpoint");
+    session.goto(&format!("{}/ledger", app.base)).await;
+    session.click("#verify-ledger").await;
+    session.find("#ledger-ok").await;
+    let path = app.db.url.trim_start_matches("sqlite://").to_owned();
+    let mut db =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{path}")).await.expect("open");
+    sqlx::query("DROP TRIGGER ledger_entries_no_update").execute(&mut db).await.expect("drop trigger");
+    sqlx::query("UPDATE ledger_entries SET payload = replace(payload, 'revoked', 'REVOKED') WHERE tenant_id = 'acme'")
+        .execute(&mut db)
+        .await
+        .expect("tamper");
+    session.click("#verify-ledger").await;
+    let alarm = session.text("#ledger-bad").await;
+    assert!(alarm.contains("#"), "names the entry: {alarm}");
+    let colour = session.execute("return getComputedStyle(document.getElementById('ledger-bad')).color;").await;
+    assert_eq!(colour, "rgb(198, 40, 40)", "shown in red");
+    session.screenshot(&shots.join("05-ledger-tampered.png")).await;
+    session.close().await;
+}
+
+#[tokio::test]
+async fn the_italian_interface_fits_a_phone_without_scrolling_sideways() {
+    let Some((_driver, session)) = browser().await else { return };
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let shots = screenshots();
+    sign_in(&session, &app.base, "ada@acme.test").await;
+
+    session.execute("document.getElementById('lang-picker').value = 'it'; return null;").await;
+    session.click("footer form[action='/language'] button").await;
+    session.wait_text("main h1", "Panoramica").await;
+    session.screenshot(&shots.join("06-italiano.png")).await;
+
+    session.set_window(390, 844).await;
+    for path in ["/", "/chains", "/ledger", "/keys", "/approvals"] {
+        session.goto(&format!("{}{path}", app.base)).await;
+        session.find("main h1").await;
+        let overflow = session
+            .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+            .await;
+        if overflow.as_i64().is_none_or(|px| px > 0) {
+            let culprits = session
+                .execute(
+                    "var w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('body *'))\
+                     .filter(function (e) { return e.getBoundingClientRect().right > w + 1; })\
+                     .slice(0, 8).map(function (e) { return e.tagName + '.' + e.className + '#' + e.id + ' ' + \
+                     Math.round(e.getBoundingClientRect().right); });",
+                )
+                .await;
+            panic!("{path} scrolls sideways by {overflow} px; elements past the edge: {culprits}");
+        }
+    }
+    session.goto(&format!("{}/", app.base)).await;
+    session.find("#cards").await;
+    session.screenshot(&shots.join("07-phone.png")).await;
+    session.close().await;
+}
