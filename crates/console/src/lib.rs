@@ -14,6 +14,7 @@
 mod assets;
 mod extract;
 pub mod i18n;
+mod live;
 mod pages;
 mod session;
 mod state;
@@ -29,7 +30,7 @@ use tower_http::compression::CompressionLayer;
 
 pub use state::ConsoleState;
 
-/// The console's routes: `/`, `/login`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`, `/usage`
+/// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`, `/usage`
 /// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
 /// fallback answers unknown paths.
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -43,6 +44,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/chains", get(pages::chains))
         .route("/chains/{id}", get(pages::chain))
         .route("/chains/{id}/verify", get(pages::verify_chain))
+        .route("/chains/{id}/events", get(live::events))
+        .route("/execute", get(live::execute_page).post(live::execute))
         .route("/ledger", get(pages::ledger))
         .route("/ledger/verify", get(pages::verify_ledger))
         .route("/ledger/entries/{index}", get(pages::entry))

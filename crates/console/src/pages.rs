@@ -502,6 +502,8 @@ struct ChainView {
     models: String,
     verified: String,
     verify_error: String,
+    /// The run is not finished: the page follows its events.
+    live: bool,
 }
 
 async fn chain_view(state: &ConsoleState, signed: &Signed, id: &str) -> Result<ChainView, ConsoleError> {
@@ -552,6 +554,7 @@ async fn chain_view(state: &ConsoleState, signed: &Signed, id: &str) -> Result<C
         models: report.models.join(", "),
         verified: String::new(),
         verify_error: String::new(),
+        live: !report.status.is_terminal(),
     })
 }
 

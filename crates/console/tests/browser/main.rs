@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use domain::TenantId;
 use domain::tenant::Role;
-use support::{PASSWORD, spawn};
+use support::{PASSWORD, search_model, spawn, spawn_with_agent};
 use webdriver::{Driver, Session};
 
 fn screenshots() -> PathBuf {
@@ -138,5 +138,39 @@ async fn the_italian_interface_fits_a_phone_without_scrolling_sideways() {
     session.goto(&format!("{}/", app.base)).await;
     session.find("#cards").await;
     session.screenshot(&shots.join("07-phone.png")).await;
+    session.close().await;
+}
+
+#[tokio::test]
+async fn a_task_run_on_execute_shows_its_four_gates_and_seals_live() {
+    let Some((_driver, session)) = browser().await else { return };
+    let openai = search_model().await;
+    let app = spawn_with_agent(&openai).await;
+    app.user("demo", "ada@demo.test", Role::Member, 0).await;
+    let shots = screenshots();
+    sign_in(&session, &app.base, "ada@demo.test").await;
+
+    session.goto(&format!("{}/execute", app.base)).await;
+    session.type_into("#task", "What is the ledger?").await;
+    session.click("#run").await;
+    session.find("#live-events li.chain_completed").await;
+    for gate in ["scope", "intent", "ttl", "drift"] {
+        session.find(&format!("#live-events li[data-gate='{gate}'] .badge")).await;
+        let shown = session
+            .execute(&format!(
+                "var b = document.querySelector(\"#live-events li[data-gate='{gate}'] .badge\").getBoundingClientRect(); \
+                 return b.width > 0 && b.left >= 0;"
+            ))
+            .await;
+        assert_eq!(shown, true, "the {gate} gate's badge is on screen");
+    }
+    let seals = session.execute("return document.querySelectorAll('#live-events code.seal').length;").await;
+    assert_eq!(seals, 2, "an intent and a result seal");
+    session.screenshot(&shots.join("08-execute-live.png")).await;
+
+    session.click("#live-events li.chain_completed a").await;
+    session.find("#answer").await;
+    assert!(session.text("#answer").await.contains("The ledger is <b>tamper-evident</b>."), "the answer, as text");
+    session.screenshot(&shots.join("09-chain.png")).await;
     session.close().await;
 }

@@ -15,9 +15,20 @@ pub struct App {
     pub base: String,
     pub runtime: Arc<Runtime>,
     pub db: store::test_support::TestDatabase,
+    _workspace: tempfile::TempDir,
 }
 
 pub async fn spawn() -> App {
+    spawn_with(None).await
+}
+
+/// A server whose agent plans, declares and answers with `openai` (a fake OpenAI upstream):
+/// runs started from the console really run.
+pub async fn spawn_with_agent(openai: &wiremock::MockServer) -> App {
+    spawn_with(Some(openai.uri())).await
+}
+
+async fn spawn_with(openai: Option<String>) -> App {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
     let config = RuntimeConfig {
@@ -26,9 +37,32 @@ pub async fn spawn() -> App {
         token_secret: Some(vec![42; 32]),
         ..RuntimeConfig::default()
     };
-    let runtime = Arc::new(
-        Runtime::start(RuntimeParts::new(Arc::clone(&db.store), signer, config, None)).await.expect("runtime"),
-    );
+    let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, None);
+    let workspace = tempfile::tempdir().expect("workspace");
+    if let Some(base_url) = openai {
+        use providers::openai::{OpenAiConfig, OpenAiProvider};
+        let provider: Arc<dyn providers::ModelProvider> = Arc::new(
+            OpenAiProvider::new(OpenAiConfig { base_url, ..OpenAiConfig::openai(providers::ApiKey::new("sk-test")) })
+                .expect("openai"),
+        );
+        let target = runtime::agent::ModelTarget { provider: provider.clone(), model: "gpt-4o-mini".into() };
+        let tools = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge()));
+        parts.agent = Some(runtime::agent::AgentServices {
+            models: runtime::agent::Models::Configured {
+                trivial: target.clone(),
+                normal: target.clone(),
+                complex: target,
+            },
+            providers: vec![provider],
+            tools,
+            sandbox: tools::Sandbox::default(),
+            workspace_root: workspace.path().to_path_buf(),
+            prices: providers::pricing::PriceTable::builtin(),
+            approval_ttl: Duration::from_secs(3600),
+        });
+    }
+    let runtime = Arc::new(Runtime::start(parts).await.expect("runtime"));
+    runtime.seed_demo().await.expect("seed");
     let app = console::router(runtime.clone()).merge(gateway::router(gateway::AppState::new(runtime.clone())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
@@ -36,7 +70,7 @@ pub async fn spawn() -> App {
         let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let _ = axum::serve(listener, service).await;
     });
-    App { base: format!("http://{address}"), runtime, db }
+    App { base: format!("http://{address}"), runtime, db, _workspace: workspace }
 }
 
 impl App {
@@ -111,4 +145,35 @@ impl Browser {
         let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
         html[start..].split('"').next().expect("token").to_owned()
     }
+}
+
+/// A fake OpenAI upstream whose planner picks one knowledge search, whose declaration matches
+/// it, and whose answer holds markup (which the console must show as text).
+pub async fn search_model() -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    let replies = [
+        (
+            "Break the following task",
+            r#"[{"action": "search the knowledge base", "tool": "knowledge_search", "params": {"query": "ledger"}, "persona": "researcher"}]"#,
+        ),
+        (
+            "Declare your intent",
+            r#"{"planned_action": "search", "tool_params": {"query": "ledger"}, "resource_targets": ["kb:default"], "reasoning": "look it up", "confidence": 0.9}"#,
+        ),
+        ("Answer the user", "The ledger is <b>tamper-evident</b>."),
+    ];
+    for (phrase, content) in replies {
+        let body = serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+        });
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/chat/completions"))
+            .and(wiremock::matchers::body_string_contains(phrase))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    server
 }

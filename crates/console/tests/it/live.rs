@@ -1,0 +1,71 @@
+//! A task run from the Execute page, really run by the agent (a fake OpenAI upstream), followed
+//! live over SSE as HTML fragments, resumable by `Last-Event-ID`.
+
+use crate::support::{search_model, spawn_with_agent};
+use domain::tenant::Role;
+
+/// The `data:` lines of each SSE event named `event`, joined.
+fn fragments(body: &str) -> Vec<(u64, String)> {
+    body.split("\n\n")
+        .filter(|block| block.lines().any(|l| l == "event: event"))
+        .map(|block| {
+            let id = block.lines().find_map(|l| l.strip_prefix("id: ")).and_then(|i| i.parse().ok()).expect("id");
+            let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            (id, data.join("\n"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_task_run_from_the_console_streams_its_gates_and_seals_and_resumes() {
+    let openai = search_model().await;
+    let app = spawn_with_agent(&openai).await;
+    app.user("demo", "ada@demo.test", Role::Member, 0).await;
+    let browser = app.signed_in("ada@demo.test").await;
+    let form = browser.page("/execute").await;
+    assert!(form.contains("<option value=\"researcher\">"), "personas to pick from: {form}");
+    let csrf = browser.csrf().await;
+
+    let started = browser.post("/execute", &[("csrf", &csrf), ("task", "What is the ledger?"), ("persona", "")]).await;
+    assert_eq!(started.status(), 303);
+    let location = started.headers()["location"].to_str().expect("ascii").to_owned();
+    let chain = location.strip_prefix("/chains/").expect("a chain page").to_owned();
+
+    let stream = browser.get(&format!("/chains/{chain}/events")).await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let body = stream.text().await.expect("the stream ends with the run");
+    assert!(body.contains("event: done"), "a finished run closes the stream: {body}");
+    let events = fragments(&body);
+    let gates: Vec<&str> = ["scope", "intent", "ttl", "drift"]
+        .into_iter()
+        .filter(|g| events.iter().any(|(_, html)| html.contains(&format!("data-gate=\"{g}\""))))
+        .collect();
+    assert_eq!(gates, ["scope", "intent", "ttl", "drift"], "all four gates: {body}");
+    let seals = events.iter().filter(|(_, html)| html.contains("class=\"seal\"")).count();
+    assert_eq!(seals, 2, "an intent seal and a result seal: {body}");
+    assert!(events.last().is_some_and(|(_, html)| html.contains("chain_completed") && html.contains("completed")));
+    let numbers: Vec<u64> = events.iter().map(|(id, _)| *id).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "numbered without gaps: {numbers:?}");
+
+    // A browser that reconnects after event 2 gets exactly what followed.
+    let resumed = browser
+        .client
+        .get(browser.url(&format!("/chains/{chain}/events")))
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .expect("resume")
+        .text()
+        .await
+        .expect("body");
+    let again: Vec<u64> = fragments(&resumed).iter().map(|(id, _)| *id).collect();
+    assert_eq!(again, numbers.iter().copied().filter(|n| *n > 2).collect::<Vec<_>>());
+
+    let page = browser.page(&location).await;
+    assert!(
+        page.contains("The ledger is &#60;b&#62;tamper-evident&#60;/b&#62;.") || page.contains("&lt;b&gt;"),
+        "the answer is text: {page}"
+    );
+    assert!(!page.contains("id=\"live\""), "a finished run is not followed");
+}
