@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use domain::TenantId;
 use domain::tenant::Role;
-use support::{PASSWORD, search_model, spawn, spawn_with_agent};
+use support::{FakeSmtp, PASSWORD, email_model, search_model, spawn, spawn_with_agent, spawn_with_mail};
 use webdriver::{Driver, Session};
 
 fn screenshots() -> PathBuf {
@@ -172,5 +172,49 @@ async fn a_task_run_on_execute_shows_its_four_gates_and_seals_live() {
     session.find("#answer").await;
     assert!(session.text("#answer").await.contains("The ledger is <b>tamper-evident</b>."), "the answer, as text");
     session.screenshot(&shots.join("09-chain.png")).await;
+    session.close().await;
+}
+
+#[tokio::test]
+async fn a_held_call_approved_by_another_admin_lets_the_run_complete() {
+    let Some((_driver, session)) = browser().await else { return };
+    let openai = email_model().await;
+    let smtp = FakeSmtp::start().await;
+    let app = spawn_with_mail(&openai, &smtp).await;
+    app.user("demo", "ada@demo.test", Role::Admin, 3).await;
+    app.user("demo", "bob@demo.test", Role::Admin, 3).await;
+    let shots = screenshots();
+
+    sign_in(&session, &app.base, "ada@demo.test").await;
+    session.goto(&format!("{}/execute", app.base)).await;
+    session.type_into("#task", "Email the board the report").await;
+    session.click("#run").await;
+    session.find("#live-events li.approval").await;
+    session.screenshot(&shots.join("10-held.png")).await;
+
+    // The requester may not approve their own run.
+    session.goto(&format!("{}/approvals", app.base)).await;
+    session.click("button.approve").await;
+    let refused = session.text("#error-message").await;
+    assert!(refused.contains("may not approve"), "{refused}");
+    assert!(smtp.messages.lock().expect("lock").is_empty());
+
+    session.goto(&format!("{}/", app.base)).await;
+    session.click("#sign-out").await;
+    sign_in(&session, &app.base, "bob@demo.test").await;
+    session.goto(&format!("{}/approvals", app.base)).await;
+    let call = session.text(".approval pre.payload").await;
+    assert!(call.contains("board@example.com"), "the exact call: {call}");
+    session.type_into(".approval input[name=note]", "checked with Ada").await;
+    session.screenshot(&shots.join("11-approval.png")).await;
+    session.click("button.approve").await;
+    session.find("#decided").await;
+
+    let chain =
+        app.runtime.run_reports(&TenantId::parse("demo").expect("t"), None, 1).await.expect("runs")[0].chain_id.clone();
+    session.goto(&format!("{}/chains/{chain}", app.base)).await;
+    session.wait_text("#chain-status", "completed").await;
+    assert_eq!(smtp.messages.lock().expect("lock").len(), 1, "the approved email was sent once");
+    session.screenshot(&shots.join("12-approved-completed.png")).await;
     session.close().await;
 }

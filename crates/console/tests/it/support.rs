@@ -28,7 +28,17 @@ pub async fn spawn_with_agent(openai: &wiremock::MockServer) -> App {
     spawn_with(Some(openai.uri())).await
 }
 
+/// Like [`spawn_with_agent`], with `send_email` (which always waits for an approval) delivering
+/// to `smtp` at 127.0.0.1.
+pub async fn spawn_with_mail(openai: &wiremock::MockServer, smtp: &FakeSmtp) -> App {
+    spawn_full(Some(openai.uri()), Some(smtp.port)).await
+}
+
 async fn spawn_with(openai: Option<String>) -> App {
+    spawn_full(openai, None).await
+}
+
+async fn spawn_full(openai: Option<String>, smtp_port: Option<u16>) -> App {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
     let config = RuntimeConfig {
@@ -46,7 +56,17 @@ async fn spawn_with(openai: Option<String>) -> App {
                 .expect("openai"),
         );
         let target = runtime::agent::ModelTarget { provider: provider.clone(), model: "gpt-4o-mini".into() };
-        let tools = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge()));
+        let settings = match smtp_port {
+            Some(port) => tools::BuiltinSettings {
+                smtp_host: Some("127.0.0.1".into()),
+                smtp_port: Some(port),
+                smtp_from: Some("Nexus <nexus@example.org>".into()),
+                smtp_tls: tools::builtin::SmtpTls::None,
+                ..tools::BuiltinSettings::default()
+            },
+            None => tools::BuiltinSettings::default(),
+        };
+        let tools = tools::builtins(&settings, Arc::new(parts.knowledge()));
         parts.agent = Some(runtime::agent::AgentServices {
             models: runtime::agent::Models::Configured {
                 trivial: target.clone(),
@@ -163,6 +183,89 @@ pub async fn search_model() -> wiremock::MockServer {
         ("Answer the user", "The ledger is <b>tamper-evident</b>."),
     ];
     for (phrase, content) in replies {
+        let body = serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+        });
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/chat/completions"))
+            .and(wiremock::matchers::body_string_contains(phrase))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+/// A fake SMTP server (the real wire format, no TLS) that accepts every message and keeps it.
+pub struct FakeSmtp {
+    pub port: u16,
+    pub messages: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeSmtp {
+    pub async fn start() -> FakeSmtp {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        let port = listener.local_addr().expect("address").port();
+        let messages = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        runtime::tasks::spawn("fake-smtp", async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let kept = kept.clone();
+                runtime::tasks::spawn("fake-smtp-session", async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 fake.smtp ESMTP\r\n").await;
+                    let mut data: Option<String> = None;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(body) = data.as_mut() {
+                            if line == "." {
+                                kept.lock().expect("lock").push(std::mem::take(body));
+                                data = None;
+                                let _ = write.write_all(b"250 2.0.0 queued\r\n").await;
+                            } else {
+                                body.push_str(&line);
+                                body.push('\n');
+                            }
+                            continue;
+                        }
+                        let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250-fake.smtp\r\n250 8BITMIME\r\n",
+                            "DATA" => {
+                                data = Some(String::new());
+                                b"354 end with .\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                break;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        let _ = write.write_all(reply).await;
+                    }
+                });
+            }
+        });
+        FakeSmtp { port, messages }
+    }
+}
+
+/// A fake OpenAI upstream whose planner emails the board (held for an approval).
+pub async fn email_model() -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    let params = r#"{"to": "board@example.com", "subject": "Report", "body": "The report is ready."}"#;
+    let plan = format!(
+        r#"[{{"action": "email the board", "tool": "send_email", "params": {params}, "persona": "communicator"}}]"#
+    );
+    let declare = format!(r#"{{"planned_action": "send", "tool_params": {params}}}"#);
+    for (phrase, content) in [
+        ("Break the following task", plan.as_str()),
+        ("Declare your intent", declare.as_str()),
+        ("Answer the user", "Sent."),
+    ] {
         let body = serde_json::json!({
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
