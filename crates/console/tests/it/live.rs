@@ -69,3 +69,47 @@ async fn a_task_run_from_the_console_streams_its_gates_and_seals_and_resumes() {
     );
     assert!(!page.contains("id=\"live\""), "a finished run is not followed");
 }
+
+#[tokio::test]
+async fn a_held_call_is_refused_to_its_requester_and_approved_by_another_admin() {
+    let openai = crate::support::email_model().await;
+    let smtp = crate::support::FakeSmtp::start().await;
+    let app = crate::support::spawn_with_mail(&openai, &smtp).await;
+    app.user("demo", "ada@demo.test", Role::Admin, 3).await;
+    app.user("demo", "bob@demo.test", Role::Admin, 3).await;
+    let ada = app.signed_in("ada@demo.test").await;
+    let csrf = ada.csrf().await;
+    let started =
+        ada.post("/execute", &[("csrf", &csrf), ("task", "Email the board the report"), ("persona", "")]).await;
+    assert_eq!(started.status(), 303);
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    // The run goes on detached from the request: wait for it to park on the approval.
+    let mut id = None;
+    for _ in 0..100 {
+        let pending = app.runtime.approvals(&tenant, Some(domain::agent::ApprovalStatus::Pending)).await.expect("list");
+        if let Some(approval) = pending.first() {
+            id = Some(approval.id.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = id.expect("the email is held for an approval within 5 s");
+
+    let own = ada.post(&format!("/approvals/{id}/decide"), &[("csrf", &csrf), ("decision", "approve")]).await;
+    assert_eq!(own.status(), 403);
+    assert!(own.text().await.expect("body").contains("may not approve"));
+    let bob = app.signed_in("bob@demo.test").await;
+    let bob_csrf = bob.csrf().await;
+    let odd = bob.post(&format!("/approvals/{id}/decide"), &[("csrf", &bob_csrf), ("decision", "maybe")]).await;
+    assert_eq!(odd.status(), 422, "decision must be approve or deny");
+    let approved = bob
+        .post(&format!("/approvals/{id}/decide"), &[("csrf", &bob_csrf), ("decision", "approve"), ("note", "ok")])
+        .await;
+    assert_eq!(approved.status(), 303);
+    assert_eq!(approved.headers()["location"], "/approvals?done=approved");
+    assert_eq!(smtp.messages.lock().expect("lock").len(), 1, "sent once, after the approval");
+    let again = bob.post(&format!("/approvals/{id}/decide"), &[("csrf", &bob_csrf), ("decision", "deny")]).await;
+    assert_eq!(again.status(), 409, "decided once");
+    let runs = app.runtime.run_reports(&tenant, None, 1).await.expect("runs");
+    assert_eq!(runs[0].status.as_str(), "completed");
+}
