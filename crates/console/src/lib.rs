@@ -17,6 +17,7 @@ pub mod i18n;
 mod live;
 mod pages;
 mod session;
+mod setup;
 mod state;
 mod usage;
 
@@ -30,7 +31,7 @@ use tower_http::compression::CompressionLayer;
 
 pub use state::ConsoleState;
 
-/// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`, `/usage`
+/// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`, `/usage`, `/setup`
 /// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
 /// fallback answers unknown paths.
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -55,6 +56,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/keys/{id}/revoke", post(pages::revoke_key))
         .route("/users", get(pages::users).post(pages::create_user))
         .route("/usage", get(usage::usage))
+        .route("/setup", get(setup::setup))
         .route("/usage.csv", get(usage::usage_csv))
         .route("/static/{file}", get(assets::serve))
         .with_state(state)

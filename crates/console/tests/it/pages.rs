@@ -212,3 +212,23 @@ async fn usage_is_grouped_against_the_budget_and_exported_as_csv() {
     assert_eq!(bad.status(), 400, "a malformed query is a 400 page");
     assert!(bad.text().await.expect("body").contains("invalid query"));
 }
+
+#[tokio::test]
+async fn personas_and_tools_are_shown_with_what_is_missing() {
+    let app = spawn().await;
+    app.user("demo", "mo@demo.test", Role::Member, 0).await;
+    let browser = app.signed_in("mo@demo.test").await;
+    let html = browser.page("/setup").await;
+    assert!(html.contains("researcher") && html.contains("communicator"), "the seeded personas: {html}");
+    assert!(html.contains("id=\"no-agent\""), "without models the page says the agent is not configured");
+
+    let openai = crate::support::search_model().await;
+    let app = crate::support::spawn_with_agent(&openai).await;
+    app.user("demo", "mo@demo.test", Role::Member, 0).await;
+    let browser = app.signed_in("mo@demo.test").await;
+    let html = browser.page("/setup").await;
+    assert!(html.contains("data-tool=\"knowledge_search\""), "{html}");
+    let email =
+        html.split("data-tool=\"send_email\"").nth(1).and_then(|s| s.split("</tr>").next()).expect("send_email");
+    assert!(email.contains("badge fail") && email.contains("SMTP"), "names the missing setting: {email}");
+}
