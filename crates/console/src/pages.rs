@@ -502,7 +502,8 @@ struct ChainView {
     models: String,
     verified: String,
     verify_error: String,
-    /// The run is not finished: the page follows its events.
+    /// The run is not finished: its events are followed as they happen (a finished run's
+    /// events are replayed from its stored state).
     live: bool,
 }
 

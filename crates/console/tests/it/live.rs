@@ -67,7 +67,7 @@ async fn a_task_run_from_the_console_streams_its_gates_and_seals_and_resumes() {
         page.contains("The ledger is &#60;b&#62;tamper-evident&#60;/b&#62;.") || page.contains("&lt;b&gt;"),
         "the answer is text: {page}"
     );
-    assert!(!page.contains("id=\"live\""), "a finished run is not followed");
+    assert!(page.contains("sse-connect=\"/chains/"), "a finished run's events are replayed: {page}");
 }
 
 #[tokio::test]
