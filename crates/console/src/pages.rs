@@ -434,27 +434,82 @@ struct ChainsView {
     rows: Vec<ChainRow>,
     statuses: Vec<&'static str>,
     status: String,
+    text: String,
+    since: String,
+    until: String,
+    /// The query string of the next (older) page, if there is one.
+    older: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ChainsQuery {
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    text: String,
+    /// `YYYY-MM-DD` (UTC), inclusive.
+    #[serde(default)]
+    since: String,
+    /// `YYYY-MM-DD` (UTC), inclusive.
+    #[serde(default)]
+    until: String,
+    /// The cursor: `<created µs>.<chain id>` of the last run of the previous page.
+    #[serde(default)]
+    before: String,
+}
+
+const CHAINS_PAGE: u32 = 50;
+
+/// The start of a `YYYY-MM-DD` day (UTC), plus `days`.
+fn day_start(lang: Lang, field: &str, date: &str, days: i64) -> Result<Option<Timestamp>, ConsoleError> {
+    let date = date.trim();
+    if date.is_empty() {
+        return Ok(None);
+    }
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+        ConsoleError::Api(lang, ApiError::invalid(field, format!("{field} must be a date like 2026-12-31")))
+    })?;
+    let micros = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros()).unwrap_or_default();
+    Ok(Some(Timestamp::from_micros(micros + days * 86_400_000_000)))
 }
 
 pub async fn chains(State(state): State<ConsoleState>, signed: Signed, Query(query): Query<ChainsQuery>) -> PageResult {
     let lang = signed.lang;
+    let invalid = |field: &str, message: String| ConsoleError::Api(lang, ApiError::invalid(field, message));
     let status = match query.status.as_str() {
         "" => None,
-        s => Some(
-            s.parse::<ChainStatus>()
-                .map_err(|e| ConsoleError::Api(lang, ApiError::invalid("status", e.to_string())))?,
-        ),
+        s => Some(s.parse::<ChainStatus>().map_err(|e| invalid("status", e.to_string()))?),
     };
-    let reports = state.runtime.run_reports(&signed.user.principal.tenant, status, 100).await.map_err(api(lang))?;
-    let rows = reports
+    let before = match query.before.trim() {
+        "" => None,
+        cursor => {
+            let bad = || invalid("before", "before must be a cursor from an Older link".into());
+            let (at, chain) = cursor.split_once('.').ok_or_else(bad)?;
+            let at = at.parse::<i64>().map_err(|_| bad())?;
+            Some((Timestamp::from_micros(at), ChainId::parse(chain).map_err(|_| bad())?))
+        }
+    };
+    let filter = domain::ports::RunFilter {
+        status,
+        before,
+        since: day_start(lang, "since", &query.since, 0)?,
+        until: day_start(lang, "until", &query.until, 1)?,
+        text: Some(query.text.clone()).filter(|t| !t.trim().is_empty()),
+    };
+    let page = state.runtime.run_page(&signed.user.principal.tenant, &filter, CHAINS_PAGE).await.map_err(api(lang))?;
+    let older = (page.len() == CHAINS_PAGE as usize).then(|| page.last()).flatten().map(|(report, at)| {
+        serde_urlencoded::to_string([
+            ("status", query.status.as_str()),
+            ("text", query.text.as_str()),
+            ("since", query.since.as_str()),
+            ("until", query.until.as_str()),
+            ("before", &format!("{}.{}", at.as_micros(), report.chain_id)),
+        ])
+        .unwrap_or_default()
+    });
+    let rows = page
         .iter()
-        .map(|r| ChainRow {
+        .map(|(r, _)| ChainRow {
             id: r.chain_id.to_string(),
             task: visible(&r.task),
             status: r.status.as_str().to_owned(),
@@ -463,7 +518,16 @@ pub async fn chains(State(state): State<ConsoleState>, signed: Signed, Query(que
         })
         .collect();
     let statuses = ChainStatus::ALL.iter().map(|s| s.as_str()).collect();
-    render(&ChainsView { page: Page::new(&signed, "chains"), rows, statuses, status: query.status })
+    render(&ChainsView {
+        page: Page::new(&signed, "chains"),
+        rows,
+        statuses,
+        status: query.status,
+        text: query.text,
+        since: query.since,
+        until: query.until,
+        older,
+    })
 }
 
 pub struct GateView {

@@ -226,6 +226,20 @@ pub trait WebStore: Send + Sync {
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// Which runs to list. The default is every run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub status: Option<ChainStatus>,
+    /// Only runs older than this one (the cursor of the next page): its creation time and id.
+    pub before: Option<(Timestamp, ChainId)>,
+    /// Only runs created at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only runs created before this time.
+    pub until: Option<Timestamp>,
+    /// Only runs whose task contains this text (ASCII letters compared without case).
+    pub text: Option<String>,
+}
+
 /// Everything the runtime needs from a database.
 #[async_trait]
 pub trait Store:
@@ -305,13 +319,9 @@ pub trait RunStore: Send + Sync {
     /// Inserts or replaces the run's state.
     async fn save_run(&self, run: &StoredRun) -> Result<(), StoreError>;
     async fn run(&self, tenant: &TenantId, chain: &ChainId) -> Result<Option<StoredRun>, StoreError>;
-    /// The tenant's newest runs (of `status` only, when given), at most `limit`, newest first.
-    async fn runs(
-        &self,
-        tenant: &TenantId,
-        status: Option<ChainStatus>,
-        limit: u32,
-    ) -> Result<Vec<StoredRun>, StoreError>;
+    /// The tenant's runs matching `filter`, at most `limit`, newest first (by creation time,
+    /// then chain id). Every filter applies before the limit.
+    async fn runs(&self, tenant: &TenantId, filter: &RunFilter, limit: u32) -> Result<Vec<StoredRun>, StoreError>;
     /// Runs of every tenant whose status is one of `statuses` (for resuming after a restart).
     async fn runs_with_status(&self, statuses: &[ChainStatus]) -> Result<Vec<StoredRun>, StoreError>;
     /// Takes over a run if its owner is still `expected` (compare-and-set on the owner, `None`

@@ -233,10 +233,23 @@ impl Runtime {
         status: Option<ChainStatus>,
         limit: u32,
     ) -> Result<Vec<RunReport>, AgentError> {
+        let filter = domain::ports::RunFilter { status, ..Default::default() };
+        Ok(self.run_page(tenant, &filter, limit).await?.into_iter().map(|(report, _)| report).collect())
+    }
+
+    /// A page of a tenant's runs matching `filter`, newest first, each with its creation time
+    /// (with the chain id, the cursor of the page after it).
+    pub async fn run_page(
+        &self,
+        tenant: &TenantId,
+        filter: &domain::ports::RunFilter,
+        limit: u32,
+    ) -> Result<Vec<(RunReport, Timestamp)>, AgentError> {
         let mut out = Vec::new();
-        for stored in self.store.runs(tenant, status, limit).await? {
-            let (run, _) = parse_state(&stored)?;
-            out.push(report(tenant, &run));
+        for stored in self.store.runs(tenant, filter, limit).await? {
+            // One unreadable run (logged by `readable`) does not hide the others.
+            let Some((run, _)) = readable(&stored) else { continue };
+            out.push((report(tenant, &run), stored.created_at));
         }
         Ok(out)
     }

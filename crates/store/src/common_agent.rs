@@ -36,7 +36,9 @@ macro_rules! impl_agent_ports {
         mod agent_ports {
             use async_trait::async_trait;
             use domain::agent::{ApprovalStatus, ChainStatus};
-            use domain::ports::{Approval, ApprovalStore, Companions, DriftStore, RunStore, StoreError, StoredRun};
+            use domain::ports::{
+                Approval, ApprovalStore, Companions, DriftStore, RunFilter, RunStore, StoreError, StoredRun,
+            };
             use domain::{ChainId, TenantId, Timestamp};
 
             use super::$store;
@@ -142,18 +144,38 @@ macro_rules! impl_agent_ports {
                 async fn runs(
                     &self,
                     tenant: &TenantId,
-                    status: Option<ChainStatus>,
+                    filter: &RunFilter,
                     limit: u32,
                 ) -> Result<Vec<StoredRun>, StoreError> {
-                    // The status filter is in the query, before the limit: asking for ten
-                    // failed runs gives ten failed runs, not the failed among the last ten.
+                    // Every filter is in the query, before the limit: asking for ten failed
+                    // runs gives ten failed runs, not the failed among the last ten. The cursor
+                    // is (created_at, chain_id), the order of the index, so a page is a seek.
                     let sql = format!(
                         "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND ($2 = '' OR status = $2) \
-                         ORDER BY created_at DESC, chain_id DESC LIMIT $3"
+                         AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND chain_id < $4)) \
+                         AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
+                         AND ($7 = '' OR LOWER(task) LIKE $7 ESCAPE '!') \
+                         ORDER BY created_at DESC, chain_id DESC LIMIT $8"
                     );
+                    let pattern = match filter.text.as_deref().map(str::trim) {
+                        Some(text) if !text.is_empty() => {
+                            let escaped = text.to_lowercase().replace('!', "!!").replace('%', "!%").replace('_', "!_");
+                            format!("%{escaped}%")
+                        }
+                        _ => String::new(),
+                    };
+                    let (before_at, before_chain) = match &filter.before {
+                        Some((at, chain)) => (Some(at.as_micros()), chain.as_str().to_owned()),
+                        None => (None, String::new()),
+                    };
                     let rows: Vec<agent_rows::RunRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
-                        .bind(status.map_or("", ChainStatus::as_str))
+                        .bind(filter.status.map_or("", ChainStatus::as_str))
+                        .bind(before_at)
+                        .bind(before_chain)
+                        .bind(filter.since.map(Timestamp::as_micros))
+                        .bind(filter.until.map(Timestamp::as_micros))
+                        .bind(pattern)
                         .bind(i64::from(limit))
                         .fetch_all(self.pool())
                         .await

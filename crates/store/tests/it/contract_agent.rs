@@ -2,9 +2,13 @@
 //! expiry, never across tenants) and drift counts.
 
 use domain::agent::{ApprovalStatus, ChainStatus};
-use domain::ports::{Approval, StoreError, StoredRun};
+use domain::ports::{Approval, RunFilter, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use store::test_support::backends;
+
+fn status(status: ChainStatus) -> RunFilter {
+    RunFilter { status: Some(status), ..RunFilter::default() }
+}
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("id")
@@ -37,8 +41,14 @@ async fn runs_are_saved_replaced_and_found_by_status() {
         let c1 = ChainId::parse("c1").expect("id");
         assert_eq!(db.store.run(&a, &c1).await.expect("read"), Some(updated.clone()), "{}", db.backend);
         assert_eq!(db.store.run(&b, &c1).await.expect("read"), None, "runs are tenant-scoped");
-        let listed: Vec<String> =
-            db.store.runs(&a, None, 10).await.expect("list").into_iter().map(|r| r.chain_id.to_string()).collect();
+        let listed: Vec<String> = db
+            .store
+            .runs(&a, &RunFilter::default(), 10)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|r| r.chain_id.to_string())
+            .collect();
         assert_eq!(listed, ["c2", "c1"], "newest first");
         let open = db
             .store
@@ -46,6 +56,44 @@ async fn runs_are_saved_replaced_and_found_by_status() {
             .await
             .expect("by status");
         assert_eq!(open.iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>(), ["c2"]);
+    }
+}
+
+#[tokio::test]
+async fn runs_page_by_cursor_and_filter_by_time_and_text() {
+    for db in backends().await {
+        let a = tenant("a");
+        // Two runs share a creation time: the chain id breaks the tie, so no page skips one.
+        for (chain, at) in [("c0", 10), ("c1", 20), ("c2", 20), ("c3", 30), ("c4", 40)] {
+            let mut stored = run(&a, chain, ChainStatus::Completed, at);
+            stored.task = format!("Email 100% of the BOARD_{chain}");
+            db.store.save_run(&stored).await.expect("save");
+        }
+        let ids = |runs: Vec<StoredRun>| runs.into_iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>();
+        let first = db.store.runs(&a, &RunFilter::default(), 2).await.expect("first page");
+        assert_eq!(ids(first.clone()), ["c4", "c3"], "{}", db.backend);
+        let mut pages = ids(first.clone());
+        let mut cursor = first.last().map(|r| (r.created_at, r.chain_id.clone()));
+        while let Some(before) = cursor.take() {
+            let page =
+                db.store.runs(&a, &RunFilter { before: Some(before), ..RunFilter::default() }, 2).await.expect("page");
+            cursor = page.last().map(|r| (r.created_at, r.chain_id.clone()));
+            pages.extend(ids(page));
+        }
+        assert_eq!(pages, ["c4", "c3", "c2", "c1", "c0"], "{}: every run once, in order", db.backend);
+
+        let window = RunFilter {
+            since: Some(Timestamp::from_micros(20)),
+            until: Some(Timestamp::from_micros(40)),
+            ..RunFilter::default()
+        };
+        assert_eq!(ids(db.store.runs(&a, &window, 10).await.expect("window")), ["c3", "c2", "c1"]);
+        let text = |t: &str| RunFilter { text: Some(t.into()), ..RunFilter::default() };
+        assert_eq!(ids(db.store.runs(&a, &text("board_c2"), 10).await.expect("text")), ["c2"], "{}", db.backend);
+        assert_eq!(db.store.runs(&a, &text("100%"), 10).await.expect("percent").len(), 5, "% is literal");
+        assert!(db.store.runs(&a, &text("100%%"), 10).await.expect("no match").is_empty());
+        assert!(db.store.runs(&a, &text("board!c2"), 10).await.expect("escape char").is_empty());
+        assert_eq!(db.store.runs(&a, &text("  "), 10).await.expect("blank").len(), 5, "blank text filters nothing");
     }
 }
 
@@ -61,12 +109,12 @@ async fn a_status_filter_applies_before_the_limit() {
         }
         db.store.save_run(&run(&b, "other", ChainStatus::Completed, 99)).await.expect("save");
         let chains = |runs: Vec<StoredRun>| runs.into_iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>();
-        let completed = db.store.runs(&a, Some(ChainStatus::Completed), 2).await.expect("list");
+        let completed = db.store.runs(&a, &status(ChainStatus::Completed), 2).await.expect("list");
         assert_eq!(chains(completed), ["c2", "c1"], "{}: newest completed first, as many as asked", db.backend);
-        let failed = db.store.runs(&a, Some(ChainStatus::Failed), 10).await.expect("list");
+        let failed = db.store.runs(&a, &status(ChainStatus::Failed), 10).await.expect("list");
         assert_eq!(chains(failed), ["c6", "c5", "c4", "c3"]);
-        assert!(db.store.runs(&a, Some(ChainStatus::Cancelled), 10).await.expect("list").is_empty());
-        assert_eq!(db.store.runs(&a, None, 3).await.expect("list").len(), 3);
+        assert!(db.store.runs(&a, &status(ChainStatus::Cancelled), 10).await.expect("list").is_empty());
+        assert_eq!(db.store.runs(&a, &RunFilter::default(), 3).await.expect("list").len(), 3);
     }
 }
 
