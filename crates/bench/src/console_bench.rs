@@ -146,6 +146,27 @@ async fn measure(entries: u64, chains: usize, requests: usize) -> anyhow::Result
             if *path == "/login" { "-".to_owned() } else { format!("{TARGET_P99_MS}") }
         );
     }
+    // The overview's parts on their own, so a slow overview says where its time goes.
+    let now = Timestamp::now();
+    let month = Timestamp::from_micros(now.as_micros() - 30 * 86_400_000_000);
+    for (name, which) in [("overview counts (one query)", 0), ("usage rows, 30 days", 1), ("budget status", 2)] {
+        let mut samples = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let started = Instant::now();
+            match which {
+                0 => drop(runtime.overview(&tenant).await?),
+                1 => drop(runtime.usage(&tenant, month, now).await?),
+                _ => drop(runtime.budgets().status(&tenant).await?),
+            }
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        println!(
+            "| part: {name} | {:.2} | {:.2} | - |",
+            ms(samples[samples.len() / 2]),
+            ms(samples[samples.len() * 99 / 100])
+        );
+    }
     println!();
     println!(
         "worst page P99: {worst:.2} ms ({})",
