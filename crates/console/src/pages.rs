@@ -574,7 +574,32 @@ struct ChainView {
 async fn chain_view(state: &ConsoleState, signed: &Signed, id: &str) -> Result<ChainView, ConsoleError> {
     let lang = signed.lang;
     let chain = ChainId::parse(id).map_err(|_| ConsoleError::NotFound(lang))?;
-    let report = state.runtime.run_report(&signed.user.principal.tenant, &chain).await.map_err(api(lang))?;
+    let tenant = &signed.user.principal.tenant;
+    let report = match state.runtime.run_report(tenant, &chain).await {
+        Ok(report) => report,
+        // Started a moment ago in this process and not stored yet (the Execute form redirects
+        // here at once): its events are already being recorded, so the page follows them.
+        Err(runtime::agent::AgentError::NoSuchRun { .. })
+            if state.runtime.watch_run(tenant, &chain, None).await.is_ok() =>
+        {
+            return Ok(ChainView {
+                page: Page::new(signed, "chains"),
+                id: chain.to_string(),
+                task: chain.to_string(),
+                status: ChainStatus::Planning.as_str().to_owned(),
+                answer: String::new(),
+                error: String::new(),
+                steps: Vec::new(),
+                cost: money(0.0),
+                tokens: "0 / 0".into(),
+                models: String::new(),
+                verified: String::new(),
+                verify_error: String::new(),
+                live: true,
+            });
+        }
+        Err(error) => return Err(api(lang)(error)),
+    };
     let steps = report
         .steps
         .iter()

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use domain::agent::ActionStatus;
 use domain::{ChainId, TenantId};
-use engine::machine::Event;
+use engine::machine::{Event, SealKind};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, oneshot};
 
@@ -246,6 +246,9 @@ impl Runtime {
 /// Events that describe a stored run, for a watcher this process has no live history for. The
 /// list only grows at its end as the run goes on — steps not yet started add nothing, and the
 /// step in progress ends the list — so a watcher re-reading the run queues just the new tail.
+/// Each step's seals are described from their fingerprints (an intent with the status it was
+/// sealed with, as far as the stored step tells it); approval requests are not described, so a
+/// held step's live history has one event more, and its intent seal said `awaiting_approval`.
 pub fn events_of_report(report: &RunReport) -> Vec<Event> {
     let mut events = vec![Event::ChainStarted { chain_id: report.chain_id.to_string(), steps: report.steps.len() }];
     for step in &report.steps {
@@ -262,8 +265,32 @@ pub fn events_of_report(report: &RunReport) -> Vec<Event> {
                 threshold: g.threshold,
             });
         }
+        if let Some(fingerprint) = &step.intent_fingerprint {
+            // The status the intent was sealed with: a blocked or held call says so; any other
+            // had passed its gates and was about to run.
+            let sealed_as = match step.status {
+                ActionStatus::Blocked | ActionStatus::AwaitingApproval => step.status,
+                _ => ActionStatus::Executing,
+            };
+            events.push(Event::SealCreated {
+                step: step.index,
+                seal_kind: SealKind::Intent,
+                status: sealed_as,
+                fingerprint: fingerprint.clone(),
+                result_preview: String::new(),
+            });
+        }
         if !step.status.is_settled() {
             break;
+        }
+        if let Some(fingerprint) = &step.result_fingerprint {
+            events.push(Event::SealCreated {
+                step: step.index,
+                seal_kind: SealKind::Result,
+                status: step.status,
+                fingerprint: fingerprint.clone(),
+                result_preview: step.result_preview.clone().unwrap_or_default(),
+            });
         }
         events.push(Event::StepCompleted { step: step.index, status: step.status });
     }
