@@ -50,6 +50,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/ledger", get(pages::ledger))
         .route("/ledger/verify", get(pages::verify_ledger))
         .route("/ledger/entries/{index}", get(pages::entry))
+        .route("/ledger/entries/{index}/bundle", get(pages::bundle))
         .route("/approvals", get(pages::approvals))
         .route("/approvals/{id}/decide", post(pages::decide))
         .route("/keys", get(pages::keys).post(pages::create_key))

@@ -814,6 +814,24 @@ pub async fn entry(State(state): State<ConsoleState>, signed: Signed, Path(index
     })
 }
 
+/// `GET /ledger/entries/{index}/bundle`: the entry's inclusion-proof bundle (JSON), to keep and
+/// check offline with `nexus verify --bundle FILE`.
+pub async fn bundle(State(state): State<ConsoleState>, signed: Signed, Path(index): Path<u64>) -> PageResult {
+    let tenant = &signed.user.principal.tenant;
+    let bundle = state.runtime.ledger().proof_bundle(tenant, index).await.map_err(api(signed.lang))?;
+    let disposition = format!("attachment; filename=\"nexus-{tenant}-entry-{index}.json\"");
+    let disposition = axum::http::HeaderValue::from_str(&disposition)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("attachment"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json")),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bundle.to_json(),
+    )
+        .into_response())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Approvals
 

@@ -39,6 +39,14 @@ async fn keys_are_created_listed_and_revoked_and_the_ledger_shows_each_change() 
     assert!(ledger.contains("admin_change"), "{ledger}");
     let first = browser.page("/ledger/entries/0").await;
     assert!(first.contains("web_user.created"), "entry detail shows its canonical content");
+    // Its proof bundle checks offline against the ledger's key, as `nexus verify --bundle` does.
+    app.runtime.ledger().checkpoint(&TenantId::parse("acme").expect("t")).await.expect("checkpoint");
+    let bundle = browser.get("/ledger/entries/0/bundle").await;
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.headers()["content-disposition"].to_str().expect("ascii").contains("entry-0.json"));
+    let bundle = ledger::bundle::ProofBundle::from_json(&bundle.text().await.expect("json")).expect("a bundle");
+    let key = app.runtime.ledger().signer().verifier();
+    bundle.verify(Some(key)).expect("the bundle verifies against the ledger's key");
 
     // Another tenant sees none of it.
     let olga = app.signed_in("olga@other.test").await;
