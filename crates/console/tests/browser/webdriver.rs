@@ -160,18 +160,52 @@ impl Session {
         self.call(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text}))).await;
     }
 
+    /// Clicks the element matching `css`, waiting for it; looked up again if it went stale.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let id = self.find(css).await;
+            let response = self
+                .http
+                .post(format!("{}/element/{id}/click", self.base))
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("click");
+            let status = response.status();
+            if status.is_success() {
+                return;
+            }
+            let value: Value = response.json().await.expect("json");
+            assert_eq!(value["value"]["error"], "stale element reference", "click {css}: {status} {value}");
+            assert!(Instant::now() < deadline, "{css} stayed stale for 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
+    /// The text of the element matching `css`, waiting for it. A page that navigates between
+    /// the look-up and the read makes the element stale: it is looked up again.
     pub async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(text) = self.text_now(css).await {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no readable element {css} within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn text_now(&self, css: &str) -> Option<String> {
+        let id = self.find_now(css).await?;
+        let response = self.http.get(format!("{}/element/{id}/text", self.base)).send().await.expect("text");
+        let status = response.status();
+        let value: Value = response.json().await.expect("json");
+        if !status.is_success() {
+            assert_eq!(value["value"]["error"], "stale element reference", "text of {css}: {status} {value}");
+            return None;
+        }
+        value["value"].as_str().map(str::to_owned)
     }
 
     /// Waits (up to 20 s) until the element matching `css` reads `expected` (after a click
@@ -179,7 +213,7 @@ impl Session {
     pub async fn wait_text(&self, css: &str, expected: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.find_now(css).await.is_some() && self.text(css).await == expected {
+            if self.text_now(css).await.as_deref() == Some(expected) {
                 return;
             }
             assert!(Instant::now() < deadline, "{css} did not read {expected:?} within 20 s");
