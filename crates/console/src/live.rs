@@ -39,13 +39,11 @@ pub async fn execute_page(State(state): State<ConsoleState>, signed: Signed) -> 
     render(&ExecuteView { page: Page::new(&signed, "execute"), personas })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ExecuteForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     task: String,
-    #[serde(default)]
     persona: String,
 }
 

@@ -169,9 +169,9 @@ struct LoginView {
     email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct LoginQuery {
-    #[serde(default)]
     done: String,
 }
 
@@ -190,11 +190,10 @@ pub async fn login_page(
     render(&LoginView { page: Page::anonymous(lang), error: String::new(), notice, no_users, email: String::new() })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct LoginForm {
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     password: String,
 }
 
@@ -241,9 +240,9 @@ pub async fn login(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct CsrfForm {
-    #[serde(default)]
     csrf: String,
 }
 
@@ -273,11 +272,10 @@ pub async fn logout_everywhere(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct LanguageForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     lang: String,
 }
 
@@ -441,20 +439,16 @@ struct ChainsView {
     older: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ChainsQuery {
-    #[serde(default)]
     status: String,
-    #[serde(default)]
     text: String,
     /// `YYYY-MM-DD` (UTC), inclusive.
-    #[serde(default)]
     since: String,
     /// `YYYY-MM-DD` (UTC), inclusive.
-    #[serde(default)]
     until: String,
     /// The cursor: `<created µs>.<chain id>` of the last run of the previous page.
-    #[serde(default)]
     before: String,
 }
 
@@ -857,9 +851,9 @@ struct ApprovalsView {
     done: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct DoneQuery {
-    #[serde(default)]
     done: String,
 }
 
@@ -897,13 +891,11 @@ pub async fn approvals(
     render(&ApprovalsView { page: Page::new(&signed, "approvals"), waiting, decided, done })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct DecideForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     decision: String,
-    #[serde(default)]
     note: String,
 }
 
@@ -982,15 +974,12 @@ pub async fn keys(State(state): State<ConsoleState>, signed: Signed) -> PageResu
     render(&keys_view(&state, &signed, String::new()).await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct KeyForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     level: String,
-    #[serde(default)]
     role: String,
 }
 
@@ -1071,19 +1060,14 @@ pub async fn users(State(state): State<ConsoleState>, signed: Signed) -> PageRes
     render(&users_view(&state, &signed, false).await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct UserForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     role: String,
-    #[serde(default)]
     level: String,
-    #[serde(default)]
     password: String,
 }
 

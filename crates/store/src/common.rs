@@ -72,9 +72,7 @@ macro_rules! impl_shared_ports {
         #[async_trait]
         impl UserStore for $store {
             async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
-                let sql = "INSERT INTO users (tenant_id, id, name, level, role, created_at) \
-                           VALUES ($1, $2, $3, $4, $5, $6)";
-                sqlx::query(sql)
+                sqlx::query($crate::common_web::INSERT_USER_SQL)
                     .bind(user.tenant_id.as_str())
                     .bind(user.id.as_str())
                     .bind(&user.name)

@@ -1,6 +1,10 @@
 //! Shared SQL for console sign-in (users' credentials and sessions), implemented for both pool
 //! types by one macro in a child module of the backend.
 
+/// Inserts a user (`UserStore::insert_user`, and the first half of a web user's insert).
+pub(crate) const INSERT_USER_SQL: &str =
+    "INSERT INTO users (tenant_id, id, name, level, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// A web user: the user's columns, then the login's.
 pub(crate) const WEB_USER_SELECT: &str = "SELECT u.tenant_id, u.id, u.name, u.level, u.role, u.created_at, \
      l.email, l.password_hash, l.locale FROM web_logins l \
@@ -40,7 +44,9 @@ macro_rules! impl_web_port {
 
             use super::$store;
             use $crate::backend::SqlBackend;
-            use $crate::common_web::{SESSION_COLUMNS, SessionRow, WEB_USER_SELECT, WebUserRow, session, web_user};
+            use $crate::common_web::{
+                INSERT_USER_SQL, SESSION_COLUMNS, SessionRow, WEB_USER_SELECT, WebUserRow, session, web_user,
+            };
             use $crate::error::{classify, classify_insert};
 
             #[async_trait]
@@ -49,19 +55,16 @@ macro_rules! impl_web_port {
                     let user = &web.user;
                     let what = || format!("user {} or email {}", user.id, web.email);
                     let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
-                    sqlx::query(
-                        "INSERT INTO users (tenant_id, id, name, level, role, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(user.tenant_id.as_str())
-                    .bind(user.id.as_str())
-                    .bind(&user.name)
-                    .bind(i64::from(user.level.get()))
-                    .bind(user.role.as_str())
-                    .bind(user.created_at.as_micros())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| classify_insert(self.target(), what, e))?;
+                    sqlx::query(INSERT_USER_SQL)
+                        .bind(user.tenant_id.as_str())
+                        .bind(user.id.as_str())
+                        .bind(&user.name)
+                        .bind(i64::from(user.level.get()))
+                        .bind(user.role.as_str())
+                        .bind(user.created_at.as_micros())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| classify_insert(self.target(), what, e))?;
                     sqlx::query(
                         "INSERT INTO web_logins (tenant_id, user_id, email, password_hash, locale) \
                          VALUES ($1, $2, $3, $4, $5)",

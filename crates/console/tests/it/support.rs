@@ -170,7 +170,6 @@ impl Browser {
 /// A fake OpenAI upstream whose planner picks one knowledge search, whose declaration matches
 /// it, and whose answer holds markup (which the console must show as text).
 pub async fn search_model() -> wiremock::MockServer {
-    let server = wiremock::MockServer::start().await;
     let replies = [
         (
             "Break the following task",
@@ -182,20 +181,7 @@ pub async fn search_model() -> wiremock::MockServer {
         ),
         ("Answer the user", "The ledger is <b>tamper-evident</b>."),
     ];
-    for (phrase, content) in replies {
-        let body = serde_json::json!({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
-        });
-        wiremock::Mock::given(wiremock::matchers::method("POST"))
-            .and(wiremock::matchers::path("/chat/completions"))
-            .and(wiremock::matchers::body_string_contains(phrase))
-            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(body))
-            .mount(&server)
-            .await;
-    }
-    server
+    fake_model(&replies).await
 }
 
 /// A fake SMTP server (the real wire format, no TLS) that accepts every message and keeps it.
@@ -255,17 +241,24 @@ impl FakeSmtp {
 
 /// A fake OpenAI upstream whose planner emails the board (held for an approval).
 pub async fn email_model() -> wiremock::MockServer {
-    let server = wiremock::MockServer::start().await;
     let params = r#"{"to": "board@example.com", "subject": "Report", "body": "The report is ready."}"#;
     let plan = format!(
         r#"[{{"action": "email the board", "tool": "send_email", "params": {params}, "persona": "communicator"}}]"#
     );
     let declare = format!(r#"{{"planned_action": "send", "tool_params": {params}}}"#);
-    for (phrase, content) in [
+    fake_model(&[
         ("Break the following task", plan.as_str()),
         ("Declare your intent", declare.as_str()),
         ("Answer the user", "Sent."),
-    ] {
+    ])
+    .await
+}
+
+/// A fake OpenAI upstream answering each request that contains a phrase with its content, as
+/// a blocking chat completion in OpenAI's wire format.
+async fn fake_model(replies: &[(&str, &str)]) -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    for (phrase, content) in replies {
         let body = serde_json::json!({
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -273,7 +266,7 @@ pub async fn email_model() -> wiremock::MockServer {
         });
         wiremock::Mock::given(wiremock::matchers::method("POST"))
             .and(wiremock::matchers::path("/chat/completions"))
-            .and(wiremock::matchers::body_string_contains(phrase))
+            .and(wiremock::matchers::body_string_contains(*phrase))
             .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(body))
             .mount(&server)
             .await;
