@@ -14,6 +14,7 @@
 mod assets;
 mod extract;
 pub mod i18n;
+mod knowledge;
 mod live;
 mod pages;
 mod session;
@@ -31,7 +32,8 @@ use tower_http::compression::CompressionLayer;
 
 pub use state::ConsoleState;
 
-/// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`, `/usage`, `/setup`
+/// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`,
+/// `/knowledge`, `/usage`, `/setup`, `/live/events`
 /// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
 /// fallback answers unknown paths.
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -42,13 +44,16 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/logout", post(pages::logout))
         .route("/logout/everywhere", post(pages::logout_everywhere))
         .route("/language", post(pages::language))
+        .route("/theme", post(pages::theme))
         .route("/chains", get(pages::chains))
         .route("/chains/{id}", get(pages::chain))
         .route("/chains/{id}/verify", get(pages::verify_chain))
         .route("/chains/{id}/events", get(live::events))
+        .route("/live/events", get(live::feed_events))
         .route("/execute", get(live::execute_page).post(live::execute))
         .route("/ledger", get(pages::ledger))
         .route("/ledger/verify", get(pages::verify_ledger))
+        .route("/ledger/consistency", post(pages::check_kept_checkpoint))
         .route("/ledger/entries/{index}", get(pages::entry))
         .route("/ledger/entries/{index}/bundle", get(pages::bundle))
         .route("/approvals", get(pages::approvals))
@@ -56,6 +61,12 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/keys", get(pages::keys).post(pages::create_key))
         .route("/keys/{id}/revoke", post(pages::revoke_key))
         .route("/users", get(pages::users).post(pages::create_user))
+        .route("/knowledge", get(knowledge::knowledge))
+        .route(
+            "/knowledge/upload",
+            post(knowledge::upload).layer(axum::extract::DefaultBodyLimit::max(knowledge::UPLOAD_LIMIT)),
+        )
+        .route("/knowledge/documents/{id}/delete", post(knowledge::delete))
         .route("/usage", get(usage::usage))
         .route("/setup", get(setup::setup))
         .route("/usage.csv", get(usage::usage_csv))

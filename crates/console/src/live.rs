@@ -81,6 +81,10 @@ struct EventView<'a> {
     seal: String,
     detail: String,
     link: String,
+    /// Set in the live feed, which mixes runs: which run, and when.
+    chain: String,
+    chain_short: String,
+    at: String,
 }
 
 fn event_view<'a>(t: &'a Catalog, chain: &str, event: &Event) -> EventView<'a> {
@@ -95,6 +99,9 @@ fn event_view<'a>(t: &'a Catalog, chain: &str, event: &Event) -> EventView<'a> {
         seal: String::new(),
         detail: String::new(),
         link: String::new(),
+        chain: String::new(),
+        chain_short: String::new(),
+        at: String::new(),
     };
     match event {
         Event::ChainStarted { steps, .. } => {
@@ -164,6 +171,34 @@ fn event_view<'a>(t: &'a Catalog, chain: &str, event: &Event) -> EventView<'a> {
     view
 }
 
+/// `GET /live/events`: the tenant's live feed (every replica's runs) over one SSE connection,
+/// each event an HTML fragment numbered by its feed id, so a reconnecting browser's
+/// `Last-Event-ID` resumes without gaps; a first connection starts with the latest events.
+pub async fn feed_events(State(state): State<ConsoleState>, signed: Signed, headers: HeaderMap) -> Response {
+    let after = last_event_id(&headers);
+    let feed = state.runtime.watch_feed(&signed.user.principal.tenant, after);
+    let t = signed.lang.catalog();
+    let stream = futures_util::stream::unfold(feed, move |mut feed| async move {
+        let item = feed.next().await?;
+        let chain = item.chain_id.to_string();
+        let mut view = event_view(t, &chain, &item.event);
+        if let Event::ChainStarted { .. } = item.event {
+            view.link = String::new();
+        }
+        view.chain_short = chain.chars().take(8).collect();
+        view.chain = chain;
+        view.at = crate::pages::clock(item.at);
+        let html = view.render().unwrap_or_default();
+        Some((Ok::<_, Infallible>(SseEvent::default().event("event").id(item.id.to_string()).data(html)), feed))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// The `Last-Event-ID` a reconnecting browser sends.
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// `GET /chains/{id}/events`: the run's events as HTML fragments over SSE, resumable.
 pub async fn events(
     State(state): State<ConsoleState>,
@@ -173,7 +208,7 @@ pub async fn events(
 ) -> Result<Response, ConsoleError> {
     let lang = signed.lang;
     let chain = ChainId::parse(&id).map_err(|_| ConsoleError::NotFound(lang))?;
-    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let after = last_event_id(&headers);
     let events = state.runtime.watch_run(&signed.user.principal.tenant, &chain, after).await.map_err(api(lang))?;
     let t = lang.catalog();
     let chain = chain.to_string();

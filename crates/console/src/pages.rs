@@ -33,6 +33,8 @@ pub struct Page {
     pub nav: &'static str,
     pub assets: &'static AssetUrls,
     pub langs: &'static [Lang],
+    /// `light`, `dark`, or empty (follow the system).
+    pub theme: &'static str,
 }
 
 impl Page {
@@ -46,6 +48,7 @@ impl Page {
             nav,
             assets: &URLS,
             langs: &Lang::ALL,
+            theme: signed.theme,
         }
     }
 
@@ -59,6 +62,7 @@ impl Page {
             nav: "",
             assets: &URLS,
             langs: &Lang::ALL,
+            theme: "",
         }
     }
 
@@ -146,10 +150,17 @@ pub fn visible(text: &str) -> String {
     out
 }
 
-fn time(t: Timestamp) -> String {
+pub(crate) fn time(t: Timestamp) -> String {
     let micros = t.as_micros();
     chrono::DateTime::from_timestamp(micros.div_euclid(1_000_000), 0)
         .map_or_else(|| micros.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// A time of day (UTC), for the live feed.
+pub(crate) fn clock(t: Timestamp) -> String {
+    let micros = t.as_micros();
+    chrono::DateTime::from_timestamp(micros.div_euclid(1_000_000), 0)
+        .map_or_else(|| micros.to_string(), |d| d.format("%H:%M:%S").to_string())
 }
 
 pub(crate) fn money(usd: f64) -> String {
@@ -288,13 +299,32 @@ pub async fn language(
     signed.check_csrf(&headers, &form.csrf)?;
     let chosen = Lang::parse(&form.lang).map(Lang::code);
     state.runtime.set_locale(&signed.user.principal, chosen).await.map_err(api(signed.lang))?;
-    let back = headers
+    Ok(Redirect::to(&back_to(&headers)).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ThemeForm {
+    csrf: String,
+    theme: String,
+}
+
+/// `POST /theme`: light, dark, or the system's (`auto`), remembered by this browser.
+pub async fn theme(signed: Signed, headers: HeaderMap, Form(form): Form<ThemeForm>) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    let mut response = Redirect::to(&back_to(&headers)).into_response();
+    response.headers_mut().append(header::SET_COOKIE, session::theme_cookie(&headers, &form.theme));
+    Ok(response)
+}
+
+/// The console page the request came from (its `Referer`, same origin only), else home.
+fn back_to(headers: &HeaderMap) -> String {
+    headers
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())
         .and_then(|r| r.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned())))
         .filter(|path| path.starts_with('/') && !path.starts_with("//"))
-        .unwrap_or_else(|| "/".to_owned());
-    Ok(Redirect::to(&back).into_response())
+        .unwrap_or_else(|| "/".to_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,6 +721,10 @@ struct LedgerView {
     checkpoint: Option<CheckpointView>,
     verified: String,
     verify_error: String,
+    since: String,
+    until: String,
+    /// The kept checkpoint last checked, shown again in its form.
+    kept: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -700,6 +734,12 @@ pub struct LedgerQuery {
     #[serde(default)]
     chain: String,
     before: Option<u64>,
+    /// Only entries written on or after this day (`YYYY-MM-DD`, UTC).
+    #[serde(default)]
+    since: String,
+    /// Only entries written on or before this day.
+    #[serde(default)]
+    until: String,
 }
 
 const LEDGER_PAGE: u32 = 50;
@@ -716,7 +756,9 @@ async fn ledger_view(state: &ConsoleState, signed: &Signed, query: LedgerQuery) 
         c => Some(ChainId::parse(c).map_err(|e| invalid("chain", e.to_string()))?),
     };
     let tenant = &signed.user.principal.tenant;
-    let filter = RecordFilter { before: query.before, kind, chain, since: None, until: None };
+    let since = day_start(lang, "since", &query.since, 0)?;
+    let until = day_start(lang, "until", &query.until, 1)?;
+    let filter = RecordFilter { before: query.before, kind, chain, since, until };
     let ledger = state.runtime.ledger();
     let records = ledger.page(tenant, &filter, LEDGER_PAGE).await.map_err(api(lang))?;
     let checkpoint = match state.runtime.ledger().latest_checkpoint(tenant).await {
@@ -750,6 +792,9 @@ async fn ledger_view(state: &ConsoleState, signed: &Signed, query: LedgerQuery) 
         checkpoint,
         verified: String::new(),
         verify_error: String::new(),
+        since: query.since,
+        until: query.until,
+        kept: String::new(),
     })
 }
 
@@ -768,6 +813,39 @@ pub async fn verify_ledger(State(state): State<ConsoleState>, signed: Signed) ->
         }
         Err(runtime::VerifyError::UnknownTenant(_)) => {
             view.verified = view.page.t.fill("ledger.verified", &[("entries", "0"), ("checkpoints", "0")]);
+        }
+        Err(error) => view.verify_error = error.to_string(),
+    }
+    render(&view)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KeptCheckpointForm {
+    csrf: String,
+    checkpoint: String,
+}
+
+/// `POST /ledger/consistency`: a signed checkpoint the person kept (copied from this page
+/// earlier, or published elsewhere) checked against the ledger as it is now: signed by this
+/// ledger's key for this tenant, and its tree a prefix of today's.
+pub async fn check_kept_checkpoint(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<KeptCheckpointForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    let mut view = ledger_view(&state, &signed, LedgerQuery::default()).await?;
+    view.kept = form.checkpoint.clone();
+    let note = form.checkpoint.replace("\r\n", "\n");
+    let note = if note.ends_with('\n') { note } else { format!("{note}\n") };
+    match state.runtime.verifier().own_checkpoint(&signed.user.principal.tenant, &note).await {
+        Ok((report, size)) => {
+            view.verified = view
+                .page
+                .t
+                .fill("ledger.consistent", &[("size", &size.to_string()), ("entries", &report.entries.to_string())]);
         }
         Err(error) => view.verify_error = error.to_string(),
     }

@@ -15,6 +15,28 @@ use crate::pages::ConsoleError;
 use crate::state::ConsoleState;
 
 pub const SESSION_COOKIE: &str = "nexus_session";
+/// The browser's chosen theme (`light` or `dark`); absent: the system's.
+pub const THEME_COOKIE: &str = "nexus_theme";
+
+/// The theme a request asked for with its cookie: `light`, `dark`, or empty (follow the system).
+pub fn theme(headers: &HeaderMap) -> &'static str {
+    match cookie(headers, THEME_COOKIE) {
+        Some("light") => "light",
+        Some("dark") => "dark",
+        _ => "",
+    }
+}
+
+/// `Set-Cookie` remembering `theme` (`light`, `dark`; anything else follows the system again)
+/// in this browser for a year.
+pub fn theme_cookie(headers: &HeaderMap, theme: &str) -> HeaderValue {
+    let secure = if secure(headers) { "; Secure" } else { "" };
+    let value = match theme {
+        "light" | "dark" => format!("{THEME_COOKIE}={theme}; Path=/; SameSite=Strict; Max-Age=31536000{secure}"),
+        _ => format!("{THEME_COOKIE}=; Path=/; SameSite=Strict; Max-Age=0{secure}"),
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("nexus_theme=; Path=/; Max-Age=0"))
+}
 
 /// The value of cookie `name`, if the request has it.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -87,6 +109,8 @@ pub struct Signed {
     pub user: SessionUser,
     pub token: String,
     pub lang: Lang,
+    /// `light`, `dark`, or empty (the system's).
+    pub theme: &'static str,
 }
 
 impl Signed {
@@ -116,7 +140,7 @@ impl FromRequestParts<ConsoleState> for Signed {
             Ok(Some(user)) => {
                 let accept = parts.headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
                 let lang = Lang::choose(user.locale.as_deref(), accept);
-                Ok(Signed { user, token, lang })
+                Ok(Signed { user, token, lang, theme: theme(&parts.headers) })
             }
             Ok(None) => {
                 let mut response = to_login();

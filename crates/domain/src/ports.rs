@@ -226,6 +226,43 @@ pub trait WebStore: Send + Sync {
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// One run event for the live feed, as its runtime recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedRecord {
+    pub tenant_id: TenantId,
+    pub chain_id: ChainId,
+    /// The event's number within its run (from 0).
+    pub seq: u64,
+    pub created_at: Timestamp,
+    /// The engine's event as JSON.
+    pub event: String,
+}
+
+/// A feed record with its place in the feed: ids grow in the order records became visible,
+/// across every process sharing the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEntry {
+    pub id: u64,
+    pub record: FeedRecord,
+}
+
+/// The live feed of run events, shared by every process on the store, so a watcher sees every
+/// replica's runs and resumes from an id without gaps.
+#[async_trait]
+pub trait FeedStore: Send + Sync {
+    /// Appends records in order; ids are assigned so that no reader who has seen an id can
+    /// later find a smaller one appear (appends are serialized across processes).
+    async fn append_feed(&self, records: &[FeedRecord]) -> Result<(), StoreError>;
+    /// The tenant's entries after `after`, oldest first, at most `limit`.
+    async fn feed_after(&self, tenant: &TenantId, after: u64, limit: u32) -> Result<Vec<FeedEntry>, StoreError>;
+    /// The tenant's newest `limit` entries, oldest first.
+    async fn feed_latest(&self, tenant: &TenantId, limit: u32) -> Result<Vec<FeedEntry>, StoreError>;
+    /// The highest id in the feed (0 when empty), over every tenant.
+    async fn feed_head(&self) -> Result<u64, StoreError>;
+    /// Forgets entries recorded before `before`; how many.
+    async fn prune_feed(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
 /// Which runs to list. The default is every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -254,6 +291,7 @@ pub trait Store:
     + DriftStore
     + KnowledgeStore
     + WebStore
+    + FeedStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

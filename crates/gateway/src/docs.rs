@@ -80,7 +80,7 @@ impl Modify for ErrorBodies {
     paths(
         health::health, health::ready, observe::metrics_text,
         admin::token, admin::whoami,
-        chains::execute, chains::execute_stream, chains::list_chains, chains::get_chain, chains::cancel_chain, chains::chain_events,
+        chains::execute, chains::execute_stream, chains::list_chains, chains::get_chain, chains::cancel_chain, chains::chain_events, chains::feed,
         ledger::page, ledger::chain, ledger::checkpoint, ledger::inclusion, ledger::consistency, ledger::bundle,
         admin::list_personas, admin::create_persona, admin::update_persona, admin::list_tools,
         admin::list_approvals, admin::get_approval, admin::approve, admin::deny,

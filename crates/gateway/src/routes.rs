@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chains/{id}", get(chains::get_chain))
         .route("/v1/chains/{id}/cancel", post(chains::cancel_chain))
         .route("/v1/chains/{id}/events", get(chains::chain_events))
+        .route("/v1/events", get(chains::feed))
         .route("/v1/ledger", get(ledger::page))
         .route("/v1/ledger/checkpoint", get(ledger::checkpoint))
         .route("/v1/ledger/proof/inclusion", get(ledger::inclusion))

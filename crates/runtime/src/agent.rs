@@ -346,7 +346,8 @@ impl Runtime {
             let _ =
                 self.events.send(RunEvent { tenant: tenant.clone(), chain_id: chain.clone(), event: event.clone() });
         }
-        self.chain_events.record(tenant, chain, events);
+        let numbered = self.chain_events.record(tenant, chain, events);
+        self.feed.push(numbered);
     }
 
     /// Carries out actions until the run finishes or parks for an approval.

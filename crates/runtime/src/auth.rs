@@ -67,6 +67,17 @@ impl Principal {
         self.role == Role::Admin
     }
 
+    /// The most sensitive knowledge the caller may read: level 3 and 4 read restricted
+    /// documents, level 5 confidential ones, everyone else internal and public ones.
+    pub fn max_access(&self) -> domain::knowledge::AccessLevel {
+        use domain::knowledge::AccessLevel;
+        match self.level.get() {
+            5.. => AccessLevel::Confidential,
+            3 | 4 => AccessLevel::Restricted,
+            _ => AccessLevel::Internal,
+        }
+    }
+
     /// The API key the caller used, if it used one.
     pub fn key_id(&self) -> Option<&ApiKeyId> {
         match &self.credential {

@@ -47,18 +47,24 @@ impl EventLog {
         history(&mut logs, tenant, chain);
     }
 
-    pub(crate) fn record(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) {
+    /// Numbers the events, keeps them and sends them to this process's watchers; returns them
+    /// numbered (for the live feed).
+    pub(crate) fn record(&self, tenant: &TenantId, chain: &ChainId, events: Vec<Event>) -> Vec<ChainEvent> {
         if events.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut logs = lock(&self.logs);
         let history = history(&mut logs, tenant, chain);
+        let mut numbered = Vec::with_capacity(events.len());
         for event in events {
             let seq = history.len() as u64;
             history.push(event.clone());
+            let event = ChainEvent { tenant: tenant.clone(), chain_id: chain.clone(), seq, event };
             // No subscribers is normal.
-            let _ = self.live.send(ChainEvent { tenant: tenant.clone(), chain_id: chain.clone(), seq, event });
+            let _ = self.live.send(event.clone());
+            numbered.push(event);
         }
+        numbered
     }
 
     /// The events of a run so far (if this process has them) and the live feed from the same

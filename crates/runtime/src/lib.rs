@@ -13,6 +13,7 @@ pub mod auth;
 pub mod budget;
 pub mod chain_events;
 pub mod error;
+pub mod feed;
 pub mod keys;
 pub mod knowledge;
 mod ledger_proofs;
@@ -93,6 +94,8 @@ pub struct Runtime {
     budgets: budget::Budgets,
     router: Arc<dyn llm::TierRouter>,
     chain_events: chain_events::EventLog,
+    /// Every process's run events, for live views.
+    feed: feed::Feed,
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
@@ -192,6 +195,7 @@ impl Runtime {
         let limits = limits::RateLimits::new(counter, config.limits);
         let budgets = budget::Budgets::new(store.clone(), config.default_budget_usd, config.budget_alert_fraction);
         let (notices, _) = tokio::sync::broadcast::channel(64);
+        let feed = feed::Feed::start(store.clone());
         Ok(Self {
             store,
             ledger,
@@ -207,6 +211,7 @@ impl Runtime {
             budgets,
             router: router.unwrap_or_else(|| Arc::new(llm::HeuristicRouter)),
             chain_events: chain_events::EventLog::new(),
+            feed,
             cancels: Default::default(),
             notices,
             knowledge,
@@ -259,6 +264,19 @@ impl Runtime {
         self.router.name()
     }
 
+    /// The tenant's live feed of run events from every process on the store: after `after`
+    /// (the last id a watcher saw, to resume without gaps), or from the most recent events.
+    pub fn watch_feed(&self, tenant: &domain::TenantId, after: Option<u64>) -> feed::FeedEvents {
+        self.feed.watch(tenant.clone(), after)
+    }
+
+    /// Forgets live feed entries older than [`feed::KEEP_FOR`]; how many.
+    pub async fn prune_feed(&self) -> Result<u64, domain::ports::StoreError> {
+        let keep = i64::try_from(feed::KEEP_FOR.as_micros()).unwrap_or(i64::MAX);
+        let before = domain::Timestamp::from_micros(domain::Timestamp::now().as_micros().saturating_sub(keep));
+        self.store.prune_feed(before).await
+    }
+
     /// Operator notices (budget alerts).
     pub fn notices(&self) -> tokio::sync::broadcast::Receiver<llm::Notice> {
         self.notices.subscribe()
@@ -304,6 +322,8 @@ impl Runtime {
     /// closes the database.
     pub async fn shutdown(&self) {
         self.heartbeat.abort();
+        self.feed.flush().await;
+        self.feed.stop();
         if let Some(watcher) = auth::lock(&self.revocation_watcher).take() {
             watcher.abort();
         }

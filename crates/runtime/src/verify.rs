@@ -119,6 +119,23 @@ impl Verifier<'_> {
         self.tenant(&tenant, Some(&checkpoint)).await
     }
 
+    /// As [`Self::external_checkpoint`] for a checkpoint that must be `tenant`'s own: one signed
+    /// for another tenant (or by another key) is refused before either log is read.
+    pub async fn own_checkpoint(&self, tenant: &TenantId, note: &str) -> Result<(TenantReport, u64), VerifyError> {
+        let invalid = |size, source| VerifyError::Checkpoint {
+            tenant: tenant.clone(),
+            source: CheckpointFault::Invalid { size, source },
+        };
+        let checkpoint = self.key.verify(note).map_err(|source| invalid(0, source))?;
+        let expected = Checkpoint::origin_for(self.origin_prefix, tenant);
+        if checkpoint.origin != expected {
+            let source = ledger::checkpoint::CheckpointError::WrongOrigin { found: checkpoint.origin, expected };
+            return Err(invalid(checkpoint.size, source));
+        }
+        let report = self.tenant(tenant, Some(&checkpoint)).await?;
+        Ok((report, checkpoint.size))
+    }
+
     /// Verifies one chain: each entry against its fingerprint, the chain's links, and each
     /// entry's inclusion in the latest signed checkpoint.
     pub async fn chain(&self, tenant: &TenantId, chain: &ChainId) -> Result<ChainReport, VerifyError> {

@@ -33,6 +33,11 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// (SQLite takes it at `BEGIN`; PostgreSQL locks the tenant's head row inside).
     fn begin_write(&self) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, StoreError>> + Send;
 
+    /// A transaction in which live-feed ids are drawn and committed in the same order across
+    /// every process (SQLite's write lock; a PostgreSQL advisory lock held until commit).
+    fn begin_feed_write(&self)
+    -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, StoreError>> + Send;
+
     /// Inserts ledger rows inside `tx`, in as few statements as the backend allows.
     fn insert_entries(
         &self,

@@ -13,6 +13,9 @@ use crate::postgres_notify::PgNotifier;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The advisory lock key that orders live-feed appends (any constant no other code uses).
+const FEED_LOCK: i64 = 0x6e78_6665_6564;
+
 pub struct PgStore {
     pool: PgPool,
     target: String,
@@ -72,6 +75,16 @@ impl SqlBackend for PgStore {
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(|e| classify(self.target(), e))
+    }
+
+    async fn begin_feed_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FEED_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| classify(self.target(), e))?;
+        Ok(tx)
     }
 
     /// Inserts ledger rows with one `UNNEST` statement inside `tx`.

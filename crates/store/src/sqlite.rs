@@ -79,6 +79,10 @@ impl SqlBackend for SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| classify(self.target(), e))
     }
 
+    async fn begin_feed_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.begin_write().await
+    }
+
     /// Inserts ledger rows in multi-row statements inside `tx`.
     async fn insert_entries(
         &self,

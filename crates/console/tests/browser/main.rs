@@ -172,6 +172,12 @@ async fn a_task_run_on_execute_shows_its_four_gates_and_seals_live() {
     session.find("#answer").await;
     assert!(session.text("#answer").await.contains("The ledger is <b>tamper-evident</b>."), "the answer, as text");
     session.screenshot(&shots.join("09-chain.png")).await;
+
+    // The overview's live feed shows the run (its latest events, on one SSE connection).
+    session.goto(&app.base).await;
+    session.find("#feed li.chain_completed a.chain").await;
+    session.find("#feed li[data-gate='scope'] .badge").await;
+    session.screenshot(&shots.join("10-overview-live.png")).await;
     session.close().await;
 }
 
@@ -216,5 +222,38 @@ async fn a_held_call_approved_by_another_admin_lets_the_run_complete() {
     session.wait_text("#chain-status", "completed").await;
     assert_eq!(smtp.messages.lock().expect("lock").len(), 1, "the approved email was sent once");
     session.screenshot(&shots.join("12-approved-completed.png")).await;
+    session.close().await;
+}
+
+#[tokio::test]
+async fn documents_uploaded_together_are_found_by_a_query() {
+    let Some((_driver, session)) = browser().await else { return };
+    let app = spawn().await;
+    app.user("demo", "ada@demo.test", Role::Member, 3).await;
+    let shots = screenshots();
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let ledger = folder.path().join("ledger.md");
+    let gates = folder.path().join("gates.txt");
+    std::fs::write(&ledger, "# The ledger\n\nEvery action is sealed in a tamper-evident ledger.").expect("write");
+    std::fs::write(&gates, "Four gates check each call: scope, intent, time to live and drift.").expect("write");
+    sign_in(&session, &app.base, "ada@demo.test").await;
+
+    session.goto(&format!("{}/knowledge", app.base)).await;
+    session.type_into("#upload-namespace", "handbook").await;
+    // Several files in one input: WebDriver takes their paths one per line.
+    session.type_into("#files", &format!("{}\n{}", ledger.display(), gates.display())).await;
+    session.click("#upload").await;
+    session.find("#upload-results li[data-file='ledger.md'] .badge.stored").await;
+    session.find("#upload-results li[data-file='gates.txt'] .badge.stored").await;
+    session.find("#documents tr[data-document]").await;
+    session.screenshot(&shots.join("11-knowledge-upload.png")).await;
+
+    session.type_into("#q", "tamper-evident ledger").await;
+    session.click("#search").await;
+    session.find("#hits .hit .score").await;
+    assert!(session.text("#hits .hit").await.contains("ledger.md"), "the best passage comes from ledger.md");
+    let mode = session.text("#mode").await;
+    assert!(mode == "lexical" || mode == "hybrid", "the mode is shown: {mode}");
+    session.screenshot(&shots.join("12-knowledge-query.png")).await;
     session.close().await;
 }

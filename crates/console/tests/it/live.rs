@@ -113,3 +113,69 @@ async fn a_held_call_is_refused_to_its_requester_and_approved_by_another_admin()
     let runs = app.runtime.run_reports(&tenant, None, 1).await.expect("runs");
     assert_eq!(runs[0].status.as_str(), "completed");
 }
+
+/// Reads an endless SSE response for `within`, or until `enough` holds of what was read.
+async fn read_for(
+    mut response: reqwest::Response,
+    within: std::time::Duration,
+    enough: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut body = String::new();
+    while !enough(&body) {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => body.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    body
+}
+
+#[tokio::test]
+async fn the_overview_feed_shows_the_tenants_runs_live_and_resumes_after_an_id() {
+    let openai = search_model().await;
+    let app = spawn_with_agent(&openai).await;
+    app.user("demo", "ada@demo.test", Role::Member, 0).await;
+    app.user("other", "eve@other.test", Role::Admin, 5).await;
+    let ada = app.signed_in("ada@demo.test").await;
+    let eve = app.signed_in("eve@other.test").await;
+    let overview = ada.page("/").await;
+    assert!(overview.contains("sse-connect=\"/live/events\""), "the overview opens the feed: {overview}");
+
+    let feed = ada.get("/live/events").await;
+    assert_eq!(feed.headers()["content-type"], "text/event-stream");
+    let other = eve.get("/live/events").await;
+    let csrf = ada.csrf().await;
+    let started = ada.post("/execute", &[("csrf", &csrf), ("task", "What is the ledger?"), ("persona", "")]).await;
+    let chain = started.headers()["location"].to_str().expect("ascii").trim_start_matches("/chains/").to_owned();
+    let finished = format!("data-chain=\"{chain}\"");
+    let body = read_for(feed, std::time::Duration::from_secs(30), |b| {
+        fragments(b).iter().any(|(_, html)| html.contains(&finished) && html.contains("chain_completed"))
+    })
+    .await;
+    let events = fragments(&body);
+    assert!(events.iter().any(|(_, html)| html.contains(&finished) && html.contains("chain_completed")), "{body}");
+    for gate in ["scope", "intent", "ttl", "drift"] {
+        assert!(events.iter().any(|(_, html)| html.contains(&format!("data-gate=\"{gate}\""))), "gate {gate}: {body}");
+    }
+    assert!(events.iter().all(|(_, html)| html.contains(&format!("href=\"/chains/{chain}\""))), "each links its run");
+    let ids: Vec<u64> = events.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    // Another tenant's feed shows nothing of it.
+    let theirs = read_for(other, std::time::Duration::from_millis(500), |_| false).await;
+    assert!(!theirs.contains(&chain), "{theirs}");
+
+    // Resuming after the third event sends exactly what followed (the first connection of a
+    // page, without an id, starts with the latest events instead).
+    let resumed = ada
+        .client
+        .get(ada.url("/live/events"))
+        .header("last-event-id", ids[2].to_string())
+        .send()
+        .await
+        .expect("resume");
+    let again = read_for(resumed, std::time::Duration::from_secs(5), |b| fragments(b).len() >= ids.len() - 3).await;
+    let again: Vec<u64> = fragments(&again).iter().map(|(id, _)| *id).collect();
+    assert_eq!(again, ids[3..].to_vec());
+}

@@ -84,6 +84,74 @@ async fn the_overview_counts_the_tenant_s_day_and_month() {
     assert!(html.contains("class=\"h100\""), "today's bar is the tallest");
 }
 
+/// The text of the element with `id`, HTML entities decoded.
+fn element_text(html: &str, id: &str) -> String {
+    let start = html.find(&format!("id=\"{id}\"")).expect("element");
+    let text = html[start..].split_once('>').expect("tag").1.split('<').next().expect("text");
+    text.replace("&#34;", "\"").replace("&#39;", "'").replace("&#60;", "<").replace("&#62;", ">").replace("&#38;", "&")
+}
+
+#[tokio::test]
+async fn a_kept_checkpoint_is_checked_against_the_ledger_as_it_is_now() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    app.user("other", "eve@other.test", Role::Admin, 3).await;
+    let ada = app.signed_in("ada@acme.test").await;
+    let csrf = ada.csrf().await;
+    let tenant = TenantId::parse("acme").expect("tenant");
+    ada.post("/keys", &[("csrf", &csrf), ("name", "one"), ("level", "0"), ("role", "member")]).await;
+    app.runtime.ledger().checkpoint(&tenant).await.expect("checkpoint");
+    let kept = element_text(&ada.page("/ledger").await, "signed-note");
+    assert!(kept.contains("acme"), "the signed note names the tenant's log: {kept}");
+    // The ledger grows after the checkpoint was kept.
+    ada.post("/keys", &[("csrf", &csrf), ("name", "two"), ("level", "0"), ("role", "member")]).await;
+    app.runtime.ledger().checkpoint(&tenant).await.expect("checkpoint");
+
+    let checked = ada.post("/ledger/consistency", &[("csrf", &csrf), ("checkpoint", &kept)]).await;
+    assert_eq!(checked.status(), 200);
+    let page = checked.text().await.expect("page");
+    assert!(page.contains("id=\"ledger-ok\""), "{page}");
+    assert!(!page.contains("id=\"ledger-bad\""));
+
+    // A forged checkpoint (its size changed) fails the signature; the form keeps what was sent.
+    let forged = kept.replacen('\n', "0\n", 2);
+    let page =
+        ada.post("/ledger/consistency", &[("csrf", &csrf), ("checkpoint", &forged)]).await.text().await.expect("page");
+    assert!(page.contains("id=\"ledger-bad\""), "{page}");
+
+    // Another tenant's person cannot check (or learn anything of) acme's log with it.
+    let eve = app.signed_in("eve@other.test").await;
+    let eve_csrf = eve.csrf().await;
+    let page = eve
+        .post("/ledger/consistency", &[("csrf", &eve_csrf), ("checkpoint", &kept)])
+        .await
+        .text()
+        .await
+        .expect("page");
+    let alert = page.split("id=\"ledger-bad\"").nth(1).expect("refused");
+    assert!(alert.contains("expected"), "refused for the log it names: {alert}");
+    assert!(!page.contains("id=\"ledger-ok\""));
+
+    // Without the session's token nothing is checked.
+    assert_eq!(ada.post("/ledger/consistency", &[("csrf", "nope"), ("checkpoint", &kept)]).await.status(), 403);
+}
+
+#[tokio::test]
+async fn the_ledger_filters_by_day() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let ada = app.signed_in("ada@acme.test").await;
+    let csrf = ada.csrf().await;
+    ada.post("/keys", &[("csrf", &csrf), ("name", "one"), ("level", "0"), ("role", "member")]).await;
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let shown = ada.page(&format!("/ledger?since={today}&until={today}")).await;
+    assert!(shown.contains("admin_change"), "today's entries: {shown}");
+    let none = ada.page("/ledger?until=2001-01-01").await;
+    assert!(!none.contains("<td>admin_change</td>"), "{none}");
+    let bad = ada.get("/ledger?since=yesterday").await;
+    assert_eq!(bad.status(), 422);
+}
+
 #[tokio::test]
 async fn a_tampered_ledger_is_shown_in_red_naming_the_entry() {
     let app = spawn().await;
@@ -300,4 +368,32 @@ async fn the_chain_list_filters_by_text_date_and_status_and_pages_by_cursor() {
     assert_eq!(bad.status(), 422);
     assert!(bad.text().await.expect("body").contains("since must be a date"));
     assert_eq!(browser.get("/chains?before=garbage").await.status(), 422);
+}
+
+#[tokio::test]
+async fn a_theme_chosen_in_the_footer_is_kept_by_the_browser() {
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Member, 0).await;
+    let ada = app.signed_in("ada@acme.test").await;
+    let page = ada.page("/").await;
+    assert!(!page.contains("data-theme="), "the system's theme by default");
+    assert!(page.contains("<option value=\"auto\" selected>"), "{page}");
+    let csrf = ada.csrf().await;
+    let chosen = ada
+        .client
+        .post(ada.url("/theme"))
+        .header("sec-fetch-site", "same-origin")
+        .header("referer", ada.url("/ledger"))
+        .form(&[("csrf", csrf.as_str()), ("theme", "dark")])
+        .send()
+        .await
+        .expect("theme");
+    assert_eq!(chosen.status(), 303);
+    assert_eq!(chosen.headers()["location"], "/ledger", "back where the person was");
+    let cookie = chosen.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    assert!(cookie.starts_with("nexus_theme=dark;") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(ada.page("/ledger").await.contains("data-theme=\"dark\""));
+    ada.post("/theme", &[("csrf", &csrf), ("theme", "auto")]).await;
+    assert!(!ada.page("/").await.contains("data-theme="), "back to the system's");
+    assert_eq!(ada.post("/theme", &[("csrf", "forged"), ("theme", "dark")]).await.status(), 403);
 }

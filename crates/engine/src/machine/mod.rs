@@ -113,7 +113,7 @@ pub struct ToolFailure {
 }
 
 /// Events for live views; their snake_case names are the SSE event names clients see.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     ChainStarted { chain_id: String, steps: usize },

@@ -1,6 +1,7 @@
 //! Agent runs over HTTP: `POST /v1/execute` (blocking), `POST /v1/execute/stream` (SSE),
-//! `GET /v1/chains/{id}/events` (re-attach, honouring `Last-Event-ID`), and listing, reading
-//! and cancelling chains. The runtime starts and watches runs (as it does for every front-end);
+//! `GET /v1/chains/{id}/events` (re-attach, honouring `Last-Event-ID`), `GET /v1/events` (the
+//! tenant's live feed: every replica's runs on one connection), and listing, reading and
+//! cancelling chains. The runtime starts and watches runs (as it does for every front-end);
 //! these handlers only translate HTTP and SSE. A client that goes away never stops a run.
 
 use std::convert::Infallible;
@@ -117,6 +118,30 @@ pub(crate) async fn chain_events(
     let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let events = state.runtime.watch_run(&principal.tenant, &chain, after).await?;
     Ok(sse(events).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "agent",
+    responses((status = 200, body = crate::schema::SseEvent, content_type = "text/event-stream", description = "the tenant's live feed: every run's events from every replica, each `data:` the event with its `chain_id` and `seq`; `id:` is the feed position, so `Last-Event-ID` resumes without gaps (a first connection starts with the latest events)")),
+    security(("bearer" = [])))]
+pub(crate) async fn feed(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let feed = state.runtime.watch_feed(&principal.tenant, after);
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let item = feed.next().await?;
+        let (name, mut data) = sse_event(&item.event);
+        if let Value::Object(fields) = &mut data {
+            fields.insert("chain_id".into(), Value::String(item.chain_id.to_string()));
+            fields.insert("seq".into(), Value::from(item.seq));
+            fields.insert("at".into(), Value::String(item.at.to_rfc3339()));
+        }
+        let sse = SseEvent::default().event(name).id(item.id.to_string()).data(data.to_string());
+        Some((Ok::<_, Infallible>(sse), feed))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }
 
 /// A run's events as SSE; each event's `id:` is its number, so `Last-Event-ID` resumes.

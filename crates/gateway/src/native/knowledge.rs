@@ -45,7 +45,8 @@ pub struct IngestResponse {
     pub namespace: String,
 }
 
-fn namespace_of(value: Option<&str>) -> Result<String, ApiError> {
+/// A namespace as a client wrote it (default `default`), checked; the error names `namespace`.
+pub fn namespace_of(value: Option<&str>) -> Result<String, ApiError> {
     let namespace = value.map_or("default", str::trim);
     let ok = !namespace.is_empty()
         && namespace.len() <= 64
@@ -57,7 +58,8 @@ fn namespace_of(value: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
-fn access_of(value: Option<&str>, default: AccessLevel) -> Result<AccessLevel, ApiError> {
+/// An access level as a client wrote it (or `default`); the error names `access_level`.
+pub fn access_of(value: Option<&str>, default: AccessLevel) -> Result<AccessLevel, ApiError> {
     match value {
         None => Ok(default),
         Some(v) => AccessLevel::parse(v).ok_or_else(|| {
@@ -293,12 +295,7 @@ pub(crate) async fn query(
     if q.q.trim().is_empty() {
         return Err(ApiError::invalid("q", "q must not be empty"));
     }
-    // API keys read up to their level: level ≥ 3 reads restricted, ≥ 5 confidential.
-    let max_access = match principal.level.get() {
-        5 => AccessLevel::Confidential,
-        3 | 4 => AccessLevel::Restricted,
-        _ => AccessLevel::Internal,
-    };
+    let max_access = principal.max_access();
     let found = state.runtime.knowledge().search(&principal.tenant, &namespace, &q.q, limit, max_access).await?;
     Ok(Json(QueryResponse {
         mode: format!("{:?}", found.mode).to_lowercase(),

@@ -18,6 +18,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // missed its heartbeats; approvals nobody decided in time count as denied.
     let maintained = runtime.clone();
     let maintenance = runtime::tasks::spawn("resume-runs", async move {
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
             match maintained.resume_unfinished().await {
                 Ok(reports) => tracing::debug!(runs = reports.len(), "checked unfinished runs"),
@@ -30,6 +31,15 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             }
             if let Err(error) = maintained.auth().flush_last_used().await {
                 tracing::warn!(%error, "could not record when API keys were last used; will retry");
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(3600)) {
+                match maintained.prune_feed().await {
+                    Ok(n) => {
+                        pruned_at = Some(std::time::Instant::now());
+                        tracing::debug!(entries = n, "forgot old live feed entries");
+                    }
+                    Err(error) => tracing::warn!(%error, "could not forget old live feed entries; will retry"),
+                }
             }
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }

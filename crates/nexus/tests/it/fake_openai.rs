@@ -1,6 +1,7 @@
 //! A fake OpenAI chat-completions server for load and multi-process tests: the vendor's real wire
 //! format (a `chat.completion`, or `chat.completion.chunk` SSE events ending in `[DONE]` with
-//! usage in the last chunk), on its own thread and runtime so any number of server processes and
+//! usage in the last chunk), answering "pong" unless a scripted phrase is in the request (see
+//! [`FakeOpenAi::script`], to drive agent runs), on its own thread and runtime so any number of server processes and
 //! test tasks can hit it at once. It counts the calls it answered and can be made slow, so a test
 //! can have calls in flight when it kills a server.
 
@@ -23,6 +24,8 @@ pub const USAGE: (u64, u64) = (12, 5);
 struct Counters {
     calls: AtomicU64,
     delay_ms: AtomicU64,
+    /// (phrase, answer): the first phrase the request contains picks the answer.
+    script: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 pub struct FakeOpenAi {
@@ -70,6 +73,13 @@ impl FakeOpenAi {
         self.counters.calls.load(Ordering::SeqCst)
     }
 
+    /// Answers each later request that contains a phrase with that phrase's answer (the first
+    /// that matches); other requests still get "pong".
+    pub fn script(&self, replies: &[(&str, &str)]) {
+        let mut script = self.counters.script.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *script = replies.iter().map(|(p, a)| ((*p).to_owned(), (*a).to_owned())).collect();
+    }
+
     /// Makes every later answer wait this long before it is sent.
     pub fn set_delay(&self, delay: Duration) {
         self.counters.delay_ms.store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
@@ -94,6 +104,11 @@ async fn complete(State(counters): State<Arc<Counters>>, Json(request): Json<Val
     }
     counters.calls.fetch_add(1, Ordering::SeqCst);
     let model = request["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
+    let content = {
+        let text = request.to_string();
+        let script = counters.script.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        script.iter().find(|(phrase, _)| text.contains(phrase.as_str())).map_or("pong".to_owned(), |(_, a)| a.clone())
+    };
     let (prompt, completion) = USAGE;
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
     if request["stream"].as_bool() == Some(true) {
@@ -104,7 +119,7 @@ async fn complete(State(counters): State<Arc<Counters>>, Json(request): Json<Val
         let mut body = String::new();
         for event in [
             chunk(json!({"role": "assistant", "content": ""}), None),
-            chunk(json!({"content": "pong"}), None),
+            chunk(json!({"content": content}), None),
             chunk(json!({}), Some("stop")),
             json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
                    "choices": [], "usage": usage}),
@@ -116,7 +131,7 @@ async fn complete(State(counters): State<Arc<Counters>>, Json(request): Json<Val
     }
     Json(json!({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": usage,
     }))
     .into_response()

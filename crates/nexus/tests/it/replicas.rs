@@ -222,6 +222,20 @@ impl Replicas {
         command.output().await.expect("run nexus")
     }
 
+    /// As [`Self::nexus`], with `input` on its standard input (e.g. `--password-stdin`).
+    pub async fn nexus_with_input(&self, args: &[&str], input: &str) -> String {
+        use tokio::io::AsyncWriteExt as _;
+        let mut command = tokio::process::Command::from(self.command(args));
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run nexus");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).await.expect("write stdin");
+        drop(stdin);
+        let out = child.wait_with_output().await.expect("nexus finishes");
+        assert!(out.status.success(), "nexus {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A new admin key (level 5) of `tenant`, made with `nexus keys create`; returns the secret.
     pub async fn admin_key(&self, tenant: &str) -> String {
         let args = ["keys", "create", "--tenant", tenant, "--name", "admin", "--role", "admin", "--level", "5"];
