@@ -16,6 +16,7 @@ mod extract;
 pub mod i18n;
 mod knowledge;
 mod live;
+mod logs;
 mod pages;
 mod session;
 mod setup;
@@ -33,7 +34,7 @@ use tower_http::compression::CompressionLayer;
 pub use state::ConsoleState;
 
 /// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`,
-/// `/knowledge`, `/usage`, `/setup`, `/live/events`
+/// `/knowledge`, `/logs`, `/usage`, `/setup`, `/live/events`
 /// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
 /// fallback answers unknown paths.
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -67,6 +68,9 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             post(knowledge::upload).layer(axum::extract::DefaultBodyLimit::max(knowledge::UPLOAD_LIMIT)),
         )
         .route("/knowledge/documents/{id}/delete", post(knowledge::delete))
+        .route("/logs", get(logs::logs))
+        .route("/logs/events", get(logs::events))
+        .route("/logs.txt", get(logs::download))
         .route("/usage", get(usage::usage))
         .route("/setup", get(setup::setup))
         .route("/usage.csv", get(usage::usage_csv))

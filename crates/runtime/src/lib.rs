@@ -20,6 +20,7 @@ mod ledger_proofs;
 pub mod ledger_service;
 pub mod limits;
 pub mod llm;
+pub mod logs;
 pub mod revocations;
 pub mod runs;
 mod seed;
@@ -96,6 +97,8 @@ pub struct Runtime {
     chain_events: chain_events::EventLog,
     /// Every process's run events, for live views.
     feed: feed::Feed,
+    /// This process's recent log lines, when its logging keeps them.
+    logs: Option<Arc<logs::LogTail>>,
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
@@ -123,6 +126,8 @@ pub struct RuntimeParts {
     pub router: Option<Arc<dyn llm::TierRouter>>,
     /// Models, tools and sandbox; `None`: the agent is not enabled (runs are refused).
     pub agent: Option<agent::AgentServices>,
+    /// Where the process's logging keeps its recent lines (servers); `None`: not kept.
+    pub logs: Option<Arc<logs::LogTail>>,
 }
 
 impl RuntimeParts {
@@ -140,7 +145,7 @@ impl RuntimeParts {
             Some(embedder) => knowledge.with_embedder(embedder),
             None => knowledge,
         };
-        Self { store, knowledge, signer, config, rate_counter: None, router: None, agent: None }
+        Self { store, knowledge, signer, config, rate_counter: None, router: None, agent: None, logs: None }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -158,7 +163,7 @@ impl Runtime {
     /// Starts the runtime from its parts. Refuses to start when the signing key is not the key
     /// that signed the checkpoints already in the database.
     pub async fn start(parts: RuntimeParts) -> Result<Self, StartError> {
-        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent } = parts;
+        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent, logs } = parts;
         check_signing_key(store.as_ref(), &signer).await?;
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
@@ -212,6 +217,7 @@ impl Runtime {
             router: router.unwrap_or_else(|| Arc::new(llm::HeuristicRouter)),
             chain_events: chain_events::EventLog::new(),
             feed,
+            logs,
             cancels: Default::default(),
             notices,
             knowledge,
@@ -268,6 +274,11 @@ impl Runtime {
     /// (the last id a watcher saw, to resume without gaps), or from the most recent events.
     pub fn watch_feed(&self, tenant: &domain::TenantId, after: Option<u64>) -> feed::FeedEvents {
         self.feed.watch(tenant.clone(), after)
+    }
+
+    /// This process's recent log lines (redacted), when its logging keeps them (`nexus serve`).
+    pub fn logs(&self) -> Option<&Arc<logs::LogTail>> {
+        self.logs.as_ref()
     }
 
     /// Forgets live feed entries older than [`feed::KEEP_FOR`]; how many.

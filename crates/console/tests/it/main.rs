@@ -3,6 +3,7 @@
 
 mod knowledge;
 mod live;
+mod logs;
 mod pages;
 mod security;
 mod support;

@@ -48,6 +48,7 @@ async fn spawn_full(openai: Option<String>, smtp_port: Option<u16>) -> App {
         ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, None);
+    parts.logs = Some(Arc::new(runtime::logs::LogTail::default()));
     let workspace = tempfile::tempdir().expect("workspace");
     if let Some(base_url) = openai {
         use providers::openai::{OpenAiConfig, OpenAiProvider};

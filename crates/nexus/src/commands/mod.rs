@@ -153,6 +153,7 @@ async fn runtime_parts(
     };
     let embedder = local.embedder.map(|e| e as Arc<dyn domain::embed::Embedder>);
     let mut parts = RuntimeParts::new(store, signer, runtime_config, embedder);
+    parts.logs = crate::logging::tail();
     if let Some(url) = &config.api.redis_url {
         let counter = store::redis::RedisRateCounter::connect(url)
             .await
