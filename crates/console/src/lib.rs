@@ -18,6 +18,7 @@ mod knowledge;
 mod live;
 mod logs;
 mod pages;
+mod personas;
 mod session;
 mod setup;
 mod state;
@@ -73,6 +74,9 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/logs.txt", get(logs::download))
         .route("/usage", get(usage::usage))
         .route("/setup", get(setup::setup))
+        .route("/setup/personas", post(personas::create))
+        .route("/setup/personas/new", get(personas::new_form))
+        .route("/setup/personas/{id}", get(personas::edit_form).post(personas::update))
         .route("/usage.csv", get(usage::usage_csv))
         .route("/static/{file}", get(assets::serve))
         .with_state(state)

@@ -1,7 +1,7 @@
 //! What the agent works with, as configured: the tenant's personas (their contracts: tools,
 //! scopes, risk tolerance, intent threshold, version) and the tools (risk, approval, whether
-//! each is configured and, if not, which setting is missing). Read-only here; personas are
-//! changed through the API or the CLI.
+//! each is configured and, if not, which setting is missing). Admins edit personas on their own
+//! page (`personas.rs`).
 
 use askama::Template;
 use axum::extract::State;
@@ -12,6 +12,7 @@ use crate::session::Signed;
 use crate::state::ConsoleState;
 
 pub struct PersonaRow {
+    pub id: String,
     pub name: String,
     pub description: String,
     pub tools: String,
@@ -49,6 +50,7 @@ pub async fn setup(State(state): State<ConsoleState>, signed: Signed) -> PageRes
     let personas = personas
         .into_iter()
         .map(|p| PersonaRow {
+            id: p.id.to_string(),
             name: visible(&p.name),
             description: visible(&p.description),
             tools: p.allowed_tools.join(", "),

@@ -25,6 +25,7 @@ mod schema;
 mod state;
 
 pub use error::ApiError;
+pub use native::admin::{PersonaBody, persona_contract};
 pub use native::knowledge::{access_of, namespace_of};
 pub use recorder::{RecorderError, install_recorder};
 pub use routes::{app, router};

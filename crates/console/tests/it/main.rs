@@ -5,5 +5,6 @@ mod knowledge;
 mod live;
 mod logs;
 mod pages;
+mod personas;
 mod security;
 mod support;

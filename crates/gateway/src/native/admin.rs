@@ -105,7 +105,10 @@ fn persona_response(p: PersonaContract) -> PersonaResponse {
     }
 }
 
-fn contract(
+/// A persona contract from a client's fields, checked: a bad value is an error naming its field
+/// (`risk_tolerance`, `allowed_tools`, `max_ttl_seconds`…). `tools` are the tool names that
+/// exist. Shared by every front-end that edits personas.
+pub fn persona_contract(
     principal: &Principal,
     id: PersonaId,
     body: PersonaBody,
@@ -169,7 +172,7 @@ pub(crate) async fn create_persona(
     Body(body): Body<PersonaBody>,
 ) -> Result<(StatusCode, Json<PersonaResponse>), ApiError> {
     require_admin(&principal, "creating a persona")?;
-    let persona = contract(&principal, PersonaId::generate(), body, &tool_names(&state))?;
+    let persona = persona_contract(&principal, PersonaId::generate(), body, &tool_names(&state))?;
     state.runtime.add_persona(&persona).await?;
     Ok((StatusCode::CREATED, Json(persona_response(persona))))
 }
@@ -192,7 +195,7 @@ pub(crate) async fn update_persona(
     let id = PersonaId::parse(&id).map_err(|_| ApiError::not_found(format!("no persona {id:?}")))?;
     let existing =
         state.runtime.persona(&principal.tenant, &id).await?.ok_or_else(|| ApiError::not_found("no such persona"))?;
-    let mut persona = contract(&principal, id, body, &tool_names(&state))?;
+    let mut persona = persona_contract(&principal, id, body, &tool_names(&state))?;
     persona.created_at = existing.created_at;
     let version =
         state.runtime.update_persona(&persona).await?.ok_or_else(|| ApiError::not_found("no such persona"))?;
