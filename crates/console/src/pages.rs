@@ -352,6 +352,50 @@ struct OverviewView {
     cost_days: Vec<Bar>,
     call_days: Vec<Bar>,
     breakdowns: Vec<Breakdown>,
+    providers: Vec<ProviderRow>,
+}
+
+/// A model provider's breaker, as this server sees it.
+pub struct ProviderRow {
+    pub name: String,
+    /// `closed`, `open`, `half_open` or `unguarded` (also the badge's class).
+    pub state: &'static str,
+    pub detail: String,
+    pub serves: String,
+}
+
+impl ProviderRow {
+    pub fn state_key(&self) -> &'static str {
+        match self.state {
+            "closed" => "overview.closed",
+            "open" => "overview.open",
+            "half_open" => "overview.half_open",
+            _ => "overview.unguarded",
+        }
+    }
+}
+
+fn provider_rows(runtime: &runtime::Runtime, t: &Catalog) -> Vec<ProviderRow> {
+    use runtime::agent::BreakerState;
+    runtime
+        .provider_health()
+        .into_iter()
+        .map(|p| ProviderRow {
+            detail: match p.state {
+                BreakerState::Closed { consecutive_failures: 0 } | BreakerState::Unguarded => String::new(),
+                BreakerState::Closed { consecutive_failures } => {
+                    t.fill("overview.failures", &[("n", &consecutive_failures.to_string())])
+                }
+                BreakerState::Open { retry_in } => {
+                    t.fill("overview.retry_in", &[("s", &retry_in.as_secs().to_string())])
+                }
+                BreakerState::HalfOpen => t.get("overview.probing").to_owned(),
+            },
+            state: p.state.as_str(),
+            name: p.name,
+            serves: p.serves.join(", "),
+        })
+        .collect()
 }
 
 /// Spend by one dimension (model, provider, key), largest first.
@@ -440,6 +484,7 @@ pub async fn overview(State(state): State<ConsoleState>, signed: Signed) -> Page
             Breakdown { key: "overview.by_provider", bars: ranked(provider) },
             Breakdown { key: "overview.by_key", bars: ranked(key) },
         ],
+        providers: provider_rows(runtime, t),
     };
     render(&view)
 }

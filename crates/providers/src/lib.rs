@@ -48,6 +48,10 @@ pub trait ModelProvider: Send + Sync {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
     /// The answer as a stream of events, ending with [`StreamEvent::Done`].
     async fn stream(&self, request: &ChatRequest) -> Result<EventStream, ProviderError>;
+    /// The state of the circuit breaker guarding this provider, if one does.
+    fn circuit(&self) -> Option<resilience::CircuitState> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn ModelProvider {

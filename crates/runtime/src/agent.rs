@@ -43,6 +43,39 @@ pub enum Models {
     NotConfigured(String),
 }
 
+/// A model provider's health as this process sees it ([`Runtime::provider_health`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderHealth {
+    pub name: String,
+    pub state: BreakerState,
+    /// The agent tiers it serves, as `tier: model`.
+    pub serves: Vec<String>,
+}
+
+/// A provider's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// No breaker guards it (the in-process model).
+    Unguarded,
+    /// Calls go through; failures in a row so far.
+    Closed { consecutive_failures: u32 },
+    /// Calls fail fast until the cool-down ends.
+    Open { retry_in: Duration },
+    /// One probe call is allowed through.
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Unguarded => "unguarded",
+            BreakerState::Closed { .. } => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// What the agent needs beyond the store and the ledger.
 pub struct AgentServices {
     pub models: Models,
@@ -160,6 +193,40 @@ impl Runtime {
         self.agent
             .as_deref()
             .ok_or_else(|| AgentError::NotConfigured("the agent is not enabled in this runtime".into()))
+    }
+
+    /// Each model provider with its circuit breaker's state as this process sees it, and the
+    /// agent tiers (with their models) it serves. Empty when the agent is not configured.
+    pub fn provider_health(&self) -> Vec<ProviderHealth> {
+        let Ok(agent) = self.agent() else { return Vec::new() };
+        let tiers: Vec<(&'static str, &ModelTarget)> = match &agent.models {
+            Models::Configured { trivial, normal, complex } => {
+                vec![("trivial", trivial), ("normal", normal), ("complex", complex)]
+            }
+            Models::NotConfigured(_) => Vec::new(),
+        };
+        agent
+            .providers
+            .iter()
+            .map(|provider| {
+                let state = match provider.circuit() {
+                    None => BreakerState::Unguarded,
+                    Some(providers::resilience::CircuitState::Closed { consecutive_failures }) => {
+                        BreakerState::Closed { consecutive_failures }
+                    }
+                    Some(providers::resilience::CircuitState::Open { until }) => {
+                        BreakerState::Open { retry_in: until.saturating_duration_since(Instant::now()) }
+                    }
+                    Some(providers::resilience::CircuitState::HalfOpen { .. }) => BreakerState::HalfOpen,
+                };
+                let serves = tiers
+                    .iter()
+                    .filter(|(_, target)| target.provider.name() == provider.name())
+                    .map(|(tier, target)| format!("{tier}: {}", target.model))
+                    .collect();
+                ProviderHealth { name: provider.name().to_owned(), state, serves }
+            })
+            .collect()
     }
 
     /// Every registered tool with its availability.

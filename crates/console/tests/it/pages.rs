@@ -397,3 +397,43 @@ async fn a_theme_chosen_in_the_footer_is_kept_by_the_browser() {
     assert!(!ada.page("/").await.contains("data-theme="), "back to the system's");
     assert_eq!(ada.post("/theme", &[("csrf", "forged"), ("theme", "dark")]).await.status(), 403);
 }
+
+#[tokio::test]
+async fn the_overview_shows_each_providers_breaker_opening_after_failures() {
+    let upstream = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(503).set_body_string("overloaded"))
+        .mount(&upstream)
+        .await;
+    let app = crate::support::spawn_with_agent(&upstream).await;
+    app.user("demo", "ada@demo.test", Role::Member, 0).await;
+    let ada = app.signed_in("ada@demo.test").await;
+    let healthy = ada.page("/").await;
+    let row = healthy
+        .split("data-provider=\"openai\"")
+        .nth(1)
+        .expect("the provider is listed")
+        .split("</tr>")
+        .next()
+        .expect("row");
+    assert!(row.contains("badge closed") && row.contains("normal: gpt-4o-mini"), "{row}");
+
+    for _ in 0..3 {
+        let tenant = TenantId::parse("demo").expect("tenant");
+        let request = runtime::agent::RunRequest {
+            tenant,
+            task: "what is the ledger?".into(),
+            persona: None,
+            qa_spec: None,
+            user: None,
+            chain_id: None,
+        };
+        let handle = app.runtime.start_run(request).await.expect("started");
+        if let Ok(report) = handle.finished().await {
+            assert_eq!(report.status, domain::agent::ChainStatus::Failed, "the upstream fails every call");
+        }
+    }
+    let open = ada.page("/").await;
+    let row = open.split("data-provider=\"openai\"").nth(1).expect("listed").split("</tr>").next().expect("row");
+    assert!(row.contains("badge open") && row.contains("next try in"), "{row}");
+}

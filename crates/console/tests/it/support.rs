@@ -52,10 +52,15 @@ async fn spawn_full(openai: Option<String>, smtp_port: Option<u16>) -> App {
     let workspace = tempfile::tempdir().expect("workspace");
     if let Some(base_url) = openai {
         use providers::openai::{OpenAiConfig, OpenAiProvider};
-        let provider: Arc<dyn providers::ModelProvider> = Arc::new(
+        let openai: Arc<dyn providers::ModelProvider> = Arc::new(
             OpenAiProvider::new(OpenAiConfig { base_url, ..OpenAiConfig::openai(providers::ApiKey::new("sk-test")) })
                 .expect("openai"),
         );
+        // Guarded as the binary guards every provider: no retry here, and three failures in a
+        // row open the breaker.
+        let retry = providers::RetryPolicy { max_attempts: 1, ..providers::RetryPolicy::default() };
+        let breaker = providers::CircuitBreakerConfig { failure_threshold: 3, cool_down: Duration::from_secs(60) };
+        let provider: Arc<dyn providers::ModelProvider> = Arc::new(providers::Resilient::new(openai, retry, breaker));
         let target = runtime::agent::ModelTarget { provider: provider.clone(), model: "gpt-4o-mini".into() };
         let settings = match smtp_port {
             Some(port) => tools::BuiltinSettings {

@@ -45,6 +45,10 @@ impl ModelProvider for Resilient {
         self.inner.name()
     }
 
+    fn circuit(&self) -> Option<CircuitState> {
+        Some(self.breaker.state())
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
