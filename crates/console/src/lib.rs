@@ -12,6 +12,7 @@
 //! API does not, and maps runtime errors with the gateway's `ApiError`.
 
 mod assets;
+mod chat;
 mod extract;
 pub mod i18n;
 mod knowledge;
@@ -35,7 +36,7 @@ use tower_http::compression::CompressionLayer;
 pub use state::ConsoleState;
 
 /// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`,
-/// `/knowledge`, `/logs`, `/usage`, `/setup`, `/live/events`
+/// `/chat`, `/knowledge`, `/logs`, `/usage`, `/setup`, `/live/events`
 /// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
 /// fallback answers unknown paths.
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -47,6 +48,11 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/logout/everywhere", post(pages::logout_everywhere))
         .route("/language", post(pages::language))
         .route("/theme", post(pages::theme))
+        .route("/chat", get(chat::chats).post(chat::start))
+        .route("/chat/{id}", get(chat::conversation).post(chat::say))
+        .route("/chat/{id}/reply", get(chat::reply))
+        .route("/chat/{id}/export", get(chat::export))
+        .route("/chat/{id}/delete", post(chat::delete))
         .route("/chains", get(pages::chains))
         .route("/chains/{id}", get(pages::chain))
         .route("/chains/{id}/verify", get(pages::verify_chain))

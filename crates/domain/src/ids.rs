@@ -92,6 +92,8 @@ id_type!(/// A seal: one notarized action.
     SealId, "seal id");
 id_type!(/// A knowledge document.
     DocumentId, "document id");
+id_type!(/// A chat conversation.
+    ConversationId, "conversation id");
 
 #[cfg(test)]
 mod tests {

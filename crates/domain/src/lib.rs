@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod canonical;
+pub mod chat;
 pub mod cost;
 pub mod embed;
 pub mod ids;
@@ -29,5 +30,5 @@ pub struct UnknownValue {
     pub expected: Vec<&'static str>,
 }
 
-pub use ids::{ApiKeyId, ChainId, DocumentId, PersonaId, SealId, TenantId, UserId};
+pub use ids::{ApiKeyId, ChainId, ConversationId, DocumentId, PersonaId, SealId, TenantId, UserId};
 pub use time::Timestamp;

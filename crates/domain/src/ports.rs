@@ -263,6 +263,47 @@ pub trait FeedStore: Send + Sync {
     async fn prune_feed(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// Conversations, per owner.
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    async fn insert_conversation(&self, conversation: &crate::chat::Conversation) -> Result<(), StoreError>;
+    /// The owner's conversations, most recently active first, at most `limit`; with `text`,
+    /// only those whose title or any message contains it (any case).
+    async fn conversations(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        text: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::chat::Conversation>, StoreError>;
+    async fn conversation(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        id: &crate::ConversationId,
+    ) -> Result<Option<crate::chat::Conversation>, StoreError>;
+    /// Appends a message (its `seq` the next free number, assigned here) and marks the
+    /// conversation active now; returns the stored message.
+    async fn append_message(
+        &self,
+        tenant: &TenantId,
+        message: &crate::chat::ChatMessage,
+    ) -> Result<crate::chat::ChatMessage, StoreError>;
+    /// A conversation's messages in order.
+    async fn messages(
+        &self,
+        tenant: &TenantId,
+        id: &crate::ConversationId,
+    ) -> Result<Vec<crate::chat::ChatMessage>, StoreError>;
+    /// Deletes a conversation of the owner with its messages; whether it existed.
+    async fn delete_conversation(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        id: &crate::ConversationId,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Which runs to list. The default is every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -292,6 +333,7 @@ pub trait Store:
     + KnowledgeStore
     + WebStore
     + FeedStore
+    + ChatStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

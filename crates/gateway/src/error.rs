@@ -151,6 +151,18 @@ impl From<runtime::agent::AgentError> for ApiError {
     }
 }
 
+impl From<runtime::chat::ChatError> for ApiError {
+    fn from(error: runtime::chat::ChatError) -> Self {
+        use runtime::chat::ChatError as E;
+        match error {
+            E::NotFound => ApiError::not_found(error.to_string()),
+            E::Invalid(message) => ApiError::invalid("message", message),
+            E::Busy => ApiError::new(StatusCode::CONFLICT, "busy", error.to_string()),
+            E::Store(store) => ApiError::from(store),
+        }
+    }
+}
+
 impl From<runtime::keys::KeyError> for ApiError {
     fn from(error: runtime::keys::KeyError) -> Self {
         use runtime::keys::KeyError;

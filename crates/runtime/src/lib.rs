@@ -12,6 +12,7 @@ mod approvals;
 pub mod auth;
 pub mod budget;
 pub mod chain_events;
+pub mod chat;
 pub mod error;
 pub mod feed;
 pub mod keys;
@@ -99,6 +100,8 @@ pub struct Runtime {
     feed: feed::Feed,
     /// This process's recent log lines, when its logging keeps them.
     logs: Option<Arc<logs::LogTail>>,
+    /// Chat replies being written by this process.
+    replies: chat::Replies,
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
@@ -218,6 +221,7 @@ impl Runtime {
             chain_events: chain_events::EventLog::new(),
             feed,
             logs,
+            replies: chat::Replies::default(),
             cancels: Default::default(),
             notices,
             knowledge,

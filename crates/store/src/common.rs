@@ -17,6 +17,7 @@ macro_rules! impl_store {
         $crate::common_reports::impl_report_queries!($store);
         $crate::common_web::impl_web_port!($store);
         $crate::common_feed::impl_feed_port!($store);
+        $crate::common_chat::impl_chat_port!($store);
         $crate::common::impl_shared_ports!($store);
     };
 }

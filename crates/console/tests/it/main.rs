@@ -1,6 +1,7 @@
 //! The console over real HTTP against a real server on SQLite: signing in and out, the pages,
 //! CSRF and admin refusals, escaping, languages, and a tampered ledger shown in red.
 
+mod chat;
 mod knowledge;
 mod live;
 mod logs;

@@ -1,0 +1,182 @@
+//! Chat: a conversation with a gateway model streams its answer into the page, is kept per
+//! person, searchable, exportable as Markdown and JSON and deletable; a conversation with the
+//! agent answers through a sealed run.
+
+use std::time::Duration;
+
+use domain::tenant::Role;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{Browser, spawn_with_agent};
+
+/// The OpenAI wire format's streamed answer: role, two text deltas, the stop, then usage.
+fn streamed(parts: &[&str]) -> String {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut body = format!("data: {}\n\n", chunk(serde_json::json!({"role": "assistant", "content": ""}), None));
+    for part in parts {
+        body.push_str(&format!("data: {}\n\n", chunk(serde_json::json!({"content": part}), None)));
+    }
+    body.push_str(&format!("data: {}\n\n", chunk(serde_json::json!({}), Some("stop"))));
+    let usage = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+        "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}});
+    body.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+    body
+}
+
+async fn upstream() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .and(body_string_contains("\"stream\":true"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(streamed(&["Hello there, ", "<b>friend</b>."]))
+                .set_delay(Duration::from_millis(400)),
+        )
+        .mount(&server)
+        .await;
+    let reply = |content: &str| {
+        serde_json::json!({"id": "c2", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}})
+    };
+    for (phrase, content) in [
+        (
+            "Break the following task",
+            r#"[{"action": "search", "tool": "knowledge_search", "params": {"query": "ledger"}, "persona": "researcher"}]"#,
+        ),
+        (
+            "Declare your intent",
+            r#"{"planned_action": "search", "tool_params": {"query": "ledger"}, "resource_targets": ["kb:default"], "reasoning": "look it up", "confidence": 0.9}"#,
+        ),
+        ("Answer the user", "The ledger is tamper-evident."),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/chat/completions"))
+            .and(body_string_contains(phrase))
+            .respond_with(ResponseTemplate::new(200).set_body_json(reply(content)))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+/// Waits until the conversation's page shows `text`; returns the page.
+async fn until_shown(browser: &Browser, page: &str, text: &str) -> String {
+    for _ in 0..100 {
+        let html = browser.page(page).await;
+        if html.contains(text) {
+            return html;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{page} never showed {text:?}: {}", browser.page(page).await);
+}
+
+#[tokio::test]
+async fn a_model_conversation_streams_is_kept_searched_exported_and_deleted() {
+    let openai = upstream().await;
+    let app = spawn_with_agent(&openai).await;
+    app.user("demo", "ada@demo.test", Role::Member, 0).await;
+    app.user("demo", "bob@demo.test", Role::Admin, 5).await;
+    let ada = app.signed_in("ada@demo.test").await;
+    let list = ada.page("/chat").await;
+    assert!(list.contains("value=\"model:gpt-4o-mini\"") && list.contains("value=\"agent:researcher\""), "{list}");
+
+    let csrf = ada.csrf().await;
+    let started =
+        ada.post("/chat", &[("csrf", &csrf), ("target", "model:gpt-4o-mini"), ("message", "Say hello\nplease")]).await;
+    assert_eq!(started.status(), 303);
+    let page = started.headers()["location"].to_str().expect("ascii").to_owned();
+    let id = page.trim_start_matches("/chat/").to_owned();
+
+    // The answer streams while it is written (the upstream takes 400 ms).
+    let mut reply = ada.get(&format!("/chat/{id}/reply")).await;
+    assert_eq!(reply.headers()["content-type"], "text/event-stream");
+    let mut streamed = String::new();
+    while !streamed.contains("event: done") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), reply.chunk()).await.expect("in time");
+        let Some(chunk) = chunk.expect("chunk") else { break };
+        streamed.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(streamed.contains("event: text\ndata: Hello there, "), "{streamed}");
+    assert!(streamed.contains("&lt;b&gt;friend&lt;/b&gt;."), "fragments are escaped: {streamed}");
+
+    let shown = until_shown(&ada, &page, "friend").await;
+    assert!(shown.contains("&#60;b&#62;friend&#60;/b&#62;."), "the stored answer is text: {shown}");
+    assert!(shown.contains("<code>gpt-4o-mini</code>"), "{shown}");
+    assert!(shown.contains("Say hello\nplease"));
+    let done = ada.get(&format!("/chat/{id}/reply")).await.text().await.expect("body");
+    assert!(done.contains("event: done"), "nothing in flight: {done}");
+
+    // A second turn carries the first as context.
+    ada.post(&page, &[("csrf", &csrf), ("message", "And again")]).await;
+    let followed = tokio::time::timeout(Duration::from_secs(10), ada.get(&format!("/chat/{id}/reply")).await.text())
+        .await
+        .expect("the reply ends")
+        .expect("body");
+    assert!(followed.contains("friend") && followed.ends_with("event: done\ndata: done\n\n"), "{followed}");
+    let requests = openai.received_requests().await.expect("recorded");
+    let last = requests.iter().rev().find(|r| String::from_utf8_lossy(&r.body).contains("And again")).expect("sent");
+    let body = String::from_utf8_lossy(&last.body);
+    assert!(body.contains("Say hello") && body.contains("Hello there"), "the history goes along: {body}");
+
+    // Kept per person and searchable.
+    assert!(ada.page("/chat?q=HELLO").await.contains(&format!("data-conversation=\"{id}\"")));
+    assert!(!ada.page("/chat?q=zebra").await.contains("data-conversation="));
+    let bob = app.signed_in("bob@demo.test").await;
+    assert_eq!(bob.get(&page).await.status(), 404, "another person's conversation is not there");
+    assert!(!bob.page("/chat").await.contains("data-conversation="));
+
+    let markdown = ada.get(&format!("/chat/{id}/export?format=md")).await;
+    assert!(markdown.headers()["content-disposition"].to_str().expect("ascii").ends_with(".md\""));
+    let markdown = markdown.text().await.expect("md");
+    assert!(
+        markdown.starts_with("# Say hello")
+            && markdown.contains("## You")
+            && markdown.contains("## Assistant (gpt-4o-mini)")
+    );
+    let json: serde_json::Value = ada.get(&format!("/chat/{id}/export?format=json")).await.json().await.expect("json");
+    let roles: Vec<&str> =
+        json["messages"].as_array().expect("messages").iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles.len(), 4, "{json}");
+    assert_eq!(&roles[..2], ["user", "assistant"]);
+    assert_eq!(ada.get(&format!("/chat/{id}/export?format=pdf")).await.status(), 422);
+
+    // Each answer went through the governed gateway: a model call in the ledger.
+    let ledger = bob.page("/ledger?kind=model_call").await;
+    assert!(ledger.contains("<td>model_call</td>"), "{ledger}");
+
+    assert_eq!(ada.post(&format!("/chat/{id}/delete"), &[("csrf", &csrf)]).await.status(), 303);
+    assert_eq!(ada.get(&page).await.status(), 404);
+    assert_eq!(
+        ada.post("/chat", &[("csrf", &csrf), ("target", "model:no-such"), ("message", "hi")]).await.status(),
+        422
+    );
+    assert_eq!(
+        ada.post("/chat", &[("csrf", &csrf), ("target", "model:gpt-4o-mini"), ("message", "  ")]).await.status(),
+        422
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_with_the_agent_answers_through_a_sealed_run() {
+    let openai = upstream().await;
+    let app = spawn_with_agent(&openai).await;
+    app.user("demo", "ada@demo.test", Role::Member, 0).await;
+    let ada = app.signed_in("ada@demo.test").await;
+    let csrf = ada.csrf().await;
+    let started =
+        ada.post("/chat", &[("csrf", &csrf), ("target", "agent:researcher"), ("message", "What is the ledger?")]).await;
+    let page = started.headers()["location"].to_str().expect("ascii").to_owned();
+    let shown = until_shown(&ada, &page, "tamper-evident").await;
+    let chain =
+        shown.split("href=\"/chains/").nth(1).and_then(|s| s.split('"').next()).expect("the answer links its run");
+    let run = ada.page(&format!("/chains/{chain}")).await;
+    assert!(run.contains("What is the ledger?"), "the run's task is the turn: {run}");
+}
