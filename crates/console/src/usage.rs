@@ -1,5 +1,5 @@
 //! The usage page and its CSV export: what a tenant spent over the last days, by day, model,
-//! provider and key, against the month's budget. Aggregated by the database (`Runtime::usage`
+//! provider, key and person, against the month's budget. Aggregated by the database (`Runtime::usage`
 //! groups the cost records), one request per view.
 
 use askama::Template;
@@ -65,6 +65,19 @@ async fn rows(state: &ConsoleState, signed: &Signed, days: u32) -> Result<Vec<Us
     state.runtime.usage(&signed.user.principal.tenant, since, Timestamp::from_micros(now + 1)).await.map_err(api(lang))
 }
 
+/// The names people are shown by: each web user's email (`user:<id>` → email); API keys
+/// (`key:<id>`) are shown as they are.
+async fn people(state: &ConsoleState, signed: &Signed) -> std::collections::HashMap<String, String> {
+    let principal = &signed.user.principal;
+    match state.runtime.web_users(&principal.tenant).await {
+        Ok(users) => users.into_iter().map(|u| (format!("user:{}", u.user.id), u.email)).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the tenant's people for the usage page");
+            std::collections::HashMap::new()
+        }
+    }
+}
+
 fn day_of(day: i64) -> String {
     chrono::DateTime::from_timestamp(day * 86_400, 0)
         .map_or_else(|| day.to_string(), |d| d.format("%Y-%m-%d").to_string())
@@ -93,6 +106,15 @@ pub async fn usage(State(state): State<ConsoleState>, signed: Signed, Query(quer
     let own_key = |row: &UsageRow| {
         principal.is_admin() || (row.api_key_id.is_some() && row.api_key_id.as_ref() == principal.key_id())
     };
+    let people = people(&state, &signed).await;
+    let me = principal.subject();
+    let person = |row: &UsageRow| match row.subject.as_deref() {
+        Some(subject) if principal.is_admin() || subject == me => {
+            Some(people.get(subject).cloned().unwrap_or_else(|| subject.to_owned()))
+        }
+        Some(_) => None,
+        None => principal.is_admin().then(|| "-".to_owned()),
+    };
     let total = group(&rows, |_| Some(String::new())).pop().unwrap_or(UsageLine {
         name: String::new(),
         calls: 0,
@@ -117,6 +139,7 @@ pub async fn usage(State(state): State<ConsoleState>, signed: Signed, Query(quer
                     own_key(r).then(|| r.api_key_id.as_ref().map_or_else(|| "-".into(), ToString::to_string))
                 }),
             },
+            UsageSection { key: "usage.by_person", lines: group(&rows, person) },
         ],
         budget_percent: (budget.fraction * 100.0).round().clamp(0.0, 100.0) as u32,
         budget_state: format!("{:?}", budget.state).to_lowercase(),
@@ -140,7 +163,9 @@ pub async fn usage_csv(
 ) -> Result<Response, ConsoleError> {
     let rows = rows(&state, &signed, query.days).await?;
     let principal = &signed.user.principal;
-    let mut csv = String::from("day,model,provider,api_key_id,chain_id,calls,input_tokens,output_tokens,cost_usd\n");
+    let mut csv =
+        String::from("day,model,provider,api_key_id,chain_id,subject,calls,input_tokens,output_tokens,cost_usd\n");
+    let me = principal.subject();
     for row in &rows {
         let key = match &row.api_key_id {
             Some(id) if principal.is_admin() || Some(id) == principal.key_id() => id.to_string(),
@@ -153,6 +178,11 @@ pub async fn usage_csv(
             csv_field(row.provider.as_deref().unwrap_or_default()),
             key,
             row.chain_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+            match row.subject.as_deref() {
+                Some(subject) if principal.is_admin() || subject == me => csv_field(subject),
+                Some(_) => "other".to_owned(),
+                None => String::new(),
+            },
             row.calls.to_string(),
             row.input_tokens.to_string(),
             row.output_tokens.to_string(),

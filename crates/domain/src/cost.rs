@@ -12,6 +12,8 @@ pub struct CostRecord {
     pub seal_id: Option<SealId>,
     /// The API key that paid for the call, when it came through the HTTP API.
     pub api_key_id: Option<ApiKeyId>,
+    /// Who asked for the call (`user:<id>` or `key:<id>`), when known: per-person spend.
+    pub subject: Option<String>,
     /// The provider that answered, e.g. `anthropic`.
     pub provider: Option<String>,
     pub model: String,
@@ -21,7 +23,7 @@ pub struct CostRecord {
     pub timestamp: Timestamp,
 }
 
-/// Calls, tokens and cost of one (day, model, provider, key, chain) group of cost records.
+/// Calls, tokens and cost of one (day, model, provider, key, chain, person) group of cost records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRow {
     /// Days since 1970-01-01 (UTC).
@@ -30,6 +32,8 @@ pub struct UsageRow {
     pub provider: Option<String>,
     pub api_key_id: Option<ApiKeyId>,
     pub chain_id: Option<ChainId>,
+    /// Who asked (`user:<id>` or `key:<id>`), when recorded.
+    pub subject: Option<String>,
     pub calls: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,

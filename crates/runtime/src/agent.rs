@@ -43,6 +43,15 @@ pub enum Models {
     NotConfigured(String),
 }
 
+/// Whose run a model call serves.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    tenant: &'a TenantId,
+    chain: &'a ChainId,
+    /// The run's requester (`user:<id>` or `key:<id>`).
+    user: Option<&'a str>,
+}
+
 /// A model provider's health as this process sees it ([`Runtime::provider_health`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderHealth {
@@ -440,7 +449,8 @@ impl Runtime {
             }
             let input = match action {
                 Action::CallModel { purpose, system, prompt, tier, .. } => {
-                    self.call_model(agent, tenant, &run.chain_id, purpose, system, prompt, tier).await?
+                    let asked = Asked { tenant, chain: &run.chain_id, user };
+                    self.call_model(agent, asked, purpose, system, prompt, tier).await?
                 }
                 Action::Retrieve { query, .. } => {
                     let found = self.knowledge().search(tenant, "default", &query, 3, AccessLevel::Internal).await?;
@@ -506,17 +516,16 @@ impl Runtime {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn call_model(
         &self,
         agent: &AgentServices,
-        tenant: &TenantId,
-        chain: &ChainId,
+        asked: Asked<'_>,
         purpose: ModelPurpose,
         system: String,
         prompt: String,
         tier: ModelTier,
     ) -> Result<Input, AgentError> {
+        let Asked { tenant, chain, user } = asked;
         let Models::Configured { trivial, normal, complex } = &agent.models else {
             return Ok(Input::ModelFailed { error: "no model provider is configured".into() });
         };
@@ -556,7 +565,9 @@ impl Runtime {
             tenant_id: tenant.clone(),
             chain_id: Some(chain.clone()),
             seal_id: None,
-            api_key_id: None,
+            // A run started with an API key is paid by it, like the key's gateway calls.
+            api_key_id: user.and_then(|u| u.strip_prefix("key:")).and_then(|k| domain::ApiKeyId::parse(k).ok()),
+            subject: user.map(str::to_owned),
             provider: Some(response.provider.clone()),
             model: target.model.clone(),
             input_tokens: response.usage.input_tokens,

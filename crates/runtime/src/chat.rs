@@ -270,7 +270,7 @@ impl Runtime {
                     temperature: None,
                     stop: Vec::new(),
                 };
-                let caller = Caller { tenant: principal.tenant.clone(), key_id: principal.key_id().cloned() };
+                let caller = Caller::of(principal);
                 let (mut stream, meta) =
                     self.gateway_stream(&caller, model, request).await.map_err(|e| e.to_string())?;
                 let mut answer = String::new();

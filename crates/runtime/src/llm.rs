@@ -54,6 +54,19 @@ impl TierRouter for HeuristicRouter {
 pub struct Caller {
     pub tenant: TenantId,
     pub key_id: Option<ApiKeyId>,
+    /// Who asks (`user:<id>` or `key:<id>`), recorded with the call's cost.
+    pub subject: Option<String>,
+}
+
+impl Caller {
+    /// The caller a principal is.
+    pub fn of(principal: &crate::auth::Principal) -> Caller {
+        Caller {
+            tenant: principal.tenant.clone(),
+            key_id: principal.key_id().cloned(),
+            subject: Some(principal.subject()),
+        }
+    }
 }
 
 /// A model a client may ask for.
@@ -349,6 +362,7 @@ impl Runtime {
             chain_id: None,
             seal_id: None,
             api_key_id: caller.key_id.clone(),
+            subject: caller.subject.clone(),
             provider: Some(provider.to_owned()),
             model: model.to_owned(),
             input_tokens: usage.input_tokens,

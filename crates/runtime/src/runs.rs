@@ -283,6 +283,14 @@ pub fn events_of_report(report: &RunReport) -> Vec<Event> {
         if !step.status.is_settled() {
             break;
         }
+        // A call that ran is saved settled a moment before its result is sealed: until the
+        // seal is stored (or the run ended without it) the step is not described as done, so
+        // the described events only ever grow at the end.
+        let ran = matches!(step.status, ActionStatus::Executed | ActionStatus::Failed);
+        if ran && step.intent_fingerprint.is_some() && step.result_fingerprint.is_none() && !report.status.is_terminal()
+        {
+            break;
+        }
         if let Some(fingerprint) = &step.result_fingerprint {
             events.push(Event::SealCreated {
                 step: step.index,

@@ -532,6 +532,7 @@ macro_rules! impl_shared_ports {
                     .bind(output)
                     .bind(cost.cost_usd)
                     .bind(cost.timestamp.as_micros())
+                    .bind(cost.subject.as_deref())
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| classify(self.target(), e))?;

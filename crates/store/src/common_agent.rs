@@ -11,8 +11,8 @@ pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id
      DO UPDATE SET count = action_counts.count + 1";
 /// Inserts a cost record.
 pub(crate) const INSERT_COST_SQL: &str = "INSERT INTO cost_records \
-     (tenant_id, chain_id, seal_id, api_key_id, provider, model, input_tokens, output_tokens, cost_usd, ts) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     (tenant_id, chain_id, seal_id, api_key_id, provider, model, input_tokens, output_tokens, cost_usd, ts, subject) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Adds to a tenant's running total for a month.
 pub(crate) const ADD_SPEND_SQL: &str = "INSERT INTO tenant_spend (tenant_id, month, cost_usd) VALUES ($1, $2, $3) \
@@ -85,6 +85,7 @@ macro_rules! impl_agent_ports {
                             .bind(output)
                             .bind(cost.cost_usd)
                             .bind(cost.timestamp.as_micros())
+                            .bind(cost.subject.as_deref())
                             .execute(&mut **tx)
                             .await
                             .map_err(|e| classify(self.target(), e))?;

@@ -4,7 +4,8 @@
 /// Microseconds in a day, for grouping cost records by UTC day.
 pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 
-pub(crate) type UsageSqlRow = (i64, String, Option<String>, Option<String>, Option<String>, i64, i64, i64, f64);
+pub(crate) type UsageSqlRow =
+    (i64, String, Option<String>, Option<String>, Option<String>, Option<String>, i64, i64, i64, f64);
 
 macro_rules! impl_report_queries {
     ($store:ty) => {
@@ -91,10 +92,10 @@ macro_rules! impl_report_queries {
                     since: Timestamp,
                     until: Timestamp,
                 ) -> Result<Vec<UsageRow>, StoreError> {
-                    let sql = "SELECT ts / $4 AS day, model, provider, api_key_id, chain_id, COUNT(*), \
+                    let sql = "SELECT ts / $4 AS day, model, provider, api_key_id, chain_id, subject, COUNT(*), \
                                CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
                                SUM(cost_usd) FROM cost_records WHERE tenant_id = $1 AND ts >= $2 AND ts < $3 \
-                               GROUP BY ts / $4, model, provider, api_key_id, chain_id \
+                               GROUP BY ts / $4, model, provider, api_key_id, chain_id, subject \
                                ORDER BY day, model";
                     let found: Vec<UsageSqlRow> = sqlx::query_as(sql)
                         .bind(tenant.as_str())
@@ -106,13 +107,14 @@ macro_rules! impl_report_queries {
                         .map_err(|e| classify(self.target(), e))?;
                     found
                         .into_iter()
-                        .map(|(day, model, provider, key, chain, calls, input, output, cost)| {
+                        .map(|(day, model, provider, key, chain, subject, calls, input, output, cost)| {
                             Ok(UsageRow {
                                 day,
                                 model,
                                 provider,
                                 api_key_id: key.map(ApiKeyId::parse).transpose().map_err(invalid)?,
                                 chain_id: chain.map(ChainId::parse).transpose().map_err(invalid)?,
+                                subject,
                                 calls: u64::try_from(calls).map_err(invalid)?,
                                 input_tokens: u64::try_from(input).map_err(invalid)?,
                                 output_tokens: u64::try_from(output).map_err(invalid)?,

@@ -67,6 +67,7 @@ async fn the_overview_counts_the_tenant_s_day_and_month() {
             chain_id: None,
             seal_id: None,
             api_key_id: None,
+            subject: None,
             provider: Some("openai".into()),
             model: "gpt-4o-mini".into(),
             input_tokens: 1200,
@@ -246,7 +247,10 @@ async fn the_interface_speaks_italian_by_browser_or_by_choice() {
 async fn usage_is_grouped_against_the_budget_and_exported_as_csv() {
     let app = spawn().await;
     app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    app.user("acme", "mo@acme.test", Role::Member, 0).await;
     let tenant = TenantId::parse("acme").expect("tenant");
+    let people = app.runtime.web_users(&tenant).await.expect("people");
+    let ada_id = people.iter().find(|u| u.email == "ada@acme.test").expect("ada").user.id.clone();
     for (model, cost) in [("gpt-4o-mini", 0.25), ("=cmd|' /C calc'!A0", 0.5)] {
         app.db
             .store
@@ -255,6 +259,7 @@ async fn usage_is_grouped_against_the_budget_and_exported_as_csv() {
                 chain_id: None,
                 seal_id: None,
                 api_key_id: None,
+                subject: (cost < 0.3).then(|| format!("user:{ada_id}")),
                 provider: Some("openai".into()),
                 model: model.into(),
                 input_tokens: 10,
@@ -277,9 +282,20 @@ async fn usage_is_grouped_against_the_budget_and_exported_as_csv() {
     assert!(csv.headers()["content-disposition"].to_str().expect("ascii").starts_with("attachment"));
     let body = csv.text().await.expect("csv");
     let lines: Vec<&str> = body.lines().collect();
-    assert_eq!(lines[0], "day,model,provider,api_key_id,chain_id,calls,input_tokens,output_tokens,cost_usd");
+    assert_eq!(lines[0], "day,model,provider,api_key_id,chain_id,subject,calls,input_tokens,output_tokens,cost_usd");
     assert_eq!(lines.len(), 3, "{body}");
-    assert!(body.contains(",gpt-4o-mini,openai,,,1,10,5,0.250000"), "{body}");
+    assert!(body.contains(&format!(",gpt-4o-mini,openai,,,user:{ada_id},1,10,5,0.250000")), "{body}");
+
+    // Spend per person: admins see everyone's, by email; members only their own.
+    let person = html.split("data-section=\"usage.by_person\"").nth(1).expect("a per-person table");
+    let person = person.split("</table>").next().expect("table");
+    assert!(person.contains("<code>ada@acme.test</code>") && person.contains("<code>-</code>"), "{person}");
+    let mo = app.signed_in("mo@acme.test").await;
+    let theirs = mo.page("/usage?days=7").await;
+    let person = theirs.split("data-section=\"usage.by_person\"").nth(1).unwrap_or_default();
+    assert!(!person.contains("ada@acme.test"), "a member sees no one else's spend: {theirs}");
+    let theirs = mo.get("/usage.csv?days=7").await.text().await.expect("csv");
+    assert!(!theirs.contains(&ada_id.to_string()) && theirs.contains(",other,"), "{theirs}");
     assert!(body.contains("'=cmd"), "a formula is never a formula in a spreadsheet: {body}");
 
     let bad = browser.get("/usage?days=0").await;

@@ -508,7 +508,7 @@ pub(crate) async fn messages(
     Body(body): Body<MessagesRequest>,
 ) -> Result<Response, AnthropicError> {
     let request = neutral(&body)?;
-    let caller = Caller { tenant: principal.tenant.clone(), key_id: principal.key_id().cloned() };
+    let caller = Caller::of(&principal);
     let id = response_id("msg_");
     if !body.stream {
         let (response, meta) = state.runtime.gateway_complete(&caller, &body.model, request).await?;

@@ -558,7 +558,7 @@ pub(crate) async fn chat_completions(
     Body(body): Body<ChatCompletionRequest>,
 ) -> Result<Response, OpenAiError> {
     let request = neutral(&body)?;
-    let caller = Caller { tenant: principal.tenant.clone(), key_id: principal.key_id().cloned() };
+    let caller = Caller::of(&principal);
     let id = response_id("chatcmpl-");
     if !body.stream {
         let (response, meta) = state.runtime.gateway_complete(&caller, &body.model, request).await?;

@@ -226,6 +226,7 @@ async fn costs_sum_per_tenant_since_a_time() {
                 chain_id: None,
                 seal_id: None,
                 api_key_id: None,
+                subject: None,
                 provider: Some("anthropic".into()),
                 model: "claude-haiku".into(),
                 input_tokens: 100,
