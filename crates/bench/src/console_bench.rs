@@ -84,6 +84,7 @@ async fn measure(entries: u64, chains: usize, requests: usize) -> anyhow::Result
                 created_at: at,
                 updated_at: at,
                 owner: None,
+                personas: Vec::new(),
             })
             .await?;
         last = Some(chain);

@@ -510,6 +510,8 @@ struct ChainsView {
     text: String,
     since: String,
     until: String,
+    personas: Vec<String>,
+    persona: String,
     /// The query string of the next (older) page, if there is one.
     older: Option<String>,
 }
@@ -525,6 +527,8 @@ pub struct ChainsQuery {
     until: String,
     /// The cursor: `<created µs>.<chain id>` of the last run of the previous page.
     before: String,
+    /// Only runs with a step for this persona.
+    persona: String,
 }
 
 const CHAINS_PAGE: u32 = 50;
@@ -564,6 +568,7 @@ pub async fn chains(State(state): State<ConsoleState>, signed: Signed, Query(que
         since: day_start(lang, "since", &query.since, 0)?,
         until: day_start(lang, "until", &query.until, 1)?,
         text: Some(query.text.clone()).filter(|t| !t.trim().is_empty()),
+        persona: Some(query.persona.trim().to_owned()).filter(|p| !p.is_empty()),
     };
     let page = state.runtime.run_page(&signed.user.principal.tenant, &filter, CHAINS_PAGE).await.map_err(api(lang))?;
     let older = (page.len() == CHAINS_PAGE as usize).then(|| page.last()).flatten().map(|(report, at)| {
@@ -572,6 +577,7 @@ pub async fn chains(State(state): State<ConsoleState>, signed: Signed, Query(que
             ("text", query.text.as_str()),
             ("since", query.since.as_str()),
             ("until", query.until.as_str()),
+            ("persona", query.persona.as_str()),
             ("before", &format!("{}.{}", at.as_micros(), report.chain_id)),
         ])
         .unwrap_or_default()
@@ -587,6 +593,12 @@ pub async fn chains(State(state): State<ConsoleState>, signed: Signed, Query(que
         })
         .collect();
     let statuses = ChainStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let personas = state.runtime.personas(&signed.user.principal.tenant).await.map_err(api(lang))?;
+    let mut personas: Vec<String> = personas.into_iter().map(|p| p.name).collect();
+    // A persona since removed can still be filtered on (its runs remain).
+    if !query.persona.trim().is_empty() && !personas.iter().any(|p| *p == query.persona.trim()) {
+        personas.push(query.persona.trim().to_owned());
+    }
     render(&ChainsView {
         page: Page::new(&signed, "chains"),
         rows,
@@ -595,6 +607,8 @@ pub async fn chains(State(state): State<ConsoleState>, signed: Signed, Query(que
         text: query.text,
         since: query.since,
         until: query.until,
+        personas,
+        persona: query.persona,
         older,
     })
 }

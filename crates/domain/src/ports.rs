@@ -316,6 +316,8 @@ pub struct RunFilter {
     pub until: Option<Timestamp>,
     /// Only runs whose task contains this text (ASCII letters compared without case).
     pub text: Option<String>,
+    /// Only runs with a step planned for this persona.
+    pub persona: Option<String>,
 }
 
 /// Everything the runtime needs from a database.
@@ -392,6 +394,8 @@ pub struct StoredRun {
     pub updated_at: Timestamp,
     /// The process (runtime instance) driving the run.
     pub owner: Option<String>,
+    /// The personas its planned steps use, each once (what the chain list filters on).
+    pub personas: Vec<String>,
 }
 
 #[async_trait]

@@ -286,6 +286,7 @@ impl Runtime {
             created_at: created,
             updated_at: created,
             owner: Some(self.instance.clone()),
+            personas: Vec::new(),
         };
         let Some(_driving) = self.begin_driving(&run.chain_id) else {
             return Err(AgentError::AlreadyDriven { chain: run.chain_id.to_string() });
@@ -664,9 +665,21 @@ impl Runtime {
 /// The run as it should be stored now (also updating `record`).
 fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<StoredRun, AgentError> {
     record.status = run.status;
+    record.personas = personas_of(run);
     record.state = encode_state(run, user)?;
     record.updated_at = Timestamp::now();
     Ok(record.clone())
+}
+
+/// The personas a run's planned steps use, each once, in plan order.
+fn personas_of(run: &Run) -> Vec<String> {
+    let mut personas: Vec<String> = Vec::new();
+    for step in &run.steps {
+        if !step.persona.is_empty() && !personas.contains(&step.persona) {
+            personas.push(step.persona.clone());
+        }
+    }
+    personas
 }
 
 /// The run's stored state, in the current version of the stored format.

@@ -4,7 +4,7 @@ use domain::agent::{ApprovalStatus, ChainStatus};
 use domain::ports::{Approval, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 
-pub(crate) type RunRow = (String, String, String, String, String, i64, i64, Option<String>);
+pub(crate) type RunRow = (String, String, String, String, String, i64, i64, Option<String>, String);
 pub(crate) type ApprovalRow = (
     String,
     String,
@@ -23,16 +23,22 @@ pub(crate) type ApprovalRow = (
     i64,
 );
 
-pub(crate) const RUN_COLUMNS: &str = "tenant_id, chain_id, task, status, state, created_at, updated_at, owner";
+pub(crate) const RUN_COLUMNS: &str =
+    "tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas";
 pub(crate) const APPROVAL_COLUMNS: &str = "id, tenant_id, chain_id, step, tool, params, call_digest, reason, \
      requested_by, status, decided_by, decided_at, note, created_at, expires_at";
+
+/// The stored form of a run's personas: `,a,b,` (so `LIKE '%,a,%'` finds one), or empty.
+pub(crate) fn personas_column(personas: &[String]) -> String {
+    if personas.is_empty() { String::new() } else { format!(",{},", personas.join(",")) }
+}
 
 fn invalid(what: &'static str, reason: impl ToString) -> StoreError {
     StoreError::InvalidRow { what, reason: reason.to_string() }
 }
 
 pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
-    let (tenant_id, chain_id, task, status, state, created_at, updated_at, owner) = row;
+    let (tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas) = row;
     Ok(StoredRun {
         tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("run", e))?,
         chain_id: ChainId::parse(chain_id).map_err(|e| invalid("run", e))?,
@@ -42,6 +48,7 @@ pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
         created_at: Timestamp::from_micros(created_at),
         updated_at: Timestamp::from_micros(updated_at),
         owner,
+        personas: personas.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
     })
 }
 

@@ -2,9 +2,9 @@
 //! types by one macro, in a child module of the backend so its imports stay separate.
 
 /// Inserts or replaces a run's state.
-pub(crate) const SAVE_RUN_SQL: &str = "INSERT INTO runs (tenant_id, chain_id, task, status, state, created_at, updated_at, owner) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
-     state = excluded.state, updated_at = excluded.updated_at, owner = excluded.owner";
+pub(crate) const SAVE_RUN_SQL: &str = "INSERT INTO runs (tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
+     state = excluded.state, updated_at = excluded.updated_at, owner = excluded.owner, personas = excluded.personas";
 /// Counts one more occurrence of an action fingerprint.
 pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id, persona, tool, fingerprint, count) \
      VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
@@ -68,6 +68,7 @@ macro_rules! impl_agent_ports {
                             .bind(run.created_at.as_micros())
                             .bind(run.updated_at.as_micros())
                             .bind(&run.owner)
+                            .bind(agent_rows::personas_column(&run.personas))
                             .execute(&mut **tx)
                             .await
                             .map_err(|e| classify(self.target(), e))?;
@@ -125,6 +126,7 @@ macro_rules! impl_agent_ports {
                         .bind(run.created_at.as_micros())
                         .bind(run.updated_at.as_micros())
                         .bind(&run.owner)
+                        .bind(agent_rows::personas_column(&run.personas))
                         .execute(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;
@@ -156,12 +158,19 @@ macro_rules! impl_agent_ports {
                          AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND chain_id < $4)) \
                          AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
                          AND ($7 = '' OR LOWER(task) LIKE $7 ESCAPE '!') \
+                         AND ($9 = '' OR personas LIKE $9 ESCAPE '!') \
                          ORDER BY created_at DESC, chain_id DESC LIMIT $8"
                     );
                     let pattern = match filter.text.as_deref().map(str::trim) {
                         Some(text) if !text.is_empty() => {
                             let escaped = text.to_lowercase().replace('!', "!!").replace('%', "!%").replace('_', "!_");
                             format!("%{escaped}%")
+                        }
+                        _ => String::new(),
+                    };
+                    let persona = match filter.persona.as_deref().map(str::trim) {
+                        Some(name) if !name.is_empty() => {
+                            format!("%,{},%", name.replace('!', "!!").replace('%', "!%").replace('_', "!_"))
                         }
                         _ => String::new(),
                     };
@@ -178,6 +187,7 @@ macro_rules! impl_agent_ports {
                         .bind(filter.until.map(Timestamp::as_micros))
                         .bind(pattern)
                         .bind(i64::from(limit))
+                        .bind(persona)
                         .fetch_all(self.pool())
                         .await
                         .map_err(|e| classify(self.target(), e))?;

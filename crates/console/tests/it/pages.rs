@@ -352,11 +352,15 @@ async fn the_chain_list_filters_by_text_date_and_status_and_pages_by_cursor() {
                 created_at: at,
                 updated_at: at,
                 owner: None,
+                personas: if i % 3 == 0 { vec!["researcher".into()] } else { vec!["analyst".into()] },
             })
             .await
             .expect("save");
     }
     let browser = app.signed_in("ada@acme.test").await;
+    let researched = browser.page("/chains?persona=researcher").await;
+    assert_eq!(researched.matches("data-chain=\"").count(), 40, "a third of the runs used the researcher");
+    assert!(researched.contains("<option value=\"researcher\" selected>"), "the filter stays chosen");
     let mut seen = 0;
     let mut path = "/chains".to_owned();
     for _ in 0..10 {

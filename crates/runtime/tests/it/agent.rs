@@ -464,6 +464,7 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             updated_at: now,
             // A process that died: it never heartbeats again.
             owner: Some("nexus-gone".into()),
+            personas: Vec::new(),
         })
         .await
         .expect("save");
@@ -483,6 +484,7 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             created_at: now,
             updated_at: now,
             owner: Some("nexus-alive".into()),
+            personas: Vec::new(),
         })
         .await
         .expect("save");

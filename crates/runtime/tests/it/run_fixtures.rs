@@ -226,6 +226,7 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
                 updated_at: Timestamp::from_micros(AT),
                 // The process that stored it is gone.
                 owner: Some("nexus-gone".into()),
+                personas: Vec::new(),
             })
             .await
             .expect("save");
@@ -297,6 +298,7 @@ async fn an_unreadable_stored_run_is_an_error_naming_its_chain_and_holds_up_no_o
         created_at: Timestamp::from_micros(AT),
         updated_at: Timestamp::from_micros(AT),
         owner: Some("nexus-gone".into()),
+        personas: Vec::new(),
     };
     let mut newer = fixture["state"].clone();
     newer["version"] = json!(99);

@@ -24,6 +24,7 @@ fn run(t: &TenantId, chain: &str, status: ChainStatus, at: i64) -> StoredRun {
         created_at: Timestamp::from_micros(at),
         updated_at: Timestamp::from_micros(at),
         owner: Some("instance-1".into()),
+        personas: Vec::new(),
     }
 }
 
@@ -67,6 +68,11 @@ async fn runs_page_by_cursor_and_filter_by_time_and_text() {
         for (chain, at) in [("c0", 10), ("c1", 20), ("c2", 20), ("c3", 30), ("c4", 40)] {
             let mut stored = run(&a, chain, ChainStatus::Completed, at);
             stored.task = format!("Email 100% of the BOARD_{chain}");
+            stored.personas = match chain {
+                "c1" => vec!["analyst".into(), "data_bot".into()],
+                "c3" => vec!["data-bot".into()],
+                _ => Vec::new(),
+            };
             db.store.save_run(&stored).await.expect("save");
         }
         let ids = |runs: Vec<StoredRun>| runs.into_iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>();
@@ -94,6 +100,14 @@ async fn runs_page_by_cursor_and_filter_by_time_and_text() {
         assert!(db.store.runs(&a, &text("100%%"), 10).await.expect("no match").is_empty());
         assert!(db.store.runs(&a, &text("board!c2"), 10).await.expect("escape char").is_empty());
         assert_eq!(db.store.runs(&a, &text("  "), 10).await.expect("blank").len(), 5, "blank text filters nothing");
+
+        let persona = |p: &str| RunFilter { persona: Some(p.into()), ..RunFilter::default() };
+        assert_eq!(ids(db.store.runs(&a, &persona("data_bot"), 10).await.expect("persona")), ["c1"], "{}", db.backend);
+        assert_eq!(ids(db.store.runs(&a, &persona("analyst"), 10).await.expect("persona")), ["c1"]);
+        assert_eq!(ids(db.store.runs(&a, &persona("data-bot"), 10).await.expect("persona")), ["c3"], "_ is literal");
+        assert!(db.store.runs(&a, &persona("data"), 10).await.expect("persona").is_empty(), "whole names only");
+        let back = db.store.run(&a, &ChainId::parse("c1").expect("id")).await.expect("read").expect("stored");
+        assert_eq!(back.personas, ["analyst", "data_bot"], "{}", db.backend);
     }
 }
 
