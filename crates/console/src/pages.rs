@@ -351,6 +351,9 @@ struct OverviewView {
     budget_state: String,
     cost_days: Vec<Bar>,
     call_days: Vec<Bar>,
+    run_days: Vec<Bar>,
+    /// Per day: calls the gates passed (sealed), and calls they refused.
+    verdict_days: (Vec<Bar>, Vec<Bar>),
     breakdowns: Vec<Breakdown>,
     providers: Vec<ProviderRow>,
 }
@@ -424,12 +427,14 @@ pub async fn overview(State(state): State<ConsoleState>, signed: Signed) -> Page
     let now = Timestamp::now();
     const DAY: i64 = 86_400_000_000;
     let since = Timestamp::from_micros(now.as_micros() - 29 * DAY - now.as_micros().rem_euclid(DAY));
-    let (counts, budget, usage) = tokio::join!(
+    let (counts, budget, usage, activity) = tokio::join!(
         runtime.overview(tenant),
         runtime.budgets().status(tenant),
         runtime.usage(tenant, since, Timestamp::from_micros(now.as_micros() + 1)),
+        runtime.activity(tenant, since),
     );
     let counts = counts.map_err(api(lang))?;
+    let activity = activity.map_err(api(lang))?;
     let budget = budget.map_err(api(lang))?;
     let usage = usage.map_err(api(lang))?;
     let cards = vec![
@@ -447,6 +452,16 @@ pub async fn overview(State(state): State<ConsoleState>, signed: Signed) -> Page
     let first_day = since.as_micros().div_euclid(DAY);
     let mut cost = vec![0.0_f64; 30];
     let mut calls = vec![0_u64; 30];
+    let (mut runs, mut actions, mut refusals) = (vec![0_u64; 30], vec![0_u64; 30], vec![0_u64; 30]);
+    for day in &activity {
+        if let Ok(i) = usize::try_from(day.day - first_day)
+            && i < 30
+        {
+            runs[i] = day.runs;
+            actions[i] = day.actions;
+            refusals[i] = day.refusals;
+        }
+    }
     let mut model: std::collections::BTreeMap<String, f64> = Default::default();
     let mut provider: std::collections::BTreeMap<String, f64> = Default::default();
     let mut key: std::collections::BTreeMap<String, f64> = Default::default();
@@ -479,6 +494,23 @@ pub async fn overview(State(state): State<ConsoleState>, signed: Signed) -> Page
         budget_state: format!("{:?}", budget.state).to_lowercase(),
         cost_days: bars(cost.iter().enumerate().map(|(i, c)| (day_label(i), *c, money(*c))).collect()),
         call_days: bars(calls.iter().enumerate().map(|(i, c)| (day_label(i), *c as f64, c.to_string())).collect()),
+        run_days: bars(runs.iter().enumerate().map(|(i, c)| (day_label(i), *c as f64, c.to_string())).collect()),
+        // Passed and refused on one scale, so their heights compare.
+        verdict_days: {
+            let most = actions.iter().chain(&refusals).copied().max().unwrap_or(0).max(1) as f64;
+            let scaled = |counts: &[u64]| -> Vec<Bar> {
+                counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| Bar {
+                        label: day_label(i),
+                        percent: ((*c as f64 / most) * 100.0).round() as u32,
+                        value: c.to_string(),
+                    })
+                    .collect()
+            };
+            (scaled(&actions), scaled(&refusals))
+        },
         breakdowns: vec![
             Breakdown { key: "overview.by_model", bars: ranked(model) },
             Breakdown { key: "overview.by_provider", bars: ranked(provider) },

@@ -40,6 +40,18 @@ pub struct UsageRow {
     pub cost_usd: f64,
 }
 
+/// One day of a tenant's agent activity (the overview's charts), counted by the database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayActivity {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub runs: u64,
+    /// Calls that passed the gates and were sealed.
+    pub actions: u64,
+    /// Calls the gates refused.
+    pub refusals: u64,
+}
+
 /// A tenant's activity at a glance (the console's overview cards), counted by the database.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overview {

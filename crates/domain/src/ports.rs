@@ -182,6 +182,9 @@ pub trait CostStore: Send + Sync {
         day_start: Timestamp,
         month_start: Timestamp,
     ) -> Result<crate::cost::Overview, StoreError>;
+    /// Runs started, actions sealed and calls refused by the gates, per UTC day since `since`
+    /// (days without any are absent); one round trip.
+    async fn activity(&self, tenant: &TenantId, since: Timestamp) -> Result<Vec<crate::cost::DayActivity>, StoreError>;
     /// Total spent by the tenant since `since` (sums the cost records).
     async fn tenant_cost_since(&self, tenant: &TenantId, since: Timestamp) -> Result<f64, StoreError>;
     /// Total spent by the tenant in the month starting at `month` (`Timestamp::month_start`),

@@ -34,6 +34,15 @@ impl Runtime {
         self.store().overview(tenant, day_start, now.month_start()).await
     }
 
+    /// Runs, sealed actions and gate refusals per day since `since`.
+    pub async fn activity(
+        &self,
+        tenant: &TenantId,
+        since: Timestamp,
+    ) -> Result<Vec<domain::cost::DayActivity>, StoreError> {
+        self.store().activity(tenant, since).await
+    }
+
     /// A tenant, if it exists (its budget, its name).
     pub async fn tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>, StoreError> {
         self.store().tenant(tenant).await

@@ -511,6 +511,14 @@ macro_rules! impl_shared_ports {
                 self.overview_counts(tenant, day_start, month_start).await
             }
 
+            async fn activity(
+                &self,
+                tenant: &TenantId,
+                since: Timestamp,
+            ) -> Result<Vec<domain::cost::DayActivity>, StoreError> {
+                self.activity_by_day(tenant, since).await
+            }
+
             async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError> {
                 let (input, output) = rows::cost_values(cost);
                 let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;

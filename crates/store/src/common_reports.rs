@@ -26,6 +26,44 @@ macro_rules! impl_report_queries {
             }
 
             impl $store {
+                pub(crate) async fn activity_by_day(
+                    &self,
+                    tenant: &TenantId,
+                    since: Timestamp,
+                ) -> Result<Vec<domain::cost::DayActivity>, StoreError> {
+                    // Each side is counted by its own index (runs by tenant and time, the ledger
+                    // by its per-kind partial indexes), then the days are merged.
+                    let sql = "SELECT day, CAST(SUM(runs) AS BIGINT), CAST(SUM(actions) AS BIGINT), \
+                         CAST(SUM(refusals) AS BIGINT) FROM ( \
+                           SELECT created_at / $3 AS day, COUNT(*) AS runs, 0 AS actions, 0 AS refusals \
+                           FROM runs WHERE tenant_id = $1 AND created_at >= $2 GROUP BY created_at / $3 \
+                           UNION ALL \
+                           SELECT ts / $3, 0, COUNT(*), 0 FROM ledger_entries \
+                           WHERE tenant_id = $1 AND kind = 'seal_intent' AND ts >= $2 GROUP BY ts / $3 \
+                           UNION ALL \
+                           SELECT ts / $3, 0, 0, COUNT(*) FROM ledger_entries \
+                           WHERE tenant_id = $1 AND kind = 'gate_decision' AND ts >= $2 GROUP BY ts / $3 \
+                         ) AS counted GROUP BY day ORDER BY day";
+                    let found: Vec<(i64, i64, i64, i64)> = sqlx::query_as(sql)
+                        .bind(tenant.as_str())
+                        .bind(since.as_micros())
+                        .bind(DAY_MICROS)
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    found
+                        .into_iter()
+                        .map(|(day, runs, actions, refusals)| {
+                            Ok(domain::cost::DayActivity {
+                                day,
+                                runs: u64::try_from(runs).map_err(invalid)?,
+                                actions: u64::try_from(actions).map_err(invalid)?,
+                                refusals: u64::try_from(refusals).map_err(invalid)?,
+                            })
+                        })
+                        .collect()
+                }
+
                 pub(crate) async fn filtered_records(
                     &self,
                     tenant: &TenantId,

@@ -77,12 +77,31 @@ async fn the_overview_counts_the_tenant_s_day_and_month() {
         })
         .await
         .expect("cost");
+    let now = Timestamp::now();
+    let run = domain::ports::StoredRun {
+        tenant_id: tenant.clone(),
+        chain_id: ChainId::generate(),
+        task: "t".into(),
+        status: domain::agent::ChainStatus::Completed,
+        state: "{}".into(),
+        created_at: now,
+        updated_at: now,
+        owner: None,
+        personas: Vec::new(),
+    };
+    app.db.store.save_run(&run).await.expect("run");
     let browser = app.signed_in("ada@acme.test").await;
     let html = browser.page("/").await;
     assert!(html.contains("1234"), "tokens this month: {html}");
     assert!(html.contains("$1.50"), "spend this month");
     assert!(html.contains("gpt-4o-mini") && html.contains("openai"), "spend by model and provider");
     assert!(html.contains("class=\"h100\""), "today's bar is the tallest");
+    let runs = html.split("id=\"runs-per-day\"").nth(1).expect("runs per day").split("</div>").next().expect("chart");
+    assert_eq!(runs.matches("<span").count(), 30, "thirty days");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let bar = format!("class=\"h100\" data-percent=\"100\" title=\"{today}: 1\"");
+    assert!(runs.contains(&bar), "today's run: {runs}");
+    assert!(html.contains("id=\"verdicts-per-day\""), "gate verdicts per day");
 }
 
 /// The text of the element with `id`, HTML entities decoded.

@@ -142,3 +142,53 @@ async fn the_overview_counts_today_and_this_month_per_tenant() {
         assert_eq!(none, domain::cost::Overview::default());
     }
 }
+
+#[tokio::test]
+async fn activity_counts_runs_actions_and_refusals_per_day() {
+    for db in backends().await {
+        let tenants = with_tenants(&db, &["a", "b"]).await;
+        let (a, b) = (&tenants[0], &tenants[1]);
+        let draft =
+            |kind| domain::ledger::EntryDraft { kind, chain_id: None, payload: serde_json::json!({"tool": "t"}) };
+        // Day 1: two actions and a refusal; day 3: one refusal. A model call counts for nothing.
+        let plan = [
+            (EntryKind::SealIntent, DAY + 5),
+            (EntryKind::SealIntent, DAY + 6),
+            (EntryKind::GateDecision, DAY + 7),
+            (EntryKind::ModelCall, DAY + 8),
+            (EntryKind::GateDecision, 3 * DAY + 1),
+        ];
+        let mut entries: Vec<domain::ledger::LedgerRecord> = Vec::new();
+        for (i, (kind, at)) in plan.into_iter().enumerate() {
+            let parent = entries.last().map(|e| e.fingerprint.clone()).unwrap_or_default();
+            entries.push(ledger::encoding::seal_draft(a, i as u64, &draft(kind), Timestamp::from_micros(at), parent));
+        }
+        db.store.append_records(&entries).await.expect("append");
+        for (chain, at) in [("r1", DAY + 1), ("r2", 2 * DAY + 1), ("r3", 2 * DAY + 2)] {
+            let run = domain::ports::StoredRun {
+                tenant_id: a.clone(),
+                chain_id: domain::ChainId::parse(chain).expect("id"),
+                task: "t".into(),
+                status: domain::agent::ChainStatus::Completed,
+                state: "{}".into(),
+                created_at: Timestamp::from_micros(at),
+                updated_at: Timestamp::from_micros(at),
+                owner: None,
+                personas: Vec::new(),
+            };
+            db.store.save_run(&run).await.expect("run");
+        }
+        let days: Vec<(i64, u64, u64, u64)> = db
+            .store
+            .activity(a, Timestamp::from_micros(DAY))
+            .await
+            .expect("activity")
+            .into_iter()
+            .map(|d| (d.day, d.runs, d.actions, d.refusals))
+            .collect();
+        assert_eq!(days, [(1, 1, 2, 1), (2, 2, 0, 0), (3, 0, 0, 1)], "{}", db.backend);
+        assert!(db.store.activity(b, Timestamp::from_micros(0)).await.expect("b").is_empty(), "per tenant");
+        let later = db.store.activity(a, Timestamp::from_micros(2 * DAY)).await.expect("later");
+        assert_eq!(later.first().map(|d| d.day), Some(2), "counted from `since` only");
+    }
+}
