@@ -97,8 +97,12 @@ struct ErrorView {
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (lang, status, message) = match self {
-            ConsoleError::Api(lang, error) => (lang, error.status, error.message),
+            ConsoleError::Api(lang, error) => {
+                retry_after = error.retry_after;
+                (lang, error.status, error.message)
+            }
             ConsoleError::Csrf(lang) => (lang, StatusCode::FORBIDDEN, lang.catalog().get("error.csrf").to_owned()),
             ConsoleError::AdminsOnly(lang) => {
                 (lang, StatusCode::FORBIDDEN, lang.catalog().get("error.admins_only").to_owned())
@@ -117,7 +121,13 @@ impl IntoResponse for ConsoleError {
         }
         let view = ErrorView { page: Page::anonymous(lang), status: status.as_u16(), message };
         match view.render() {
-            Ok(html) => (status, Html(html)).into_response(),
+            Ok(html) => {
+                let mut response = (status, Html(html)).into_response();
+                if let Some(seconds) = retry_after {
+                    response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+                }
+                response
+            }
             Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
         }
     }

@@ -140,6 +140,17 @@ impl FromRequestParts<ConsoleState> for Signed {
             Ok(Some(user)) => {
                 let accept = parts.headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
                 let lang = Lang::choose(user.locale.as_deref(), accept);
+                // A person's requests count against the same limits as an API key's: per
+                // person, and for the tenant.
+                if let Err(limited) = state.runtime.limits().request(&user.principal).await {
+                    let error = gateway::ApiError::new(
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        limited.to_string(),
+                    )
+                    .with_retry_after(limited.retry_after_secs);
+                    return Err(ConsoleError::Api(lang, error).into_response());
+                }
                 Ok(Signed { user, token, lang, theme: theme(&parts.headers) })
             }
             Ok(None) => {

@@ -188,3 +188,28 @@ async fn guessing_passwords_is_throttled_per_account() {
     assert_eq!(right.status(), 429, "the right password waits too");
     assert!(right.text().await.expect("body").contains("Too many attempts"));
 }
+
+#[tokio::test]
+async fn a_persons_pages_count_against_the_same_rate_limits_as_an_api_key() {
+    let limits = runtime::limits::LimitSettings {
+        key_requests_per_minute: 5,
+        tenant_requests_per_minute: 1000,
+        tenant_chains_per_hour: 100,
+    };
+    let app = crate::support::spawn_with_limits(limits).await;
+    app.user("acme", "ada@acme.test", domain::tenant::Role::Member, 0).await;
+    app.user("acme", "bob@acme.test", domain::tenant::Role::Member, 0).await;
+    let ada = app.signed_in("ada@acme.test").await;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(ada.get("/chains").await);
+    }
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(&codes[..5], [200; 5], "{codes:?}");
+    let limited = statuses.pop().expect("the last");
+    assert_eq!(limited.status(), 429, "{codes:?}");
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(limited.text().await.expect("page").contains("rate limit exceeded"), "said on a page");
+    let bob = app.signed_in("bob@acme.test").await;
+    assert_eq!(bob.get("/chains").await.status(), 200, "per person: another person is not limited by ada");
+}

@@ -38,13 +38,32 @@ async fn spawn_with(openai: Option<String>) -> App {
     spawn_full(openai, None).await
 }
 
+/// A server whose rate limits are `limits`.
+pub async fn spawn_with_limits(limits: runtime::limits::LimitSettings) -> App {
+    spawn_configured(None, None, Some(limits)).await
+}
+
 async fn spawn_full(openai: Option<String>, smtp_port: Option<u16>) -> App {
+    spawn_configured(openai, smtp_port, None).await
+}
+
+async fn spawn_configured(
+    openai: Option<String>,
+    smtp_port: Option<u16>,
+    limits: Option<runtime::limits::LimitSettings>,
+) -> App {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
     let config = RuntimeConfig {
         ledger_origin: "test.nexus".into(),
         checkpoint_interval: Duration::from_millis(200),
         token_secret: Some(vec![42; 32]),
+        // Tests click faster than people (`spawn_with_limits` shows the limits themselves).
+        limits: limits.unwrap_or(runtime::limits::LimitSettings {
+            key_requests_per_minute: 100_000,
+            tenant_requests_per_minute: 100_000,
+            tenant_chains_per_hour: 100_000,
+        }),
         ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, None);
