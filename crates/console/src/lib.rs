@@ -20,6 +20,7 @@ mod live;
 mod logs;
 mod pages;
 mod personas;
+pub mod proxies;
 mod session;
 mod setup;
 mod state;
@@ -33,14 +34,19 @@ use axum::routing::{get, post};
 use runtime::Runtime;
 use tower_http::compression::CompressionLayer;
 
-pub use state::ConsoleState;
+pub use state::{ConsoleSettings, ConsoleState};
 
 /// The console's routes: `/`, `/login`, `/execute`, `/chains`, `/ledger`, `/approvals`, `/keys`, `/users`,
 /// `/chat`, `/knowledge`, `/logs`, `/usage`, `/setup`, `/live/events`
 /// and `/static/…`. It has no fallback: the binary merges it with the API's router, whose
 /// fallback answers unknown paths.
 pub fn router(runtime: Arc<Runtime>) -> Router {
-    let state = ConsoleState { runtime };
+    router_with(runtime, ConsoleSettings::default())
+}
+
+/// As [`router`], deployed as `settings` say (e.g. behind trusted proxies).
+pub fn router_with(runtime: Arc<Runtime>, settings: ConsoleSettings) -> Router {
+    let state = ConsoleState { runtime, settings: Arc::new(settings) };
     Router::new()
         .route("/", get(pages::overview))
         .route("/login", get(pages::login_page).post(pages::login))

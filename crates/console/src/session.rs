@@ -91,16 +91,20 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The address a request came from (the socket's peer; `unknown` when the server was not
-/// started with connection info). Proxy headers are not trusted for it.
+/// The address a request came from: the socket's peer, or the client a trusted proxy names
+/// (`crate::proxies`); `unknown` when the server was not started with connection info.
 pub struct ClientAddress(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl FromRequestParts<ConsoleState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
-        Ok(ClientAddress(peer.map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())))
+    async fn from_request_parts(parts: &mut Parts, state: &ConsoleState) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() else {
+            return Ok(ClientAddress("unknown".to_owned()));
+        };
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let client = crate::proxies::client_address(peer.0.ip(), forwarded, &state.settings.trusted_proxies);
+        Ok(ClientAddress(client.to_string()))
     }
 }
 

@@ -71,6 +71,7 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_MAX_BODY_BYTES", "api.max_body_bytes", Kind::Whole("a number of bytes")),
     ("NEXUS_CORS_ORIGINS", "api.cors_origins", Kind::List),
     ("NEXUS_REDIS_URL", "api.redis_url", Kind::Text),
+    ("NEXUS_TRUSTED_PROXIES", "api.trusted_proxies", Kind::List),
     ("NEXUS_RATE_LIMIT_KEY_RPM", "limits.key_requests_per_minute", Kind::Whole("a whole number")),
     ("NEXUS_RATE_LIMIT_TENANT_RPM", "limits.tenant_requests_per_minute", Kind::Whole("a whole number")),
     ("NEXUS_RATE_LIMIT_CHAINS_PER_HOUR", "limits.tenant_chains_per_hour", Kind::Whole("a whole number")),
@@ -158,6 +159,7 @@ struct ApiSection {
     max_body_bytes: Option<u64>,
     cors_origins: Option<Vec<String>>,
     redis_url: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +228,8 @@ pub struct ApiSettings {
     pub cors_origins: Vec<String>,
     /// Shared rate-limit counters for several replicas.
     pub redis_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (addresses or networks).
+    pub trusted_proxies: Vec<console::proxies::ProxyNet>,
     pub limits: LimitSettings,
     pub budget_usd: f64,
     pub alert_fraction: f64,
@@ -493,6 +497,14 @@ fn api_settings(api: ApiSection, limits: LimitsSection, budget: BudgetSection) -
             reason: "must start with redis:// or rediss://".into(),
         });
     }
+    let trusted_proxies = api
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| console::proxies::ProxyNet::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| ConfigError::Invalid { setting: "api.trusted_proxies", reason })?;
     let defaults = LimitSettings::default();
     let limits = LimitSettings {
         key_requests_per_minute: limits.key_requests_per_minute.unwrap_or(defaults.key_requests_per_minute),
@@ -522,7 +534,7 @@ fn api_settings(api: ApiSection, limits: LimitsSection, budget: BudgetSection) -
             reason: format!("{alert_fraction} is not between 0 and 1"),
         });
     }
-    Ok(ApiSettings { max_body_bytes, cors_origins, redis_url, limits, budget_usd, alert_fraction })
+    Ok(ApiSettings { max_body_bytes, cors_origins, redis_url, trusted_proxies, limits, budget_usd, alert_fraction })
 }
 
 /// `$XDG_DATA_HOME/nexus`, else `~/.local/share/nexus`, else `./nexus-data`.
@@ -713,12 +725,14 @@ mod tests {
             ("NEXUS_RATE_LIMIT_KEY_RPM", "7"),
             ("NEXUS_CORS_ORIGINS", "https://a.example, https://b.example"),
             ("NEXUS_BUDGET_ALERT_FRACTION", "0.5"),
+            ("NEXUS_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
         ]);
         let from_env = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
         assert_eq!(from_env.api.limits.key_requests_per_minute, 7);
         assert_eq!(from_env.api.limits.tenant_chains_per_hour, 9, "untouched settings keep the file's value");
         assert_eq!(from_env.api.cors_origins, ["https://a.example", "https://b.example"]);
         assert_eq!(from_env.api.alert_fraction, 0.5);
+        assert_eq!(from_env.api.trusted_proxies.len(), 2);
 
         let empty = tempfile::tempdir().expect("tempdir");
         let cases = [
@@ -727,6 +741,7 @@ mod tests {
             (env(&[("NEXUS_MAX_BODY_BYTES", "12")]), "api.max_body_bytes"),
             (env(&[("NEXUS_CORS_ORIGINS", "example.com")]), "api.cors_origins"),
             (env(&[("NEXUS_REDIS_URL", "http://x")]), "api.redis_url"),
+            (env(&[("NEXUS_TRUSTED_PROXIES", "10.0.0.0/40")]), "api.trusted_proxies"),
             (env(&[("NEXUS_BUDGET_MONTHLY_USD", "lots")]), "NEXUS_BUDGET_MONTHLY_USD"),
             (env(&[("NEXUS_BUDGET_ALERT_FRACTION", "1.5")]), "budget.alert_fraction"),
         ];

@@ -74,7 +74,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     });
     // One address serves both: the console's pages and the API (whose fallback answers unknown
     // paths). Connection info lets the console throttle sign-in attempts per address.
-    let app = console::router(runtime.clone()).merge(gateway::router(state));
+    let console_settings = console::ConsoleSettings { trusted_proxies: config.api.trusted_proxies.clone() };
+    let app = console::router_with(runtime.clone(), console_settings).merge(gateway::router(state));
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     maintenance.abort();
