@@ -278,19 +278,13 @@ pub async fn export(
     Ok(([(header::CONTENT_TYPE, kind.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct DeleteForm {
-    csrf: String,
-}
-
 /// `POST /chat/{id}/delete`.
 pub async fn delete(
     State(state): State<ConsoleState>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<crate::pages::CsrfForm>,
 ) -> PageResult {
     signed.check_csrf(&headers, &form.csrf)?;
     let lang = signed.lang;

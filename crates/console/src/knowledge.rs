@@ -262,19 +262,13 @@ pub async fn upload(State(state): State<ConsoleState>, signed: Signed, request: 
     render(&view(&state, &signed, &namespace, results, "").await?)
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct DeleteForm {
-    csrf: String,
-}
-
 /// `POST /knowledge/documents/{id}/delete`: removes a document with its passages.
 pub async fn delete(
     State(state): State<ConsoleState>,
     signed: Signed,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<crate::pages::CsrfForm>,
 ) -> PageResult {
     signed.check_csrf(&headers, &form.csrf)?;
     let lang = signed.lang;

@@ -261,10 +261,11 @@ pub async fn login(
     }
 }
 
+/// A form that carries nothing but the session's CSRF token (sign out, revoke, delete).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct CsrfForm {
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 pub async fn logout(
