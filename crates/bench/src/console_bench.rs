@@ -42,7 +42,14 @@ async fn measure(entries: u64, chains: usize, requests: usize) -> anyhow::Result
     let dir = tempfile::tempdir()?;
     let store = store::open(&store::DatabaseUrl::Sqlite(dir.path().join("console.db"))).await?;
     let signer = CheckpointSigner::new(SigningKey::from_bytes(&[7; 32]));
-    let config = RuntimeConfig { ledger_origin: "bench.nexus".into(), ..RuntimeConfig::default() };
+    // A person's page views count against the rate limits (the check is part of each measured
+    // request); set far above what the benchmark sends.
+    let limits = runtime::limits::LimitSettings {
+        key_requests_per_minute: u64::MAX / 2,
+        tenant_requests_per_minute: u64::MAX / 2,
+        tenant_chains_per_hour: u64::MAX / 2,
+    };
+    let config = RuntimeConfig { ledger_origin: "bench.nexus".into(), limits, ..RuntimeConfig::default() };
     let runtime = Arc::new(Runtime::start(RuntimeParts::new(store.clone(), signer, config, None)).await?);
     let tenant = TenantId::parse("demo")?;
 

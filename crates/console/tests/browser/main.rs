@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use domain::TenantId;
 use domain::tenant::Role;
-use support::{FakeSmtp, PASSWORD, email_model, search_model, spawn, spawn_with_agent, spawn_with_mail};
+use support::{FakeSmtp, PASSWORD, chat_model, email_model, search_model, spawn, spawn_with_agent, spawn_with_mail};
 use webdriver::{Driver, Session};
 
 fn screenshots() -> PathBuf {
@@ -255,5 +255,29 @@ async fn documents_uploaded_together_are_found_by_a_query() {
     let mode = session.text("#mode").await;
     assert!(mode == "lexical" || mode == "hybrid", "the mode is shown: {mode}");
     session.screenshot(&shots.join("12-knowledge-query.png")).await;
+    session.close().await;
+}
+
+#[tokio::test]
+async fn a_chat_answer_streams_into_the_page_and_is_kept() {
+    let Some((_driver, session)) = browser().await else { return };
+    // Slow enough that the page is open while the answer is written.
+    let openai = chat_model(std::time::Duration::from_secs(2)).await;
+    let app = spawn_with_agent(&openai).await;
+    app.user("demo", "ada@demo.test", Role::Member, 0).await;
+    let shots = screenshots();
+    sign_in(&session, &app.base, "ada@demo.test").await;
+
+    session.goto(&format!("{}/chat", app.base)).await;
+    session.type_into("#chat-first", "Say hello").await;
+    session.click("#start-chat").await;
+    // The answer arrives over the page's SSE connection, escaped, without a reload.
+    session.wait_text("#reply", "Hello there, <b>friend</b>.").await;
+    session.screenshot(&shots.join("13-chat-streamed.png")).await;
+
+    session.goto(&format!("{}/chat", app.base)).await;
+    session.click("#conversations a").await;
+    session.find(".message.theirs .content").await;
+    assert_eq!(session.text(".message.theirs .content").await, "Hello there, <b>friend</b>.", "kept, as text");
     session.close().await;
 }

@@ -5,66 +5,8 @@
 use std::time::Duration;
 
 use domain::tenant::Role;
-use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Browser, spawn_with_agent};
-
-/// The OpenAI wire format's streamed answer: role, two text deltas, the stop, then usage.
-fn streamed(parts: &[&str]) -> String {
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-        serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    };
-    let mut body = format!("data: {}\n\n", chunk(serde_json::json!({"role": "assistant", "content": ""}), None));
-    for part in parts {
-        body.push_str(&format!("data: {}\n\n", chunk(serde_json::json!({"content": part}), None)));
-    }
-    body.push_str(&format!("data: {}\n\n", chunk(serde_json::json!({}), Some("stop"))));
-    let usage = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-        "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}});
-    body.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
-    body
-}
-
-async fn upstream() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/chat/completions"))
-        .and(body_string_contains("\"stream\":true"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(streamed(&["Hello there, ", "<b>friend</b>."]))
-                .set_delay(Duration::from_millis(400)),
-        )
-        .mount(&server)
-        .await;
-    let reply = |content: &str| {
-        serde_json::json!({"id": "c2", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}})
-    };
-    for (phrase, content) in [
-        (
-            "Break the following task",
-            r#"[{"action": "search", "tool": "knowledge_search", "params": {"query": "ledger"}, "persona": "researcher"}]"#,
-        ),
-        (
-            "Declare your intent",
-            r#"{"planned_action": "search", "tool_params": {"query": "ledger"}, "resource_targets": ["kb:default"], "reasoning": "look it up", "confidence": 0.9}"#,
-        ),
-        ("Answer the user", "The ledger is tamper-evident."),
-    ] {
-        Mock::given(method("POST"))
-            .and(path("/chat/completions"))
-            .and(body_string_contains(phrase))
-            .respond_with(ResponseTemplate::new(200).set_body_json(reply(content)))
-            .mount(&server)
-            .await;
-    }
-    server
-}
+use crate::support::{Browser, chat_model, spawn_with_agent};
 
 /// Waits until the conversation's page shows `text`; returns the page.
 async fn until_shown(browser: &Browser, page: &str, text: &str) -> String {
@@ -80,7 +22,7 @@ async fn until_shown(browser: &Browser, page: &str, text: &str) -> String {
 
 #[tokio::test]
 async fn a_model_conversation_streams_is_kept_searched_exported_and_deleted() {
-    let openai = upstream().await;
+    let openai = chat_model(Duration::from_millis(400)).await;
     let app = spawn_with_agent(&openai).await;
     app.user("demo", "ada@demo.test", Role::Member, 0).await;
     app.user("demo", "bob@demo.test", Role::Admin, 5).await;
@@ -166,7 +108,7 @@ async fn a_model_conversation_streams_is_kept_searched_exported_and_deleted() {
 
 #[tokio::test]
 async fn a_conversation_with_the_agent_answers_through_a_sealed_run() {
-    let openai = upstream().await;
+    let openai = chat_model(Duration::from_millis(400)).await;
     let app = spawn_with_agent(&openai).await;
     app.user("demo", "ada@demo.test", Role::Member, 0).await;
     let ada = app.signed_in("ada@demo.test").await;

@@ -298,3 +298,61 @@ async fn fake_model(replies: &[(&str, &str)]) -> wiremock::MockServer {
     }
     server
 }
+
+/// The OpenAI wire format's streamed answer: role, two text deltas, the stop, then usage.
+fn streamed(parts: &[&str]) -> String {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut body = format!("data: {}\n\n", chunk(serde_json::json!({"role": "assistant", "content": ""}), None));
+    for part in parts {
+        body.push_str(&format!("data: {}\n\n", chunk(serde_json::json!({"content": part}), None)));
+    }
+    body.push_str(&format!("data: {}\n\n", chunk(serde_json::json!({}), Some("stop"))));
+    let usage = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+        "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}});
+    body.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+    body
+}
+
+/// A fake OpenAI upstream for chat: streamed requests get a streamed answer after `delay`; the
+/// agent's planner, declaration and answer get blocking ones (one knowledge search).
+pub async fn chat_model(delay: std::time::Duration) -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/chat/completions"))
+        .and(wiremock::matchers::body_string_contains("\"stream\":true"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(streamed(&["Hello there, ", "<b>friend</b>."]))
+                .set_delay(delay),
+        )
+        .mount(&server)
+        .await;
+    let reply = |content: &str| {
+        serde_json::json!({"id": "c2", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}})
+    };
+    for (phrase, content) in [
+        (
+            "Break the following task",
+            r#"[{"action": "search", "tool": "knowledge_search", "params": {"query": "ledger"}, "persona": "researcher"}]"#,
+        ),
+        (
+            "Declare your intent",
+            r#"{"planned_action": "search", "tool_params": {"query": "ledger"}, "resource_targets": ["kb:default"], "reasoning": "look it up", "confidence": 0.9}"#,
+        ),
+        ("Answer the user", "The ledger is tamper-evident."),
+    ] {
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/chat/completions"))
+            .and(wiremock::matchers::body_string_contains(phrase))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(reply(content)))
+            .mount(&server)
+            .await;
+    }
+    server
+}
