@@ -157,13 +157,19 @@ async fn measure(entries: u64, chains: usize, requests: usize) -> anyhow::Result
     // The overview's parts on their own, so a slow overview says where its time goes.
     let now = Timestamp::now();
     let month = Timestamp::from_micros(now.as_micros() - 30 * 86_400_000_000);
-    for (name, which) in [("overview counts (one query)", 0), ("usage rows, 30 days", 1), ("budget status", 2)] {
+    for (name, which) in [
+        ("overview counts (one query)", 0),
+        ("usage rows, 30 days", 1),
+        ("budget status", 2),
+        ("activity per day, 30 days (one query)", 3),
+    ] {
         let mut samples = Vec::with_capacity(requests);
         for _ in 0..requests {
             let started = Instant::now();
             let answered = match which {
                 0 => runtime.overview(&tenant).await.map(|o| o.runs_today > 0)?,
                 1 => runtime.usage(&tenant, month, now).await.map(|rows| rows.is_empty())?,
+                3 => runtime.activity(&tenant, month).await.map(|days| days.is_empty())?,
                 _ => runtime.budgets().status(&tenant).await.map(|b| b.limit_usd > 0.0)?,
             };
             std::hint::black_box(answered);
