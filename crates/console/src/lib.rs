@@ -11,13 +11,18 @@
 //! store; a signed-in person is the runtime's `Principal`, so the console checks nothing the
 //! API does not, and maps runtime errors with the gateway's `ApiError`.
 
+mod admin;
+mod approvals;
 mod assets;
+mod chains;
 mod chat;
 mod extract;
 pub mod i18n;
 mod knowledge;
+mod ledger;
 mod live;
 mod logs;
+mod overview;
 mod pages;
 mod personas;
 pub mod proxies;
@@ -48,7 +53,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 pub fn router_with(runtime: Arc<Runtime>, settings: ConsoleSettings) -> Router {
     let state = ConsoleState { runtime, settings: Arc::new(settings) };
     Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/logout/everywhere", post(pages::logout_everywhere))
@@ -59,22 +64,22 @@ pub fn router_with(runtime: Arc<Runtime>, settings: ConsoleSettings) -> Router {
         .route("/chat/{id}/reply", get(chat::reply))
         .route("/chat/{id}/export", get(chat::export))
         .route("/chat/{id}/delete", post(chat::delete))
-        .route("/chains", get(pages::chains))
-        .route("/chains/{id}", get(pages::chain))
-        .route("/chains/{id}/verify", get(pages::verify_chain))
+        .route("/chains", get(chains::chains))
+        .route("/chains/{id}", get(chains::chain))
+        .route("/chains/{id}/verify", get(chains::verify_chain))
         .route("/chains/{id}/events", get(live::events))
         .route("/live/events", get(live::feed_events))
         .route("/execute", get(live::execute_page).post(live::execute))
-        .route("/ledger", get(pages::ledger))
-        .route("/ledger/verify", get(pages::verify_ledger))
-        .route("/ledger/consistency", post(pages::check_kept_checkpoint))
-        .route("/ledger/entries/{index}", get(pages::entry))
-        .route("/ledger/entries/{index}/bundle", get(pages::bundle))
-        .route("/approvals", get(pages::approvals))
-        .route("/approvals/{id}/decide", post(pages::decide))
-        .route("/keys", get(pages::keys).post(pages::create_key))
-        .route("/keys/{id}/revoke", post(pages::revoke_key))
-        .route("/users", get(pages::users).post(pages::create_user))
+        .route("/ledger", get(ledger::ledger))
+        .route("/ledger/verify", get(ledger::verify_ledger))
+        .route("/ledger/consistency", post(ledger::check_kept_checkpoint))
+        .route("/ledger/entries/{index}", get(ledger::entry))
+        .route("/ledger/entries/{index}/bundle", get(ledger::bundle))
+        .route("/approvals", get(approvals::approvals))
+        .route("/approvals/{id}/decide", post(approvals::decide))
+        .route("/keys", get(admin::keys).post(admin::create_key))
+        .route("/keys/{id}/revoke", post(admin::revoke_key))
+        .route("/users", get(admin::users).post(admin::create_user))
         .route("/knowledge", get(knowledge::knowledge))
         .route(
             "/knowledge/upload",
