@@ -220,6 +220,10 @@ pub trait WebStore: Send + Sync {
     async fn insert_session(&self, session: &WebSession) -> Result<(), StoreError>;
     /// The unexpired session whose token hashes to `token_hash`.
     async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<WebSession>, StoreError>;
+    /// The unexpired session whose token hashes to `token_hash` and the person it belongs to, in
+    /// one query (every console request asks); `None` also when the person no longer exists.
+    async fn session_user(&self, token_hash: &str, now: Timestamp)
+    -> Result<Option<(WebSession, WebUser)>, StoreError>;
     /// Moves a session's expiry (sliding sessions).
     async fn touch_session(&self, token_hash: &str, expires_at: Timestamp) -> Result<(), StoreError>;
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;

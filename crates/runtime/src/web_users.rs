@@ -279,11 +279,9 @@ impl Runtime {
     pub async fn session_user(&self, token: &str) -> Result<Option<SessionUser>, StoreError> {
         let hash = session_hash(token);
         let now = Timestamp::now();
-        let Some(session) = self.store().session(&hash, now).await? else { return Ok(None) };
-        let Some(user) = self.store().web_user(&session.tenant_id, &session.user_id).await? else {
-            self.store().delete_session(&hash).await?;
-            return Ok(None);
-        };
+        // One query: every console request asks. A session whose person is gone finds nothing
+        // (and is swept when it expires).
+        let Some((session, user)) = self.store().session_user(&hash, now).await? else { return Ok(None) };
         let fresh = after(now, SESSION_IDLE);
         if fresh.as_micros() - session.expires_at.as_micros() > TOUCH_EVERY_MICROS {
             self.store().touch_session(&hash, fresh).await?;

@@ -179,6 +179,36 @@ macro_rules! impl_web_port {
                     row.map(session).transpose()
                 }
 
+                async fn session_user(
+                    &self,
+                    token_hash: &str,
+                    now: Timestamp,
+                ) -> Result<Option<(WebSession, WebUser)>, StoreError> {
+                    let sql = "SELECT s.token_hash, s.tenant_id, s.user_id, s.csrf, s.created_at, s.expires_at, \
+                         u.tenant_id, u.id, u.name, u.level, u.role, u.created_at, l.email, l.password_hash, l.locale \
+                         FROM web_sessions s \
+                         JOIN web_logins l ON l.tenant_id = s.tenant_id AND l.user_id = s.user_id \
+                         JOIN users u ON u.tenant_id = l.tenant_id AND u.id = l.user_id \
+                         WHERE s.token_hash = $1 AND s.expires_at > $2";
+                    #[allow(clippy::type_complexity, reason = "one row of the join, as sqlx reads it")]
+                    let row: Option<(
+                        String, String, String, String, i64, i64,
+                        String, String, String, i64, String, i64, String, String, Option<String>,
+                    )> = sqlx::query_as(sql)
+                        .bind(token_hash)
+                        .bind(now.as_micros())
+                        .fetch_optional(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    let Some((h, st, su, csrf, sc, se, ut, ui, name, level, role, uc, email, hash, locale)) = row
+                    else {
+                        return Ok(None);
+                    };
+                    let session = session((h, st, su, csrf, sc, se))?;
+                    let user = web_user((ut, ui, name, level, role, uc, email, hash, locale))?;
+                    Ok(Some((session, user)))
+                }
+
                 async fn touch_session(&self, token_hash: &str, expires_at: Timestamp) -> Result<(), StoreError> {
                     sqlx::query("UPDATE web_sessions SET expires_at = $2 WHERE token_hash = $1")
                         .bind(token_hash)

@@ -73,7 +73,11 @@ async fn sessions_expire_slide_and_end_everywhere() {
 
         let now = Timestamp::from_micros(50);
         assert_eq!(db.store.session(&one.token_hash, now).await.expect("read"), Some(one.clone()));
+        let both = db.store.session_user(&one.token_hash, now).await.expect("read with the person");
+        assert_eq!(both, Some((one.clone(), ada.clone())), "{}", db.backend);
         let later = Timestamp::from_micros(150);
+        assert_eq!(db.store.session_user(&one.token_hash, later).await.expect("expired"), None);
+        assert_eq!(db.store.session_user("no-such-hash", now).await.expect("unknown"), None);
         assert_eq!(db.store.session(&one.token_hash, later).await.expect("expired"), None, "{}", db.backend);
         db.store.touch_session(&one.token_hash, Timestamp::from_micros(200)).await.expect("touch");
         assert!(db.store.session(&one.token_hash, later).await.expect("slid").is_some());
