@@ -207,7 +207,7 @@ pub async fn reply(
     let lang = signed.lang;
     let id = conversation_id(lang, &id)?;
     // Only the owner may follow it.
-    state.runtime.conversation(&signed.user.principal, &id).await.map_err(api(lang))?;
+    state.runtime.own_conversation(&signed.user.principal, &id).await.map_err(api(lang))?;
     let watch = state.runtime.watch_reply(&id);
     enum Next {
         First(runtime::chat::ReplyWatch),

@@ -195,7 +195,7 @@ pub async fn feed_events(State(state): State<ConsoleState>, signed: Signed, head
 }
 
 /// The `Last-Event-ID` a reconnecting browser sends.
-fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
 }
 

@@ -143,7 +143,7 @@ pub async fn events(
     let Some(tail) = state.runtime.logs().cloned() else {
         return Err(ConsoleError::NotFound(signed.lang));
     };
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let resume = crate::live::last_event_id(&headers);
     let (backlog, live) = tail.attach(resume.or(query.after));
     struct Watch {
         backlog: std::vec::IntoIter<LogLine>,

@@ -163,16 +163,25 @@ impl Runtime {
         Ok(self.store().conversations(&principal.tenant, &principal.subject(), text, LISTED).await?)
     }
 
+    /// One of the principal's conversations, without its messages (`NotFound` if it is not
+    /// theirs).
+    pub async fn own_conversation(
+        &self,
+        principal: &Principal,
+        id: &ConversationId,
+    ) -> Result<Conversation, ChatError> {
+        let found = self.store().conversation(&principal.tenant, &principal.subject(), id).await?;
+        found.ok_or(ChatError::NotFound)
+    }
+
     /// One of the principal's conversations with its messages.
     pub async fn conversation(
         &self,
         principal: &Principal,
         id: &ConversationId,
     ) -> Result<(Conversation, Vec<ChatMessage>), ChatError> {
-        let store = self.store();
-        let conversation =
-            store.conversation(&principal.tenant, &principal.subject(), id).await?.ok_or(ChatError::NotFound)?;
-        let messages = store.messages(&principal.tenant, id).await?;
+        let conversation = self.own_conversation(principal, id).await?;
+        let messages = self.store().messages(&principal.tenant, id).await?;
         Ok((conversation, messages))
     }
 
@@ -289,20 +298,13 @@ impl Runtime {
             ChatTarget::Agent(persona) => {
                 let (last, earlier) = history.split_last().ok_or("the conversation is empty")?;
                 let mut task = String::new();
-                let context: String = earlier
-                    .iter()
-                    .map(|m| format!("{}: {}\n", m.role.as_str(), m.content))
-                    .collect::<String>()
-                    .chars()
-                    .rev()
-                    .take(AGENT_CONTEXT_CHARS)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
+                let context: String = earlier.iter().map(|m| format!("{}: {}\n", m.role.as_str(), m.content)).collect();
+                // The last AGENT_CONTEXT_CHARS characters: the most recent turns matter most.
+                let skip = context.chars().count().saturating_sub(AGENT_CONTEXT_CHARS);
+                let context = context.char_indices().nth(skip).map_or("", |(at, _)| &context[at..]);
                 if !context.is_empty() {
                     task.push_str("Conversation so far:\n");
-                    task.push_str(&context);
+                    task.push_str(context);
                     task.push_str("\nNow: ");
                 }
                 task.push_str(&last.content);

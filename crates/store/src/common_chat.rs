@@ -91,37 +91,23 @@ macro_rules! impl_chat_port {
                     text: Option<&str>,
                     limit: u32,
                 ) -> Result<Vec<Conversation>, StoreError> {
-                    let rows: Vec<ConversationRow> = match text.map(str::trim).filter(|t| !t.is_empty()) {
-                        None => {
-                            let sql = format!(
-                                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE tenant_id = $1 AND owner = $2 \
-                                 ORDER BY updated_at DESC, id DESC LIMIT $3"
-                            );
-                            sqlx::query_as(&sql)
-                                .bind(tenant.as_str())
-                                .bind(owner)
-                                .bind(i64::from(limit))
-                                .fetch_all(self.pool())
-                                .await
-                        }
-                        Some(text) => {
-                            let sql = format!(
-                                "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.tenant_id = $1 AND c.owner = $2 \
-                                 AND (LOWER(c.title) LIKE $3 ESCAPE '\\' OR EXISTS (SELECT 1 FROM chat_messages m \
-                                 WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id \
-                                 AND LOWER(m.content) LIKE $3 ESCAPE '\\')) \
-                                 ORDER BY c.updated_at DESC, c.id DESC LIMIT $4"
-                            );
-                            sqlx::query_as(&sql)
-                                .bind(tenant.as_str())
-                                .bind(owner)
-                                .bind(contains_pattern(text))
-                                .bind(i64::from(limit))
-                                .fetch_all(self.pool())
-                                .await
-                        }
-                    }
-                    .map_err(|e| classify(self.target(), e))?;
+                    // No text: the pattern is empty and matches every conversation.
+                    let pattern = text.map(str::trim).filter(|t| !t.is_empty()).map(contains_pattern).unwrap_or_default();
+                    let sql = format!(
+                        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.tenant_id = $1 AND c.owner = $2 \
+                         AND ($3 = '' OR LOWER(c.title) LIKE $3 ESCAPE '\\' OR EXISTS (SELECT 1 FROM chat_messages m \
+                         WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id \
+                         AND LOWER(m.content) LIKE $3 ESCAPE '\\')) \
+                         ORDER BY c.updated_at DESC, c.id DESC LIMIT $4"
+                    );
+                    let rows: Vec<ConversationRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(owner)
+                        .bind(pattern)
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter().map(conversation).collect()
                 }
 

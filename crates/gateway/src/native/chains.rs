@@ -115,7 +115,7 @@ pub(crate) async fn chain_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let chain = parse_chain(&id)?;
-    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let after = last_event_id(&headers);
     let events = state.runtime.watch_run(&principal.tenant, &chain, after).await?;
     Ok(sse(events).into_response())
 }
@@ -128,7 +128,7 @@ pub(crate) async fn feed(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
 ) -> Response {
-    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let after = last_event_id(&headers);
     let feed = state.runtime.watch_feed(&principal.tenant, after);
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let item = feed.next().await?;
@@ -142,6 +142,11 @@ pub(crate) async fn feed(
         Some((Ok::<_, Infallible>(sse), feed))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// The `Last-Event-ID` a reconnecting client sends, when it is a number.
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// A run's events as SSE; each event's `id:` is its number, so `Last-Event-ID` resumes.
