@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod canonical;
+pub mod channel;
 pub mod chat;
 pub mod cost;
 pub mod embed;

@@ -311,6 +311,75 @@ pub trait ChatStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Chat channels: linked platform accounts, link codes, which inbound updates were taken, where
+/// each channel's reading stands, and which process reads it.
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
+    async fn channel_identity(
+        &self,
+        tenant: &TenantId,
+        channel: crate::channel::Channel,
+        external_id: &str,
+    ) -> Result<Option<crate::channel::ChannelIdentity>, StoreError>;
+    /// The identities on a channel of the tenant's users with at least `min_level` or an admin
+    /// role (who hears of refused strangers; who approves).
+    async fn channel_staff(
+        &self,
+        tenant: &TenantId,
+        channel: crate::channel::Channel,
+        min_level: u8,
+    ) -> Result<Vec<crate::channel::ChannelIdentity>, StoreError>;
+    /// Creates a user and its identity in one transaction (a stranger let in).
+    async fn admit_channel_user(
+        &self,
+        user: &User,
+        identity: &crate::channel::ChannelIdentity,
+    ) -> Result<(), StoreError>;
+    /// Inserts or replaces the identity of (tenant, channel, external id).
+    async fn save_channel_identity(&self, identity: &crate::channel::ChannelIdentity) -> Result<(), StoreError>;
+    async fn insert_link_code(&self, code: &crate::channel::LinkCode) -> Result<(), StoreError>;
+    /// Uses up a code that is unused and unexpired at `now`: at most one caller ever gets it.
+    async fn take_link_code(
+        &self,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::channel::LinkCode>, StoreError>;
+    /// Records that an inbound update (`key`: the platform's id of it) is being handled;
+    /// false when some process took it before.
+    async fn claim_channel_update(
+        &self,
+        tenant: &TenantId,
+        channel: crate::channel::Channel,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Forgets claims older than `before`; how many.
+    async fn prune_channel_updates(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Where reading the channel stands (Telegram's next update offset), if recorded.
+    async fn channel_cursor(
+        &self,
+        tenant: &TenantId,
+        channel: crate::channel::Channel,
+    ) -> Result<Option<String>, StoreError>;
+    async fn set_channel_cursor(
+        &self,
+        tenant: &TenantId,
+        channel: crate::channel::Channel,
+        cursor: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Takes or keeps the lease on reading a channel (`key`: the bot's identity) for `owner`
+    /// until `until`: granted when nobody holds it, `owner` already does, or the holder's lease
+    /// ended before `now`. Returns the holder after the attempt.
+    async fn lease_channel(
+        &self,
+        key: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<String, StoreError>;
+}
+
 /// Which runs to list. The default is every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -343,6 +412,7 @@ pub trait Store:
     + WebStore
     + FeedStore
     + ChatStore
+    + ChannelStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -25,6 +25,16 @@ impl Timestamp {
         self.0
     }
 
+    /// This time plus a duration (saturating).
+    pub fn plus(self, by: std::time::Duration) -> Self {
+        Self(self.0.saturating_add(i64::try_from(by.as_micros()).unwrap_or(i64::MAX)))
+    }
+
+    /// This time minus a duration (saturating).
+    pub fn minus(self, by: std::time::Duration) -> Self {
+        Self(self.0.saturating_sub(i64::try_from(by.as_micros()).unwrap_or(i64::MAX)))
+    }
+
     /// Midnight UTC on the first day of this timestamp's month.
     pub fn month_start(self) -> Self {
         use chrono::Datelike as _;

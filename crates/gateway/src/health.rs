@@ -1,5 +1,7 @@
 //! Liveness (`/health`: the process answers) and readiness (`/ready`: its database answers;
-//! also names the rate-limit backend and the `nexus/auto` router in use).
+//! also names the rate-limit backend and the `nexus/auto` router in use, and each chat
+//! channel's state: `unconfigured`, `starting`, `connected`, `standby`, `degraded`, `conflict`,
+//! `failed`).
 
 use axum::Json;
 use axum::extract::State;
@@ -23,7 +25,8 @@ pub(crate) struct HealthResponse {
 pub(crate) struct ReadyResponse {
     /// `ready` or `not_ready`.
     status: String,
-    /// `database` (backend, status, error), `rate_limits` (backend), `router` (name).
+    /// `database` (backend, status, error), `rate_limits` (backend), `router` (name),
+    /// `channels` (per channel: status, detail, restarts, last_inbound_at).
     #[schema(value_type = Object)]
     checks: Value,
 }
@@ -45,10 +48,26 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
         ),
     };
     let overall = if status == StatusCode::OK { "ready" } else { "not_ready" };
+    // A channel's trouble is reported, never a reason to call the whole server unready.
+    let channels: serde_json::Map<String, Value> = runtime
+        .channel_health()
+        .into_iter()
+        .map(|c| {
+            let mut entry = json!({"status": c.state.as_str(), "restarts": c.restarts});
+            if let Some(detail) = c.detail {
+                entry["detail"] = json!(detail);
+            }
+            if let Some(at) = c.last_inbound_at {
+                entry["last_inbound_at"] = json!(at.to_rfc3339());
+            }
+            (c.channel.as_str().to_owned(), entry)
+        })
+        .collect();
     let checks = json!({
         "database": database,
         "rate_limits": {"backend": runtime.limits().backend()},
         "router": {"name": runtime.router_name()},
+        "channels": channels,
     });
     (status, Json(json!({"status": overall, "checks": checks})))
 }

@@ -150,6 +150,18 @@ pub enum UserCommand {
         #[arg(long, value_parser = parse_tenant, default_value = "demo")]
         tenant: TenantId,
     },
+    /// Print a one-time code that links a Telegram or Discord account to a user: the person
+    /// sends `/link CODE` to the bot within 15 minutes.
+    LinkCode {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// The console user's email.
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        email: Option<String>,
+        /// The user's id (for users without a console login, e.g. let in by an open channel).
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -77,6 +77,10 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_RATE_LIMIT_CHAINS_PER_HOUR", "limits.tenant_chains_per_hour", Kind::Whole("a whole number")),
     ("NEXUS_BUDGET_MONTHLY_USD", "budget.monthly_usd", Kind::Number("a number of USD")),
     ("NEXUS_BUDGET_ALERT_FRACTION", "budget.alert_fraction", Kind::Number("a fraction like 0.8")),
+    ("NEXUS_TELEGRAM_BOT_TOKEN", "channels.telegram.bot_token", Kind::Text),
+    ("NEXUS_TELEGRAM_API_URL", "channels.telegram.api_url", Kind::Text),
+    ("NEXUS_TELEGRAM_TENANT", "channels.telegram.tenant", Kind::Text),
+    ("NEXUS_TELEGRAM_ADMISSION", "channels.telegram.admission", Kind::Text),
 ];
 
 /// The variable naming the config file itself.
@@ -106,6 +110,30 @@ struct FileConfig {
     limits: LimitsSection,
     #[serde(default)]
     budget: BudgetSection,
+    #[serde(default)]
+    channels: ChannelsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelsSection {
+    #[serde(default)]
+    telegram: TelegramSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelegramSection {
+    bot_token: Option<String>,
+    /// The Bot API's address (a local Bot API server, or a fake in tests).
+    api_url: Option<String>,
+    tenant: Option<String>,
+    /// `open` (strangers join at level 0) or `closed` (strangers are refused).
+    admission: Option<String>,
+    /// Group chats the bot answers in (private chats are always answered); empty: any.
+    allowed_chats: Option<Vec<i64>>,
+    poll_timeout_seconds: Option<u64>,
+    stall_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +245,8 @@ pub struct Config {
     pub providers: ProviderSettings,
     /// The built-in tools' endpoints and credentials.
     pub tools: BuiltinSettings,
+    /// The Telegram bot, when a token is configured.
+    pub telegram: Option<channels::telegram::TelegramSettings>,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
 }
@@ -442,6 +472,7 @@ fn finish(
         }
     }
     let api = api_settings(file.api, file.limits, file.budget)?;
+    let telegram = telegram_settings(file.channels.telegram)?;
 
     Ok(Config {
         config_file,
@@ -463,8 +494,77 @@ fn finish(
         api,
         providers,
         tools,
+        telegram,
         warnings,
     })
+}
+
+/// The Telegram bot's settings, checked; `None` without a token.
+fn telegram_settings(section: TelegramSection) -> Result<Option<channels::telegram::TelegramSettings>, ConfigError> {
+    use channels::telegram::{DEFAULT_API_URL, DEFAULT_POLL_TIMEOUT, DEFAULT_STALL_AFTER, TelegramSettings};
+    let Some(token) = section.bot_token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    // `123456:ABC-…`: the bot's id, a colon, the secret.
+    let well_formed = token.split_once(':').is_some_and(|(id, secret)| {
+        !id.is_empty()
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && !secret.is_empty()
+            && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if !well_formed {
+        return Err(ConfigError::Invalid {
+            setting: "channels.telegram.bot_token",
+            reason: "is not a bot token like 123456:ABC-DEF… (from BotFather; NEXUS_TELEGRAM_BOT_TOKEN)".into(),
+        });
+    }
+    let api_text = section.api_url.unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+    let api_url = url::Url::parse(&api_text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| ConfigError::Invalid {
+            setting: "channels.telegram.api_url",
+            reason: format!("{api_text:?} is not an http(s) address like {DEFAULT_API_URL} (NEXUS_TELEGRAM_API_URL)"),
+        })?;
+    let tenant_text = section.tenant.unwrap_or_else(|| "demo".to_owned());
+    let tenant = domain::TenantId::parse(tenant_text.clone()).map_err(|e| ConfigError::Invalid {
+        setting: "channels.telegram.tenant",
+        reason: format!("{tenant_text:?}: {e}"),
+    })?;
+    let admission = match section.admission.as_deref() {
+        None => domain::channel::Admission::default(),
+        Some(text) => text.parse().map_err(|e: domain::UnknownValue| ConfigError::Invalid {
+            setting: "channels.telegram.admission",
+            reason: e.to_string(),
+        })?,
+    };
+    let poll_timeout = section.poll_timeout_seconds.map_or(DEFAULT_POLL_TIMEOUT, std::time::Duration::from_secs);
+    if !(1..=50).contains(&poll_timeout.as_secs()) {
+        return Err(ConfigError::Invalid {
+            setting: "channels.telegram.poll_timeout_seconds",
+            reason: format!("{} is outside 1..=50", poll_timeout.as_secs()),
+        });
+    }
+    let stall_after = section.stall_seconds.map_or(DEFAULT_STALL_AFTER, std::time::Duration::from_secs);
+    if stall_after.as_secs() > 600 || stall_after <= poll_timeout + std::time::Duration::from_secs(1) {
+        return Err(ConfigError::Invalid {
+            setting: "channels.telegram.stall_seconds",
+            reason: format!(
+                "{} must be more than poll_timeout_seconds + 1 ({}) and at most 600",
+                stall_after.as_secs(),
+                poll_timeout.as_secs() + 1
+            ),
+        });
+    }
+    Ok(Some(TelegramSettings {
+        token,
+        api_url,
+        tenant,
+        admission,
+        allowed_chats: section.allowed_chats.unwrap_or_default(),
+        poll_timeout,
+        stall_after,
+    }))
 }
 
 /// The HTTP API's settings, checked.

@@ -40,6 +40,8 @@ pub enum AuthMethod {
     Jwt,
     /// A console session cookie (a person who signed in with a password).
     Session,
+    /// A chat platform account linked to the user (Telegram, Discord).
+    Channel,
 }
 
 /// What a caller's credential names: an API key (a JWT names the key it was traded for) or a

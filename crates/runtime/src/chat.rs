@@ -60,6 +60,8 @@ pub enum ReplyEvent {
 struct Pending {
     text: String,
     live: broadcast::Sender<ReplyEvent>,
+    /// The run writing an agent's reply, once started.
+    chain: Option<domain::ChainId>,
 }
 
 /// Replies in flight on this process, by conversation.
@@ -154,6 +156,30 @@ impl Runtime {
         Ok(conversation)
     }
 
+    /// Starts a conversation with no turn yet (a chat channel's memory), titled `title`.
+    pub async fn open_conversation(
+        &self,
+        principal: &Principal,
+        target: ChatTarget,
+        title: &str,
+    ) -> Result<Conversation, ChatError> {
+        if !self.chat_targets(principal).await?.contains(&target) {
+            return Err(ChatError::Invalid(format!("{} is not a model or persona you can talk to", target.to_text())));
+        }
+        let now = Timestamp::now();
+        let conversation = Conversation {
+            id: ConversationId::generate(),
+            tenant_id: principal.tenant.clone(),
+            owner: principal.subject(),
+            title: title_of(title),
+            target,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store().insert_conversation(&conversation).await?;
+        Ok(conversation)
+    }
+
     /// The principal's conversations, most recent first; with `text`, those that mention it.
     pub async fn conversations(
         &self,
@@ -196,6 +222,19 @@ impl Runtime {
         pending.get(id).map(|p| ReplyWatch { so_far: p.text.clone(), events: p.live.subscribe() })
     }
 
+    /// Stops the run writing the reply in one of the principal's conversations on this
+    /// process; whether there was one to stop (a model's streamed reply cannot be stopped).
+    pub async fn cancel_reply(&self, principal: &Principal, id: &ConversationId) -> Result<bool, ChatError> {
+        self.own_conversation(principal, id).await?;
+        let chain = lock(&self.replies.pending).get(id).and_then(|p| p.chain.clone());
+        let Some(chain) = chain else { return Ok(false) };
+        match self.cancel_run(&principal.tenant, &chain, &principal.subject()).await {
+            Ok(_) => Ok(true),
+            Err(crate::agent::AgentError::Store(error)) => Err(error.into()),
+            Err(error) => Err(ChatError::Invalid(error.to_string())),
+        }
+    }
+
     /// Why the conversation's last reply failed, once (then forgotten).
     pub fn take_reply_failure(&self, id: &ConversationId) -> Option<String> {
         lock(&self.replies.failed).remove(id)
@@ -209,15 +248,28 @@ impl Runtime {
         id: &ConversationId,
         text: &str,
     ) -> Result<(), ChatError> {
+        self.say_watched(principal, id, text).await.map(drop)
+    }
+
+    /// [`Runtime::say`], watching the reply from its first word: the receiver sees every
+    /// [`ReplyEvent`] of it (a slow reader may miss `Text`s, never the end).
+    pub async fn say_watched(
+        self: &Arc<Self>,
+        principal: &Principal,
+        id: &ConversationId,
+        text: &str,
+    ) -> Result<broadcast::Receiver<ReplyEvent>, ChatError> {
         let text = check_turn(text)?;
         let (conversation, history) = self.conversation(principal, id).await?;
-        {
+        let watch = {
             let mut pending = lock(&self.replies.pending);
             if pending.contains_key(id) {
                 return Err(ChatError::Busy);
             }
-            pending.insert(id.clone(), Pending { text: String::new(), live: broadcast::channel(256).0 });
-        }
+            let (live, watch) = broadcast::channel(256);
+            pending.insert(id.clone(), Pending { text: String::new(), live, chain: None });
+            watch
+        };
         lock(&self.replies.failed).remove(id);
         let turn = ChatMessage {
             conversation_id: id.clone(),
@@ -250,7 +302,7 @@ impl Runtime {
                 }
             }
         });
-        Ok(())
+        Ok(watch)
     }
 
     /// Writes the reply to the last turn of `history` and stores it.
@@ -318,6 +370,9 @@ impl Runtime {
                 };
                 let handle = self.start_run(request).await.map_err(|e| e.to_string())?;
                 let chain = handle.chain_id().clone();
+                if let Some(pending) = lock(&self.replies.pending).get_mut(id) {
+                    pending.chain = Some(chain.clone());
+                }
                 let report = handle.finished().await.map_err(|e| e.to_string())?;
                 let answer = match report.answer.as_deref().filter(|a| !a.trim().is_empty()) {
                     Some(answer) => answer.to_owned(),

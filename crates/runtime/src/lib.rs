@@ -12,6 +12,7 @@ mod approvals;
 pub mod auth;
 pub mod budget;
 pub mod chain_events;
+pub mod channels;
 pub mod chat;
 pub mod error;
 pub mod feed;
@@ -102,6 +103,8 @@ pub struct Runtime {
     logs: Option<Arc<logs::LogTail>>,
     /// Chat replies being written by this process.
     replies: chat::Replies,
+    /// Each chat channel's health on this process.
+    channels: channels::ChannelBoard,
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
@@ -222,6 +225,7 @@ impl Runtime {
             feed,
             logs,
             replies: chat::Replies::default(),
+            channels: channels::ChannelBoard::default(),
             cancels: Default::default(),
             notices,
             knowledge,

@@ -18,6 +18,7 @@ macro_rules! impl_store {
         $crate::common_web::impl_web_port!($store);
         $crate::common_feed::impl_feed_port!($store);
         $crate::common_chat::impl_chat_port!($store);
+        $crate::common_channels::impl_channel_port!($store);
         $crate::common::impl_shared_ports!($store);
     };
 }

@@ -9,6 +9,7 @@ mod agent_rows;
 mod backend;
 mod common;
 mod common_agent;
+mod common_channels;
 mod common_chat;
 mod common_feed;
 mod common_knowledge;

@@ -33,6 +33,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 tracing::warn!(%error, "could not record when API keys were last used; will retry");
             }
             if pruned_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(3600)) {
+                // Platforms redeliver within a day: claims older than two days protect nothing.
+                match maintained.prune_channel_updates(std::time::Duration::from_secs(2 * 86_400)).await {
+                    Ok(n) => tracing::debug!(claims = n, "forgot old channel update claims"),
+                    Err(error) => tracing::warn!(%error, "could not forget old channel update claims; will retry"),
+                }
                 match maintained.prune_feed().await {
                     Ok(n) => {
                         pruned_at = Some(std::time::Instant::now());
@@ -44,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });
+    start_channels(&runtime, &config);
     let metrics = gateway::install_recorder()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -87,6 +93,33 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     served.context("serving HTTP")?;
     tracing::info!("shutdown complete");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the chat channels that have a token; the others read `unconfigured` in `/ready`,
+/// naming the setting. A channel that fails never stops the server.
+fn start_channels(runtime: &Arc<runtime::Runtime>, config: &Config) {
+    use domain::channel::Channel;
+    use runtime::channels::{ChannelHealth, ChannelState};
+    match &config.telegram {
+        Some(settings) => {
+            tracing::info!(tenant = %settings.tenant, admission = settings.admission.as_str(), "starting the Telegram bot");
+            channels::telegram::start(runtime.clone(), settings.clone());
+        }
+        None => {
+            let detail = "set NEXUS_TELEGRAM_BOT_TOKEN (or channels.telegram.bot_token) to start the Telegram bot";
+            tracing::info!("Telegram: unconfigured; {detail}");
+            runtime.report_channel(ChannelHealth::new(
+                Channel::Telegram,
+                ChannelState::Unconfigured,
+                Some(detail.into()),
+            ));
+        }
+    }
+    runtime.report_channel(ChannelHealth::new(
+        Channel::Discord,
+        ChannelState::Unconfigured,
+        Some("the Discord adapter is not part of this build yet".into()),
+    ));
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,5 @@
-//! `nexus users create | list`: the people who sign in to the web console.
+//! `nexus users create | list | link-code`: the people who sign in to the web console, and
+//! the codes that link their chat accounts.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::process::ExitCode;
@@ -44,8 +45,45 @@ pub async fn run(command: UserCommand, config: Config) -> anyhow::Result<ExitCod
                 );
             }
         }
+        UserCommand::LinkCode { tenant, email, user } => {
+            let runtime = start_runtime(&config, Access::Existing).await?;
+            let made = link_code(&runtime, &tenant, email.as_deref(), user.as_deref()).await;
+            runtime.shutdown().await;
+            let (code, expires_at, who) = made?;
+            println!("{code}");
+            eprintln!(
+                "{who} sends /link {code} to the Telegram or Discord bot before {} (single use)",
+                expires_at.to_rfc3339()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn link_code(
+    runtime: &runtime::Runtime,
+    tenant: &domain::TenantId,
+    email: Option<&str>,
+    user: Option<&str>,
+) -> anyhow::Result<(String, domain::Timestamp, String)> {
+    let (id, who) = match (email, user) {
+        (Some(email), _) => {
+            let wanted = email.trim().to_lowercase();
+            let users = runtime.web_users(tenant).await?;
+            let found = users
+                .into_iter()
+                .find(|u| u.email == wanted)
+                .with_context(|| format!("--email {email}: tenant {tenant} has no console user with that email"))?;
+            (found.user.id, found.email)
+        }
+        (None, Some(user)) => {
+            let id = domain::UserId::parse(user.to_owned()).map_err(|e| anyhow::anyhow!("--user {user:?}: {e}"))?;
+            (id.clone(), format!("user {id}"))
+        }
+        (None, None) => bail!("give --email or --user"),
+    };
+    let (code, expires_at) = runtime.create_link_code(tenant, &id, "operator").await?;
+    Ok((code, expires_at, who))
 }
 
 fn password_from_stdin() -> anyhow::Result<String> {

@@ -2,6 +2,7 @@
 
 mod contract;
 mod contract_agent;
+mod contract_channels;
 mod contract_chat;
 mod contract_feed;
 mod contract_knowledge;

@@ -1,0 +1,383 @@
+//! The Telegram adapter: our own supervised long-polling loop over the Bot API.
+//!
+//! One supervisor per bot runs *sessions*. A session builds a fresh HTTP client, checks the
+//! token (`getMe`), takes the bot's lease in the store (one poller per token across replicas;
+//! the others stand by), turns webhook delivery off, registers the command menu (English and
+//! Italian) and then polls `getUpdates` from the stored cursor. Each update is claimed in the
+//! store before it is handled (its `update_id` is handled once across restarts and replicas),
+//! the cursor moves after the claims, and updates go to one worker per chat so a chat's
+//! messages are answered in order while other chats go on.
+//!
+//! The watchdog counts only *completed* `getUpdates` calls: sends never keep it fresh. A session
+//! with no completed poll for `stall_after` (including its first, so a session that never
+//! starts is caught too) is aborted and a new one built with a new client, within bounded time.
+//! Sessions that fail in a row back off (1 s doubling to 60 s, with jitter) and mark the
+//! channel `degraded`; a refused token stops the channel (`failed`, naming the setting) and a
+//! 409 (another program polling the token) is `conflict`, retried slowly. Nothing here ever
+//! stops the rest of Nexus.
+
+mod api;
+mod handler;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use domain::TenantId;
+use domain::channel::{Admission, Channel};
+use rand::Rng as _;
+use runtime::Runtime;
+use runtime::channels::{ChannelHealth, ChannelState};
+use tokio::sync::oneshot;
+
+use crate::i18n::{self, Locale};
+use api::{ApiError, BotApi};
+
+/// Telegram's default Bot API address.
+pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
+/// How long one `getUpdates` waits for updates by default.
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long without a completed `getUpdates` counts as a stall by default.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(120);
+/// How long a poller's lease on its bot lasts unless renewed.
+const LEASE_TTL: Duration = Duration::from_secs(20);
+const LEASE_RENEW: Duration = Duration::from_secs(5);
+/// Sessions failing in a row before the channel reads `degraded`.
+const DEGRADED_AFTER: u32 = 3;
+
+/// Everything the adapter needs to know, checked by the binary's configuration.
+#[derive(Clone)]
+pub struct TelegramSettings {
+    pub token: String,
+    pub api_url: url::Url,
+    /// The tenant whose users, budget and ledger the bot serves.
+    pub tenant: TenantId,
+    pub admission: Admission,
+    /// Group chats the bot answers in; empty: any (private chats are always answered).
+    pub allowed_chats: Vec<i64>,
+    pub poll_timeout: Duration,
+    pub stall_after: Duration,
+}
+
+impl std::fmt::Debug for TelegramSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramSettings")
+            .field("token", &"…")
+            .field("api_url", &self.api_url.as_str())
+            .field("tenant", &self.tenant)
+            .field("admission", &self.admission)
+            .field("allowed_chats", &self.allowed_chats)
+            .field("poll_timeout", &self.poll_timeout)
+            .field("stall_after", &self.stall_after)
+            .finish()
+    }
+}
+
+/// Starts the adapter; it runs until the process ends (or the token is refused).
+pub fn start(runtime: Arc<Runtime>, settings: TelegramSettings) -> tokio::task::JoinHandle<()> {
+    let board = Arc::new(Board::new(runtime.clone()));
+    board.set(ChannelState::Starting, None);
+    runtime::tasks::spawn("telegram", supervise(runtime, Arc::new(settings), board))
+}
+
+/// The channel's health as this adapter keeps it, pushed to the runtime on every change.
+struct Board {
+    runtime: Arc<Runtime>,
+    health: Mutex<ChannelHealth>,
+}
+
+impl Board {
+    fn new(runtime: Arc<Runtime>) -> Self {
+        Board { runtime, health: Mutex::new(ChannelHealth::new(Channel::Telegram, ChannelState::Starting, None)) }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ChannelHealth)) {
+        let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut health);
+        self.runtime.report_channel(health.clone());
+    }
+
+    fn set(&self, state: ChannelState, detail: Option<String>) {
+        self.update(|h| {
+            h.state = state;
+            h.detail = detail;
+        });
+    }
+
+    fn state(&self) -> ChannelState {
+        self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).state
+    }
+}
+
+/// When the current session's `getUpdates` calls last completed.
+struct Liveness {
+    started: Instant,
+    last_ok: Mutex<Option<Instant>>,
+}
+
+impl Liveness {
+    fn new() -> Self {
+        Liveness { started: Instant::now(), last_ok: Mutex::new(None) }
+    }
+
+    fn completed(&self) {
+        *self.last_ok.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    fn ever_completed(&self) -> bool {
+        self.last_ok.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some()
+    }
+
+    /// Time since the last completed poll, or since the session started if none completed.
+    fn quiet_for(&self) -> Duration {
+        let last = *self.last_ok.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.unwrap_or(self.started).elapsed()
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+enum Ended {
+    /// The token was refused: stop.
+    Fatal(String),
+    /// Another program polls this token.
+    Conflict(String),
+    /// Another replica holds the bot's lease.
+    Standby(String),
+    /// Anything else; the supervisor backs off and builds a new session.
+    Failed(String),
+}
+
+async fn supervise(runtime: Arc<Runtime>, settings: Arc<TelegramSettings>, board: Arc<Board>) {
+    let mut failures: u32 = 0;
+    loop {
+        let live = Arc::new(Liveness::new());
+        let (done, outcome) = oneshot::channel();
+        let task = runtime::tasks::spawn(
+            "telegram-session",
+            session(runtime.clone(), settings.clone(), live.clone(), board.clone(), done),
+        );
+        let ended = watch(AbortOnDrop(task), outcome, &live, settings.stall_after).await;
+        let healthy_session = live.ever_completed();
+        let wait = match ended {
+            Ended::Fatal(reason) => {
+                tracing::error!(%reason, "the Telegram channel stopped; the rest of Nexus keeps serving");
+                board.set(ChannelState::Failed, Some(reason));
+                return;
+            }
+            Ended::Standby(holder) => {
+                if board.state() != ChannelState::Standby {
+                    tracing::info!(%holder, "another replica reads this Telegram bot; standing by");
+                }
+                board.set(ChannelState::Standby, Some(format!("read by {holder}")));
+                failures = 0;
+                LEASE_RENEW
+            }
+            Ended::Conflict(reason) => {
+                tracing::error!(%reason, "another program reads updates with this Telegram token (409); \
+                    stop it or give this one its own bot; retrying slowly");
+                board.set(ChannelState::Conflict, Some(reason));
+                failures = failures.saturating_add(1);
+                Duration::from_secs(30)
+            }
+            Ended::Failed(reason) => {
+                failures = if healthy_session { 1 } else { failures.saturating_add(1) };
+                board.update(|h| h.restarts += 1);
+                if failures >= DEGRADED_AFTER {
+                    tracing::error!(%reason, failures, "the Telegram channel keeps failing; degraded, still retrying");
+                    board.set(ChannelState::Degraded, Some(reason));
+                } else {
+                    tracing::warn!(%reason, "the Telegram session ended; building a new one");
+                }
+                backoff(failures)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// 1 s doubling to 60 s, plus up to 25 % jitter.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 4);
+    base + Duration::from_millis(jitter)
+}
+
+/// A session task stopped when its supervisor stops (an aborted adapter polls no more).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Waits for the session to end, or aborts it when its polls stall.
+async fn watch(
+    mut task: AbortOnDrop,
+    mut outcome: oneshot::Receiver<Ended>,
+    live: &Liveness,
+    stall_after: Duration,
+) -> Ended {
+    let tick = (stall_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            ended = &mut outcome => {
+                return ended.unwrap_or_else(|_| Ended::Failed("the session ended unexpectedly".into()));
+            }
+            () = tokio::time::sleep(tick) => {
+                let quiet = live.quiet_for();
+                if quiet > stall_after {
+                    task.0.abort();
+                    // Aborting is immediate at the next await; never wait on it for long.
+                    let _ = tokio::time::timeout(Duration::from_secs(15), &mut task.0).await;
+                    let what = if live.ever_completed() { "getUpdates stalled" } else { "the first getUpdates never completed" };
+                    return Ended::Failed(format!("{what}: nothing for {}s; rebuilt the connection", quiet.as_secs()));
+                }
+            }
+        }
+    }
+}
+
+async fn session(
+    runtime: Arc<Runtime>,
+    settings: Arc<TelegramSettings>,
+    live: Arc<Liveness>,
+    board: Arc<Board>,
+    done: oneshot::Sender<Ended>,
+) {
+    let ended = poll(&runtime, &settings, &live, &board).await;
+    let _ = done.send(ended);
+}
+
+fn api_ended(error: ApiError) -> Ended {
+    match error {
+        ApiError::Unauthorized(reason) => {
+            Ended::Fatal(format!("Telegram refused the bot token in NEXUS_TELEGRAM_BOT_TOKEN ({reason})"))
+        }
+        ApiError::Conflict(reason) => Ended::Conflict(reason),
+        other => Ended::Failed(other.to_string()),
+    }
+}
+
+async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &Arc<Liveness>, board: &Board) -> Ended {
+    let api = match BotApi::new(&settings.api_url, &settings.token, settings.poll_timeout) {
+        Ok(api) => api,
+        Err(error) => return Ended::Failed(error.to_string()),
+    };
+    let me = match api.get_me().await {
+        Ok(me) => me,
+        Err(error) => return api_ended(error),
+    };
+    match runtime.tenant(&settings.tenant).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Ended::Fatal(format!(
+                "tenant {} (channels.telegram.tenant) does not exist; create it (nexus seed makes `demo`)",
+                settings.tenant
+            ));
+        }
+        Err(error) => return Ended::Failed(error.to_string()),
+    }
+    let bot = format!("telegram:{}", me.id);
+    match runtime.lease_channel(&bot, LEASE_TTL).await {
+        Ok(None) => {}
+        Ok(Some(holder)) => return Ended::Standby(holder),
+        Err(error) => return Ended::Failed(error.to_string()),
+    }
+    let mut leased_at = Instant::now();
+    if me.can_read_all_group_messages == Some(false) {
+        tracing::info!(
+            bot = %me.display(),
+            "Telegram group privacy is on: in groups the bot sees only commands and replies to it \
+             (turn it off with BotFather, or make the bot a group admin)"
+        );
+    }
+    if let Err(error) = api.delete_webhook().await {
+        tracing::warn!(%error, "could not turn Telegram webhook delivery off; getUpdates may be refused");
+    }
+    for (locale, language) in [(Locale::En, None), (Locale::It, Some("it"))] {
+        if let Err(error) = api.set_my_commands(i18n::commands(locale), language).await {
+            tracing::warn!(%error, language = locale.code(), "could not register the Telegram command menu");
+        }
+    }
+    let cursor_prefix = format!("{}:", me.id);
+    let mut offset: i64 = match runtime.channel_cursor(&settings.tenant, Channel::Telegram).await {
+        Ok(cursor) => cursor.and_then(|c| c.strip_prefix(&cursor_prefix).and_then(|o| o.parse().ok())).unwrap_or(0),
+        Err(error) => return Ended::Failed(error.to_string()),
+    };
+    tracing::info!(bot = %me.display(), offset, tenant = %settings.tenant, "reading Telegram updates");
+    let workers = handler::Workers::new(handler::Context {
+        runtime: runtime.clone(),
+        settings: settings.clone(),
+        api: api.clone(),
+        bot_username: me.username.clone().unwrap_or_default(),
+    });
+    loop {
+        if leased_at.elapsed() >= LEASE_RENEW {
+            match runtime.lease_channel(&bot, LEASE_TTL).await {
+                Ok(None) => leased_at = Instant::now(),
+                Ok(Some(holder)) => return Ended::Standby(holder),
+                Err(error) => tracing::warn!(%error, "could not renew the Telegram lease; will retry"),
+            }
+        }
+        let updates = match api.get_updates(offset, settings.poll_timeout).await {
+            Ok(updates) => updates,
+            Err(ApiError::RetryAfter(wait)) => {
+                tracing::warn!(?wait, "Telegram asked to slow down getUpdates");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            Err(error) => return api_ended(error),
+        };
+        live.completed();
+        board.update(|h| {
+            h.state = ChannelState::Connected;
+            h.detail = Some(format!("polling as {}", me.display()));
+            h.last_inbound_at = Some(domain::Timestamp::now());
+        });
+        let before = offset;
+        for update in updates {
+            let id = update.update_id;
+            let key = format!("{}:{id}", me.id);
+            match runtime.claim_channel_update(&settings.tenant, Channel::Telegram, &key).await {
+                Ok(true) => workers.dispatch(update),
+                Ok(false) => tracing::debug!(update = id, "Telegram update already handled"),
+                // Not claimed: stop here so it is read again.
+                Err(error) => return Ended::Failed(format!("could not record a Telegram update: {error}")),
+            }
+            offset = offset.max(id + 1);
+        }
+        if offset != before
+            && let Err(error) = runtime
+                .set_channel_cursor(&settings.tenant, Channel::Telegram, &format!("{cursor_prefix}{offset}"))
+                .await
+        {
+            tracing::warn!(%error, "could not save the Telegram cursor; claimed updates are never handled twice");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute_with_bounded_jitter() {
+        for failures in 1..12 {
+            let wait = backoff(failures);
+            let base = Duration::from_secs(1u64 << (failures - 1).min(6)).min(Duration::from_secs(60));
+            assert!(wait >= base && wait <= base + base / 4, "{failures}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn the_watchdog_counts_only_completed_polls() {
+        let mut live = Liveness::new();
+        assert!(!live.ever_completed());
+        live.started = Instant::now().checked_sub(Duration::from_millis(20)).expect("a past instant");
+        assert!(live.quiet_for() >= Duration::from_millis(20));
+        live.completed();
+        assert!(live.ever_completed());
+        assert!(live.quiet_for() < Duration::from_millis(20));
+    }
+}

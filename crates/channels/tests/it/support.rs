@@ -1,0 +1,180 @@
+//! A runtime on a fresh SQLite database whose agent answers through a fake OpenAI upstream,
+//! and a Telegram adapter pointed at a fake Bot API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use channels::telegram::TelegramSettings;
+use channels::testing::FakeTelegram;
+use domain::channel::Admission;
+use domain::tenant::{Role, UserLevel};
+use ledger::checkpoint::CheckpointSigner;
+use runtime::web_users::NewWebUser;
+use runtime::{Runtime, RuntimeConfig, RuntimeParts};
+
+pub const TOKEN: &str = "4242:TEST-token_secret";
+
+pub struct World {
+    pub runtime: Arc<Runtime>,
+    pub telegram: FakeTelegram,
+    _openai: wiremock::MockServer,
+    _db: store::test_support::TestDatabase,
+    _workspace: tempfile::TempDir,
+}
+
+/// Answers like a model: the planner plans nothing (a direct answer) and the answer depends on
+/// the question — `LONG` asks for ~10,000 characters in paragraphs, `RESERVED` for every
+/// character MarkdownV2 reserves, anything else is echoed.
+struct Model;
+
+pub const RESERVED: &str = "Reserved: _ * [ ] ( ) ~ ` > # + - = | { } . ! \\ and <tags> & done.";
+
+pub fn long_answer() -> String {
+    (0..40)
+        .map(|i| format!("Paragraph {i}. {}", "The ledger keeps every action sealed. ".repeat(7)))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+impl wiremock::Respond for Model {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body = String::from_utf8_lossy(&request.body);
+        let mut delay = Duration::ZERO;
+        let content = if body.contains("Break the following task") {
+            "[]".to_owned()
+        } else if body.contains("LONG") {
+            long_answer()
+        } else if body.contains("RESERVED") {
+            RESERVED.to_owned()
+        } else if body.contains("SLOW") {
+            delay = Duration::from_millis(1500);
+            "Slowly: done.".to_owned()
+        } else {
+            let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let last =
+                json["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("");
+            let asked = last.rsplit("Request: ").next().unwrap_or(last);
+            format!("You asked: **{}**", asked.trim())
+        };
+        wiremock::ResponseTemplate::new(200).set_delay(delay).set_body_json(serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+        }))
+    }
+}
+
+pub async fn world() -> World {
+    let openai = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/chat/completions"))
+        .respond_with(Model)
+        .mount(&openai)
+        .await;
+    let db = store::test_support::sqlite().await;
+    let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    let config = RuntimeConfig {
+        ledger_origin: "test.nexus".into(),
+        checkpoint_interval: Duration::from_millis(200),
+        token_secret: Some(vec![42; 32]),
+        limits: runtime::limits::LimitSettings {
+            key_requests_per_minute: 100_000,
+            tenant_requests_per_minute: 100_000,
+            tenant_chains_per_hour: 100_000,
+        },
+        ..RuntimeConfig::default()
+    };
+    let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, None);
+    let workspace = tempfile::tempdir().expect("workspace");
+    use providers::openai::{OpenAiConfig, OpenAiProvider};
+    let provider: Arc<dyn providers::ModelProvider> = Arc::new(
+        OpenAiProvider::new(OpenAiConfig {
+            base_url: openai.uri(),
+            ..OpenAiConfig::openai(providers::ApiKey::new("sk-test"))
+        })
+        .expect("openai"),
+    );
+    let target = runtime::agent::ModelTarget { provider: provider.clone(), model: "gpt-4o-mini".into() };
+    let tools = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge()));
+    parts.agent = Some(runtime::agent::AgentServices {
+        models: runtime::agent::Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target },
+        providers: vec![provider],
+        tools,
+        sandbox: tools::Sandbox::default(),
+        workspace_root: workspace.path().to_path_buf(),
+        prices: providers::pricing::PriceTable::builtin(),
+        approval_ttl: Duration::from_secs(3600),
+    });
+    let runtime = Arc::new(Runtime::start(parts).await.expect("runtime"));
+    runtime.seed_demo().await.expect("seed");
+    let telegram = FakeTelegram::start(TOKEN).await;
+    World { runtime, telegram, _openai: openai, _db: db, _workspace: workspace }
+}
+
+impl World {
+    pub fn settings(&self, admission: Admission) -> TelegramSettings {
+        TelegramSettings {
+            token: TOKEN.into(),
+            api_url: url::Url::parse(&self.telegram.url).expect("url"),
+            tenant: domain::TenantId::parse("demo").expect("tenant"),
+            admission,
+            allowed_chats: Vec::new(),
+            poll_timeout: Duration::from_secs(1),
+            stall_after: Duration::from_secs(3),
+        }
+    }
+
+    /// Starts the adapter; aborting the handle stops it.
+    pub fn start(&self, admission: Admission) -> tokio::task::JoinHandle<()> {
+        channels::telegram::start(self.runtime.clone(), self.settings(admission))
+    }
+
+    /// A console user of tenant `demo`; returns its id.
+    pub async fn user(&self, email: &str, role: Role, level: u8) -> domain::UserId {
+        let new = NewWebUser {
+            tenant: domain::TenantId::parse("demo").expect("tenant"),
+            email: email.into(),
+            name: email.split('@').next().unwrap_or_default().to_owned(),
+            role,
+            level: UserLevel::new(level).expect("level"),
+            password: "correct horse battery".into(),
+        };
+        self.runtime.create_web_user(new).await.expect("create user").user.id
+    }
+
+    /// Links Telegram user `account` (in its private chat) to `user`, through `/link CODE`.
+    pub async fn link(&self, account: i64, user: &domain::UserId) {
+        let tenant = domain::TenantId::parse("demo").expect("tenant");
+        let (code, _) = self.runtime.create_link_code(&tenant, user, "operator").await.expect("code");
+        let before = self.telegram.sent_to(account).len();
+        self.telegram.push_message(account, account, &format!("/link {code}"));
+        let sent = self.telegram.wait_sent(account, before + 1, Duration::from_secs(10)).await;
+        assert!(sent[before].text.starts_with("Linked"), "{:?}", sent[before].text);
+    }
+
+    /// The health the adapter reported.
+    pub fn health(&self) -> runtime::channels::ChannelHealth {
+        self.runtime
+            .channel_health()
+            .into_iter()
+            .find(|h| h.channel == domain::channel::Channel::Telegram)
+            .expect("telegram health")
+    }
+
+    /// Waits until the adapter's state is `state`.
+    pub async fn until_state(
+        &self,
+        state: runtime::channels::ChannelState,
+        within: Duration,
+    ) -> runtime::channels::ChannelHealth {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let health = self.health();
+            if health.state == state {
+                return health;
+            }
+            assert!(std::time::Instant::now() < deadline, "never {state:?}: {health:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The Telegram adapter against a fake Bot API: linking, admission, answers as sealed runs,
+//! splitting and escaping, flood control, the watchdog, and each update handled once.
+
+use std::time::Duration;
+
+use domain::channel::{Admission, Channel};
+use domain::tenant::Role;
+use runtime::channels::ChannelState;
+
+use crate::support::{RESERVED, world};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_message_becomes_a_sealed_run_and_its_answer_comes_back_with_the_seal() {
+    let world = world().await;
+    let ada = world.user("ada@demo.test", Role::Member, 2).await;
+    let adapter = world.start(Admission::Closed);
+    world.until_state(ChannelState::Connected, WAIT).await;
+    // The command menu is registered in English and Italian.
+    let menus = world.telegram.commands();
+    assert_eq!(menus.len(), 2, "{menus:?}");
+    assert_eq!(menus[1]["language_code"], "it");
+
+    world.link(101, &ada).await;
+    world.telegram.push_message(101, 101, "What does the ledger keep?");
+    let sent = world.telegram.wait_sent(101, 2, WAIT).await;
+    let answer = &sent[1];
+    assert!(answer.html);
+    assert!(answer.text.starts_with("You asked: <b>What does the ledger keep?</b>"), "{}", answer.text);
+    assert!(answer.text.contains("🔏 sealed <code>"), "the seal at the foot: {}", answer.text);
+    assert!(world.telegram.actions().iter().any(|(chat, action)| *chat == 101 && action == "typing"));
+
+    // The run is the member's: requested by their user, its chain sealed in the ledger.
+    let chain = answer.text.rsplit("run <code>").next().and_then(|s| s.split('<').next()).expect("chain id");
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let chain = domain::ChainId::parse(chain.to_owned()).expect("a chain id");
+    let report = world.runtime.run_report(&tenant, &chain).await.expect("the run");
+    assert!(report.task.contains("What does the ledger keep?"));
+    let records = world.runtime.ledger().chain_records(&tenant, &chain).await.expect("records");
+    assert!(!records.is_empty());
+
+    // The conversation keeps its memory: the next turn's run sees the first.
+    world.telegram.push_message(101, 101, "And then?");
+    let sent = world.telegram.wait_sent(101, 3, WAIT).await;
+    assert!(sent[2].text.contains("And then?"), "{}", sent[2].text);
+    let chain2 = sent[2].text.rsplit("run <code>").next().and_then(|s| s.split('<').next()).expect("chain id");
+    let report =
+        world.runtime.run_report(&tenant, &domain::ChainId::parse(chain2.to_owned()).expect("id")).await.expect("run");
+    assert!(
+        report.task.contains("Conversation so far") && report.task.contains("What does the ledger keep?"),
+        "{}",
+        report.task
+    );
+
+    // Linking was an admin change in the ledger.
+    let page =
+        world.runtime.ledger().page(&tenant, &domain::ports::RecordFilter::default(), 1000).await.expect("ledger");
+    assert!(page.iter().any(|r| r.payload.contains("\"identity.linked\"")));
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn strangers_are_refused_in_a_closed_tenant_and_the_admins_told_once() {
+    let world = world().await;
+    let boss = world.user("boss@demo.test", Role::Admin, 5).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(7, &boss).await;
+
+    world.telegram.push_message(666, 666, "let me in");
+    let refused = world.telegram.wait_sent(666, 1, WAIT).await;
+    assert!(refused[0].text.contains("this assistant is private"), "{}", refused[0].text);
+    let told = world.telegram.wait_sent(7, 2, WAIT).await;
+    assert!(told[1].text.contains("@user666") && told[1].text.contains("nexus users link-code"), "{}", told[1].text);
+
+    // Again: refused again, but the admins are not told twice the same day; no run, no user.
+    world.telegram.push_message(666, 666, "please");
+    world.telegram.wait_sent(666, 2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.telegram.sent_to(7).len(), 2);
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let overview = world.runtime.overview(&tenant).await.expect("overview");
+    assert_eq!(overview.runs_today, 0);
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn open_channels_let_strangers_in_at_level_zero() {
+    let world = world().await;
+    let adapter = world.start(Admission::Open);
+    world.telegram.push_message(55, 55, "hello there");
+    let sent = world.telegram.wait_sent(55, 2, WAIT).await;
+    assert!(sent[0].text.starts_with("Welcome"), "{}", sent[0].text);
+    assert!(sent[1].text.contains("hello there"), "{}", sent[1].text);
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let staff = world.runtime.channel_staff(&tenant, Channel::Telegram, 0).await.expect("identities");
+    let stranger = staff.iter().find(|i| i.external_id == "55").expect("the stranger's identity");
+    assert_eq!(stranger.display, "@user55");
+    assert_eq!(stranger.chat_id.as_deref(), Some("55"));
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn a_ten_thousand_character_answer_arrives_split_in_order_and_reserved_characters_intact() {
+    let world = world().await;
+    let adapter = world.start(Admission::Open);
+    world.telegram.push_message(9, 9, "LONG please");
+    let sent = world.telegram.wait_sent(9, 4, WAIT).await;
+    let parts: Vec<_> = sent[1..].to_vec();
+    // The fake refuses anything over 4096 UTF-16 units or badly formed: all went through.
+    let text: String = parts.iter().map(|p| channels::text::strip_tags(&p.text)).collect::<Vec<_>>().join("\n\n");
+    let expected: Vec<String> = crate::support::long_answer().split("\n\n").map(|p| p.trim().to_owned()).collect();
+    let paragraphs: Vec<String> =
+        text.split("\n\n").filter(|p| p.starts_with("Paragraph")).map(|p| p.trim().to_owned()).collect();
+    assert_eq!(paragraphs, expected, "every paragraph, whole and in order");
+    assert!(parts.iter().all(|p| !p.text.trim().is_empty()));
+    assert!(parts.last().is_some_and(|p| p.text.contains("🔏")), "the seal rides on the last part");
+
+    world.telegram.push_message(9, 9, "RESERVED characters");
+    let before = world.telegram.sent_to(9).len();
+    let sent = world.telegram.wait_sent(9, before + 1, WAIT).await;
+    let shown = channels::text::strip_tags(&sent[before].text);
+    // Markdown treats `\` as an escape and `*`/`_` pairs as emphasis; every other reserved
+    // character and the markup-looking text arrive as written.
+    for c in ["[", "]", "(", ")", "~", "`", ">", "#", "+", "-", "=", "|", "{", "}", ".", "!", "<tags>", "&"] {
+        assert!(shown.contains(c), "{c:?} missing from {shown:?}");
+    }
+    assert!(RESERVED.starts_with("Reserved"));
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn flood_control_is_waited_out_and_parts_keep_their_order() {
+    let world = world().await;
+    let adapter = world.start(Admission::Open);
+    world.telegram.push_message(3, 3, "first");
+    world.telegram.wait_sent(3, 2, WAIT).await;
+    world.telegram.flood(2);
+    let started = std::time::Instant::now();
+    world.telegram.push_message(3, 3, "second");
+    let sent = world.telegram.wait_sent(3, 3, WAIT).await;
+    assert!(started.elapsed() >= Duration::from_secs(2), "retry_after was honoured");
+    assert!(sent[2].text.contains("second"));
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn a_stalled_poll_is_rebuilt_by_the_watchdog_and_nothing_is_answered_twice() {
+    let world = world().await;
+    // The first getUpdates never answers, as on a wedged connection.
+    world.telegram.hang_polls(1);
+    world.telegram.push_message(4, 4, "are you there?");
+    let adapter = world.start(Admission::Open);
+    let sent = world.telegram.wait_sent(4, 2, WAIT).await;
+    assert!(sent[1].text.contains("are you there?"));
+    let health = world.until_state(ChannelState::Connected, WAIT).await;
+    assert!(health.restarts >= 1, "the watchdog rebuilt the session: {health:?}");
+    // Outgoing messages never counted as liveness: only completed polls did.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(world.telegram.sent_to(4).len(), 2, "answered exactly once");
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn an_update_delivered_again_after_a_restart_is_not_answered_twice() {
+    let world = world().await;
+    let adapter = world.start(Admission::Open);
+    let update = world.telegram.push_message(8, 8, "once only");
+    world.telegram.wait_sent(8, 2, WAIT).await;
+    adapter.abort();
+    // A crash before the offset was confirmed: Telegram sends the same update again.
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    world.runtime.set_channel_cursor(&tenant, Channel::Telegram, "4242:0").await.expect("cursor");
+    world.telegram.redeliver(update);
+    let (calls_before, _) = world.telegram.polls();
+    let adapter = world.start(Admission::Open);
+    // Wait until the restarted adapter has polled past the redelivered update.
+    let deadline = std::time::Instant::now() + WAIT;
+    while world.telegram.confirmed() <= update {
+        assert!(std::time::Instant::now() < deadline, "the adapter never confirmed the update");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(world.telegram.polls().0 > calls_before);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.telegram.sent_to(8).len(), 2, "no second answer");
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn a_refused_token_fails_the_channel_alone() {
+    let world = world().await;
+    let mut settings = world.settings(Admission::Open);
+    settings.token = "4242:WRONG".into();
+    let adapter = channels::telegram::start(world.runtime.clone(), settings);
+    let health = world.until_state(ChannelState::Failed, WAIT).await;
+    let detail = health.detail.unwrap_or_default();
+    assert!(detail.contains("NEXUS_TELEGRAM_BOT_TOKEN") && !detail.contains("WRONG"), "{detail}");
+    assert!(world.runtime.readiness().await.database.is_ok(), "the rest keeps serving");
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn a_second_poller_on_the_token_is_a_conflict() {
+    let world = world().await;
+    world.telegram.conflict(true);
+    let adapter = world.start(Admission::Open);
+    let health = world.until_state(ChannelState::Conflict, WAIT).await;
+    assert!(health.detail.unwrap_or_default().contains("Conflict"));
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn commands_choose_language_persona_and_report_status_and_cost() {
+    let world = world().await;
+    let ada = world.user("ada@demo.test", Role::Member, 1).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(21, &ada).await;
+
+    world.telegram.push_message(21, 21, "/lang it");
+    let sent = world.telegram.wait_sent(21, 2, WAIT).await;
+    assert_eq!(sent[1].text, "Parlerò italiano.");
+
+    world.telegram.push_message(21, 21, "/persona");
+    let sent = world.telegram.wait_sent(21, 3, WAIT).await;
+    let keyboard = sent[2].keyboard.clone().expect("a persona keyboard");
+    let data: Vec<String> = keyboard["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().into_iter().flatten())
+        .filter_map(|b| b["callback_data"].as_str().map(str::to_owned))
+        .collect();
+    assert!(data.contains(&"p:researcher".to_owned()), "{data:?}");
+    world.telegram.push_callback(21, 21, 99, "p:researcher");
+    let sent = world.telegram.wait_sent(21, 4, WAIT).await;
+    assert!(sent[3].text.starts_with("Ora parli con researcher"), "{}", sent[3].text);
+    assert!(!world.telegram.callback_answers().is_empty(), "the button press was answered");
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let identity = world.runtime.channel_staff(&tenant, Channel::Telegram, 0).await.expect("ids");
+    assert_eq!(identity[0].persona.as_deref(), Some("researcher"));
+
+    world.telegram.push_message(21, 21, "ciao");
+    world.telegram.wait_sent(21, 5, WAIT).await;
+    world.telegram.push_message(21, 21, "/cost");
+    let sent = world.telegram.wait_sent(21, 6, WAIT).await;
+    assert!(sent[5].text.starts_with("Questo mese hai speso $0.0000"), "{}", sent[5].text);
+    assert!(!sent[5].text.contains("hai speso $0;"), "the turn's cost is the member's: {}", sent[5].text);
+    world.telegram.push_message(21, 21, "/status");
+    let sent = world.telegram.wait_sent(21, 7, WAIT).await;
+    assert!(sent[6].text.contains("Stato") && sent[6].text.contains("openai"), "{}", sent[6].text);
+    world.telegram.push_message(21, 21, "/nonsense");
+    let sent = world.telegram.wait_sent(21, 8, WAIT).await;
+    assert!(sent[7].text.starts_with("Non conosco"), "{}", sent[7].text);
+    adapter.abort();
+}
