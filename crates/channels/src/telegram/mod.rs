@@ -284,7 +284,6 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
         Ok(Some(holder)) => return Ended::Standby(holder),
         Err(error) => return Ended::Failed(error.to_string()),
     }
-    let mut leased_at = Instant::now();
     if me.can_read_all_group_messages == Some(false) {
         tracing::info!(
             bot = %me.display(),
@@ -312,15 +311,17 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
         api: api.clone(),
         bot_username: me.username.clone().unwrap_or_default(),
     });
+    // The lease is renewed on its own task, every few seconds whatever a long poll is doing;
+    // losing it ends the session at once (the other replica polls from then on).
+    let (lost_tx, mut lost) = oneshot::channel::<String>();
+    let _keeper =
+        AbortOnDrop(runtime::tasks::spawn("telegram-lease", keep_lease(runtime.clone(), bot.clone(), lost_tx)));
     loop {
-        if leased_at.elapsed() >= LEASE_RENEW {
-            match runtime.lease_channel(&bot, LEASE_TTL).await {
-                Ok(None) => leased_at = Instant::now(),
-                Ok(Some(holder)) => return Ended::Standby(holder),
-                Err(error) => tracing::warn!(%error, "could not renew the Telegram lease; will retry"),
-            }
-        }
-        let updates = match api.get_updates(offset, settings.poll_timeout).await {
+        let polled = tokio::select! {
+            polled = api.get_updates(offset, settings.poll_timeout) => polled,
+            holder = &mut lost => return Ended::Standby(holder.unwrap_or_else(|_| "another replica".into())),
+        };
+        let updates = match polled {
             Ok(updates) => updates,
             Err(ApiError::RetryAfter(wait)) => {
                 tracing::warn!(?wait, "Telegram asked to slow down getUpdates");
@@ -353,6 +354,22 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
                 .await
         {
             tracing::warn!(%error, "could not save the Telegram cursor; claimed updates are never handled twice");
+        }
+    }
+}
+
+/// Renews this process's lease on the bot every [`LEASE_RENEW`]; says who took it if it is
+/// lost. A store that does not answer is retried: the lease outlives a few missed renewals.
+async fn keep_lease(runtime: Arc<Runtime>, bot: String, lost: oneshot::Sender<String>) {
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        match runtime.lease_channel(&bot, LEASE_TTL).await {
+            Ok(None) => {}
+            Ok(Some(holder)) => {
+                let _ = lost.send(holder);
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "could not renew the Telegram lease; will retry"),
         }
     }
 }

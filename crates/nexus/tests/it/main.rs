@@ -10,5 +10,6 @@ mod replicas;
 mod replicated_feed;
 mod replicated_keys;
 mod replicated_ledger;
+mod replicated_telegram;
 mod serve;
 mod support;
