@@ -64,6 +64,15 @@ pub enum Say {
     Sealed,
     UnknownCommand,
     Unavailable,
+    ApprovalNeeded,
+    ApproveButton,
+    DenyButton,
+    Approved,
+    Denied,
+    DecisionRefused,
+    AdminsOnly,
+    WaitingApproval,
+    EndedWithout,
 }
 
 /// The sentence in the language.
@@ -140,6 +149,30 @@ pub fn say(locale: Locale, what: Say) -> &'static str {
         (Locale::It, UnknownCommand) => "Non conosco quel comando. /help elenca quelli che conosco.",
         (Locale::En, Unavailable) => "Something went wrong on my side; please try again in a moment.",
         (Locale::It, Unavailable) => "Qualcosa è andato storto da parte mia; riprova tra poco.",
+        (Locale::En, ApprovalNeeded) => {
+            "🛑 <b>Approval needed</b>\nRun <code>{chain}</code>, step {step}: <b>{tool}</b>\n<pre>{params}</pre>\n{reason}\nExpires {expires}; unanswered means denied."
+        }
+        (Locale::It, ApprovalNeeded) => {
+            "🛑 <b>Serve un'approvazione</b>\nEsecuzione <code>{chain}</code>, passo {step}: <b>{tool}</b>\n<pre>{params}</pre>\n{reason}\nScade {expires}; senza risposta vale come negata."
+        }
+        (Locale::En, ApproveButton) => "✅ Approve",
+        (Locale::It, ApproveButton) => "✅ Approva",
+        (Locale::En, DenyButton) => "❌ Deny",
+        (Locale::It, DenyButton) => "❌ Nega",
+        (Locale::En, Approved) => "Approved: run <code>{chain}</code> goes on ({status}).",
+        (Locale::It, Approved) => "Approvato: l'esecuzione <code>{chain}</code> prosegue ({status}).",
+        (Locale::En, Denied) => "Denied: run <code>{chain}</code> will not make that call ({status}).",
+        (Locale::It, Denied) => "Negato: l'esecuzione <code>{chain}</code> non farà quella chiamata ({status}).",
+        (Locale::En, DecisionRefused) => "That decision was not taken: {reason}",
+        (Locale::It, DecisionRefused) => "Decisione non presa: {reason}",
+        (Locale::En, AdminsOnly) => "Only the workspace's admins decide approvals.",
+        (Locale::It, AdminsOnly) => "Solo gli amministratori decidono le approvazioni.",
+        (Locale::En, WaitingApproval) => "⏳ This needs an admin's approval first; the answer follows their decision.",
+        (Locale::It, WaitingApproval) => {
+            "⏳ Serve prima l'approvazione di un amministratore; la risposta arriva dopo la decisione."
+        }
+        (Locale::En, EndedWithout) => "The run ended {status} without an answer.",
+        (Locale::It, EndedWithout) => "L'esecuzione è terminata ({status}) senza una risposta.",
     }
 }
 

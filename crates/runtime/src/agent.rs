@@ -385,6 +385,11 @@ impl Runtime {
         Ok(self.store.claim_run(&stored.tenant_id, &stored.chain_id, owner, &self.instance).await?)
     }
 
+    /// Who asked for a run (`user:<id>`, `key:<id>`), if recorded.
+    pub async fn run_requester(&self, tenant: &TenantId, chain: &ChainId) -> Result<Option<String>, AgentError> {
+        Ok(self.load_run(tenant, chain).await?.2)
+    }
+
     pub(crate) async fn load_run(
         &self,
         tenant: &TenantId,

@@ -34,6 +34,11 @@ const PART_GAP: Duration = Duration::from_millis(350);
 const SEND_ATTEMPTS: u32 = 5;
 /// Callback data prefix of the persona menu.
 const PERSONA_DATA: &str = "p:";
+/// Callback data prefixes of approval buttons: `a:y:<approval id>`, `a:n:<approval id>`.
+const APPROVE_DATA: &str = "a:y:";
+const DENY_DATA: &str = "a:n:";
+/// Above every level: [`Runtime::channel_staff`] then finds admins only.
+const ADMINS_ONLY: u8 = domain::tenant::UserLevel::MAX + 1;
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -321,12 +326,25 @@ async fn ask(cx: &Context, member: &mut Member, chat: i64, question: &str, local
     typing.abort();
     match outcome {
         Ok(message) => {
-            let mut pieces = vec![Piece::Markdown(message.content.clone())];
-            if message.content.trim().is_empty() {
-                pieces = vec![Piece::Ready(say(locale, Say::NoAnswer).to_owned())];
-            }
+            let tenant = &member.principal.tenant;
+            let held = match &message.chain_id {
+                Some(chain) => cx
+                    .runtime
+                    .run_report(tenant, chain)
+                    .await
+                    .is_ok_and(|r| r.status == domain::agent::ChainStatus::AwaitingApproval),
+                None => false,
+            };
+            let mut pieces = if held {
+                // Parked in the database: the answer follows the admin's decision.
+                vec![Piece::Ready(say(locale, Say::WaitingApproval).to_owned())]
+            } else if message.content.trim().is_empty() {
+                vec![Piece::Ready(say(locale, Say::NoAnswer).to_owned())]
+            } else {
+                vec![Piece::Markdown(message.content.clone())]
+            };
             if let Some(chain) = &message.chain_id {
-                pieces.push(Piece::Ready(seal_footer(cx, &member.principal.tenant, chain, locale).await));
+                pieces.push(Piece::Ready(seal_footer(cx, tenant, chain, locale).await));
             }
             send_answer(cx, chat, &pieces, reply_to, Some(&member.identity)).await;
         }
@@ -552,7 +570,125 @@ async fn handle_callback(cx: &Context, query: CallbackQuery) {
     if let Some(name) = data.strip_prefix(PERSONA_DATA) {
         let name = if name.is_empty() { "any" } else { name };
         choose_persona(cx, &mut member, message.chat.id, name, locale).await;
+    } else if let Some(id) = data.strip_prefix(APPROVE_DATA) {
+        decide(cx, member, message.chat.id, id, true, locale);
+    } else if let Some(id) = data.strip_prefix(DENY_DATA) {
+        decide(cx, member, message.chat.id, id, false, locale);
     }
+}
+
+/// A staff member's decision on a held call, through the one approval path (never by the
+/// person who asked, once, only for the exact call shown). The run goes on on its own task.
+fn decide(cx: &Context, member: Member, chat: i64, id: &str, approve: bool, locale: Locale) {
+    let cx = cx.clone();
+    let id = id.to_owned();
+    runtime::tasks::spawn("telegram-approval", async move {
+        let text = if !member.principal.is_admin() {
+            say(locale, Say::AdminsOnly).to_owned()
+        } else {
+            let by = member.principal.subject();
+            let note = format!("via Telegram by {}", member.identity.display);
+            let decided = cx.runtime.decide(&member.principal.tenant, &id, approve, &by, &note).await;
+            match decided {
+                Ok(report) => {
+                    deliver_decided(&cx, &report).await;
+                    say_with(
+                        locale,
+                        if approve { Say::Approved } else { Say::Denied },
+                        &[("chain", report.chain_id.as_str()), ("status", report.status.as_str())],
+                    )
+                }
+                Err(error) => {
+                    say_with(locale, Say::DecisionRefused, &[("reason", &text::escape_html(&error.to_string()))])
+                }
+            }
+        };
+        send_html(&cx, chat, &text, None).await;
+    });
+}
+
+/// The answer of a run that waited for an approval, to the person who asked, in each private
+/// chat of theirs with the bot, once the decision let it finish.
+async fn deliver_decided(cx: &Context, report: &runtime::agent::RunReport) {
+    if domain::agent::ChainStatus::OPEN.contains(&report.status) {
+        return;
+    }
+    let requester = match cx.runtime.run_requester(&report.tenant, &report.chain_id).await {
+        Ok(Some(requester)) => requester,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, chain = %report.chain_id, "could not find who asked for a decided run");
+            return;
+        }
+    };
+    let accounts = match cx.runtime.channel_staff(&report.tenant, Channel::Telegram, 0).await {
+        Ok(accounts) => accounts,
+        Err(error) => {
+            tracing::warn!(%error, "could not find the Telegram account of who asked for a decided run");
+            return;
+        }
+    };
+    for account in accounts.iter().filter(|a| requester == format!("user:{}", a.user_id)) {
+        let Some(chat) = account.chat_id.as_deref().and_then(|c| c.parse::<i64>().ok()) else { continue };
+        let locale = Locale::pick(account.locale.as_deref(), None);
+        let answer = match report.answer.as_deref().filter(|a| !a.trim().is_empty()) {
+            Some(answer) => Piece::Markdown(answer.to_owned()),
+            None => Piece::Ready(say_with(locale, Say::EndedWithout, &[("status", report.status.as_str())])),
+        };
+        let footer = Piece::Ready(seal_footer(cx, &report.tenant, &report.chain_id, locale).await);
+        send_answer(cx, chat, &[answer, footer], None, Some(account)).await;
+    }
+}
+
+/// Tells the tenant's admins on Telegram of calls waiting for an approval, with buttons to
+/// decide. Each approval is announced once (claimed in the store, so by one replica).
+pub(super) async fn announce_approvals(cx: &Context) -> Result<(), String> {
+    let tenant = &cx.settings.tenant;
+    let waiting =
+        cx.runtime.approvals(tenant, Some(domain::agent::ApprovalStatus::Pending)).await.map_err(|e| e.to_string())?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let admins = cx.runtime.channel_staff(tenant, Channel::Telegram, ADMINS_ONLY).await.map_err(|e| e.to_string())?;
+    for approval in waiting {
+        let key = format!("approval:{}", approval.id);
+        if !cx.runtime.claim_channel_update(tenant, Channel::Telegram, &key).await.map_err(|e| e.to_string())? {
+            continue;
+        }
+        for admin in &admins {
+            let Some(chat) = admin.chat_id.as_deref().and_then(|c| c.parse::<i64>().ok()) else { continue };
+            if approval.requested_by.as_deref() == Some(format!("user:{}", admin.user_id).as_str()) {
+                continue;
+            }
+            let locale = Locale::pick(admin.locale.as_deref(), None);
+            let params: String = approval.params.chars().take(800).collect();
+            let text = say_with(
+                locale,
+                Say::ApprovalNeeded,
+                &[
+                    ("tool", &text::escape_html(&approval.tool)),
+                    ("chain", approval.chain_id.as_str()),
+                    ("step", &approval.step.to_string()),
+                    ("params", &text::escape_html(&params)),
+                    ("reason", &text::escape_html(&approval.reason)),
+                    ("expires", &approval.expires_at.to_rfc3339()),
+                ],
+            );
+            let yes = format!("{APPROVE_DATA}{}", approval.id);
+            let no = format!("{DENY_DATA}{}", approval.id);
+            let keyboard = (yes.len() <= 64).then(|| {
+                vec![vec![
+                    Button { text: say(locale, Say::ApproveButton).to_owned(), callback_data: yes },
+                    Button { text: say(locale, Say::DenyButton).to_owned(), callback_data: no },
+                ]]
+            });
+            let plain = text::strip_tags(&text);
+            if let Err(error) = send_one(cx, chat, &text, &plain, keyboard.as_deref(), None).await {
+                tracing::warn!(%error, approval = %approval.id, "could not ask an admin for an approval on Telegram");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A short message already in Telegram HTML.

@@ -15,6 +15,9 @@
 //! channel `degraded`; a refused token stops the channel (`failed`, naming the setting) and a
 //! 409 (another program polling the token) is `conflict`, retried slowly. Nothing here ever
 //! stops the rest of Nexus.
+//!
+//! While it polls, a session also announces calls waiting for an approval to the tenant's
+//! admins (each approval once, claimed in the store) with Approve and Deny buttons.
 
 mod api;
 mod handler;
@@ -41,6 +44,8 @@ pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(120);
 /// How long a poller's lease on its bot lasts unless renewed.
 const LEASE_TTL: Duration = Duration::from_secs(20);
 const LEASE_RENEW: Duration = Duration::from_secs(5);
+/// How often the poller looks for calls waiting for an approval.
+const APPROVALS_EVERY: Duration = Duration::from_secs(2);
 /// Sessions failing in a row before the channel reads `degraded`.
 const DEGRADED_AFTER: u32 = 3;
 
@@ -305,12 +310,14 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
         Err(error) => return Ended::Failed(error.to_string()),
     };
     tracing::info!(bot = %me.display(), offset, tenant = %settings.tenant, "reading Telegram updates");
-    let workers = handler::Workers::new(handler::Context {
+    let context = handler::Context {
         runtime: runtime.clone(),
         settings: settings.clone(),
         api: api.clone(),
         bot_username: me.username.clone().unwrap_or_default(),
-    });
+    };
+    let _approvals = AbortOnDrop(runtime::tasks::spawn("telegram-approvals", announce(context.clone())));
+    let workers = handler::Workers::new(context);
     // The lease is renewed on its own task, every few seconds whatever a long poll is doing;
     // losing it ends the session at once (the other replica polls from then on).
     let (lost_tx, mut lost) = oneshot::channel::<String>();
@@ -355,6 +362,16 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
         {
             tracing::warn!(%error, "could not save the Telegram cursor; claimed updates are never handled twice");
         }
+    }
+}
+
+/// Asks the admins about held calls every [`APPROVALS_EVERY`] while this process polls.
+async fn announce(context: handler::Context) {
+    loop {
+        if let Err(error) = handler::announce_approvals(&context).await {
+            tracing::warn!(%error, "could not check for approvals to announce on Telegram; will retry");
+        }
+        tokio::time::sleep(APPROVALS_EVERY).await;
     }
 }
 

@@ -29,6 +29,9 @@ struct Model;
 
 pub const RESERVED: &str = "Reserved: _ * [ ] ( ) ~ ` > # + - = | { } . ! \\ and <tags> & done.";
 
+/// The email the `EMAIL` plan sends (a call that always waits for an approval).
+const EMAIL: &str = r#"{"to": "board@example.com", "subject": "Report", "body": "The report is ready."}"#;
+
 pub fn long_answer() -> String {
     (0..40)
         .map(|i| format!("Paragraph {i}. {}", "The ledger keeps every action sealed. ".repeat(7)))
@@ -40,8 +43,16 @@ impl wiremock::Respond for Model {
     fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
         let body = String::from_utf8_lossy(&request.body);
         let mut delay = Duration::ZERO;
-        let content = if body.contains("Break the following task") {
+        let content = if body.contains("Break the following task") && body.contains("EMAIL") {
+            format!(
+                r#"[{{"action": "email the board", "tool": "send_email", "params": {EMAIL}, "persona": "communicator"}}]"#
+            )
+        } else if body.contains("Break the following task") {
             "[]".to_owned()
+        } else if body.contains("Declare your intent") {
+            format!(
+                r#"{{"planned_action": "send", "tool_params": {EMAIL}, "reasoning": "asked to", "confidence": 0.9}}"#
+            )
         } else if body.contains("LONG") {
             long_answer()
         } else if body.contains("RESERVED") {
@@ -95,7 +106,15 @@ pub async fn world() -> World {
         .expect("openai"),
     );
     let target = runtime::agent::ModelTarget { provider: provider.clone(), model: "gpt-4o-mini".into() };
-    let tools = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge()));
+    // Email is configured (so the planner may pick it) towards a port nothing listens on.
+    let settings = tools::BuiltinSettings {
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(9),
+        smtp_from: Some("Nexus <nexus@example.org>".into()),
+        smtp_tls: tools::builtin::SmtpTls::None,
+        ..tools::BuiltinSettings::default()
+    };
+    let tools = tools::builtins(&settings, Arc::new(parts.knowledge()));
     parts.agent = Some(runtime::agent::AgentServices {
         models: runtime::agent::Models::Configured { trivial: target.clone(), normal: target.clone(), complex: target },
         providers: vec![provider],

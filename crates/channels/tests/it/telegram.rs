@@ -253,3 +253,43 @@ async fn commands_choose_language_persona_and_report_status_and_cost() {
     assert!(sent[7].text.starts_with("Non conosco"), "{}", sent[7].text);
     adapter.abort();
 }
+
+#[tokio::test]
+async fn a_held_call_is_approved_by_an_admins_button_once_and_the_run_finishes() {
+    let world = world().await;
+    let boss = world.user("boss@demo.test", Role::Admin, 5).await;
+    let ada = world.user("ada@demo.test", Role::Member, 1).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(7, &boss).await;
+    world.link(101, &ada).await;
+
+    world.telegram.push_message(101, 101, "EMAIL the board the report");
+    let asked = world.telegram.wait_sent(7, 2, WAIT).await;
+    let request = &asked[1];
+    assert!(request.text.contains("Approval needed") && request.text.contains("send_email"), "{}", request.text);
+    assert!(request.text.contains("board@example.com"));
+    let buttons = request.keyboard.clone().expect("buttons");
+    let approve = buttons["inline_keyboard"][0][0]["callback_data"].as_str().expect("approve data").to_owned();
+    assert!(approve.starts_with("a:y:ap_"), "{approve}");
+    // The one who asked is told the run waits; pressing the button anyway (no admin) does nothing.
+    let held = world.telegram.wait_sent(101, 2, WAIT).await;
+    assert!(held[1].text.starts_with("⏳ This needs an admin's approval"), "{}", held[1].text);
+    world.telegram.push_callback(101, 101, 5, &approve);
+    let sent = world.telegram.wait_sent(101, 3, WAIT).await;
+    assert!(sent[2].text.starts_with("Only the workspace's admins"), "{}", sent[2].text);
+
+    world.telegram.push_callback(7, 7, 6, &approve);
+    let sent = world.telegram.wait_sent(7, 3, WAIT).await;
+    assert!(sent[2].text.starts_with("Approved: run"), "{}", sent[2].text);
+    // The run went on and its answer reached the person who asked, sealed.
+    let sent = world.telegram.wait_sent(101, 4, WAIT).await;
+    assert!(sent[3].text.contains("🔏") && sent[3].text.contains("run <code>"), "{}", sent[3].text);
+    // A second press finds the approval decided.
+    world.telegram.push_callback(7, 7, 6, &approve);
+    let sent = world.telegram.wait_sent(7, 4, WAIT).await;
+    assert!(sent[3].text.starts_with("That decision was not taken"), "{}", sent[3].text);
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let decided = world.runtime.approvals(&tenant, None).await.expect("approvals");
+    assert_eq!(decided[0].decided_by.as_deref(), Some(format!("user:{boss}").as_str()));
+    adapter.abort();
+}
