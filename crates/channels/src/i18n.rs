@@ -73,6 +73,10 @@ pub enum Say {
     AdminsOnly,
     WaitingApproval,
     EndedWithout,
+    BroadcastUsage,
+    BroadcastQueued,
+    BroadcastNotAllowed,
+    BroadcastDone,
 }
 
 /// The sentence in the language.
@@ -82,12 +86,12 @@ pub fn say(locale: Locale, what: Say) -> &'static str {
         (Locale::En, Help) => {
             "I am Nexus, an accountable assistant: every answer is a sealed run you can verify.\n\n\
 /ask <i>question</i> — ask (in a private chat, just write)\n/status — providers, budget, queue\n/cost — what you and your team spent\n\
-/persona — choose who answers\n/lang it|en — language\n/cancel — stop your running task\n/link <i>CODE</i> — link this account to your Nexus user\n/help — this message"
+/persona — choose who answers\n/lang it|en — language\n/cancel — stop your running task\n/link <i>CODE</i> — link this account to your Nexus user\n/broadcast <i>text</i> — to everyone (level 3+)\n/help — this message"
         }
         (Locale::It, Help) => {
             "Sono Nexus, un assistente responsabile: ogni risposta è un'esecuzione sigillata e verificabile.\n\n\
 /ask <i>domanda</i> — chiedi (in chat privata basta scrivere)\n/status — provider, budget, coda\n/cost — quanto avete speso tu e il tuo team\n\
-/persona — scegli chi risponde\n/lang it|en — lingua\n/cancel — ferma l'attività in corso\n/link <i>CODICE</i> — collega questo account al tuo utente Nexus\n/help — questo messaggio"
+/persona — scegli chi risponde\n/lang it|en — lingua\n/cancel — ferma l'attività in corso\n/link <i>CODICE</i> — collega questo account al tuo utente Nexus\n/broadcast <i>testo</i> — a tutti (livello 3+)\n/help — questo messaggio"
         }
         (Locale::En, Welcome) => "Welcome! You can start asking right away. /help lists what I can do.",
         (Locale::It, Welcome) => "Benvenuto! Puoi iniziare subito a chiedere. /help elenca cosa so fare.",
@@ -173,6 +177,28 @@ pub fn say(locale: Locale, what: Say) -> &'static str {
         }
         (Locale::En, EndedWithout) => "The run ended {status} without an answer.",
         (Locale::It, EndedWithout) => "L'esecuzione è terminata ({status}) senza una risposta.",
+        (Locale::En, BroadcastUsage) => {
+            "Write the message after /broadcast; /broadcast @3 TEXT sends only to level 3 and above."
+        }
+        (Locale::It, BroadcastUsage) => {
+            "Scrivi il messaggio dopo /broadcast; /broadcast @3 TESTO lo invia solo dal livello 3 in su."
+        }
+        (Locale::En, BroadcastQueued) => {
+            "📣 Broadcast <code>{id}</code> queued for {count} people; I will tell you when it is done."
+        }
+        (Locale::It, BroadcastQueued) => {
+            "📣 Diffusione <code>{id}</code> in coda per {count} persone; ti avviso quando è finita."
+        }
+        (Locale::En, BroadcastNotAllowed) => "Only users at level 3 or above, and admins, may broadcast.",
+        (Locale::It, BroadcastNotAllowed) => {
+            "Solo gli utenti dal livello 3 in su, e gli amministratori, possono diffondere messaggi."
+        }
+        (Locale::En, BroadcastDone) => {
+            "📣 Broadcast <code>{id}</code> finished: delivered {delivered}, blocked the bot {blocked}, failed {failed}."
+        }
+        (Locale::It, BroadcastDone) => {
+            "📣 Diffusione <code>{id}</code> finita: consegnati {delivered}, bot bloccato {blocked}, falliti {failed}."
+        }
     }
 }
 
@@ -196,6 +222,7 @@ pub fn commands(locale: Locale) -> &'static [(&'static str, &'static str)] {
             ("lang", "Language: it or en"),
             ("cancel", "Stop your running task"),
             ("link", "Link this account to your Nexus user"),
+            ("broadcast", "Send a message to everyone (level 3+)"),
             ("help", "What I can do"),
             ("start", "Start"),
         ],
@@ -207,6 +234,7 @@ pub fn commands(locale: Locale) -> &'static [(&'static str, &'static str)] {
             ("lang", "Lingua: it o en"),
             ("cancel", "Ferma l'attività in corso"),
             ("link", "Collega questo account al tuo utente Nexus"),
+            ("broadcast", "Invia un messaggio a tutti (livello 3+)"),
             ("help", "Cosa so fare"),
             ("start", "Inizia"),
         ],

@@ -109,3 +109,89 @@ pub struct LinkCode {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
+
+/// Where one recipient of a broadcast stands. Stored as its name; a value may be added, never
+/// renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    Pending,
+    /// Taken by a sender; if the sender died here the message is never sent again.
+    Sending,
+    Delivered,
+    /// The person blocked the bot (or left).
+    Blocked,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Blocked,
+        DeliveryStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Blocked => "blocked",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = crate::UnknownValue;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        DeliveryStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| unknown("delivery status", text, DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect()))
+    }
+}
+
+/// One message sent to many of a tenant's accounts on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub channel: Channel,
+    pub body: String,
+    /// Only accounts of users at this level or above receive it (0: everyone).
+    pub min_level: u8,
+    /// Who sent it (`user:<id>`, `key:<id>`).
+    pub created_by: String,
+    /// Where to report its end (the sender's chat), if anywhere.
+    pub notify_chat: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// How many recipients of a broadcast are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BroadcastProgress {
+    pub pending: u64,
+    pub sending: u64,
+    pub delivered: u64,
+    pub blocked: u64,
+    pub failed: u64,
+}
+
+impl BroadcastProgress {
+    pub fn total(&self) -> u64 {
+        self.pending + self.sending + self.delivered + self.blocked + self.failed
+    }
+}
+
+/// A recipient still to be sent a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub broadcast_id: String,
+    pub external_id: String,
+    pub chat_id: String,
+    pub body: String,
+}

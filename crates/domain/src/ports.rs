@@ -378,6 +378,48 @@ pub trait ChannelStore: Send + Sync {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<String, StoreError>;
+    /// Stores a broadcast and its recipients (account id, chat), all `pending`, in one
+    /// transaction.
+    async fn insert_broadcast(
+        &self,
+        broadcast: &crate::channel::Broadcast,
+        recipients: &[(String, String)],
+    ) -> Result<(), StoreError>;
+    /// Recipients still `pending` of the tenant's unfinished broadcasts on a channel, oldest
+    /// broadcast first, at most `limit`.
+    async fn pending_deliveries(
+        &self,
+        tenant: &TenantId,
+        channel: crate::channel::Channel,
+        limit: u32,
+    ) -> Result<Vec<crate::channel::Delivery>, StoreError>;
+    /// Moves a recipient from `pending` to `sending`; false when someone took it before.
+    async fn take_delivery(
+        &self,
+        tenant: &TenantId,
+        broadcast: &str,
+        external_id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Records a taken recipient's outcome.
+    async fn finish_delivery(
+        &self,
+        tenant: &TenantId,
+        broadcast: &str,
+        external_id: &str,
+        status: crate::channel::DeliveryStatus,
+        detail: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// A broadcast and how far it got.
+    async fn broadcast(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<(crate::channel::Broadcast, crate::channel::BroadcastProgress)>, StoreError>;
+    /// Marks a broadcast with no `pending` recipient left finished; true for the one call
+    /// that did.
+    async fn finish_broadcast(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<bool, StoreError>;
 }
 
 /// Which runs to list. The default is every run.

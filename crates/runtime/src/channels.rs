@@ -1,7 +1,8 @@
 //! Chat channels as the runtime serves them: who a platform account is (a user of the tenant,
 //! admitted or refused by the channel's admission rule, or linked with a one-time code), which
 //! inbound updates were already taken, where each channel's reading stands, which process reads
-//! a bot, and each channel's health for `/ready`.
+//! a bot, broadcasts (a durable queue of recipients, each sent at most once), and each
+//! channel's health for `/ready`.
 //!
 //! The adapters (Telegram, Discord) only translate: every answer is a run or a governed model
 //! call made through the same methods the console uses, with the member's [`Principal`].
@@ -10,7 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use domain::channel::{Admission, Channel, ChannelIdentity, LinkCode};
+use domain::channel::{
+    Admission, Broadcast, BroadcastProgress, Channel, ChannelIdentity, Delivery, DeliveryStatus, LinkCode,
+};
 use domain::chat::{ChatTarget, Conversation};
 use domain::ports::StoreError;
 use domain::tenant::{Role, User, UserLevel};
@@ -28,6 +31,8 @@ pub const LINK_CODE_TTL: Duration = Duration::from_secs(15 * 60);
 /// The alphabet of link codes: no 0/O or 1/I/L to misread.
 const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 const CODE_LEN: usize = 8;
+/// The longest broadcast, in characters (it is split into messages as any answer is).
+pub const MAX_BROADCAST_CHARS: usize = 16_000;
 
 /// How a channel is doing, as `/ready` and the metrics show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +107,10 @@ pub enum ChannelError {
     NoTenant(TenantId),
     #[error("tenant {tenant} has no user {user}")]
     NoUser { tenant: TenantId, user: String },
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -396,6 +405,120 @@ impl Runtime {
         let old = member.identity.conversation_id.take();
         self.store().save_channel_identity(&member.identity).await?;
         Ok(old)
+    }
+
+    /// Queues `body` for every account on `channel` of the tenant's users at `min_level` or
+    /// above who can be reached privately and did not block the bot. Only users at level 3 or
+    /// above, and admins, may broadcast. The broadcast is an `admin_change` entry; returns it
+    /// and how many people it goes to.
+    pub async fn start_broadcast(
+        &self,
+        principal: &Principal,
+        channel: Channel,
+        body: &str,
+        min_level: u8,
+        notify_chat: Option<String>,
+    ) -> Result<(Broadcast, u64), ChannelError> {
+        if principal.level < UserLevel::ARCHITECT && !principal.is_admin() {
+            return Err(ChannelError::NotAllowed("only users at level 3 or above, and admins, may broadcast".into()));
+        }
+        let body = body.trim();
+        if body.is_empty() {
+            return Err(ChannelError::Invalid("the broadcast is empty".into()));
+        }
+        if body.chars().count() > MAX_BROADCAST_CHARS {
+            return Err(ChannelError::Invalid(format!("a broadcast is at most {MAX_BROADCAST_CHARS} characters")));
+        }
+        if min_level > UserLevel::MAX {
+            return Err(ChannelError::Invalid(format!("levels go from 0 to {}", UserLevel::MAX)));
+        }
+        let tenant = &principal.tenant;
+        let recipients: Vec<(String, String)> = self
+            .store()
+            .channel_staff(tenant, channel, min_level)
+            .await?
+            .into_iter()
+            .filter(|i| i.blocked_at.is_none())
+            .filter_map(|i| i.chat_id.map(|chat| (i.external_id, chat)))
+            .collect();
+        let broadcast = Broadcast {
+            id: format!("bc_{:x}{:06x}", Timestamp::now().as_micros(), rand::thread_rng().gen_range(0..0x0100_0000u32)),
+            tenant_id: tenant.clone(),
+            channel,
+            body: body.to_owned(),
+            min_level,
+            created_by: principal.subject(),
+            notify_chat,
+            created_at: Timestamp::now(),
+            finished_at: None,
+        };
+        self.store().insert_broadcast(&broadcast, &recipients).await?;
+        self.channel_admin_change(
+            tenant,
+            json!({"action": "broadcast.created", "broadcast_id": broadcast.id, "channel": channel.as_str(),
+                   "recipients": recipients.len(), "min_level": min_level, "by": broadcast.created_by,
+                   "body_sha256": crate::keys::key_hash(body)}),
+        )
+        .await?;
+        Ok((broadcast, recipients.len() as u64))
+    }
+
+    /// Recipients still to be sent the tenant's broadcasts on a channel, oldest first.
+    pub async fn pending_deliveries(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.store().pending_deliveries(tenant, channel, limit).await
+    }
+
+    /// Takes a recipient for sending: false when another sender took it (it is then never sent
+    /// here).
+    pub async fn take_delivery(&self, tenant: &TenantId, delivery: &Delivery) -> Result<bool, StoreError> {
+        self.store().take_delivery(tenant, &delivery.broadcast_id, &delivery.external_id, Timestamp::now()).await
+    }
+
+    /// Records what became of a taken recipient.
+    pub async fn finish_delivery(
+        &self,
+        tenant: &TenantId,
+        delivery: &Delivery,
+        status: DeliveryStatus,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.store()
+            .finish_delivery(tenant, &delivery.broadcast_id, &delivery.external_id, status, detail, Timestamp::now())
+            .await
+    }
+
+    /// A broadcast and how far it got.
+    pub async fn broadcast(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<(Broadcast, BroadcastProgress)>, StoreError> {
+        self.store().broadcast(tenant, id).await
+    }
+
+    /// Closes a broadcast with nobody left to send to (once: the one caller that closes it
+    /// gets it back, with its outcome, and its `admin_change` entry is written).
+    pub async fn finish_broadcast(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<(Broadcast, BroadcastProgress)>, ChannelError> {
+        if !self.store().finish_broadcast(tenant, id, Timestamp::now()).await? {
+            return Ok(None);
+        }
+        let Some((broadcast, progress)) = self.store().broadcast(tenant, id).await? else { return Ok(None) };
+        self.channel_admin_change(
+            tenant,
+            json!({"action": "broadcast.finished", "broadcast_id": id, "delivered": progress.delivered,
+                   "blocked": progress.blocked, "failed": progress.failed, "interrupted": progress.sending}),
+        )
+        .await?;
+        Ok(Some((broadcast, progress)))
     }
 
     async fn channel_admin_change(&self, tenant: &TenantId, payload: serde_json::Value) -> Result<(), ChannelError> {

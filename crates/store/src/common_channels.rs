@@ -1,5 +1,5 @@
 //! Shared SQL for the chat channels (linked accounts, link codes, claimed updates, cursors,
-//! leases), implemented for both pool types by one macro in a child module of the backend.
+//! leases, broadcasts and their recipients), implemented for both pool types by one macro in a child module of the backend.
 
 use domain::channel::{Channel, ChannelIdentity, LinkCode};
 use domain::ports::StoreError;
@@ -22,6 +22,39 @@ pub(crate) type IdentityRow = (
     i64,
 );
 pub(crate) type LinkCodeRow = (String, String, String, i64, i64);
+pub(crate) type BroadcastRow = (String, String, String, String, i64, String, Option<String>, i64, Option<i64>);
+
+pub(crate) fn broadcast_of(row: BroadcastRow) -> Result<domain::channel::Broadcast, StoreError> {
+    let (tenant_id, id, channel, body, min_level, created_by, notify_chat, created_at, finished_at) = row;
+    let what = "broadcasts";
+    Ok(domain::channel::Broadcast {
+        id,
+        tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid(what, e))?,
+        channel: channel.parse::<Channel>().map_err(|e| invalid("broadcasts.channel", e))?,
+        body,
+        min_level: u8::try_from(min_level).map_err(|_| invalid("broadcasts.min_level", min_level))?,
+        created_by,
+        notify_chat,
+        created_at: Timestamp::from_micros(created_at),
+        finished_at: finished_at.map(Timestamp::from_micros),
+    })
+}
+
+pub(crate) fn progress_of(counts: Vec<(String, i64)>) -> Result<domain::channel::BroadcastProgress, StoreError> {
+    use domain::channel::DeliveryStatus;
+    let mut progress = domain::channel::BroadcastProgress::default();
+    for (status, count) in counts {
+        let count = u64::try_from(count).unwrap_or_default();
+        match status.parse::<DeliveryStatus>().map_err(|e| invalid("broadcast_deliveries.status", e))? {
+            DeliveryStatus::Pending => progress.pending = count,
+            DeliveryStatus::Sending => progress.sending = count,
+            DeliveryStatus::Delivered => progress.delivered = count,
+            DeliveryStatus::Blocked => progress.blocked = count,
+            DeliveryStatus::Failed => progress.failed = count,
+        }
+    }
+    Ok(progress)
+}
 
 fn invalid(what: &'static str, reason: impl ToString) -> StoreError {
     StoreError::InvalidRow { what, reason: reason.to_string() }
@@ -73,14 +106,17 @@ macro_rules! impl_channel_port {
     ($store:ident) => {
         mod channel_port {
             use async_trait::async_trait;
-            use domain::channel::{Channel, ChannelIdentity, LinkCode};
+            use domain::channel::{Broadcast, BroadcastProgress, Channel, ChannelIdentity, Delivery, DeliveryStatus, LinkCode};
             use domain::ports::{ChannelStore, StoreError};
             use domain::tenant::User;
             use domain::{TenantId, Timestamp};
 
             use super::$store;
             use $crate::backend::SqlBackend;
-            use $crate::common_channels::{IDENTITY_COLUMNS, IdentityRow, LINK_CODE_COLUMNS, LinkCodeRow, identity, link_code};
+            use $crate::common_channels::{
+                BroadcastRow, IDENTITY_COLUMNS, IdentityRow, LINK_CODE_COLUMNS, LinkCodeRow, broadcast_of, identity, link_code,
+                progress_of,
+            };
             use $crate::error::{classify, classify_insert};
 
             const UPSERT_IDENTITY: &str = "INSERT INTO channel_identities (tenant_id, channel, external_id, user_id, display, \
@@ -290,6 +326,138 @@ macro_rules! impl_channel_port {
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     Ok(holder)
+                }
+
+                async fn insert_broadcast(&self, b: &Broadcast, recipients: &[(String, String)]) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(
+                        "INSERT INTO broadcasts (tenant_id, id, channel, body, min_level, created_by, notify_chat, created_at, finished_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(b.tenant_id.as_str())
+                    .bind(&b.id)
+                    .bind(b.channel.as_str())
+                    .bind(&b.body)
+                    .bind(i64::from(b.min_level))
+                    .bind(&b.created_by)
+                    .bind(b.notify_chat.as_deref())
+                    .bind(b.created_at.as_micros())
+                    .bind(b.finished_at.map(|t| t.as_micros()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| classify_insert(self.target(), || format!("broadcast {}", b.id), e))?;
+                    for (external_id, chat_id) in recipients {
+                        sqlx::query(
+                            "INSERT INTO broadcast_deliveries (tenant_id, broadcast_id, external_id, chat_id, status, detail, updated_at) \
+                             VALUES ($1, $2, $3, $4, 'pending', NULL, $5)",
+                        )
+                        .bind(b.tenant_id.as_str())
+                        .bind(&b.id)
+                        .bind(external_id)
+                        .bind(chat_id)
+                        .bind(b.created_at.as_micros())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| classify_insert(self.target(), || format!("recipient {external_id}"), e))?;
+                    }
+                    tx.commit().await.map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
+                async fn pending_deliveries(&self, tenant: &TenantId, channel: Channel, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+                    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                        "SELECT d.broadcast_id, d.external_id, d.chat_id, b.body FROM broadcast_deliveries d \
+                         JOIN broadcasts b ON b.tenant_id = d.tenant_id AND b.id = d.broadcast_id \
+                         WHERE d.tenant_id = $1 AND b.channel = $2 AND b.finished_at IS NULL AND d.status = 'pending' \
+                         ORDER BY b.created_at, b.id, d.external_id LIMIT $3",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(channel.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(broadcast_id, external_id, chat_id, body)| Delivery { broadcast_id, external_id, chat_id, body })
+                        .collect())
+                }
+
+                async fn take_delivery(&self, tenant: &TenantId, broadcast: &str, external_id: &str, at: Timestamp) -> Result<bool, StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE broadcast_deliveries SET status = 'sending', updated_at = $4 \
+                         WHERE tenant_id = $1 AND broadcast_id = $2 AND external_id = $3 AND status = 'pending'",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(broadcast)
+                    .bind(external_id)
+                    .bind(at.as_micros())
+                    .execute(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn finish_delivery(
+                    &self,
+                    tenant: &TenantId,
+                    broadcast: &str,
+                    external_id: &str,
+                    status: DeliveryStatus,
+                    detail: Option<&str>,
+                    at: Timestamp,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "UPDATE broadcast_deliveries SET status = $4, detail = $5, updated_at = $6 \
+                         WHERE tenant_id = $1 AND broadcast_id = $2 AND external_id = $3 AND status = 'sending'",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(broadcast)
+                    .bind(external_id)
+                    .bind(status.as_str())
+                    .bind(detail)
+                    .bind(at.as_micros())
+                    .execute(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
+                async fn broadcast(&self, tenant: &TenantId, id: &str) -> Result<Option<(Broadcast, BroadcastProgress)>, StoreError> {
+                    let row: Option<BroadcastRow> = sqlx::query_as(
+                        "SELECT tenant_id, id, channel, body, min_level, created_by, notify_chat, created_at, finished_at \
+                         FROM broadcasts WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    let Some(row) = row else { return Ok(None) };
+                    let counts: Vec<(String, i64)> = sqlx::query_as(
+                        "SELECT status, COUNT(*) FROM broadcast_deliveries WHERE tenant_id = $1 AND broadcast_id = $2 GROUP BY status",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(Some((broadcast_of(row)?, progress_of(counts)?)))
+                }
+
+                async fn finish_broadcast(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE broadcasts SET finished_at = $3 WHERE tenant_id = $1 AND id = $2 AND finished_at IS NULL \
+                         AND NOT EXISTS (SELECT 1 FROM broadcast_deliveries d WHERE d.tenant_id = $1 AND d.broadcast_id = $2 \
+                         AND d.status = 'pending')",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .bind(at.as_micros())
+                    .execute(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(done.rows_affected() == 1)
                 }
             }
         }

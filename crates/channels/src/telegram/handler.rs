@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use domain::channel::{Channel, ChannelIdentity};
+use domain::channel::{Broadcast, BroadcastProgress, Channel, ChannelIdentity, Delivery, DeliveryStatus};
 use runtime::Runtime;
 use runtime::channels::{Account, Admitted, ChannelError, Member};
 use runtime::chat::{ChatError, ReplyEvent};
@@ -185,6 +185,7 @@ async fn handle_message(cx: &Context, message: Message) {
             "cost" => cost(cx, &member, chat, locale, reply_to).await,
             "cancel" => cancel(cx, &member, chat, locale, reply_to).await,
             "persona" => persona(cx, &mut member, chat, args, locale).await,
+            "broadcast" => broadcast(cx, &member, chat, args, locale).await,
             _ if private => send_html(cx, chat, say(locale, Say::UnknownCommand), None).await,
             _ => {}
         },
@@ -759,6 +760,80 @@ async fn send_one(
             Err(error) => return Err(error),
         }
     }
+}
+
+/// `/broadcast [@LEVEL] TEXT`: queued for every reachable account (of users at LEVEL or
+/// above); only users at level 3 or above, and admins.
+async fn broadcast(cx: &Context, member: &Member, chat: i64, args: &str, locale: Locale) {
+    let (min_level, body) = match args.strip_prefix('@').and_then(|rest| rest.split_once(char::is_whitespace)) {
+        Some((level, body)) => match level.parse::<u8>() {
+            Ok(level) => (level, body.trim()),
+            Err(_) => (0, args),
+        },
+        None => (0, args),
+    };
+    if body.is_empty() {
+        send_html(cx, chat, say(locale, Say::BroadcastUsage), None).await;
+        return;
+    }
+    let started =
+        cx.runtime.start_broadcast(&member.principal, Channel::Telegram, body, min_level, Some(chat.to_string())).await;
+    let text = match started {
+        Ok((broadcast, recipients)) => {
+            say_with(locale, Say::BroadcastQueued, &[("id", &broadcast.id), ("count", &recipients.to_string())])
+        }
+        Err(ChannelError::NotAllowed(_)) => say(locale, Say::BroadcastNotAllowed).to_owned(),
+        Err(ChannelError::Invalid(reason)) => say_with(locale, Say::Failed, &[("reason", &text::escape_html(&reason))]),
+        Err(error) => {
+            tracing::error!(%error, "could not queue a broadcast");
+            say(locale, Say::Unavailable).to_owned()
+        }
+    };
+    send_html(cx, chat, &text, None).await;
+}
+
+/// Sends one broadcast to one recipient; its outcome.
+pub(super) async fn deliver(cx: &Context, delivery: &Delivery) -> (DeliveryStatus, Option<String>) {
+    let Ok(chat) = delivery.chat_id.parse::<i64>() else {
+        return (DeliveryStatus::Failed, Some(format!("not a Telegram chat: {}", delivery.chat_id)));
+    };
+    let parts = text::split(
+        &[Piece::Markdown(delivery.body.clone())],
+        text::TELEGRAM_LIMIT,
+        Measure::Utf16,
+        text::telegram_html,
+    );
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            tokio::time::sleep(PART_GAP).await;
+        }
+        match send_one(cx, chat, &part.text, &part.plain, None, None).await {
+            Ok(()) => {}
+            Err(ApiError::Forbidden(reason)) => return (DeliveryStatus::Blocked, Some(reason)),
+            Err(error) => return (DeliveryStatus::Failed, Some(error.to_string())),
+        }
+    }
+    (DeliveryStatus::Delivered, None)
+}
+
+/// Tells the sender a broadcast ended, and how it went.
+pub(super) async fn report_broadcast(cx: &Context, broadcast: &Broadcast, progress: &BroadcastProgress) {
+    tracing::info!(
+        broadcast = %broadcast.id, delivered = progress.delivered, blocked = progress.blocked,
+        failed = progress.failed, interrupted = progress.sending, "a Telegram broadcast finished"
+    );
+    let Some(chat) = broadcast.notify_chat.as_deref().and_then(|c| c.parse::<i64>().ok()) else { return };
+    let text = say_with(
+        Locale::En,
+        Say::BroadcastDone,
+        &[
+            ("id", &broadcast.id),
+            ("delivered", &progress.delivered.to_string()),
+            ("blocked", &progress.blocked.to_string()),
+            ("failed", &(progress.failed + progress.sending).to_string()),
+        ],
+    );
+    send_html(cx, chat, &text, None).await;
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@
 //! stops the rest of Nexus.
 //!
 //! While it polls, a session also announces calls waiting for an approval to the tenant's
-//! admins (each approval once, claimed in the store) with Approve and Deny buttons.
+//! admins (each approval once, claimed in the store) with Approve and Deny buttons, and sends
+//! queued broadcasts (~25 messages a second, each recipient taken in the store before it is
+//! sent, so a restart resumes without a second copy).
 
 mod api;
 mod handler;
@@ -46,6 +48,8 @@ const LEASE_TTL: Duration = Duration::from_secs(20);
 const LEASE_RENEW: Duration = Duration::from_secs(5);
 /// How often the poller looks for calls waiting for an approval.
 const APPROVALS_EVERY: Duration = Duration::from_secs(2);
+/// The gap between two broadcast messages: ~25 a second, under Telegram's ~30/s for bots.
+const BROADCAST_GAP: Duration = Duration::from_millis(40);
 /// Sessions failing in a row before the channel reads `degraded`.
 const DEGRADED_AFTER: u32 = 3;
 
@@ -317,6 +321,7 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
         bot_username: me.username.clone().unwrap_or_default(),
     };
     let _approvals = AbortOnDrop(runtime::tasks::spawn("telegram-approvals", announce(context.clone())));
+    let _broadcasts = AbortOnDrop(runtime::tasks::spawn("telegram-broadcasts", send_broadcasts(context.clone())));
     let workers = handler::Workers::new(context);
     // The lease is renewed on its own task, every few seconds whatever a long poll is doing;
     // losing it ends the session at once (the other replica polls from then on).
@@ -372,6 +377,53 @@ async fn announce(context: handler::Context) {
             tracing::warn!(%error, "could not check for approvals to announce on Telegram; will retry");
         }
         tokio::time::sleep(APPROVALS_EVERY).await;
+    }
+}
+
+/// Sends queued broadcasts while this process polls: ~25 messages a second overall (under
+/// Telegram's ~30/s), one recipient at a time, each taken in the store before it is sent so a
+/// restart never sends anyone a second copy; the sender hears of the end.
+async fn send_broadcasts(context: handler::Context) {
+    let tenant = context.settings.tenant.clone();
+    let mut pace = tokio::time::interval(BROADCAST_GAP);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batch = match context.runtime.pending_deliveries(&tenant, Channel::Telegram, 100).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the broadcast queue; will retry");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let mut touched = std::collections::BTreeSet::new();
+        for delivery in batch {
+            touched.insert(delivery.broadcast_id.clone());
+            match context.runtime.take_delivery(&tenant, &delivery).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "could not take a broadcast recipient; will retry");
+                    break;
+                }
+            }
+            pace.tick().await;
+            let (status, detail) = handler::deliver(&context, &delivery).await;
+            if let Err(error) = context.runtime.finish_delivery(&tenant, &delivery, status, detail.as_deref()).await {
+                tracing::warn!(%error, broadcast = %delivery.broadcast_id, "could not record a broadcast outcome");
+            }
+        }
+        for id in touched {
+            match context.runtime.finish_broadcast(&tenant, &id).await {
+                Ok(Some((broadcast, progress))) => handler::report_broadcast(&context, &broadcast, &progress).await,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, broadcast = %id, "could not close a broadcast; will retry"),
+            }
+        }
     }
 }
 

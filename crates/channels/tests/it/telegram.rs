@@ -293,3 +293,76 @@ async fn a_held_call_is_approved_by_an_admins_button_once_and_the_run_finishes()
     assert_eq!(decided[0].decided_by.as_deref(), Some(format!("user:{boss}").as_str()));
     adapter.abort();
 }
+
+#[tokio::test]
+async fn a_broadcast_to_sixty_people_respects_the_limits_and_survives_a_restart_without_a_second_copy() {
+    let world = world().await;
+    let architect = world.user("arch@demo.test", Role::Member, 3).await;
+    let member = world.user("mo@demo.test", Role::Member, 2).await;
+    let adapter = world.start(Admission::Open);
+    world.link(5, &architect).await;
+    world.link(6, &member).await;
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    for account in 1000..1060 {
+        let account = runtime::channels::Account {
+            channel: Channel::Telegram,
+            external_id: account.to_string(),
+            display: format!("@user{account}"),
+            private_chat: Some(account.to_string()),
+        };
+        world.runtime.channel_member(&tenant, &account, Admission::Open).await.expect("admit");
+    }
+    // Below level 3: refused.
+    world.telegram.push_message(6, 6, "/broadcast hello all");
+    let sent = world.telegram.wait_sent(6, 2, WAIT).await;
+    assert!(sent[1].text.contains("level 3"), "{}", sent[1].text);
+
+    world.telegram.flood(2);
+    world.telegram.push_message(5, 5, "/broadcast **News**: the ledger is live.");
+    let queued = world.telegram.wait_sent(5, 2, WAIT).await;
+    assert!(queued[1].text.contains("62 people"), "60 strangers and the two linked: {}", queued[1].text);
+    let recipients = |world: &crate::support::World| {
+        world.telegram.sent().into_iter().filter(|m| m.chat_id >= 1000 && m.text.contains("the ledger is live")).count()
+    };
+    // Halfway, the server stops; another start goes on where it left off.
+    let deadline = std::time::Instant::now() + WAIT;
+    while recipients(&world) < 25 {
+        assert!(std::time::Instant::now() < deadline, "the broadcast did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    adapter.abort();
+    let halfway = recipients(&world);
+    assert!(halfway < 60, "stopped halfway ({halfway})");
+    let adapter = world.start(Admission::Open);
+    let done = world.telegram.wait_sent(5, 4, WAIT).await;
+    let report = done.iter().find(|m| m.text.contains("finished")).expect("the sender hears of the end");
+    let sent = world.telegram.sent();
+    for chat in 1000..1060 {
+        let copies = sent.iter().filter(|m| m.chat_id == chat && m.text.contains("the ledger is live")).count();
+        assert!(copies <= 1, "chat {chat} got {copies} copies");
+    }
+    // A recipient taken when the first server stopped may be lost (never sent twice).
+    let delivered = recipients(&world);
+    assert!(delivered >= 59, "{delivered} of 60 delivered");
+    let total = sent.iter().filter(|m| m.text.contains("the ledger is live")).count();
+    let reported: usize = report
+        .text
+        .split("delivered ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("a delivered count");
+    assert!(reported == total || reported + 1 == total, "reported {reported}, sent {total}: {}", report.text);
+    assert!(sent.iter().any(|m| m.chat_id == 1000 && m.text.starts_with("<b>News</b>")), "formatted");
+    // Never more than 30 messages in any second.
+    let times: Vec<std::time::Instant> = sent.iter().filter(|m| m.chat_id >= 1000).map(|m| m.at).collect();
+    for (i, start) in times.iter().enumerate() {
+        let within = times[i..].iter().take_while(|t| t.duration_since(*start) < Duration::from_secs(1)).count();
+        assert!(within <= 30, "{within} messages within a second");
+    }
+    let page =
+        world.runtime.ledger().page(&tenant, &domain::ports::RecordFilter::default(), 1000).await.expect("ledger");
+    assert!(page.iter().any(|r| r.payload.contains("\"broadcast.created\"")));
+    assert!(page.iter().any(|r| r.payload.contains("\"broadcast.finished\"")));
+    adapter.abort();
+}

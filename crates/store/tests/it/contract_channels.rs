@@ -153,3 +153,46 @@ async fn updates_are_claimed_once_and_cursors_and_leases_kept() {
         );
     }
 }
+
+#[tokio::test]
+async fn broadcast_recipients_are_taken_once_and_a_broadcast_closes_once() {
+    use domain::channel::{Broadcast, DeliveryStatus};
+    for db in backends().await {
+        let tenants = with_tenants(&db, &["casts"]).await;
+        let t = &tenants[0];
+        let store = &db.store;
+        let broadcast = Broadcast {
+            id: "bc_1".into(),
+            tenant_id: t.clone(),
+            channel: Channel::Telegram,
+            body: "Hello".into(),
+            min_level: 0,
+            created_by: "user:u".into(),
+            notify_chat: Some("5".into()),
+            created_at: Timestamp::from_micros(10),
+            finished_at: None,
+        };
+        let recipients: Vec<(String, String)> = (0..3).map(|i| (format!("{i}"), format!("chat{i}"))).collect();
+        store.insert_broadcast(&broadcast, &recipients).await.expect("insert");
+        let pending = store.pending_deliveries(t, Channel::Telegram, 10).await.expect("pending");
+        assert_eq!(pending.len(), 3, "{}", db.backend);
+        assert_eq!(pending[0].body, "Hello");
+        assert!(store.pending_deliveries(t, Channel::Discord, 10).await.expect("pending").is_empty());
+        let at = Timestamp::from_micros(20);
+        assert!(store.take_delivery(t, "bc_1", "0", at).await.expect("take"));
+        assert!(!store.take_delivery(t, "bc_1", "0", at).await.expect("take"), "taken once ({})", db.backend);
+        store.finish_delivery(t, "bc_1", "0", DeliveryStatus::Delivered, None, at).await.expect("finish");
+        assert!(!store.finish_broadcast(t, "bc_1", at).await.expect("close"), "recipients still pending");
+        assert!(store.take_delivery(t, "bc_1", "1", at).await.expect("take"));
+        store.finish_delivery(t, "bc_1", "1", DeliveryStatus::Blocked, Some("blocked"), at).await.expect("finish");
+        // The third is taken and never finished (its sender died): it is not sent again.
+        assert!(store.take_delivery(t, "bc_1", "2", at).await.expect("take"));
+        assert!(store.pending_deliveries(t, Channel::Telegram, 10).await.expect("pending").is_empty());
+        assert!(store.finish_broadcast(t, "bc_1", at).await.expect("close"));
+        assert!(!store.finish_broadcast(t, "bc_1", at).await.expect("close"), "closed once ({})", db.backend);
+        let (stored, progress) = store.broadcast(t, "bc_1").await.expect("read").expect("found");
+        assert_eq!(stored.finished_at, Some(at));
+        assert_eq!((progress.delivered, progress.blocked, progress.sending, progress.pending), (1, 1, 1, 0));
+        assert_eq!(progress.total(), 3);
+    }
+}
