@@ -376,6 +376,11 @@ impl Runtime {
                 let report = handle.finished().await.map_err(|e| e.to_string())?;
                 let answer = match report.answer.as_deref().filter(|a| !a.trim().is_empty()) {
                     Some(answer) => answer.to_owned(),
+                    // Parked in the database until someone decides; not an ending.
+                    None if report.status == domain::agent::ChainStatus::AwaitingApproval => {
+                        "This run waits for an approval; its answer will be on the run's page once an admin decides."
+                            .to_owned()
+                    }
                     None => format!("The run ended {} without an answer.", report.status.as_str()),
                 };
                 self.replies.send(id, ReplyEvent::Text(answer.clone()));
