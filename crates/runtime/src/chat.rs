@@ -138,20 +138,7 @@ impl Runtime {
         first: &str,
     ) -> Result<Conversation, ChatError> {
         let first = check_turn(first)?;
-        if !self.chat_targets(principal).await?.contains(&target) {
-            return Err(ChatError::Invalid(format!("{} is not a model or persona you can talk to", target.to_text())));
-        }
-        let now = Timestamp::now();
-        let conversation = Conversation {
-            id: ConversationId::generate(),
-            tenant_id: principal.tenant.clone(),
-            owner: principal.subject(),
-            title: title_of(first),
-            target,
-            created_at: now,
-            updated_at: now,
-        };
-        self.store().insert_conversation(&conversation).await?;
+        let conversation = self.open_conversation(principal, target, first).await?;
         self.say(principal, &conversation.id, first).await?;
         Ok(conversation)
     }

@@ -552,12 +552,7 @@ async fn handle_callback(cx: &Context, query: CallbackQuery) {
     }
     let Some(data) = query.data.as_deref() else { return };
     let Some(message) = query.message.as_ref() else { return };
-    let account = Account {
-        channel: Channel::Telegram,
-        external_id: query.from.id.to_string(),
-        display: query.from.display(),
-        private_chat: (message.chat.kind == "private").then(|| message.chat.id.to_string()),
-    };
+    let account = account_of(message, &query.from);
     let reported = query.from.language_code.as_deref();
     let mut member = match cx.runtime.channel_member(&cx.settings.tenant, &account, cx.settings.admission).await {
         Ok(Admitted::Member { member, .. }) => *member,

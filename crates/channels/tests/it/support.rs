@@ -27,7 +27,7 @@ pub struct World {
 /// character MarkdownV2 reserves, anything else is echoed.
 struct Model;
 
-pub const RESERVED: &str = "Reserved: _ * [ ] ( ) ~ ` > # + - = | { } . ! \\ and <tags> & done.";
+const RESERVED: &str = "Reserved: _ * [ ] ( ) ~ ` > # + - = | { } . ! \\ and <tags> & done.";
 
 /// The email the `EMAIL` plan sends (a call that always waits for an approval).
 const EMAIL: &str = r#"{"to": "board@example.com", "subject": "Report", "body": "The report is ready."}"#;
