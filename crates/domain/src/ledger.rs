@@ -23,11 +23,14 @@ pub enum EntryKind {
     Approval,
     /// A change made by an administrator (personas, keys, settings).
     AdminChange,
+    /// A community moderation decision, or staff's verdict on one.
+    Moderation,
 }
 
 str_enum!(EntryKind: "entry kind" {
     SealIntent => "seal_intent", SealResult => "seal_result", ModelCall => "model_call",
     GateDecision => "gate_decision", Approval => "approval", AdminChange => "admin_change",
+    Moderation => "moderation",
 });
 
 /// What a caller asks the ledger to append. The ledger assigns index, time and hashes.

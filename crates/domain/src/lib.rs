@@ -13,6 +13,7 @@ pub mod ids;
 pub mod knowledge;
 pub mod ledger;
 pub mod limits;
+pub mod moderation;
 pub mod persona;
 pub mod ports;
 pub mod tenant;

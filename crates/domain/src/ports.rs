@@ -420,6 +420,37 @@ pub trait ChannelStore: Send + Sync {
     /// Marks a broadcast with no `pending` recipient left finished; true for the one call
     /// that did.
     async fn finish_broadcast(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Stores a new moderation case.
+    async fn insert_moderation_case(&self, case: &crate::moderation::ModerationCase) -> Result<(), StoreError>;
+    async fn moderation_case(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<crate::moderation::ModerationCase>, StoreError>;
+    /// Cases of a tenant, newest first; only those in `status` when given.
+    async fn moderation_cases(
+        &self,
+        tenant: &TenantId,
+        status: Option<crate::moderation::CaseStatus>,
+        limit: u32,
+    ) -> Result<Vec<crate::moderation::ModerationCase>, StoreError>;
+    /// Records staff's verdict on a case still open (`acted`, `dry_run`, `review`); false when
+    /// it was decided already (the first verdict wins).
+    async fn review_moderation_case(&self, case: &crate::moderation::ModerationCase) -> Result<bool, StoreError>;
+    /// Each category's strictness adjustment in a scope.
+    async fn moderation_strictness(&self, tenant: &TenantId, scope: &str) -> Result<Vec<(String, f64)>, StoreError>;
+    /// Moves a category's adjustment by `delta`, kept within `-bound..=bound`, in one statement
+    /// (concurrent verdicts never lose a step); the new adjustment.
+    async fn adjust_moderation_strictness(
+        &self,
+        tenant: &TenantId,
+        scope: &str,
+        category: &str,
+        delta: f64,
+        bound: f64,
+        at: Timestamp,
+    ) -> Result<f64, StoreError>;
 }
 
 /// Which runs to list. The default is every run.

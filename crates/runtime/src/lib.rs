@@ -23,6 +23,7 @@ pub mod ledger_service;
 pub mod limits;
 pub mod llm;
 pub mod logs;
+pub mod moderation;
 pub mod revocations;
 pub mod runs;
 mod seed;

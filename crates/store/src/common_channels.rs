@@ -1,5 +1,5 @@
 //! Shared SQL for the chat channels (linked accounts, link codes, claimed updates, cursors,
-//! leases, broadcasts and their recipients), implemented for both pool types by one macro in a child module of the backend.
+//! leases, broadcasts and their recipients, moderation cases and strictness), implemented for both pool types by one macro in a child module of the backend.
 
 use domain::channel::{Channel, ChannelIdentity, LinkCode};
 use domain::ports::StoreError;
@@ -56,6 +56,14 @@ pub(crate) fn progress_of(counts: Vec<(String, i64)>) -> Result<domain::channel:
     Ok(progress)
 }
 
+pub(crate) fn case_body(case: &domain::moderation::ModerationCase) -> Result<String, StoreError> {
+    serde_json::to_string(case).map_err(|e| invalid("moderation_cases.body", e))
+}
+
+pub(crate) fn case_of(body: &str) -> Result<domain::moderation::ModerationCase, StoreError> {
+    serde_json::from_str(body).map_err(|e| invalid("moderation_cases.body", e))
+}
+
 fn invalid(what: &'static str, reason: impl ToString) -> StoreError {
     StoreError::InvalidRow { what, reason: reason.to_string() }
 }
@@ -107,6 +115,7 @@ macro_rules! impl_channel_port {
         mod channel_port {
             use async_trait::async_trait;
             use domain::channel::{Broadcast, BroadcastProgress, Channel, ChannelIdentity, Delivery, DeliveryStatus, LinkCode};
+            use domain::moderation::{CaseStatus, ModerationCase};
             use domain::ports::{ChannelStore, StoreError};
             use domain::tenant::User;
             use domain::{TenantId, Timestamp};
@@ -114,8 +123,8 @@ macro_rules! impl_channel_port {
             use super::$store;
             use $crate::backend::SqlBackend;
             use $crate::common_channels::{
-                BroadcastRow, IDENTITY_COLUMNS, IdentityRow, LINK_CODE_COLUMNS, LinkCodeRow, broadcast_of, identity, link_code,
-                progress_of,
+                BroadcastRow, IDENTITY_COLUMNS, IdentityRow, LINK_CODE_COLUMNS, LinkCodeRow, broadcast_of, case_body, case_of,
+                identity, link_code, progress_of,
             };
             use $crate::error::{classify, classify_insert};
 
@@ -458,6 +467,108 @@ macro_rules! impl_channel_port {
                     .await
                     .map_err(|e| classify(self.target(), e))?;
                     Ok(done.rows_affected() == 1)
+                }
+
+                async fn insert_moderation_case(&self, case: &ModerationCase) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "INSERT INTO moderation_cases (tenant_id, id, scope, status, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(case.tenant_id.as_str())
+                    .bind(&case.id)
+                    .bind(&case.scope)
+                    .bind(case.status.as_str())
+                    .bind(case.created_at.as_micros())
+                    .bind(case_body(case)?)
+                    .execute(self.pool())
+                    .await
+                    .map_err(|e| classify_insert(self.target(), || format!("moderation case {}", case.id), e))?;
+                    Ok(())
+                }
+
+                async fn moderation_case(&self, tenant: &TenantId, id: &str) -> Result<Option<ModerationCase>, StoreError> {
+                    let row: Option<(String,)> =
+                        sqlx::query_as("SELECT body FROM moderation_cases WHERE tenant_id = $1 AND id = $2")
+                            .bind(tenant.as_str())
+                            .bind(id)
+                            .fetch_optional(self.pool())
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    row.map(|(body,)| case_of(&body)).transpose()
+                }
+
+                async fn moderation_cases(
+                    &self,
+                    tenant: &TenantId,
+                    status: Option<CaseStatus>,
+                    limit: u32,
+                ) -> Result<Vec<ModerationCase>, StoreError> {
+                    let rows: Vec<(String,)> = sqlx::query_as(
+                        "SELECT body FROM moderation_cases WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+                         ORDER BY created_at DESC, id DESC LIMIT $3",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(status.map(|s| s.as_str()))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    rows.iter().map(|(body,)| case_of(body)).collect()
+                }
+
+                async fn review_moderation_case(&self, case: &ModerationCase) -> Result<bool, StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE moderation_cases SET status = $3, body = $4 WHERE tenant_id = $1 AND id = $2 \
+                         AND status IN ('acted', 'dry_run', 'review')",
+                    )
+                    .bind(case.tenant_id.as_str())
+                    .bind(&case.id)
+                    .bind(case.status.as_str())
+                    .bind(case_body(case)?)
+                    .execute(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn moderation_strictness(&self, tenant: &TenantId, scope: &str) -> Result<Vec<(String, f64)>, StoreError> {
+                    sqlx::query_as(
+                        "SELECT category, adjustment FROM moderation_strictness WHERE tenant_id = $1 AND scope = $2 ORDER BY category",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(scope)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))
+                }
+
+                async fn adjust_moderation_strictness(
+                    &self,
+                    tenant: &TenantId,
+                    scope: &str,
+                    category: &str,
+                    delta: f64,
+                    bound: f64,
+                    at: Timestamp,
+                ) -> Result<f64, StoreError> {
+                    let (adjustment,): (f64,) = sqlx::query_as(
+                        "INSERT INTO moderation_strictness (tenant_id, scope, category, adjustment, updated_at) \
+                         VALUES ($1, $2, $3, CASE WHEN $4 > $5 THEN $5 WHEN $4 < -$5 THEN -$5 ELSE $4 END, $6) \
+                         ON CONFLICT (tenant_id, scope, category) DO UPDATE SET updated_at = excluded.updated_at, \
+                         adjustment = CASE WHEN moderation_strictness.adjustment + $4 > $5 THEN $5 \
+                         WHEN moderation_strictness.adjustment + $4 < -$5 THEN -$5 \
+                         ELSE moderation_strictness.adjustment + $4 END \
+                         RETURNING adjustment",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(scope)
+                    .bind(category)
+                    .bind(delta)
+                    .bind(bound)
+                    .bind(at.as_micros())
+                    .fetch_one(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(adjustment)
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! cursors and leases.
 
 use domain::channel::{Channel, ChannelIdentity, LinkCode};
+use domain::moderation::{ModAction, ModerationCase};
 use domain::tenant::{Role, User, UserLevel};
 use domain::{ConversationId, Timestamp, UserId};
 use store::test_support::backends;
@@ -194,5 +195,77 @@ async fn broadcast_recipients_are_taken_once_and_a_broadcast_closes_once() {
         assert_eq!(stored.finished_at, Some(at));
         assert_eq!((progress.delivered, progress.blocked, progress.sending, progress.pending), (1, 1, 1, 0));
         assert_eq!(progress.total(), 3);
+    }
+}
+
+fn case(tenant: &domain::TenantId, id: &str, at: i64, status: domain::moderation::CaseStatus) -> ModerationCase {
+    ModerationCase {
+        id: id.into(),
+        tenant_id: tenant.clone(),
+        channel: "discord".into(),
+        scope: "guild-1".into(),
+        place: "chan-9".into(),
+        message_id: format!("msg-{id}"),
+        author_id: "555".into(),
+        author: "spammer".into(),
+        digest: "ab".repeat(32),
+        excerpt: "FREE NITRO".into(),
+        flags: vec!["links".into(), "word".into()],
+        category: "spam".into(),
+        severity: "high".into(),
+        action: ModAction::Delete,
+        confidence: Some(0.93),
+        threshold: 0.8,
+        reason: "link spam".into(),
+        decided_by: "model:openai/gpt-4o-mini".into(),
+        status,
+        reviewed_by: None,
+        reviewed_at: None,
+        created_at: Timestamp::from_micros(at),
+    }
+}
+
+#[tokio::test]
+async fn moderation_cases_are_decided_once_and_strictness_stays_bounded() {
+    use domain::moderation::CaseStatus;
+    for db in backends().await {
+        let tenants = with_tenants(&db, &["mod-a", "mod-b"]).await;
+        let (t, other) = (&tenants[0], &tenants[1]);
+        let store = &db.store;
+        let acted = case(t, "c1", 10, CaseStatus::Acted);
+        let review = case(t, "c2", 20, CaseStatus::Review);
+        store.insert_moderation_case(&acted).await.expect("insert");
+        store.insert_moderation_case(&review).await.expect("insert");
+        let duplicate = store.insert_moderation_case(&acted).await;
+        assert!(matches!(duplicate, Err(domain::ports::StoreError::Conflict { .. })), "{duplicate:?}");
+        assert_eq!(store.moderation_case(t, "c1").await.expect("read"), Some(acted.clone()), "{}", db.backend);
+        assert_eq!(store.moderation_case(other, "c1").await.expect("read"), None, "per tenant");
+        let all = store.moderation_cases(t, None, 10).await.expect("list");
+        assert_eq!(all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c2", "c1"], "newest first");
+        let waiting = store.moderation_cases(t, Some(CaseStatus::Review), 10).await.expect("list");
+        assert_eq!(waiting, vec![review.clone()]);
+
+        let mut overturned = acted.clone();
+        overturned.status = CaseStatus::Overturned;
+        overturned.reviewed_by = Some("user:staff".into());
+        overturned.reviewed_at = Some(Timestamp::from_micros(30));
+        assert!(store.review_moderation_case(&overturned).await.expect("review"));
+        let mut upheld = acted.clone();
+        upheld.status = CaseStatus::Upheld;
+        assert!(!store.review_moderation_case(&upheld).await.expect("review"), "the first verdict wins");
+        assert_eq!(store.moderation_case(t, "c1").await.expect("read"), Some(overturned));
+
+        let at = Timestamp::from_micros(40);
+        for _ in 0..6 {
+            store.adjust_moderation_strictness(t, "guild-1", "spam", 0.05, 0.2, at).await.expect("adjust");
+        }
+        let down = store.adjust_moderation_strictness(t, "guild-1", "scam", -0.05, 0.2, at).await.expect("adjust");
+        assert!((down + 0.05).abs() < 1e-9, "{down}");
+        let strictness = store.moderation_strictness(t, "guild-1").await.expect("read");
+        assert_eq!(strictness.len(), 2);
+        assert_eq!(strictness[0].0, "scam");
+        assert_eq!(strictness[1].0, "spam");
+        assert!((strictness[1].1 - 0.2).abs() < 1e-9, "bounded: {strictness:?} ({})", db.backend);
+        assert!(store.moderation_strictness(t, "guild-2").await.expect("read").is_empty(), "per scope");
     }
 }
