@@ -5,7 +5,9 @@
 //! **Architecture Invariant:** adapters go through the runtime only: they never name the store
 //! or a model provider. Vendor wire types stay inside their adapter's module.
 
+pub mod discord;
 pub mod i18n;
+mod supervision;
 pub mod telegram;
 pub mod text;
 

@@ -261,7 +261,11 @@ impl Runtime {
     }
 
     /// Each category's strictness adjustment in a community (what staff verdicts taught).
-    pub async fn moderation_strictness(&self, tenant: &TenantId, scope: &str) -> Result<Vec<(String, f64)>, StoreError> {
+    pub async fn moderation_strictness(
+        &self,
+        tenant: &TenantId,
+        scope: &str,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
         self.store().moderation_strictness(tenant, scope).await
     }
 }

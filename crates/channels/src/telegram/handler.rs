@@ -367,7 +367,9 @@ async fn keep_typing(api: BotApi, chat: i64) {
 }
 
 /// The stored reply, or why there is none.
-async fn wait_reply(mut watch: broadcast::Receiver<ReplyEvent>) -> Result<domain::chat::ChatMessage, String> {
+pub(crate) async fn wait_reply(
+    mut watch: broadcast::Receiver<ReplyEvent>,
+) -> Result<domain::chat::ChatMessage, String> {
     loop {
         match watch.recv().await {
             Ok(ReplyEvent::Done(message)) => return Ok(message),

@@ -24,17 +24,19 @@
 mod api;
 mod handler;
 
+pub(crate) use handler::wait_reply;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::TenantId;
 use domain::channel::{Admission, Channel};
-use rand::Rng as _;
 use runtime::Runtime;
-use runtime::channels::{ChannelHealth, ChannelState};
+use runtime::channels::ChannelState;
 use tokio::sync::oneshot;
 
 use crate::i18n::{self, Locale};
+use crate::supervision::{AbortOnDrop, Board, DEGRADED_AFTER, LEASE_RENEW, backoff, keep_lease};
 use api::{ApiError, BotApi};
 
 /// Telegram's default Bot API address.
@@ -45,13 +47,10 @@ pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(25);
 pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(120);
 /// How long a poller's lease on its bot lasts unless renewed.
 const LEASE_TTL: Duration = Duration::from_secs(20);
-const LEASE_RENEW: Duration = Duration::from_secs(5);
 /// How often the poller looks for calls waiting for an approval.
 const APPROVALS_EVERY: Duration = Duration::from_secs(2);
 /// The gap between two broadcast messages: ~25 a second, under Telegram's ~30/s for bots.
 const BROADCAST_GAP: Duration = Duration::from_millis(40);
-/// Sessions failing in a row before the channel reads `degraded`.
-const DEGRADED_AFTER: u32 = 3;
 
 /// Everything the adapter needs to know, checked by the binary's configuration.
 #[derive(Clone)]
@@ -83,38 +82,9 @@ impl std::fmt::Debug for TelegramSettings {
 
 /// Starts the adapter; it runs until the process ends (or the token is refused).
 pub fn start(runtime: Arc<Runtime>, settings: TelegramSettings) -> tokio::task::JoinHandle<()> {
-    let board = Arc::new(Board::new(runtime.clone()));
+    let board = Arc::new(Board::new(runtime.clone(), Channel::Telegram));
     board.set(ChannelState::Starting, None);
     runtime::tasks::spawn("telegram", supervise(runtime, Arc::new(settings), board))
-}
-
-/// The channel's health as this adapter keeps it, pushed to the runtime on every change.
-struct Board {
-    runtime: Arc<Runtime>,
-    health: Mutex<ChannelHealth>,
-}
-
-impl Board {
-    fn new(runtime: Arc<Runtime>) -> Self {
-        Board { runtime, health: Mutex::new(ChannelHealth::new(Channel::Telegram, ChannelState::Starting, None)) }
-    }
-
-    fn update(&self, change: impl FnOnce(&mut ChannelHealth)) {
-        let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        change(&mut health);
-        self.runtime.report_channel(health.clone());
-    }
-
-    fn set(&self, state: ChannelState, detail: Option<String>) {
-        self.update(|h| {
-            h.state = state;
-            h.detail = detail;
-        });
-    }
-
-    fn state(&self) -> ChannelState {
-        self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).state
-    }
 }
 
 /// When the current session's `getUpdates` calls last completed.
@@ -201,22 +171,6 @@ async fn supervise(runtime: Arc<Runtime>, settings: Arc<TelegramSettings>, board
             }
         };
         tokio::time::sleep(wait).await;
-    }
-}
-
-/// 1 s doubling to 60 s, plus up to 25 % jitter.
-fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
-    let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 4);
-    base + Duration::from_millis(jitter)
-}
-
-/// A session task stopped when its supervisor stops (an aborted adapter polls no more).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -326,8 +280,10 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
     // The lease is renewed on its own task, every few seconds whatever a long poll is doing;
     // losing it ends the session at once (the other replica polls from then on).
     let (lost_tx, mut lost) = oneshot::channel::<String>();
-    let _keeper =
-        AbortOnDrop(runtime::tasks::spawn("telegram-lease", keep_lease(runtime.clone(), bot.clone(), lost_tx)));
+    let _keeper = AbortOnDrop(runtime::tasks::spawn(
+        "telegram-lease",
+        keep_lease(runtime.clone(), bot.clone(), LEASE_TTL, lost_tx),
+    ));
     loop {
         let polled = tokio::select! {
             polled = api.get_updates(offset, settings.poll_timeout) => polled,
@@ -427,34 +383,9 @@ async fn send_broadcasts(context: handler::Context) {
     }
 }
 
-/// Renews this process's lease on the bot every [`LEASE_RENEW`]; says who took it if it is
-/// lost. A store that does not answer is retried: the lease outlives a few missed renewals.
-async fn keep_lease(runtime: Arc<Runtime>, bot: String, lost: oneshot::Sender<String>) {
-    loop {
-        tokio::time::sleep(LEASE_RENEW).await;
-        match runtime.lease_channel(&bot, LEASE_TTL).await {
-            Ok(None) => {}
-            Ok(Some(holder)) => {
-                let _ = lost.send(holder);
-                return;
-            }
-            Err(error) => tracing::warn!(%error, "could not renew the Telegram lease; will retry"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_minute_with_bounded_jitter() {
-        for failures in 1..12 {
-            let wait = backoff(failures);
-            let base = Duration::from_secs(1u64 << (failures - 1).min(6)).min(Duration::from_secs(60));
-            assert!(wait >= base && wait <= base + base / 4, "{failures}: {wait:?}");
-        }
-    }
 
     #[test]
     fn the_watchdog_counts_only_completed_polls() {
