@@ -156,12 +156,9 @@ async fn on_message(cx: &Context, message: Message) {
     if !dm && !mentioned {
         return;
     }
-    let question = message
-        .content
-        .replace(&format!("<@{}>", bot.user_id), " ")
-        .replace(&format!("<@!{}>", bot.user_id), " ")
-        .trim()
-        .to_owned();
+    let question =
+        message.content.replace(&format!("<@{}>", bot.user_id), " ").replace(&format!("<@!{}>", bot.user_id), " ");
+    let question = readable(&question, &message.mentions);
     let account = account_of(&message.author, dm.then_some(message.channel_id.as_str()));
     if let Some(code) = question.strip_prefix("link ").or_else(|| question.strip_prefix("/link ")) {
         let text = link(cx, &account, code).await;
@@ -470,7 +467,13 @@ async fn channel_context(cx: &Context, channel: &str) -> String {
             .iter()
             .rev()
             .filter(|m| !m.content.trim().is_empty())
-            .map(|m| format!("{}: {}", m.author.display(), m.content.chars().take(1000).collect::<String>()))
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    m.author.display(),
+                    readable(&m.content, &m.mentions).chars().take(1000).collect::<String>()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         Err(error) => {
@@ -478,6 +481,29 @@ async fn channel_context(cx: &Context, channel: &str) -> String {
             String::new()
         }
     }
+}
+
+/// A message as people read it: mentions by name instead of `<@snowflake>` (which also keeps
+/// long numeric ids out of what the agent sees and repeats).
+fn readable(content: &str, mentions: &[User]) -> String {
+    static TOKENS: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"<(@!?|@&|#)\d+>").ok());
+    let mut text = content.to_owned();
+    for user in mentions {
+        let name = format!("@{}", user.display().trim_start_matches('@'));
+        text = text.replace(&format!("<@{}>", user.id), &name).replace(&format!("<@!{}>", user.id), &name);
+    }
+    let text = match TOKENS.as_ref() {
+        Some(tokens) => tokens
+            .replace_all(&text, |c: &regex::Captures<'_>| match &c[1] {
+                "#" => "#channel",
+                "@&" => "@role",
+                _ => "@someone",
+            })
+            .into_owned(),
+        None => text,
+    };
+    text.trim().to_owned()
 }
 
 async fn link(cx: &Context, account: &Account, code: &str) -> String {
@@ -871,6 +897,15 @@ mod tests {
         assert_eq!(
             subcommand(&json!({"name": "nexus", "options": [{"type": 1, "name": "help"}]})),
             Some(("help".into(), vec![]))
+        );
+    }
+
+    #[test]
+    fn mentions_read_as_names() {
+        let alice = User { id: "11".into(), username: "alice".into(), global_name: Some("Alice".into()), bot: false };
+        assert_eq!(
+            readable(" hi <@11> and <@!11>, see <#22> <@&33> <@44> ", &[alice]),
+            "hi @Alice and @Alice, see #channel @role @someone"
         );
     }
 

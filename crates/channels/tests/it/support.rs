@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use channels::discord::DiscordSettings;
 use channels::telegram::TelegramSettings;
-use channels::testing::FakeTelegram;
+use channels::testing::{FakeDiscord, FakeTelegram};
 use domain::channel::Admission;
 use domain::tenant::{Role, UserLevel};
 use ledger::checkpoint::CheckpointSigner;
@@ -13,10 +14,12 @@ use runtime::web_users::NewWebUser;
 use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 
 pub const TOKEN: &str = "4242:TEST-token_secret";
+pub const DISCORD_TOKEN: &str = "MTAx.discord-test-token";
 
 pub struct World {
     pub runtime: Arc<Runtime>,
     pub telegram: FakeTelegram,
+    pub discord: FakeDiscord,
     _openai: wiremock::MockServer,
     _db: store::test_support::TestDatabase,
     _workspace: tempfile::TempDir,
@@ -53,6 +56,8 @@ impl wiremock::Respond for Model {
             format!(
                 r#"{{"planned_action": "send", "tool_params": {EMAIL}, "reasoning": "asked to", "confidence": 0.9}}"#
             )
+        } else if body.contains("You moderate a community chat") {
+            moderation_decision(&body)
         } else if body.contains("LONG") {
             long_answer()
         } else if body.contains("RESERVED") {
@@ -72,6 +77,27 @@ impl wiremock::Respond for Model {
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
         }))
+    }
+}
+
+/// The moderation model: sure about `NITRO` spam, unsure about `MAYBE`, garbled on `GARBLED`,
+/// and fine with anything else.
+fn moderation_decision(body: &str) -> String {
+    let decision = |violation: bool, category: &str, action: &str, confidence: f64| {
+        serde_json::json!({"violation": violation, "category": category, "severity": "high", "action": action,
+                           "confidence": confidence, "reason": format!("judged {category}")})
+        .to_string()
+    };
+    if body.contains("NITRO") {
+        decision(true, "spam", "delete", 0.95)
+    } else if body.contains("MAYBE") {
+        decision(true, "harassment", "timeout", 0.5)
+    } else if body.contains("BANHAMMER") {
+        decision(true, "scam", "ban", 0.99)
+    } else if body.contains("GARBLED") {
+        "I think this might be spam, not sure.".to_owned()
+    } else {
+        decision(false, "none", "none", 0.9)
     }
 }
 
@@ -127,7 +153,8 @@ pub async fn world() -> World {
     let runtime = Arc::new(Runtime::start(parts).await.expect("runtime"));
     runtime.seed_demo().await.expect("seed");
     let telegram = FakeTelegram::start(TOKEN).await;
-    World { runtime, telegram, _openai: openai, _db: db, _workspace: workspace }
+    let discord = FakeDiscord::start(DISCORD_TOKEN, Duration::from_millis(400)).await;
+    World { runtime, telegram, discord, _openai: openai, _db: db, _workspace: workspace }
 }
 
 impl World {
@@ -146,6 +173,40 @@ impl World {
     /// Starts the adapter; aborting the handle stops it.
     pub fn start(&self, admission: Admission) -> tokio::task::JoinHandle<()> {
         channels::telegram::start(self.runtime.clone(), self.settings(admission))
+    }
+
+    pub fn discord_settings(&self, admission: Admission) -> DiscordSettings {
+        let rules = domain::moderation::ScreenRules {
+            words: vec!["nitro".into(), "maybe".into(), "garbled".into(), "banhammer".into()],
+            ..Default::default()
+        };
+        DiscordSettings {
+            token: DISCORD_TOKEN.into(),
+            api_url: url::Url::parse(&self.discord.url).expect("url"),
+            tenant: domain::TenantId::parse("demo").expect("tenant"),
+            admission,
+            allowed_guilds: Vec::new(),
+            moderated_channels: vec!["c-mod".into()],
+            staff_channel: Some("c-staff".into()),
+            moderation: runtime::moderation::ModerationPolicy { rules, ..Default::default() },
+            timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// Starts the Discord adapter with `settings`.
+    pub fn start_discord(&self, settings: DiscordSettings) -> tokio::task::JoinHandle<()> {
+        channels::discord::start(self.runtime.clone(), settings)
+    }
+
+    /// Links Discord user `account` to `user` through `/nexus link`.
+    pub async fn link_discord(&self, account: &str, user: &domain::UserId) {
+        let tenant = domain::TenantId::parse("demo").expect("tenant");
+        let (code, _) = self.runtime.create_link_code(&tenant, user, "operator").await.expect("code");
+        let id = self.discord.slash("c-general", Some("g1"), account, "link", &[("code", &code)]);
+        let route = format!("interactions/{id}/itoken-{id}/callback");
+        let answered = self.discord.wait_calls(1, Duration::from_secs(10), |c| c.route == route).await;
+        let text = answered.first().map(|c| c.body["data"]["content"].as_str().unwrap_or("").to_owned());
+        assert!(text.as_deref().is_some_and(|t| t.contains("Linked")), "{text:?}");
     }
 
     /// A console user of tenant `demo`; returns its id.
@@ -171,13 +232,9 @@ impl World {
         assert!(sent[before].text.starts_with("Linked"), "{:?}", sent[before].text);
     }
 
-    /// The health the adapter reported.
-    pub fn health(&self) -> runtime::channels::ChannelHealth {
-        self.runtime
-            .channel_health()
-            .into_iter()
-            .find(|h| h.channel == domain::channel::Channel::Telegram)
-            .expect("telegram health")
+    /// The health `channel`'s adapter reported.
+    pub fn health_of(&self, channel: domain::channel::Channel) -> runtime::channels::ChannelHealth {
+        self.runtime.channel_health().into_iter().find(|h| h.channel == channel).expect("channel health")
     }
 
     /// Waits until the adapter's state is `state`.
@@ -186,9 +243,19 @@ impl World {
         state: runtime::channels::ChannelState,
         within: Duration,
     ) -> runtime::channels::ChannelHealth {
+        self.until_state_of(domain::channel::Channel::Telegram, state, within).await
+    }
+
+    /// Waits until `channel`'s state is `state`.
+    pub async fn until_state_of(
+        &self,
+        channel: domain::channel::Channel,
+        state: runtime::channels::ChannelState,
+        within: Duration,
+    ) -> runtime::channels::ChannelHealth {
         let deadline = std::time::Instant::now() + within;
         loop {
-            let health = self.health();
+            let health = self.health_of(channel);
             if health.state == state {
                 return health;
             }

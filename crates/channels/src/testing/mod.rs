@@ -7,6 +7,13 @@
 //! the supported tags, callback data of at most 64 bytes — and can inject the failures bots
 //! meet: flood control (429 with `retry_after`), a hung `getUpdates`, a 409 conflict, a user
 //! who blocked the bot.
+//!
+//! [`FakeDiscord`] is Discord's REST API (v10) and gateway (a WebSocket speaking JSON text
+//! frames: HELLO, IDENTIFY, READY, heartbeats, RESUME with replay, dispatches).
+
+mod discord;
+
+pub use discord::{APPLICATION_ID as DISCORD_APPLICATION_ID, BOT_ID as DISCORD_BOT_ID, Call, FakeDiscord};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
