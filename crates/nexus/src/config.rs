@@ -81,6 +81,10 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_TELEGRAM_API_URL", "channels.telegram.api_url", Kind::Text),
     ("NEXUS_TELEGRAM_TENANT", "channels.telegram.tenant", Kind::Text),
     ("NEXUS_TELEGRAM_ADMISSION", "channels.telegram.admission", Kind::Text),
+    ("NEXUS_DISCORD_BOT_TOKEN", "channels.discord.bot_token", Kind::Text),
+    ("NEXUS_DISCORD_API_URL", "channels.discord.api_url", Kind::Text),
+    ("NEXUS_DISCORD_TENANT", "channels.discord.tenant", Kind::Text),
+    ("NEXUS_DISCORD_ADMISSION", "channels.discord.admission", Kind::Text),
 ];
 
 /// The variable naming the config file itself.
@@ -119,6 +123,44 @@ struct FileConfig {
 struct ChannelsSection {
     #[serde(default)]
     telegram: TelegramSection,
+    #[serde(default)]
+    discord: DiscordSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscordSection {
+    bot_token: Option<String>,
+    /// Discord's address (a fake in tests); the gateway's comes from its `GET /api/v10/gateway`.
+    api_url: Option<String>,
+    tenant: Option<String>,
+    /// `open` (strangers join at level 0) or `closed` (strangers are refused).
+    admission: Option<String>,
+    /// Guilds the bot works in (DMs are always answered); empty: any.
+    allowed_guilds: Option<Vec<String>>,
+    /// Channels whose messages are moderated; empty: none.
+    moderated_channels: Option<Vec<String>>,
+    /// The channel where staff see moderation cases and approvals.
+    staff_channel: Option<String>,
+    /// How long a `timeout` action lasts.
+    timeout_minutes: Option<u64>,
+    #[serde(default)]
+    moderation: ModerationSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModerationSection {
+    words: Option<Vec<String>>,
+    patterns: Option<Vec<String>>,
+    max_links: Option<usize>,
+    max_mentions: Option<usize>,
+    max_per_minute: Option<usize>,
+    threshold: Option<f64>,
+    model: Option<String>,
+    dry_run: Option<bool>,
+    require_approval: Option<Vec<String>>,
+    staff_level: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +289,8 @@ pub struct Config {
     pub tools: BuiltinSettings,
     /// The Telegram bot, when a token is configured.
     pub telegram: Option<channels::telegram::TelegramSettings>,
+    /// The Discord bot, when a token is configured.
+    pub discord: Option<channels::discord::DiscordSettings>,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
 }
@@ -473,6 +517,7 @@ fn finish(
     }
     let api = api_settings(file.api, file.limits, file.budget)?;
     let telegram = telegram_settings(file.channels.telegram)?;
+    let discord = discord_settings(file.channels.discord)?;
 
     Ok(Config {
         config_file,
@@ -495,6 +540,7 @@ fn finish(
         providers,
         tools,
         telegram,
+        discord,
         warnings,
     })
 }
@@ -518,26 +564,10 @@ fn telegram_settings(section: TelegramSection) -> Result<Option<channels::telegr
             reason: "is not a bot token like 123456:ABC-DEF… (from BotFather; NEXUS_TELEGRAM_BOT_TOKEN)".into(),
         });
     }
-    let api_text = section.api_url.unwrap_or_else(|| DEFAULT_API_URL.to_owned());
-    let api_url = url::Url::parse(&api_text)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| ConfigError::Invalid {
-            setting: "channels.telegram.api_url",
-            reason: format!("{api_text:?} is not an http(s) address like {DEFAULT_API_URL} (NEXUS_TELEGRAM_API_URL)"),
-        })?;
-    let tenant_text = section.tenant.unwrap_or_else(|| "demo".to_owned());
-    let tenant = domain::TenantId::parse(tenant_text.clone()).map_err(|e| ConfigError::Invalid {
-        setting: "channels.telegram.tenant",
-        reason: format!("{tenant_text:?}: {e}"),
-    })?;
-    let admission = match section.admission.as_deref() {
-        None => domain::channel::Admission::default(),
-        Some(text) => text.parse().map_err(|e: domain::UnknownValue| ConfigError::Invalid {
-            setting: "channels.telegram.admission",
-            reason: e.to_string(),
-        })?,
-    };
+    let api_url =
+        channel_api_url(section.api_url, DEFAULT_API_URL, "channels.telegram.api_url", "NEXUS_TELEGRAM_API_URL")?;
+    let tenant = channel_tenant(section.tenant, "channels.telegram.tenant")?;
+    let admission = channel_admission(section.admission.as_deref(), "channels.telegram.admission")?;
     let poll_timeout = section.poll_timeout_seconds.map_or(DEFAULT_POLL_TIMEOUT, std::time::Duration::from_secs);
     if !(1..=50).contains(&poll_timeout.as_secs()) {
         return Err(ConfigError::Invalid {
@@ -564,6 +594,137 @@ fn telegram_settings(section: TelegramSection) -> Result<Option<channels::telegr
         allowed_chats: section.allowed_chats.unwrap_or_default(),
         poll_timeout,
         stall_after,
+    }))
+}
+
+/// A channel's platform address: http(s) with a host.
+fn channel_api_url(
+    text: Option<String>,
+    default: &str,
+    setting: &'static str,
+    variable: &str,
+) -> Result<url::Url, ConfigError> {
+    let text = text.unwrap_or_else(|| default.to_owned());
+    url::Url::parse(&text).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()).ok_or_else(
+        || ConfigError::Invalid {
+            setting,
+            reason: format!("{text:?} is not an http(s) address like {default} ({variable})"),
+        },
+    )
+}
+
+/// The tenant a channel serves (`demo` unless set).
+fn channel_tenant(text: Option<String>, setting: &'static str) -> Result<domain::TenantId, ConfigError> {
+    let text = text.unwrap_or_else(|| "demo".to_owned());
+    domain::TenantId::parse(text.clone())
+        .map_err(|e| ConfigError::Invalid { setting, reason: format!("{text:?}: {e}") })
+}
+
+fn channel_admission(text: Option<&str>, setting: &'static str) -> Result<domain::channel::Admission, ConfigError> {
+    match text {
+        None => Ok(domain::channel::Admission::default()),
+        Some(text) => {
+            text.parse().map_err(|e: domain::UnknownValue| ConfigError::Invalid { setting, reason: e.to_string() })
+        }
+    }
+}
+
+/// The Discord bot's settings, checked; `None` without a token.
+fn discord_settings(section: DiscordSection) -> Result<Option<channels::discord::DiscordSettings>, ConfigError> {
+    use channels::discord::{DEFAULT_API_URL, DiscordSettings};
+    use domain::moderation::ModAction;
+    let Some(token) = section.bot_token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let token = token.strip_prefix("Bot ").map_or(token.clone(), str::to_owned);
+    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(ConfigError::Invalid {
+            setting: "channels.discord.bot_token",
+            reason: "is not a bot token (letters, digits, dots, - and _; from the Discord developer portal; \
+                     NEXUS_DISCORD_BOT_TOKEN)"
+                .into(),
+        });
+    }
+    let api_url =
+        channel_api_url(section.api_url, DEFAULT_API_URL, "channels.discord.api_url", "NEXUS_DISCORD_API_URL")?;
+    let tenant = channel_tenant(section.tenant, "channels.discord.tenant")?;
+    let admission = channel_admission(section.admission.as_deref(), "channels.discord.admission")?;
+    let snowflakes = |list: Option<Vec<String>>, setting: &'static str| -> Result<Vec<String>, ConfigError> {
+        let list = list.unwrap_or_default();
+        match list.iter().find(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit())) {
+            Some(bad) => Err(ConfigError::Invalid { setting, reason: format!("{bad:?} is not a Discord id (digits)") }),
+            None => Ok(list),
+        }
+    };
+    let allowed_guilds = snowflakes(section.allowed_guilds, "channels.discord.allowed_guilds")?;
+    let moderated_channels = snowflakes(section.moderated_channels, "channels.discord.moderated_channels")?;
+    let staff_channel = snowflakes(section.staff_channel.map(|c| vec![c]), "channels.discord.staff_channel")?.pop();
+    let timeout_minutes = section.timeout_minutes.unwrap_or(10);
+    if !(1..=40_320).contains(&timeout_minutes) {
+        return Err(ConfigError::Invalid {
+            setting: "channels.discord.timeout_minutes",
+            reason: format!("{timeout_minutes} is outside 1..=40320 (Discord allows up to 28 days)"),
+        });
+    }
+    let m = section.moderation;
+    let mut policy = runtime::moderation::ModerationPolicy::default();
+    let mut patterns = Vec::new();
+    for (n, pattern) in m.patterns.unwrap_or_default().iter().enumerate() {
+        patterns.push(regex::Regex::new(pattern).map_err(|e| ConfigError::Invalid {
+            setting: "channels.discord.moderation.patterns",
+            reason: format!("pattern {n} ({pattern:?}) is not a regular expression: {e}"),
+        })?);
+    }
+    policy.rules = domain::moderation::ScreenRules {
+        words: m.words.unwrap_or_default().into_iter().map(|w| w.trim().to_owned()).filter(|w| !w.is_empty()).collect(),
+        patterns,
+        max_links: m.max_links.unwrap_or(policy.rules.max_links),
+        max_mentions: m.max_mentions.unwrap_or(policy.rules.max_mentions),
+        max_per_minute: m.max_per_minute.unwrap_or(policy.rules.max_per_minute).max(1),
+    };
+    if let Some(threshold) = m.threshold {
+        if !(0.5..=0.99).contains(&threshold) {
+            return Err(ConfigError::Invalid {
+                setting: "channels.discord.moderation.threshold",
+                reason: format!("{threshold} is outside 0.5..=0.99"),
+            });
+        }
+        policy.threshold = threshold;
+    }
+    if let Some(model) = m.model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()) {
+        policy.model = model;
+    }
+    policy.dry_run = m.dry_run.unwrap_or(false);
+    if let Some(actions) = m.require_approval {
+        policy.needs_approval = actions
+            .iter()
+            .map(|a| {
+                a.parse::<ModAction>().map_err(|e| ConfigError::Invalid {
+                    setting: "channels.discord.moderation.require_approval",
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(level) = m.staff_level {
+        if level > domain::tenant::UserLevel::MAX {
+            return Err(ConfigError::Invalid {
+                setting: "channels.discord.moderation.staff_level",
+                reason: format!("{level} is above the highest level, {}", domain::tenant::UserLevel::MAX),
+            });
+        }
+        policy.staff_level = level;
+    }
+    Ok(Some(DiscordSettings {
+        token,
+        api_url,
+        tenant,
+        admission,
+        allowed_guilds,
+        moderated_channels,
+        staff_channel,
+        moderation: policy,
+        timeout: std::time::Duration::from_secs(timeout_minutes * 60),
     }))
 }
 
@@ -868,5 +1029,55 @@ mod tests {
         let bad = env(&[("NEXUS_SMTP_PORT", "twenty-five")]);
         let err = resolve(&GlobalArgs::default(), None, &bad, dir.path()).expect_err("bad port");
         assert!(err.to_string().contains("NEXUS_SMTP_PORT"), "{err}");
+    }
+
+    #[test]
+    fn the_discord_bot_is_configured_by_file_and_environment_with_each_mistake_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("nexus.toml");
+        std::fs::write(
+            &file,
+            "[channels.discord]\nmoderated_channels = [\"42\"]\nstaff_channel = \"43\"\n\
+             [channels.discord.moderation]\nwords = [\"scam\"]\npatterns = [\"(?i)free\\\\s+nitro\"]\n\
+             threshold = 0.9\nrequire_approval = [\"ban\"]\ndry_run = true\n",
+        )
+        .expect("write");
+        let e = env(&[("NEXUS_DISCORD_BOT_TOKEN", "MTAx.abc-DEF_ghi"), ("NEXUS_DISCORD_ADMISSION", "open")]);
+        let config = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
+        let discord = config.discord.expect("configured");
+        assert_eq!(discord.api_url.as_str(), "https://discord.com/");
+        assert_eq!(discord.admission, domain::channel::Admission::Open);
+        assert_eq!(discord.moderated_channels, ["42"]);
+        assert_eq!(discord.staff_channel.as_deref(), Some("43"));
+        assert!(discord.moderation.dry_run);
+        assert!((discord.moderation.threshold - 0.9).abs() < 1e-9);
+        assert_eq!(discord.moderation.needs_approval, [domain::moderation::ModAction::Ban]);
+        assert!(discord.moderation.rules.patterns[0].is_match("FREE  Nitro"));
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(resolve(&GlobalArgs::default(), None, &env(&[]), empty.path()).expect("resolves").discord.is_none());
+
+        for (bad, setting) in [
+            ("[channels.discord]\nbot_token = \"has spaces in it\"\n", "channels.discord.bot_token"),
+            (
+                "[channels.discord]\nbot_token = \"t\"\nmoderated_channels = [\"general\"]\n",
+                "channels.discord.moderated_channels",
+            ),
+            (
+                "[channels.discord]\nbot_token = \"t\"\n[channels.discord.moderation]\npatterns = [\"(\"]\n",
+                "channels.discord.moderation.patterns",
+            ),
+            (
+                "[channels.discord]\nbot_token = \"t\"\n[channels.discord.moderation]\nthreshold = 1.5\n",
+                "channels.discord.moderation.threshold",
+            ),
+            (
+                "[channels.discord]\nbot_token = \"t\"\n[channels.discord.moderation]\nrequire_approval = [\"nuke\"]\n",
+                "channels.discord.moderation.require_approval",
+            ),
+        ] {
+            std::fs::write(&file, bad).expect("write");
+            let err = resolve(&GlobalArgs::default(), None, &env(&[]), dir.path()).expect_err(bad);
+            assert!(err.to_string().contains(setting), "{bad}: {err}");
+        }
     }
 }

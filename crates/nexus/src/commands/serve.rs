@@ -100,26 +100,34 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
 fn start_channels(runtime: &Arc<runtime::Runtime>, config: &Config) {
     use domain::channel::Channel;
     use runtime::channels::{ChannelHealth, ChannelState};
+    let unconfigured = |channel: Channel, detail: &str| {
+        tracing::info!("{channel}: unconfigured; {detail}");
+        runtime.report_channel(ChannelHealth::new(channel, ChannelState::Unconfigured, Some(detail.into())));
+    };
     match &config.telegram {
         Some(settings) => {
             tracing::info!(tenant = %settings.tenant, admission = settings.admission.as_str(), "starting the Telegram bot");
             channels::telegram::start(runtime.clone(), settings.clone());
         }
-        None => {
-            let detail = "set NEXUS_TELEGRAM_BOT_TOKEN (or channels.telegram.bot_token) to start the Telegram bot";
-            tracing::info!("Telegram: unconfigured; {detail}");
-            runtime.report_channel(ChannelHealth::new(
-                Channel::Telegram,
-                ChannelState::Unconfigured,
-                Some(detail.into()),
-            ));
-        }
+        None => unconfigured(
+            Channel::Telegram,
+            "set NEXUS_TELEGRAM_BOT_TOKEN (or channels.telegram.bot_token) to start the Telegram bot",
+        ),
     }
-    runtime.report_channel(ChannelHealth::new(
-        Channel::Discord,
-        ChannelState::Unconfigured,
-        Some("the Discord adapter is not part of this build yet".into()),
-    ));
+    match &config.discord {
+        Some(settings) => {
+            tracing::info!(
+                tenant = %settings.tenant, admission = settings.admission.as_str(),
+                moderated_channels = settings.moderated_channels.len(), dry_run = settings.moderation.dry_run,
+                "starting the Discord bot"
+            );
+            channels::discord::start(runtime.clone(), settings.clone());
+        }
+        None => unconfigured(
+            Channel::Discord,
+            "set NEXUS_DISCORD_BOT_TOKEN (or channels.discord.bot_token) to start the Discord bot",
+        ),
+    }
 }
 
 async fn shutdown_signal() {
