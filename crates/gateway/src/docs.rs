@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::compat::{anthropic, openai};
 use crate::error;
-use crate::native::{admin, chains, keys, knowledge, ledger, shapes, usage};
+use crate::native::{admin, broadcasts, chains, keys, knowledge, ledger, shapes, usage};
 use crate::routes::Surface;
 use crate::{health, observe};
 
@@ -87,6 +87,7 @@ impl Modify for ErrorBodies {
         knowledge::ingest, knowledge::query, knowledge::documents, knowledge::delete_document,
         usage::usage,
         keys::create_key, keys::list_keys, keys::revoke_key,
+        broadcasts::create, broadcasts::get,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
     components(schemas(knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
@@ -95,6 +96,7 @@ impl Modify for ErrorBodies {
         (name = "gateway", description = "OpenAI- and Anthropic-compatible model endpoints"),
         (name = "ledger", description = "The tamper-evident log and its proofs"),
         (name = "keys", description = "API keys of the caller's tenant (admin keys only)"),
+        (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts"),
     ),
 )]
 pub(crate) struct ApiDoc;

@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::compat::anthropic::{self, AnthropicError};
 use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
-use crate::native::{admin, chains, keys, knowledge, ledger, usage};
+use crate::native::{admin, broadcasts, chains, keys, knowledge, ledger, usage};
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
 
@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
         .route("/v1/keys/{id}", delete(keys::revoke_key))
+        .route("/v1/broadcasts", post(broadcasts::create))
+        .route("/v1/broadcasts/{id}", get(broadcasts::get))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth::<ApiError>));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

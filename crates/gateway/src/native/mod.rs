@@ -1,7 +1,8 @@
 //! The native `/v1` API: agent runs and their events, the ledger, personas, tools, approvals,
-//! knowledge, usage, API keys and the token exchange.
+//! knowledge, usage, API keys, broadcasts and the token exchange.
 
 pub(crate) mod admin;
+pub(crate) mod broadcasts;
 pub(crate) mod chains;
 pub(crate) mod keys;
 pub(crate) mod knowledge;

@@ -61,6 +61,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 }
 
 mod access;
+mod broadcasts;
 mod compat;
 mod dialects;
 mod errors;
