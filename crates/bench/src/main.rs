@@ -1,6 +1,7 @@
 //! `nexus-bench`, run by `cargo xtask bench SUITE`. Each suite prints what it measured next to
 //! a baseline measured in the same run, and the performance target it is held to.
 
+mod channels_bench;
 mod console_bench;
 mod engine_bench;
 mod gateway_bench;
@@ -19,12 +20,13 @@ fn main() -> ExitCode {
         Some("ledger-replica") => ledger_replicas::child(&args[1..]),
         Some("engine") => engine_bench::run(quick),
         Some("console") => console_bench::run(quick),
+        Some("channels") => channels_bench::run(quick),
         Some("gateway") => gateway_bench::run(quick, args.iter().any(|a| a == "--soak")),
         Some("knowledge") => knowledge_bench::run(quick),
         Some("models") => models_bench::run(quick),
         _ => {
             eprintln!(
-                "usage: nexus-bench ledger|engine|gateway|knowledge|models|console [--quick] (gateway also --soak)"
+                "usage: nexus-bench ledger|engine|gateway|knowledge|models|console|channels [--quick] (gateway also --soak)"
             );
             return ExitCode::from(2);
         }

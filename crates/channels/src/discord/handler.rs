@@ -146,7 +146,7 @@ async fn on_message(cx: &Context, message: Message) {
         return;
     }
     if let Some(guild) = message.guild_id.as_deref()
-        && cx.settings.moderated_channels.iter().any(|c| *c == message.channel_id)
+        && cx.settings.moderated_channels.contains(&message.channel_id)
         && moderate(cx, guild, &message).await
     {
         return;

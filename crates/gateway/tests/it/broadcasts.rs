@@ -35,7 +35,8 @@ async fn broadcasts_are_queued_by_staff_and_reported() {
     let staff = staff.expect("key").secret;
     let member = app.key("demo", Role::Member).await;
 
-    let (status, created) = send(app.post("/v1/broadcasts", &staff).json(&json!({"text": "Maintenance at 22:00"}))).await;
+    let (status, created) =
+        send(app.post("/v1/broadcasts", &staff).json(&json!({"text": "Maintenance at 22:00"}))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     assert_eq!(created["channel"], "telegram");
     assert_eq!(created["status"], "queued");
