@@ -77,6 +77,11 @@ pub enum Say {
     BroadcastQueued,
     BroadcastNotAllowed,
     BroadcastDone,
+    IngestUsage,
+    IngestNotAllowed,
+    IngestStored,
+    IngestDuplicate,
+    IngestFailed,
 }
 
 /// The sentence in the language.
@@ -86,12 +91,12 @@ pub fn say(locale: Locale, what: Say) -> &'static str {
         (Locale::En, Help) => {
             "I am Nexus, an accountable assistant: every answer is a sealed run you can verify.\n\n\
 /ask <i>question</i> — ask (in a private chat, just write)\n/status — providers, budget, queue\n/cost — what you and your team spent\n\
-/persona — choose who answers\n/lang it|en — language\n/cancel — stop your running task\n/link <i>CODE</i> — link this account to your Nexus user\n/broadcast <i>text</i> — to everyone (level 3+)\n/help — this message"
+/persona — choose who answers\n/lang it|en — language\n/cancel — stop your running task\n/link <i>CODE</i> — link this account to your Nexus user\n/broadcast <i>text</i> — to everyone (level 3+)\n/ingest — a document into the knowledge base (level 3+)\n/help — this message"
         }
         (Locale::It, Help) => {
             "Sono Nexus, un assistente responsabile: ogni risposta è un'esecuzione sigillata e verificabile.\n\n\
 /ask <i>domanda</i> — chiedi (in chat privata basta scrivere)\n/status — provider, budget, coda\n/cost — quanto avete speso tu e il tuo team\n\
-/persona — scegli chi risponde\n/lang it|en — lingua\n/cancel — ferma l'attività in corso\n/link <i>CODICE</i> — collega questo account al tuo utente Nexus\n/broadcast <i>testo</i> — a tutti (livello 3+)\n/help — questo messaggio"
+/persona — scegli chi risponde\n/lang it|en — lingua\n/cancel — ferma l'attività in corso\n/link <i>CODICE</i> — collega questo account al tuo utente Nexus\n/broadcast <i>testo</i> — a tutti (livello 3+)\n/ingest — un documento nella base di conoscenza (livello 3+)\n/help — questo messaggio"
         }
         (Locale::En, Welcome) => "Welcome! You can start asking right away. /help lists what I can do.",
         (Locale::It, Welcome) => "Benvenuto! Puoi iniziare subito a chiedere. /help elenca cosa so fare.",
@@ -199,6 +204,28 @@ pub fn say(locale: Locale, what: Say) -> &'static str {
         (Locale::It, BroadcastDone) => {
             "📣 Diffusione <code>{id}</code> finita: consegnati {delivered}, bot bloccato {blocked}, falliti {failed}."
         }
+        (Locale::En, IngestUsage) => {
+            "Send a document (text, Markdown, HTML or PDF) with the caption /ingest, or reply /ingest to one; \
+             /ingest public|internal|restricted|confidential sets who may read it (default internal)."
+        }
+        (Locale::It, IngestUsage) => {
+            "Invia un documento (testo, Markdown, HTML o PDF) con didascalia /ingest, o rispondi /ingest a un documento; \
+             /ingest public|internal|restricted|confidential sceglie chi può leggerlo (predefinito internal)."
+        }
+        (Locale::En, IngestNotAllowed) => "Only users at level 3 or above, and admins, may add to the knowledge base.",
+        (Locale::It, IngestNotAllowed) => {
+            "Solo gli utenti dal livello 3 in su, e gli amministratori, possono aggiungere alla base di conoscenza."
+        }
+        (Locale::En, IngestStored) => {
+            "📚 <b>{file}</b> is in the knowledge base: {chunks} passages, readable at {access}."
+        }
+        (Locale::It, IngestStored) => {
+            "📚 <b>{file}</b> è nella base di conoscenza: {chunks} passaggi, leggibile a livello {access}."
+        }
+        (Locale::En, IngestDuplicate) => "📚 <b>{file}</b> was already in the knowledge base; nothing changed.",
+        (Locale::It, IngestDuplicate) => "📚 <b>{file}</b> era già nella base di conoscenza; nulla è cambiato.",
+        (Locale::En, IngestFailed) => "⚠️ <b>{file}</b> could not be added: {reason}",
+        (Locale::It, IngestFailed) => "⚠️ <b>{file}</b> non è stato aggiunto: {reason}",
     }
 }
 
@@ -223,6 +250,7 @@ pub fn commands(locale: Locale) -> &'static [(&'static str, &'static str)] {
             ("cancel", "Stop your running task"),
             ("link", "Link this account to your Nexus user"),
             ("broadcast", "Send a message to everyone (level 3+)"),
+            ("ingest", "Add a document to the knowledge base (level 3+)"),
             ("help", "What I can do"),
             ("start", "Start"),
         ],
@@ -235,6 +263,7 @@ pub fn commands(locale: Locale) -> &'static [(&'static str, &'static str)] {
             ("cancel", "Ferma l'attività in corso"),
             ("link", "Collega questo account al tuo utente Nexus"),
             ("broadcast", "Invia un messaggio a tutti (livello 3+)"),
+            ("ingest", "Aggiungi un documento alla conoscenza (livello 3+)"),
             ("help", "Cosa so fare"),
             ("start", "Inizia"),
         ],

@@ -111,6 +111,27 @@ pub(crate) struct Message {
     pub text: Option<String>,
     #[serde(default)]
     pub reply_to_message: Option<Box<Message>>,
+    #[serde(default)]
+    pub document: Option<Document>,
+    #[serde(default)]
+    pub caption: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Document {
+    pub file_id: String,
+    #[serde(default)]
+    pub file_name: Option<String>,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    #[serde(default)]
+    pub file_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct File {
+    #[serde(default)]
+    file_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +166,8 @@ pub(crate) struct BotApi {
     http: reqwest::Client,
     /// `{api_url}/bot{token}/`.
     base: String,
+    /// `{api_url}/file/bot{token}/`: where files users sent are downloaded.
+    files: String,
 }
 
 impl std::fmt::Debug for BotApi {
@@ -169,7 +192,7 @@ impl BotApi {
             .build()
             .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
         let root = api_url.as_str().trim_end_matches('/');
-        Ok(BotApi { http, base: format!("{root}/bot{token}/") })
+        Ok(BotApi { http, base: format!("{root}/bot{token}/"), files: format!("{root}/file/bot{token}/") })
     }
 
     async fn call<T: DeserializeOwned>(&self, method: &str, body: &Value, timeout: Duration) -> Result<T, ApiError> {
@@ -209,6 +232,36 @@ impl BotApi {
             400 => ApiError::BadRequest(description),
             _ => ApiError::Server(code, description),
         })
+    }
+
+    /// Downloads a file a user sent (`getFile`, then the file route), refusing more than
+    /// `max_bytes`.
+    pub async fn download(&self, file_id: &str, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+        let file: File = self.call("getFile", &json!({"file_id": file_id}), CALL_TIMEOUT).await?;
+        let path = file.file_path.ok_or_else(|| ApiError::Malformed("getFile: no file_path".into()))?;
+        let response = self
+            .http
+            .get(format!("{}{path}", self.files))
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(ApiError::Server(status, "the file could not be downloaded".into()));
+        }
+        if response.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(ApiError::BadRequest(format!("the file is larger than {max_bytes} bytes")));
+        }
+        let mut bytes = Vec::new();
+        let mut body = response;
+        while let Some(chunk) = body.chunk().await.map_err(|e| ApiError::Network(e.without_url().to_string()))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(ApiError::BadRequest(format!("the file is larger than {max_bytes} bytes")));
+            }
+        }
+        Ok(bytes)
     }
 
     pub async fn get_me(&self) -> Result<User, ApiError> {

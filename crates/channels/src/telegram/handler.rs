@@ -132,7 +132,7 @@ async fn handle_message(cx: &Context, message: Message) {
     if from.is_bot {
         return;
     }
-    let Some(text) = message.text.clone() else { return };
+    let Some(text) = message.text.clone().or_else(|| message.caption.clone()) else { return };
     let private = message.chat.kind == "private";
     if !private && !cx.settings.allowed_chats.is_empty() && !cx.settings.allowed_chats.contains(&message.chat.id) {
         tracing::debug!(chat = message.chat.id, "a Telegram group outside channels.telegram.allowed_chats");
@@ -186,6 +186,7 @@ async fn handle_message(cx: &Context, message: Message) {
             "cancel" => cancel(cx, &member, chat, locale, reply_to).await,
             "persona" => persona(cx, &mut member, chat, args, locale).await,
             "broadcast" => broadcast(cx, &member, chat, args, locale).await,
+            "ingest" => ingest(cx, &member, &message, args, locale).await,
             _ if private => send_html(cx, chat, say(locale, Say::UnknownCommand), None).await,
             _ => {}
         },
@@ -787,6 +788,93 @@ async fn broadcast(cx: &Context, member: &Member, chat: i64, args: &str, locale:
         }
     };
     send_html(cx, chat, &text, None).await;
+}
+
+/// The largest file the Bot API lets a bot download.
+const MAX_DOCUMENT_BYTES: u64 = 20 * 1024 * 1024;
+
+/// `/ingest [access]` as a document's caption or in reply to one: the file goes into the
+/// tenant's knowledge base (namespace `default`), judged as `nexus ingest` judges a file, at
+/// an access level no higher than the sender may read. Users at level 3 or above, and admins.
+async fn ingest(cx: &Context, member: &Member, message: &Message, args: &str, locale: Locale) {
+    use domain::knowledge::AccessLevel;
+    let chat = message.chat.id;
+    let reply_to = Some(message.message_id);
+    let document =
+        message.document.as_ref().or_else(|| message.reply_to_message.as_ref().and_then(|m| m.document.as_ref()));
+    let Some(document) = document else {
+        send_html(cx, chat, say(locale, Say::IngestUsage), reply_to).await;
+        return;
+    };
+    if member.principal.level < domain::tenant::UserLevel::ARCHITECT && !member.principal.is_admin() {
+        send_html(cx, chat, say(locale, Say::IngestNotAllowed), reply_to).await;
+        return;
+    }
+    let file = document.file_name.clone().unwrap_or_else(|| "document".to_owned());
+    let failed = |reason: String| {
+        say_with(
+            locale,
+            Say::IngestFailed,
+            &[("file", &text::escape_html(&file)), ("reason", &text::escape_html(&reason))],
+        )
+    };
+    let access = match args.split_whitespace().next() {
+        None => AccessLevel::Internal,
+        Some(word) => match word.parse::<AccessLevel>() {
+            Ok(level) => level,
+            Err(_) => {
+                send_html(cx, chat, say(locale, Say::IngestUsage), reply_to).await;
+                return;
+            }
+        },
+    };
+    if access > member.principal.max_access() {
+        let reason = format!(
+            "you may not store documents at {} (at most {})",
+            access.as_str(),
+            member.principal.max_access().as_str()
+        );
+        send_html(cx, chat, &failed(reason), reply_to).await;
+        return;
+    }
+    if document.file_size.is_some_and(|n| n > MAX_DOCUMENT_BYTES) {
+        send_html(cx, chat, &failed(format!("larger than {} MB", MAX_DOCUMENT_BYTES / 1024 / 1024)), reply_to).await;
+        return;
+    }
+    let typing = runtime::tasks::spawn("telegram-typing", keep_typing(cx.api.clone(), chat));
+    let outcome = match cx.api.download(&document.file_id, MAX_DOCUMENT_BYTES).await {
+        Ok(bytes) => {
+            let metadata = serde_json::json!({"uploaded_by": member.principal.subject(), "channel": "telegram"});
+            cx.runtime
+                .knowledge()
+                .ingest_file(
+                    &member.principal.tenant,
+                    "default",
+                    &file,
+                    document.mime_type.as_deref(),
+                    &bytes,
+                    access,
+                    metadata,
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(error) => Err(format!("could not download it from Telegram ({error})")),
+    };
+    typing.abort();
+    let reply = match outcome {
+        Ok(stored) if stored.new => say_with(
+            locale,
+            Say::IngestStored,
+            &[("file", &text::escape_html(&file)), ("chunks", &stored.chunks.to_string()), ("access", access.as_str())],
+        ),
+        Ok(_) => say_with(locale, Say::IngestDuplicate, &[("file", &text::escape_html(&file))]),
+        Err(reason) => {
+            tracing::info!(%reason, file, "a Telegram document was not ingested");
+            failed(reason)
+        }
+    };
+    send_html(cx, chat, &reply, reply_to).await;
 }
 
 /// Sends one broadcast to one recipient; its outcome.

@@ -58,6 +58,8 @@ struct FakeState {
     confirmed: i64,
     /// Every update ever handed out.
     delivered: Vec<Value>,
+    /// Files users sent, by `file_id`: (file_path, bytes).
+    files: std::collections::HashMap<String, (String, Vec<u8>)>,
 }
 
 /// A fake Telegram Bot API server.
@@ -82,6 +84,7 @@ impl FakeTelegram {
         let arrived = Arc::new(Notify::new());
         let app = axum::Router::new()
             .route("/{bot}/{method}", post(handle))
+            .route("/file/{bot}/{*path}", axum::routing::get(download))
             .with_state((state.clone(), arrived.clone()) as Shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Telegram");
         let address = listener.local_addr().expect("address");
@@ -116,6 +119,51 @@ impl FakeTelegram {
         self.push_update(json!({"message": {
             "message_id": message_id, "date": 0, "text": text,
             "from": user(from), "chat": chat_json(from, chat),
+        }}))
+    }
+
+    /// A document from user `from` in `chat`, with an optional caption; returns the message id
+    /// (the file is served by `getFile` and the file download route).
+    pub fn push_document(
+        &self,
+        from: i64,
+        chat: i64,
+        file_name: &str,
+        mime_type: &str,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> i64 {
+        let (message_id, file_id) = self.with(|s| {
+            s.next_message_id += 1;
+            let file_id = format!("file-{}", s.next_message_id);
+            s.files.insert(file_id.clone(), (format!("documents/{file_name}"), bytes.to_vec()));
+            (s.next_message_id, file_id)
+        });
+        let mut message = json!({
+            "message_id": message_id, "date": 0, "from": user(from), "chat": chat_json(from, chat),
+            "document": {"file_id": file_id, "file_unique_id": format!("u{file_id}"), "file_name": file_name,
+                         "mime_type": mime_type, "file_size": bytes.len()},
+        });
+        if let Some(caption) = caption {
+            message["caption"] = json!(caption);
+        }
+        self.push_update(json!({ "message": message }));
+        message_id
+    }
+
+    /// A text message replying to message `reply_to` (a document, say) of the same user.
+    pub fn push_reply(&self, from: i64, chat: i64, reply_to: i64, text: &str, replied: Value) -> i64 {
+        let message_id = self.with(|s| {
+            s.next_message_id += 1;
+            s.next_message_id
+        });
+        let mut replied = replied;
+        replied["message_id"] = json!(reply_to);
+        replied["date"] = json!(0);
+        replied["chat"] = chat_json(from, chat);
+        self.push_update(json!({"message": {
+            "message_id": message_id, "date": 0, "text": text,
+            "from": user(from), "chat": chat_json(from, chat), "reply_to_message": replied,
         }}))
     }
 
@@ -288,6 +336,21 @@ fn parse_html(text: &str) -> Result<String, String> {
     Ok(visible)
 }
 
+/// `GET /file/bot{token}/{file_path}`: a file's bytes, as the Bot API serves downloads.
+async fn download(State((state, _)): State<Shared>, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let s = state.lock().expect("fake state");
+    let rest = uri.path().trim_start_matches("/file/");
+    let Some((bot, path)) = rest.split_once('/') else { return axum::http::StatusCode::NOT_FOUND.into_response() };
+    if bot.strip_prefix("bot") != Some(s.token.as_str()) {
+        return axum::http::StatusCode::UNAUTHORIZED.into_response();
+    }
+    match s.files.values().find(|(p, _)| p == path) {
+        Some((_, bytes)) => bytes.clone().into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn handle(State((state, arrived)): State<Shared>, uri: Uri, body: Option<Json<Value>>) -> Json<Value> {
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
     let mut segments = uri.path().trim_start_matches('/').splitn(2, '/');
@@ -303,6 +366,15 @@ async fn handle(State((state, arrived)): State<Shared>, uri: Uri, body: Option<J
         "getme" => ok(json!({"id": 4242, "is_bot": true, "first_name": "Nexus", "username": "nexus_bot",
                              "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false})),
         "deletewebhook" | "setwebhook" => ok(json!(true)),
+        "getfile" => {
+            let id = body["file_id"].as_str().unwrap_or_default();
+            let s = state.lock().expect("fake state");
+            match s.files.get(id) {
+                Some((path, bytes)) => ok(json!({"file_id": id, "file_unique_id": format!("u{id}"),
+                                                 "file_size": bytes.len(), "file_path": path})),
+                None => refuse(400, "Bad Request: invalid file_id"),
+            }
+        }
         "getupdates" => get_updates(&state, &arrived, &body).await,
         "sendmessage" | "editmessagetext" => send_message(&state, &method, &body),
         "sendchataction" => {

@@ -365,3 +365,68 @@ async fn a_broadcast_to_sixty_people_respects_the_limits_and_survives_a_restart_
     assert!(page.iter().any(|r| r.payload.contains("\"broadcast.finished\"")));
     adapter.abort();
 }
+
+#[tokio::test]
+async fn documents_from_staff_go_to_the_knowledge_base_judged_per_file() {
+    let world = world().await;
+    let curator = world.user("curator@demo.test", Role::Member, 3).await;
+    let member = world.user("member@demo.test", Role::Member, 1).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(31, &curator).await;
+    world.link(32, &member).await;
+    let guide = b"# Onboarding\n\nNew joiners get their laptop from the ops desk on the second floor.\n";
+
+    world.telegram.push_document(31, 31, "onboarding.md", "text/markdown", guide, Some("/ingest"));
+    let sent = world.telegram.wait_sent(31, 2, WAIT).await;
+    assert!(sent[1].text.contains("is in the knowledge base") && sent[1].text.contains("internal"), "{}", sent[1].text);
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let found = world
+        .runtime
+        .knowledge()
+        .search(&tenant, "default", "laptop ops desk", 5, domain::knowledge::AccessLevel::Internal)
+        .await
+        .expect("search");
+    assert!(found.hits.first().is_some_and(|h| h.text.contains("ops desk")), "{found:?}");
+
+    // The same file again is a duplicate; a reply /ingest works on the replied document; a level
+    // above what the sender may read, a file that is not text and a member below level 3 are
+    // each refused with the reason.
+    let again = world.telegram.push_document(31, 31, "onboarding.md", "text/markdown", guide, None);
+    world.telegram.push_reply(
+        31,
+        31,
+        again,
+        "/ingest",
+        serde_json::json!({
+            "from": {"id": 31, "is_bot": false, "first_name": "User31"},
+            "document": {"file_id": format!("file-{again}"), "file_unique_id": "u", "file_name": "onboarding.md",
+                         "mime_type": "text/markdown", "file_size": guide.len()},
+        }),
+    );
+    let sent = world.telegram.wait_sent(31, 3, WAIT).await;
+    assert!(sent[2].text.contains("already in the knowledge base"), "{}", sent[2].text);
+    world.telegram.push_document(
+        31,
+        31,
+        "secret.md",
+        "text/markdown",
+        b"# Secret\n\nplans",
+        Some("/ingest confidential"),
+    );
+    let sent = world.telegram.wait_sent(31, 4, WAIT).await;
+    assert!(
+        sent[3].text.contains("could not be added") && sent[3].text.contains("at most restricted"),
+        "{}",
+        sent[3].text
+    );
+    world.telegram.push_document(31, 31, "photo.png", "image/png", &[0x89, b'P', b'N', b'G', 0, 1, 2], Some("/ingest"));
+    let sent = world.telegram.wait_sent(31, 5, WAIT).await;
+    assert!(sent[4].text.contains("photo.png") && sent[4].text.contains("could not be added"), "{}", sent[4].text);
+    world.telegram.push_document(32, 32, "notes.md", "text/markdown", b"# Notes\n\nhello", Some("/ingest"));
+    let sent = world.telegram.wait_sent(32, 2, WAIT).await;
+    assert!(sent[1].text.contains("level 3 or above"), "{}", sent[1].text);
+    world.telegram.push_message(31, 31, "/ingest");
+    let sent = world.telegram.wait_sent(31, 6, WAIT).await;
+    assert!(sent[5].text.contains("Send a document"), "{}", sent[5].text);
+    adapter.abort();
+}
