@@ -126,6 +126,7 @@ async fn through_the_adapter(sequential: usize, per_chat: usize) -> anyhow::Resu
         allowed_chats: Vec::new(),
         poll_timeout: Duration::from_secs(10),
         stall_after: Duration::from_secs(60),
+        webhook: None,
     };
     let adapter = channels::telegram::start(runtime.clone(), settings);
 

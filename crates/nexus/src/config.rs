@@ -81,6 +81,8 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_TELEGRAM_API_URL", "channels.telegram.api_url", Kind::Text),
     ("NEXUS_TELEGRAM_TENANT", "channels.telegram.tenant", Kind::Text),
     ("NEXUS_TELEGRAM_ADMISSION", "channels.telegram.admission", Kind::Text),
+    ("NEXUS_TELEGRAM_WEBHOOK_URL", "channels.telegram.webhook_url", Kind::Text),
+    ("NEXUS_TELEGRAM_WEBHOOK_SECRET", "channels.telegram.webhook_secret", Kind::Text),
     ("NEXUS_DISCORD_BOT_TOKEN", "channels.discord.bot_token", Kind::Text),
     ("NEXUS_DISCORD_API_URL", "channels.discord.api_url", Kind::Text),
     ("NEXUS_DISCORD_TENANT", "channels.discord.tenant", Kind::Text),
@@ -176,6 +178,11 @@ struct TelegramSection {
     allowed_chats: Option<Vec<i64>>,
     poll_timeout_seconds: Option<u64>,
     stall_seconds: Option<u64>,
+    /// Receive updates by webhook at this public URL (its path must start with /telegram/)
+    /// instead of long polling.
+    webhook_url: Option<String>,
+    /// The secret Telegram sends with each delivery; derived from the token when absent.
+    webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -586,6 +593,38 @@ fn telegram_settings(section: TelegramSection) -> Result<Option<channels::telegr
             ),
         });
     }
+    let webhook = match section.webhook_url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()) {
+        None => None,
+        Some(text) => {
+            let url = url::Url::parse(&text)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .filter(|u| u.path().starts_with("/telegram/") && u.path().len() > "/telegram/".len())
+                .ok_or_else(|| ConfigError::Invalid {
+                    setting: "channels.telegram.webhook_url",
+                    reason: format!(
+                        "{text:?} is not an http(s) address whose path starts with /telegram/, like \
+                         https://bot.example.com/telegram/webhook (NEXUS_TELEGRAM_WEBHOOK_URL)"
+                    ),
+                })?;
+            let secret = match section.webhook_secret.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+                Some(secret) => {
+                    let valid = secret.len() <= 256
+                        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if !valid {
+                        return Err(ConfigError::Invalid {
+                            setting: "channels.telegram.webhook_secret",
+                            reason: "must be 1 to 256 letters, digits, _ or - (NEXUS_TELEGRAM_WEBHOOK_SECRET)".into(),
+                        });
+                    }
+                    secret
+                }
+                // Every replica with the token derives the same secret; nobody without it can.
+                None => runtime::keys::key_hash(&format!("nexus telegram webhook:{token}"))[..48].to_owned(),
+            };
+            Some(channels::telegram::WebhookSettings { url, secret })
+        }
+    };
     Ok(Some(TelegramSettings {
         token,
         api_url,
@@ -594,6 +633,7 @@ fn telegram_settings(section: TelegramSection) -> Result<Option<channels::telegr
         allowed_chats: section.allowed_chats.unwrap_or_default(),
         poll_timeout,
         stall_after,
+        webhook,
     }))
 }
 

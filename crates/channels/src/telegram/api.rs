@@ -128,6 +128,20 @@ pub(crate) struct Document {
     pub file_size: Option<u64>,
 }
 
+/// What Telegram says about the webhook it delivers to.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct WebhookInfo {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub pending_update_count: u64,
+    /// Unix time of the last failed delivery.
+    #[serde(default)]
+    pub last_error_date: Option<i64>,
+    #[serde(default)]
+    pub last_error_message: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct File {
     #[serde(default)]
@@ -262,6 +276,18 @@ impl BotApi {
             }
         }
         Ok(bytes)
+    }
+
+    /// Asks Telegram to deliver updates to `url` with `secret` in each request's
+    /// `X-Telegram-Bot-Api-Secret-Token` (pending updates are kept).
+    pub async fn set_webhook(&self, url: &str, secret: &str) -> Result<bool, ApiError> {
+        let body = json!({"url": url, "secret_token": secret, "allowed_updates": ["message", "callback_query"],
+                          "max_connections": 40, "drop_pending_updates": false});
+        self.call("setWebhook", &body, CALL_TIMEOUT).await
+    }
+
+    pub async fn webhook_info(&self) -> Result<WebhookInfo, ApiError> {
+        self.call("getWebhookInfo", &json!({}), CALL_TIMEOUT).await
     }
 
     pub async fn get_me(&self) -> Result<User, ApiError> {

@@ -16,6 +16,10 @@
 //! 409 (another program polling the token) is `conflict`, retried slowly. Nothing here ever
 //! stops the rest of Nexus.
 //!
+//! With a webhook configured, Telegram posts updates to the webhook route instead (on any
+//! replica: claims keep each update handled once), and the session on the lease holder sets the
+//! webhook and watches `getWebhookInfo` instead of polling.
+//!
 //! While it polls, a session also announces calls waiting for an approval to the tenant's
 //! admins (each approval once, claimed in the store) with Approve and Deny buttons, and sends
 //! queued broadcasts (~25 messages a second, each recipient taken in the store before it is
@@ -23,6 +27,7 @@
 
 mod api;
 mod handler;
+mod webhook;
 
 pub(crate) use handler::wait_reply;
 
@@ -64,6 +69,16 @@ pub struct TelegramSettings {
     pub allowed_chats: Vec<i64>,
     pub poll_timeout: Duration,
     pub stall_after: Duration,
+    /// Delivery by webhook instead of long polling, when set.
+    pub webhook: Option<WebhookSettings>,
+}
+
+/// Where Telegram delivers updates in webhook mode: `url` (public, HTTPS) reaches this server's
+/// route at the same path, and every delivery carries `secret`.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub url: url::Url,
+    pub secret: String,
 }
 
 impl std::fmt::Debug for TelegramSettings {
@@ -76,6 +91,7 @@ impl std::fmt::Debug for TelegramSettings {
             .field("allowed_chats", &self.allowed_chats)
             .field("poll_timeout", &self.poll_timeout)
             .field("stall_after", &self.stall_after)
+            .field("webhook", &self.webhook.as_ref().map(|w| w.url.as_str()))
             .finish()
     }
 }
@@ -254,13 +270,16 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
              (turn it off with BotFather, or make the bot a group admin)"
         );
     }
-    if let Err(error) = api.delete_webhook().await {
-        tracing::warn!(%error, "could not turn Telegram webhook delivery off; getUpdates may be refused");
-    }
     for (locale, language) in [(Locale::En, None), (Locale::It, Some("it"))] {
         if let Err(error) = api.set_my_commands(i18n::commands(locale), language).await {
             tracing::warn!(%error, language = locale.code(), "could not register the Telegram command menu");
         }
+    }
+    if let Some(webhook) = &settings.webhook {
+        return deliver_by_webhook(runtime, settings, live, board, &api, &me, &bot, webhook).await;
+    }
+    if let Err(error) = api.delete_webhook().await {
+        tracing::warn!(%error, "could not turn Telegram webhook delivery off; getUpdates may be refused");
     }
     let cursor_prefix = format!("{}:", me.id);
     let mut offset: i64 = match runtime.channel_cursor(&settings.tenant, Channel::Telegram).await {
@@ -324,6 +343,93 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
             tracing::warn!(%error, "could not save the Telegram cursor; claimed updates are never handled twice");
         }
     }
+}
+
+/// Webhook mode: Telegram posts updates to [`webhook_router`] on any replica; this session
+/// (on the replica holding the lease) registers the webhook, announces approvals, sends
+/// broadcasts and checks `getWebhookInfo` (delivery errors Telegram reports read `degraded`).
+#[allow(clippy::too_many_arguments)]
+async fn deliver_by_webhook(
+    runtime: &Arc<Runtime>,
+    settings: &Arc<TelegramSettings>,
+    live: &Arc<Liveness>,
+    board: &Board,
+    api: &BotApi,
+    me: &api::User,
+    bot: &str,
+    webhook: &WebhookSettings,
+) -> Ended {
+    if let Err(error) = api.set_webhook(webhook.url.as_str(), &webhook.secret).await {
+        return match error {
+            ApiError::BadRequest(reason) => Ended::Fatal(format!(
+                "Telegram refused the webhook {} (channels.telegram.webhook_url): {reason}",
+                webhook.url
+            )),
+            other => api_ended(other),
+        };
+    }
+    live.completed();
+    tracing::info!(bot = %me.display(), url = %webhook.url, "Telegram delivers updates by webhook");
+    let context = handler::Context {
+        runtime: runtime.clone(),
+        settings: settings.clone(),
+        api: api.clone(),
+        bot_username: me.username.clone().unwrap_or_default(),
+    };
+    let _approvals = AbortOnDrop(runtime::tasks::spawn("telegram-approvals", announce(context.clone())));
+    let _broadcasts = AbortOnDrop(runtime::tasks::spawn("telegram-broadcasts", send_broadcasts(context)));
+    let (lost_tx, mut lost) = oneshot::channel::<String>();
+    let _keeper = AbortOnDrop(runtime::tasks::spawn(
+        "telegram-lease",
+        keep_lease(runtime.clone(), bot.to_owned(), LEASE_TTL, lost_tx),
+    ));
+    let every = (settings.stall_after / 3).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        let info = match api.webhook_info().await {
+            Ok(info) => info,
+            Err(error) => return api_ended(error),
+        };
+        live.completed();
+        if info.url != webhook.url.as_str() {
+            // Someone changed or removed it (another program, BotFather): set it again.
+            return Ended::Failed(format!("the webhook was changed to {:?}; setting it again", info.url));
+        }
+        let recent_error = info
+            .last_error_date
+            .filter(|at| domain::Timestamp::now().as_micros() / 1_000_000 - at < 600)
+            .and(info.last_error_message.clone());
+        board.update(|h| match recent_error {
+            Some(error) => {
+                h.state = ChannelState::Degraded;
+                h.detail = Some(format!("Telegram could not deliver to the webhook: {error}"));
+            }
+            None => {
+                h.state = ChannelState::Connected;
+                h.detail = Some(format!("webhook at {} ({} pending)", webhook.url, info.pending_update_count));
+            }
+        });
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            holder = &mut lost => return Ended::Standby(holder.unwrap_or_else(|_| "another replica".into())),
+        }
+    }
+}
+
+/// The route Telegram delivers webhook updates to (the webhook URL's path), for the binary to
+/// serve next to the API; `None` in polling mode. Deliveries without the secret are refused;
+/// each update is claimed in the store (the same keys as polling) and handled once, on any
+/// replica.
+pub fn webhook_router(runtime: Arc<Runtime>, settings: TelegramSettings) -> Option<axum::Router> {
+    let path = settings.webhook.as_ref()?.url.path().to_owned();
+    let api = match BotApi::new(&settings.api_url, &settings.token, settings.poll_timeout) {
+        Ok(api) => api,
+        Err(error) => {
+            tracing::error!(%error, "could not build the Telegram client for the webhook");
+            return None;
+        }
+    };
+    let receiver = Arc::new(webhook::Receiver::new(runtime, Arc::new(settings), api));
+    Some(axum::Router::new().route(&path, axum::routing::post(webhook::receive)).with_state(receiver))
 }
 
 /// Asks the admins about held calls every [`APPROVALS_EVERY`] while this process polls.

@@ -58,6 +58,8 @@ struct FakeState {
     confirmed: i64,
     /// Every update ever handed out.
     delivered: Vec<Value>,
+    /// The webhook set with `setWebhook` (url, secret_token), if any.
+    webhook: Option<(String, Option<String>)>,
     /// Files users sent, by `file_id`: (file_path, bytes).
     files: std::collections::HashMap<String, (String, Vec<u8>)>,
 }
@@ -245,6 +247,24 @@ impl FakeTelegram {
     }
 
     /// Every `getUpdates` answers 409 (another instance polls the token) while on.
+    /// The webhook the bot set (url, secret_token), if any.
+    pub fn webhook(&self) -> Option<(String, Option<String>)> {
+        self.with(|s| s.webhook.clone())
+    }
+
+    /// A Telegram update as its webhook delivery body, with a fresh `update_id` (not queued for
+    /// `getUpdates`).
+    pub fn webhook_message(&self, from: i64, chat: i64, text: &str) -> Value {
+        self.with(|s| {
+            s.next_update += 1;
+            s.next_message_id += 1;
+            json!({"update_id": s.next_update, "message": {
+                "message_id": s.next_message_id, "date": 0, "text": text,
+                "from": user(from), "chat": chat_json(from, chat),
+            }})
+        })
+    }
+
     pub fn conflict(&self, on: bool) {
         self.with(|s| s.conflict = on);
     }
@@ -365,7 +385,24 @@ async fn handle(State((state, arrived)): State<Shared>, uri: Uri, body: Option<J
     match method.as_str() {
         "getme" => ok(json!({"id": 4242, "is_bot": true, "first_name": "Nexus", "username": "nexus_bot",
                              "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false})),
-        "deletewebhook" | "setwebhook" => ok(json!(true)),
+        "deletewebhook" => {
+            state.lock().expect("fake state").webhook = None;
+            ok(json!(true))
+        }
+        "setwebhook" => {
+            let url = body["url"].as_str().unwrap_or_default().to_owned();
+            if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1") {
+                return refuse(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook");
+            }
+            let secret = body["secret_token"].as_str().map(str::to_owned);
+            state.lock().expect("fake state").webhook = Some((url, secret));
+            ok(json!(true))
+        }
+        "getwebhookinfo" => {
+            let s = state.lock().expect("fake state");
+            let url = s.webhook.as_ref().map(|(u, _)| u.clone()).unwrap_or_default();
+            ok(json!({"url": url, "has_custom_certificate": false, "pending_update_count": 0}))
+        }
         "getfile" => {
             let id = body["file_id"].as_str().unwrap_or_default();
             let s = state.lock().expect("fake state");
@@ -375,6 +412,10 @@ async fn handle(State((state, arrived)): State<Shared>, uri: Uri, body: Option<J
                 None => refuse(400, "Bad Request: invalid file_id"),
             }
         }
+        "getupdates" if state.lock().expect("fake state").webhook.is_some() => refuse(
+            409,
+            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+        ),
         "getupdates" => get_updates(&state, &arrived, &body).await,
         "sendmessage" | "editmessagetext" => send_message(&state, &method, &body),
         "sendchataction" => {

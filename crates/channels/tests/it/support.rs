@@ -167,6 +167,7 @@ impl World {
             allowed_chats: Vec::new(),
             poll_timeout: Duration::from_secs(1),
             stall_after: Duration::from_secs(3),
+            webhook: None,
         }
     }
 

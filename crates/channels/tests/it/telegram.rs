@@ -430,3 +430,42 @@ async fn documents_from_staff_go_to_the_knowledge_base_judged_per_file() {
     assert!(sent[5].text.contains("Send a document"), "{}", sent[5].text);
     adapter.abort();
 }
+
+#[tokio::test]
+async fn in_webhook_mode_deliveries_are_answered_once_and_need_the_secret() {
+    let world = world().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/telegram/webhook", listener.local_addr().expect("address"));
+    let mut settings = world.settings(Admission::Open);
+    settings.webhook = Some(channels::telegram::WebhookSettings {
+        url: url::Url::parse(&url).expect("url"),
+        secret: "s3cret-token".into(),
+    });
+    let router = channels::telegram::webhook_router(world.runtime.clone(), settings.clone()).expect("a router");
+    runtime::tasks::spawn("test-webhook", async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let adapter = channels::telegram::start(world.runtime.clone(), settings);
+    let health = world.until_state_of(Channel::Telegram, ChannelState::Connected, WAIT).await;
+    assert!(health.detail.as_deref().is_some_and(|d| d.contains("webhook at")), "{health:?}");
+    assert_eq!(world.telegram.webhook(), Some((url.clone(), Some("s3cret-token".to_owned()))));
+
+    let http = reqwest::Client::new();
+    let update = world.telegram.webhook_message(77, 77, "hello by webhook");
+    let refused = http.post(&url).json(&update).send().await.expect("post");
+    assert_eq!(refused.status(), 401, "no secret");
+    let wrong = http.post(&url).header("X-Telegram-Bot-Api-Secret-Token", "guess").json(&update).send().await;
+    assert_eq!(wrong.expect("post").status(), 401);
+    for _ in 0..2 {
+        let delivered =
+            http.post(&url).header("X-Telegram-Bot-Api-Secret-Token", "s3cret-token").json(&update).send().await;
+        assert_eq!(delivered.expect("post").status(), 200);
+    }
+    let sent = world.telegram.wait_sent(77, 2, WAIT).await;
+    assert!(sent[0].text.starts_with("Welcome"), "{}", sent[0].text);
+    assert!(sent[1].text.contains("hello by webhook"), "{}", sent[1].text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(world.telegram.sent_to(77).len(), 2, "a delivery Telegram repeats is answered once");
+    assert_eq!(world.telegram.polls().0, 0, "no getUpdates in webhook mode");
+    adapter.abort();
+}

@@ -81,7 +81,12 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // One address serves both: the console's pages and the API (whose fallback answers unknown
     // paths). Connection info lets the console throttle sign-in attempts per address.
     let console_settings = console::ConsoleSettings { trusted_proxies: config.api.trusted_proxies.clone() };
-    let app = console::router_with(runtime.clone(), console_settings).merge(gateway::router(state));
+    let mut app = console::router_with(runtime.clone(), console_settings).merge(gateway::router(state));
+    if let Some(settings) = &config.telegram
+        && let Some(webhook) = channels::telegram::webhook_router(runtime.clone(), settings.clone())
+    {
+        app = app.merge(webhook);
+    }
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     maintenance.abort();
