@@ -170,8 +170,25 @@ fn code_hash(code: &str) -> String {
 }
 
 impl Runtime {
-    /// Records a channel's health (the adapters call this as their state changes).
+    /// Records a channel's health (the adapters call this as their state changes), also as
+    /// metrics: `nexus_channel_up` (1 when healthy), `nexus_channel_state` (1 for the current
+    /// state) and `nexus_channel_restarts`.
     pub fn report_channel(&self, health: ChannelHealth) {
+        let channel = health.channel.as_str();
+        metrics::gauge!("nexus_channel_up", "channel" => channel).set(f64::from(u8::from(health.state.is_healthy())));
+        for state in [
+            ChannelState::Unconfigured,
+            ChannelState::Starting,
+            ChannelState::Connected,
+            ChannelState::Standby,
+            ChannelState::Degraded,
+            ChannelState::Conflict,
+            ChannelState::Failed,
+        ] {
+            metrics::gauge!("nexus_channel_state", "channel" => channel, "state" => state.as_str())
+                .set(f64::from(u8::from(state == health.state)));
+        }
+        metrics::gauge!("nexus_channel_restarts", "channel" => channel).set(health.restarts as f64);
         lock(&self.channels.health).insert(health.channel, health);
     }
 

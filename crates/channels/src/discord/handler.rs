@@ -56,6 +56,7 @@ pub(crate) struct Context {
     pub api: RestApi,
     pub bot: Arc<Mutex<Bot>>,
     pub prescreen: Arc<Mutex<Prescreen>>,
+    pub authors: Arc<Authors>,
 }
 
 impl Context {
@@ -113,15 +114,52 @@ pub(crate) async fn ready(cx: &Context, application_id: &str) {
     }
 }
 
-/// Handles one event on its own task: a slow answer never holds up the next event.
+/// Handles one event. A person's messages go to their own worker, in the order the gateway
+/// sent them (their turns never overlap, so a quick second message waits for the first answer
+/// instead of being refused as busy); interactions run at once, since Discord wants an
+/// acknowledgement within 3 s.
 pub(crate) fn handle(cx: &Context, work: Work) {
-    let cx = cx.clone();
-    runtime::tasks::spawn("discord-event", async move {
-        match work {
-            Work::Message(message) => on_message(&cx, *message).await,
-            Work::Interaction(interaction) => on_interaction(&cx, *interaction).await,
+    match work {
+        Work::Message(message) => cx.authors.dispatch(cx, *message),
+        Work::Interaction(interaction) => {
+            let cx = cx.clone();
+            runtime::tasks::spawn("discord-interaction", async move { on_interaction(&cx, *interaction).await });
         }
-    });
+    }
+}
+
+/// How long an author's worker waits for another message before it ends.
+const WORKER_IDLE: Duration = Duration::from_secs(300);
+
+/// One worker per author, started on demand.
+#[derive(Default)]
+pub(crate) struct Authors {
+    queues: Mutex<std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<Message>>>,
+}
+
+impl Authors {
+    fn dispatch(&self, cx: &Context, message: Message) {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let author = message.author.id.clone();
+        let message = match queues.get(&author) {
+            Some(queue) => match queue.send(message) {
+                Ok(()) => return,
+                // The worker ended (idle): start another.
+                Err(tokio::sync::mpsc::error::SendError(message)) => message,
+            },
+            None => message,
+        };
+        let (queue, mut messages) = tokio::sync::mpsc::unbounded_channel();
+        // A fresh channel's receiver is alive: this send cannot fail.
+        let _ = queue.send(message);
+        queues.insert(author, queue);
+        let cx = cx.clone();
+        runtime::tasks::spawn("discord-author", async move {
+            while let Ok(Some(message)) = tokio::time::timeout(WORKER_IDLE, messages.recv()).await {
+                on_message(&cx, message).await;
+            }
+        });
+    }
 }
 
 fn allowed_guild(cx: &Context, guild: Option<&str>) -> bool {

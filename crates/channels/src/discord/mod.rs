@@ -191,6 +191,7 @@ async fn session(
         api: api.clone(),
         bot: Arc::new(Mutex::new(handler::Bot { user_id: me.id.clone(), application_id: String::new() })),
         prescreen: carry.prescreen.clone(),
+        authors: Arc::new(handler::Authors::default()),
     };
     let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher =

@@ -53,6 +53,7 @@ struct Fake {
     channels: HashMap<String, Vec<Value>>,
     next_id: u64,
     rate_limited: u32,
+    refused_for_rate: u32,
     // The gateway.
     heartbeat_ms: u64,
     session: Option<String>,
@@ -195,9 +196,15 @@ impl FakeDiscord {
         }
     }
 
-    /// The next `n` message posts are answered 429 with a short `retry_after`.
+    /// The next `n` message posts are answered 429 with a short `retry_after` (and are not
+    /// among [`FakeDiscord::calls`]).
     pub fn rate_limit(&self, n: u32) {
         self.with(|f| f.rate_limited = n);
+    }
+
+    /// How many posts were refused by [`FakeDiscord::rate_limit`].
+    pub fn refused_for_rate(&self) -> u32 {
+        self.with(|f| f.refused_for_rate)
     }
 
     /// The next IDENTIFY is answered by closing with `code` (4004 bad token, 4014 disallowed
@@ -286,6 +293,9 @@ async fn rest(
         ("POST", ["channels", channel, "messages"]) => {
             if fake.rate_limited > 0 {
                 fake.rate_limited -= 1;
+                // Refused: not a post the bot made.
+                fake.calls.pop();
+                fake.refused_for_rate += 1;
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
                     axum::Json(json!({"message": "You are being rate limited.", "retry_after": 0.2, "global": false})),

@@ -93,6 +93,8 @@ async fn a_long_answer_is_split_under_2000_characters_in_order() {
     let world = world().await;
     let adapter = world.start_discord(world.discord_settings(Admission::Open));
     connected(&world).await;
+    // Discord's rate limit on the first two posts is waited out; the parts keep their order.
+    world.discord.rate_limit(2);
     world.discord.message("dm-601", None, ("601", "carol"), "LONG please");
     let expected = crate::support::long_answer();
     let parts = world.discord.wait_calls(6, WAIT, posts_in("dm-601")).await;
@@ -110,6 +112,7 @@ async fn a_long_answer_is_split_under_2000_characters_in_order() {
     assert!(texts.iter().all(|t| !t.trim().is_empty() && t.chars().count() <= 2000), "{texts:?}");
     let joined = texts.join("\n\n");
     assert_eq!(joined.split_whitespace().collect::<Vec<_>>(), expected.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(world.discord.refused_for_rate(), 2, "two posts were refused, waited out and sent again");
     let with_seal = parts.iter().filter(|p| p.body["embeds"].as_array().is_some_and(|e| !e.is_empty())).count();
     assert_eq!(with_seal, 1, "the seal rides on the last part only");
     adapter.abort();
@@ -332,5 +335,20 @@ async fn strangers_are_refused_in_a_closed_tenant() {
         .await
         .expect("lookup");
     assert!(matches!(user, runtime::channels::Admitted::Refused), "no user was created");
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn quick_messages_from_one_person_are_answered_in_order_not_refused_as_busy() {
+    let world = world().await;
+    let adapter = world.start_discord(world.discord_settings(Admission::Open));
+    connected(&world).await;
+    for n in 0..3 {
+        world.discord.message("dm-702", None, ("702", "eve"), &format!("SLOW question {n}"));
+    }
+    let answers = world.discord.wait_calls(3, Duration::from_secs(30), posts_in("dm-702")).await;
+    let texts: Vec<&str> = answers.iter().map(|c| c.body["content"].as_str().unwrap_or_default()).collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts.iter().all(|t| t.starts_with("Slowly")), "{texts:?}");
     adapter.abort();
 }

@@ -7,6 +7,7 @@ mod faults;
 mod ingest;
 mod models;
 mod replicas;
+mod replicated_discord;
 mod replicated_feed;
 mod replicated_keys;
 mod replicated_ledger;
