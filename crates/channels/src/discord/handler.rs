@@ -235,6 +235,7 @@ where
         Ok(Admitted::Refused) => {
             tracing::info!(account = %account.external_id, display = %account.display, "refused a Discord stranger (channel closed)");
             tell(REFUSED).await;
+            tell_staff_refused(cx, account).await;
             None
         }
         Err(error) => {
@@ -242,6 +243,30 @@ where
             tell(UNAVAILABLE).await;
             None
         }
+    }
+}
+
+/// Tells staff (in the staff channel) that a stranger was refused, once a day per account.
+async fn tell_staff_refused(cx: &Context, account: &Account) {
+    let Some(staff) = cx.settings.staff_channel.as_deref() else { return };
+    let day = domain::Timestamp::now().as_micros() / 86_400_000_000;
+    let key = format!("refused:{}:{day}", account.external_id);
+    match cx.runtime.claim_channel_update(&cx.settings.tenant, Channel::Discord, &key).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(error) => {
+            tracing::warn!(%error, "could not record a refusal notice");
+            return;
+        }
+    }
+    let text = format!(
+        "🚪 <@{}> ({}) wrote to the bot and was refused. To let them in, make them a user and a code: \
+         `nexus users link-code --tenant {} --email …`, then they use `/nexus link`.",
+        account.external_id, account.display, cx.settings.tenant
+    );
+    let body = json!({"content": text, "allowed_mentions": no_pings()});
+    if let Err(error) = cx.api.post(staff, &body).await {
+        tracing::warn!(%error, "could not tell staff of a refused stranger");
     }
 }
 

@@ -335,6 +335,12 @@ async fn strangers_are_refused_in_a_closed_tenant() {
         .await
         .expect("lookup");
     assert!(matches!(user, runtime::channels::Admitted::Refused), "no user was created");
+    // Staff are told once a day, however often the stranger writes.
+    world.discord.message("dm-901", None, ("901", "stranger"), "hello?");
+    world.discord.wait_calls(2, WAIT, posts_in("dm-901")).await;
+    let notices = world.discord.wait_calls(2, Duration::from_millis(500), posts_in("c-staff")).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].body["content"].as_str().is_some_and(|c| c.contains("<@901>") && c.contains("refused")));
     adapter.abort();
 }
 
@@ -350,5 +356,46 @@ async fn quick_messages_from_one_person_are_answered_in_order_not_refused_as_bus
     let texts: Vec<&str> = answers.iter().map(|c| c.body["content"].as_str().unwrap_or_default()).collect();
     assert_eq!(texts.len(), 3, "{texts:?}");
     assert!(texts.iter().all(|t| t.starts_with("Slowly")), "{texts:?}");
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn a_held_call_is_approved_by_a_staff_button_and_the_answer_reaches_the_asker() {
+    let world = world().await;
+    let boss = world.user("boss@demo.test", Role::Admin, 5).await;
+    let ada = world.user("ada@demo.test", Role::Member, 1).await;
+    let adapter = world.start_discord(world.discord_settings(Admission::Closed));
+    connected(&world).await;
+    world.link_discord("901", &boss).await;
+    // Ada links from her DM, so her DM channel is where the decided answer goes.
+    let tenant = tenant();
+    let (code, _) = world.runtime.create_link_code(&tenant, &ada, "operator").await.expect("code");
+    world.discord.message("dm-902", None, ("902", "ada"), &format!("link {code}"));
+    let linked = world.discord.wait_calls(1, WAIT, posts_in("dm-902")).await;
+    assert!(linked[0].body["content"].as_str().is_some_and(|c| c.contains("Linked")), "{:?}", linked[0].body);
+
+    world.discord.message("dm-902", None, ("902", "ada"), "EMAIL the board the report");
+    let held = world.discord.wait_calls(2, WAIT, posts_in("dm-902")).await;
+    assert!(held[1].body["content"].as_str().is_some_and(|c| c.contains("approval")), "{:?}", held[1].body);
+    let card = world.discord.wait_calls(1, WAIT, posts_in("c-staff")).await;
+    let content = card[0].body["content"].as_str().unwrap_or_default();
+    assert!(content.contains("Approval needed") && content.contains("send_email"), "{content}");
+    let approve = card[0].body["components"][0]["components"][0]["custom_id"].as_str().expect("button").to_owned();
+    assert!(approve.starts_with("a:y:ap_"), "{approve}");
+
+    // Ada cannot approve her own call; the admin can, once.
+    world.discord.press("c-staff", Some("g1"), "902", &approve);
+    let id = world.discord.press("c-staff", Some("g1"), "901", &approve);
+    let original = format!("webhooks/{}/itoken-{id}/messages/@original", channels::testing::DISCORD_APPLICATION_ID);
+    let decided = world.discord.wait_calls(1, WAIT, |c| c.route == original).await;
+    assert!(decided[0].body["content"].as_str().is_some_and(|c| c.starts_with("✅ Approved")), "{:?}", decided[0].body);
+    let answered = world.discord.wait_calls(3, WAIT, posts_in("dm-902")).await;
+    assert!(
+        answered[2].body["embeds"][0]["title"].as_str().is_some_and(|t| t.contains("Sealed")),
+        "{:?}",
+        answered[2].body
+    );
+    let approvals = world.runtime.approvals(&tenant, None).await.expect("approvals");
+    assert_eq!(approvals[0].decided_by.as_deref(), Some(format!("user:{boss}").as_str()));
     adapter.abort();
 }
