@@ -41,6 +41,8 @@ struct ChatsView {
     rows: Vec<ConversationRow>,
     targets: Vec<TargetOption>,
     query: String,
+    /// A one-time code just made to link a Telegram or Discord account, with its expiry.
+    link_code: Option<(String, String)>,
 }
 
 pub struct MessageRow {
@@ -81,6 +83,16 @@ pub struct ChatsQuery {
 
 /// `GET /chat?q=`: the person's conversations (those mentioning `q`) and a new one's form.
 pub async fn chats(State(state): State<ConsoleState>, signed: Signed, Query(query): Query<ChatsQuery>) -> PageResult {
+    chats_page(&state, &signed, query.q, None).await
+}
+
+async fn chats_page(
+    state: &ConsoleState,
+    signed: &Signed,
+    q: String,
+    link_code: Option<(String, String)>,
+) -> PageResult {
+    let query = ChatsQuery { q };
     let lang = signed.lang;
     let principal = &signed.user.principal;
     let text = Some(query.q.trim()).filter(|q| !q.is_empty());
@@ -101,7 +113,31 @@ pub async fn chats(State(state): State<ConsoleState>, signed: Signed, Query(quer
         .iter()
         .map(|t| TargetOption { value: t.to_text(), label: target_label(lang, t) })
         .collect();
-    render(&ChatsView { page: Page::new(&signed, "chat"), rows, targets, query: query.q })
+    render(&ChatsView { page: Page::new(signed, "chat"), rows, targets, query: query.q, link_code })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// A one-time code (15 minutes) the signed-in person sends to the Telegram bot (`/link CODE`)
+/// or on Discord (`/nexus link`), so that account speaks for them.
+pub async fn link_code(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    signed.check_csrf(&headers, &form.csrf)?;
+    let principal = &signed.user.principal;
+    let runtime::auth::Credential::User { id, .. } = &principal.credential else {
+        return Err(ConsoleError::NotFound(signed.lang));
+    };
+    let (code, expires) =
+        state.runtime.create_link_code(&principal.tenant, id, &principal.subject()).await.map_err(api(signed.lang))?;
+    chats_page(&state, &signed, String::new(), Some((code, time(expires)))).await
 }
 
 #[derive(Debug, Default, Deserialize)]

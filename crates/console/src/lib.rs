@@ -60,6 +60,7 @@ pub fn router_with(runtime: Arc<Runtime>, settings: ConsoleSettings) -> Router {
         .route("/language", post(pages::language))
         .route("/theme", post(pages::theme))
         .route("/chat", get(chat::chats).post(chat::start))
+        .route("/chat/link-code", post(chat::link_code))
         .route("/chat/{id}", get(chat::conversation).post(chat::say))
         .route("/chat/{id}/reply", get(chat::reply))
         .route("/chat/{id}/export", get(chat::export))

@@ -122,3 +122,40 @@ async fn a_conversation_with_the_agent_answers_through_a_sealed_run() {
     let run = ada.page(&format!("/chains/{chain}")).await;
     assert!(run.contains("What is the ledger?"), "the run's task is the turn: {run}");
 }
+
+#[tokio::test]
+async fn a_person_makes_a_code_that_links_a_chat_account_to_them() {
+    let app = crate::support::spawn().await;
+    app.user("demo", "ada@demo.test", Role::Member, 2).await;
+    let ada = app.signed_in("ada@demo.test").await;
+    let list = ada.page("/chat").await;
+    assert!(list.contains("id=\"make-link-code\"") && !list.contains("id=\"link-code\""), "{list}");
+    let refused = ada.post("/chat/link-code", &[("csrf", "forged")]).await;
+    assert_eq!(refused.status(), 403);
+
+    let csrf = ada.csrf().await;
+    let made = ada.post("/chat/link-code", &[("csrf", &csrf)]).await;
+    assert_eq!(made.status(), 200);
+    let page = made.text().await.expect("page");
+    let shown = page.split("id=\"link-code\"").nth(1).expect("the code is shown");
+    let code = shown.split("<code>").nth(1).and_then(|c| c.split("</code>").next()).expect("a code").to_owned();
+    assert_eq!(code.len(), 8, "{code}");
+
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let account = runtime::channels::Account {
+        channel: domain::channel::Channel::Telegram,
+        external_id: "4001".into(),
+        display: "@ada".into(),
+        private_chat: Some("4001".into()),
+    };
+    let member = app.runtime.link_account(&tenant, &account, &code).await.expect("linked");
+    assert_eq!(member.user.level.get(), 2);
+    assert_eq!(member.principal.subject(), ada_subject(&app, "ada@demo.test").await);
+}
+
+async fn ada_subject(app: &crate::support::App, email: &str) -> String {
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let users = app.runtime.web_users(&tenant).await.expect("users");
+    let user = users.into_iter().find(|u| u.email == email).expect("a user");
+    format!("user:{}", user.user.id)
+}
