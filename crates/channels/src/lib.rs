@@ -7,6 +7,7 @@
 
 pub mod discord;
 pub mod i18n;
+mod status;
 mod supervision;
 pub mod telegram;
 pub mod text;

@@ -587,28 +587,7 @@ async fn link(cx: &Context, account: &Account, code: &str) -> String {
 async fn status(cx: &Context, member: &Member, guild: Option<&str>) -> String {
     let tenant = &member.principal.tenant;
     let mut lines = vec!["**Nexus status**".to_owned()];
-    for provider in cx.runtime.provider_health() {
-        let mark = if provider.state.as_str() == "open" { "⛔" } else { "✅" };
-        lines.push(format!("{mark} {} ({})", provider.name, provider.state.as_str()));
-    }
-    match cx.runtime.budgets().status(tenant).await {
-        Ok(budget) => lines.push(format!(
-            "💶 ${:.2} / ${:.2} ({:.0}%)",
-            budget.spent_usd,
-            budget.limit_usd,
-            budget.fraction * 100.0
-        )),
-        Err(error) => tracing::warn!(%error, "could not read the budget for /nexus status"),
-    }
-    match cx.runtime.overview(tenant).await {
-        Ok(overview) => lines.push(format!(
-            "⏳ runs today {} · approvals waiting {} · ledger queue {}",
-            overview.runs_today,
-            overview.approvals_waiting,
-            cx.runtime.ledger().queue_depth()
-        )),
-        Err(error) => tracing::warn!(%error, "could not read the queue for /nexus status"),
-    }
+    lines.extend(crate::status::lines(&cx.runtime, tenant, str::to_owned).await);
     if let Some(guild) = guild
         && !cx.settings.moderated_channels.is_empty()
     {

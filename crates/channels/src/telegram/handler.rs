@@ -402,33 +402,7 @@ async fn seal_footer(cx: &Context, tenant: &domain::TenantId, chain: &domain::Ch
 async fn status(cx: &Context, member: &Member, chat: i64, locale: Locale, reply_to: Option<i64>) {
     let tenant = &member.principal.tenant;
     let mut lines = vec![format!("<b>{}</b>", say(locale, Say::StatusTitle))];
-    let providers = cx.runtime.provider_health();
-    if providers.is_empty() {
-        lines.push("providers: —".to_owned());
-    }
-    for provider in providers {
-        let mark = if provider.state.as_str() == "open" { "⛔" } else { "✅" };
-        lines.push(format!("{mark} {} ({})", text::escape_html(&provider.name), provider.state.as_str()));
-    }
-    match cx.runtime.budgets().status(tenant).await {
-        Ok(budget) => lines.push(format!(
-            "💶 ${:.2} / ${:.2} ({:.0}%) — {}",
-            budget.spent_usd,
-            budget.limit_usd,
-            budget.fraction * 100.0,
-            serde_json::to_value(budget.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        )),
-        Err(error) => tracing::warn!(%error, "could not read the budget for /status"),
-    }
-    match cx.runtime.overview(tenant).await {
-        Ok(overview) => lines.push(format!(
-            "⏳ runs today {} · approvals waiting {} · ledger queue {}",
-            overview.runs_today,
-            overview.approvals_waiting,
-            cx.runtime.ledger().queue_depth()
-        )),
-        Err(error) => tracing::warn!(%error, "could not read the queue for /status"),
-    }
+    lines.extend(crate::status::lines(&cx.runtime, tenant, text::escape_html).await);
     send_html(cx, chat, &lines.join("\n"), reply_to).await;
 }
 

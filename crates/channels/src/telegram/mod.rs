@@ -293,8 +293,7 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
         api: api.clone(),
         bot_username: me.username.clone().unwrap_or_default(),
     };
-    let _approvals = AbortOnDrop(runtime::tasks::spawn("telegram-approvals", announce(context.clone())));
-    let _broadcasts = AbortOnDrop(runtime::tasks::spawn("telegram-broadcasts", send_broadcasts(context.clone())));
+    let _background = background(&context);
     let workers = handler::Workers::new(context);
     // The lease is renewed on its own task, every few seconds whatever a long poll is doing;
     // losing it ends the session at once (the other replica polls from then on).
@@ -376,8 +375,7 @@ async fn deliver_by_webhook(
         api: api.clone(),
         bot_username: me.username.clone().unwrap_or_default(),
     };
-    let _approvals = AbortOnDrop(runtime::tasks::spawn("telegram-approvals", announce(context.clone())));
-    let _broadcasts = AbortOnDrop(runtime::tasks::spawn("telegram-broadcasts", send_broadcasts(context)));
+    let _background = background(&context);
     let (lost_tx, mut lost) = oneshot::channel::<String>();
     let _keeper = AbortOnDrop(runtime::tasks::spawn(
         "telegram-lease",
@@ -430,6 +428,15 @@ pub fn webhook_router(runtime: Arc<Runtime>, settings: TelegramSettings) -> Opti
     };
     let receiver = Arc::new(webhook::Receiver::new(runtime, Arc::new(settings), api));
     Some(axum::Router::new().route(&path, axum::routing::post(webhook::receive)).with_state(receiver))
+}
+
+/// What the lease holder does besides reading updates: announcing approvals and sending
+/// broadcasts; both stop when the returned guards drop.
+fn background(context: &handler::Context) -> [AbortOnDrop; 2] {
+    [
+        AbortOnDrop(runtime::tasks::spawn("telegram-approvals", announce(context.clone()))),
+        AbortOnDrop(runtime::tasks::spawn("telegram-broadcasts", send_broadcasts(context.clone()))),
+    ]
 }
 
 /// Asks the admins about held calls every [`APPROVALS_EVERY`] while this process polls.
