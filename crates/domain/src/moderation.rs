@@ -233,8 +233,12 @@ fn contains_word(haystack: &str, word: &str) -> bool {
     })
 }
 
+/// Links: each `http://` or `https://`, and each bare `discord.gg/` invite (one inside a URL
+/// is that URL, counted once).
 fn count_links(lower: &str) -> usize {
-    lower.matches("http://").count() + lower.matches("https://").count() + lower.matches("discord.gg/").count()
+    let urls = lower.matches("http://").count() + lower.matches("https://").count();
+    let bare_invites = lower.match_indices("discord.gg/").filter(|(at, _)| !lower[..*at].ends_with("://")).count();
+    urls + bare_invites
 }
 
 /// The model's decision, exactly as asked for.
@@ -286,12 +290,14 @@ pub const STRICTNESS_BOUND: f64 = 0.2;
 pub const STRICTNESS_STEP: f64 = 0.05;
 
 /// What staff teach a category's threshold: an overturn (the model was wrong to flag) makes
-/// acting without a person harder; upholding a case the model was not sure of makes it easier;
-/// a dismissal teaches nothing.
-pub fn strictness_step(verdict: Verdict, status_before: CaseStatus) -> f64 {
-    match (verdict, status_before) {
+/// acting without a person harder; upholding a case held because the model was below its
+/// threshold makes it easier (a case held only because its action needs approval teaches
+/// nothing: the model was sure already); a dismissal teaches nothing.
+pub fn strictness_step(verdict: Verdict, case: &ModerationCase) -> f64 {
+    let was_unsure = case.confidence.is_none_or(|c| c < case.threshold);
+    match (verdict, case.status) {
         (Verdict::Overturn, _) => STRICTNESS_STEP,
-        (Verdict::Uphold, CaseStatus::Review) => -STRICTNESS_STEP,
+        (Verdict::Uphold, CaseStatus::Review) if was_unsure => -STRICTNESS_STEP,
         _ => 0.0,
     }
 }
@@ -317,10 +323,12 @@ pub enum Gate {
 pub fn gate(decision: Option<&Decision>, threshold: f64, needs_approval: &[ModAction]) -> Gate {
     let Some(decision) = decision else { return Gate::Review(ModAction::None) };
     let sure = decision.confidence >= threshold;
-    if !decision.violation || decision.action == ModAction::None {
-        return if sure || !decision.violation { Gate::Clear } else { Gate::Review(ModAction::None) };
+    if !decision.violation {
+        // Only a sure "no" closes the matter; an unsure one is for staff.
+        return if sure { Gate::Clear } else { Gate::Review(ModAction::None) };
     }
-    if !sure || needs_approval.contains(&decision.action) {
+    if decision.action == ModAction::None || !sure || needs_approval.contains(&decision.action) {
+        // A violation the model would not act on is still for staff to see.
         return Gate::Review(decision.action);
     }
     Gate::Act(decision.action)
@@ -352,6 +360,7 @@ mod tests {
         let rules_of = |flags: Vec<Flag>| flags.into_iter().map(|f| f.rule).collect::<Vec<_>>();
         assert_eq!(rules_of(screen.check(&rules, &message("This is a SCAM."), at(1))), ["word"]);
         let mut other = Prescreen::new();
+        assert_eq!(count_links("see https://discord.gg/abc and discord.gg/xyz"), 2, "an invite in a URL counts once");
         let spam = "FREE  Nitro https://a.example https://b.example discord.gg/x @everyone";
         let flagged = rules_of(other.check(&rules, &Inspected { author_id: "7", text: spam, mentions: 3 }, at(0)));
         assert_eq!(flagged, ["pattern", "links", "mentions"]);
@@ -395,16 +404,56 @@ mod tests {
             gate(Some(&decision(ModAction::Ban, 0.99)), 0.8, &[ModAction::Kick, ModAction::Ban]),
             Gate::Review(ModAction::Ban)
         );
-        let innocent = Decision { violation: false, action: ModAction::None, ..decision(ModAction::None, 0.4) };
+        let innocent = Decision { violation: false, action: ModAction::None, ..decision(ModAction::None, 0.9) };
         assert_eq!(gate(Some(&innocent), 0.8, &[]), Gate::Clear);
+        let unsure = Decision { confidence: 0.4, ..innocent };
+        assert_eq!(gate(Some(&unsure), 0.8, &[]), Gate::Review(ModAction::None), "an unsure no is for staff");
+        assert_eq!(
+            gate(Some(&decision(ModAction::None, 0.95)), 0.8, &[]),
+            Gate::Review(ModAction::None),
+            "a violation without an action is still shown"
+        );
+    }
+
+    fn case(status: CaseStatus, confidence: Option<f64>) -> ModerationCase {
+        ModerationCase {
+            id: "mod_1".into(),
+            tenant_id: TenantId::parse("t").expect("tenant"),
+            channel: "discord".into(),
+            scope: "g".into(),
+            place: "c".into(),
+            message_id: "m".into(),
+            author_id: "a".into(),
+            author: "a".into(),
+            digest: String::new(),
+            excerpt: String::new(),
+            flags: Vec::new(),
+            category: "spam".into(),
+            severity: "high".into(),
+            action: ModAction::Ban,
+            confidence,
+            threshold: 0.8,
+            reason: String::new(),
+            decided_by: "model:x/y".into(),
+            status,
+            reviewed_by: None,
+            reviewed_at: None,
+            created_at: Timestamp::from_micros(0),
+        }
     }
 
     #[test]
     fn strictness_moves_in_bounded_steps() {
-        assert_eq!(strictness_step(Verdict::Overturn, CaseStatus::Acted), STRICTNESS_STEP);
-        assert_eq!(strictness_step(Verdict::Uphold, CaseStatus::Review), -STRICTNESS_STEP);
-        assert_eq!(strictness_step(Verdict::Uphold, CaseStatus::Acted), 0.0);
-        assert_eq!(strictness_step(Verdict::Dismiss, CaseStatus::Review), 0.0);
+        assert_eq!(strictness_step(Verdict::Overturn, &case(CaseStatus::Acted, Some(0.9))), STRICTNESS_STEP);
+        assert_eq!(strictness_step(Verdict::Uphold, &case(CaseStatus::Review, Some(0.6))), -STRICTNESS_STEP);
+        assert_eq!(strictness_step(Verdict::Uphold, &case(CaseStatus::Review, None)), -STRICTNESS_STEP);
+        assert_eq!(
+            strictness_step(Verdict::Uphold, &case(CaseStatus::Review, Some(0.95))),
+            0.0,
+            "held only because a ban needs a person: the model was sure already"
+        );
+        assert_eq!(strictness_step(Verdict::Uphold, &case(CaseStatus::Acted, Some(0.9))), 0.0);
+        assert_eq!(strictness_step(Verdict::Dismiss, &case(CaseStatus::Review, Some(0.6))), 0.0);
         assert!((effective_threshold(0.8, 5.0) - 0.99).abs() < 1e-9);
         assert!((effective_threshold(0.8, -5.0) - 0.6).abs() < 1e-9);
         assert!((effective_threshold(0.55, -0.2) - 0.5).abs() < 1e-9);

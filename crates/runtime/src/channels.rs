@@ -409,7 +409,13 @@ impl Runtime {
                 Err(error) => return Err(error.into()),
             }
         }
-        let target = ChatTarget::Agent(member.identity.persona.clone());
+        // The identity's choice: a persona, or `model:<id>` for a gateway model instead.
+        let target = match member.identity.persona.as_deref() {
+            Some(choice) if choice.starts_with("model:") => {
+                ChatTarget::parse(choice).unwrap_or(ChatTarget::Agent(None))
+            }
+            persona => ChatTarget::Agent(persona.map(str::to_owned)),
+        };
         let title = format!("{} via {}", member.identity.display, member.identity.channel);
         let conversation = self.open_conversation(&member.principal, target, &title).await?;
         member.identity.conversation_id = Some(conversation.id.clone());

@@ -168,7 +168,7 @@ impl Runtime {
             reviewed_at: None,
             created_at: now,
         };
-        self.store().insert_moderation_case(&case).await?;
+        // Sealed first: nothing is stored, shown or done for a decision the ledger did not take.
         self.ledger()
             .append(
                 &case.tenant_id,
@@ -185,6 +185,7 @@ impl Runtime {
                 },
             )
             .await?;
+        self.store().insert_moderation_case(&case).await?;
         metrics::counter!("nexus_moderation_cases_total", "status" => case.status.as_str()).increment(1);
         Ok(Judged::Case(Box::new(case)))
     }
@@ -212,23 +213,32 @@ impl Runtime {
             return Err(ModerationError::Decided(id.to_owned()));
         }
         let now = Timestamp::now();
+        let step = moderation::strictness_step(verdict, &case);
         case.status = verdict.status();
         case.reviewed_by = Some(principal.subject());
         case.reviewed_at = Some(now);
         if !self.store().review_moderation_case(&case).await? {
             return Err(ModerationError::Decided(id.to_owned()));
         }
-        let step = moderation::strictness_step(verdict, before);
+        // The verdict is taken (once): from here a failure is reported, never a reason to skip
+        // what the verdict asks the adapter to do.
         let adjustment = if step == 0.0 {
             None
         } else {
-            Some(
-                self.store()
-                    .adjust_moderation_strictness(tenant, &case.scope, &case.category, step, STRICTNESS_BOUND, now)
-                    .await?,
-            )
+            match self
+                .store()
+                .adjust_moderation_strictness(tenant, &case.scope, &case.category, step, STRICTNESS_BOUND, now)
+                .await
+            {
+                Ok(adjustment) => Some(adjustment),
+                Err(error) => {
+                    tracing::warn!(%error, case = %case.id, "could not move the category's strictness");
+                    None
+                }
+            }
         };
-        self.ledger()
+        let sealed = self
+            .ledger()
             .append(
                 tenant,
                 EntryDraft {
@@ -242,7 +252,10 @@ impl Runtime {
                     }),
                 },
             )
-            .await?;
+            .await;
+        if let Err(error) = sealed {
+            tracing::error!(%error, case = %case.id, "a moderation verdict was taken but could not be sealed");
+        }
         metrics::counter!("nexus_moderation_reviews_total", "verdict" => verdict.as_str()).increment(1);
         Ok((case, before))
     }

@@ -68,8 +68,9 @@ pub(crate) struct Message {
     pub mentions: Vec<User>,
     #[serde(default)]
     pub mention_roles: Vec<String>,
+    /// Set on an edit (`MESSAGE_UPDATE`).
     #[serde(default)]
-    pub mention_everyone: bool,
+    pub edited_timestamp: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +114,32 @@ pub(crate) const DEFERRED_CHANNEL_MESSAGE: u8 = 5;
 pub(crate) const DEFERRED_UPDATE_MESSAGE: u8 = 6;
 /// Message flag: only the person who acted sees it.
 pub(crate) const EPHEMERAL: u64 = 1 << 6;
+
+/// A route as it may be logged: an interaction's token (a credential for 15 minutes) is hidden.
+fn shown(route: &str) -> String {
+    let parts: Vec<&str> = route.split('/').collect();
+    let hide = match parts.first() {
+        Some(&"interactions") | Some(&"webhooks") => Some(2),
+        _ => None,
+    };
+    parts.iter().enumerate().map(|(i, part)| if Some(i) == hide { "…" } else { part }).collect::<Vec<_>>().join("/")
+}
+
+/// `X-Audit-Log-Reason`: percent-encoded (spaces as `%20`), at most 512 characters encoded.
+fn audit_reason(reason: &str) -> String {
+    let mut encoded = String::new();
+    for c in reason.chars() {
+        let mut buf = [0u8; 4];
+        let piece: String = url::form_urlencoded::byte_serialize(c.encode_utf8(&mut buf).as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        if encoded.len() + piece.len() > 512 {
+            break;
+        }
+        encoded.push_str(&piece);
+    }
+    encoded
+}
 
 #[derive(Debug, Clone, Deserialize)]
 struct ErrorBody {
@@ -176,17 +203,12 @@ impl RestApi {
                 request = request.json(body);
             }
             if let Some(reason) = reason {
-                // The header is URL-encoded text, at most 512 characters.
-                let reason: String = reason.chars().take(400).collect();
-                request = request.header(
-                    "X-Audit-Log-Reason",
-                    url::form_urlencoded::byte_serialize(reason.as_bytes()).collect::<String>(),
-                );
+                request = request.header("X-Audit-Log-Reason", audit_reason(reason));
             }
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(error) if attempt < ATTEMPTS => {
-                    tracing::debug!(error = %error.without_url(), route, "a Discord call failed; retrying");
+                    tracing::debug!(error = %error.without_url(), route = %shown(route), "a Discord call failed; retrying");
                     tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
                     continue;
                 }
@@ -200,7 +222,7 @@ impl RestApi {
                 }
                 return serde_json::from_slice(&bytes)
                     .map(Some)
-                    .map_err(|e| ApiError::Malformed(format!("{route}: {e}")));
+                    .map_err(|e| ApiError::Malformed(format!("{}: {e}", shown(route))));
             }
             let error: ErrorBody = serde_json::from_slice(&bytes).unwrap_or(ErrorBody {
                 message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
@@ -212,7 +234,7 @@ impl RestApi {
                     if attempt >= ATTEMPTS {
                         return Err(ApiError::RateLimited(wait));
                     }
-                    tracing::warn!(?wait, route, "Discord rate limit; waiting");
+                    tracing::warn!(?wait, route = %shown(route), "Discord rate limit; waiting");
                     tokio::time::sleep(wait).await;
                 }
                 500.. if attempt < ATTEMPTS => {
@@ -229,7 +251,7 @@ impl RestApi {
 
     async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, ApiError> {
         let value = self.call(reqwest::Method::GET, route, None, None).await?.unwrap_or(Value::Null);
-        serde_json::from_value(value).map_err(|e| ApiError::Malformed(format!("{route}: {e}")))
+        serde_json::from_value(value).map_err(|e| ApiError::Malformed(format!("{}: {e}", shown(route))))
     }
 
     /// The gateway's address (`GET /gateway`).
@@ -311,6 +333,15 @@ impl RestApi {
         Ok(())
     }
 
+    /// The DM channel with a user (opened if needed); its id.
+    pub async fn dm_channel(&self, user: &str) -> Result<String, ApiError> {
+        let body = json!({"recipient_id": user});
+        let value = self.call(reqwest::Method::POST, "users/@me/channels", Some(&body), None).await?;
+        let created: Created = serde_json::from_value(value.unwrap_or(Value::Null))
+            .map_err(|e| ApiError::Malformed(format!("create DM: {e}")))?;
+        Ok(created.id)
+    }
+
     pub async fn unban(&self, guild: &str, user: &str, reason: &str) -> Result<(), ApiError> {
         self.call(reqwest::Method::DELETE, &format!("guilds/{guild}/bans/{user}"), None, Some(reason)).await?;
         Ok(())
@@ -320,6 +351,16 @@ impl RestApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interaction_tokens_are_hidden_and_reasons_encoded_within_the_limit() {
+        assert_eq!(shown("interactions/123/SECRET/callback"), "interactions/123/…/callback");
+        assert_eq!(shown("webhooks/7/SECRET/messages/@original"), "webhooks/7/…/messages/@original");
+        assert_eq!(shown("channels/1/messages"), "channels/1/messages");
+        assert_eq!(audit_reason("spam: free nitro+"), "spam%3A%20free%20nitro%2B");
+        let long = audit_reason(&"é".repeat(400));
+        assert!(long.len() <= 512 && long.ends_with("%A9"), "{}", long.len());
+    }
 
     #[test]
     fn the_client_never_shows_the_token() {

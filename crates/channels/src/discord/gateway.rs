@@ -43,8 +43,9 @@ pub(crate) enum Event {
     },
     /// The previous session goes on; the events missed are replayed after this.
     Resumed,
-    /// A dispatch with its sequence number.
     Message(Box<Message>),
+    /// A message edited (moderated again).
+    Edited(Box<Message>),
     Interaction(Box<Interaction>),
 }
 
@@ -208,6 +209,16 @@ fn dispatch(payload: Value, resume: &mut Option<Resume>, events: &mpsc::Unbounde
                 return;
             }
         },
+        // Partial updates (an embed unfurled) carry no author or content: nothing to judge.
+        "MESSAGE_UPDATE" if data["content"].is_string() && data["author"].is_object() => {
+            match serde_json::from_value::<Message>(data) {
+                Ok(message) => Event::Edited(Box::new(message)),
+                Err(error) => {
+                    tracing::debug!(%error, "a MESSAGE_UPDATE that could not be read; ignored");
+                    return;
+                }
+            }
+        }
         "INTERACTION_CREATE" => match serde_json::from_value::<Interaction>(data) {
             Ok(interaction) => Event::Interaction(Box::new(interaction)),
             Err(error) => {

@@ -68,6 +68,8 @@ impl Context {
 /// An event claimed for handling.
 pub(crate) enum Work {
     Message(Box<Message>),
+    /// An edited message: moderated again, not answered.
+    Edited(Box<Message>),
     Interaction(Box<Interaction>),
 }
 
@@ -120,7 +122,8 @@ pub(crate) async fn ready(cx: &Context, application_id: &str) {
 /// acknowledgement within 3 s.
 pub(crate) fn handle(cx: &Context, work: Work) {
     match work {
-        Work::Message(message) => cx.authors.dispatch(cx, *message),
+        Work::Message(message) => cx.authors.dispatch(cx, *message, false),
+        Work::Edited(message) => cx.authors.dispatch(cx, *message, true),
         Work::Interaction(interaction) => {
             let cx = cx.clone();
             runtime::tasks::spawn("discord-interaction", async move { on_interaction(&cx, *interaction).await });
@@ -134,13 +137,18 @@ const WORKER_IDLE: Duration = Duration::from_secs(300);
 /// One worker per author, started on demand.
 #[derive(Default)]
 pub(crate) struct Authors {
-    queues: Mutex<std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<Message>>>,
+    queues: Mutex<std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<(Message, bool)>>>,
 }
 
 impl Authors {
-    fn dispatch(&self, cx: &Context, message: Message) {
+    fn dispatch(&self, cx: &Context, message: Message, edited: bool) {
         let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queues.len() > 1000 {
+            // Forget the workers that ended (idle).
+            queues.retain(|_, queue| !queue.is_closed());
+        }
         let author = message.author.id.clone();
+        let message = (message, edited);
         let message = match queues.get(&author) {
             Some(queue) => match queue.send(message) {
                 Ok(()) => return,
@@ -155,8 +163,8 @@ impl Authors {
         queues.insert(author, queue);
         let cx = cx.clone();
         runtime::tasks::spawn("discord-author", async move {
-            while let Ok(Some(message)) = tokio::time::timeout(WORKER_IDLE, messages.recv()).await {
-                on_message(&cx, message).await;
+            while let Ok(Some((message, edited))) = tokio::time::timeout(WORKER_IDLE, messages.recv()).await {
+                on_message(&cx, message, edited).await;
             }
         });
     }
@@ -175,18 +183,33 @@ fn account_of(user: &User, dm_channel: Option<&str>) -> Account {
     }
 }
 
-async fn on_message(cx: &Context, message: Message) {
+/// Whether the bot has anything to do with a message: moderate it (in a moderated channel of
+/// an allowed guild), or answer it (a DM, or a mention of the bot). Checked before the message
+/// is even recorded.
+pub(crate) fn wanted(cx: &Context, message: &Message, edited: bool) -> bool {
     let bot = cx.bot();
-    if message.author.bot || message.author.id == bot.user_id {
-        return;
+    if message.author.bot || message.author.id == bot.user_id || !allowed_guild(cx, message.guild_id.as_deref()) {
+        return false;
     }
-    if !allowed_guild(cx, message.guild_id.as_deref()) {
+    let moderated = message.guild_id.is_some() && cx.settings.moderated_channels.contains(&message.channel_id);
+    if edited {
+        return moderated;
+    }
+    moderated || message.guild_id.is_none() || message.mentions.iter().any(|u| u.id == bot.user_id)
+}
+
+async fn on_message(cx: &Context, message: Message, edited: bool) {
+    let bot = cx.bot();
+    if !wanted(cx, &message, edited) {
         return;
     }
     if let Some(guild) = message.guild_id.as_deref()
         && cx.settings.moderated_channels.contains(&message.channel_id)
         && moderate(cx, guild, &message).await
     {
+        return;
+    }
+    if edited {
         return;
     }
     let dm = message.guild_id.is_none();
@@ -613,7 +636,8 @@ async fn status(cx: &Context, member: &Member, guild: Option<&str>) -> String {
 /// Runs moderation on a message of a moderated channel; true when the message or its author
 /// was acted on (the bot then does not answer it).
 async fn moderate(cx: &Context, guild: &str, message: &Message) -> bool {
-    let mentions = message.mentions.len() + message.mention_roles.len() + usize::from(message.mention_everyone);
+    // `@everyone` and `@here` are counted from the text by the pre-screen itself.
+    let mentions = message.mentions.len() + message.mention_roles.len();
     let flags = {
         let mut screen = cx.prescreen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let inspected = Inspected { author_id: &message.author.id, text: &message.content, mentions };
@@ -827,6 +851,9 @@ async fn review(cx: &Context, interaction: &Interaction, member: &Member, id: &s
         }
     };
     let mut notes = match (verdict, before) {
+        (Verdict::Uphold, CaseStatus::Review) if cx.settings.moderation.dry_run => {
+            vec!["dry run: the action was not carried out".to_owned()]
+        }
         (Verdict::Uphold, CaseStatus::Review) => carry_out(cx, &case).await,
         (Verdict::Overturn, CaseStatus::Acted) => undo(cx, &case).await,
         _ => Vec::new(),
@@ -882,7 +909,18 @@ async fn deliver_decided(cx: &Context, report: &runtime::agent::RunReport) {
     let Ok(Some(requester)) = cx.runtime.run_requester(&report.tenant, &report.chain_id).await else { return };
     let Ok(accounts) = cx.runtime.channel_staff(&report.tenant, Channel::Discord, 0).await else { return };
     for account in accounts.iter().filter(|a| requester == format!("user:{}", a.user_id)) {
-        let Some(dm) = account.chat_id.as_deref() else { continue };
+        // Someone who only ever mentioned the bot in a guild gets a DM opened for the answer.
+        let dm = match account.chat_id.clone() {
+            Some(dm) => dm,
+            None => match cx.api.dm_channel(&account.external_id).await {
+                Ok(dm) => dm,
+                Err(error) => {
+                    tracing::warn!(%error, "could not open a DM to deliver a decided run's answer");
+                    continue;
+                }
+            },
+        };
+        let dm = dm.as_str();
         let answer = match report.answer.as_deref().filter(|a| !a.trim().is_empty()) {
             Some(answer) => Piece::Markdown(answer.to_owned()),
             None => Piece::Ready(format!("The run ended ({}) without an answer.", report.status.as_str())),

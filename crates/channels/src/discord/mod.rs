@@ -98,11 +98,17 @@ enum Ended {
 struct Carry {
     resume: Option<Resume>,
     prescreen: Arc<Mutex<domain::moderation::Prescreen>>,
+    /// Each person's message worker: a reconnect must not start a second one beside it.
+    authors: Arc<handler::Authors>,
 }
 
 async fn supervise(runtime: Arc<Runtime>, settings: Arc<DiscordSettings>, board: Arc<Board>) {
     let mut failures: u32 = 0;
-    let mut carry = Carry { resume: None, prescreen: Arc::new(Mutex::new(domain::moderation::Prescreen::new())) };
+    let mut carry = Carry {
+        resume: None,
+        prescreen: Arc::new(Mutex::new(domain::moderation::Prescreen::new())),
+        authors: Arc::new(handler::Authors::default()),
+    };
     loop {
         let ended = session(&runtime, &settings, &board, &mut carry).await;
         let wait = match ended {
@@ -191,7 +197,7 @@ async fn session(
         api: api.clone(),
         bot: Arc::new(Mutex::new(handler::Bot { user_id: me.id.clone(), application_id: String::new() })),
         prescreen: carry.prescreen.clone(),
-        authors: Arc::new(handler::Authors::default()),
+        authors: carry.authors.clone(),
     };
     let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher =
@@ -248,7 +254,14 @@ async fn dispatch(
                 mark(&board, Some("the resumed session".into()));
                 continue;
             }
+            // Messages the bot has nothing to do with are not even recorded.
+            Event::Message(message) if !handler::wanted(&context, &message, false) => continue,
+            Event::Edited(message) if !handler::wanted(&context, &message, true) => continue,
             Event::Message(message) => (format!("m:{}", message.id), handler::Work::Message(message)),
+            Event::Edited(message) => {
+                let at = message.edited_timestamp.clone().unwrap_or_default();
+                (format!("e:{}:{at}", message.id), handler::Work::Edited(message))
+            }
             Event::Interaction(interaction) => {
                 (format!("i:{}", interaction.id), handler::Work::Interaction(interaction))
             }

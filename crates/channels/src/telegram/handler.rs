@@ -464,12 +464,14 @@ async fn persona(cx: &Context, member: &mut Member, chat: i64, args: &str, local
         choose_persona(cx, member, chat, args, locale).await;
         return;
     }
-    let personas = match cx.runtime.chat_targets(&member.principal).await {
+    // Personas of the agent first, then the gateway's models (a model answers directly: no
+    // run, no tools, but still governed, on the budget and in the ledger).
+    let choices = match cx.runtime.chat_targets(&member.principal).await {
         Ok(targets) => targets
             .into_iter()
-            .filter_map(|t| match t {
-                domain::chat::ChatTarget::Agent(p) => Some(p),
-                domain::chat::ChatTarget::Model(_) => None,
+            .map(|t| match t {
+                domain::chat::ChatTarget::Agent(p) => (p.clone().unwrap_or_default(), p),
+                domain::chat::ChatTarget::Model(m) => (format!("model:{m}"), Some(format!("🧠 {m}"))),
             })
             .collect::<Vec<_>>(),
         Err(error) => {
@@ -478,18 +480,17 @@ async fn persona(cx: &Context, member: &mut Member, chat: i64, args: &str, local
             return;
         }
     };
-    if personas.is_empty() {
+    if choices.is_empty() {
         send_html(cx, chat, say(locale, Say::NoPersonas), None).await;
         return;
     }
-    let buttons: Vec<Button> = personas
+    let buttons: Vec<Button> = choices
         .into_iter()
-        .filter_map(|p| {
-            let name = p.unwrap_or_default();
-            let data = format!("{PERSONA_DATA}{name}");
+        .filter_map(|(value, label)| {
+            let data = format!("{PERSONA_DATA}{value}");
             // Telegram refuses callback data over 64 bytes.
             (data.len() <= 64).then(|| Button {
-                text: if name.is_empty() { say(locale, Say::PersonaAny).to_owned() } else { name.clone() },
+                text: label.unwrap_or_else(|| say(locale, Say::PersonaAny).to_owned()),
                 callback_data: data,
             })
         })
@@ -504,7 +505,10 @@ async fn persona(cx: &Context, member: &mut Member, chat: i64, args: &str, local
 async fn choose_persona(cx: &Context, member: &mut Member, chat: i64, name: &str, locale: Locale) {
     let name = name.trim();
     let wanted = if name.is_empty() || name == "any" { None } else { Some(name.to_owned()) };
-    let target = domain::chat::ChatTarget::Agent(wanted.clone());
+    let target = match name.strip_prefix("model:") {
+        Some(model) => domain::chat::ChatTarget::Model(model.trim().to_owned()),
+        None => domain::chat::ChatTarget::Agent(wanted.clone()),
+    };
     let allowed = cx.runtime.chat_targets(&member.principal).await.map(|t| t.contains(&target)).unwrap_or(false);
     if !allowed {
         let text = say_with(locale, Say::UnknownPersona, &[("persona", &text::escape_html(name))]);
@@ -518,7 +522,10 @@ async fn choose_persona(cx: &Context, member: &mut Member, chat: i64, name: &str
         send_html(cx, chat, say(locale, Say::Unavailable), None).await;
         return;
     }
-    let shown = wanted.unwrap_or_else(|| say(locale, Say::PersonaAny).to_owned());
+    let shown = match wanted.as_deref() {
+        Some(choice) => choice.strip_prefix("model:").map_or_else(|| choice.to_owned(), |m| format!("🧠 {m}")),
+        None => say(locale, Say::PersonaAny).to_owned(),
+    };
     send_html(cx, chat, &say_with(locale, Say::PersonaSet, &[("persona", &text::escape_html(&shown))]), None).await;
 }
 

@@ -359,8 +359,10 @@ async fn deliver_by_webhook(
     webhook: &WebhookSettings,
 ) -> Ended {
     if let Err(error) = api.set_webhook(webhook.url.as_str(), &webhook.secret).await {
+        // A refused webhook may be passing (DNS or TLS not ready on a first deploy): it reads
+        // `degraded` with the reason and is tried again with backoff, never a stop.
         return match error {
-            ApiError::BadRequest(reason) => Ended::Fatal(format!(
+            ApiError::BadRequest(reason) => Ended::Failed(format!(
                 "Telegram refused the webhook {} (channels.telegram.webhook_url): {reason}",
                 webhook.url
             )),

@@ -146,6 +146,20 @@ impl FakeDiscord {
         })
     }
 
+    /// The author edits message `id` in `channel` to `content` (a `MESSAGE_UPDATE`).
+    pub fn edit(&self, channel: &str, id: &str, content: &str) {
+        self.with(|f| {
+            let Some(message) = f.channels.get_mut(channel).and_then(|m| m.iter_mut().find(|m| m["id"] == id)) else {
+                return;
+            };
+            message["content"] = json!(content);
+            f.next_id += 1;
+            message["edited_timestamp"] = json!(format!("2026-12-03T12:{:02}:00.000000+00:00", f.next_id % 60));
+            let message = message.clone();
+            f.dispatch("MESSAGE_UPDATE", message);
+        });
+    }
+
     fn interaction(&self, kind: u8, channel: &str, guild: Option<&str>, user: &str, data: Value) -> String {
         self.with(|f| {
             let id = f.id();

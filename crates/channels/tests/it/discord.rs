@@ -190,6 +190,28 @@ async fn spam_is_moderated_and_sealed_and_a_staff_overturn_is_recorded() {
 }
 
 #[tokio::test]
+async fn a_message_edited_into_spam_is_moderated_once_and_ignored_chatter_is_not_recorded() {
+    let world = world().await;
+    let adapter = world.start_discord(world.discord_settings(Admission::Open));
+    connected(&world).await;
+    let chatter = world.discord.message("c-general", Some("g1"), ("670", "someone"), "nothing for the bot here");
+    let id = world.discord.message("c-mod", Some("g1"), ("671", "sneaky"), "hello all");
+    world.discord.edit("c-mod", &id, "FREE NITRO at https://x.example");
+    let deleted = world
+        .discord
+        .wait_calls(1, WAIT, |c| c.method == "DELETE" && c.route == format!("channels/c-mod/messages/{id}"))
+        .await;
+    assert_eq!(deleted.len(), 1);
+    let cases = world.runtime.moderation_cases(&tenant(), None, 10).await.expect("cases");
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_eq!(cases[0].message_id, id);
+    // A message neither for the bot nor in a moderated channel is not even claimed.
+    let claimed = world.runtime.claim_channel_update(&tenant(), Channel::Discord, &format!("m:{chatter}")).await;
+    assert!(claimed.expect("claim"), "chatter was never recorded");
+    adapter.abort();
+}
+
+#[tokio::test]
 async fn unsure_or_garbled_decisions_go_to_staff_and_an_upheld_one_is_carried_out() {
     let world = world().await;
     let moderator = world.user("mod@demo.test", Role::Admin, 5).await;

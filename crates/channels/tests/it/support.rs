@@ -72,6 +72,19 @@ impl wiremock::Respond for Model {
             let asked = last.rsplit("Request: ").next().unwrap_or(last);
             format!("You asked: **{}**", asked.trim())
         };
+        if body.contains("\"stream\":true") {
+            // A chat with a model streams: the same answer as server-sent events.
+            let chunk = serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}}]});
+            let end = serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}});
+            let events = format!("data: {chunk}\n\ndata: {end}\n\ndata: [DONE]\n\n");
+            return wiremock::ResponseTemplate::new(200)
+                .set_delay(delay)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_raw(events, "text/event-stream");
+        }
         wiremock::ResponseTemplate::new(200).set_delay(delay).set_body_json(serde_json::json!({
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],

@@ -469,3 +469,36 @@ async fn in_webhook_mode_deliveries_are_answered_once_and_need_the_secret() {
     assert_eq!(world.telegram.polls().0, 0, "no getUpdates in webhook mode");
     adapter.abort();
 }
+
+#[tokio::test]
+async fn a_model_chosen_from_the_menu_answers_instead_of_the_agent() {
+    let world = world().await;
+    let ada = world.user("ada@demo.test", Role::Member, 1).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(22, &ada).await;
+    world.telegram.push_message(22, 22, "/persona");
+    let sent = world.telegram.wait_sent(22, 2, WAIT).await;
+    let keyboard = sent[1].keyboard.clone().expect("a keyboard");
+    let buttons: Vec<(String, String)> = keyboard["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().into_iter().flatten())
+        .filter_map(|b| Some((b["text"].as_str()?.to_owned(), b["callback_data"].as_str()?.to_owned())))
+        .collect();
+    let model = buttons.iter().find(|(_, data)| data.starts_with("p:model:")).expect("a model button").clone();
+    assert!(model.0.starts_with("🧠 "), "{buttons:?}");
+    world.telegram.push_callback(22, 22, 98, &model.1);
+    let sent = world.telegram.wait_sent(22, 3, WAIT).await;
+    assert!(sent[2].text.contains("🧠"), "{}", sent[2].text);
+
+    world.telegram.push_message(22, 22, "hello model");
+    let sent = world.telegram.wait_sent(22, 4, WAIT).await;
+    assert!(sent[3].text.contains("hello model"), "{}", sent[3].text);
+    assert!(!sent[3].text.contains("run <code>"), "a model answers without a run: {}", sent[3].text);
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let identity = world.runtime.channel_staff(&tenant, Channel::Telegram, 0).await.expect("ids");
+    let mine = identity.iter().find(|i| i.external_id == "22").expect("identity");
+    assert_eq!(mine.persona.as_deref(), Some(model.1.trim_start_matches("p:")));
+    adapter.abort();
+}
