@@ -889,8 +889,19 @@ pub(super) async fn report_broadcast(cx: &Context, broadcast: &Broadcast, progre
         failed = progress.failed, interrupted = progress.sending, "a Telegram broadcast finished"
     );
     let Some(chat) = broadcast.notify_chat.as_deref().and_then(|c| c.parse::<i64>().ok()) else { return };
+    // In the sender's language: the account in the chat the broadcast was sent from.
+    let locale = match cx.runtime.channel_staff(&broadcast.tenant_id, Channel::Telegram, 0).await {
+        Ok(accounts) => accounts
+            .iter()
+            .find(|a| a.chat_id.as_deref() == broadcast.notify_chat.as_deref())
+            .map_or(Locale::En, |a| Locale::pick(a.locale.as_deref(), None)),
+        Err(error) => {
+            tracing::debug!(%error, "could not read the sender's language; reporting in English");
+            Locale::En
+        }
+    };
     let text = say_with(
-        Locale::En,
+        locale,
         Say::BroadcastDone,
         &[
             ("id", &broadcast.id),

@@ -502,3 +502,18 @@ async fn a_model_chosen_from_the_menu_answers_instead_of_the_agent() {
     assert_eq!(mine.persona.as_deref(), Some(model.1.trim_start_matches("p:")));
     adapter.abort();
 }
+
+#[tokio::test]
+async fn the_sender_hears_of_a_broadcast_s_end_in_their_language() {
+    let world = world().await;
+    let architect = world.user("arch@demo.test", Role::Member, 3).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(8, &architect).await;
+    world.telegram.push_message(8, 8, "/lang it");
+    world.telegram.wait_sent(8, 2, WAIT).await;
+    world.telegram.push_message(8, 8, "/broadcast ciao a tutti");
+    let sent = world.telegram.wait_sent(8, 5, WAIT).await;
+    let report = sent.iter().find(|m| m.text.contains("consegnati")).expect("the report, in Italian");
+    assert!(report.text.contains("consegnati 1"), "{}", report.text);
+    adapter.abort();
+}
