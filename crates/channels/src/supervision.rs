@@ -62,9 +62,17 @@ impl Drop for AbortOnDrop {
 /// How often a bot's lease is renewed.
 pub(crate) const LEASE_RENEW: Duration = Duration::from_secs(5);
 
+/// Keeps the lease this process took on `bot` for as long as the returned guard lives; the
+/// receiver hears who took it if it is lost.
+pub(crate) fn hold_lease(runtime: &Arc<Runtime>, bot: &str, ttl: Duration) -> (AbortOnDrop, oneshot::Receiver<String>) {
+    let (lost_tx, lost) = oneshot::channel();
+    let keeper = runtime::tasks::spawn("channel-lease", keep_lease(runtime.clone(), bot.to_owned(), ttl, lost_tx));
+    (AbortOnDrop(keeper), lost)
+}
+
 /// Renews this process's lease on the bot every [`LEASE_RENEW`]; says who took it if it is
 /// lost. A store that does not answer is retried: the lease outlives a few missed renewals.
-pub(crate) async fn keep_lease(runtime: Arc<Runtime>, bot: String, ttl: Duration, lost: oneshot::Sender<String>) {
+async fn keep_lease(runtime: Arc<Runtime>, bot: String, ttl: Duration, lost: oneshot::Sender<String>) {
     loop {
         tokio::time::sleep(LEASE_RENEW).await;
         match runtime.lease_channel(&bot, ttl).await {

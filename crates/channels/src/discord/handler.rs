@@ -198,11 +198,10 @@ pub(crate) fn wanted(cx: &Context, message: &Message, edited: bool) -> bool {
     moderated || message.guild_id.is_none() || message.mentions.iter().any(|u| u.id == bot.user_id)
 }
 
+/// A message the dispatcher found [`wanted`]: moderated first where it is watched, then
+/// answered if it is for the bot.
 async fn on_message(cx: &Context, message: Message, edited: bool) {
     let bot = cx.bot();
-    if !wanted(cx, &message, edited) {
-        return;
-    }
     if let Some(guild) = message.guild_id.as_deref()
         && cx.settings.moderated_channels.contains(&message.channel_id)
         && moderate(cx, guild, &message).await
@@ -333,18 +332,10 @@ async fn run(cx: &Context, member: &mut Member, question: &str) -> Answer {
             return Answer::says(UNAVAILABLE);
         }
     };
-    match crate::telegram::wait_reply(watch).await {
+    match crate::reply::wait_reply(watch).await {
         Ok(message) => {
             let tenant = &member.principal.tenant;
-            let held = match &message.chain_id {
-                Some(chain) => cx
-                    .runtime
-                    .run_report(tenant, chain)
-                    .await
-                    .is_ok_and(|r| r.status == domain::agent::ChainStatus::AwaitingApproval),
-                None => false,
-            };
-            let body = if held {
+            let body = if crate::reply::awaits_approval(&cx.runtime, tenant, &message).await {
                 Piece::Ready(
                     "⏳ This needs a staff member's approval; I will send you the answer when it is decided.".into(),
                 )
@@ -365,17 +356,8 @@ async fn run(cx: &Context, member: &mut Member, question: &str) -> Answer {
 
 /// The run's seal as an embed: its last ledger entry, which anyone can look up and prove.
 async fn seal_embed(runtime: &Runtime, tenant: &domain::TenantId, chain: &domain::ChainId) -> Value {
-    let seal = match runtime.ledger().chain_records(tenant, chain).await {
-        Ok(records) => {
-            records.last().map(|r| format!("`{}` #{}", r.fingerprint.get(..16).unwrap_or(&r.fingerprint), r.index))
-        }
-        Err(error) => {
-            tracing::warn!(%error, %chain, "could not read a run's seal for its answer");
-            None
-        }
-    };
-    let description = match seal {
-        Some(seal) => format!("{seal} · run `{chain}`"),
+    let description = match crate::reply::seal(runtime, tenant, chain).await {
+        Some((fingerprint, index)) => format!("`{fingerprint}` #{index} · run `{chain}`"),
         None => format!("run `{chain}`"),
     };
     json!({"title": "🔏 Sealed", "description": description, "color": 0x2f_80_ed})

@@ -27,9 +27,9 @@ use domain::channel::{Admission, Channel};
 use runtime::Runtime;
 use runtime::channels::ChannelState;
 use runtime::moderation::ModerationPolicy;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::supervision::{AbortOnDrop, Board, DEGRADED_AFTER, backoff, keep_lease};
+use crate::supervision::{AbortOnDrop, Board, DEGRADED_AFTER, backoff, hold_lease};
 use api::{ApiError, RestApi};
 use gateway::{Closed, Event, Resume};
 
@@ -185,11 +185,7 @@ async fn session(
         Ok(url) => url,
         Err(error) => return api_ended(error),
     };
-    let (lost_tx, mut lost) = oneshot::channel::<String>();
-    let _keeper = AbortOnDrop(runtime::tasks::spawn(
-        "discord-lease",
-        keep_lease(runtime.clone(), bot.clone(), LEASE_TTL, lost_tx),
-    ));
+    let (_keeper, mut lost) = hold_lease(runtime, &bot, LEASE_TTL);
     let (events_tx, events) = mpsc::unbounded_channel();
     let context = handler::Context {
         runtime: runtime.clone(),

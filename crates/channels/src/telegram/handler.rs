@@ -14,8 +14,8 @@ use std::time::Duration;
 use domain::channel::{Broadcast, BroadcastProgress, Channel, ChannelIdentity, Delivery, DeliveryStatus};
 use runtime::Runtime;
 use runtime::channels::{Account, Admitted, ChannelError, Member};
-use runtime::chat::{ChatError, ReplyEvent};
-use tokio::sync::{broadcast, mpsc};
+use runtime::chat::ChatError;
+use tokio::sync::mpsc;
 
 use super::TelegramSettings;
 use super::api::{ApiError, BotApi, Button, CallbackQuery, Message, Update};
@@ -48,6 +48,17 @@ pub(super) struct Context {
     pub api: BotApi,
     /// The bot's username (without `@`), to tell commands meant for it in groups.
     pub bot_username: String,
+}
+
+impl Context {
+    pub fn new(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, api: &BotApi, me: &super::api::User) -> Self {
+        Context {
+            runtime: runtime.clone(),
+            settings: settings.clone(),
+            api: api.clone(),
+            bot_username: me.username.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// One worker per chat, started on demand.
@@ -324,20 +335,12 @@ async fn ask(cx: &Context, member: &mut Member, chat: i64, question: &str, local
         }
     };
     let typing = runtime::tasks::spawn("telegram-typing", keep_typing(cx.api.clone(), chat));
-    let outcome = wait_reply(watch).await;
+    let outcome = crate::reply::wait_reply(watch).await;
     typing.abort();
     match outcome {
         Ok(message) => {
             let tenant = &member.principal.tenant;
-            let held = match &message.chain_id {
-                Some(chain) => cx
-                    .runtime
-                    .run_report(tenant, chain)
-                    .await
-                    .is_ok_and(|r| r.status == domain::agent::ChainStatus::AwaitingApproval),
-                None => false,
-            };
-            let mut pieces = if held {
+            let mut pieces = if crate::reply::awaits_approval(&cx.runtime, tenant, &message).await {
                 // Parked in the database: the answer follows the admin's decision.
                 vec![Piece::Ready(say(locale, Say::WaitingApproval).to_owned())]
             } else if message.content.trim().is_empty() {
@@ -367,34 +370,13 @@ async fn keep_typing(api: BotApi, chat: i64) {
     }
 }
 
-/// The stored reply, or why there is none.
-pub(crate) async fn wait_reply(
-    mut watch: broadcast::Receiver<ReplyEvent>,
-) -> Result<domain::chat::ChatMessage, String> {
-    loop {
-        match watch.recv().await {
-            Ok(ReplyEvent::Done(message)) => return Ok(message),
-            Ok(ReplyEvent::Failed(reason)) => return Err(reason),
-            Ok(ReplyEvent::Text(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return Err("the reply stopped before it was written".into()),
-        }
-    }
-}
-
 /// `🔏 sealed <fingerprint> · run <chain>`: the run's last ledger entry, which anyone can
 /// look up and prove.
 async fn seal_footer(cx: &Context, tenant: &domain::TenantId, chain: &domain::ChainId, locale: Locale) -> String {
-    let seal = match cx.runtime.ledger().chain_records(tenant, chain).await {
-        Ok(records) => records
-            .last()
-            .map(|r| format!("<code>{}</code> #{}", r.fingerprint.get(..16).unwrap_or(&r.fingerprint), r.index)),
-        Err(error) => {
-            tracing::warn!(%error, %chain, "could not read a run's seal for its answer");
-            None
+    match crate::reply::seal(&cx.runtime, tenant, chain).await {
+        Some((fingerprint, index)) => {
+            format!("🔏 {} <code>{fingerprint}</code> #{index} · run <code>{chain}</code>", say(locale, Say::Sealed))
         }
-    };
-    match seal {
-        Some(seal) => format!("🔏 {} {seal} · run <code>{chain}</code>", say(locale, Say::Sealed)),
         None => format!("🔏 run <code>{chain}</code>"),
     }
 }

@@ -29,8 +29,6 @@ mod api;
 mod handler;
 mod webhook;
 
-pub(crate) use handler::wait_reply;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +39,7 @@ use runtime::channels::ChannelState;
 use tokio::sync::oneshot;
 
 use crate::i18n::{self, Locale};
-use crate::supervision::{AbortOnDrop, Board, DEGRADED_AFTER, LEASE_RENEW, backoff, keep_lease};
+use crate::supervision::{AbortOnDrop, Board, DEGRADED_AFTER, LEASE_RENEW, backoff, hold_lease};
 use api::{ApiError, BotApi};
 
 /// Telegram's default Bot API address.
@@ -287,21 +285,12 @@ async fn poll(runtime: &Arc<Runtime>, settings: &Arc<TelegramSettings>, live: &A
         Err(error) => return Ended::Failed(error.to_string()),
     };
     tracing::info!(bot = %me.display(), offset, tenant = %settings.tenant, "reading Telegram updates");
-    let context = handler::Context {
-        runtime: runtime.clone(),
-        settings: settings.clone(),
-        api: api.clone(),
-        bot_username: me.username.clone().unwrap_or_default(),
-    };
+    let context = handler::Context::new(runtime, settings, &api, &me);
     let _background = background(&context);
     let workers = handler::Workers::new(context);
     // The lease is renewed on its own task, every few seconds whatever a long poll is doing;
     // losing it ends the session at once (the other replica polls from then on).
-    let (lost_tx, mut lost) = oneshot::channel::<String>();
-    let _keeper = AbortOnDrop(runtime::tasks::spawn(
-        "telegram-lease",
-        keep_lease(runtime.clone(), bot.clone(), LEASE_TTL, lost_tx),
-    ));
+    let (_keeper, mut lost) = hold_lease(runtime, &bot, LEASE_TTL);
     loop {
         let polled = tokio::select! {
             polled = api.get_updates(offset, settings.poll_timeout) => polled,
@@ -371,18 +360,9 @@ async fn deliver_by_webhook(
     }
     live.completed();
     tracing::info!(bot = %me.display(), url = %webhook.url, "Telegram delivers updates by webhook");
-    let context = handler::Context {
-        runtime: runtime.clone(),
-        settings: settings.clone(),
-        api: api.clone(),
-        bot_username: me.username.clone().unwrap_or_default(),
-    };
+    let context = handler::Context::new(runtime, settings, api, me);
     let _background = background(&context);
-    let (lost_tx, mut lost) = oneshot::channel::<String>();
-    let _keeper = AbortOnDrop(runtime::tasks::spawn(
-        "telegram-lease",
-        keep_lease(runtime.clone(), bot.to_owned(), LEASE_TTL, lost_tx),
-    ));
+    let (_keeper, mut lost) = hold_lease(runtime, bot, LEASE_TTL);
     let every = (settings.stall_after / 3).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         let info = match api.webhook_info().await {

@@ -34,13 +34,7 @@ impl Receiver {
         self.ready
             .get_or_try_init(|| async {
                 let me = self.api.get_me().await?;
-                let context = Context {
-                    runtime: self.runtime.clone(),
-                    settings: self.settings.clone(),
-                    api: self.api.clone(),
-                    bot_username: me.username.clone().unwrap_or_default(),
-                };
-                Ok((me.id, Workers::new(context)))
+                Ok((me.id, Workers::new(Context::new(&self.runtime, &self.settings, &self.api, &me))))
             })
             .await
     }
