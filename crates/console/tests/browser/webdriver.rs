@@ -177,7 +177,7 @@ impl Session {
                 return;
             }
             let value: Value = response.json().await.expect("json");
-            assert_eq!(value["value"]["error"], "stale element reference", "click {css}: {status} {value}");
+            assert!(replaced_mid_read(&value), "click {css}: {status} {value}");
             assert!(Instant::now() < deadline, "{css} stayed stale for 20 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -202,7 +202,7 @@ impl Session {
         let status = response.status();
         let value: Value = response.json().await.expect("json");
         if !status.is_success() {
-            assert_eq!(value["value"]["error"], "stale element reference", "text of {css}: {status} {value}");
+            assert!(replaced_mid_read(&value), "text of {css}: {status} {value}");
             return None;
         }
         value["value"].as_str().map(str::to_owned)
@@ -253,4 +253,14 @@ impl Session {
     pub async fn close(self) {
         let _ = self.http.delete(&self.base).send().await;
     }
+}
+
+/// Whether a failed element read only means the page was replaced while it was read: the
+/// driver says "stale element reference", or (when the old document goes in the middle of the
+/// call) an "unknown error" whose message says the node no longer belongs to the document.
+fn replaced_mid_read(answer: &Value) -> bool {
+    let error = answer["value"]["error"].as_str().unwrap_or_default();
+    let message = answer["value"]["message"].as_str().unwrap_or_default();
+    error == "stale element reference"
+        || (error == "unknown error" && message.contains("does not belong to the document"))
 }
