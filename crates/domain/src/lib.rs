@@ -10,6 +10,7 @@ pub mod chat;
 pub mod cost;
 pub mod embed;
 pub mod ids;
+pub mod job;
 pub mod knowledge;
 pub mod ledger;
 pub mod limits;

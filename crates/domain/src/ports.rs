@@ -469,6 +469,121 @@ pub struct RunFilter {
     pub persona: Option<String>,
 }
 
+/// The durable job queue, its schedules and which equipment each tenant has switched off.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Stores a new job. Returns false (and stores nothing) when the tenant already has a job
+    /// with the same idempotency key.
+    async fn insert_job(&self, job: &crate::job::Job) -> Result<bool, StoreError>;
+    async fn job(&self, tenant: &TenantId, id: &str) -> Result<Option<crate::job::Job>, StoreError>;
+    /// The tenant's jobs matching `filter`, newest first, at most `limit`.
+    async fn jobs(
+        &self,
+        tenant: &TenantId,
+        filter: &crate::job::JobFilter,
+        limit: u32,
+    ) -> Result<Vec<crate::job::Job>, StoreError>;
+    /// Claims the oldest due job (`pending`, `run_at <= now`) of any tenant that has fewer than
+    /// `tenant_cap` jobs running: it becomes `running`, held by `owner` until `lease_until`,
+    /// with one more attempt and `started_at = now`. At most one caller ever gets a given claim,
+    /// and the cap holds under concurrent claims from many processes.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        tenant_cap: u32,
+    ) -> Result<Option<crate::job::Job>, StoreError>;
+    /// Extends the hold of `owner` on a running job. `None`: the job is no longer running under
+    /// `owner` (its lease was lost and taken over, or it ended); the worker must stop.
+    /// `Some(cancel_requested)` otherwise.
+    async fn renew_job(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<bool>, StoreError>;
+    /// Ends a running job held by `owner`; false (nothing changed) when `owner` no longer holds
+    /// it. A failure with `retry_at` goes back to `pending` from then, unless its attempts are
+    /// used up (then it fails for good).
+    async fn finish_job(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        outcome: &crate::job::JobOutcome,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Running jobs whose lease ended before `now` (their process stopped answering): back to
+    /// `pending` at `now` when attempts remain, else `failed` saying the lease ran out. Returns
+    /// the jobs as they are after the change.
+    async fn requeue_expired_jobs(&self, now: Timestamp) -> Result<Vec<crate::job::Job>, StoreError>;
+    /// Cancels a job: a pending one at once, a running one by asking its worker to stop. A
+    /// finished job is left as it is. Returns the job after the change (`None`: no such job).
+    async fn cancel_job(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::job::Job>, StoreError>;
+    /// Makes a failed or cancelled job pending again at `now` with its attempts reset; any
+    /// other job is left as it is. Returns the job after the change (`None`: no such job).
+    async fn retry_job(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::job::Job>, StoreError>;
+    /// Forgets finished jobs that finished before `before`; how many.
+    async fn prune_jobs(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Stores a new schedule; `Conflict` when the tenant has one with its name.
+    async fn insert_schedule(&self, schedule: &crate::job::Schedule) -> Result<(), StoreError>;
+    /// A schedule by id or by name.
+    async fn schedule(&self, tenant: &TenantId, id_or_name: &str) -> Result<Option<crate::job::Schedule>, StoreError>;
+    /// The tenant's schedules by name.
+    async fn schedules(&self, tenant: &TenantId) -> Result<Vec<crate::job::Schedule>, StoreError>;
+    /// Deletes a schedule (its jobs stay); false when there was none.
+    async fn delete_schedule(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError>;
+    /// Switches a schedule on or off, with its next planned run.
+    async fn set_schedule_enabled(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        enabled: bool,
+        next_run_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Enabled schedules of every tenant whose next run is at or before `now`, earliest first,
+    /// at most `limit` (the scheduler's sweep).
+    async fn due_schedules(&self, now: Timestamp, limit: u32) -> Result<Vec<crate::job::Schedule>, StoreError>;
+    /// Moves a schedule from the planned run `expected` to `next`, in one transaction with
+    /// inserting `job` (the run that fires, if any; skipped when its idempotency key exists).
+    /// False (nothing changed) when the schedule's next run is no longer `expected`: another
+    /// process fired it first.
+    async fn advance_schedule(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        expected: Timestamp,
+        next: Option<Timestamp>,
+        job: Option<&crate::job::Job>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The names of the equipment the tenant has switched off.
+    async fn disabled_equipment(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError>;
+    async fn set_equipment_enabled(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+}
+
 /// Everything the runtime needs from a database.
 #[async_trait]
 pub trait Store:
@@ -486,6 +601,7 @@ pub trait Store:
     + FeedStore
     + ChatStore
     + ChannelStore
+    + JobStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
