@@ -51,6 +51,43 @@ pub fn heuristic_tier(latest_user_turn: &str) -> ModelTier {
     ModelTier::Normal
 }
 
+/// Words that ask for something only a tool can do: fetch a page, search, send, read or write
+/// a file, look up live data.
+const TOOL_WORDS: &[&str] = &[
+    "http://",
+    "https://",
+    "www.",
+    "search",
+    "look up",
+    "lookup",
+    "browse",
+    "fetch",
+    "download",
+    "send",
+    "email",
+    "e-mail",
+    "mail to",
+    "file",
+    "folder",
+    "directory",
+    "save",
+    "write to",
+    "weather",
+    "forecast",
+    "knowledge base",
+    "our docs",
+    "statistics",
+    "latest news",
+    "today's",
+];
+
+/// Whether a request clearly asks for a tool's work (so a failed plan cannot be replaced by a
+/// direct answer).
+pub fn tool_shaped(request: &str) -> bool {
+    let text = request.to_lowercase();
+    TOOL_WORDS.iter().any(|w| text.contains(w))
+}
+
 /// One tier cheaper (the cheapest stays): what a tenant near its budget gets.
 pub fn cheaper(tier: ModelTier) -> ModelTier {
     match tier {
@@ -75,6 +112,11 @@ mod tests {
         );
         assert_eq!(heuristic_tier("fix this:\n```rust\nfn main() {}\n```"), ModelTier::Complex);
         assert_eq!(cheaper(ModelTier::Complex), ModelTier::Normal);
+        assert!(tool_shaped("Search the web for Rust 1.95 release notes"));
+        assert!(tool_shaped("fetch https://example.com and summarise it"));
+        assert!(tool_shaped("What's the weather in Rome?"));
+        assert!(!tool_shaped("What is the capital of France? Answer in one word."));
+        assert!(!tool_shaped("Explain the difference between TCP and UDP"));
         assert_eq!(cheaper(ModelTier::Trivial), ModelTier::Trivial);
     }
 }

@@ -124,6 +124,9 @@ pub enum Event {
     ApprovalRequired { step: usize, tool: String, reason: String },
     ChainCompleted { chain_id: String, status: ChainStatus, input_tokens: u64, output_tokens: u64, cost_usd: f64 },
     Error { message: String },
+    /// Something about how the answer came about that the requester should know (the plan was
+    /// skipped, and why).
+    Notice { message: String },
 }
 
 /// What the run looks like from outside, per step.
@@ -226,6 +229,19 @@ pub struct RunContext {
     pub qa_spec: Option<String>,
 }
 
+/// How a run was routed before it started: the tier that does its work (trivial: answered
+/// directly with no plan; normal or complex: planned, declared and answered on that tier), who
+/// decided and how sure they were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub tier: ModelTier,
+    /// `classifier`, `heuristic`, or `forced` (the request named its tier).
+    pub by: String,
+    /// The router's probability for its answer, when it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
 /// One run of the agent loop. Its serde form is the current layout of the stored run; store
 /// and load it through [`stored::encode`] and [`stored::decode`], which add the version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +258,14 @@ pub struct Run {
     pub output_tokens: u64,
     pub cost_usd: f64,
     pub models: Vec<String>,
+    /// How the run was routed (`None`: stored before runs were routed; planned on the normal
+    /// tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    /// Something the requester should know about how the answer came about (e.g. the plan was
+    /// skipped, and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     phase: Phase,
     /// What retrieval and earlier steps found, for the next declarations (not part of the
     /// public record).
@@ -263,9 +287,45 @@ impl Run {
             output_tokens: 0,
             cost_usd: 0.0,
             models: Vec::new(),
+            route: None,
+            notice: None,
             phase: Phase::New,
             retrieved: String::new(),
         }
+    }
+
+    /// The run routed by `route` (before it starts).
+    pub fn routed(mut self, route: Route) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// The tier that plans, declares and answers a planned run.
+    pub fn work_tier(&self) -> ModelTier {
+        self.route.as_ref().map_or(ModelTier::Normal, |r| r.tier.max(ModelTier::Normal))
+    }
+
+    /// Ends a run that has not started with an answer made without any model (equipment
+    /// answered it). Returns the finishing action and its events.
+    pub fn answered_without_model(&mut self, answer: String, notice: String) -> (Action, Vec<Event>) {
+        if !matches!(self.phase, Phase::New) {
+            return (self.finish_action(), Vec::new());
+        }
+        self.answer = Some(answer);
+        self.notice = Some(notice);
+        self.status = ChainStatus::Completed;
+        self.phase = Phase::Done;
+        let events = vec![
+            Event::ChainStarted { chain_id: self.chain_id.to_string(), steps: 0 },
+            Event::ChainCompleted {
+                chain_id: self.chain_id.to_string(),
+                status: self.status,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: 0.0,
+            },
+        ];
+        (self.finish_action(), events)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -368,6 +428,10 @@ impl Run {
         }
         match (self.phase.clone(), input) {
             (Phase::New, Input::Start) => {
+                // The intern's work: a trivial request is answered at once, with no plan.
+                if self.route.as_ref().is_some_and(|r| r.tier == ModelTier::Trivial) {
+                    return self.start_plan(Vec::new(), events);
+                }
                 self.phase = Phase::Planning { attempts: 0 };
                 self.plan_call(0)
             }
@@ -382,7 +446,19 @@ impl Run {
                     self.phase = Phase::Planning { attempts: 1 };
                     self.plan_call(1)
                 }
-                Err(error) => self.fail(format!("the planner did not produce a usable plan: {error}")),
+                Err(error) if self.needs_tool() => {
+                    self.fail(format!("the planner did not produce a usable plan: {error}"))
+                }
+                Err(error) => {
+                    // A task that may need no tool is still answered: directly, saying so.
+                    let notice = format!(
+                        "the plan was skipped: the planner did not produce a usable plan twice ({error}); \
+                         answered directly without tools"
+                    );
+                    events.push(Event::Notice { message: notice.clone() });
+                    self.notice = Some(notice);
+                    self.start_plan(Vec::new(), events)
+                }
             },
             (Phase::Retrieving { step, loops }, Input::Retrieved { confidence, context }) => {
                 if !context.is_empty() {

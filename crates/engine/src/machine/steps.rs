@@ -32,9 +32,15 @@ impl Run {
             purpose: ModelPurpose::Plan,
             system: prompts::PLANNER_SYSTEM.to_owned(),
             prompt,
-            tier: ModelTier::Normal,
+            tier: self.work_tier(),
             tier_bump: 0,
         }
+    }
+
+    /// Whether the task clearly needs a tool: one is offered and the request is tool-shaped
+    /// (it names a place to fetch, something to search, send, read or write).
+    pub(super) fn needs_tool(&self) -> bool {
+        !self.context.tools.is_empty() && crate::routing::tool_shaped(&self.task)
     }
 
     pub(super) fn start_plan(&mut self, plan: Vec<PlannedStep>, events: &mut Vec<Event>) -> Action {
@@ -117,7 +123,7 @@ impl Run {
             purpose: ModelPurpose::Declare,
             system: prompts::PLANNER_SYSTEM.to_owned(),
             prompt,
-            tier: ModelTier::Normal,
+            tier: self.work_tier(),
             tier_bump: 0,
         }
     }
@@ -291,9 +297,20 @@ impl Run {
             purpose: ModelPurpose::Answer,
             system: prompts::ANSWER_SYSTEM.to_owned(),
             prompt,
-            // A task answered without tools is simple: the cheap tier answers it.
-            tier: if self.steps.is_empty() { ModelTier::Trivial } else { ModelTier::Normal }.raised(tier_bump),
+            tier: self.answer_tier().raised(tier_bump),
             tier_bump,
+        }
+    }
+
+    /// The tier that answers: a task the planner found needs no tool is simple, so the cheap
+    /// tier answers it — unless the request was routed to the strongest tier, or the plan was
+    /// skipped (the planner failed; the request is not known to be simple).
+    fn answer_tier(&self) -> ModelTier {
+        let routed_complex = self.route.as_ref().is_some_and(|r| r.tier == ModelTier::Complex);
+        if self.steps.is_empty() && self.notice.is_none() && !routed_complex {
+            ModelTier::Trivial
+        } else {
+            self.work_tier()
         }
     }
 

@@ -7,7 +7,8 @@
 //!   beside it on the run (`drift`, `pending_payload`). Read by [`from_v1`].
 //! - **version 2**: `{"version": 2, "run": …, "user": …}`. The phase is internally tagged and
 //!   carries its own data (`{"name": "sealing_intent", "step": 0, "payload": …}`); the run is
-//!   [`Run`]'s serde form.
+//!   [`Run`]'s serde form. `route` and `notice` were added later as optional fields, written
+//!   only when set: a run stored without them reads as planned on the normal tier.
 //!
 //! `crates/runtime/tests/fixtures/runs/` holds, in `v<N>/`, a stored run of every phase for every
 //! version, and a test resumes each one to its end. Changing what [`Run`] serializes to needs
@@ -171,6 +172,8 @@ pub fn from_v1(old: v1::Run) -> Result<Run, String> {
         output_tokens: old.output_tokens,
         cost_usd: old.cost_usd,
         models: old.models,
+        route: None,
+        notice: None,
         phase,
         retrieved: old.retrieved,
     };

@@ -194,6 +194,7 @@ fn a_simple_question_completes_with_an_executed_seal_and_four_gates() {
             Event::ChainCompleted { .. } => "chain_completed",
             Event::ApprovalRequired { .. } => "approval_required",
             Event::Error { .. } => "error",
+            Event::Notice { .. } => "notice",
         })
         .collect();
     assert_eq!(
@@ -295,8 +296,8 @@ fn approved_calls_run_and_denied_calls_do_not() {
 }
 
 #[test]
-fn malformed_plans_get_one_retry_then_a_clear_failure() {
-    let mut d = Driver::new("do things", context(None));
+fn malformed_plans_get_one_retry_then_a_clear_failure_when_the_task_needs_a_tool() {
+    let mut d = Driver::new("search our docs for the refund policy", context(None));
     d.feed(Input::Start);
     let a = d.feed(reply("I'd love to help!"));
     expect_model(&a, ModelPurpose::Plan);
@@ -311,6 +312,68 @@ fn malformed_plans_get_one_retry_then_a_clear_failure() {
     let a = d.feed(reply("[]"));
     expect_model(&a, ModelPurpose::Answer);
     assert!(matches!(d.feed(reply("Hello!")), Action::Finish { status: ChainStatus::Completed, .. }));
+}
+
+#[test]
+fn an_unusable_plan_for_a_task_that_needs_no_tool_is_skipped_with_a_notice() {
+    let mut d = Driver::new("Explain why the sky is blue", context(None));
+    d.feed(Input::Start);
+    d.feed(reply("I'd love to help!"));
+    let a = d.feed(reply("Sure, here is my plan: think hard."));
+    // Answered directly, on the tier the run was planned on (the request is not known to be
+    // simple), with a notice that says why there was no plan.
+    let Action::CallModel { purpose: ModelPurpose::Answer, tier: ModelTier::Normal, .. } = a else { panic!("{a:?}") };
+    let notice = d.run.notice.clone().expect("a notice");
+    assert!(notice.contains("plan was skipped") && notice.contains("planner"), "{notice}");
+    assert!(d.events.iter().any(|e| matches!(e, Event::Notice { message } if *message == notice)));
+    let a = d.feed(reply("Rayleigh scattering."));
+    let Action::Finish { status: ChainStatus::Completed, answer, .. } = a else { panic!("{a:?}") };
+    assert_eq!(answer.as_deref(), Some("Rayleigh scattering."));
+    assert!(d.run.steps.is_empty() && d.seals == 0);
+}
+
+#[test]
+fn routed_runs_answer_trivial_requests_at_once_and_plan_on_their_tier() {
+    let route = |tier| engine::machine::Route { tier, by: "classifier".into(), confidence: Some(0.9) };
+    // Trivial: no planner call, the cheap tier answers.
+    let mut d = Driver::new("What is the capital of France?", context(None));
+    d.run = d.run.clone().routed(route(ModelTier::Trivial));
+    let a = d.feed(Input::Start);
+    let Action::CallModel { purpose: ModelPurpose::Answer, tier: ModelTier::Trivial, .. } = a else { panic!("{a:?}") };
+    assert!(matches!(d.feed(reply("Paris.")), Action::Finish { status: ChainStatus::Completed, .. }));
+    assert!(!d.actions.iter().any(|a| matches!(a, Action::CallModel { purpose: ModelPurpose::Plan, .. })));
+    assert!(d.run.notice.is_none());
+
+    // Complex: planned, declared and answered on the complex tier, and QA escalation stays there.
+    let mut d = Driver::new("Design a migration strategy and compare trade-offs", context(None));
+    d.run = d.run.clone().routed(route(ModelTier::Complex));
+    let a = d.feed(Input::Start);
+    let Action::CallModel { purpose: ModelPurpose::Plan, tier: ModelTier::Complex, .. } = a else { panic!("{a:?}") };
+    let a = d.step(reply("[]"));
+    let Action::CallModel { purpose: ModelPurpose::Answer, tier: ModelTier::Complex, .. } = a else { panic!("{a:?}") };
+
+    // Normal: an empty plan is answered by the cheap tier, as before routing.
+    let mut d = Driver::new("Summarise the plot of Hamlet", context(None));
+    d.run = d.run.clone().routed(route(ModelTier::Normal));
+    let a = d.feed(Input::Start);
+    let Action::CallModel { purpose: ModelPurpose::Plan, tier: ModelTier::Normal, .. } = a else { panic!("{a:?}") };
+    let a = d.step(reply("[]"));
+    let Action::CallModel { purpose: ModelPurpose::Answer, tier: ModelTier::Trivial, .. } = a else { panic!("{a:?}") };
+}
+
+#[test]
+fn equipment_answers_end_a_run_before_it_starts() {
+    let mut d = Driver::new("run a health check", context(None));
+    let (action, events) = d.run.answered_without_model("all healthy".into(), "answered by health_check".into());
+    let Action::Finish { status: ChainStatus::Completed, answer, .. } = action else { panic!("{action:?}") };
+    assert_eq!(answer.as_deref(), Some("all healthy"));
+    assert_eq!(events.len(), 2);
+    assert!(d.run.is_finished() && d.run.models.is_empty());
+    // A run already going is not ended this way.
+    let mut d = Driver::new("hello", context(None));
+    d.feed(Input::Start);
+    let (action, events) = d.run.answered_without_model("x".into(), "y".into());
+    assert!(events.is_empty() && d.run.answer.is_none(), "{action:?}");
 }
 
 #[test]
