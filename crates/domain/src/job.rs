@@ -110,10 +110,17 @@ pub struct Job {
 /// How a worker ends the job it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobOutcome {
-    Completed { result: String },
+    Completed {
+        result: String,
+    },
     /// `retry_at`: back to `pending` from then (attempts remain); `None`: failed for good.
-    Failed { error: String, retry_at: Option<Timestamp> },
-    Cancelled { reason: String },
+    Failed {
+        error: String,
+        retry_at: Option<Timestamp>,
+    },
+    Cancelled {
+        reason: String,
+    },
 }
 
 /// Which jobs a listing returns (all of the tenant's when empty).
