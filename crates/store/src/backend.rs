@@ -10,8 +10,11 @@
 
 use std::future::Future;
 
+use domain::Timestamp;
 use domain::ledger::LedgerRecord;
 use domain::ports::StoreError;
+
+use crate::common_jobs::JobRow;
 
 /// A store the shared queries can run on.
 pub(crate) trait SqlBackend: Send + Sync + 'static {
@@ -44,6 +47,18 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
         tx: &mut sqlx::Transaction<'static, Self::Db>,
         records: &[LedgerRecord],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims the oldest due pending job of a tenant below `tenant_cap` running jobs (the
+    /// contract of `JobStore::claim_job`), returning its row after the claim. Per backend
+    /// because the cap must hold under concurrent claims: SQLite has one writer, so one
+    /// statement does; PostgreSQL serializes each tenant's claims with an advisory lock.
+    fn claim_due_job(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        tenant_cap: u32,
+    ) -> impl Future<Output = Result<Option<JobRow>, StoreError>> + Send;
 
     /// The match expression for [`SqlBackend::CHUNK_SEARCH_SQL`] finding any of `terms`; no
     /// term is read as query syntax.

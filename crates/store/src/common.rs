@@ -1,11 +1,13 @@
 //! The queries both backends share. SQL here is portable between SQLite and PostgreSQL
 //! (`$n` placeholders, `ON CONFLICT`, `RETURNING`, integers for times), so one macro
 //! implements the ports for both pool types; only what truly differs (bulk ledger inserts,
-//! integrity checks, connecting) lives in `sqlite.rs` and `postgres.rs`.
+//! integrity checks, connecting, claiming a job under a per-tenant cap) lives in `sqlite.rs`
+//! and `postgres.rs`.
 
 /// Implements every port except `Store` itself for `$store`, a [`SqlBackend`]: the queries
-/// below and those of `common_agent`, `common_log`, `common_knowledge`, `common_reports` and `common_web`
-/// (which call one another's inherent methods, so they are only ever expanded together).
+/// below and those of `common_agent`, `common_log`, `common_knowledge`, `common_reports`,
+/// `common_web`, `common_feed`, `common_chat`, `common_channels` and `common_jobs` (which call
+/// one another's inherent methods, so they are only ever expanded together).
 ///
 /// [`SqlBackend`]: crate::backend::SqlBackend
 macro_rules! impl_store {
@@ -19,6 +21,7 @@ macro_rules! impl_store {
         $crate::common_feed::impl_feed_port!($store);
         $crate::common_chat::impl_chat_port!($store);
         $crate::common_channels::impl_channel_port!($store);
+        $crate::common_jobs::impl_job_port!($store);
         $crate::common::impl_shared_ports!($store);
     };
 }

@@ -12,6 +12,7 @@ mod common_agent;
 mod common_channels;
 mod common_chat;
 mod common_feed;
+mod common_jobs;
 mod common_knowledge;
 mod common_log;
 mod common_reports;

@@ -8,6 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::backend::SqlBackend;
 use crate::common::impl_store;
+use crate::common_jobs::{JOB_COLUMNS, JobRow};
 use crate::error::classify_migration;
 use crate::postgres_notify::PgNotifier;
 
@@ -15,6 +16,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// The advisory lock key that orders live-feed appends (any constant no other code uses).
 const FEED_LOCK: i64 = 0x6e78_6665_6564;
+
+/// The class (first key of the two-key advisory lock) under which one tenant's job claims are
+/// serialized; the second key is a hash of the tenant id (a collision only serializes two
+/// tenants' claims with each other).
+const JOB_CLAIM_LOCK: i32 = 0x6e78_6a62;
+
+/// How many candidates one claim tries before giving up for this poll, when each one's tenant
+/// turned out to be at its cap once locked (a claim racing others of the same tenants).
+const CLAIM_CANDIDATES: usize = 16;
 
 pub struct PgStore {
     pool: PgPool,
@@ -137,6 +147,78 @@ impl SqlBackend for PgStore {
                 classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e)
             })?;
         Ok(())
+    }
+
+    /// In one transaction per candidate: the oldest due pending job of a tenant apparently
+    /// below its cap, locked with `FOR UPDATE SKIP LOCKED` (concurrent claimers take different
+    /// rows); then the tenant's advisory lock, held until commit, and a fresh count of its
+    /// running jobs, so two claimers never both take a tenant's last free slot. A candidate
+    /// whose tenant is at its cap by then is let go and the next candidate of another tenant is
+    /// tried, up to [`CLAIM_CANDIDATES`]; then `None` (the next poll tries again).
+    async fn claim_due_job(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        tenant_cap: u32,
+    ) -> Result<Option<JobRow>, StoreError> {
+        let cap = i64::from(tenant_cap);
+        let mut full: Vec<String> = Vec::new();
+        for _ in 0..CLAIM_CANDIDATES {
+            let mut tx = self.pool.begin().await.map_err(|e| classify(self.target(), e))?;
+            let candidate: Option<(String, String)> = sqlx::query_as(
+                "SELECT j.tenant_id, j.id FROM jobs j \
+                 WHERE j.state = 'pending' AND j.run_at <= $1 AND j.tenant_id <> ALL($2) \
+                 AND (SELECT COUNT(*) FROM jobs r WHERE r.tenant_id = j.tenant_id AND r.state = 'running') < $3 \
+                 ORDER BY j.run_at, j.created_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+            )
+            .bind(now.as_micros())
+            .bind(&full)
+            .bind(cap)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| classify(self.target(), e))?;
+            let Some((tenant, id)) = candidate else {
+                tx.rollback().await.map_err(|e| classify(self.target(), e))?;
+                return Ok(None);
+            };
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(JOB_CLAIM_LOCK)
+                .bind(&tenant)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| classify(self.target(), e))?;
+            let running: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state = 'running'")
+                    .bind(&tenant)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+            if running >= cap {
+                tx.rollback().await.map_err(|e| classify(self.target(), e))?;
+                full.push(tenant);
+                continue;
+            }
+            let sql = format!(
+                "UPDATE jobs SET state = 'running', lease_owner = $3, lease_until = $5, attempts = attempts + 1, \
+                 cancel_requested = FALSE, started_at = $4, updated_at = $4 \
+                 WHERE tenant_id = $1 AND id = $2 AND state = 'pending' RETURNING {JOB_COLUMNS}"
+            );
+            let row: Option<JobRow> = sqlx::query_as(&sql)
+                .bind(&tenant)
+                .bind(&id)
+                .bind(owner)
+                .bind(now.as_micros())
+                .bind(lease_until.as_micros())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| classify(self.target(), e))?;
+            tx.commit().await.map_err(|e| classify(self.target(), e))?;
+            if row.is_some() {
+                return Ok(row);
+            }
+        }
+        Ok(None)
     }
 
     fn pool(&self) -> &PgPool {

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::backend::SqlBackend;
 use crate::common::impl_store;
+use crate::common_jobs::{JOB_COLUMNS, JobRow};
 use crate::error::classify_migration;
 use crate::notify::MemoryNotifier;
 
@@ -112,6 +113,34 @@ impl SqlBackend for SqliteStore {
             })?;
         }
         Ok(())
+    }
+
+    /// One statement: SQLite runs one writer at a time, so choosing the job (and counting its
+    /// tenant's running jobs) and claiming it cannot interleave with another claim.
+    async fn claim_due_job(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        tenant_cap: u32,
+    ) -> Result<Option<JobRow>, StoreError> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $3, attempts = attempts + 1, \
+             cancel_requested = FALSE, started_at = $2, updated_at = $2 \
+             WHERE state = 'pending' AND (tenant_id, id) = (SELECT j.tenant_id, j.id FROM jobs j \
+             WHERE j.state = 'pending' AND j.run_at <= $2 \
+             AND (SELECT COUNT(*) FROM jobs r WHERE r.tenant_id = j.tenant_id AND r.state = 'running') < $4 \
+             ORDER BY j.run_at, j.created_at, j.id LIMIT 1) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(now.as_micros())
+            .bind(lease_until.as_micros())
+            .bind(i64::from(tenant_cap))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(self.target(), e))
     }
 
     fn pool(&self) -> &SqlitePool {

@@ -5,6 +5,7 @@ mod contract_agent;
 mod contract_channels;
 mod contract_chat;
 mod contract_feed;
+mod contract_jobs;
 mod contract_knowledge;
 mod contract_reports;
 mod contract_web;
