@@ -137,6 +137,7 @@ async fn full(runs: usize) -> anyhow::Result<()> {
             qa_spec: None,
             user: None,
             chain_id: None,
+            tier: None,
         };
         let report = runtime.execute(request).await?;
         if report.status != ChainStatus::Completed {
@@ -174,6 +175,7 @@ async fn full(runs: usize) -> anyhow::Result<()> {
                     qa_spec: None,
                     user: None,
                     chain_id: None,
+                    tier: None,
                 };
                 steps += runtime.execute(request).await?.steps.len();
             }

@@ -62,6 +62,7 @@ pub async fn execute(
         qa_spec: None,
         user: Some(principal.subject()),
         chain_id: None,
+        tier: None,
     };
     let handle = state.runtime.start_run(request).await.map_err(api(signed.lang))?;
     Ok(Redirect::to(&format!("/chains/{}", handle.chain_id())).into_response())
@@ -166,6 +167,11 @@ fn event_view<'a>(t: &'a Catalog, chain: &str, event: &Event) -> EventView<'a> {
             view.kind = "error";
             view.title = crate::pages::visible(message);
             view.badge_class = "fail".to_owned();
+        }
+        Event::Notice { message } => {
+            view.kind = "notice";
+            view.title = crate::pages::visible(message);
+            view.badge_class = "skip".to_owned();
         }
     }
     view

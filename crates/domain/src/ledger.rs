@@ -25,12 +25,19 @@ pub enum EntryKind {
     AdminChange,
     /// A community moderation decision, or staff's verdict on one.
     Moderation,
+    /// How a run was routed before it started (tier, who decided, how sure), or why it went
+    /// another way (the plan was skipped).
+    Route,
+    /// A piece of equipment's run and its result.
+    Equipment,
+    /// A background job's change of state (enqueued, cancelled, retried, finished).
+    Job,
 }
 
 str_enum!(EntryKind: "entry kind" {
     SealIntent => "seal_intent", SealResult => "seal_result", ModelCall => "model_call",
     GateDecision => "gate_decision", Approval => "approval", AdminChange => "admin_change",
-    Moderation => "moderation",
+    Moderation => "moderation", Route => "route", Equipment => "equipment", Job => "job",
 });
 
 /// What a caller asks the ledger to append. The ledger assigns index, time and hashes.

@@ -42,13 +42,20 @@ pub fn heuristic_tier(latest_user_turn: &str) -> ModelTier {
     if complex_hits >= 2 || words > 150 || (complex_hits == 1 && words > 25) || text.contains("```") {
         return ModelTier::Complex;
     }
-    let opener = TRIVIAL_OPENERS
-        .iter()
-        .any(|o| text == *o || text.strip_prefix(o).is_some_and(|rest| rest.starts_with([' ', '!', ',', '.'])));
-    if (opener && words <= 6) || (words <= 4 && complex_hits == 0 && !text.contains('?')) {
+    if small_talk(&text) || (words <= 4 && complex_hits == 0 && !text.contains('?')) {
         return ModelTier::Trivial;
     }
     ModelTier::Normal
+}
+
+/// Whether a turn is small talk: a greeting, thanks or goodbye of a few words. A rule can be
+/// sure of this much; it is what an agent run answers directly when no classifier is loaded.
+pub fn small_talk(latest_user_turn: &str) -> bool {
+    let text = latest_user_turn.trim().to_lowercase();
+    let opener = TRIVIAL_OPENERS
+        .iter()
+        .any(|o| text == *o || text.strip_prefix(o).is_some_and(|rest| rest.starts_with([' ', '!', ',', '.'])));
+    opener && text.split_whitespace().count() <= 6
 }
 
 /// Words that ask for something only a tool can do: fetch a page, search, send, read or write
@@ -112,6 +119,8 @@ mod tests {
         );
         assert_eq!(heuristic_tier("fix this:\n```rust\nfn main() {}\n```"), ModelTier::Complex);
         assert_eq!(cheaper(ModelTier::Complex), ModelTier::Normal);
+        assert!(small_talk("Hello! How are you?") && small_talk("thanks"));
+        assert!(!small_talk("read passwd") && !small_talk("hint: use the docs"));
         assert!(tool_shaped("Search the web for Rust 1.95 release notes"));
         assert!(tool_shaped("fetch https://example.com and summarise it"));
         assert!(tool_shaped("What's the weather in Rome?"));

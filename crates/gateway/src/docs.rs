@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::compat::{anthropic, openai};
 use crate::error;
-use crate::native::{admin, broadcasts, chains, keys, knowledge, ledger, shapes, usage};
+use crate::native::{admin, broadcasts, chains, equipment, keys, knowledge, ledger, shapes, usage};
 use crate::routes::Surface;
 use crate::{health, observe};
 
@@ -88,6 +88,7 @@ impl Modify for ErrorBodies {
         usage::usage,
         keys::create_key, keys::list_keys, keys::revoke_key,
         broadcasts::create, broadcasts::get,
+        equipment::list, equipment::get, equipment::run, equipment::enable, equipment::disable,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
     components(schemas(knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
@@ -97,6 +98,7 @@ impl Modify for ErrorBodies {
         (name = "ledger", description = "The tamper-evident log and its proofs"),
         (name = "keys", description = "API keys of the caller's tenant (admin keys only)"),
         (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts"),
+        (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export"),
     ),
 )]
 pub(crate) struct ApiDoc;

@@ -144,9 +144,12 @@ impl From<runtime::agent::AgentError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
             E::SelfApproval { .. } => ApiError::forbidden(error.to_string()),
-            E::Store(_) | E::Ledger(_) | E::CorruptRun { .. } | E::UnstorableRun { .. } | E::Stopped { .. } => {
-                ApiError::internal(error.to_string())
-            }
+            E::Store(_)
+            | E::Ledger(_)
+            | E::CorruptRun { .. }
+            | E::UnstorableRun { .. }
+            | E::Stopped { .. }
+            | E::Equipment(_) => ApiError::internal(error.to_string()),
         }
     }
 }

@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::compat::anthropic::{self, AnthropicError};
 use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
-use crate::native::{admin, broadcasts, chains, keys, knowledge, ledger, usage};
+use crate::native::{admin, broadcasts, chains, equipment, keys, knowledge, ledger, usage};
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
 
@@ -64,6 +64,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys/{id}", delete(keys::revoke_key))
         .route("/v1/broadcasts", post(broadcasts::create))
         .route("/v1/broadcasts/{id}", get(broadcasts::get))
+        .route("/v1/equipment", get(equipment::list))
+        .route("/v1/equipment/{name}", get(equipment::get))
+        .route("/v1/equipment/{name}/run", post(equipment::run))
+        .route("/v1/equipment/{name}/enable", post(equipment::enable))
+        .route("/v1/equipment/{name}/disable", post(equipment::disable))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth::<ApiError>));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

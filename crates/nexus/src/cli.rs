@@ -171,6 +171,10 @@ pub struct RunArgs {
     /// Run every step as this persona.
     #[arg(long)]
     pub persona: Option<String>,
+    /// Force the tier instead of the router's choice: trivial answers directly with no plan;
+    /// normal and complex plan on that tier's model.
+    #[arg(long, value_enum)]
+    pub tier: Option<TierArg>,
     #[arg(long, value_parser = parse_tenant, default_value = "demo")]
     pub tenant: TenantId,
     /// A QA spec (JSON: format, completeness and security checks) the final answer must pass.
@@ -179,6 +183,24 @@ pub struct RunArgs {
     /// Who is asking (recorded; they cannot approve their own run's actions).
     #[arg(long, default_value = "cli")]
     pub user: String,
+}
+
+/// A model tier on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TierArg {
+    Trivial,
+    Normal,
+    Complex,
+}
+
+impl From<TierArg> for engine::machine::ModelTier {
+    fn from(tier: TierArg) -> Self {
+        match tier {
+            TierArg::Trivial => engine::machine::ModelTier::Trivial,
+            TierArg::Normal => engine::machine::ModelTier::Normal,
+            TierArg::Complex => engine::machine::ModelTier::Complex,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

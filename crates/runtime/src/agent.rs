@@ -14,7 +14,7 @@ use domain::ports::{ActionSample, Approval, Companions, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use engine::gates::DriftHistory;
 use engine::machine::{
-    Action, Event, Input, ModelPurpose, ModelTier, Run, RunContext, SealKind, StepRecord, ToolFailure,
+    Action, Event, Input, ModelPurpose, ModelTier, Route, Run, RunContext, SealKind, StepRecord, ToolFailure,
 };
 use providers::pricing::PriceTable;
 use providers::{ChatRequest, Message, ModelProvider};
@@ -110,6 +110,9 @@ pub struct RunRequest {
     pub user: Option<String>,
     /// The chain id to use (so a caller can watch events before the run starts); new if `None`.
     pub chain_id: Option<ChainId>,
+    /// Forces the tier instead of asking the router: `trivial` answers directly with no plan,
+    /// `normal` or `complex` plan on that tier.
+    pub tier: Option<ModelTier>,
 }
 
 /// Where a run stands.
@@ -126,6 +129,10 @@ pub struct RunReport {
     pub output_tokens: u64,
     pub cost_usd: f64,
     pub models: Vec<String>,
+    /// How the run was routed (`None` for runs stored before routing).
+    pub route: Option<Route>,
+    /// What the requester should know about how the answer came about.
+    pub notice: Option<String>,
 }
 
 /// One engine event, for live views.
@@ -174,6 +181,9 @@ pub enum AgentError {
     CorruptRun { chain: String, reason: String },
     #[error("run {chain} cannot be stored: {reason}")]
     UnstorableRun { chain: String, reason: String },
+    /// The equipment the router chose failed to run.
+    #[error("{0}")]
+    Equipment(String),
 }
 
 impl From<crate::budget::BudgetCheckError> for AgentError {
@@ -274,8 +284,9 @@ impl Runtime {
             persona_override: request.persona.clone(),
             qa_spec: request.qa_spec.clone(),
         };
-        let mut run =
-            Run::new(request.chain_id.clone().unwrap_or_else(ChainId::generate), request.task.clone(), context);
+        let (route, equipment) = self.route_for(&request);
+        let mut run = Run::new(request.chain_id.clone().unwrap_or_else(ChainId::generate), request.task.clone(), context)
+            .routed(route.clone());
         let created = Timestamp::now();
         let mut record = StoredRun {
             tenant_id: request.tenant.clone(),
@@ -291,10 +302,80 @@ impl Runtime {
         let Some(_driving) = self.begin_driving(&run.chain_id) else {
             return Err(AgentError::AlreadyDriven { chain: run.chain_id.to_string() });
         };
-        self.store.save_run(&record).await?;
+        // The routing decision is sealed with the run's first save.
+        let draft = EntryDraft {
+            kind: EntryKind::Route,
+            chain_id: Some(run.chain_id.clone()),
+            payload: route_payload(&agent.models, &run, &request),
+        };
+        self.ledger.append_with(&request.tenant, draft, Companions { runs: vec![record.clone()], ..Companions::default() }).await?;
+        if let Some(name) = equipment
+            && let Some(answer) = self.answer_with_equipment(&request, &mut run, &mut record, name).await?
+        {
+            return Ok(answer);
+        }
         let first = run.advance(Input::Start);
         self.drive(&request.tenant, &mut run, first, &mut record, request.user.as_deref(), false).await?;
         Ok(report(&request.tenant, &run))
+    }
+
+    /// Answers a run with a piece of equipment and no model, when it can run here for the
+    /// tenant; `None` (the run goes on to a model) when it is switched off or unavailable.
+    async fn answer_with_equipment(
+        &self,
+        request: &RunRequest,
+        run: &mut Run,
+        record: &mut StoredRun,
+        name: &str,
+    ) -> Result<Option<RunReport>, AgentError> {
+        let by = request.user.clone().unwrap_or_else(|| "router".to_owned());
+        let outcome =
+            self.run_equipment(&request.tenant, name, &Value::Null, &by, Some(run.chain_id.clone())).await;
+        let done = match outcome {
+            Ok(done) => done,
+            Err(
+                error @ (crate::equipment::EquipmentError::Disabled { .. }
+                | crate::equipment::EquipmentError::Unavailable { .. }),
+            ) => {
+                tracing::info!(%error, equipment = name, "the equipment cannot answer; a model will");
+                return Ok(None);
+            }
+            Err(error) => return Err(AgentError::Equipment(error.to_string())),
+        };
+        let notice = format!("answered by the {name} equipment, with no model call");
+        let (action, events) = run.answered_without_model(done.summary.clone(), notice);
+        self.drive(&request.tenant, run, (action, events), record, request.user.as_deref(), false).await?;
+        Ok(Some(report(&request.tenant, run)))
+    }
+
+    /// How a run is routed: the forced tier, else the router's answer on the task (a run that
+    /// names its persona is planned work, at least on the normal tier).
+    fn route_for(&self, request: &RunRequest) -> (Route, Option<&'static str>) {
+        if let Some(tier) = request.tier {
+            return (Route { tier, by: "forced".into(), confidence: None }, None);
+        }
+        let routing = self.router.route(&request.task);
+        // Equipment answers only a request the router is sure of, that names no persona, and
+        // only equipment that changes nothing: words alone never start a state change.
+        let equipment = routing
+            .equipment
+            .as_deref()
+            .and_then(crate::equipment::spec)
+            .filter(|spec| !spec.changes_state && request.persona.is_none())
+            .filter(|_| routing.confidence.is_some_and(|c| c >= self.config.equipment_confidence))
+            .map(|spec| spec.name);
+        // Answered with no plan only when the router is sure (a classifier's confidence, or
+        // small talk a rule recognises), never a request for a tool's work or a named persona.
+        let sure = routing.confidence.map_or_else(
+            || engine::routing::small_talk(&request.task),
+            |confidence| confidence >= self.config.direct_answer_confidence,
+        );
+        let direct = routing.tier == ModelTier::Trivial
+            && sure
+            && request.persona.is_none()
+            && !engine::routing::tool_shaped(&request.task);
+        let tier = if direct { ModelTier::Trivial } else { routing.tier.max(ModelTier::Normal) };
+        (Route { tier, by: self.router.name().to_owned(), confidence: routing.confidence }, equipment)
     }
 
     /// The stored state of a run.
@@ -448,7 +529,23 @@ impl Runtime {
         let mut check_existing_seal = resumed;
         loop {
             let (action, events) = next;
+            let notices: Vec<String> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Notice { message } => Some(message.clone()),
+                    _ => None,
+                })
+                .collect();
             self.publish(tenant, &run.chain_id, events);
+            for notice in notices {
+                // Why the run went another way than planned is sealed with the run as it is now.
+                let payload = json!({ "notice": notice, "tier": run.work_tier() });
+                let draft = EntryDraft { kind: EntryKind::Route, chain_id: Some(run.chain_id.clone()), payload };
+                let state = snapshot(run, record, user)?;
+                self.ledger
+                    .append_with(tenant, draft, Companions { runs: vec![state], ..Companions::default() })
+                    .await?;
+            }
             if !matches!(action, Action::Finish { .. }) && self.cancel_requested(&run.chain_id) {
                 next = run.cancel("cancelled on request");
                 continue;
@@ -667,6 +764,32 @@ impl Runtime {
     }
 }
 
+/// What the `route` entry that opens a run's chain says: the tier, who decided and how sure,
+/// and the model that serves the tier.
+fn route_payload(models: &Models, run: &Run, request: &RunRequest) -> Value {
+    let route = run.route.as_ref();
+    let tier = route.map_or(ModelTier::Normal, |r| r.tier);
+    let model = match models {
+        Models::Configured { trivial, normal, complex } => {
+            let target = match tier {
+                ModelTier::Trivial => trivial,
+                ModelTier::Normal => normal,
+                ModelTier::Complex => complex,
+            };
+            Some(format!("{}/{}", target.provider.name(), target.model))
+        }
+        Models::NotConfigured(_) => None,
+    };
+    json!({
+        "tier": tier,
+        "by": route.map(|r| r.by.clone()),
+        "confidence": route.and_then(|r| r.confidence),
+        "model": model,
+        "planned": tier != ModelTier::Trivial,
+        "persona": request.persona,
+    })
+}
+
 /// The run as it should be stored now (also updating `record`).
 fn snapshot(run: &Run, record: &mut StoredRun, user: Option<&str>) -> Result<StoredRun, AgentError> {
     record.status = run.status;
@@ -731,6 +854,8 @@ pub(crate) fn report(tenant: &TenantId, run: &Run) -> RunReport {
         output_tokens: run.output_tokens,
         cost_usd: run.cost_usd,
         models: run.models.clone(),
+        route: run.route.clone(),
+        notice: run.notice.clone(),
     }
 }
 

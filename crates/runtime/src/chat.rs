@@ -354,6 +354,7 @@ impl Runtime {
                     qa_spec: None,
                     user: Some(principal.subject()),
                     chain_id: None,
+                    tier: None,
                 };
                 let handle = self.start_run(request).await.map_err(|e| e.to_string())?;
                 let chain = handle.chain_id().clone();

@@ -14,8 +14,10 @@ pub mod budget;
 pub mod chain_events;
 pub mod channels;
 pub mod chat;
+pub mod equipment;
 pub mod error;
 pub mod feed;
+pub mod jobs;
 pub mod keys;
 pub mod knowledge;
 mod ledger_proofs;
@@ -48,6 +50,16 @@ pub use tools::Availability;
 pub struct RuntimeConfig {
     /// Prefix of every checkpoint origin, e.g. `nexus.local` → `nexus.local/ledger/<tenant>`.
     pub ledger_origin: String,
+    /// How sure the classifier must be that a request is trivial for a run to answer it with
+    /// no plan (below: planned on the normal tier).
+    pub direct_answer_confidence: f64,
+    /// Where the equipment writes and reads on this machine.
+    pub equipment: equipment::EquipmentSettings,
+    /// The job workers and the scheduler.
+    pub jobs: jobs::JobSettings,
+    /// How sure the classifier must be that a request is for a piece of equipment for the
+    /// equipment to answer it with no model (below: a model answers, as any request).
+    pub equipment_confidence: f64,
     /// How often checkpoints are signed for logs that grew.
     pub checkpoint_interval: Duration,
     /// Signs API tokens (HS256). `None`: a random secret for this process only.
@@ -63,6 +75,10 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             ledger_origin: "nexus.local".into(),
+            direct_answer_confidence: 0.5,
+            equipment_confidence: 0.75,
+            equipment: equipment::EquipmentSettings::default(),
+            jobs: jobs::JobSettings::default(),
             checkpoint_interval: Duration::from_secs(1),
             token_secret: None,
             limits: limits::LimitSettings::default(),

@@ -30,10 +30,24 @@ use crate::budget::{BudgetCheckError, BudgetExhausted, BudgetState, BudgetStatus
 pub use providers::types::{FinishReason, Message, Role, ToolCall, ToolSpec};
 pub use providers::{ChatRequest, ChatResponse, ProviderError, StreamEvent, Usage};
 
-/// Picks a tier for `nexus/auto` from the user's latest turn.
+/// Where a request goes: the tier that does its work, or a piece of equipment, and how sure the
+/// router is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub tier: ModelTier,
+    /// The equipment that would answer it (`health_check`, `cost_report`, …), if any.
+    pub equipment: Option<String>,
+    /// The router's probability for its answer, when it gives one (a rule gives none).
+    pub confidence: Option<f64>,
+}
+
+/// Routes requests (agent runs and `nexus/auto`) from the user's latest turn alone.
 pub trait TierRouter: Send + Sync {
     fn name(&self) -> &str;
-    fn tier(&self, latest_user_turn: &str) -> ModelTier;
+    fn route(&self, latest_user_turn: &str) -> Routing;
+    fn tier(&self, latest_user_turn: &str) -> ModelTier {
+        self.route(latest_user_turn).tier
+    }
 }
 
 /// The rule-based router of [`engine::routing`], used when no classifier model is loaded.
@@ -44,8 +58,8 @@ impl TierRouter for HeuristicRouter {
         "heuristic"
     }
 
-    fn tier(&self, latest_user_turn: &str) -> ModelTier {
-        engine::routing::heuristic_tier(latest_user_turn)
+    fn route(&self, latest_user_turn: &str) -> Routing {
+        Routing { tier: engine::routing::heuristic_tier(latest_user_turn), equipment: None, confidence: None }
     }
 }
 

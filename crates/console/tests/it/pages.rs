@@ -466,6 +466,7 @@ async fn the_overview_shows_each_providers_breaker_opening_after_failures() {
             qa_spec: None,
             user: None,
             chain_id: None,
+            tier: None,
         };
         let handle = app.runtime.start_run(request).await.expect("started");
         if let Ok(report) = handle.finished().await {

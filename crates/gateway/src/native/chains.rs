@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use domain::ChainId;
 use domain::agent::ChainStatus;
 use futures_util::Stream;
+use engine::machine::ModelTier;
 use runtime::agent::RunRequest;
 use runtime::auth::Principal;
 use runtime::runs::{NumberedEvent, RunEvents};
@@ -53,6 +54,15 @@ fn run_request(principal: &Principal, body: ExecuteRequest) -> Result<RunRequest
         }
         Some(_) => return Err(ApiError::bad_request("invalid field `config`: expected an object").with_param("config")),
     }
+    let tier = match body.tier.as_deref() {
+        None => None,
+        Some("trivial") => Some(ModelTier::Trivial),
+        Some("normal") => Some(ModelTier::Normal),
+        Some("complex") => Some(ModelTier::Complex),
+        Some(other) => {
+            return Err(ApiError::invalid("tier", format!("unknown tier {other:?}; expected trivial, normal or complex")));
+        }
+    };
     Ok(RunRequest {
         tenant: principal.tenant.clone(),
         task: body.task,
@@ -60,6 +70,7 @@ fn run_request(principal: &Principal, body: ExecuteRequest) -> Result<RunRequest
         qa_spec,
         user: Some(principal.subject()),
         chain_id: None,
+        tier,
     })
 }
 

@@ -19,6 +19,9 @@ pub struct ExecuteRequest {
     pub task: String,
     /// A persona name; when absent the engine picks one per step.
     pub persona: Option<String>,
+    /// Forces the tier instead of the router's choice: `trivial` (answered directly, no plan),
+    /// `normal` or `complex` (planned on that tier's model).
+    pub tier: Option<String>,
     /// Per-request overrides. Supported: `qa_spec` (a JSON QA spec, as `nexus run --qa-spec` reads).
     #[schema(value_type = Option<crate::schema::ExecuteConfig>)]
     pub config: Option<Value>,
@@ -71,8 +74,24 @@ pub struct ExecuteResponse {
     pub error: Option<String>,
     pub cost: CostSummary,
     pub models: Vec<String>,
+    /// How the run was routed before it started (absent for runs older than routing).
+    pub route: Option<RouteResponse>,
+    /// What the requester should know about how the answer came about (e.g. the plan was
+    /// skipped, and why).
+    pub notice: Option<String>,
     /// Time the request took (for `GET /v1/chains/{id}`: 0).
     pub duration_ms: u64,
+}
+
+/// A run's routing decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteResponse {
+    /// `trivial` (answered directly, no plan), `normal` or `complex`.
+    pub tier: String,
+    /// Who decided: `classifier`, `heuristic` or `forced`.
+    pub by: String,
+    /// The router's probability for its answer, when it gives one.
+    pub confidence: Option<f64>,
 }
 
 /// Builds the response of a run; `records` are the chain's ledger entries (for seal times).
@@ -120,6 +139,12 @@ pub fn execute_response(report: &RunReport, records: &[LedgerRecord], duration_m
             total_cost_usd: report.cost_usd,
         },
         models: report.models.clone(),
+        route: report.route.as_ref().map(|r| RouteResponse {
+            tier: verdict(&r.tier),
+            by: r.by.clone(),
+            confidence: r.confidence,
+        }),
+        notice: report.notice.clone(),
         duration_ms,
     }
 }
@@ -154,5 +179,6 @@ pub fn sse_event(event: &Event) -> (&'static str, Value) {
             }}),
         ),
         Event::Error { message } => ("error", json!({"message": message})),
+        Event::Notice { message } => ("notice", json!({"message": message})),
     }
 }

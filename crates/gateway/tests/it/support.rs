@@ -191,6 +191,7 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
         limits: options.limits,
         default_budget_usd: options.budget_usd,
         budget_alert_fraction: None,
+        ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, options.embedder);
     let openai_provider: Arc<dyn ModelProvider> = Arc::new(

@@ -44,6 +44,7 @@ pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {
         qa_spec,
         user: Some(args.user),
         chain_id: None,
+        tier: args.tier.map(Into::into),
     };
     let outcome = runtime.execute(request).await;
     runtime.shutdown().await;
@@ -74,6 +75,7 @@ fn print_event(event: &Event) {
         Event::ApprovalRequired { step, tool, reason } => format!("step {step}: {tool} waits for approval: {reason}"),
         Event::ChainCompleted { status, .. } => format!("chain {status}"),
         Event::Error { message } => format!("  note: {message}"),
+        Event::Notice { message } => format!("  notice: {message}"),
     };
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "{line}");

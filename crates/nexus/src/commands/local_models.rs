@@ -1,6 +1,6 @@
 //! The in-process models, loaded from `models_dir` when `cargo xtask models` fetched them:
 //! sentence embeddings (retrieval, gate 2, `/v1/embeddings`), the tier classifier
-//! (`nexus/auto`), and SmolLM2 as the `local` provider. A missing model is a logged notice and a
+//! (agent runs and `nexus/auto`), and SmolLM2 as the `local` provider. A missing model is a logged notice and a
 //! fallback (gate 2 skips, BM25-only retrieval, heuristic routing), never an error.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use engine::machine::ModelTier;
 use models::{SentenceEmbedder, Tier, TierClassifier};
 use providers::ModelProvider;
-use runtime::llm::TierRouter;
+use runtime::llm::{HeuristicRouter, Routing, TierRouter};
 
 use crate::config::Config;
 
@@ -63,17 +63,31 @@ impl TierRouter for ClassifierRouter {
         "classifier"
     }
 
-    fn tier(&self, latest_user_turn: &str) -> ModelTier {
+    fn route(&self, latest_user_turn: &str) -> Routing {
         match self.0.classify(latest_user_turn) {
-            Ok(c) => match c.tier {
-                Tier::Trivial => ModelTier::Trivial,
-                Tier::Normal => ModelTier::Normal,
-                Tier::Complex => ModelTier::Complex,
+            Ok(c) => Routing {
+                tier: match c.tier {
+                    Tier::Trivial => ModelTier::Trivial,
+                    Tier::Normal => ModelTier::Normal,
+                    Tier::Complex => ModelTier::Complex,
+                },
+                equipment: c.equipment.map(|e| equipment_name(e).to_owned()),
+                confidence: Some(f64::from(c.confidence)),
             },
             Err(error) => {
                 tracing::warn!(%error, "classifier failed; routing by rule");
-                engine::routing::heuristic_tier(latest_user_turn)
+                HeuristicRouter.route(latest_user_turn)
             }
         }
+    }
+}
+
+/// The runtime's name of a piece of equipment the classifier recognises.
+fn equipment_name(equipment: models::Equipment) -> &'static str {
+    match equipment {
+        models::Equipment::HealthCheck => "health_check",
+        models::Equipment::Backup => "backup",
+        models::Equipment::CostReport => "cost_report",
+        models::Equipment::LogRotate => "log_rotate",
     }
 }

@@ -141,6 +141,7 @@ async fn runtime_parts(
         limits: config.api.limits,
         default_budget_usd: Some(config.api.budget_usd),
         budget_alert_fraction: Some(config.api.alert_fraction),
+        ..RuntimeConfig::default()
     };
     let local = match needs {
         Some(needs) => {

@@ -137,6 +137,7 @@ pub(crate) fn request(task: &str, persona: Option<&str>) -> RunRequest {
         qa_spec: None,
         user: Some("alice".into()),
         chain_id: None,
+        tier: None,
     }
 }
 
@@ -271,12 +272,85 @@ async fn no_configured_provider_says_how_to_configure_one() {
 }
 
 #[tokio::test]
-async fn malformed_planner_output_fails_clearly() {
+async fn malformed_planner_output_fails_clearly_when_the_task_needs_a_tool() {
     let server = fake_model(&[(PLAN, "I am not sure what you mean.")]).await;
     let agent = agent(&server).await;
-    let report = agent.runtime.execute(request("do the thing", None)).await.expect("runs");
+    let report = agent.runtime.execute(request("search our docs for the refund policy", None)).await.expect("runs");
     assert_eq!(report.status, ChainStatus::Failed);
     assert!(report.error.as_deref().is_some_and(|e| e.contains("did not produce a usable plan")), "{report:?}");
+}
+
+#[tokio::test]
+async fn an_unusable_plan_falls_back_to_a_direct_answer_with_a_sealed_notice() {
+    let server =
+        fake_model(&[(PLAN, "I am not sure what you mean."), (ANSWER, "Light scatters more at short wavelengths.")])
+            .await;
+    let agent = agent(&server).await;
+    let report = agent.runtime.execute(request("explain why the sky is blue", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
+    assert_eq!(report.answer.as_deref(), Some("Light scatters more at short wavelengths."));
+    let notice = report.notice.clone().expect("a notice");
+    assert!(notice.contains("plan was skipped"), "{notice}");
+    // The run's chain holds the route it took and, sealed with it, why the plan was skipped.
+    let records = agent.runtime.store().chain_records(&demo(), &report.chain_id).await.expect("records");
+    let routes: Vec<&domain::ledger::LedgerRecord> =
+        records.iter().filter(|r| r.kind == domain::ledger::EntryKind::Route).collect();
+    assert_eq!(routes.len(), 2, "{records:?}");
+    let opening: Value = serde_json::from_str(&routes[0].payload).expect("json");
+    assert_eq!((opening["tier"].as_str(), opening["by"].as_str()), (Some("normal"), Some("heuristic")));
+    assert_eq!(opening["model"], "fake/gpt-4o-mini");
+    let skipped: Value = serde_json::from_str(&routes[1].payload).expect("json");
+    assert_eq!(skipped["notice"], notice.as_str());
+}
+
+/// Models whose tiers are told apart by name: trivial `gpt-4o-mini`, normal and complex
+/// `gpt-4o`.
+fn tiered(provider: Arc<dyn ModelProvider>) -> Models {
+    Models::Configured {
+        trivial: ModelTarget { provider: provider.clone(), model: "gpt-4o-mini".into() },
+        normal: ModelTarget { provider: provider.clone(), model: "gpt-4o".into() },
+        complex: ModelTarget { provider, model: "gpt-4o".into() },
+    }
+}
+
+/// The `model` of every chat request the fake server received.
+async fn models_asked(server: &MockServer) -> Vec<String> {
+    let received = server.received_requests().await.expect("recording");
+    received
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).expect("json body");
+            body["model"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_trivial_request_is_answered_by_the_trivial_tier_with_no_planner_call() {
+    let server = fake_model(&[(ANSWER, "Hello! How can I help?")]).await;
+    let agent = agent_with(sqlite().await, tiered(provider(&server.uri())), Vec::new()).await;
+    let report = agent.runtime.execute(request("Hello! How are you?", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
+    assert_eq!(models_asked(&server).await, ["gpt-4o-mini"], "one request, on the trivial tier's model");
+    let route = report.route.clone().expect("routed");
+    assert_eq!((route.tier, route.by.as_str()), (engine::machine::ModelTier::Trivial, "heuristic"));
+    assert!(report.steps.is_empty() && report.notice.is_none());
+
+    // Forcing a tier overrides the router: a forced normal run plans on the normal model.
+    let server = fake_model(&[(PLAN, "[]"), (ANSWER, "Hi.")]).await;
+    let agent = agent_with(sqlite().await, tiered(provider(&server.uri())), Vec::new()).await;
+    let mut forced = request("Hello! How are you?", None);
+    forced.tier = Some(engine::machine::ModelTier::Normal);
+    let report = agent.runtime.execute(forced).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
+    assert_eq!(models_asked(&server).await, ["gpt-4o", "gpt-4o-mini"], "planned on normal, answered cheaply");
+    assert_eq!(report.route.map(|r| r.by), Some("forced".to_owned()));
+
+    // A named persona is planned work, never a direct answer.
+    let server = fake_model(&[(PLAN, "[]"), (ANSWER, "Hi.")]).await;
+    let agent = agent_with(sqlite().await, tiered(provider(&server.uri())), Vec::new()).await;
+    let report = agent.runtime.execute(request("Hello! How are you?", Some("researcher"))).await.expect("runs");
+    assert_eq!(models_asked(&server).await.first().map(String::as_str), Some("gpt-4o"), "{report:?}");
 }
 
 #[tokio::test]
