@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::compat::{anthropic, openai};
 use crate::error;
-use crate::native::{admin, broadcasts, chains, equipment, keys, knowledge, ledger, shapes, usage};
+use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, shapes, usage};
 use crate::routes::Surface;
 use crate::{health, observe};
 
@@ -89,6 +89,8 @@ impl Modify for ErrorBodies {
         keys::create_key, keys::list_keys, keys::revoke_key,
         broadcasts::create, broadcasts::get,
         equipment::list, equipment::get, equipment::run, equipment::enable, equipment::disable,
+        jobs::list, jobs::create, jobs::get, jobs::cancel, jobs::retry,
+        jobs::list_schedules, jobs::create_schedule, jobs::get_schedule, jobs::delete_schedule,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
     components(schemas(knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
@@ -98,6 +100,7 @@ impl Modify for ErrorBodies {
         (name = "ledger", description = "The tamper-evident log and its proofs"),
         (name = "keys", description = "API keys of the caller's tenant (admin keys only)"),
         (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts"),
+        (name = "jobs", description = "Background jobs (a durable queue) and the cron schedules that enqueue them"),
         (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export"),
     ),
 )]

@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::compat::anthropic::{self, AnthropicError};
 use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
-use crate::native::{admin, broadcasts, chains, equipment, keys, knowledge, ledger, usage};
+use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, usage};
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
 
@@ -69,6 +69,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/equipment/{name}/run", post(equipment::run))
         .route("/v1/equipment/{name}/enable", post(equipment::enable))
         .route("/v1/equipment/{name}/disable", post(equipment::disable))
+        .route("/v1/jobs", get(jobs::list).post(jobs::create))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/schedules", get(jobs::list_schedules).post(jobs::create_schedule))
+        .route("/v1/schedules/{id}", get(jobs::get_schedule).delete(jobs::delete_schedule))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth::<ApiError>));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

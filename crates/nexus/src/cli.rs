@@ -75,6 +75,12 @@ pub enum Command {
     /// People who sign in to the web console (email and password).
     #[command(subcommand)]
     Users(UserCommand),
+    /// Background jobs: list them, run one now, cancel or retry one.
+    #[command(subcommand)]
+    Jobs(JobCommand),
+    /// Cron schedules that enqueue background jobs.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Add files to a tenant's knowledge base: text, Markdown, HTML and PDF; folders are walked.
     Ingest(IngestArgs),
 }
@@ -118,6 +124,83 @@ pub enum KeyCommand {
     /// Revoke a key by id.
     Revoke {
         id: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List a tenant's jobs, newest first.
+    List {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// Only jobs in this state: pending, running, completed, failed or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Enqueue a job and run it here, now, to its end; prints its result.
+    Run {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// Run a piece of equipment (health_check, cost_report, log_rotate, ledger_checkpoint_export).
+        #[arg(long, conflicts_with = "task", required_unless_present = "task")]
+        equipment: Option<String>,
+        /// The equipment's parameters as a JSON object, e.g. '{"days": 30}'.
+        #[arg(long, requires = "equipment")]
+        params: Option<String>,
+        /// Run an agent task (routed, gated, sealed and budgeted like any run).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Cancel a pending job, or ask a running one to stop.
+    Cancel {
+        id: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+    /// Make a failed or cancelled job pending again.
+    Retry {
+        id: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// List a tenant's schedules with their next planned runs.
+    List {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+    /// Add a schedule, e.g. `nexus schedule add nightly-health --cron "0 3 * * *" --timezone Europe/Rome --equipment health_check`.
+    Add {
+        name: String,
+        /// Five fields (minute hour day-of-month month day-of-week) or six (seconds first).
+        #[arg(long)]
+        cron: String,
+        /// An IANA time zone the expression is read in.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        #[arg(long, conflicts_with = "task", required_unless_present = "task")]
+        equipment: Option<String>,
+        /// The equipment's parameters as a JSON object.
+        #[arg(long, requires = "equipment")]
+        params: Option<String>,
+        #[arg(long)]
+        task: Option<String>,
+        /// What to do about runs missed while no server ran: run_once or skip.
+        #[arg(long, default_value = "run_once")]
+        missed: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+    /// Remove a schedule by id or name (the jobs it enqueued stay).
+    Remove {
+        schedule: String,
         #[arg(long, value_parser = parse_tenant, default_value = "demo")]
         tenant: TenantId,
     },

@@ -285,8 +285,9 @@ impl Runtime {
             qa_spec: request.qa_spec.clone(),
         };
         let (route, equipment) = self.route_for(&request);
-        let mut run = Run::new(request.chain_id.clone().unwrap_or_else(ChainId::generate), request.task.clone(), context)
-            .routed(route.clone());
+        let mut run =
+            Run::new(request.chain_id.clone().unwrap_or_else(ChainId::generate), request.task.clone(), context)
+                .routed(route.clone());
         let created = Timestamp::now();
         let mut record = StoredRun {
             tenant_id: request.tenant.clone(),
@@ -308,7 +309,9 @@ impl Runtime {
             chain_id: Some(run.chain_id.clone()),
             payload: route_payload(&agent.models, &run, &request),
         };
-        self.ledger.append_with(&request.tenant, draft, Companions { runs: vec![record.clone()], ..Companions::default() }).await?;
+        self.ledger
+            .append_with(&request.tenant, draft, Companions { runs: vec![record.clone()], ..Companions::default() })
+            .await?;
         if let Some(name) = equipment
             && let Some(answer) = self.answer_with_equipment(&request, &mut run, &mut record, name).await?
         {
@@ -329,8 +332,7 @@ impl Runtime {
         name: &str,
     ) -> Result<Option<RunReport>, AgentError> {
         let by = request.user.clone().unwrap_or_else(|| "router".to_owned());
-        let outcome =
-            self.run_equipment(&request.tenant, name, &Value::Null, &by, Some(run.chain_id.clone())).await;
+        let outcome = self.run_equipment(&request.tenant, name, &Value::Null, &by, Some(run.chain_id.clone())).await;
         let done = match outcome {
             Ok(done) => done,
             Err(

@@ -47,9 +47,11 @@ pub const EQUIPMENT: &[Spec] = &[
     Spec {
         name: "cost_report",
         description: "Spend per model, per API key and per person over a period.",
-        parameters: &[
-            Param { name: "days", kind: "integer", description: "How many days back from now (1 to 366; default 7)." },
-        ],
+        parameters: &[Param {
+            name: "days",
+            kind: "integer",
+            description: "How many days back from now (1 to 366; default 7).",
+        }],
         changes_state: false,
     },
     Spec {
@@ -167,7 +169,9 @@ impl Runtime {
                 unavailable: self.unavailable(spec.name),
                 schedules: schedules
                     .iter()
-                    .filter(|s| s.kind == domain::job::JobKind::Equipment && equipment_of(&s.payload) == Some(spec.name))
+                    .filter(|s| {
+                        s.kind == domain::job::JobKind::Equipment && equipment_of(&s.payload) == Some(spec.name)
+                    })
                     .map(|s| ScheduleRef {
                         id: s.id.clone(),
                         name: s.name.clone(),
@@ -231,7 +235,9 @@ impl Runtime {
             "health_check" => self.health_check().await,
             "cost_report" => self.cost_report(tenant, params.integer("days", 7, 1, 366)?).await?,
             "log_rotate" => self.log_rotate(params.integer("keep_days", 30, 1, 3650)?).await?,
-            "ledger_checkpoint_export" => self.export_checkpoints(tenant, params.integer("count", 10, 1, 1000)?).await?,
+            "ledger_checkpoint_export" => {
+                self.export_checkpoints(tenant, params.integer("count", 10, 1, 1000)?).await?
+            }
             other => return Err(EquipmentError::Unavailable { name: other.to_owned(), reason: "not built".into() }),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -243,14 +249,7 @@ impl Runtime {
         let appended =
             self.ledger.append(tenant, EntryDraft { kind: EntryKind::Equipment, chain_id: chain, payload }).await?;
         metrics::counter!("nexus_equipment_runs_total", "equipment" => spec.name, "ok" => ok.to_string()).increment(1);
-        Ok(EquipmentRun {
-            name: spec.name.to_owned(),
-            ok,
-            summary,
-            result,
-            duration_ms,
-            ledger_index: appended.index,
-        })
+        Ok(EquipmentRun { name: spec.name.to_owned(), ok, summary, result, duration_ms, ledger_index: appended.index })
     }
 
     /// Why a piece of equipment cannot run on this process, if it cannot.
@@ -355,7 +354,10 @@ impl Runtime {
         let list = |map: std::collections::BTreeMap<String, (u64, f64)>| -> Vec<Value> {
             let mut items: Vec<(String, (u64, f64))> = map.into_iter().collect();
             items.sort_by(|a, b| b.1.1.total_cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
-            items.into_iter().map(|(name, (calls, cost))| json!({"name": name, "calls": calls, "cost_usd": cost})).collect()
+            items
+                .into_iter()
+                .map(|(name, (calls, cost))| json!({"name": name, "calls": calls, "cost_usd": cost}))
+                .collect()
         };
         let by_model = list(by_model);
         let top = by_model
@@ -387,10 +389,8 @@ impl Runtime {
             return Err(EquipmentError::Unavailable { name: name.into(), reason: "no export directory".into() });
         };
         let dir = root.join(tenant.as_str());
-        let failed = |e: std::io::Error| EquipmentError::Failed {
-            name: name.into(),
-            reason: format!("{}: {e}", dir.display()),
-        };
+        let failed =
+            |e: std::io::Error| EquipmentError::Failed { name: name.into(), reason: format!("{}: {e}", dir.display()) };
         let mut checkpoints = self.store.checkpoints(tenant).await?;
         checkpoints.sort_by_key(|c| c.size);
         let keep = usize::try_from(count).unwrap_or(10);

@@ -126,8 +126,9 @@ impl CronSchedule {
     pub fn parse(expression: &str, timezone: &str) -> Result<Self, JobError> {
         let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
         let cron = parser.parse(expression.trim()).map_err(|e| invalid("cron", format!("{expression:?}: {e}")))?;
-        let zone = chrono_tz::Tz::from_str(timezone.trim())
-            .map_err(|_| invalid("timezone", format!("{timezone:?} is not an IANA time zone (e.g. Europe/Rome, UTC)")))?;
+        let zone = chrono_tz::Tz::from_str(timezone.trim()).map_err(|_| {
+            invalid("timezone", format!("{timezone:?} is not an IANA time zone (e.g. Europe/Rome, UTC)"))
+        })?;
         Ok(Self { cron, zone })
     }
 
@@ -371,8 +372,10 @@ impl Runtime {
                 finished_at: None,
                 updated_at: now,
             });
-            let moved =
-                self.store.advance_schedule(&schedule.tenant_id, &schedule.id, planned, next, job.as_ref(), now).await?;
+            let moved = self
+                .store
+                .advance_schedule(&schedule.tenant_id, &schedule.id, planned, next, job.as_ref(), now)
+                .await?;
             if let (true, Some(job)) = (moved, job) {
                 self.seal_job(&job.tenant_id, &job, "enqueued", &job.created_by).await?;
                 fired.push(job);
@@ -489,15 +492,14 @@ impl Runtime {
         match job.kind {
             JobKind::Equipment => {
                 let name = payload["equipment"].as_str().unwrap_or_default();
-                let run = self
-                    .run_equipment(&job.tenant_id, name, &payload["params"], &by, None)
-                    .await
-                    .map_err(|e| match e {
+                let run = self.run_equipment(&job.tenant_id, name, &payload["params"], &by, None).await.map_err(
+                    |e| match e {
                         crate::equipment::EquipmentError::Store(_) | crate::equipment::EquipmentError::Ledger(_) => {
                             Failure::Transient(e.to_string())
                         }
                         other => Failure::Permanent(other.to_string()),
-                    })?;
+                    },
+                )?;
                 if !run.ok {
                     // A health check that finds a problem ran fine: its result says so.
                     tracing::warn!(tenant = %job.tenant_id, equipment = name, summary = %run.summary, "equipment reported a problem");

@@ -116,17 +116,53 @@ pub struct ToolFailure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    ChainStarted { chain_id: String, steps: usize },
-    StepStarted { step: usize, persona: String, tool: String },
-    GateResult { step: usize, gate: String, verdict: GateVerdict, score: f64, threshold: f64 },
-    SealCreated { step: usize, seal_kind: SealKind, status: ActionStatus, fingerprint: String, result_preview: String },
-    StepCompleted { step: usize, status: ActionStatus },
-    ApprovalRequired { step: usize, tool: String, reason: String },
-    ChainCompleted { chain_id: String, status: ChainStatus, input_tokens: u64, output_tokens: u64, cost_usd: f64 },
-    Error { message: String },
+    ChainStarted {
+        chain_id: String,
+        steps: usize,
+    },
+    StepStarted {
+        step: usize,
+        persona: String,
+        tool: String,
+    },
+    GateResult {
+        step: usize,
+        gate: String,
+        verdict: GateVerdict,
+        score: f64,
+        threshold: f64,
+    },
+    SealCreated {
+        step: usize,
+        seal_kind: SealKind,
+        status: ActionStatus,
+        fingerprint: String,
+        result_preview: String,
+    },
+    StepCompleted {
+        step: usize,
+        status: ActionStatus,
+    },
+    ApprovalRequired {
+        step: usize,
+        tool: String,
+        reason: String,
+    },
+    ChainCompleted {
+        chain_id: String,
+        status: ChainStatus,
+        input_tokens: u64,
+        output_tokens: u64,
+        cost_usd: f64,
+    },
+    Error {
+        message: String,
+    },
     /// Something about how the answer came about that the requester should know (the plan was
     /// skipped, and why).
-    Notice { message: String },
+    Notice {
+        message: String,
+    },
 }
 
 /// What the run looks like from outside, per step.

@@ -14,8 +14,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use domain::ChainId;
 use domain::agent::ChainStatus;
-use futures_util::Stream;
 use engine::machine::ModelTier;
+use futures_util::Stream;
 use runtime::agent::RunRequest;
 use runtime::auth::Principal;
 use runtime::runs::{NumberedEvent, RunEvents};
@@ -60,7 +60,10 @@ fn run_request(principal: &Principal, body: ExecuteRequest) -> Result<RunRequest
         Some("normal") => Some(ModelTier::Normal),
         Some("complex") => Some(ModelTier::Complex),
         Some(other) => {
-            return Err(ApiError::invalid("tier", format!("unknown tier {other:?}; expected trivial, normal or complex")));
+            return Err(ApiError::invalid(
+                "tier",
+                format!("unknown tier {other:?}; expected trivial, normal or complex"),
+            ));
         }
     };
     Ok(RunRequest {

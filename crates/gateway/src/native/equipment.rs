@@ -40,7 +40,9 @@ impl From<EquipmentError> for ApiError {
     fn from(error: EquipmentError) -> Self {
         match &error {
             EquipmentError::Unknown { .. } => ApiError::not_found(error.to_string()),
-            EquipmentError::InvalidParam { param, .. } => ApiError::invalid(&format!("params.{param}"), error.to_string()),
+            EquipmentError::InvalidParam { param, .. } => {
+                ApiError::invalid(&format!("params.{param}"), error.to_string())
+            }
             EquipmentError::Disabled { .. } => {
                 ApiError::new(axum::http::StatusCode::CONFLICT, "equipment_disabled", error.to_string())
             }
@@ -91,7 +93,8 @@ pub(crate) async fn run(
     RawBody(bytes): RawBody,
 ) -> Result<Json<EquipmentRun>, ApiError> {
     require_admin(&principal, "running equipment")?;
-    let body: RunEquipmentRequest = if bytes.iter().all(u8::is_ascii_whitespace) { RunEquipmentRequest::default() } else { parse(&bytes)? };
+    let body: RunEquipmentRequest =
+        if bytes.iter().all(u8::is_ascii_whitespace) { RunEquipmentRequest::default() } else { parse(&bytes)? };
     let params = body.params.unwrap_or(Value::Null);
     let run = state.runtime.run_equipment(&principal.tenant, &path.name, &params, &principal.subject(), None).await?;
     Ok(Json(run))
@@ -121,7 +124,12 @@ pub(crate) async fn disable(
     switch(state, principal, path.name, false).await
 }
 
-async fn switch(state: AppState, principal: Principal, name: String, on: bool) -> Result<Json<EquipmentInfo>, ApiError> {
+async fn switch(
+    state: AppState,
+    principal: Principal,
+    name: String,
+    on: bool,
+) -> Result<Json<EquipmentInfo>, ApiError> {
     require_admin(&principal, if on { "enabling equipment" } else { "disabling equipment" })?;
     state.runtime.set_equipment_enabled(&principal.tenant, &name, on, &principal.subject()).await?;
     Ok(Json(state.runtime.equipment_info(&principal.tenant, &name).await?))

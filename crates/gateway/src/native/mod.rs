@@ -1,10 +1,11 @@
 //! The native `/v1` API: agent runs and their events, the ledger, personas, tools, approvals,
-//! knowledge, usage, API keys, broadcasts, equipment and the token exchange.
+//! knowledge, usage, API keys, broadcasts, equipment, background jobs and schedules and the token exchange.
 
 pub(crate) mod admin;
 pub(crate) mod broadcasts;
 pub(crate) mod chains;
 pub(crate) mod equipment;
+pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod knowledge;
 pub(crate) mod ledger;

@@ -5,6 +5,7 @@ mod agent;
 mod agent_setup;
 mod approvals;
 mod ingest;
+mod jobs;
 mod keys;
 mod ledger_commands;
 mod local_models;
@@ -47,6 +48,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => keys::run(command, config).await,
         Command::Users(command) => users::run(command, config).await,
         Command::Ingest(args) => ingest::run(args, config).await,
+        Command::Jobs(command) => jobs::jobs(command, config).await,
+        Command::Schedule(command) => jobs::schedule(command, config).await,
     }
 }
 
@@ -141,6 +144,10 @@ async fn runtime_parts(
         limits: config.api.limits,
         default_budget_usd: Some(config.api.budget_usd),
         budget_alert_fraction: Some(config.api.alert_fraction),
+        equipment: runtime::equipment::EquipmentSettings {
+            export_dir: Some(config.data_dir.join("checkpoints")),
+            data_dir: Some(config.data_dir.clone()),
+        },
         ..RuntimeConfig::default()
     };
     let local = match needs {

@@ -50,6 +50,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         }
     });
     start_channels(&runtime, &config);
+    // Background jobs: this process's workers and its share of the scheduler's sweep.
+    let jobs = runtime.start_jobs();
     let metrics = gateway::install_recorder()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -90,6 +92,10 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     maintenance.abort();
+    // A job cut short here is taken over by another process once its lease runs out.
+    for handle in jobs {
+        handle.abort();
+    }
     if let Err(error) = runtime.auth().flush_last_used().await {
         tracing::warn!(%error, "could not record when API keys were last used");
     }
