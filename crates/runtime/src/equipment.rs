@@ -290,6 +290,7 @@ impl Runtime {
         let channels: Vec<Value> = self
             .channel_health()
             .into_iter()
+            .filter(|c| c.state != crate::channels::ChannelState::Unconfigured)
             .map(|c| {
                 let ok = c.state.is_healthy();
                 if !ok {
@@ -314,7 +315,7 @@ impl Runtime {
         let ok = problems.is_empty();
         let summary = if ok {
             format!(
-                "Healthy: the {} database answers, {} provider(s) and {} channel(s) are up{}.",
+                "Healthy: the {} database answers, {} provider(s) and {} configured channel(s) are up{}.",
                 self.store.backend(),
                 providers.len(),
                 channels.len(),

@@ -2,6 +2,7 @@
 
 mod agent;
 mod crash;
+mod jobs;
 mod keys;
 mod knowledge;
 mod ledger;
