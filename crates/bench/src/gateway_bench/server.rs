@@ -137,6 +137,7 @@ async fn serve(
         // The seeded $50 a month: checked on every call, never reached by this run's costs.
         default_budget_usd: None,
         budget_alert_fraction: None,
+        ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(store, CheckpointSigner::new(SigningKey::from_bytes(&SIGNING_KEY)), config, None);
     let openai: Arc<dyn ModelProvider> = Arc::new(OpenAiProvider::new(OpenAiConfig {

@@ -39,6 +39,7 @@ impl TierRouter for Fixed {
     }
 }
 
+#[derive(Default)]
 struct Setup {
     models: Option<Models>,
     router: Option<Routing>,
@@ -47,11 +48,6 @@ struct Setup {
     export_dir: Option<std::path::PathBuf>,
 }
 
-impl Default for Setup {
-    fn default() -> Self {
-        Self { models: None, router: None, budget_usd: None, jobs: JobSettings::default(), export_dir: None }
-    }
-}
 
 async fn start(db: &TestDatabase, setup: Setup) -> Runtime {
     let config = RuntimeConfig {
