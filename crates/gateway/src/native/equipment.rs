@@ -57,7 +57,7 @@ impl From<EquipmentError> for ApiError {
 #[utoipa::path(get, path = "/v1/equipment", tag = "equipment",
     responses((status = 200, description = "every piece of equipment with its parameters, state and schedules")),
     security(("bearer" = [])))]
-pub(crate) async fn list(
+pub(crate) async fn list_equipment(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<EquipmentInfo>>, ApiError> {
@@ -67,7 +67,7 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/v1/equipment/{name}", tag = "equipment", params(NamePath),
     responses((status = 200, description = "the equipment"), (status = 404, description = "no such equipment")),
     security(("bearer" = [])))]
-pub(crate) async fn get(
+pub(crate) async fn get_equipment(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<NamePath>,
@@ -86,7 +86,7 @@ pub(crate) async fn get(
         (status = 503, description = "it cannot run on this server (the reason says which setting or backend is missing)"),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn run(
+pub(crate) async fn run_equipment(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<NamePath>,
@@ -104,7 +104,7 @@ pub(crate) async fn run(
     responses((status = 200, description = "switched on"), (status = 403, description = "not an admin"),
               (status = 404, description = "no such equipment")),
     security(("bearer" = [])))]
-pub(crate) async fn enable(
+pub(crate) async fn enable_equipment(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<NamePath>,
@@ -116,7 +116,7 @@ pub(crate) async fn enable(
     responses((status = 200, description = "switched off"), (status = 403, description = "not an admin"),
               (status = 404, description = "no such equipment")),
     security(("bearer" = [])))]
-pub(crate) async fn disable(
+pub(crate) async fn disable_equipment(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<NamePath>,

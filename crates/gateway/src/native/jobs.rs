@@ -94,7 +94,7 @@ pub(crate) struct JobsQuery {
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
     responses((status = 200, body = [JobResponse]), (status = 422, description = "an unknown state or kind (named in `error.field`)")),
     security(("bearer" = [])))]
-pub(crate) async fn list(
+pub(crate) async fn list_jobs(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<JobsQuery>,
@@ -127,7 +127,7 @@ pub struct JobRequest {
     responses((status = 202, body = JobResponse, description = "queued"), (status = 403, description = "not an admin"),
               (status = 422, description = "an unknown kind or a payload the kind does not take (named in `error.field`)")),
     security(("bearer" = [])))]
-pub(crate) async fn create(
+pub(crate) async fn create_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Body(body): Body<JobRequest>,
@@ -158,7 +158,7 @@ pub(crate) struct IdPath {
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(IdPath),
     responses((status = 200, body = JobResponse), (status = 404, description = "no such job")),
     security(("bearer" = [])))]
-pub(crate) async fn get(
+pub(crate) async fn get_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<IdPath>,
@@ -171,7 +171,7 @@ pub(crate) async fn get(
               (status = 403, description = "not an admin"), (status = 404, description = "no such job"),
               (status = 409, description = "already finished")),
     security(("bearer" = [])))]
-pub(crate) async fn cancel(
+pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<IdPath>,
@@ -185,7 +185,7 @@ pub(crate) async fn cancel(
               (status = 403, description = "not an admin"), (status = 404, description = "no such job"),
               (status = 409, description = "not failed or cancelled")),
     security(("bearer" = [])))]
-pub(crate) async fn retry(
+pub(crate) async fn retry_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<IdPath>,

@@ -65,6 +65,7 @@ mod broadcasts;
 mod compat;
 mod dialects;
 mod errors;
+mod jobs;
 mod keys;
 mod native;
 mod openapi;

@@ -9,6 +9,7 @@ mod models;
 mod replicas;
 mod replicated_discord;
 mod replicated_feed;
+mod replicated_jobs;
 mod replicated_keys;
 mod replicated_ledger;
 mod replicated_telegram;

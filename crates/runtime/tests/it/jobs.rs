@@ -48,7 +48,6 @@ struct Setup {
     export_dir: Option<std::path::PathBuf>,
 }
 
-
 async fn start(db: &TestDatabase, setup: Setup) -> Runtime {
     let config = RuntimeConfig {
         ledger_origin: "test.nexus".into(),
