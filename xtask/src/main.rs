@@ -3,7 +3,7 @@
 //! - `cargo xtask ci`: everything CI checks — formatting, clippy with warnings denied, the tidy
 //!   check, dependency boundaries, and the whole test suite;
 //! - `cargo xtask tidy`: the tidy check alone (`tidy.rs`);
-//! - `cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels`: the benchmarks (release build);
+//! - `cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels|jobs`: the benchmarks (release build);
 //! - `cargo xtask models [--dir DIR]`: fetch the in-process models (`models.rs`).
 
 // xtask's whole job is running other programs.
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         ["models", rest @ ..] => models::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | cargo xtask tidy | cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels [--quick] (gateway also --soak) | cargo xtask models [--dir DIR]"
+                "usage: cargo xtask ci | cargo xtask tidy | cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels|jobs [--quick] (gateway also --soak) | cargo xtask models [--dir DIR]"
             );
             return ExitCode::from(2);
         }
@@ -75,7 +75,7 @@ fn ci() -> anyhow::Result<()> {
 
 fn bench(args: &[&str]) -> anyhow::Result<()> {
     let [suite, rest @ ..] = args else {
-        bail!("usage: cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels [--quick]")
+        bail!("usage: cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels|jobs [--quick]")
     };
     let mut run = vec!["run", "--release", "--locked", "-p", "bench", "--", suite];
     run.extend_from_slice(rest);

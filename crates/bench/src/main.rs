@@ -5,6 +5,7 @@ mod channels_bench;
 mod console_bench;
 mod engine_bench;
 mod gateway_bench;
+mod jobs_bench;
 mod knowledge_bench;
 mod ledger_bench;
 mod ledger_replicas;
@@ -24,9 +25,10 @@ fn main() -> ExitCode {
         Some("gateway") => gateway_bench::run(quick, args.iter().any(|a| a == "--soak")),
         Some("knowledge") => knowledge_bench::run(quick),
         Some("models") => models_bench::run(quick),
+        Some("jobs") => jobs_bench::run(quick),
         _ => {
             eprintln!(
-                "usage: nexus-bench ledger|engine|gateway|knowledge|models|console|channels [--quick] (gateway also --soak)"
+                "usage: nexus-bench ledger|engine|gateway|knowledge|models|console|channels|jobs [--quick] (gateway also --soak)"
             );
             return ExitCode::from(2);
         }

@@ -2,7 +2,8 @@
 //! pruning old operational records, exporting the ledger's signed checkpoints. A piece of
 //! equipment runs on demand (HTTP, CLI), on a schedule (a job), or instead of a model when the
 //! router is sure a request asks for it. Every run is sealed in the tenant's ledger with its
-//! result; a tenant may switch a piece off.
+//! result; a tenant may switch a piece off. Backups are not equipment yet: they arrive with
+//! backups themselves (until then a request for one goes to a model like any other).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -72,12 +73,6 @@ pub const EQUIPMENT: &[Spec] = &[
             kind: "integer",
             description: "How many of the latest checkpoints to write (1 to 1000; default 10).",
         }],
-        changes_state: true,
-    },
-    Spec {
-        name: "backup",
-        description: "A consistent copy of the database with a manifest.",
-        parameters: &[],
         changes_state: true,
     },
 ];
@@ -255,10 +250,6 @@ impl Runtime {
     /// Why a piece of equipment cannot run on this process, if it cannot.
     fn unavailable(&self, name: &str) -> Option<String> {
         match name {
-            "backup" => Some(
-                "backups are not built yet: copy the database with the backend's own tools (sqlite3 .backup, pg_dump)"
-                    .into(),
-            ),
             "ledger_checkpoint_export" if self.config.equipment.export_dir.is_none() => {
                 Some("no export directory is configured".into())
             }

@@ -22,7 +22,7 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct NamePath {
-    /// `health_check`, `cost_report`, `log_rotate`, `ledger_checkpoint_export` or `backup`.
+    /// `health_check`, `cost_report`, `log_rotate` or `ledger_checkpoint_export`.
     name: String,
 }
 

@@ -184,6 +184,7 @@ pub async fn spawn_app(options: Options) -> App {
 pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: MockServer) -> App {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    let workspace = tempfile::tempdir().expect("workspace");
     let config = RuntimeConfig {
         ledger_origin: "test.nexus".into(),
         checkpoint_interval: Duration::from_millis(200),
@@ -191,6 +192,11 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
         limits: options.limits,
         default_budget_usd: options.budget_usd,
         budget_alert_fraction: None,
+        // As the server does: exported checkpoints go under the data directory.
+        equipment: runtime::equipment::EquipmentSettings {
+            export_dir: Some(workspace.path().join("checkpoints")),
+            data_dir: Some(workspace.path().to_path_buf()),
+        },
         ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, options.embedder);
@@ -207,7 +213,6 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
     );
     let cheap = ModelTarget { provider: openai_provider.clone(), model: "gpt-4o-mini".into() };
     let strong = ModelTarget { provider: anthropic_provider.clone(), model: "claude-sonnet-4-5".into() };
-    let workspace = tempfile::tempdir().expect("workspace");
     // SMTP "configured" at a closed port: send_email is registered (and gated by approval);
     // no test lets it reach the network.
     let tool_settings = tools::BuiltinSettings {

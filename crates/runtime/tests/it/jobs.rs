@@ -337,7 +337,7 @@ async fn equipment_runs_are_checked_sealed_and_switchable() {
     ));
     assert!(matches!(
         runtime.run_equipment(&tenant, "backup", &Value::Null, "u", None).await,
-        Err(EquipmentError::Unavailable { .. })
+        Err(EquipmentError::Unknown { .. })
     ));
 
     runtime.set_equipment_enabled(&tenant, "cost_report", false, "user:ada").await.expect("disable");
@@ -348,7 +348,8 @@ async fn equipment_runs_are_checked_sealed_and_switchable() {
     let listed = runtime.equipment(&tenant).await.expect("list");
     let cost = listed.iter().find(|e| e.spec.name == "cost_report").expect("listed");
     assert!(!cost.enabled);
-    assert!(listed.iter().find(|e| e.spec.name == "backup").expect("listed").unavailable.is_some());
+    let exporter = listed.iter().find(|e| e.spec.name == "ledger_checkpoint_export").expect("listed");
+    assert!(exporter.unavailable.is_none(), "configured here");
 
     // Checkpoints are written for off-site keeping.
     runtime.ledger().checkpoint(&tenant).await.expect("checkpoint");
