@@ -368,12 +368,8 @@ impl Runtime {
             .map(|spec| spec.name);
         // Answered with no plan only when the router is sure (a classifier's confidence, or
         // small talk a rule recognises), never a request for a tool's work or a named persona.
-        let sure = routing.confidence.map_or_else(
-            || engine::routing::small_talk(&request.task),
-            |confidence| confidence >= self.config.direct_answer_confidence,
-        );
-        let direct = routing.tier == ModelTier::Trivial
-            && sure
+        let confident = routing.confidence.is_some_and(|c| c >= self.config.direct_answer_confidence);
+        let direct = (engine::routing::small_talk(&request.task) || (routing.tier == ModelTier::Trivial && confident))
             && request.persona.is_none()
             && !engine::routing::tool_shaped(&request.task);
         let tier = if direct { ModelTier::Trivial } else { routing.tier.max(ModelTier::Normal) };

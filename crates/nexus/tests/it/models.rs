@@ -26,7 +26,8 @@ async fn gate_two_is_live_and_knowledge_is_hybrid_with_the_models() {
     assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
 
     let out = env
-        .command(&["run", "What is the mean of 1, 2, 3 and 4?"])
+        // Planned on the normal tier whatever the classifier thinks of it: this test is about gate 2.
+        .command(&["run", "--tier", "normal", "What is the mean of 1, 2, 3 and 4?"])
         .env("NEXUS_OPENAI_COMPATIBLE_BASE_URL", server.uri())
         .env("NEXUS_MODEL_NORMAL", "openai-compatible/gpt-4o-mini")
         .env("NEXUS_MODELS_DIR", &models)
@@ -66,6 +67,14 @@ async fn the_local_model_answers_when_no_provider_is_configured() {
         !payloads.is_empty() && payloads.iter().all(|p| p.contains("\"provider\":\"local\"")),
         "{payloads:?}\n{stdout}"
     );
+    // Small talk is answered at once: one call, the answer, with no plan before it.
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    assert!(payloads[0].contains("\"purpose\":\"answer\""), "{payloads:?}");
+    let routes: Vec<String> = sqlx::query_scalar("SELECT payload FROM ledger_entries WHERE kind = 'route'")
+        .fetch_all(&mut conn)
+        .await
+        .expect("read the ledger");
+    assert!(routes.len() == 1 && routes[0].contains("\"tier\":\"trivial\""), "{routes:?}");
     let ledger = env.ok(&["verify"]);
     assert!(ledger.contains("ok: tenant demo"), "{ledger}");
 }
