@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domain::job::{Job, JobKind, JobOutcome, JobState, MissedRuns};
+use domain::job::{Job, JobKind, JobOutcome, MissedRuns};
 use domain::ports::Store;
 use domain::{TenantId, Timestamp};
 use ed25519_dalek::SigningKey;
@@ -48,28 +48,8 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
 
 fn job(tenant: &TenantId, n: usize) -> Job {
     let now = Timestamp::now();
-    Job {
-        tenant_id: tenant.clone(),
-        id: format!("job_bench{n:012}"),
-        kind: JobKind::Equipment,
-        payload: json!({"equipment": "health_check"}).to_string(),
-        state: JobState::Pending,
-        attempts: 0,
-        max_attempts: 3,
-        run_at: now,
-        lease_owner: None,
-        lease_until: None,
-        cancel_requested: false,
-        last_error: None,
-        result: None,
-        schedule_id: None,
-        idempotency_key: None,
-        created_by: "bench".into(),
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        updated_at: now,
-    }
+    let payload = json!({"equipment": "health_check"}).to_string();
+    Job::pending(tenant.clone(), format!("job_bench{n:012}"), JobKind::Equipment, payload, now, 3, "bench".into(), now)
 }
 
 async fn tenants(store: &Arc<dyn Store>) -> anyhow::Result<Vec<TenantId>> {

@@ -107,6 +107,44 @@ pub struct Job {
     pub updated_at: Timestamp,
 }
 
+impl Job {
+    /// A new pending job: no attempts yet, no lease, not from a schedule.
+    #[allow(clippy::too_many_arguments)] // every field a new job cannot do without
+    pub fn pending(
+        tenant_id: TenantId,
+        id: String,
+        kind: JobKind,
+        payload: String,
+        run_at: Timestamp,
+        max_attempts: u32,
+        created_by: String,
+        now: Timestamp,
+    ) -> Job {
+        Job {
+            tenant_id,
+            id,
+            kind,
+            payload,
+            state: JobState::Pending,
+            attempts: 0,
+            max_attempts,
+            run_at,
+            lease_owner: None,
+            lease_until: None,
+            cancel_requested: false,
+            last_error: None,
+            result: None,
+            schedule_id: None,
+            idempotency_key: None,
+            created_by,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+        }
+    }
+}
+
 /// How a worker ends the job it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobOutcome {

@@ -197,28 +197,16 @@ impl Runtime {
     pub async fn enqueue_job(&self, tenant: &TenantId, new: NewJob, by: &str) -> Result<Job, JobError> {
         let payload = self.check_payload(new.kind, &new.payload)?;
         let now = Timestamp::now();
-        let job = Job {
-            tenant_id: tenant.clone(),
-            id: new_id("job"),
-            kind: new.kind,
+        let job = Job::pending(
+            tenant.clone(),
+            new_id("job"),
+            new.kind,
             payload,
-            state: JobState::Pending,
-            attempts: 0,
-            max_attempts: self.config.jobs.max_attempts,
-            run_at: new.run_at.unwrap_or(now),
-            lease_owner: None,
-            lease_until: None,
-            cancel_requested: false,
-            last_error: None,
-            result: None,
-            schedule_id: None,
-            idempotency_key: None,
-            created_by: by.to_owned(),
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            updated_at: now,
-        };
+            new.run_at.unwrap_or(now),
+            self.config.jobs.max_attempts,
+            by.to_owned(),
+            now,
+        );
         self.store.insert_job(&job).await?;
         self.seal_job(tenant, &job, "enqueued", by).await?;
         Ok(job)
@@ -351,26 +339,18 @@ impl Runtime {
                 MissedRuns::Skip => late <= SKIP_GRACE,
             };
             let job = fire.then(|| Job {
-                tenant_id: schedule.tenant_id.clone(),
-                id: new_id("job"),
-                kind: schedule.kind,
-                payload: schedule.payload.clone(),
-                state: JobState::Pending,
-                attempts: 0,
-                max_attempts: self.config.jobs.max_attempts,
-                run_at: planned,
-                lease_owner: None,
-                lease_until: None,
-                cancel_requested: false,
-                last_error: None,
-                result: None,
                 schedule_id: Some(schedule.id.clone()),
                 idempotency_key: Some(schedule_key(&schedule.id, planned)),
-                created_by: format!("schedule:{}", schedule.id),
-                created_at: now,
-                started_at: None,
-                finished_at: None,
-                updated_at: now,
+                ..Job::pending(
+                    schedule.tenant_id.clone(),
+                    new_id("job"),
+                    schedule.kind,
+                    schedule.payload.clone(),
+                    planned,
+                    self.config.jobs.max_attempts,
+                    format!("schedule:{}", schedule.id),
+                    now,
+                )
             });
             let moved = self
                 .store
