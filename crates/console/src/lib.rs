@@ -29,6 +29,7 @@ pub mod proxies;
 mod session;
 mod setup;
 mod state;
+mod tasks;
 mod usage;
 
 use std::sync::Arc;
@@ -91,6 +92,13 @@ pub fn router_with(runtime: Arc<Runtime>, settings: ConsoleSettings) -> Router {
         .route("/logs/events", get(logs::events))
         .route("/logs.txt", get(logs::download))
         .route("/usage", get(usage::usage))
+        .route("/tasks", get(tasks::tasks))
+        .route("/tasks/jobs", post(tasks::enqueue))
+        .route("/tasks/jobs/{id}/cancel", post(tasks::cancel))
+        .route("/tasks/jobs/{id}/retry", post(tasks::retry))
+        .route("/tasks/schedules", post(tasks::add_schedule))
+        .route("/tasks/schedules/{id}/remove", post(tasks::remove_schedule))
+        .route("/tasks/equipment/{name}/switch", post(tasks::switch_equipment))
         .route("/setup", get(setup::setup))
         .route("/setup/personas", post(personas::create))
         .route("/setup/personas/new", get(personas::new_form))

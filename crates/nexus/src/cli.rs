@@ -145,15 +145,8 @@ pub enum JobCommand {
     Run {
         #[arg(long, value_parser = parse_tenant, default_value = "demo")]
         tenant: TenantId,
-        /// Run a piece of equipment (health_check, cost_report, log_rotate, ledger_checkpoint_export).
-        #[arg(long, conflicts_with = "task", required_unless_present = "task")]
-        equipment: Option<String>,
-        /// The equipment's parameters as a JSON object, e.g. '{"days": 30}'.
-        #[arg(long, requires = "equipment")]
-        params: Option<String>,
-        /// Run an agent task (routed, gated, sealed and budgeted like any run).
-        #[arg(long)]
-        task: Option<String>,
+        #[command(flatten)]
+        work: JobWork,
     },
     /// Cancel a pending job, or ask a running one to stop.
     Cancel {
@@ -167,6 +160,27 @@ pub enum JobCommand {
         #[arg(long, value_parser = parse_tenant, default_value = "demo")]
         tenant: TenantId,
     },
+}
+
+/// What a job does: exactly one of a piece of equipment, an agent task or a broadcast.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false, id = "work")]
+pub struct JobWork {
+    /// Run a piece of equipment (health_check, cost_report, log_rotate, ledger_checkpoint_export).
+    #[arg(long)]
+    pub equipment: Option<String>,
+    /// Run an agent task (routed, gated, sealed and budgeted like any run).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Send this message (Markdown) to the tenant's Telegram users.
+    #[arg(long)]
+    pub broadcast: Option<String>,
+    /// The equipment's parameters as a JSON object, e.g. '{"days": 30}'.
+    #[arg(long, requires = "equipment")]
+    pub params: Option<String>,
+    /// Only users at this level or above receive the broadcast.
+    #[arg(long, requires = "broadcast")]
+    pub min_level: Option<u8>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,13 +199,8 @@ pub enum ScheduleCommand {
         /// An IANA time zone the expression is read in.
         #[arg(long, default_value = "UTC")]
         timezone: String,
-        #[arg(long, conflicts_with = "task", required_unless_present = "task")]
-        equipment: Option<String>,
-        /// The equipment's parameters as a JSON object.
-        #[arg(long, requires = "equipment")]
-        params: Option<String>,
-        #[arg(long)]
-        task: Option<String>,
+        #[command(flatten)]
+        work: JobWork,
         /// What to do about runs missed while no server ran: run_once or skip.
         #[arg(long, default_value = "run_once")]
         missed: String,

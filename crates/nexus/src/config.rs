@@ -87,6 +87,13 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_DISCORD_API_URL", "channels.discord.api_url", Kind::Text),
     ("NEXUS_DISCORD_TENANT", "channels.discord.tenant", Kind::Text),
     ("NEXUS_DISCORD_ADMISSION", "channels.discord.admission", Kind::Text),
+    ("NEXUS_ROUTING_DIRECT_CONFIDENCE", "routing.direct_answer_confidence", Kind::Number("a fraction like 0.5")),
+    ("NEXUS_ROUTING_EQUIPMENT_CONFIDENCE", "routing.equipment_confidence", Kind::Number("a fraction like 0.75")),
+    ("NEXUS_JOB_WORKERS", "jobs.workers", Kind::Whole("a whole number of workers")),
+    ("NEXUS_JOB_TENANT_CONCURRENCY", "jobs.tenant_concurrency", Kind::Whole("a whole number of jobs")),
+    ("NEXUS_JOB_LEASE_SECONDS", "jobs.lease_seconds", Kind::Whole("a whole number of seconds")),
+    ("NEXUS_JOB_MAX_ATTEMPTS", "jobs.max_attempts", Kind::Whole("a whole number of attempts")),
+    ("NEXUS_JOB_RETRY_BACKOFF_SECONDS", "jobs.retry_backoff_seconds", Kind::Whole("a whole number of seconds")),
 ];
 
 /// The variable naming the config file itself.
@@ -118,6 +125,36 @@ struct FileConfig {
     budget: BudgetSection,
     #[serde(default)]
     channels: ChannelsSection,
+    #[serde(default)]
+    routing: RoutingSection,
+    #[serde(default)]
+    jobs: JobsSection,
+}
+
+/// How sure the tier classifier must be before a run skips the planner or a model.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutingSection {
+    /// A request rated trivial at least this surely is answered directly, with no plan.
+    direct_answer_confidence: Option<f64>,
+    /// A request matched to a piece of equipment at least this surely is answered by it.
+    equipment_confidence: Option<f64>,
+}
+
+/// The job workers of this process and the queue's retry policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsSection {
+    /// Workers in this process (0: it runs no jobs, another replica does).
+    workers: Option<u64>,
+    /// At most this many of one tenant's jobs run at once, across all replicas.
+    tenant_concurrency: Option<u64>,
+    /// How long a claimed job holds without a heartbeat before another worker takes it over.
+    lease_seconds: Option<u64>,
+    /// Tries per job before it fails for good.
+    max_attempts: Option<u64>,
+    /// The first retry's delay; each later one doubles it.
+    retry_backoff_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,12 +331,52 @@ pub struct Config {
     pub providers: ProviderSettings,
     /// The built-in tools' endpoints and credentials.
     pub tools: BuiltinSettings,
-    /// The Telegram bot, when a token is configured.
-    pub telegram: Option<channels::telegram::TelegramSettings>,
-    /// The Discord bot, when a token is configured.
-    pub discord: Option<channels::discord::DiscordSettings>,
+    /// The Telegram bot: off without a token; a mistake in its section leaves it failed.
+    pub telegram: ChannelConfig<channels::telegram::TelegramSettings>,
+    /// The Discord bot, as the Telegram one.
+    pub discord: ChannelConfig<channels::discord::DiscordSettings>,
+    /// How sure the classifier must be for a direct answer, and for equipment.
+    pub routing: RoutingSettings,
+    /// The job workers and the queue's retry policy.
+    pub jobs: runtime::jobs::JobSettings,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
+}
+
+/// A chat channel's configuration. A mistake in a channel's section (a malformed token, an
+/// unknown tenant name) does not stop the server: that channel alone is `failed`, with the
+/// error naming the setting, in the log and in `/ready`.
+#[derive(Debug, Clone)]
+pub enum ChannelConfig<S> {
+    /// No token: the channel is off.
+    Off,
+    On(S),
+    /// Why the channel's settings cannot be used (names the setting).
+    Invalid(String),
+}
+
+impl<S> ChannelConfig<S> {
+    fn from_result(result: Result<Option<S>, ConfigError>) -> Self {
+        match result {
+            Ok(None) => ChannelConfig::Off,
+            Ok(Some(settings)) => ChannelConfig::On(settings),
+            Err(error) => ChannelConfig::Invalid(error.to_string()),
+        }
+    }
+
+    pub fn settings(&self) -> Option<&S> {
+        match self {
+            ChannelConfig::On(settings) => Some(settings),
+            _ => None,
+        }
+    }
+}
+
+/// The routing thresholds, each a fraction in 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoutingSettings {
+    pub direct_answer_confidence: f64,
+    pub equipment_confidence: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -523,8 +600,16 @@ fn finish(
         }
     }
     let api = api_settings(file.api, file.limits, file.budget)?;
-    let telegram = telegram_settings(file.channels.telegram)?;
-    let discord = discord_settings(file.channels.discord)?;
+    let telegram = ChannelConfig::from_result(telegram_settings(file.channels.telegram));
+    let discord = ChannelConfig::from_result(discord_settings(file.channels.discord));
+    let mut warnings = warnings;
+    for (name, channel) in [("Telegram", channel_error(&telegram)), ("Discord", channel_error(&discord))] {
+        if let Some(error) = channel {
+            warnings.push(format!("{error}; the {name} bot stays off until it is fixed"));
+        }
+    }
+    let routing = routing_settings(&file.routing)?;
+    let jobs = job_settings(&file.jobs)?;
 
     Ok(Config {
         config_file,
@@ -548,7 +633,71 @@ fn finish(
         tools,
         telegram,
         discord,
+        routing,
+        jobs,
         warnings,
+    })
+}
+
+fn channel_error<S>(channel: &ChannelConfig<S>) -> Option<&str> {
+    match channel {
+        ChannelConfig::Invalid(error) => Some(error),
+        _ => None,
+    }
+}
+
+/// The routing thresholds, defaulting to the runtime's.
+fn routing_settings(section: &RoutingSection) -> Result<RoutingSettings, ConfigError> {
+    let defaults = runtime::RuntimeConfig::default();
+    let fraction = |setting: &'static str, value: Option<f64>, default: f64| match value {
+        None => Ok(default),
+        Some(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Some(v) => Err(ConfigError::Invalid { setting, reason: format!("{v} is outside 0..=1") }),
+    };
+    Ok(RoutingSettings {
+        direct_answer_confidence: fraction(
+            "routing.direct_answer_confidence",
+            section.direct_answer_confidence,
+            defaults.direct_answer_confidence,
+        )?,
+        equipment_confidence: fraction(
+            "routing.equipment_confidence",
+            section.equipment_confidence,
+            defaults.equipment_confidence,
+        )?,
+    })
+}
+
+/// The job settings, each checked against a sane range and defaulting to the runtime's.
+fn job_settings(section: &JobsSection) -> Result<runtime::jobs::JobSettings, ConfigError> {
+    let defaults = runtime::jobs::JobSettings::default();
+    let within =
+        |setting: &'static str, value: Option<u64>, range: std::ops::RangeInclusive<u64>, default: u64| match value {
+            None => Ok(default),
+            Some(v) if range.contains(&v) => Ok(v),
+            Some(v) => Err(ConfigError::Invalid {
+                setting,
+                reason: format!("{v} is outside {}..={}", range.start(), range.end()),
+            }),
+        };
+    let workers = within("jobs.workers", section.workers, 0..=64, defaults.workers as u64)?;
+    let tenant_cap =
+        within("jobs.tenant_concurrency", section.tenant_concurrency, 1..=1000, u64::from(defaults.tenant_cap))?;
+    let lease = within("jobs.lease_seconds", section.lease_seconds, 3..=3600, defaults.lease.as_secs())?;
+    let max_attempts = within("jobs.max_attempts", section.max_attempts, 1..=100, u64::from(defaults.max_attempts))?;
+    let backoff = within(
+        "jobs.retry_backoff_seconds",
+        section.retry_backoff_seconds,
+        1..=86_400,
+        defaults.retry_backoff.as_secs(),
+    )?;
+    Ok(runtime::jobs::JobSettings {
+        workers: usize::try_from(workers).unwrap_or(defaults.workers),
+        tenant_cap: u32::try_from(tenant_cap).unwrap_or(defaults.tenant_cap),
+        lease: Duration::from_secs(lease),
+        max_attempts: u32::try_from(max_attempts).unwrap_or(defaults.max_attempts),
+        retry_backoff: Duration::from_secs(backoff),
+        ..defaults
     })
 }
 
@@ -1053,6 +1202,46 @@ mod tests {
     }
 
     #[test]
+    fn routing_thresholds_and_job_settings_layer_and_are_checked() {
+        let empty = tempfile::tempdir().expect("tempdir");
+        let defaults = resolve(&GlobalArgs::default(), None, &[], empty.path()).expect("resolves");
+        assert_eq!(
+            defaults.routing.direct_answer_confidence,
+            runtime::RuntimeConfig::default().direct_answer_confidence
+        );
+        assert_eq!(defaults.jobs.workers, runtime::jobs::JobSettings::default().workers);
+
+        let dir = dir_with(
+            "[routing]\ndirect_answer_confidence = 0.9\nequipment_confidence = 0.95\n[jobs]\nworkers = 0\ntenant_concurrency = 5\nlease_seconds = 60\nmax_attempts = 7\nretry_backoff_seconds = 2\n",
+        );
+        let from_file = resolve(&GlobalArgs::default(), None, &[], dir.path()).expect("resolves");
+        assert_eq!(from_file.routing, RoutingSettings { direct_answer_confidence: 0.9, equipment_confidence: 0.95 });
+        assert_eq!((from_file.jobs.workers, from_file.jobs.tenant_cap, from_file.jobs.max_attempts), (0, 5, 7));
+        assert_eq!(
+            (from_file.jobs.lease, from_file.jobs.retry_backoff),
+            (Duration::from_secs(60), Duration::from_secs(2))
+        );
+
+        let e = env(&[("NEXUS_ROUTING_DIRECT_CONFIDENCE", "0.6"), ("NEXUS_JOB_WORKERS", "4")]);
+        let from_env = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
+        assert_eq!(from_env.routing.direct_answer_confidence, 0.6);
+        assert_eq!(from_env.routing.equipment_confidence, 0.95, "untouched settings keep the file's value");
+        assert_eq!(from_env.jobs.workers, 4);
+
+        let cases = [
+            (env(&[("NEXUS_ROUTING_DIRECT_CONFIDENCE", "1.5")]), "routing.direct_answer_confidence"),
+            (env(&[("NEXUS_ROUTING_EQUIPMENT_CONFIDENCE", "sure")]), "NEXUS_ROUTING_EQUIPMENT_CONFIDENCE"),
+            (env(&[("NEXUS_JOB_TENANT_CONCURRENCY", "0")]), "jobs.tenant_concurrency"),
+            (env(&[("NEXUS_JOB_LEASE_SECONDS", "1")]), "jobs.lease_seconds"),
+            (env(&[("NEXUS_JOB_MAX_ATTEMPTS", "0")]), "jobs.max_attempts"),
+        ];
+        for (e, named) in cases {
+            let err = resolve(&GlobalArgs::default(), None, &e, empty.path()).expect_err("invalid");
+            assert!(err.to_string().contains(named), "{err} should name {named}");
+        }
+    }
+
+    #[test]
     fn provider_and_tool_settings_come_from_the_same_snapshot() {
         let dir = tempfile::tempdir().expect("tempdir");
         let e = env(&[
@@ -1084,7 +1273,7 @@ mod tests {
         .expect("write");
         let e = env(&[("NEXUS_DISCORD_BOT_TOKEN", "MTAx.abc-DEF_ghi"), ("NEXUS_DISCORD_ADMISSION", "open")]);
         let config = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
-        let discord = config.discord.expect("configured");
+        let discord = config.discord.settings().cloned().expect("configured");
         assert_eq!(discord.api_url.as_str(), "https://discord.com/");
         assert_eq!(discord.admission, domain::channel::Admission::Open);
         assert_eq!(discord.moderated_channels, ["42"]);
@@ -1094,7 +1283,8 @@ mod tests {
         assert_eq!(discord.moderation.needs_approval, [domain::moderation::ModAction::Ban]);
         assert!(discord.moderation.rules.patterns[0].is_match("FREE  Nitro"));
         let empty = tempfile::tempdir().expect("tempdir");
-        assert!(resolve(&GlobalArgs::default(), None, &env(&[]), empty.path()).expect("resolves").discord.is_none());
+        let off = resolve(&GlobalArgs::default(), None, &env(&[]), empty.path()).expect("resolves");
+        assert!(matches!(off.discord, ChannelConfig::Off));
 
         for (bad, setting) in [
             ("[channels.discord]\nbot_token = \"has spaces in it\"\n", "channels.discord.bot_token"),
@@ -1116,8 +1306,11 @@ mod tests {
             ),
         ] {
             std::fs::write(&file, bad).expect("write");
-            let err = resolve(&GlobalArgs::default(), None, &env(&[]), dir.path()).expect_err(bad);
-            assert!(err.to_string().contains(setting), "{bad}: {err}");
+            // The server still starts; the channel alone is failed, naming the setting.
+            let config = resolve(&GlobalArgs::default(), None, &env(&[]), dir.path()).expect("resolves");
+            let ChannelConfig::Invalid(err) = &config.discord else { panic!("{bad}: {:?}", config.discord) };
+            assert!(err.contains(setting), "{bad}: {err}");
+            assert!(config.warnings.iter().any(|w| w.contains(setting) && w.contains("Discord bot stays off")));
         }
     }
 }

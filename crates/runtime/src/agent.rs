@@ -551,7 +551,15 @@ impl Runtime {
             let input = match action {
                 Action::CallModel { purpose, system, prompt, tier, .. } => {
                     let asked = Asked { tenant, chain: &run.chain_id, user };
-                    self.call_model(agent, asked, purpose, system, prompt, tier).await?
+                    let call = self.call_model(agent, asked, purpose, system, prompt, tier);
+                    // A cancel stops the run mid-call: the answer is not waited for.
+                    match self.unless_cancelled(&run.chain_id, call).await {
+                        Some(input) => input?,
+                        None => {
+                            next = run.cancel("cancelled on request");
+                            continue;
+                        }
+                    }
                 }
                 Action::Retrieve { query, .. } => {
                     let found = self.knowledge().search(tenant, "default", &query, 3, AccessLevel::Internal).await?;

@@ -8,6 +8,9 @@ use engine::machine::{Event, Run};
 use crate::Runtime;
 use crate::agent::{AgentError, RunReport, report};
 
+/// How often a model call in flight looks for a cancel of its run.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Runtime {
     /// A run's events so far and the live feed from that moment (see [`crate::chain_events`]).
     /// `None` history: this process has not seen the run's events (use its stored report).
@@ -24,8 +27,9 @@ impl Runtime {
         self.chain_events.subscribe()
     }
 
-    /// Asks a run to stop: a run this process drives stops before its next action; a run
-    /// parked on an approval is cancelled at once. Returns the run's report afterwards.
+    /// Asks a run to stop: a run this process drives stops before its next action (a model
+    /// call in flight is dropped, not waited for); a run parked on an approval is cancelled at
+    /// once. Returns the run's report afterwards.
     pub async fn cancel_run(&self, tenant: &TenantId, chain: &ChainId, by: &str) -> Result<RunReport, AgentError> {
         let (mut run, mut record, user) = self.load_run(tenant, chain).await?;
         if run.is_finished() {
@@ -90,5 +94,21 @@ impl Runtime {
 
     pub(crate) fn cancel_requested(&self, chain: &ChainId) -> bool {
         self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(chain)
+    }
+
+    /// Runs `work` unless the run is cancelled first (then `None`, and the cancel is taken).
+    /// The cancel is looked for every [`CANCEL_POLL`].
+    pub(crate) async fn unless_cancelled<T>(&self, chain: &ChainId, work: impl Future<Output = T>) -> Option<T> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Some(done),
+                () = tokio::time::sleep(CANCEL_POLL) => {
+                    if self.cancel_requested(chain) {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 }

@@ -111,6 +111,9 @@ pub enum ChannelError {
     NotAllowed(String),
     #[error("{0}")]
     Invalid(String),
+    /// A field of a request is wrong; `field` names it.
+    #[error("{reason}")]
+    InvalidField { field: &'static str, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -145,6 +148,34 @@ pub enum Admitted {
     Member { member: Box<Member>, new: bool },
     /// A stranger in a closed channel.
     Refused,
+}
+
+/// Checks what a broadcast asks for — a channel that sends broadcasts, a text of 1 to
+/// [`MAX_BROADCAST_CHARS`] characters, a level that exists — and returns the trimmed text.
+pub fn check_broadcast(channel: Channel, body: &str, min_level: u8) -> Result<&str, ChannelError> {
+    if channel != Channel::Telegram {
+        return Err(ChannelError::InvalidField {
+            field: "channel",
+            reason: format!("broadcasts are sent on telegram only; {channel} does not send them yet"),
+        });
+    }
+    let body = body.trim();
+    if body.is_empty() {
+        return Err(ChannelError::InvalidField { field: "text", reason: "the broadcast is empty".into() });
+    }
+    if body.chars().count() > MAX_BROADCAST_CHARS {
+        return Err(ChannelError::InvalidField {
+            field: "text",
+            reason: format!("a broadcast is at most {MAX_BROADCAST_CHARS} characters"),
+        });
+    }
+    if min_level > UserLevel::MAX {
+        return Err(ChannelError::InvalidField {
+            field: "min_level",
+            reason: format!("levels go from 0 to {}", UserLevel::MAX),
+        });
+    }
+    Ok(body)
 }
 
 fn principal_of(user: &User, identity: &ChannelIdentity) -> Principal {
@@ -445,17 +476,21 @@ impl Runtime {
         if principal.level < UserLevel::ARCHITECT && !principal.is_admin() {
             return Err(ChannelError::NotAllowed("only users at level 3 or above, and admins, may broadcast".into()));
         }
-        let body = body.trim();
-        if body.is_empty() {
-            return Err(ChannelError::Invalid("the broadcast is empty".into()));
-        }
-        if body.chars().count() > MAX_BROADCAST_CHARS {
-            return Err(ChannelError::Invalid(format!("a broadcast is at most {MAX_BROADCAST_CHARS} characters")));
-        }
-        if min_level > UserLevel::MAX {
-            return Err(ChannelError::Invalid(format!("levels go from 0 to {}", UserLevel::MAX)));
-        }
-        let tenant = &principal.tenant;
+        self.queue_broadcast(&principal.tenant, principal.subject(), channel, body, min_level, notify_chat).await
+    }
+
+    /// Queues a broadcast already allowed (a person's, or a scheduled job's that an admin
+    /// set up): checks it, finds its recipients and seals it.
+    pub(crate) async fn queue_broadcast(
+        &self,
+        tenant: &TenantId,
+        created_by: String,
+        channel: Channel,
+        body: &str,
+        min_level: u8,
+        notify_chat: Option<String>,
+    ) -> Result<(Broadcast, u64), ChannelError> {
+        let body = check_broadcast(channel, body, min_level)?;
         let recipients: Vec<(String, String)> = self
             .store()
             .channel_staff(tenant, channel, min_level)
@@ -470,7 +505,7 @@ impl Runtime {
             channel,
             body: body.to_owned(),
             min_level,
-            created_by: principal.subject(),
+            created_by,
             notify_chat,
             created_at: Timestamp::now(),
             finished_at: None,

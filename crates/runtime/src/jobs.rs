@@ -184,10 +184,7 @@ impl Runtime {
                 return Err(invalid("kind", "watcher_poll jobs need watchers, which this build does not have yet"));
             }
             JobKind::Broadcast => {
-                return Err(invalid(
-                    "kind",
-                    "scheduled broadcasts are not built yet; send one now with POST /v1/broadcasts",
-                ));
+                broadcast_of(map)?;
             }
         }
         Ok(domain::canonical::canonical_json(payload))
@@ -519,9 +516,24 @@ impl Runtime {
                     ))),
                 }
             }
-            JobKind::WatcherPoll | JobKind::Broadcast => {
-                Err(Failure::Permanent(format!("{} jobs cannot run in this build", job.kind)))
+            JobKind::Broadcast => {
+                // Checked when it was enqueued; checked again, as the rules may have changed.
+                let Value::Object(map) = &payload else {
+                    return Err(Failure::Permanent("the job's payload is not a JSON object".into()));
+                };
+                let (channel, text, min_level) = broadcast_of(map).map_err(|e| Failure::Permanent(e.to_string()))?;
+                let (broadcast, recipients) = self
+                    .queue_broadcast(&job.tenant_id, job.created_by.clone(), channel, &text, min_level, None)
+                    .await
+                    .map_err(|e| match e {
+                        crate::channels::ChannelError::Store(_) | crate::channels::ChannelError::Ledger(_) => {
+                            Failure::Transient(e.to_string())
+                        }
+                        other => Failure::Permanent(other.to_string()),
+                    })?;
+                Ok(json!({"broadcast_id": broadcast.id, "channel": channel.as_str(), "recipients": recipients}))
             }
+            JobKind::WatcherPoll => Err(Failure::Permanent(format!("{} jobs cannot run in this build", job.kind))),
         }
     }
 
@@ -545,6 +557,36 @@ enum Failure {
     /// Another attempt would fail the same way.
     Permanent(String),
     Cancelled,
+}
+
+/// A broadcast job's payload: `text`, `channel` (default telegram) and `min_level` (default 0).
+fn broadcast_of(map: &serde_json::Map<String, Value>) -> Result<(domain::channel::Channel, String, u8), JobError> {
+    for key in map.keys() {
+        if !["text", "channel", "min_level"].contains(&key.as_str()) {
+            return Err(invalid(&format!("payload.{key}"), "broadcasts take text, channel and min_level"));
+        }
+    }
+    let channel = match map.get("channel") {
+        None | Some(Value::Null) => domain::channel::Channel::Telegram,
+        Some(value) => value
+            .as_str()
+            .ok_or_else(|| invalid("payload.channel", "expected a string"))?
+            .parse()
+            .map_err(|e: domain::UnknownValue| invalid("payload.channel", e.to_string()))?,
+    };
+    let text = map.get("text").and_then(Value::as_str).unwrap_or_default();
+    let min_level = match map.get("min_level") {
+        None | Some(Value::Null) => 0,
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| invalid("payload.min_level", format!("{value} is not a level from 0 to 5")))?,
+    };
+    let text = crate::channels::check_broadcast(channel, text, min_level).map_err(|e| match e {
+        crate::channels::ChannelError::InvalidField { field, reason } => invalid(&format!("payload.{field}"), reason),
+        other => invalid("payload", other.to_string()),
+    })?;
+    Ok((channel, text.to_owned(), min_level))
 }
 
 /// A tier named in a payload.

@@ -77,6 +77,12 @@ impl Workers {
             tracing::debug!(update = update.update_id, "a Telegram update with nothing to handle");
             return;
         };
+        // `/cancel` must not wait behind the run it is meant to stop: it is handled at once.
+        if let Some(message) = update.message.as_ref().filter(|m| is_cancel(m, &self.context.bot_username)) {
+            let (context, message) = (self.context.clone(), message.clone());
+            runtime::tasks::spawn("telegram-cancel", async move { handle_message(&context, message).await });
+            return;
+        }
         let mut chats = self.chats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let update = match chats.get(&chat) {
             Some(tx) => match tx.send(update) {
@@ -92,6 +98,11 @@ impl Workers {
         chats.insert(chat, tx);
         runtime::tasks::spawn("telegram-chat", work(self.context.clone(), rx));
     }
+}
+
+/// Whether a message is the `/cancel` command addressed to this bot.
+fn is_cancel(message: &Message, bot_username: &str) -> bool {
+    message.text.as_deref().and_then(|text| parse_command(text, bot_username)).is_some_and(|(name, _)| name == "cancel")
 }
 
 fn chat_of(update: &Update) -> Option<i64> {
@@ -744,7 +755,9 @@ async fn broadcast(cx: &Context, member: &Member, chat: i64, args: &str, locale:
             say_with(locale, Say::BroadcastQueued, &[("id", &broadcast.id), ("count", &recipients.to_string())])
         }
         Err(ChannelError::NotAllowed(_)) => say(locale, Say::BroadcastNotAllowed).to_owned(),
-        Err(ChannelError::Invalid(reason)) => say_with(locale, Say::Failed, &[("reason", &text::escape_html(&reason))]),
+        Err(ChannelError::Invalid(reason) | ChannelError::InvalidField { reason, .. }) => {
+            say_with(locale, Say::Failed, &[("reason", &text::escape_html(&reason))])
+        }
         Err(error) => {
             tracing::error!(%error, "could not queue a broadcast");
             say(locale, Say::Unavailable).to_owned()

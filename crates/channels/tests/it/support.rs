@@ -62,6 +62,10 @@ impl wiremock::Respond for Model {
             long_answer()
         } else if body.contains("RESERVED") {
             RESERVED.to_owned()
+        } else if body.contains("STUCK") {
+            // Far longer than any test waits: only a cancel ends such a run in time.
+            delay = Duration::from_secs(120);
+            "Too late.".to_owned()
         } else if body.contains("SLOW") {
             delay = Duration::from_millis(1500);
             "Slowly: done.".to_owned()

@@ -254,6 +254,37 @@ async fn commands_choose_language_persona_and_report_status_and_cost() {
 }
 
 #[tokio::test]
+async fn cancel_stops_the_member_s_running_task_at_once_instead_of_waiting_behind_it() {
+    let world = world().await;
+    let ada = world.user("ada@demo.test", Role::Member, 1).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(31, &ada).await;
+    world.telegram.push_message(31, 31, "/cancel");
+    let sent = world.telegram.wait_sent(31, 2, WAIT).await;
+    assert_eq!(sent[1].text, "Nothing of yours is running.", "nothing to stop yet");
+
+    // A run whose model call would take two minutes.
+    world.telegram.push_message(31, 31, "Please think about STUCK things");
+    let started = std::time::Instant::now();
+    while !world.telegram.actions().iter().any(|(chat, action)| *chat == 31 && action == "typing") {
+        assert!(started.elapsed() < WAIT, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    world.telegram.push_message(31, 31, "/cancel");
+    let sent = world.telegram.wait_sent(31, 4, WAIT).await;
+    assert!(started.elapsed() < WAIT, "the model's answer was not waited for");
+    let texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    assert!(texts.contains(&"Stopped your running task."), "{texts:?}");
+    assert!(!texts.iter().any(|t| t.contains("Too late")), "{texts:?}");
+    let tenant = domain::TenantId::parse("demo").expect("tenant");
+    let runs = world.runtime.store().runs(&tenant, &domain::ports::RunFilter::default(), 10).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, domain::agent::ChainStatus::Cancelled);
+    adapter.abort();
+}
+
+#[tokio::test]
 async fn a_held_call_is_approved_by_an_admins_button_once_and_the_run_finishes() {
     let world = world().await;
     let boss = world.user("boss@demo.test", Role::Admin, 5).await;

@@ -9,3 +9,4 @@ mod pages;
 mod personas;
 mod security;
 mod support;
+mod tasks;

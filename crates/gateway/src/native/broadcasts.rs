@@ -102,6 +102,7 @@ impl From<ChannelError> for ApiError {
         match error {
             ChannelError::NotAllowed(message) => ApiError::forbidden(message),
             ChannelError::Invalid(message) => ApiError::invalid("text", message),
+            ChannelError::InvalidField { field, reason } => ApiError::invalid(field, reason),
             ChannelError::Store(store) => ApiError::from(store),
             ChannelError::Ledger(ledger) => ApiError::from(ledger),
             ChannelError::Chat(chat) => ApiError::from(chat),
@@ -124,15 +125,6 @@ pub(crate) async fn create(
     Body(body): Body<BroadcastRequest>,
 ) -> Result<(StatusCode, Json<BroadcastResponse>), ApiError> {
     let channel = body.channel.parse::<Channel>().map_err(|e| ApiError::invalid("channel", e.to_string()))?;
-    if channel != Channel::Telegram {
-        return Err(ApiError::invalid(
-            "channel",
-            format!("broadcasts are sent on telegram only; {channel} does not send them yet"),
-        ));
-    }
-    if body.min_level > domain::tenant::UserLevel::MAX {
-        return Err(ApiError::invalid("min_level", format!("levels go from 0 to {}", domain::tenant::UserLevel::MAX)));
-    }
     let (broadcast, _) = state.runtime.start_broadcast(&principal, channel, &body.text, body.min_level, None).await?;
     let (broadcast, progress) = state
         .runtime

@@ -113,10 +113,11 @@ pub(crate) async fn list_jobs(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    /// `agent_task` or `equipment`.
+    /// `agent_task`, `equipment` or `broadcast`.
     pub kind: String,
     /// `{"task": "…", "persona"?: "…", "tier"?: "trivial|normal|complex"}` for an agent task;
-    /// `{"equipment": "health_check", "params"?: {…}}` for equipment.
+    /// `{"equipment": "health_check", "params"?: {…}}` for equipment; `{"text": "…",
+    /// "channel"?: "telegram", "min_level"?: 0}` for a broadcast.
     #[schema(value_type = Object)]
     pub payload: Value,
     /// RFC 3339: not before this time (default: now).
@@ -240,7 +241,7 @@ pub struct ScheduleRequest {
     pub cron: String,
     /// An IANA time zone (default `UTC`).
     pub timezone: Option<String>,
-    /// `agent_task` or `equipment`.
+    /// `agent_task`, `equipment` or `broadcast` (payloads as for `POST /v1/jobs`).
     pub kind: String,
     #[schema(value_type = Object)]
     pub payload: Value,

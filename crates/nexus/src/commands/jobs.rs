@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::agent::agent_runtime;
 use super::{Access, start_runtime};
-use crate::cli::{JobCommand, ScheduleCommand};
+use crate::cli::{JobCommand, JobWork, ScheduleCommand};
 use crate::config::Config;
 
 const CLI: &str = "cli";
@@ -29,9 +29,8 @@ pub async fn jobs(command: JobCommand, config: Config) -> anyhow::Result<ExitCod
                 print_job(&job);
             }
         }
-        JobCommand::Run { tenant, equipment, params, task } => {
-            let payload = payload(equipment.as_deref(), params.as_deref(), task.as_deref())?;
-            let kind = if equipment.is_some() { JobKind::Equipment } else { JobKind::AgentTask };
+        JobCommand::Run { tenant, work } => {
+            let (kind, payload) = job_of(&work)?;
             let runtime = agent_runtime(&config, Access::Create).await?;
             let outcome = run_now(&runtime, &tenant, kind, payload).await;
             runtime.shutdown().await;
@@ -103,9 +102,8 @@ pub async fn schedule(command: ScheduleCommand, config: Config) -> anyhow::Resul
                 );
             }
         }
-        ScheduleCommand::Add { name, cron, timezone, equipment, params, task, missed, tenant } => {
-            let payload = payload(equipment.as_deref(), params.as_deref(), task.as_deref())?;
-            let kind = if equipment.is_some() { JobKind::Equipment } else { JobKind::AgentTask };
+        ScheduleCommand::Add { name, cron, timezone, work, missed, tenant } => {
+            let (kind, payload) = job_of(&work)?;
             let missed = missed.parse::<MissedRuns>().context("--missed")?;
             let runtime = start_runtime(&config, Access::Create).await?;
             let new = runtime::jobs::NewSchedule {
@@ -138,19 +136,22 @@ pub async fn schedule(command: ScheduleCommand, config: Config) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// A job's payload from the command line's flags.
-fn payload(equipment: Option<&str>, params: Option<&str>, task: Option<&str>) -> anyhow::Result<Value> {
-    match (equipment, task) {
-        (Some(name), None) => {
-            let params: Value = match params {
-                Some(text) => serde_json::from_str(text).with_context(|| format!("--params {text:?} is not JSON"))?,
-                None => Value::Null,
-            };
-            Ok(json!({"equipment": name, "params": params}))
-        }
-        (None, Some(task)) => Ok(json!({"task": task})),
-        _ => bail!("give either --equipment or --task"),
+/// A job's kind and payload from the command line's flags (clap lets exactly one through).
+fn job_of(work: &JobWork) -> anyhow::Result<(JobKind, Value)> {
+    if let Some(name) = &work.equipment {
+        let params: Value = match &work.params {
+            Some(text) => serde_json::from_str(text).with_context(|| format!("--params {text:?} is not JSON"))?,
+            None => Value::Null,
+        };
+        return Ok((JobKind::Equipment, json!({"equipment": name, "params": params})));
     }
+    if let Some(task) = &work.task {
+        return Ok((JobKind::AgentTask, json!({"task": task})));
+    }
+    if let Some(text) = &work.broadcast {
+        return Ok((JobKind::Broadcast, json!({"text": text, "min_level": work.min_level.unwrap_or(0)})));
+    }
+    bail!("give one of --equipment, --task or --broadcast")
 }
 
 fn print_job(job: &Job) {

@@ -148,7 +148,9 @@ async fn runtime_parts(
             export_dir: Some(config.data_dir.join("checkpoints")),
             data_dir: Some(config.data_dir.clone()),
         },
-        ..RuntimeConfig::default()
+        direct_answer_confidence: config.routing.direct_answer_confidence,
+        equipment_confidence: config.routing.equipment_confidence,
+        jobs: config.jobs.clone(),
     };
     let local = match needs {
         Some(needs) => {
@@ -223,6 +225,14 @@ fn show_config(config: &Config) {
     println!("limits.tenant_chains_per_hour = {}", api.limits.tenant_chains_per_hour);
     println!("budget.monthly_usd = {}", api.budget_usd);
     println!("budget.alert_fraction = {}", api.alert_fraction);
+    println!("routing.direct_answer_confidence = {}", config.routing.direct_answer_confidence);
+    println!("routing.equipment_confidence = {}", config.routing.equipment_confidence);
+    let jobs = &config.jobs;
+    println!("jobs.workers = {}", jobs.workers);
+    println!("jobs.tenant_concurrency = {}", jobs.tenant_cap);
+    println!("jobs.lease_seconds = {}", jobs.lease.as_secs());
+    println!("jobs.max_attempts = {}", jobs.max_attempts);
+    println!("jobs.retry_backoff_seconds = {}", jobs.retry_backoff.as_secs());
     let p = &config.providers;
     let configured: Vec<&str> = [
         ("anthropic", p.anthropic_api_key.is_some()),

@@ -84,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // paths). Connection info lets the console throttle sign-in attempts per address.
     let console_settings = console::ConsoleSettings { trusted_proxies: config.api.trusted_proxies.clone() };
     let mut app = console::router_with(runtime.clone(), console_settings).merge(gateway::router(state));
-    if let Some(settings) = &config.telegram
+    if let Some(settings) = config.telegram.settings()
         && let Some(webhook) = channels::telegram::webhook_router(runtime.clone(), settings.clone())
     {
         app = app.merge(webhook);
@@ -109,24 +109,31 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
 /// Starts the chat channels that have a token; the others read `unconfigured` in `/ready`,
 /// naming the setting. A channel that fails never stops the server.
 fn start_channels(runtime: &Arc<runtime::Runtime>, config: &Config) {
+    use crate::config::ChannelConfig;
     use domain::channel::Channel;
     use runtime::channels::{ChannelHealth, ChannelState};
     let unconfigured = |channel: Channel, detail: &str| {
         tracing::info!("{channel}: unconfigured; {detail}");
         runtime.report_channel(ChannelHealth::new(channel, ChannelState::Unconfigured, Some(detail.into())));
     };
+    let invalid = |channel: Channel, error: &str| {
+        tracing::error!("{channel}: not started: {error}");
+        runtime.report_channel(ChannelHealth::new(channel, ChannelState::Failed, Some(error.into())));
+    };
     match &config.telegram {
-        Some(settings) => {
+        ChannelConfig::Invalid(error) => invalid(Channel::Telegram, error),
+        ChannelConfig::On(settings) => {
             tracing::info!(tenant = %settings.tenant, admission = settings.admission.as_str(), "starting the Telegram bot");
             channels::telegram::start(runtime.clone(), settings.clone());
         }
-        None => unconfigured(
+        ChannelConfig::Off => unconfigured(
             Channel::Telegram,
             "set NEXUS_TELEGRAM_BOT_TOKEN (or channels.telegram.bot_token) to start the Telegram bot",
         ),
     }
     match &config.discord {
-        Some(settings) => {
+        ChannelConfig::Invalid(error) => invalid(Channel::Discord, error),
+        ChannelConfig::On(settings) => {
             tracing::info!(
                 tenant = %settings.tenant, admission = settings.admission.as_str(),
                 moderated_channels = settings.moderated_channels.len(), dry_run = settings.moderation.dry_run,
@@ -134,7 +141,7 @@ fn start_channels(runtime: &Arc<runtime::Runtime>, config: &Config) {
             );
             channels::discord::start(runtime.clone(), settings.clone());
         }
-        None => unconfigured(
+        ChannelConfig::Off => unconfigured(
             Channel::Discord,
             "set NEXUS_DISCORD_BOT_TOKEN (or channels.discord.bot_token) to start the Discord bot",
         ),

@@ -101,11 +101,11 @@ async fn two_replicas_share_one_bot_and_answer_every_message_once_across_a_takeo
 }
 
 #[tokio::test]
-async fn a_refused_token_fails_the_channel_and_the_server_keeps_serving() {
+async fn a_refused_or_malformed_token_fails_its_channel_and_the_server_keeps_serving() {
     let telegram = FakeTelegram::start(TOKEN).await;
-    let cluster = Replicas::start_with(options(&telegram, "4242:WRONG-token", 1, Backend::Sqlite))
-        .await
-        .expect("a SQLite cluster always starts");
+    let mut options = options(&telegram, "4242:WRONG-token", 1, Backend::Sqlite);
+    options.env.push(("NEXUS_DISCORD_BOT_TOKEN".into(), "not a token".into()));
+    let cluster = Replicas::start_with(options).await.expect("a SQLite cluster always starts");
     let deadline = Instant::now() + WAIT;
     let state = loop {
         let state = telegram_state(&cluster, 0).await;
@@ -120,6 +120,8 @@ async fn a_refused_token_fails_the_channel_and_the_server_keeps_serving() {
     let ready = cluster.client.get(cluster.url(0, "/ready")).send().await.expect("ready");
     assert_eq!(ready.status(), 200, "the server stays ready");
     let ready: Value = ready.json().await.expect("json");
-    assert_eq!(ready["checks"]["channels"]["discord"]["status"], "unconfigured");
+    assert_eq!(ready["checks"]["channels"]["discord"]["status"], "failed", "a malformed token fails its channel alone");
+    let detail = ready["checks"]["channels"]["discord"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("channels.discord.bot_token") && !detail.contains("not a token"), "{detail}");
     assert!(cluster.log(0).iter().any(|l| l.contains("the Telegram channel stopped")));
 }

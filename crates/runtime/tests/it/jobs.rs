@@ -362,3 +362,72 @@ async fn equipment_runs_are_checked_sealed_and_switchable() {
     let _ = std::fs::remove_dir_all(&export);
     assert_eq!(records(&runtime, EntryKind::Equipment).await.len(), 2, "each completed run is sealed");
 }
+
+#[tokio::test]
+async fn a_scheduled_broadcast_queues_a_message_for_each_reachable_account() {
+    use domain::channel::{Admission, Channel};
+    use runtime::channels::{Account, Admitted};
+
+    let db = sqlite().await;
+    let runtime = start(&db, Setup::default()).await;
+    let tenant = demo();
+    // Three strangers let in at level 0 through their private chats; one only seen in a group.
+    for n in 0..4 {
+        let account = Account {
+            channel: Channel::Telegram,
+            external_id: format!("{}", 1000 + n),
+            display: format!("person {n}"),
+            private_chat: (n < 3).then(|| format!("{}", 1000 + n)),
+        };
+        let admitted = runtime.channel_member(&tenant, &account, Admission::Open).await.expect("admitted");
+        assert!(matches!(admitted, Admitted::Member { new: true, .. }));
+    }
+
+    let bad = [
+        (json!({"text": "  "}), "payload.text"),
+        (json!({"text": "hi", "channel": "discord"}), "payload.channel"),
+        (json!({"text": "hi", "channel": "fax"}), "payload.channel"),
+        (json!({"text": "hi", "min_level": 9}), "payload.min_level"),
+        (json!({"text": "hi", "to": "everyone"}), "payload.to"),
+    ];
+    for (payload, field) in bad {
+        let new = NewJob { kind: JobKind::Broadcast, payload: payload.clone(), run_at: None };
+        match runtime.enqueue_job(&tenant, new, "test").await {
+            Err(JobError::Invalid { field: named, .. }) => assert_eq!(named, field, "{payload}"),
+            other => panic!("{payload} should be refused naming {field}: {other:?}"),
+        }
+    }
+
+    let schedule = runtime
+        .create_schedule(
+            &tenant,
+            NewSchedule {
+                name: "monday-news".into(),
+                cron: "0 9 * * 1".into(),
+                timezone: Some("Europe/Rome".into()),
+                kind: JobKind::Broadcast,
+                payload: json!({"text": "**Good morning**, the week's news is out."}),
+                missed: MissedRuns::Skip,
+                enabled: true,
+            },
+            "user:admin",
+        )
+        .await
+        .expect("schedule");
+    let fixed = at("2026-11-30T08:00:00Z"); // a Monday, 09:00 in Rome, already past
+    runtime.store().set_schedule_enabled(&tenant, &schedule.id, true, Some(fixed), fixed).await.expect("plan");
+    let fired = runtime.sweep_jobs(fixed).await.expect("sweep");
+    assert_eq!(fired.len(), 1);
+    assert!(runtime.work_one("worker-1").await.expect("work"));
+
+    let job = runtime.job(&tenant, &fired[0].id).await.expect("job");
+    assert_eq!(job.state, JobState::Completed, "{:?}", job.last_error);
+    let result: Value = serde_json::from_str(job.result.as_deref().expect("result")).expect("json");
+    assert_eq!(result["recipients"], 3, "only accounts reachable privately: {result}");
+    let id = result["broadcast_id"].as_str().expect("broadcast id");
+    let (broadcast, progress) = runtime.broadcast(&tenant, id).await.expect("read").expect("stored");
+    assert_eq!((broadcast.body.as_str(), progress.pending), ("**Good morning**, the week's news is out.", 3));
+    assert_eq!(broadcast.created_by, format!("schedule:{}", schedule.id), "the schedule sent it");
+    let created = records(&runtime, EntryKind::AdminChange).await;
+    assert!(created.iter().any(|p| p["action"] == "broadcast.created" && p["broadcast_id"] == id));
+}
