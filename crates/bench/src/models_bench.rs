@@ -1,7 +1,9 @@
 //! The in-process models benchmark: all-MiniLM-L6-v2 sentences per second at batch 32 (short
 //! and ~40-token texts) and single-text latency, on all cores and on one (a child process with
 //! `RAYON_NUM_THREADS=1`, since candle sizes its pool once per process); tier classification
-//! latency; SmolLM2-135M prompt and generation tokens per second. The baseline is
+//! latency and the held-out examples routed by the rule runs follow (equipment answered with
+//! no model, trivial requests with no plan); SmolLM2-135M prompt and generation tokens per
+//! second and the time to a whole one-sentence answer. The baseline is
 //! `sentence-transformers` (PyTorch) embedding the same texts in a Python child process in the
 //! same run, when it is installed.
 //!
@@ -106,6 +108,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     }
     let (median, p99) = percentiles(&mut samples);
     println!("{:<34} {median:>9.2} ms median, {p99:.2} ms p99", "classify one request");
+    held_out_routing(&classifier)?;
 
     println!();
     println!("## local model, SmolLM2-135M-Instruct (Q8_0, ffn_down f32)");
@@ -330,6 +333,74 @@ fn python_baseline(dir: &Path, short: &[String], long: &[String], samples: usize
     Ok(PythonFigures { short: get("short")?, long: get("long")?, latency_ms: get("latency_ms")? })
 }
 
+/// The classifier's held-out examples routed by the rule every run follows, at the default
+/// thresholds: how many equipment requests are answered with no model, how many trivial ones
+/// with no plan, and how often a request is sent somewhere it should not go.
+fn held_out_routing(classifier: &TierClassifier) -> anyhow::Result<()> {
+    use engine::machine::ModelTier;
+    use models::classifier::{Label, parse_examples};
+    let examples = parse_examples("tiers_test.jsonl", include_str!("../../models/data/tiers_test.jsonl"))?;
+    let defaults = runtime::RuntimeConfig::default();
+    let thresholds = runtime::routing::Thresholds {
+        direct_answer: defaults.direct_answer_confidence,
+        equipment: defaults.equipment_confidence,
+    };
+    #[derive(Default)]
+    struct Count {
+        of: usize,
+        hit: usize,
+    }
+    let (mut answerable, mut all_equipment, mut wrong_equipment, mut trivial, mut over_eager) =
+        (Count::default(), Count::default(), Count::default(), Count::default(), Count::default());
+    for example in &examples {
+        let c = classifier.classify(&example.text)?;
+        let routing = runtime::llm::Routing {
+            tier: match c.tier {
+                models::Tier::Trivial => ModelTier::Trivial,
+                models::Tier::Normal => ModelTier::Normal,
+                models::Tier::Complex => ModelTier::Complex,
+            },
+            equipment: c.equipment.map(|e| e.name().to_owned()),
+            confidence: Some(f64::from(c.confidence)),
+        };
+        let (route, equipment) = runtime::routing::decide(&routing, "classifier", &example.text, None, thresholds);
+        let expected = example.label.classification(1.0).equipment.map(models::Equipment::name);
+        match expected {
+            Some(name) => {
+                let right = equipment == Some(name);
+                all_equipment.of += 1;
+                all_equipment.hit += usize::from(right);
+                if runtime::equipment::spec(name).is_some_and(|spec| !spec.changes_state) {
+                    answerable.of += 1;
+                    answerable.hit += usize::from(right);
+                }
+            }
+            None => {
+                wrong_equipment.of += 1;
+                wrong_equipment.hit += usize::from(equipment.is_some());
+                if example.label == Label::Trivial {
+                    trivial.of += 1;
+                    trivial.hit += usize::from(equipment.is_none() && route.tier == ModelTier::Trivial);
+                } else {
+                    over_eager.of += 1;
+                    over_eager.hit += usize::from(equipment.is_none() && route.tier == ModelTier::Trivial);
+                }
+            }
+        }
+    }
+    let share = |c: &Count| format!("{}/{} ({:.0} %)", c.hit, c.of, 100.0 * c.hit as f64 / c.of.max(1) as f64);
+    println!(
+        "held-out examples routed as runs are (direct >= {}, equipment >= {}):",
+        thresholds.direct_answer, thresholds.equipment
+    );
+    println!("  {:<62} {}", "read-only equipment requests answered with no model", share(&answerable));
+    println!("  {:<62} {}", "all equipment requests (state-changing ones never run on words)", share(&all_equipment));
+    println!("  {:<62} {}", "other requests wrongly answered by equipment", share(&wrong_equipment));
+    println!("  {:<62} {}", "trivial requests answered at once, no plan", share(&trivial));
+    println!("  {:<62} {}", "normal/complex requests answered at once (too eager)", share(&over_eager));
+    Ok(())
+}
+
 fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
     let article = texts(1, 160, 9).concat();
     let prompt = chatml_prompt(&[(ChatRole::User, &format!("Summarise these notes in one sentence: {article}"))]);
@@ -339,6 +410,19 @@ fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
     let prefill = model.generate(&prompt, &params, ignore)?;
     let prompt_rate = prefill.prompt_tokens as f64 / prefill.prompt_time.as_secs_f64();
     println!("{:<34} {prompt_rate:>9.1} tokens/s ({} prompt tokens)", "prompt", prefill.prompt_tokens);
+
+    // What a person offline waits for a trivial question: the whole one-sentence answer.
+    let question = chatml_prompt(&[(ChatRole::User, "What is the capital of France? Answer in one sentence.")]);
+    let params = GenerationParams { max_tokens: 48, ..GenerationParams::default() };
+    let started = Instant::now();
+    let answer = model.generate(&question, &params, ignore)?;
+    println!(
+        "{:<34} {:>9.0} ms ({} tokens: {:?})",
+        "one-sentence answer, offline",
+        ms(started.elapsed()),
+        answer.generated_tokens,
+        answer.text.trim()
+    );
 
     let story = chatml_prompt(&[(ChatRole::User, "Write a long story about a lighthouse keeper and a storm.")]);
     let params = GenerationParams {

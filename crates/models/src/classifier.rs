@@ -44,6 +44,18 @@ pub enum Equipment {
     LogRotate,
 }
 
+impl Equipment {
+    /// The equipment's name as the runtime knows it (`health_check`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Equipment::HealthCheck => "health_check",
+            Equipment::Backup => "backup",
+            Equipment::CostReport => "cost_report",
+            Equipment::LogRotate => "log_rotate",
+        }
+    }
+}
+
 /// The classifier's answer. Equipment requests report [`Tier::Trivial`]: the equipment does
 /// the work, a model at most phrases the result.
 #[derive(Debug, Clone, Copy, PartialEq)]

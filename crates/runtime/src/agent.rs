@@ -350,30 +350,18 @@ impl Runtime {
         Ok(Some(report(&request.tenant, run)))
     }
 
-    /// How a run is routed: the forced tier, else the router's answer on the task (a run that
-    /// names its persona is planned work, at least on the normal tier).
+    /// How a run is routed: the forced tier, else [`crate::routing::decide`] on the router's
+    /// answer for the task.
     fn route_for(&self, request: &RunRequest) -> (Route, Option<&'static str>) {
         if let Some(tier) = request.tier {
             return (Route { tier, by: "forced".into(), confidence: None }, None);
         }
+        let thresholds = crate::routing::Thresholds {
+            direct_answer: self.config.direct_answer_confidence,
+            equipment: self.config.equipment_confidence,
+        };
         let routing = self.router.route(&request.task);
-        // Equipment answers only a request the router is sure of, that names no persona, and
-        // only equipment that changes nothing: words alone never start a state change.
-        let equipment = routing
-            .equipment
-            .as_deref()
-            .and_then(crate::equipment::spec)
-            .filter(|spec| !spec.changes_state && request.persona.is_none())
-            .filter(|_| routing.confidence.is_some_and(|c| c >= self.config.equipment_confidence))
-            .map(|spec| spec.name);
-        // Answered with no plan only when the router is sure (a classifier's confidence, or
-        // small talk a rule recognises), never a request for a tool's work or a named persona.
-        let confident = routing.confidence.is_some_and(|c| c >= self.config.direct_answer_confidence);
-        let direct = (engine::routing::small_talk(&request.task) || (routing.tier == ModelTier::Trivial && confident))
-            && request.persona.is_none()
-            && !engine::routing::tool_shaped(&request.task);
-        let tier = if direct { ModelTier::Trivial } else { routing.tier.max(ModelTier::Normal) };
-        (Route { tier, by: self.router.name().to_owned(), confidence: routing.confidence }, equipment)
+        crate::routing::decide(&routing, self.router.name(), &request.task, request.persona.as_deref(), thresholds)
     }
 
     /// The stored state of a run.

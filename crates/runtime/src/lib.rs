@@ -27,6 +27,7 @@ pub mod llm;
 pub mod logs;
 pub mod moderation;
 pub mod revocations;
+pub mod routing;
 pub mod runs;
 mod seed;
 pub mod tasks;

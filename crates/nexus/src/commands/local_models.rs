@@ -71,7 +71,7 @@ impl TierRouter for ClassifierRouter {
                     Tier::Normal => ModelTier::Normal,
                     Tier::Complex => ModelTier::Complex,
                 },
-                equipment: c.equipment.map(|e| equipment_name(e).to_owned()),
+                equipment: c.equipment.map(|e| e.name().to_owned()),
                 confidence: Some(f64::from(c.confidence)),
             },
             Err(error) => {
@@ -79,15 +79,5 @@ impl TierRouter for ClassifierRouter {
                 HeuristicRouter.route(latest_user_turn)
             }
         }
-    }
-}
-
-/// The runtime's name of a piece of equipment the classifier recognises.
-fn equipment_name(equipment: models::Equipment) -> &'static str {
-    match equipment {
-        models::Equipment::HealthCheck => "health_check",
-        models::Equipment::Backup => "backup",
-        models::Equipment::CostReport => "cost_report",
-        models::Equipment::LogRotate => "log_rotate",
     }
 }
