@@ -401,6 +401,7 @@ impl Runtime {
             return Ok(false);
         };
         metrics::counter!("nexus_jobs_claimed_total", "kind" => job.kind.as_str()).increment(1);
+        tracing::info!(tenant = %job.tenant_id, job = %job.id, kind = job.kind.as_str(), attempt = job.attempts, owner, "claimed a job");
         let chain = ChainId::generate();
         let claimed = job.clone();
         let work = self.perform(&claimed, &chain);

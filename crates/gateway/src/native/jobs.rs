@@ -48,6 +48,10 @@ pub struct JobResponse {
     /// RFC 3339: not started before.
     pub run_at: String,
     pub cancel_requested: bool,
+    /// The worker holding the job while it runs (`<instance>/w<n>`), and until when.
+    pub lease_owner: Option<String>,
+    /// RFC 3339.
+    pub lease_until: Option<String>,
     pub last_error: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
@@ -68,6 +72,8 @@ fn job_response(job: Job) -> JobResponse {
         max_attempts: job.max_attempts,
         run_at: job.run_at.to_rfc3339(),
         cancel_requested: job.cancel_requested,
+        lease_owner: job.lease_owner,
+        lease_until: job.lease_until.map(|t| t.to_rfc3339()),
         last_error: job.last_error,
         result: job.result.as_deref().map(|r| serde_json::from_str(r).unwrap_or(Value::String(r.to_owned()))),
         schedule_id: job.schedule_id,
