@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::compat::{anthropic, openai};
 use crate::error;
-use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, shapes, usage};
+use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, moderation, shapes, usage};
 use crate::routes::Surface;
 use crate::{health, observe};
 
@@ -88,6 +88,7 @@ impl Modify for ErrorBodies {
         usage::usage,
         keys::create_key, keys::list_keys, keys::revoke_key,
         broadcasts::create, broadcasts::get,
+        moderation::list_cases, moderation::get_case, moderation::strictness,
         equipment::list_equipment, equipment::get_equipment, equipment::run_equipment, equipment::enable_equipment, equipment::disable_equipment,
         jobs::list_jobs, jobs::create_job, jobs::get_job, jobs::cancel_job, jobs::retry_job,
         jobs::list_schedules, jobs::create_schedule, jobs::get_schedule, jobs::delete_schedule,
@@ -99,7 +100,7 @@ impl Modify for ErrorBodies {
         (name = "gateway", description = "OpenAI- and Anthropic-compatible model endpoints"),
         (name = "ledger", description = "The tamper-evident log and its proofs"),
         (name = "keys", description = "API keys of the caller's tenant (admin keys only)"),
-        (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts"),
+        (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts, and the moderation record"),
         (name = "jobs", description = "Background jobs (a durable queue) and the cron schedules that enqueue them"),
         (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export"),
     ),

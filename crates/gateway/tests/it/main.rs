@@ -67,6 +67,7 @@ mod dialects;
 mod errors;
 mod jobs;
 mod keys;
+mod moderation;
 mod native;
 mod openapi;
 mod pricing;
