@@ -185,6 +185,20 @@ struct DiscordSection {
     timeout_minutes: Option<u64>,
     #[serde(default)]
     moderation: ModerationSection,
+    /// Guilds moderated differently: `[channels.discord.guilds."123…"]`.
+    #[serde(default)]
+    guilds: BTreeMap<String, GuildSection>,
+}
+
+/// One guild's overrides of `[channels.discord.moderation]` and of the staff channel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuildSection {
+    staff_channel: Option<String>,
+    threshold: Option<f64>,
+    dry_run: Option<bool>,
+    require_approval: Option<Vec<String>>,
+    staff_level: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -821,7 +835,6 @@ fn channel_admission(text: Option<&str>, setting: &'static str) -> Result<domain
 /// The Discord bot's settings, checked; `None` without a token.
 fn discord_settings(section: DiscordSection) -> Result<Option<channels::discord::DiscordSettings>, ConfigError> {
     use channels::discord::{DEFAULT_API_URL, DiscordSettings};
-    use domain::moderation::ModAction;
     let Some(token) = section.bot_token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
@@ -871,38 +884,40 @@ fn discord_settings(section: DiscordSection) -> Result<Option<channels::discord:
         max_mentions: m.max_mentions.unwrap_or(policy.rules.max_mentions),
         max_per_minute: m.max_per_minute.unwrap_or(policy.rules.max_per_minute).max(1),
     };
-    if let Some(threshold) = m.threshold {
-        if !(0.5..=0.99).contains(&threshold) {
-            return Err(ConfigError::Invalid {
-                setting: "channels.discord.moderation.threshold",
-                reason: format!("{threshold} is outside 0.5..=0.99"),
-            });
-        }
-        policy.threshold = threshold;
-    }
     if let Some(model) = m.model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()) {
         policy.model = model;
     }
-    policy.dry_run = m.dry_run.unwrap_or(false);
-    if let Some(actions) = m.require_approval {
-        policy.needs_approval = actions
-            .iter()
-            .map(|a| {
-                a.parse::<ModAction>().map_err(|e| ConfigError::Invalid {
-                    setting: "channels.discord.moderation.require_approval",
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-    }
-    if let Some(level) = m.staff_level {
-        if level > domain::tenant::UserLevel::MAX {
-            return Err(ConfigError::Invalid {
-                setting: "channels.discord.moderation.staff_level",
-                reason: format!("{level} is above the highest level, {}", domain::tenant::UserLevel::MAX),
-            });
+    let overrides = Overrides {
+        threshold: m.threshold,
+        dry_run: m.dry_run,
+        require_approval: m.require_approval,
+        staff_level: m.staff_level,
+    };
+    overrides.apply(&mut policy).map_err(|(key, reason)| ConfigError::Invalid { setting: key.base(), reason })?;
+    let mut guilds = std::collections::HashMap::new();
+    for (guild, section) in section.guilds {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            setting: "channels.discord.guilds",
+            reason: format!("guild {guild:?}: {key}: {reason}"),
+        };
+        if guild.is_empty() || !guild.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("id", "is not a Discord guild id (digits)".into()));
         }
-        policy.staff_level = level;
+        let staff_channel = match section.staff_channel {
+            Some(c) if c.is_empty() || !c.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(invalid("staff_channel", format!("{c:?} is not a Discord id (digits)")));
+            }
+            other => other,
+        };
+        let mut own = policy.clone();
+        let overrides = Overrides {
+            threshold: section.threshold,
+            dry_run: section.dry_run,
+            require_approval: section.require_approval,
+            staff_level: section.staff_level,
+        };
+        overrides.apply(&mut own).map_err(|(key, reason)| invalid(key.name(), reason))?;
+        guilds.insert(guild, channels::discord::GuildModeration { moderation: own, staff_channel });
     }
     Ok(Some(DiscordSettings {
         token,
@@ -913,8 +928,78 @@ fn discord_settings(section: DiscordSection) -> Result<Option<channels::discord:
         moderated_channels,
         staff_channel,
         moderation: policy,
+        guilds,
         timeout: std::time::Duration::from_secs(timeout_minutes * 60),
     }))
+}
+
+/// The moderation settings a guild may override, as read from the file.
+struct Overrides {
+    threshold: Option<f64>,
+    dry_run: Option<bool>,
+    require_approval: Option<Vec<String>>,
+    staff_level: Option<u8>,
+}
+
+/// Which override a mistake is in.
+#[derive(Debug, Clone, Copy)]
+enum OverrideKey {
+    Threshold,
+    RequireApproval,
+    StaffLevel,
+}
+
+impl OverrideKey {
+    fn name(self) -> &'static str {
+        match self {
+            OverrideKey::Threshold => "threshold",
+            OverrideKey::RequireApproval => "require_approval",
+            OverrideKey::StaffLevel => "staff_level",
+        }
+    }
+
+    /// The key in `[channels.discord.moderation]`.
+    fn base(self) -> &'static str {
+        match self {
+            OverrideKey::Threshold => "channels.discord.moderation.threshold",
+            OverrideKey::RequireApproval => "channels.discord.moderation.require_approval",
+            OverrideKey::StaffLevel => "channels.discord.moderation.staff_level",
+        }
+    }
+}
+
+impl Overrides {
+    /// Applies what is set over `policy`, each value checked.
+    fn apply(self, policy: &mut runtime::moderation::ModerationPolicy) -> Result<(), (OverrideKey, String)> {
+        if let Some(threshold) = self.threshold {
+            if !(0.5..=0.99).contains(&threshold) {
+                return Err((OverrideKey::Threshold, format!("{threshold} is outside 0.5..=0.99")));
+            }
+            policy.threshold = threshold;
+        }
+        if let Some(dry_run) = self.dry_run {
+            policy.dry_run = dry_run;
+        }
+        if let Some(actions) = self.require_approval {
+            policy.needs_approval = actions
+                .iter()
+                .map(|a| {
+                    a.parse::<domain::moderation::ModAction>()
+                        .map_err(|e| (OverrideKey::RequireApproval, e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(level) = self.staff_level {
+            if level > domain::tenant::UserLevel::MAX {
+                return Err((
+                    OverrideKey::StaffLevel,
+                    format!("{level} is above the highest level, {}", domain::tenant::UserLevel::MAX),
+                ));
+            }
+            policy.staff_level = level;
+        }
+        Ok(())
+    }
 }
 
 /// The HTTP API's settings, checked.
@@ -1268,7 +1353,8 @@ mod tests {
             &file,
             "[channels.discord]\nmoderated_channels = [\"42\"]\nstaff_channel = \"43\"\n\
              [channels.discord.moderation]\nwords = [\"scam\"]\npatterns = [\"(?i)free\\\\s+nitro\"]\n\
-             threshold = 0.9\nrequire_approval = [\"ban\"]\ndry_run = true\n",
+             threshold = 0.9\nrequire_approval = [\"ban\"]\ndry_run = true\n\
+             [channels.discord.guilds.\"77\"]\nstaff_channel = \"78\"\ndry_run = false\nthreshold = 0.95\n",
         )
         .expect("write");
         let e = env(&[("NEXUS_DISCORD_BOT_TOKEN", "MTAx.abc-DEF_ghi"), ("NEXUS_DISCORD_ADMISSION", "open")]);
@@ -1278,6 +1364,13 @@ mod tests {
         assert_eq!(discord.admission, domain::channel::Admission::Open);
         assert_eq!(discord.moderated_channels, ["42"]);
         assert_eq!(discord.staff_channel.as_deref(), Some("43"));
+        // Guild 77 keeps the bot's rules but has its own threshold, no dry run, its own staff.
+        let own = discord.policy(Some("77"));
+        assert!(!own.dry_run && (own.threshold - 0.95).abs() < 1e-9);
+        assert_eq!(own.needs_approval, [domain::moderation::ModAction::Ban], "inherited");
+        assert_eq!(discord.staff_channel_of(Some("77")), Some("78"));
+        assert_eq!(discord.staff_channel_of(Some("99")), Some("43"), "other guilds: the bot's");
+        assert!(discord.policy(Some("99")).dry_run);
         assert!(discord.moderation.dry_run);
         assert!((discord.moderation.threshold - 0.9).abs() < 1e-9);
         assert_eq!(discord.moderation.needs_approval, [domain::moderation::ModAction::Ban]);
@@ -1303,6 +1396,14 @@ mod tests {
             (
                 "[channels.discord]\nbot_token = \"t\"\n[channels.discord.moderation]\nrequire_approval = [\"nuke\"]\n",
                 "channels.discord.moderation.require_approval",
+            ),
+            (
+                "[channels.discord]\nbot_token = \"t\"\n[channels.discord.guilds.main]\ndry_run = true\n",
+                "guild \"main\": id",
+            ),
+            (
+                "[channels.discord]\nbot_token = \"t\"\n[channels.discord.guilds.\"42\"]\nthreshold = 0.2\n",
+                "guild \"42\": threshold",
             ),
         ] {
             std::fs::write(&file, bad).expect("write");

@@ -596,7 +596,7 @@ async fn status(cx: &Context, member: &Member, guild: Option<&str>) -> String {
     if let Some(guild) = guild
         && !cx.settings.moderated_channels.is_empty()
     {
-        let policy = &cx.settings.moderation;
+        let policy = cx.settings.policy(Some(guild));
         let mut line = format!(
             "🛡️ moderation on {} channel(s), threshold {:.2}{}",
             cx.settings.moderated_channels.len(),
@@ -623,7 +623,7 @@ async fn moderate(cx: &Context, guild: &str, message: &Message) -> bool {
     let flags = {
         let mut screen = cx.prescreen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let inspected = Inspected { author_id: &message.author.id, text: &message.content, mentions };
-        screen.check(&cx.settings.moderation.rules, &inspected, domain::Timestamp::now())
+        screen.check(&cx.settings.policy(Some(guild)).rules, &inspected, domain::Timestamp::now())
     };
     if flags.is_empty() {
         return false;
@@ -632,7 +632,7 @@ async fn moderate(cx: &Context, guild: &str, message: &Message) -> bool {
     let account = account_of(&message.author, None);
     if let Ok(Admitted::Member { member, .. }) =
         cx.runtime.channel_member(&cx.settings.tenant, &account, domain::channel::Admission::Closed).await
-        && is_staff(cx, &member)
+        && is_staff(cx, &member, Some(guild))
     {
         return false;
     }
@@ -647,7 +647,7 @@ async fn moderate(cx: &Context, guild: &str, message: &Message) -> bool {
         text: message.content.clone(),
         flags,
     };
-    let case = match cx.runtime.moderate(&cx.settings.moderation, flagged).await {
+    let case = match cx.runtime.moderate(cx.settings.policy(Some(guild)), flagged).await {
         Ok(Judged::Clear { reason }) => {
             tracing::debug!(message = %message.id, %reason, "a flagged Discord message was judged fine");
             return false;
@@ -667,8 +667,8 @@ async fn moderate(cx: &Context, guild: &str, message: &Message) -> bool {
     case.status == CaseStatus::Acted && !matches!(case.action, ModAction::None | ModAction::Warn)
 }
 
-fn is_staff(cx: &Context, member: &Member) -> bool {
-    member.principal.is_admin() || member.principal.level.get() >= cx.settings.moderation.staff_level
+fn is_staff(cx: &Context, member: &Member, guild: Option<&str>) -> bool {
+    member.principal.is_admin() || member.principal.level.get() >= cx.settings.policy(guild).staff_level
 }
 
 /// Carries out a case's action; what went wrong, if anything (a missing permission, …).
@@ -763,7 +763,7 @@ fn case_buttons(case: &ModerationCase) -> Value {
 }
 
 async fn show_case(cx: &Context, case: &ModerationCase, notes: &[String]) {
-    let Some(staff) = cx.settings.staff_channel.as_deref() else { return };
+    let Some(staff) = cx.settings.staff_channel_of(Some(&case.scope)) else { return };
     let body =
         json!({"content": case_text(case, notes), "components": case_buttons(case), "allowed_mentions": no_pings()});
     if let Err(error) = cx.api.post(staff, &body).await {
@@ -819,8 +819,10 @@ async fn follow_up_private(cx: &Context, interaction: &Interaction, text: &str) 
 }
 
 async fn review(cx: &Context, interaction: &Interaction, member: &Member, id: &str, verdict: Verdict) {
-    let staff_level = cx.settings.moderation.staff_level;
-    let (case, before) = match cx.runtime.review_case(&member.principal, staff_level, id, verdict).await {
+    // The case's guild decides who its staff are and whether it runs dry.
+    let scope = cx.runtime.moderation_case(&member.principal.tenant, id).await.ok().flatten().map(|c| c.scope);
+    let policy = cx.settings.policy(scope.as_deref());
+    let (case, before) = match cx.runtime.review_case(&member.principal, policy.staff_level, id, verdict).await {
         Ok(decided) => decided,
         Err(error @ (ModerationError::NotAllowed(_) | ModerationError::Decided(_) | ModerationError::NoCase(_))) => {
             follow_up_private(cx, interaction, &format!("⚠️ {error}")).await;
@@ -833,7 +835,7 @@ async fn review(cx: &Context, interaction: &Interaction, member: &Member, id: &s
         }
     };
     let mut notes = match (verdict, before) {
-        (Verdict::Uphold, CaseStatus::Review) if cx.settings.moderation.dry_run => {
+        (Verdict::Uphold, CaseStatus::Review) if policy.dry_run => {
             vec!["dry run: the action was not carried out".to_owned()]
         }
         (Verdict::Uphold, CaseStatus::Review) => carry_out(cx, &case).await,

@@ -54,8 +54,36 @@ pub struct DiscordSettings {
     /// Where staff see moderation cases and approvals, with buttons to decide.
     pub staff_channel: Option<String>,
     pub moderation: ModerationPolicy,
+    /// Guilds moderated differently from the rest (their own threshold, dry run, actions held
+    /// for staff, staff level and staff channel), by guild id.
+    pub guilds: std::collections::HashMap<String, GuildModeration>,
     /// How long a `timeout` action lasts.
     pub timeout: Duration,
+}
+
+/// One guild's own moderation: its policy (the bot's, with the guild's overrides) and where
+/// its staff see cases.
+#[derive(Debug, Clone)]
+pub struct GuildModeration {
+    pub moderation: ModerationPolicy,
+    /// `None`: the bot's staff channel.
+    pub staff_channel: Option<String>,
+}
+
+impl DiscordSettings {
+    /// The moderation policy of a guild (the bot's own outside a guild or for guilds without
+    /// their own).
+    pub fn policy(&self, guild: Option<&str>) -> &ModerationPolicy {
+        guild.and_then(|g| self.guilds.get(g)).map_or(&self.moderation, |g| &g.moderation)
+    }
+
+    /// Where a guild's staff see cases and notices.
+    pub fn staff_channel_of(&self, guild: Option<&str>) -> Option<&str> {
+        guild
+            .and_then(|g| self.guilds.get(g))
+            .and_then(|g| g.staff_channel.as_deref())
+            .or(self.staff_channel.as_deref())
+    }
 }
 
 impl std::fmt::Debug for DiscordSettings {
@@ -69,6 +97,7 @@ impl std::fmt::Debug for DiscordSettings {
             .field("moderated_channels", &self.moderated_channels)
             .field("staff_channel", &self.staff_channel)
             .field("moderation", &self.moderation)
+            .field("guilds", &self.guilds)
             .field("timeout", &self.timeout)
             .finish()
     }

@@ -290,6 +290,41 @@ async fn destructive_actions_wait_for_staff_and_dry_run_never_acts() {
 }
 
 #[tokio::test]
+async fn a_guild_moderated_its_own_way_runs_dry_and_shows_its_own_staff_while_another_acts() {
+    let world = world().await;
+    let mut settings = world.discord_settings(Admission::Open);
+    settings.moderated_channels.push("c-mod2".into());
+    let mut own = settings.moderation.clone();
+    own.dry_run = true;
+    settings.guilds.insert(
+        "g2".into(),
+        channels::discord::GuildModeration { moderation: own, staff_channel: Some("c-staff2".into()) },
+    );
+    let adapter = world.start_discord(settings);
+    connected(&world).await;
+
+    let dry = world.discord.message("c-mod2", Some("g2"), ("700", "spammer2"), "FREE NITRO in guild two");
+    let card = world.discord.wait_calls(1, WAIT, posts_in("c-staff2")).await;
+    assert!(card[0].body["content"].as_str().is_some_and(|c| c.contains("dry_run")), "{:?}", card[0].body);
+    assert!(!world.discord.calls().iter().any(|c| c.method == "DELETE"), "guild two runs dry");
+
+    let acted = world.discord.message("c-mod", Some("g1"), ("701", "spammer1"), "FREE NITRO in guild one");
+    world.discord.wait_calls(1, WAIT, posts_in("c-staff")).await;
+    assert!(
+        world.discord.calls().iter().any(|c| c.method == "DELETE" && c.route.contains(&acted)),
+        "guild one acts as the bot's own policy says"
+    );
+    assert!(
+        world.discord.calls().iter().filter(|c| posts_in("c-staff2")(c)).count() == 1,
+        "each guild's staff see their own"
+    );
+    let entries = moderation_entries(&world).await;
+    assert!(entries.iter().any(|e| e["status"] == "dry_run" && e["message_id"] == dry.as_str()));
+    assert!(entries.iter().any(|e| e["status"] == "acted" && e["message_id"] == acted.as_str()));
+    adapter.abort();
+}
+
+#[tokio::test]
 async fn a_dropped_connection_resumes_without_losing_or_repeating_events() {
     let world = world().await;
     let adapter = world.start_discord(world.discord_settings(Admission::Open));

@@ -207,6 +207,7 @@ impl World {
             moderated_channels: vec!["c-mod".into()],
             staff_channel: Some("c-staff".into()),
             moderation: runtime::moderation::ModerationPolicy { rules, ..Default::default() },
+            guilds: std::collections::HashMap::new(),
             timeout: Duration::from_secs(600),
         }
     }
