@@ -614,7 +614,7 @@ async fn deliver_decided(cx: &Context, report: &runtime::agent::RunReport) {
 }
 
 /// Tells the tenant's admins on Telegram of calls waiting for an approval, with buttons to
-/// decide. Each approval is announced once (claimed in the store, so by one replica).
+/// decide. Each approval is announced once to each admin (claimed in the store, so by one replica).
 pub(super) async fn announce_approvals(cx: &Context) -> Result<(), String> {
     let tenant = &cx.settings.tenant;
     let waiting =
@@ -624,13 +624,15 @@ pub(super) async fn announce_approvals(cx: &Context) -> Result<(), String> {
     }
     let admins = cx.runtime.channel_staff(tenant, Channel::Telegram, ADMINS_ONLY).await.map_err(|e| e.to_string())?;
     for approval in waiting {
-        let key = format!("approval:{}", approval.id);
-        if !cx.runtime.claim_channel_update(tenant, Channel::Telegram, &key).await.map_err(|e| e.to_string())? {
-            continue;
-        }
         for admin in &admins {
             let Some(chat) = admin.chat_id.as_deref().and_then(|c| c.parse::<i64>().ok()) else { continue };
             if approval.requested_by.as_deref() == Some(format!("user:{}", admin.user_id).as_str()) {
+                continue;
+            }
+            // Once per approval and admin (by one replica): an admin who links while the call
+            // still waits is asked too.
+            let key = format!("approval:{}:{}", approval.id, admin.user_id);
+            if !cx.runtime.claim_channel_update(tenant, Channel::Telegram, &key).await.map_err(|e| e.to_string())? {
                 continue;
             }
             let locale = Locale::pick(admin.locale.as_deref(), None);
