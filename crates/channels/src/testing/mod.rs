@@ -51,6 +51,8 @@ struct FakeState {
     get_updates_completed: u64,
     hang_polls: u32,
     flood: u32,
+    /// The next formatted (HTML) messages refused as Telegram refuses entities it cannot parse.
+    refuse_formatting: u32,
     conflict: bool,
     blocked: HashSet<i64>,
     next_message_id: i64,
@@ -244,6 +246,12 @@ impl FakeTelegram {
     /// The next `n` `sendMessage` calls get 429 with `retry_after: 1`.
     pub fn flood(&self, n: u32) {
         self.with(|s| s.flood = n);
+    }
+
+    /// The next `n` messages sent with `parse_mode` HTML get 400 "can't parse entities", as
+    /// Telegram answers formatting it does not accept.
+    pub fn refuse_formatting(&self, n: u32) {
+        self.with(|s| s.refuse_formatting = n);
     }
 
     /// Every `getUpdates` answers 409 (another instance polls the token) while on.
@@ -509,6 +517,10 @@ fn send_message(state: &Arc<Mutex<FakeState>>, method: &str, body: &Value) -> Js
     }
     let text = body["text"].as_str().unwrap_or_default().to_owned();
     let html = body["parse_mode"].as_str() == Some("HTML");
+    if html && s.refuse_formatting > 0 {
+        s.refuse_formatting -= 1;
+        return refuse(400, "Bad Request: can't parse entities: unsupported start tag \"b\" at byte offset 0");
+    }
     let visible = if html {
         match parse_html(&text) {
             Ok(visible) => visible,

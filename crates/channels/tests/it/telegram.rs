@@ -129,6 +129,27 @@ async fn a_ten_thousand_character_answer_arrives_split_in_order_and_reserved_cha
 }
 
 #[tokio::test]
+async fn formatting_telegram_refuses_is_sent_again_as_plain_text() {
+    let world = world().await;
+    let ada = world.user("ada@demo.test", Role::Member, 1).await;
+    let adapter = world.start(Admission::Closed);
+    world.link(41, &ada).await;
+    world.telegram.refuse_formatting(1);
+    world.telegram.push_message(41, 41, "Tell me about the ledger");
+    let sent = world.telegram.wait_sent(41, 2, WAIT).await;
+    let answer = &sent[1];
+    assert!(!answer.html, "the refused message went again without formatting");
+    assert!(
+        answer.text.starts_with("You asked: **Tell me about the ledger**"),
+        "the answer's own text: {}",
+        answer.text
+    );
+    assert!(!answer.text.contains("<b>"), "{}", answer.text);
+    assert!(answer.text.contains("🔏"), "the seal survives: {}", answer.text);
+    adapter.abort();
+}
+
+#[tokio::test]
 async fn flood_control_is_waited_out_and_parts_keep_their_order() {
     let world = world().await;
     let adapter = world.start(Admission::Open);
