@@ -182,6 +182,30 @@ async fn a_stalled_poll_is_rebuilt_by_the_watchdog_and_nothing_is_answered_twice
 }
 
 #[tokio::test]
+async fn sessions_failing_in_a_row_read_degraded_then_recover_without_a_restart_storm() {
+    let world = world().await;
+    // Three wedged sessions in a row: the watchdog rebuilds each, backing off between them.
+    world.telegram.hang_polls(3);
+    world.telegram.push_message(5, 5, "still there?");
+    let started = std::time::Instant::now();
+    let adapter = world.start(Admission::Open);
+    let degraded = world.until_state(ChannelState::Degraded, Duration::from_secs(40)).await;
+    assert!(degraded.restarts >= 3, "{degraded:?}");
+    assert!(degraded.detail.as_deref().is_some_and(|d| !d.is_empty()), "the reason is shown: {degraded:?}");
+    // 3 stalls of 3 s and backoffs of 1 s and 2 s between them: no storm of reconnects.
+    assert!(started.elapsed() >= Duration::from_secs(9), "{:?}", started.elapsed());
+    let (polls, _) = world.telegram.polls();
+    assert!(polls <= 6, "{polls} getUpdates calls while failing");
+    let recovered = world.until_state(ChannelState::Connected, Duration::from_secs(40)).await;
+    assert!(recovered.restarts >= 3);
+    let sent = world.telegram.wait_sent(5, 2, WAIT).await;
+    assert!(sent[1].text.contains("still there?"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(world.telegram.sent_to(5).len(), 2, "answered exactly once");
+    adapter.abort();
+}
+
+#[tokio::test]
 async fn an_update_delivered_again_after_a_restart_is_not_answered_twice() {
     let world = world().await;
     let adapter = world.start(Admission::Open);
