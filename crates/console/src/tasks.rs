@@ -286,34 +286,25 @@ pub async fn enqueue(
     Ok(Redirect::to("/tasks?done=queued").into_response())
 }
 
-/// Asks a job to stop (admins).
-pub async fn cancel(
+/// Cancels a job (a running one stops at its next step) or puts a failed or cancelled one back
+/// in the queue (admins).
+pub async fn job_action(
     State(state): State<ConsoleState>,
     signed: Signed,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     signed.check_csrf(&headers, &form.csrf)?;
     signed.require_admin()?;
-    let principal = &signed.user.principal;
-    state.runtime.cancel_job(&principal.tenant, &id, &principal.subject()).await.map_err(api(signed.lang))?;
-    Ok(Redirect::to("/tasks?done=cancelled").into_response())
-}
-
-/// Puts a failed or cancelled job back in the queue (admins).
-pub async fn retry(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> PageResult {
-    signed.check_csrf(&headers, &form.csrf)?;
-    signed.require_admin()?;
-    let principal = &signed.user.principal;
-    state.runtime.retry_job(&principal.tenant, &id, &principal.subject()).await.map_err(api(signed.lang))?;
-    Ok(Redirect::to("/tasks?done=retried").into_response())
+    let (tenant, by) = (&signed.user.principal.tenant, signed.user.principal.subject());
+    let done = match action.as_str() {
+        "cancel" => state.runtime.cancel_job(tenant, &id, &by).await.map(|_| "cancelled"),
+        "retry" => state.runtime.retry_job(tenant, &id, &by).await.map(|_| "retried"),
+        _ => return Err(ConsoleError::NotFound(signed.lang)),
+    };
+    let done = done.map_err(api(signed.lang))?;
+    Ok(Redirect::to(&format!("/tasks?done={done}")).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
