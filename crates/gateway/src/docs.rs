@@ -89,7 +89,7 @@ impl Modify for ErrorBodies {
         keys::create_key, keys::list_keys, keys::revoke_key,
         broadcasts::create, broadcasts::get,
         moderation::list_cases, moderation::get_case, moderation::strictness,
-        equipment::list_equipment, equipment::get_equipment, equipment::run_equipment, equipment::enable_equipment, equipment::disable_equipment,
+        equipment::list_equipment, equipment::get_equipment, equipment::run_equipment, equipment::enable_equipment, equipment::disable_equipment, equipment::create_backup,
         jobs::list_jobs, jobs::create_job, jobs::get_job, jobs::cancel_job, jobs::retry_job,
         jobs::list_schedules, jobs::create_schedule, jobs::get_schedule, jobs::delete_schedule,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
@@ -102,7 +102,7 @@ impl Modify for ErrorBodies {
         (name = "keys", description = "API keys of the caller's tenant (admin keys only)"),
         (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts, and the moderation record"),
         (name = "jobs", description = "Background jobs (a durable queue) and the cron schedules that enqueue them"),
-        (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export"),
+        (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export, backup"),
     ),
 )]
 pub(crate) struct ApiDoc;

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/equipment/{name}/run", post(equipment::run_equipment))
         .route("/v1/equipment/{name}/enable", post(equipment::enable_equipment))
         .route("/v1/equipment/{name}/disable", post(equipment::disable_equipment))
+        .route("/v1/admin/backups", post(equipment::create_backup))
         .route("/v1/jobs", get(jobs::list_jobs).post(jobs::create_job))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))

@@ -83,6 +83,28 @@ pub enum Command {
     Schedule(ScheduleCommand),
     /// Add files to a tenant's knowledge base: text, Markdown, HTML and PDF; folders are walked.
     Ingest(IngestArgs),
+    /// Take a consistent backup of the whole database (a running server may keep writing),
+    /// verify its ledger, write its manifest and keep the newest ones.
+    Backup {
+        /// Where backups go (default: <data_dir>/backups).
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// How many backups to keep in that directory.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        keep: u32,
+    },
+    /// Put a backup back in place of the database, after verifying it and keeping a safety copy
+    /// of what it replaces. Stop every server first.
+    Restore {
+        /// The backup file (its manifest, FILE.manifest.json, must be beside it).
+        file: PathBuf,
+        /// Only verify the backup and say what would happen.
+        #[arg(long)]
+        dry_run: bool,
+        /// Restore although a server seemed alive on the database in the last 15 s.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! Every failure ends as one `error: …` line on standard error and a non-zero exit: 1 when
 //! verification finds a problem, 2 for anything else.
 
+mod backup;
 mod cli;
 mod commands;
 mod config;

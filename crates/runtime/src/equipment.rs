@@ -2,8 +2,8 @@
 //! pruning old operational records, exporting the ledger's signed checkpoints. A piece of
 //! equipment runs on demand (HTTP, CLI), on a schedule (a job), or instead of a model when the
 //! router is sure a request asks for it. Every run is sealed in the tenant's ledger with its
-//! result; a tenant may switch a piece off. Backups are not equipment yet: they arrive with
-//! backups themselves (until then a request for one goes to a model like any other).
+//! result; a tenant may switch a piece off. `backup` copies the whole database through the
+//! [`Backups`] port the binary provides (the same work as `nexus backup`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -62,6 +62,16 @@ pub const EQUIPMENT: &[Spec] = &[
             name: "keep_days",
             kind: "integer",
             description: "Keep records from the last this many days (1 to 3650; default 30).",
+        }],
+        changes_state: true,
+    },
+    Spec {
+        name: "backup",
+        description: "Takes a consistent backup of the whole database, verifies its ledger and keeps the newest ones.",
+        parameters: &[Param {
+            name: "keep",
+            kind: "integer",
+            description: "How many backups to keep in the backup directory (1 to 1000; default 7).",
         }],
         changes_state: true,
     },
@@ -146,6 +156,14 @@ pub struct EquipmentSettings {
     pub export_dir: Option<PathBuf>,
     /// The directory whose free space the health check reports; `None`: not checked.
     pub data_dir: Option<PathBuf>,
+}
+
+/// Takes backups of the whole database: the binary's implementation of `nexus backup`.
+#[async_trait::async_trait]
+pub trait Backups: Send + Sync {
+    /// Takes a backup, verifies it and keeps only the newest `keep`; a summary and the backup's
+    /// manifest.
+    async fn backup(&self, keep: u32) -> Result<(String, Value), String>;
 }
 
 /// Below this much free disk space the health check reports a problem.
@@ -233,6 +251,18 @@ impl Runtime {
             "ledger_checkpoint_export" => {
                 self.export_checkpoints(tenant, params.integer("count", 10, 1, 1000)?).await?
             }
+            "backup" => {
+                let keep = u32::try_from(params.integer("keep", 7, 1, 1000)?).unwrap_or(7);
+                let backups = self.backups.as_ref().ok_or_else(|| EquipmentError::Unavailable {
+                    name: spec.name.to_owned(),
+                    reason: "backups are not configured in this process".into(),
+                })?;
+                let (summary, manifest) = backups
+                    .backup(keep)
+                    .await
+                    .map_err(|reason| EquipmentError::Failed { name: spec.name.to_owned(), reason })?;
+                (true, summary, manifest)
+            }
             other => return Err(EquipmentError::Unavailable { name: other.to_owned(), reason: "not built".into() }),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -253,6 +283,7 @@ impl Runtime {
             "ledger_checkpoint_export" if self.config.equipment.export_dir.is_none() => {
                 Some("no export directory is configured".into())
             }
+            "backup" if self.backups.is_none() => Some("backups are not configured in this process".into()),
             _ => None,
         }
     }

@@ -129,6 +129,7 @@ pub struct Runtime {
     /// The tenants' knowledge bases (one service, so its vector indexes are shared); it holds
     /// the embedding model, when one is loaded.
     knowledge: knowledge::KnowledgeService,
+    backups: Option<Arc<dyn equipment::Backups>>,
 }
 
 /// How often a runtime records that it is alive.
@@ -152,6 +153,8 @@ pub struct RuntimeParts {
     pub agent: Option<agent::AgentServices>,
     /// Where the process's logging keeps its recent lines (servers); `None`: not kept.
     pub logs: Option<Arc<logs::LogTail>>,
+    /// Takes backups of the whole database (the `backup` equipment); `None`: not available.
+    pub backups: Option<Arc<dyn equipment::Backups>>,
 }
 
 impl RuntimeParts {
@@ -169,7 +172,17 @@ impl RuntimeParts {
             Some(embedder) => knowledge.with_embedder(embedder),
             None => knowledge,
         };
-        Self { store, knowledge, signer, config, rate_counter: None, router: None, agent: None, logs: None }
+        Self {
+            store,
+            knowledge,
+            signer,
+            config,
+            rate_counter: None,
+            router: None,
+            agent: None,
+            logs: None,
+            backups: None,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -187,7 +200,7 @@ impl Runtime {
     /// Starts the runtime from its parts. Refuses to start when the signing key is not the key
     /// that signed the checkpoints already in the database.
     pub async fn start(parts: RuntimeParts) -> Result<Self, StartError> {
-        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent, logs } = parts;
+        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent, logs, backups } = parts;
         check_signing_key(store.as_ref(), &signer).await?;
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
@@ -247,6 +260,7 @@ impl Runtime {
             cancels: Default::default(),
             notices,
             knowledge,
+            backups,
         })
     }
 

@@ -7,6 +7,7 @@
 
 mod agent_rows;
 mod backend;
+pub mod backup;
 mod common;
 mod common_agent;
 mod common_channels;

@@ -2,6 +2,7 @@
 //! switched on for the tenant and can run here, the schedules that run it),
 //! `GET /v1/equipment/{name}` shows one, `POST /v1/equipment/{name}/run` runs it now and returns
 //! its sealed result, `POST /v1/equipment/{name}/enable|disable` switch it for the tenant.
+//! `POST /v1/admin/backups` runs the `backup` equipment (a backup of the whole database).
 //! Listing is open to the tenant's members; running and switching need an admin.
 
 use axum::Extension;
@@ -46,7 +47,12 @@ impl From<EquipmentError> for ApiError {
             EquipmentError::Disabled { .. } => {
                 ApiError::new(axum::http::StatusCode::CONFLICT, "equipment_disabled", error.to_string())
             }
-            EquipmentError::Unavailable { .. } => ApiError::unavailable(error.to_string()),
+            // Not a passing outage: this server is not set up for it (a missing setting or
+            // service), so retrying cannot help — a conflict with its configuration, like a
+            // piece switched off.
+            EquipmentError::Unavailable { .. } => {
+                ApiError::new(axum::http::StatusCode::CONFLICT, "equipment_unavailable", error.to_string())
+            }
             EquipmentError::Failed { .. } => ApiError::internal(error.to_string()),
             EquipmentError::Store(_) => ApiError::internal(error.to_string()),
             EquipmentError::Ledger(_) => ApiError::internal(error.to_string()),
@@ -81,9 +87,8 @@ pub(crate) async fn get_equipment(
         (status = 200, description = "the run's result, sealed in the ledger (`ledger_index`)"),
         (status = 403, description = "not an admin"),
         (status = 404, description = "no such equipment"),
-        (status = 409, description = "switched off for this tenant"),
+        (status = 409, description = "switched off for this tenant (`equipment_disabled`), or this server is not set up to run it (`equipment_unavailable`: the reason names the missing setting)"),
         (status = 422, description = "a parameter the equipment does not take, or out of range (named in `error.field`)"),
-        (status = 503, description = "it cannot run on this server (the reason says which setting or backend is missing)"),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn run_equipment(
@@ -97,6 +102,44 @@ pub(crate) async fn run_equipment(
         if bytes.iter().all(u8::is_ascii_whitespace) { RunEquipmentRequest::default() } else { parse(&bytes)? };
     let params = body.params.unwrap_or(Value::Null);
     let run = state.runtime.run_equipment(&principal.tenant, &path.name, &params, &principal.subject(), None).await?;
+    Ok(Json(run))
+}
+
+/// A backup's settings.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// How many backups to keep in the server's backup directory (1 to 1000; default 7).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub keep: Option<u32>,
+}
+
+#[utoipa::path(post, path = "/v1/admin/backups", tag = "equipment",
+    request_body(content = BackupRequest, description = "optional; an empty body keeps 7"),
+    responses(
+        (status = 200, description = "the backup taken and verified: its manifest (`result`), sealed in the ledger (`ledger_index`)"),
+        (status = 403, description = "not an admin"),
+        (status = 409, description = "the backup equipment is switched off for this tenant, or this server takes no backups"),
+        (status = 422, description = "`keep` out of range"),
+        (status = 500, description = "the backup failed or did not verify (the reason says why; nothing is kept)"),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn create_backup(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    RawBody(bytes): RawBody,
+) -> Result<Json<EquipmentRun>, ApiError> {
+    require_admin(&principal, "taking a backup")?;
+    let body: BackupRequest =
+        if bytes.iter().all(u8::is_ascii_whitespace) { BackupRequest::default() } else { parse(&bytes)? };
+    let params = match body.keep {
+        Some(keep) if !(1..=1000).contains(&keep) => {
+            return Err(ApiError::invalid("keep", format!("{keep} is outside 1..=1000")));
+        }
+        Some(keep) => serde_json::json!({ "keep": keep }),
+        None => Value::Null,
+    };
+    let run = state.runtime.run_equipment(&principal.tenant, "backup", &params, &principal.subject(), None).await?;
     Ok(Json(run))
 }
 

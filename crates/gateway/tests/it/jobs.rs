@@ -91,7 +91,7 @@ async fn equipment_is_listed_run_and_switched_over_http() {
     let (status, listed) = send(app.get("/v1/equipment", &member)).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     let names: Vec<&str> = listed.as_array().expect("list").iter().filter_map(|e| e["name"].as_str()).collect();
-    assert_eq!(names, ["health_check", "cost_report", "log_rotate", "ledger_checkpoint_export"]);
+    assert_eq!(names, ["health_check", "cost_report", "log_rotate", "backup", "ledger_checkpoint_export"]);
 
     let (status, _) = send(app.post("/v1/equipment/health_check/run", &member)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -120,4 +120,19 @@ async fn equipment_is_listed_run_and_switched_over_http() {
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     let (status, on) = send(app.post("/v1/equipment/health_check/enable", &admin)).await;
     assert_eq!((status, on["enabled"].as_bool()), (StatusCode::OK, Some(true)));
+
+    // This server has no backup service (the binary provides one): said plainly, not a 5xx.
+    let (status, error) = send(app.post("/v1/admin/backups", &admin)).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("equipment_unavailable")),
+        "{error}"
+    );
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("not configured")), "{error}");
+    let (status, _) = send(app.post("/v1/admin/backups", &member)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, error) = send(app.post("/v1/admin/backups", &admin).json(&json!({"keep": 0}))).await;
+    assert_eq!((status, error["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("keep")), "{error}");
+    let (status, error) = send(app.post("/v1/admin/backups", &admin).json(&json!({"keep": "all"}))).await;
+    assert_eq!((status, error["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("keep")), "{error}");
 }

@@ -4,6 +4,7 @@
 mod agent;
 mod agent_setup;
 mod approvals;
+mod backup;
 mod ingest;
 mod jobs;
 mod keys;
@@ -50,6 +51,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => ingest::run(args, config).await,
         Command::Jobs(command) => jobs::jobs(command, config).await,
         Command::Schedule(command) => jobs::schedule(command, config).await,
+        Command::Backup { to, keep } => backup::backup(config, to, keep).await,
+        Command::Restore { file, dry_run, force } => backup::restore(config, &file, dry_run, force).await,
     }
 }
 
@@ -162,7 +165,9 @@ async fn runtime_parts(
         None => local_models::LocalModels::default(),
     };
     let embedder = local.embedder.map(|e| e as Arc<dyn domain::embed::Embedder>);
+    let backups = backup::backups(config, None, signer.verifier().clone());
     let mut parts = RuntimeParts::new(store, signer, runtime_config, embedder);
+    parts.backups = Some(Arc::new(backups));
     parts.logs = crate::logging::tail();
     if let Some(url) = &config.api.redis_url {
         let counter = store::redis::RedisRateCounter::connect(url)

@@ -1,6 +1,7 @@
 //! The `nexus` binary end to end: real processes, real databases, real signals.
 
 mod agent;
+mod backups;
 mod cli;
 mod fake_openai;
 mod faults;

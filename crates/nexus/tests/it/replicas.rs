@@ -218,8 +218,19 @@ impl Replicas {
 
     /// As [`Self::nexus`], whatever the outcome.
     pub async fn nexus_output(&self, args: &[&str]) -> Output {
-        let mut command = tokio::process::Command::from(self.command(args));
-        command.output().await.expect("run nexus")
+        self.nexus_output_with(args, &[]).await
+    }
+
+    /// As [`Self::nexus_output`], with more variables set (or overridden).
+    pub async fn nexus_output_with(&self, args: &[&str], variables: &[(&str, &str)]) -> Output {
+        let mut command = self.command(args);
+        command.envs(variables.iter().copied());
+        tokio::process::Command::from(command).output().await.expect("run nexus")
+    }
+
+    /// The data directory every replica and the CLI share.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.env.data_dir()
     }
 
     /// As [`Self::nexus`], with `input` on its standard input (e.g. `--password-stdin`).

@@ -335,10 +335,13 @@ async fn equipment_runs_are_checked_sealed_and_switchable() {
         runtime.run_equipment(&tenant, "coffee", &Value::Null, "u", None).await,
         Err(EquipmentError::Unknown { .. })
     ));
-    assert!(matches!(
-        runtime.run_equipment(&tenant, "backup", &Value::Null, "u", None).await,
-        Err(EquipmentError::Unknown { .. })
-    ));
+    assert!(
+        matches!(
+            runtime.run_equipment(&tenant, "backup", &Value::Null, "u", None).await,
+            Err(EquipmentError::Unavailable { ref reason, .. }) if reason.contains("not configured")
+        ),
+        "a process without backups says so"
+    );
 
     runtime.set_equipment_enabled(&tenant, "cost_report", false, "user:ada").await.expect("disable");
     assert!(matches!(
