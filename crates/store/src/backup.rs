@@ -282,12 +282,42 @@ fn with_database(url: &str, name: &str) -> Result<String, BackupError> {
     })
 }
 
-/// Runs one of PostgreSQL's client tools to its end; its error output on failure.
+/// A URL without its password, and the password: the tools get it in `PGPASSWORD`, so it never
+/// shows in the process list.
+fn without_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let Some((userinfo, host)) = rest.split_once('@') else { return (url.to_owned(), None) };
+    match userinfo.split_once(':') {
+        Some((user, password)) => (format!("{scheme}://{user}@{host}"), Some(password.to_owned())),
+        None => (url.to_owned(), None),
+    }
+}
+
+/// Runs one of PostgreSQL's client tools to its end; its error output on failure. Arguments
+/// that are database URLs lose their password to `PGPASSWORD`.
 async fn run(program: &'static str, args: Vec<std::ffi::OsString>) -> Result<(), BackupError> {
+    let mut password = None;
+    let args: Vec<std::ffi::OsString> = args
+        .into_iter()
+        .map(|arg| match arg.to_str() {
+            Some(text) if text.starts_with("postgres://") || text.starts_with("postgresql://") => {
+                let (url, secret) = without_password(text);
+                if password.is_none() {
+                    password = secret;
+                }
+                url.into()
+            }
+            _ => arg,
+        })
+        .collect();
     let output = tokio::task::spawn_blocking(move || {
         // Backups of PostgreSQL are made by PostgreSQL's own tools, not by Nexus reimplementing them.
         #[allow(clippy::disallowed_methods)]
         let mut command = std::process::Command::new(program);
+        if let Some(password) = password {
+            // Percent-decoding is the URL's; the tools read the variable as is.
+            command.env("PGPASSWORD", percent_decode(&password));
+        }
         command.args(&args).stdin(std::process::Stdio::null()).output()
     })
     .await
@@ -305,6 +335,25 @@ async fn run(program: &'static str, args: Vec<std::ffi::OsString>) -> Result<(),
         let stderr = String::from_utf8_lossy(&output.stderr);
         Err(failed(program, format!("{}: {}", output.status, stderr.trim())))
     }
+}
+
+/// `%XX` escapes decoded (as in a URL's password).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn sqlite_connection(path: &Path, write: bool) -> Result<sqlx::SqliteConnection, BackupError> {
@@ -344,6 +393,16 @@ async fn sync_and_rename(temporary: &Path, into: &Path) -> Result<(), BackupErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_go_to_the_environment_not_the_command_line() {
+        assert_eq!(
+            without_password("postgres://nexus:s%40cret@db:5432/nexus"),
+            ("postgres://nexus@db:5432/nexus".to_owned(), Some("s%40cret".to_owned()))
+        );
+        assert_eq!(percent_decode("s%40cret"), "s@cret");
+        assert_eq!(without_password("postgres://nexus@db/n"), ("postgres://nexus@db/n".to_owned(), None));
+    }
 
     #[test]
     fn scratch_urls_keep_the_query() {
