@@ -49,10 +49,12 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });
+    // Installed before anything reports: a channel's state set at start (unconfigured, a
+    // malformed token) is set once and must reach the metrics.
+    let metrics = gateway::install_recorder()?;
     start_channels(&runtime, &config);
     // Background jobs: this process's workers and its share of the scheduler's sweep.
     let jobs = runtime.start_jobs();
-    let metrics = gateway::install_recorder()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;

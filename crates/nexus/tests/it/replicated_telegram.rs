@@ -124,4 +124,14 @@ async fn a_refused_or_malformed_token_fails_its_channel_and_the_server_keeps_ser
     let detail = ready["checks"]["channels"]["discord"]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("channels.discord.bot_token") && !detail.contains("not a token"), "{detail}");
     assert!(cluster.log(0).iter().any(|l| l.contains("the Telegram channel stopped")));
+    // The same states as metrics, for alerting.
+    let metrics = cluster.client.get(cluster.url(0, "/metrics")).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    for line in [
+        "nexus_channel_up{channel=\"telegram\"} 0",
+        "nexus_channel_up{channel=\"discord\"} 0",
+        "nexus_channel_state{channel=\"telegram\",state=\"failed\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
