@@ -1,6 +1,7 @@
 //! `/v1/moderation/*`: staff read the cases moderation opened (the review queue by status),
 //! one case by id, and what verdicts taught a community's categories, within the bound;
-//! members get 403, another tenant's case 404, a bad status a field error.
+//! members get 403, another tenant's case 404, a bad status a field error. A model that is
+//! down sends the message to staff, never clears it.
 
 use domain::TenantId;
 use domain::moderation::{Flag, Verdict};
@@ -71,6 +72,25 @@ async fn staff_read_the_moderation_record_and_what_verdicts_taught() {
     assert!(categories[0]["adjustment"].as_f64().is_some_and(|a| a > 0.0 && a <= 0.2), "{learned}");
     let (_, other_scope) = send(app.get("/v1/moderation/strictness?scope=1234", &staff)).await;
     assert_eq!(other_scope["categories"].as_array().map(Vec::len), Some(0), "per community");
+
+    // The model down (a provider this server does not have): staff decide, nothing is done.
+    let down = ModerationPolicy { model: "mistral/mistral-small-latest".into(), ..ModerationPolicy::default() };
+    let flagged = Flagged {
+        tenant: demo.clone(),
+        channel: "discord".into(),
+        scope: "9001".into(),
+        place: "42".into(),
+        message_id: "778".into(),
+        author_id: "556".into(),
+        author: "another".into(),
+        text: "free nitro again".into(),
+        flags: vec![Flag { rule: "word", detail: "free nitro".into() }],
+    };
+    let Judged::Case(held) = app.runtime.moderate(&down, flagged).await.expect("moderated") else {
+        panic!("a model that cannot be asked never clears a message");
+    };
+    assert_eq!((held.status.as_str(), held.decided_by.as_str()), ("review", "prescreen"));
+    assert!(held.reason.contains("could not be asked"), "{}", held.reason);
 
     let (status, _) = send(app.get("/v1/moderation/cases", &member)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "members are not staff");
