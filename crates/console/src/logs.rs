@@ -13,7 +13,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use runtime::logs::{LogLevel, LogLine};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::extract::Query;
 use crate::pages::{ConsoleError, Page, PageResult, render};
@@ -144,42 +143,16 @@ pub async fn events(
         return Err(ConsoleError::NotFound(signed.lang));
     };
     let resume = crate::live::last_event_id(&headers);
-    let (backlog, live) = tail.attach(resume.or(query.after));
-    struct Watch {
-        backlog: std::vec::IntoIter<LogLine>,
-        live: tokio::sync::broadcast::Receiver<LogLine>,
-        last: u64,
-        tail: std::sync::Arc<runtime::logs::LogTail>,
-        filter: Filter,
-    }
-    let last = resume.or(query.after).unwrap_or(0);
-    let watch = Watch { backlog: backlog.into_iter(), live, last, tail, filter };
-    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+    let follow = tail.follow(resume.or(query.after));
+    let stream = futures_util::stream::unfold((follow, filter), |(mut follow, filter)| async move {
         loop {
-            let line = match watch.backlog.next() {
-                Some(line) => line,
-                None => match watch.live.recv().await {
-                    Ok(line) => line,
-                    Err(RecvError::Lagged(_)) => {
-                        // Fell behind the live feed: read what was missed from the ring.
-                        let (missed, live) = watch.tail.attach(Some(watch.last));
-                        watch.backlog = missed.into_iter();
-                        watch.live = live;
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return None,
-                },
-            };
-            if line.seq <= watch.last {
-                continue;
-            }
-            watch.last = line.seq;
-            if !watch.filter.keeps(&line) {
+            let line = follow.next().await?;
+            if !filter.keeps(&line) {
                 continue;
             }
             let html = LineFragment { line: line_view(&line) }.render().unwrap_or_default();
             let event = SseEvent::default().event("line").id(line.seq.to_string()).data(html);
-            return Some((Ok::<_, Infallible>(event), watch));
+            return Some((Ok::<_, Infallible>(event), (follow, filter)));
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())

@@ -9,7 +9,9 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::compat::{anthropic, openai};
 use crate::error;
-use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, moderation, shapes, usage};
+use crate::native::{
+    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, moderation, shapes, usage,
+};
 use crate::routes::Surface;
 use crate::{health, observe};
 
@@ -89,6 +91,7 @@ impl Modify for ErrorBodies {
         keys::create_key, keys::list_keys, keys::revoke_key,
         broadcasts::create, broadcasts::get,
         moderation::list_cases, moderation::get_case, moderation::strictness,
+        logs::logs, logs::stream,
         equipment::list_equipment, equipment::get_equipment, equipment::run_equipment, equipment::enable_equipment, equipment::disable_equipment, equipment::create_backup,
         jobs::list_jobs, jobs::create_job, jobs::get_job, jobs::cancel_job, jobs::retry_job,
         jobs::list_schedules, jobs::create_schedule, jobs::get_schedule, jobs::delete_schedule,

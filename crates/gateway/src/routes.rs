@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::compat::anthropic::{self, AnthropicError};
 use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
-use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, moderation, usage};
+use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, moderation, usage};
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
 
@@ -67,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/moderation/cases", get(moderation::list_cases))
         .route("/v1/moderation/cases/{id}", get(moderation::get_case))
         .route("/v1/moderation/strictness", get(moderation::strictness))
+        .route("/v1/logs", get(logs::logs))
+        .route("/v1/logs/stream", get(logs::stream))
         .route("/v1/equipment", get(equipment::list_equipment))
         .route("/v1/equipment/{name}", get(equipment::get_equipment))
         .route("/v1/equipment/{name}/run", post(equipment::run_equipment))

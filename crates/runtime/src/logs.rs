@@ -7,7 +7,7 @@
 //! The binary's logging layer pushes every line it emits here; the runtime only keeps them.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use domain::Timestamp;
 use tokio::sync::broadcast;
@@ -114,12 +114,53 @@ impl LogTail {
         let _ = self.live.send(line);
     }
 
+    /// Every line after `after` (all kept ones when `None`), oldest first, then live ones as
+    /// they come; a watcher that falls behind the live feed reads what it missed from the ring.
+    pub fn follow(self: &Arc<Self>, after: Option<u64>) -> LogFollow {
+        let (backlog, live) = self.attach(after);
+        LogFollow { backlog: backlog.into_iter(), live, last: after.unwrap_or(0), tail: self.clone() }
+    }
+
     /// The kept lines after `after` (all when `None`), oldest first, and the live feed from
     /// that moment, so nothing falls between them.
     pub fn attach(&self, after: Option<u64>) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
         let ring = lock(&self.ring);
         let kept = ring.lines.iter().filter(|l| after.is_none_or(|a| l.seq > a)).cloned().collect();
         (kept, self.live.subscribe())
+    }
+}
+
+/// A reader of the log tail from a point on (see [`LogTail::follow`]).
+pub struct LogFollow {
+    backlog: std::vec::IntoIter<LogLine>,
+    live: broadcast::Receiver<LogLine>,
+    last: u64,
+    tail: Arc<LogTail>,
+}
+
+impl LogFollow {
+    /// The next line, in order and never twice; `None` when the tail is gone.
+    pub async fn next(&mut self) -> Option<LogLine> {
+        loop {
+            let line = match self.backlog.next() {
+                Some(line) => line,
+                None => match self.live.recv().await {
+                    Ok(line) => line,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let (missed, live) = self.tail.attach(Some(self.last));
+                        self.backlog = missed.into_iter();
+                        self.live = live;
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            if line.seq <= self.last {
+                continue;
+            }
+            self.last = line.seq;
+            return Some(line);
+        }
     }
 }
 

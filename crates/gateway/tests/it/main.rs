@@ -67,6 +67,7 @@ mod dialects;
 mod errors;
 mod jobs;
 mod keys;
+mod logs;
 mod moderation;
 mod native;
 mod openapi;

@@ -236,6 +236,8 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
         approval_ttl: Duration::from_secs(3600),
     };
     parts.agent = Some(services);
+    // A server keeps its recent log lines; tests write to the tail directly.
+    parts.logs = Some(Arc::new(runtime::logs::LogTail::default()));
     let runtime = Runtime::start(parts).await.expect("runtime");
     runtime.seed_demo().await.expect("seed");
     let runtime = Arc::new(runtime);
