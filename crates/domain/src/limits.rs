@@ -25,6 +25,10 @@ pub trait RateCounter: Send + Sync {
     fn backend(&self) -> &'static str;
     /// Counts one event under `key` if it is within `limit` per `window`.
     async fn hit(&self, key: &str, limit: u64, window: Duration) -> Result<RateDecision, StoreError>;
+    /// Whether the counter answers (a shared one is a service of its own).
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One GCRA step. `tat` is the stored theoretical arrival time (µs; 0 when none). Returns the

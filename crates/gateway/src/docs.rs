@@ -80,7 +80,7 @@ impl Modify for ErrorBodies {
     info(title = "Nexus", description = "Accountable AI agent gateway: agent runs sealed in a verifiable ledger, and an OpenAI/Anthropic-compatible model gateway with keys, limits and budgets."),
     modifiers(&BearerAuth, &ErrorBodies),
     paths(
-        health::health, health::ready, observe::metrics_text,
+        health::health, health::ready, health::components, observe::metrics_text,
         admin::token, admin::whoami,
         chains::execute, chains::execute_stream, chains::list_chains, chains::get_chain, chains::cancel_chain, chains::chain_events, chains::feed,
         ledger::page, ledger::chain, ledger::checkpoint, ledger::inclusion, ledger::consistency, ledger::bundle,

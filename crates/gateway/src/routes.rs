@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/moderation/cases/{id}", get(moderation::get_case))
         .route("/v1/moderation/strictness", get(moderation::strictness))
         .route("/v1/logs", get(logs::logs))
+        .route("/v1/health/components", get(health::components))
         .route("/v1/logs/stream", get(logs::stream))
         .route("/v1/equipment", get(equipment::list_equipment))
         .route("/v1/equipment/{name}", get(equipment::get_equipment))

@@ -346,7 +346,25 @@ impl Runtime {
         } else {
             format!("{} problem(s): {}.", problems.len(), problems.join("; "))
         };
-        (ok, summary, json!({"database": database, "providers": providers, "channels": channels, "disk": disk}))
+        let rate_limits = match self.limits.ping().await {
+            Ok(()) => json!({"ok": true, "backend": self.limits.backend()}),
+            Err(error) => {
+                // Limits fail open: worth knowing, not a reason to call the server unhealthy.
+                json!({"ok": false, "backend": self.limits.backend(), "error": error.to_string()})
+            }
+        };
+        let components = json!({
+            "database": database, "rate_limits": rate_limits, "providers": providers, "channels": channels,
+            "disk": disk, "router": self.router.name(),
+        });
+        (ok, summary, components)
+    }
+
+    /// Every component this server depends on and its state: the database, the rate-limit
+    /// counter, each provider's breaker, each configured channel, the data directory's free
+    /// disk. The health check's result, without sealing a run.
+    pub async fn components(&self) -> (bool, String, Value) {
+        self.health_check().await
     }
 
     async fn cost_report(&self, tenant: &TenantId, days: i64) -> Result<(bool, String, Value), EquipmentError> {

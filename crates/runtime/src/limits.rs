@@ -59,6 +59,11 @@ impl RateLimits {
         self.counter.backend()
     }
 
+    /// Whether the counter answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.counter.ping().await
+    }
+
     pub fn settings(&self) -> LimitSettings {
         self.settings
     }

@@ -66,6 +66,15 @@ impl RateCounter for RedisRateCounter {
         "redis"
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let target = "redis";
+        let answer = tokio_timeout(redis::cmd("PING").query_async::<String>(&mut connection))
+            .await
+            .map_err(|reason| StoreError::Unavailable { target: target.into(), reason })?;
+        answer.map(drop).map_err(|e| StoreError::Unavailable { target: target.into(), reason: e.to_string() })
+    }
+
     async fn hit(&self, key: &str, limit: u64, window: Duration) -> Result<RateDecision, StoreError> {
         let mut connection = self.connection.clone();
         let window_us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);

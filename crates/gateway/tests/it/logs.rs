@@ -1,6 +1,7 @@
 //! `/v1/logs` and `/v1/logs/stream`: admins read this server's recent lines filtered by level,
 //! target, text, time and cursor, never another tenant's; the stream resumes after
-//! `Last-Event-ID`; members get 403 and bad filters a field error.
+//! `Last-Event-ID`; members get 403 and bad filters a field error. `/v1/health/components`
+//! shows each component's state to any key.
 
 use domain::tenant::Role;
 use futures_util::StreamExt as _;
@@ -79,4 +80,23 @@ async fn admins_read_and_follow_the_server_s_log_lines() {
     }
     assert!(text.contains("event: line") && text.contains(&format!("id: {}", cursor + 1)), "{text}");
     assert!(!text.contains("claimed a job"), "nothing before the cursor: {text}");
+}
+
+#[tokio::test]
+async fn every_component_s_state_is_shown_to_keys() {
+    let app = spawn_app(Options::default()).await;
+    let member = app.key("demo", Role::Member).await;
+    let (status, health) = send(app.get("/v1/health/components", &member)).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    let components = &health["components"];
+    assert_eq!(
+        (components["database"]["ok"].as_bool(), components["database"]["backend"].as_str()),
+        (Some(true), Some("sqlite"))
+    );
+    assert_eq!(components["rate_limits"]["backend"], "memory");
+    assert!(components["providers"].as_array().is_some_and(|p| !p.is_empty()), "{health}");
+    assert!(components["providers"][0]["circuit"].is_string(), "{health}");
+    let response = app.client.get(app.url("/v1/health/components")).send().await.expect("send");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }

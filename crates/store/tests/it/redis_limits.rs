@@ -14,6 +14,7 @@ async fn replicas_share_one_limit_through_redis() {
     let prefix = format!("nexus-test:{}:", uuid_like());
     let a = Arc::new(RedisRateCounter::connect_with_prefix(&url, &prefix).await.expect("connect a"));
     let b = Arc::new(RedisRateCounter::connect_with_prefix(&url, &prefix).await.expect("connect b"));
+    a.ping().await.expect("a reachable Redis answers the health check");
     let mut handles = tokio::task::JoinSet::new();
     for i in 0..20 {
         let counter = if i % 2 == 0 { a.clone() } else { b.clone() };
