@@ -14,5 +14,6 @@ mod replicated_jobs;
 mod replicated_keys;
 mod replicated_ledger;
 mod replicated_telegram;
+mod secrets;
 mod serve;
 mod support;
