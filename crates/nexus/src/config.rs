@@ -64,6 +64,7 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_SIGNING_KEY", "ledger.signing_key", Kind::Text),
     ("NEXUS_LOG_LEVEL", "log.level", Kind::Text),
     ("NEXUS_LOG_FORMAT", "log.format", Kind::Text),
+    ("NEXUS_LOG_FILE", "log.file", Kind::Text),
     ("NEXUS_MODEL_TRIVIAL", "models.trivial", Kind::Text),
     ("NEXUS_MODEL_NORMAL", "models.normal", Kind::Text),
     ("NEXUS_MODEL_COMPLEX", "models.complex", Kind::Text),
@@ -255,6 +256,12 @@ struct LedgerSection {
 struct LogSection {
     level: Option<String>,
     format: Option<String>,
+    /// Also write the log to this file (servers), rotated by size.
+    file: Option<PathBuf>,
+    /// Rotate the file when it would grow past this many bytes (default 10 MiB).
+    max_bytes: Option<u64>,
+    /// Rotated files kept (`nexus.log.1` … `nexus.log.N`; default 5).
+    keep: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -326,6 +333,8 @@ pub struct Config {
     /// `None` means "the command's default".
     pub log_level: Option<String>,
     pub log_format: LogFormat,
+    /// A file the server also writes its log to, rotated by size; `None`: standard error only.
+    pub log_file: Option<LogFile>,
     /// `provider/model` for direct answers, when set (else the normal model).
     pub model_trivial: Option<String>,
     /// `provider/model` for ordinary work, when set.
@@ -384,6 +393,14 @@ impl<S> ChannelConfig<S> {
             _ => None,
         }
     }
+}
+
+/// Where the log file goes and how it rotates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub keep: u32,
 }
 
 /// The routing thresholds, each a fraction in 0..=1.
@@ -583,6 +600,23 @@ fn finish(
             });
         }
     };
+    let log_file = match file.log.file.filter(|p| !p.as_os_str().is_empty()) {
+        None => None,
+        Some(path) => {
+            let max_bytes = file.log.max_bytes.unwrap_or(10 * 1024 * 1024);
+            if !(64 * 1024..=1 << 40).contains(&max_bytes) {
+                return Err(ConfigError::Invalid {
+                    setting: "log.max_bytes",
+                    reason: format!("{max_bytes} is outside 65536..=1099511627776"),
+                });
+            }
+            let keep = file.log.keep.unwrap_or(5);
+            if !(1..=100).contains(&keep) {
+                return Err(ConfigError::Invalid { setting: "log.keep", reason: format!("{keep} is outside 1..=100") });
+            }
+            Some(LogFile { path, max_bytes, keep })
+        }
+    };
     let signing_key = file.ledger.signing_key.unwrap_or_else(|| data_dir.join("keys").join("ledger.ed25519.pem"));
     let models = file.models;
     let models_dir = models.dir.clone().unwrap_or_else(|| data_dir.join("models"));
@@ -636,6 +670,7 @@ fn finish(
         signing_key,
         log_level: file.log.level,
         log_format,
+        log_file,
         model_trivial: models.trivial,
         model_normal: models.normal,
         model_complex: models.complex,

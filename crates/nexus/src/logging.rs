@@ -1,6 +1,8 @@
 //! Structured logs on standard error: text for people, JSON for collectors. A server also keeps
-//! its recent lines (redacted) in a [`LogTail`] for the console's live log view; the same
-//! `log.level` filter decides what reaches both.
+//! its recent lines (redacted) in a [`LogTail`] for the console's live log view and the logs API,
+//! and, when `log.file` is set, writes the same lines to a file rotated by size
+//! ([`RotatingFile`]: `nexus.log` → `nexus.log.1` → … → `nexus.log.<keep>`, the oldest dropped).
+//! The same `log.level` filter decides what reaches all of them.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
@@ -27,13 +29,96 @@ pub fn init(config: &Config, serving: bool) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(directive)
         .map_err(|e| anyhow::anyhow!("setting log.level: {directive:?} is not a log filter: {e}"))?;
     let kept = serving.then(|| TAIL.get_or_init(|| Arc::new(LogTail::default())).clone()).map(TailLayer);
+    let file = match (&config.log_file, serving) {
+        (Some(settings), true) => Some(RotatingFile::open(settings)?),
+        _ => None,
+    };
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter).with(kept);
     match config.log_format {
-        LogFormat::Text => registry.with(stderr).try_init(),
-        LogFormat::Json => registry.with(stderr.json()).try_init(),
+        LogFormat::Text => {
+            let file = file.map(|f| tracing_subscriber::fmt::layer().with_ansi(false).with_writer(f));
+            registry.with(stderr).with(file).try_init()
+        }
+        LogFormat::Json => {
+            let file = file.map(|f| tracing_subscriber::fmt::layer().json().with_writer(f));
+            registry.with(stderr.json()).with(file).try_init()
+        }
     }
     .map_err(|e| anyhow::anyhow!("starting logging: {e}"))
+}
+
+/// A log file rotated when a write would take it past `max_bytes`; `keep` older files stay.
+#[derive(Clone)]
+pub struct RotatingFile {
+    inner: Arc<std::sync::Mutex<Rotation>>,
+}
+
+struct Rotation {
+    settings: crate::config::LogFile,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl RotatingFile {
+    pub fn open(settings: &crate::config::LogFile) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {} (log.file)", dir.display()))?;
+        }
+        let file = append(&settings.path).with_context(|| format!("opening {} (log.file)", settings.path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Self { inner: Arc::new(std::sync::Mutex::new(Rotation { settings: settings.clone(), file, size })) })
+    }
+}
+
+fn append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+impl Rotation {
+    /// `file.N-1` → `file.N` down to `file` → `file.1`, then a fresh file.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let path = self.settings.path.clone();
+        let numbered = |n: u32| std::path::PathBuf::from(format!("{}.{n}", path.display()));
+        for n in (1..self.settings.keep).rev() {
+            if numbered(n).exists() {
+                std::fs::rename(numbered(n), numbered(n + 1))?;
+            }
+        }
+        std::fs::rename(&path, numbered(1))?;
+        self.file = append(&path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl std::io::Write for RotatingFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut rotation = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rotation.size > 0 && rotation.size + bytes.len() as u64 > rotation.settings.max_bytes {
+            // A failed rotation keeps writing to the current file rather than losing lines.
+            if let Err(error) = rotation.rotate() {
+                let _ = writeln!(std::io::stderr(), "could not rotate the log file: {error}");
+            }
+        }
+        let written = rotation.file.write(bytes)?;
+        rotation.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).file.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RotatingFile {
+    type Writer = RotatingFile;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 /// Keeps every event that passed the filter in the tail, as `message key=value …`.
@@ -102,6 +187,28 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
+
+    #[test]
+    fn the_log_file_rotates_by_size_and_keeps_the_newest_files() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("logs").join("nexus.log");
+        let settings = crate::config::LogFile { path: path.clone(), max_bytes: 100, keep: 2 };
+        let mut file = RotatingFile::open(&settings).expect("open");
+        for n in 0..10 {
+            file.write_all(format!("line {n:02} {}\n", "x".repeat(30)).as_bytes()).expect("write");
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        let numbered = |n: u32| std::path::PathBuf::from(format!("{}.{n}", path.display()));
+        assert!(read(&path).contains("line 09"), "the newest line is in the live file");
+        assert!(read(&path).len() <= 100 && read(&numbered(1)).len() <= 100);
+        assert!(read(&numbered(1)).contains("line 0"));
+        assert!(numbered(2).exists() && !numbered(3).exists(), "keep = 2");
+        let all = [read(&numbered(2)), read(&numbered(1)), read(&path)].concat();
+        assert!(all.contains("line 04") && !all.contains("line 00"), "the oldest were dropped: {all}");
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+    }
 
     #[test]
     fn events_are_kept_with_their_fields_tenant_and_secrets_masked() {

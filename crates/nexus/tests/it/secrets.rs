@@ -1,7 +1,7 @@
 //! Configured secrets never reach the logs: a `nexus serve` at debug level with a provider key,
 //! a Telegram bot token (answering), a Discord bot token (its API unreachable, so errors are
 //! logged again and again), gateway calls with an admin key and refused calls with a made-up
-//! key — and not one log line holds any of those secrets.
+//! key — and not one log line holds any of those secrets, on standard error or in the log file.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,10 @@ async fn configured_secrets_never_reach_the_logs() {
         ("NEXUS_DISCORD_API_URL", "http://127.0.0.1:9".to_owned()),
         ("NEXUS_LOG_LEVEL", "debug,sqlx=warn,hyper=info,hyper_util=info,h2=info,tower=info".to_owned()),
     ];
-    let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let log_file = log_dir.path().join("nexus.log");
+    let mut env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.push(("NEXUS_LOG_FILE".into(), log_file.display().to_string()));
     let Some(cluster) = Replicas::start_with(Options { replicas: 1, backend: Backend::Sqlite, env }).await else {
         return;
     };
@@ -49,7 +52,10 @@ async fn configured_secrets_never_reach_the_logs() {
     // Let the Discord adapter fail a few times.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let lines = cluster.log(0);
+    let mut lines = cluster.log(0);
+    let written = std::fs::read_to_string(&log_file).expect("the log file was written");
+    assert!(written.lines().count() > 20, "the file has the server's log too");
+    lines.extend(written.lines().map(str::to_owned));
     assert!(lines.len() > 20, "a debug-level server says plenty: {}", lines.len());
     assert!(lines.iter().any(|l| l.to_lowercase().contains("discord")), "the Discord failures were logged");
     let secret_part = |s: &str| s.split(':').next_back().unwrap_or(s).to_owned();
