@@ -135,6 +135,10 @@ async fn a_property_based_run_from_the_document_finds_no_server_error_or_schema_
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .args(["--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance"])
         .args(["--phases", "examples,coverage,fuzzing"])
+        // An endless live stream with many filter parameters: every generated request would
+        // wait out the request timeout. `logs::admins_read_and_follow_the_server_s_log_lines`
+        // covers it; `/v1/logs`, with the same filter, is fuzzed here.
+        .args(["--exclude-path", "/v1/logs/stream"])
         // One worker: Python 3.11's parser is not thread-safe under hypothesis's lambda
         // introspection ("AST constructor recursion depth mismatch"), a flake of the tool.
         .args(["--max-examples", MAX_EXAMPLES, "--seed", "20261202", "--workers", "1"])
