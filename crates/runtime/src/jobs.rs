@@ -1,6 +1,7 @@
 //! Background work: the durable job queue and the cron schedules that fill it.
 //!
-//! Every process runs a few workers ([`Runtime::start_jobs`]). A worker claims a due job under
+//! Every process runs a few workers ([`Runtime::start_jobs`]); an idle one polls, and is woken
+//! at once when its own process enqueues due work. A worker claims a due job under
 //! a lease, renews the lease while the job runs (its heartbeat), and ends it as completed,
 //! failed (retried with exponential backoff while attempts remain) or cancelled. A job whose
 //! process died keeps its lease only until it runs out; the next sweep puts it back in the queue
@@ -206,6 +207,9 @@ impl Runtime {
         );
         self.store.insert_job(&job).await?;
         self.seal_job(tenant, &job, "enqueued", by).await?;
+        if job.run_at <= Timestamp::now() {
+            self.job_wake.notify_waiters();
+        }
         Ok(job)
     }
 
@@ -358,6 +362,10 @@ impl Runtime {
                 fired.push(job);
             }
         }
+        if !fired.is_empty() {
+            // Idle workers here start at once; other replicas' find them at their next poll.
+            self.job_wake.notify_waiters();
+        }
         Ok(fired)
     }
 
@@ -381,7 +389,13 @@ impl Runtime {
                 loop {
                     match worker.work_one(&owner).await {
                         Ok(true) => {}
-                        Ok(false) => tokio::time::sleep(worker.config.jobs.poll).await,
+                        Ok(false) => {
+                            // Idle until the next poll, or until this process enqueues due work.
+                            tokio::select! {
+                                () = tokio::time::sleep(worker.config.jobs.poll) => {}
+                                () = worker.job_wake.notified() => {}
+                            }
+                        }
                         Err(error) => {
                             tracing::error!(%error, "a job worker failed; will retry");
                             tokio::time::sleep(worker.config.jobs.poll).await;

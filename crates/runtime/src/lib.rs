@@ -126,6 +126,8 @@ pub struct Runtime {
     /// Runs asked to stop before their next action.
     cancels: std::sync::Mutex<std::collections::HashSet<domain::ChainId>>,
     notices: tokio::sync::broadcast::Sender<llm::Notice>,
+    /// Wakes this process's idle job workers when it enqueues a job that is due now.
+    job_wake: tokio::sync::Notify,
     /// The tenants' knowledge bases (one service, so its vector indexes are shared); it holds
     /// the embedding model, when one is loaded.
     knowledge: knowledge::KnowledgeService,
@@ -259,6 +261,7 @@ impl Runtime {
             channels: channels::ChannelBoard::default(),
             cancels: Default::default(),
             notices,
+            job_wake: tokio::sync::Notify::new(),
             knowledge,
             backups,
         })
