@@ -310,7 +310,10 @@ impl Replicas {
         let reader = std::thread::spawn(move || {
             let mut address_tx = Some(address_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next())
+                // Only the server's own line: other lines (a channel's debug output) name
+                // other addresses, sometimes before the server listens.
+                if let Some(address) =
+                    line.split("nexus listening on http://").nth(1).and_then(|rest| rest.split_whitespace().next())
                     && let Some(tx) = address_tx.take()
                 {
                     let _ = tx.send(address.to_owned());
