@@ -85,14 +85,9 @@ pub struct TasksQuery {
 pub async fn tasks(State(state): State<ConsoleState>, signed: Signed, Query(query): Query<TasksQuery>) -> PageResult {
     let lang = signed.lang;
     let tenant = &signed.user.principal.tenant;
-    let mut filter = JobFilter::default();
-    let chosen = STATES.iter().find(|s| **s == query.state).copied().unwrap_or_default();
-    if !chosen.is_empty() {
-        let parsed = chosen
-            .parse::<JobState>()
-            .map_err(|e| ConsoleError::Api(lang, ApiError::invalid("state", e.to_string())))?;
-        filter.states.push(parsed);
-    }
+    // An unknown state shows every job, as the "all" link does.
+    let chosen = query.state.parse::<JobState>().ok();
+    let filter = JobFilter { states: chosen.into_iter().collect(), ..JobFilter::default() };
     let runtime = &state.runtime;
     let equipment = runtime.equipment(tenant).await.map_err(api(lang))?;
     let schedules = runtime.schedules(tenant).await.map_err(api(lang))?;
@@ -139,7 +134,7 @@ pub async fn tasks(State(state): State<ConsoleState>, signed: Signed, Query(quer
         schedules: schedule_rows,
         jobs: job_rows,
         states: &STATES,
-        state: chosen.to_owned(),
+        state: chosen.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         done,
     })
 }

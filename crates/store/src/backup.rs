@@ -41,6 +41,30 @@ pub struct Inventory {
     pub row_counts: BTreeMap<String, i64>,
 }
 
+/// The inventory read over an open connection of either backend (the queries are the same but
+/// for how the tables are listed): `$tables` lists them, `$what` names the database in errors.
+macro_rules! inventory_over {
+    ($connection:ident, $tables:expr, $what:expr) => {{
+        let what = $what;
+        let schema_version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut $connection)
+            .await
+            .map_err(|e| failed(what.clone(), e))?;
+        let tables: Vec<String> =
+            sqlx::query_scalar($tables).fetch_all(&mut $connection).await.map_err(|e| failed(what.clone(), e))?;
+        let mut row_counts = BTreeMap::new();
+        for table in tables {
+            let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{}\"", table.replace('"', "\"\"")))
+                .fetch_one(&mut $connection)
+                .await
+                .map_err(|e| failed(what.clone(), e))?;
+            row_counts.insert(table, count);
+        }
+        let schema_version = schema_version.ok_or_else(|| BackupError::Unsound("no migrations were applied".into()))?;
+        Ok(Inventory { schema_version, row_counts })
+    }};
+}
+
 /// A snapshot of the SQLite database at `source` written to `into` (never half-written: a
 /// temporary file is checked, synced and renamed).
 pub async fn snapshot_sqlite(source: &Path, into: &Path) -> Result<(), BackupError> {
@@ -84,59 +108,15 @@ pub async fn inventory(url: &DatabaseUrl) -> Result<Inventory, BackupError> {
     match url {
         DatabaseUrl::Sqlite(path) => {
             let mut connection = sqlite_connection(path, false).await?;
-            let what = || format!("reading {}", path.display());
-            let schema_version: Option<i64> =
-                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&mut connection)
-                    .await
-                    .map_err(|e| failed(what(), e))?;
-            let tables: Vec<String> = sqlx::query_scalar(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-                 AND name NOT LIKE '%_fts%' AND name <> '_sqlx_migrations' ORDER BY name",
-            )
-            .fetch_all(&mut connection)
-            .await
-            .map_err(|e| failed(what(), e))?;
-            let mut row_counts = BTreeMap::new();
-            for table in tables {
-                let count: i64 =
-                    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{}\"", table.replace('"', "\"\"")))
-                        .fetch_one(&mut connection)
-                        .await
-                        .map_err(|e| failed(what(), e))?;
-                row_counts.insert(table, count);
-            }
-            let schema_version =
-                schema_version.ok_or_else(|| BackupError::Unsound("no migrations were applied".into()))?;
-            Ok(Inventory { schema_version, row_counts })
+            let tables = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+                          AND name NOT LIKE '%_fts%' AND name <> '_sqlx_migrations' ORDER BY name";
+            inventory_over!(connection, tables, format!("reading {}", path.display()))
         }
         DatabaseUrl::Postgres(url) => {
             let mut connection = sqlx::PgConnection::connect(url).await.map_err(|e| failed(crate::redact(url), e))?;
-            let what = || format!("reading {}", crate::redact(url));
-            let schema_version: Option<i64> =
-                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&mut connection)
-                    .await
-                    .map_err(|e| failed(what(), e))?;
-            let tables: Vec<String> = sqlx::query_scalar(
-                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() \
-                 AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' ORDER BY table_name",
-            )
-            .fetch_all(&mut connection)
-            .await
-            .map_err(|e| failed(what(), e))?;
-            let mut row_counts = BTreeMap::new();
-            for table in tables {
-                let count: i64 =
-                    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{}\"", table.replace('"', "\"\"")))
-                        .fetch_one(&mut connection)
-                        .await
-                        .map_err(|e| failed(what(), e))?;
-                row_counts.insert(table, count);
-            }
-            let schema_version =
-                schema_version.ok_or_else(|| BackupError::Unsound("no migrations were applied".into()))?;
-            Ok(Inventory { schema_version, row_counts })
+            let tables = "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() \
+                          AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' ORDER BY table_name";
+            inventory_over!(connection, tables, format!("reading {}", crate::redact(url)))
         }
     }
 }

@@ -159,7 +159,7 @@ pub(crate) async fn feed(
 }
 
 /// The `Last-Event-ID` a reconnecting client sends, when it is a number.
-fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
 }
 

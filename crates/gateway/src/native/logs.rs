@@ -164,7 +164,7 @@ pub(crate) async fn stream(
 ) -> Result<Response, ApiError> {
     let tail = tail(&state, &principal)?;
     let filter = Filter::of(&principal, &query)?;
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let resume = super::chains::last_event_id(&headers);
     // A first connection with no cursor starts at the newest line: it follows, it does not replay.
     let from = resume.or(query.after).or_else(|| tail.attach(None).0.last().map(|l| l.seq));
     let follow = tail.follow(from);

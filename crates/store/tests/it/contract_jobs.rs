@@ -22,28 +22,16 @@ fn ts(micros: i64) -> Timestamp {
 }
 
 fn job(tenant: &TenantId, n: u32, run_at: i64) -> Job {
-    Job {
-        tenant_id: tenant.clone(),
-        id: format!("job_{n:020x}"),
-        kind: JobKind::AgentTask,
-        payload: format!(r#"{{"n":{n}}}"#),
-        state: JobState::Pending,
-        attempts: 0,
-        max_attempts: 3,
-        run_at: ts(run_at),
-        lease_owner: None,
-        lease_until: None,
-        cancel_requested: false,
-        last_error: None,
-        result: None,
-        schedule_id: None,
-        idempotency_key: None,
-        created_by: "user:u1".into(),
-        created_at: ts(i64::from(n)),
-        started_at: None,
-        finished_at: None,
-        updated_at: ts(i64::from(n)),
-    }
+    Job::pending(
+        tenant.clone(),
+        format!("job_{n:020x}"),
+        JobKind::AgentTask,
+        format!(r#"{{"n":{n}}}"#),
+        ts(run_at),
+        3,
+        "user:u1".into(),
+        ts(i64::from(n)),
+    )
 }
 
 fn schedule(tenant: &TenantId, n: u32, name: &str, next_run_at: Option<i64>) -> Schedule {
