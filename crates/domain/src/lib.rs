@@ -17,6 +17,7 @@ pub mod limits;
 pub mod moderation;
 pub mod persona;
 pub mod ports;
+pub mod settings;
 pub mod tenant;
 pub mod time;
 pub mod tool;

@@ -453,6 +453,28 @@ pub trait ChannelStore: Send + Sync {
     ) -> Result<f64, StoreError>;
 }
 
+/// The settings an administrator changes at run time, and a few named facts about them (the
+/// secrets' key check, when the environment was imported). Every write moves the revision, so
+/// processes notice changes by reading one number.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// Every stored value and the revision they are at, read together.
+    async fn settings(&self) -> Result<crate::settings::SettingsSnapshot, StoreError>;
+    /// The current revision (0 before the first change).
+    async fn settings_revision(&self) -> Result<i64, StoreError>;
+    /// Applies `writes` and sets or clears the named `meta` values in one transaction, only if
+    /// the revision is still `expected`: the new revision, or `None` (and nothing changed) when
+    /// another writer moved it first.
+    async fn write_settings(
+        &self,
+        expected: i64,
+        writes: &[crate::settings::SettingWrite],
+        meta: &[(&str, Option<&str>)],
+    ) -> Result<Option<i64>, StoreError>;
+    /// A named fact about the settings (`key_check`, `imported_at`), if recorded.
+    async fn settings_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
+}
+
 /// Which runs to list. The default is every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -602,6 +624,7 @@ pub trait Store:
     + ChatStore
     + ChannelStore
     + JobStore
+    + SettingsStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -105,6 +105,64 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Read and change the settings kept in the database (secrets sealed under the master key);
+    /// running servers apply a change within a second.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Every setting: its value in force (secrets masked), where it comes from, when it applies.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One setting, with its type, default and documentation.
+    Get { key: String },
+    /// Store a value (checked against the whole configuration first; nothing changes on error).
+    Set {
+        key: String,
+        /// The value; for a secret, leave it out to read it from standard input (kept out of
+        /// the shell's history).
+        value: Option<String>,
+        #[command(flatten)]
+        who: SettingsActor,
+    },
+    /// Forget the stored value: the setting falls back to its default.
+    Unset {
+        key: String,
+        #[command(flatten)]
+        who: SettingsActor,
+    },
+    /// Write the stored settings as JSON to standard output; secrets stay sealed (they open
+    /// only under the same master key).
+    Export,
+    /// Store the settings of an export (a file, or - for standard input).
+    Import {
+        file: PathBuf,
+        /// Also unset stored settings the export lacks.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        who: SettingsActor,
+    },
+    /// Re-seal every secret under a new master key and write the key file (the old one is kept
+    /// beside it as master.key.old). Restart every server with the new key afterwards.
+    Rekey {
+        /// A file holding the new key (64 hex digits); default: a new random key.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+/// Whose ledger records a change made from the command line.
+#[derive(Debug, Args)]
+pub struct SettingsActor {
+    /// The tenant whose ledger seals the change.
+    #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+    pub tenant: TenantId,
 }
 
 #[derive(Debug, Args)]

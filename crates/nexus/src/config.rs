@@ -97,6 +97,9 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_JOB_RETRY_BACKOFF_SECONDS", "jobs.retry_backoff_seconds", Kind::Whole("a whole number of seconds")),
 ];
 
+/// The variables that give the master key, or where its file is.
+const KEY_VARIABLES: &[&str] = &["NEXUS_MASTER_KEY", "NEXUS_MASTER_KEY_FILE"];
+
 /// The variable naming the config file itself.
 const CONFIG_VARIABLE: &str = "NEXUS_CONFIG";
 
@@ -364,6 +367,12 @@ pub struct Config {
     pub jobs: runtime::jobs::JobSettings,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
+    /// The master key from `NEXUS_MASTER_KEY`, if given.
+    pub master_key: Option<runtime::settings::MasterKey>,
+    /// Where the master key file is (`NEXUS_MASTER_KEY_FILE`, else `<data_dir>/keys/master.key`).
+    pub master_key_file: PathBuf,
+    /// The file, environment and flags this configuration came from.
+    pub layers: std::sync::Arc<Layers>,
 }
 
 /// A chat channel's configuration. A mistake in a channel's section (a malformed token, an
@@ -427,6 +436,7 @@ pub struct ApiSettings {
 /// Whether `name` is a variable Nexus reads (its own, or a provider's or tool's).
 fn is_known_variable(name: &str) -> bool {
     name == CONFIG_VARIABLE
+        || KEY_VARIABLES.contains(&name)
         || VARIABLES.iter().any(|(variable, _, _)| *variable == name)
         || providers::config::PROVIDER_VARIABLES.contains(&name)
         || tools::builtin::SETTINGS_VARIABLES.contains(&name)
@@ -449,6 +459,86 @@ pub fn resolve(
     env: &[(String, String)],
     cwd: &Path,
 ) -> Result<Config, ConfigError> {
+    resolve_layers(&layers(global, listen_flag, env, cwd)?, &Values::new())
+}
+
+/// What the file, the environment and the flags say, kept so the configuration can be
+/// resolved again when the database's settings change.
+#[derive(Clone)]
+pub struct Layers {
+    data_dir_flag: Option<PathBuf>,
+    database_url_flag: Option<String>,
+    log_level_flag: Option<String>,
+    listen_flag: Option<String>,
+    env: Vec<(String, String)>,
+    config_file: Option<PathBuf>,
+    file: toml::Table,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Layers {
+    // The environment holds secrets: only where the file is shows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layers").field("config_file", &self.config_file).finish_non_exhaustive()
+    }
+}
+
+impl Layers {
+    /// An environment variable's value, blank counting as unset.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.trim().is_empty())
+    }
+
+    /// What pins each setting of the registry: a flag, a variable or the file.
+    pub fn pinned(&self) -> BTreeMap<String, runtime::settings::Pinned> {
+        use runtime::settings::{PinSource, Pinned};
+        let mut pinned = BTreeMap::new();
+        for spec in crate::settings::REGISTRY.all() {
+            let flag = match spec.key {
+                "log.level" => self.log_level_flag.clone().map(|v| ("--log-level", v)),
+                "data_dir" => self.data_dir_flag.as_ref().map(|v| ("--data-dir", v.display().to_string())),
+                "database_url" => self.database_url_flag.clone().map(|v| ("--database-url", v)),
+                "server.listen" => self.listen_flag.clone().map(|v| ("--listen", v)),
+                _ => None,
+            };
+            let found = if let Some((flag, value)) = flag {
+                Some(Pinned { source: PinSource::Flag { flag: flag.into() }, value })
+            } else if let Some((variable, value)) = spec.env.and_then(|e| self.env(e).map(|v| (e, v))) {
+                Some(Pinned { source: PinSource::Env { variable: variable.into() }, value: value.to_owned() })
+            } else {
+                lookup(&self.file, spec.key).map(|value| Pinned {
+                    source: PinSource::File {
+                        path: self.config_file.as_ref().map_or_else(String::new, |p| p.display().to_string()),
+                    },
+                    value: match value {
+                        toml::Value::String(text) => text.clone(),
+                        toml::Value::Array(items) => items
+                            .iter()
+                            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        other => other.to_string(),
+                    },
+                })
+            };
+            if let Some(found) = found {
+                pinned.insert(spec.key.to_owned(), found);
+            }
+        }
+        pinned
+    }
+}
+
+/// Database values in the clear, by setting name.
+pub use runtime::settings::Values;
+
+/// Phase one's inputs: the file read and checked, the environment and flags kept.
+pub fn layers(
+    global: &GlobalArgs,
+    listen_flag: Option<&str>,
+    env: &[(String, String)],
+    cwd: &Path,
+) -> Result<Layers, ConfigError> {
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut warnings = Vec::new();
     for (name, _) in env {
@@ -456,6 +546,7 @@ pub fn resolve(
         if ours && !is_known_variable(name) {
             let known: Vec<&str> = std::iter::once(CONFIG_VARIABLE)
                 .chain(VARIABLES.iter().map(|(variable, _, _)| *variable))
+                .chain(KEY_VARIABLES.iter().copied())
                 .chain(tools::builtin::SETTINGS_VARIABLES.iter().copied())
                 .chain(providers::config::PROVIDER_VARIABLES.iter().copied())
                 .collect();
@@ -463,19 +554,46 @@ pub fn resolve(
             warnings.push(format!("unknown environment variable {name} is ignored{hint}"));
         }
     }
-
-    // Layer 2: the file (layer 1, the defaults, fills what is left in phase two).
     let explicit = global.config.clone().or_else(|| get(CONFIG_VARIABLE).map(PathBuf::from));
     let config_file = match explicit {
         Some(path) => Some(path),
         None => Some(cwd.join(CONFIG_FILE)).filter(|p| p.is_file()),
     };
-    let mut table = match &config_file {
+    let file = match &config_file {
         Some(path) => read_file(path)?,
         None => toml::Table::new(),
     };
+    Ok(Layers {
+        data_dir_flag: global.data_dir.clone(),
+        database_url_flag: global.database_url.clone(),
+        log_level_flag: global.log_level.clone(),
+        listen_flag: listen_flag.map(str::to_owned),
+        env: env.to_vec(),
+        config_file,
+        file,
+        warnings,
+    })
+}
 
-    // Layer 3: the environment, each variable over its file key.
+/// Phase one and two over kept layers, with `database` (the settings stored in the database)
+/// under the file: built-in defaults, the database, `nexus.toml`, the variables, flags — each
+/// later one winning.
+pub fn resolve_layers(layers: &Layers, database: &Values) -> Result<Config, ConfigError> {
+    let get = |name: &str| layers.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+
+    // Layer 2: the database's values of file keys.
+    let mut table = toml::Table::new();
+    for (key, value) in database {
+        if let Some(spec) = crate::settings::REGISTRY.get(key)
+            && crate::settings::is_file_key(spec)
+        {
+            set(&mut table, key, crate::settings::toml_value(spec, value));
+        }
+    }
+    // Layer 3: the file, over the database.
+    merge(&mut table, layers.file.clone());
+
+    // Layer 4: the environment, each variable over its file key.
     for (variable, key, kind) in VARIABLES {
         if let Some(text) = get(variable) {
             set(&mut table, key, env_value(variable, &text, *kind)?);
@@ -485,17 +603,56 @@ pub fn resolve(
         .try_into()
         .map_err(|e| ConfigError::Invalid { setting: "environment", reason: e.to_string() })?;
 
-    // Layer 4: flags.
-    layered.data_dir = global.data_dir.clone().or(layered.data_dir);
-    layered.database_url = global.database_url.clone().or(layered.database_url);
-    layered.server.listen = listen_flag.map(str::to_owned).or(layered.server.listen);
-    layered.log.level = global.log_level.clone().or(layered.log.level);
+    // Layer 5: flags.
+    layered.data_dir = layers.data_dir_flag.clone().or(layered.data_dir);
+    layered.database_url = layers.database_url_flag.clone().or(layered.database_url);
+    layered.server.listen = layers.listen_flag.clone().or(layered.server.listen);
+    layered.log.level = layers.log_level_flag.clone().or(layered.log.level);
 
-    let providers = ProviderSettings::from_env(get);
-    let tools = BuiltinSettings::from_env(get).map_err(|error| match error {
+    // Providers and tools read variables; the database's value stands in for an unset one.
+    let lookup = |name: &str| {
+        get(name).filter(|v| !v.trim().is_empty()).or_else(|| {
+            let spec = crate::settings::REGISTRY.all().iter().find(|s| s.env == Some(name))?;
+            database.get(spec.key).map(|v| v.to_string())
+        })
+    };
+    let providers = ProviderSettings::from_env(lookup);
+    let tools = BuiltinSettings::from_env(lookup).map_err(|error| match error {
         tools::builtin::SettingsError::Invalid { variable, reason } => ConfigError::Env { name: variable, reason },
     })?;
-    finish(layered, config_file, warnings, providers, tools)
+    let mut config = finish(layered, layers.config_file.clone(), layers.warnings.clone(), providers, tools)?;
+    config.master_key = match get("NEXUS_MASTER_KEY").filter(|v| !v.trim().is_empty()) {
+        Some(text) => Some(
+            runtime::settings::MasterKey::from_hex(&text)
+                .map_err(|e| ConfigError::Env { name: "NEXUS_MASTER_KEY", reason: e.to_string() })?,
+        ),
+        None => None,
+    };
+    config.master_key_file = get("NEXUS_MASTER_KEY_FILE")
+        .filter(|v| !v.trim().is_empty())
+        .map_or_else(|| config.data_dir.join("keys").join("master.key"), PathBuf::from);
+    config.layers = std::sync::Arc::new(layers.clone());
+    Ok(config)
+}
+
+/// Puts every key of `over` into `base`, section by section.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over_inner)) => merge(inner, over_inner),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The value at a dotted key, if the table has it.
+fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    match key.split_once('.') {
+        None => table.get(key),
+        Some((section, rest)) => lookup(table.get(section)?.as_table()?, rest),
+    }
 }
 
 /// A variable's text as a value of its file key.
@@ -685,6 +842,18 @@ fn finish(
         routing,
         jobs,
         warnings,
+        master_key: None,
+        master_key_file: PathBuf::new(),
+        layers: std::sync::Arc::new(Layers {
+            data_dir_flag: None,
+            database_url_flag: None,
+            log_level_flag: None,
+            listen_flag: None,
+            env: Vec::new(),
+            config_file: None,
+            file: toml::Table::new(),
+            warnings: Vec::new(),
+        }),
     })
 }
 

@@ -208,10 +208,19 @@ impl Drop for Driving<'_> {
 }
 
 impl Runtime {
-    fn agent(&self) -> Result<&AgentServices, AgentError> {
-        self.agent
-            .as_deref()
+    fn agent(&self) -> Result<Arc<AgentServices>, AgentError> {
+        self.agent_services()
             .ok_or_else(|| AgentError::NotConfigured("the agent is not enabled in this runtime".into()))
+    }
+
+    /// The agent's services now in force (settings may replace them at any time).
+    pub(crate) fn agent_services(&self) -> Option<Arc<AgentServices>> {
+        self.agent.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Puts new services in force; runs already going keep theirs.
+    pub(crate) fn replace_agent(&self, services: Option<AgentServices>) {
+        *self.agent.write().unwrap_or_else(std::sync::PoisonError::into_inner) = services.map(Arc::new);
     }
 
     /// Each model provider with its circuit breaker's state as this process sees it, and the
@@ -539,7 +548,7 @@ impl Runtime {
             let input = match action {
                 Action::CallModel { purpose, system, prompt, tier, .. } => {
                     let asked = Asked { tenant, chain: &run.chain_id, user };
-                    let call = self.call_model(agent, asked, purpose, system, prompt, tier);
+                    let call = self.call_model(&agent, asked, purpose, system, prompt, tier);
                     // A cancel stops the run mid-call: the answer is not waited for.
                     match self.unless_cancelled(&run.chain_id, call).await {
                         Some(input) => input?,
@@ -601,7 +610,7 @@ impl Runtime {
                 Action::ExecuteTool { step: _, tool, params, timeout } => {
                     // Saved before the call: a crash now is known to have interrupted a tool.
                     self.save_grouped(run, record, user).await?;
-                    let result = self.run_tool(agent, tenant, &tool, params, timeout).await;
+                    let result = self.run_tool(&agent, tenant, &tool, params, timeout).await;
                     Input::ToolFinished { result }
                 }
                 Action::Finish { .. } => {

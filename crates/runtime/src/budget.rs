@@ -69,9 +69,9 @@ struct Spend {
 
 pub struct Budgets {
     store: Arc<dyn Store>,
-    alert_fraction: f64,
-    /// Limit for tenants without their own (`tenants.budget_usd`).
-    default_limit: f64,
+    /// The alert fraction and the limit of tenants without their own (`tenants.budget_usd`);
+    /// changed live by the settings.
+    defaults: std::sync::RwLock<BudgetDefaults>,
     spend: Arc<Mutex<HashMap<TenantId, Spend>>>,
 }
 
@@ -79,12 +79,40 @@ impl Budgets {
     pub fn new(store: Arc<dyn Store>, default_limit: Option<f64>, alert_fraction: Option<f64>) -> Self {
         Self {
             store,
-            alert_fraction: alert_fraction.unwrap_or(DEFAULT_BUDGET_ALERT_FRACTION),
-            default_limit: default_limit.unwrap_or(DEFAULT_BUDGET_USD),
+            defaults: std::sync::RwLock::new(BudgetDefaults::new(default_limit, alert_fraction)),
             spend: Arc::default(),
         }
     }
 
+    fn defaults(&self) -> BudgetDefaults {
+        *self.defaults.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies a new default limit and alert fraction: every tenant's standing is read again
+    /// on its next check.
+    pub fn set_defaults(&self, default_limit: Option<f64>, alert_fraction: Option<f64>) {
+        *self.defaults.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            BudgetDefaults::new(default_limit, alert_fraction);
+        lock(&self.spend).clear();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BudgetDefaults {
+    alert_fraction: f64,
+    limit: f64,
+}
+
+impl BudgetDefaults {
+    fn new(limit: Option<f64>, alert_fraction: Option<f64>) -> Self {
+        Self {
+            alert_fraction: alert_fraction.unwrap_or(DEFAULT_BUDGET_ALERT_FRACTION),
+            limit: limit.unwrap_or(DEFAULT_BUDGET_USD),
+        }
+    }
+}
+
+impl Budgets {
     /// Reads the tenant's limit and this month's spend from the database.
     async fn read(
         store: &dyn Store,
@@ -118,7 +146,8 @@ impl Budgets {
             }
         };
         if !known {
-            let (limit_usd, stored) = Self::read(self.store.as_ref(), self.default_limit, tenant, month_start).await?;
+            let (limit_usd, stored) =
+                Self::read(self.store.as_ref(), self.defaults().limit, tenant, month_start).await?;
             let mut spend = lock(&self.spend);
             spend.insert(
                 tenant.clone(),
@@ -134,12 +163,12 @@ impl Budgets {
             );
         }
         let spend = lock(&self.spend);
-        let s = spend.get(tenant).map_or((0.0, self.default_limit), |s| (s.stored + s.local, s.limit_usd));
+        let s = spend.get(tenant).map_or((0.0, self.defaults().limit), |s| (s.stored + s.local, s.limit_usd));
         Ok(self.standing(s.0, s.1))
     }
 
     fn refresh_in_background(&self, tenant: TenantId, month_start: Timestamp) {
-        let (store, spend, default_limit) = (self.store.clone(), self.spend.clone(), self.default_limit);
+        let (store, spend, default_limit) = (self.store.clone(), self.spend.clone(), self.defaults().limit);
         crate::tasks::spawn("budget-refresh", async move {
             let started = Instant::now();
             let read = Self::read(store.as_ref(), default_limit, &tenant, month_start).await;
@@ -167,7 +196,7 @@ impl Budgets {
             BudgetState::Exhausted
         } else if fraction >= DEGRADE_FRACTION {
             BudgetState::Degraded
-        } else if fraction >= self.alert_fraction {
+        } else if fraction >= self.defaults().alert_fraction {
             BudgetState::Warning
         } else {
             BudgetState::Ok
@@ -194,7 +223,7 @@ impl Budgets {
         let Some(s) = spend.get_mut(tenant) else { return false };
         s.local += cost_usd;
         let fraction = if s.limit_usd > 0.0 { (s.stored + s.local) / s.limit_usd } else { f64::INFINITY };
-        if fraction >= self.alert_fraction && !s.warned {
+        if fraction >= self.defaults().alert_fraction && !s.warned {
             s.warned = true;
             return true;
         }

@@ -30,6 +30,7 @@ pub mod revocations;
 pub mod routing;
 pub mod runs;
 mod seed;
+pub mod settings;
 pub mod tasks;
 mod tenants;
 pub mod verify;
@@ -101,7 +102,9 @@ pub struct Runtime {
     store: Arc<dyn Store>,
     ledger: LedgerService,
     config: RuntimeConfig,
-    agent: Option<Arc<agent::AgentServices>>,
+    /// Replaced whole when settings change (providers rebuilt, breakers reset); a run holds the
+    /// services it started with.
+    agent: std::sync::RwLock<Option<Arc<agent::AgentServices>>>,
     events: tokio::sync::broadcast::Sender<agent::RunEvent>,
     /// This process's identity as the owner of the runs it drives.
     instance: String,
@@ -132,6 +135,10 @@ pub struct Runtime {
     /// the embedding model, when one is loaded.
     knowledge: knowledge::KnowledgeService,
     backups: Option<Arc<dyn equipment::Backups>>,
+    /// Live settings, when this process manages them.
+    settings: Option<settings::SettingsState>,
+    /// The settings watcher, once started (stopped at shutdown).
+    settings_watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// How often a runtime records that it is alive.
@@ -157,6 +164,9 @@ pub struct RuntimeParts {
     pub logs: Option<Arc<logs::LogTail>>,
     /// Takes backups of the whole database (the `backup` equipment); `None`: not available.
     pub backups: Option<Arc<dyn equipment::Backups>>,
+    /// Live settings (registry, master key, how to rebuild); `None`: settings come from the
+    /// file and environment only.
+    pub settings: Option<settings::SettingsParts>,
 }
 
 impl RuntimeParts {
@@ -184,6 +194,7 @@ impl RuntimeParts {
             agent: None,
             logs: None,
             backups: None,
+            settings: None,
         }
     }
 
@@ -202,7 +213,8 @@ impl Runtime {
     /// Starts the runtime from its parts. Refuses to start when the signing key is not the key
     /// that signed the checkpoints already in the database.
     pub async fn start(parts: RuntimeParts) -> Result<Self, StartError> {
-        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent, logs, backups } = parts;
+        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent, logs, backups, settings } =
+            parts;
         check_signing_key(store.as_ref(), &signer).await?;
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
@@ -244,7 +256,7 @@ impl Runtime {
             store,
             ledger,
             config,
-            agent: agent.map(Arc::new),
+            agent: std::sync::RwLock::new(agent.map(Arc::new)),
             events,
             instance,
             heartbeat,
@@ -264,6 +276,8 @@ impl Runtime {
             job_wake: tokio::sync::Notify::new(),
             knowledge,
             backups,
+            settings: settings.map(settings::SettingsState::new),
+            settings_watcher: std::sync::Mutex::default(),
         })
     }
 
@@ -379,6 +393,9 @@ impl Runtime {
         self.feed.flush().await;
         self.feed.stop();
         if let Some(watcher) = auth::lock(&self.revocation_watcher).take() {
+            watcher.abort();
+        }
+        if let Some(watcher) = auth::lock(&self.settings_watcher).take() {
             watcher.abort();
         }
         self.ledger.shutdown().await;

@@ -47,12 +47,18 @@ pub struct Allowed {
 
 pub struct RateLimits {
     counter: Arc<dyn RateCounter>,
-    settings: LimitSettings,
+    /// Changed live by the settings (the next request counts against the new limits).
+    settings: std::sync::RwLock<LimitSettings>,
 }
 
 impl RateLimits {
     pub fn new(counter: Arc<dyn RateCounter>, settings: LimitSettings) -> Self {
-        Self { counter, settings }
+        Self { counter, settings: std::sync::RwLock::new(settings) }
+    }
+
+    /// Applies new limits from the next request on.
+    pub fn set_settings(&self, settings: LimitSettings) {
+        *self.settings.write().unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
     }
 
     pub fn backend(&self) -> &'static str {
@@ -65,19 +71,20 @@ impl RateLimits {
     }
 
     pub fn settings(&self) -> LimitSettings {
-        self.settings
+        *self.settings.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts one request of a caller (an API key, or a person in the console) and its tenant.
     /// The per-key limit applies to each caller.
     pub async fn request(&self, principal: &crate::auth::Principal) -> Result<Allowed, Limited> {
         let tenant = &principal.tenant;
+        let settings = self.settings();
         let minute = Duration::from_secs(60);
         let per_key = self
             .hit(
                 "requests per key",
                 &format!("rl:{}", principal.subject()),
-                self.settings.key_requests_per_minute,
+                settings.key_requests_per_minute,
                 minute,
                 "minute",
             )
@@ -86,7 +93,7 @@ impl RateLimits {
             .hit(
                 "requests per tenant",
                 &format!("rl:tenant:{tenant}"),
-                self.settings.tenant_requests_per_minute,
+                settings.tenant_requests_per_minute,
                 minute,
                 "minute",
             )
@@ -100,7 +107,7 @@ impl RateLimits {
         self.hit(
             "chains per tenant",
             &format!("rl:chains:{tenant}"),
-            self.settings.tenant_chains_per_hour,
+            self.settings().tenant_chains_per_hour,
             hour,
             "hour",
         )

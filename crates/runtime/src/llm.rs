@@ -181,8 +181,8 @@ fn vendor_of(model: &str) -> Option<&'static str> {
 }
 
 impl Runtime {
-    fn gateway_models_config(&self) -> Result<&crate::agent::AgentServices, GatewayError> {
-        self.agent.as_deref().ok_or_else(|| GatewayError::NotConfigured("the model gateway is not enabled".into()))
+    fn gateway_models_config(&self) -> Result<std::sync::Arc<crate::agent::AgentServices>, GatewayError> {
+        self.agent_services().ok_or_else(|| GatewayError::NotConfigured("the model gateway is not enabled".into()))
     }
 
     /// The models clients may name: the tiers, `nexus/auto`, each tier's model, and

@@ -17,6 +17,7 @@ mod common_jobs;
 mod common_knowledge;
 mod common_log;
 mod common_reports;
+mod common_settings;
 mod common_web;
 mod error;
 pub mod notify;

@@ -17,9 +17,15 @@ use crate::config::Config;
 
 /// Starts the runtime with the in-process models and the agent enabled.
 pub async fn agent_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
-    let (mut parts, chat) = runtime_parts(config, access, Some(Needs::Everything)).await?;
-    parts.agent = Some(agent_services(config, parts.knowledge(), chat)?);
-    Ok(Runtime::start(parts).await?)
+    Ok(agent_runtime_with_config(config, access).await?.0)
+}
+
+/// [`agent_runtime`], and the configuration in force (the database's settings under the file,
+/// environment and flags).
+pub async fn agent_runtime_with_config(config: &Config, access: Access) -> anyhow::Result<(Runtime, Config)> {
+    let (mut parts, chat, config) = runtime_parts(config, access, Some(Needs::Everything)).await?;
+    parts.agent = Some(agent_services(&config, parts.knowledge(), chat)?);
+    Ok((Runtime::start(parts).await?, config))
 }
 
 pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {

@@ -38,7 +38,7 @@ pub async fn run(args: IngestArgs, config: Config) -> anyhow::Result<ExitCode> {
     for path in &args.paths {
         walk(path, &mut files, &mut unreadable);
     }
-    let (parts, _) = runtime_parts(&config, Access::Create, Some(Needs::Embeddings)).await?;
+    let (parts, _, _) = runtime_parts(&config, Access::Create, Some(Needs::Embeddings)).await?;
     let runtime = runtime::Runtime::start(parts).await?;
     let knowledge = runtime.knowledge();
     match knowledge.embedding_model() {

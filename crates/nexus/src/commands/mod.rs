@@ -11,6 +11,7 @@ mod keys;
 mod ledger_commands;
 mod local_models;
 mod serve;
+mod settings;
 mod users;
 mod verify;
 
@@ -24,6 +25,8 @@ use anyhow::{Context as _, bail};
 use domain::ports::Store;
 use runtime::{Runtime, RuntimeConfig, RuntimeParts};
 use store::DatabaseUrl;
+
+pub(crate) use agent_setup::agent_services as agent_services_for;
 
 use crate::cli::Command;
 use crate::config::Config;
@@ -53,6 +56,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Schedule(command) => jobs::schedule(command, config).await,
         Command::Backup { to, keep } => backup::backup(config, to, keep).await,
         Command::Restore { file, dry_run, force } => backup::restore(config, &file, dry_run, force).await,
+        Command::Settings(command) => settings::run(command, config).await,
     }
 }
 
@@ -124,15 +128,30 @@ async fn signing_key(config: &Config, store: &dyn Store, access: Access) -> anyh
 }
 
 /// The runtime's parts for a command: the store, the signing key, the token secret, the shared
-/// rate counter when Redis is configured, and the in-process models the command `needs` (none
-/// for commands that only read or write records). Also returns the local chat model, if loaded.
+/// rate counter when Redis is configured, the live settings (master key, the database's values
+/// layered into the configuration) and the in-process models the command `needs` (none for
+/// commands that only read or write records). Also returns the local chat model, if loaded, and
+/// the configuration in force (the file, environment and flags over the database's settings).
 async fn runtime_parts(
     config: &Config,
     access: Access,
     needs: Option<local_models::Needs>,
-) -> anyhow::Result<(RuntimeParts, Option<Arc<dyn providers::ModelProvider>>)> {
+) -> anyhow::Result<(RuntimeParts, Option<Arc<dyn providers::ModelProvider>>, Config)> {
+    runtime_parts_with(config, access, needs, false).await
+}
+
+/// [`runtime_parts`]; `lenient`: stored settings the configuration refuses are reported, not
+/// fatal (for `nexus settings`, which repairs them).
+async fn runtime_parts_with(
+    config: &Config,
+    access: Access,
+    needs: Option<local_models::Needs>,
+    lenient: bool,
+) -> anyhow::Result<(RuntimeParts, Option<Arc<dyn providers::ModelProvider>>, Config)> {
     let store = open_store(config, access).await?;
     let signer = signing_key(config, store.as_ref(), access).await?;
+    let (config, settings) = stored_settings(config, store.as_ref(), access, lenient).await?;
+    let config = &config;
     // Read-only commands do not create the token secret; they never issue or check tokens.
     let secret_path = config.data_dir.join("keys").join("token.secret");
     let token_secret = if access == Access::Create || secret_path.exists() {
@@ -155,6 +174,7 @@ async fn runtime_parts(
         equipment_confidence: config.routing.equipment_confidence,
         jobs: config.jobs.clone(),
     };
+    let agent = matches!(needs, Some(local_models::Needs::Everything));
     let local = match needs {
         Some(needs) => {
             let config = config.clone();
@@ -178,12 +198,55 @@ async fn runtime_parts(
     if let Some(classifier) = local.classifier {
         parts.router = Some(Arc::new(local_models::ClassifierRouter(classifier)));
     }
-    Ok((parts, local.chat))
+    if let Some((key, revision)) = settings {
+        let host = crate::settings::Host {
+            layers: config.layers.clone(),
+            knowledge: parts.knowledge(),
+            local_chat: local.chat.clone(),
+            agent,
+        };
+        parts.settings = Some(runtime::settings::SettingsParts {
+            registry: crate::settings::REGISTRY,
+            key,
+            pinned: config.layers.pinned(),
+            host: Arc::new(host),
+            revision,
+        });
+    }
+    Ok((parts, local.chat, config.clone()))
+}
+
+/// The master key and the settings stored in the database, layered into the configuration.
+/// A stored value the configuration cannot use stops the command, naming the setting — except
+/// `nexus settings`, which must be able to repair it.
+async fn stored_settings(
+    config: &Config,
+    store: &dyn Store,
+    access: Access,
+    lenient: bool,
+) -> anyhow::Result<(Config, Option<(runtime::settings::MasterKey, i64)>)> {
+    let Some(key) = crate::settings::master_key(config, store, access == Access::Create).await? else {
+        return Ok((config.clone(), None));
+    };
+    let (revision, values) = runtime::settings::load(store, &key).await.context("the settings in the database")?;
+    if values.is_empty() {
+        return Ok((config.clone(), Some((key, revision))));
+    }
+    match crate::config::resolve_layers(&config.layers, &values) {
+        Ok(effective) => Ok((effective, Some((key, revision)))),
+        Err(error) if lenient => {
+            tracing::warn!(%error, "a stored setting cannot be used; fix it with `nexus settings unset` or `set`");
+            Ok((config.clone(), Some((key, revision))))
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(
+            "a setting stored in the database cannot be used (change it with `nexus settings set` or `nexus settings unset`)",
+        )),
+    }
 }
 
 /// The runtime for commands that need no models and no agent.
 async fn start_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
-    let (parts, _) = runtime_parts(config, access, None).await?;
+    let (parts, _, _) = runtime_parts(config, access, None).await?;
     Ok(Runtime::start(parts).await?)
 }
 

@@ -6,14 +6,19 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::Access;
-use super::agent::agent_runtime;
+use super::agent::agent_runtime_with_config;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(agent_runtime(&config, Access::Create).await?);
+    let (runtime, config) = agent_runtime_with_config(&config, Access::Create).await?;
+    let runtime = Arc::new(runtime);
     // Keys revoked by another replica or by `nexus keys revoke` stop working here within a
     // second.
     runtime.watch_key_revocations();
+    // Settings changed by an administrator (here, on another replica, or by `nexus settings`)
+    // are in force here within a second.
+    import_environment(&runtime, &config).await;
+    runtime.watch_settings();
     // Runs whose process died continue here (or fail with the reason) once that process has
     // missed its heartbeats; approvals nobody decided in time count as denied.
     let maintained = runtime.clone();
@@ -147,6 +152,41 @@ fn start_channels(runtime: &Arc<runtime::Runtime>, config: &Config) {
             Channel::Discord,
             "set NEXUS_DISCORD_BOT_TOKEN (or channels.discord.bot_token) to start the Discord bot",
         ),
+    }
+}
+
+/// On the first start against a database, copies the settings the environment and `./.env` give
+/// into it (once; said in the log), so they can be managed from then on.
+async fn import_environment(runtime: &runtime::Runtime, config: &Config) {
+    if !runtime.settings_enabled() {
+        return;
+    }
+    let dotenv = match crate::settings::read_dotenv(std::path::Path::new(".env")) {
+        Ok(pairs) => pairs,
+        Err(error) => {
+            tracing::warn!("{error:#}; .env is not imported");
+            Vec::new()
+        }
+    };
+    let values = runtime::settings::importable(crate::settings::REGISTRY, |name| {
+        config
+            .layers
+            .env(name)
+            .map(str::to_owned)
+            .or_else(|| dotenv.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    });
+    let Ok(tenant) = domain::TenantId::parse(runtime::DEMO_TENANT) else { return };
+    let actor = runtime::settings::Actor { tenant, by: "import".into() };
+    match runtime.import_environment(&actor, &values).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            settings = n,
+            "imported settings from the environment and .env into the database (first start); \
+             manage them with `nexus settings` or the console from now on — variables still set keep pinning theirs"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "could not import the environment's settings; they still apply from the environment")
+        }
     }
 }
 
