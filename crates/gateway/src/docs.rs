@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 use crate::compat::{anthropic, openai};
 use crate::error;
 use crate::native::{
-    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, moderation, shapes, usage,
+    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, moderation, settings, shapes, usage,
 };
 use crate::routes::Surface;
 use crate::{health, observe};
@@ -93,6 +93,7 @@ impl Modify for ErrorBodies {
         moderation::list_cases, moderation::get_case, moderation::strictness,
         logs::logs, logs::stream,
         equipment::list_equipment, equipment::get_equipment, equipment::run_equipment, equipment::enable_equipment, equipment::disable_equipment, equipment::create_backup,
+        settings::list_settings, settings::get_setting, settings::change_settings,
         jobs::list_jobs, jobs::create_job, jobs::get_job, jobs::cancel_job, jobs::retry_job,
         jobs::list_schedules, jobs::create_schedule, jobs::get_schedule, jobs::delete_schedule,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
@@ -105,6 +106,7 @@ impl Modify for ErrorBodies {
         (name = "keys", description = "API keys of the caller's tenant (admin keys only)"),
         (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts, and the moderation record"),
         (name = "jobs", description = "Background jobs (a durable queue) and the cron schedules that enqueue them"),
+        (name = "settings", description = "The installation's settings: typed, secrets sealed and masked, changed live and sealed in the ledger (operator admins only)"),
         (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export, backup"),
     ),
 )]

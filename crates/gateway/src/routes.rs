@@ -22,7 +22,9 @@ use tower_http::trace::TraceLayer;
 use crate::compat::anthropic::{self, AnthropicError};
 use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
-use crate::native::{admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, moderation, usage};
+use crate::native::{
+    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, moderation, settings, usage,
+};
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
 
@@ -76,6 +78,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/equipment/{name}/enable", post(equipment::enable_equipment))
         .route("/v1/equipment/{name}/disable", post(equipment::disable_equipment))
         .route("/v1/admin/backups", post(equipment::create_backup))
+        .route("/v1/settings", get(settings::list_settings).put(settings::change_settings))
+        .route("/v1/settings/{key}", get(settings::get_setting))
         .route("/v1/jobs", get(jobs::list_jobs).post(jobs::create_job))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel_job))

@@ -193,7 +193,7 @@ pub const REGISTRY: Registry = Registry(&[
     spec(
         "limits.key_requests_per_minute",
         Some("NEXUS_RATE_LIMIT_KEY_RPM"),
-        whole(1, 1_000_000),
+        whole(1, 1_000_000_000),
         Some("60"),
         false,
         Live,
@@ -202,7 +202,7 @@ pub const REGISTRY: Registry = Registry(&[
     spec(
         "limits.tenant_requests_per_minute",
         Some("NEXUS_RATE_LIMIT_TENANT_RPM"),
-        whole(1, 1_000_000),
+        whole(1, 1_000_000_000),
         Some("60"),
         false,
         Live,
@@ -211,7 +211,7 @@ pub const REGISTRY: Registry = Registry(&[
     spec(
         "limits.tenant_chains_per_hour",
         Some("NEXUS_RATE_LIMIT_CHAINS_PER_HOUR"),
-        whole(1, 1_000_000),
+        whole(1, 1_000_000_000),
         Some("100"),
         false,
         Live,
@@ -567,8 +567,13 @@ pub struct Host {
 
 impl SettingsHost for Host {
     fn reconfigure(&self, values: &Values) -> Result<Reconfiguration, Invalid> {
-        let config = resolve_layers(&self.layers, values)
-            .map_err(|error| Invalid { setting: setting_of(&error), reason: error.to_string() })?;
+        let config = resolve_layers(&self.layers, values).map_err(|error| {
+            let reason = match &error {
+                ConfigError::Invalid { reason, .. } | ConfigError::Env { reason, .. } => reason.clone(),
+                ConfigError::File { .. } => error.to_string(),
+            };
+            Invalid { setting: setting_of(&error), reason }
+        })?;
         let agent = if self.agent {
             let services =
                 crate::commands::agent_services_for(&config, self.knowledge.clone(), self.local_chat.clone()).map_err(

@@ -61,9 +61,16 @@ pub fn agent_services(
     } else {
         let normal = config.model_normal.as_deref();
         Models::Configured {
-            trivial: tier(&providers, config.model_trivial.as_deref().or(normal), |d| d.0, "models.trivial")?,
+            // A tier left unset takes the normal model: a mistake there is the normal model's.
             normal: tier(&providers, normal, |d| d.1, "models.normal")?,
-            complex: tier(&providers, config.model_complex.as_deref().or(normal), |d| d.2, "models.complex")?,
+            trivial: match config.model_trivial.as_deref() {
+                Some(model) => tier(&providers, Some(model), |d| d.0, "models.trivial")?,
+                None => tier(&providers, normal, |d| d.0, "models.normal")?,
+            },
+            complex: match config.model_complex.as_deref() {
+                Some(model) => tier(&providers, Some(model), |d| d.2, "models.complex")?,
+                None => tier(&providers, normal, |d| d.2, "models.normal")?,
+            },
         }
     };
     let mut providers = providers;

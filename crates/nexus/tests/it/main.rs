@@ -16,4 +16,5 @@ mod replicated_ledger;
 mod replicated_telegram;
 mod secrets;
 mod serve;
+mod settings;
 mod support;
