@@ -51,6 +51,10 @@ pub struct Manifest {
     pub signing_key_id: String,
     pub ledger_origin: String,
     pub tenants: Vec<TenantLedger>,
+    /// The id of the master key the backup's secret settings are sealed under (never the key:
+    /// keep it apart from the backups); absent when it holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key_id: Option<String>,
 }
 
 /// One tenant's ledger as verified in the backup.
@@ -71,6 +75,8 @@ pub struct Backups {
     pub dir: PathBuf,
     pub key: CheckpointVerifier,
     pub origin: String,
+    /// The master key in use, which a restored database's secrets must open under.
+    pub master_key: Option<runtime::settings::MasterKey>,
 }
 
 /// A backup just taken.
@@ -113,6 +119,7 @@ impl Backups {
             signing_key_id: self.key.key_id_hex(),
             ledger_origin: self.origin.clone(),
             tenants: checked.tenants,
+            master_key_id: checked.master_key_id,
         };
         write_manifest(&path, &manifest)?;
         let removed = self.prune(keep)?;
@@ -153,6 +160,20 @@ impl Backups {
                 file.display(),
                 manifest.signing_key_id,
                 self.key.key_id_hex()
+            );
+        }
+        if let Some(sealed) = &manifest.master_key_id
+            && self.master_key.as_ref().map(|k| k.id()) != Some(sealed.as_str())
+        {
+            bail!(
+                "{}'s secret settings are sealed under master key {sealed}, but {}: restore the master key that \
+                 belongs to the backup (keys/master.key, or NEXUS_MASTER_KEY) — with another key every secret would \
+                 be unreadable",
+                file.display(),
+                self.master_key.as_ref().map_or_else(
+                    || "no master key is available here".to_owned(),
+                    |k| format!("the key in use is {}", k.id())
+                )
             );
         }
         let checked = self.verify_copy(file).await.with_context(|| format!("{} does not verify", file.display()))?;
@@ -221,7 +242,19 @@ impl Backups {
         let store: Arc<dyn domain::ports::Store> = store::open(url).await?;
         let verifier = Verifier { store: store.as_ref(), key: &self.key, origin_prefix: &self.origin };
         let reports = verifier.all().await;
+        let sealed = runtime::settings::sealed_key_id(store.as_ref()).await;
+        let opens = match &self.master_key {
+            Some(key) => runtime::settings::key_matches(store.as_ref(), key).await.map(|m| m != Some(false)),
+            None => Ok(true),
+        };
         store.close().await;
+        let master_key_id = sealed?;
+        if !opens? {
+            bail!(
+                "its secret settings are sealed under master key {}, not the key in use",
+                master_key_id.as_deref().unwrap_or("?")
+            );
+        }
         let tenants = reports?
             .into_iter()
             .map(|r| TenantLedger {
@@ -232,7 +265,7 @@ impl Backups {
                 root: r.latest_checkpoint.as_ref().map(|c| hex::encode(c.root)),
             })
             .collect();
-        Ok(Checked { inventory, tenants })
+        Ok(Checked { inventory, tenants, master_key_id })
     }
 
     /// Removes the oldest backups (file and manifest) beyond `keep`.
@@ -289,6 +322,7 @@ impl runtime::equipment::Backups for Backups {
 struct Checked {
     inventory: copies::Inventory,
     tenants: Vec<TenantLedger>,
+    master_key_id: Option<String>,
 }
 
 fn backend_of(url: &DatabaseUrl) -> (&'static str, &'static str) {

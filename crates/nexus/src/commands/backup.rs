@@ -17,6 +17,25 @@ pub fn backups(config: &Config, to: Option<PathBuf>, key: ledger::checkpoint::Ch
         dir: to.unwrap_or_else(|| config.data_dir.join("backups")),
         key,
         origin: config.ledger_origin.clone(),
+        master_key: master_key(config),
+    }
+}
+
+/// The master key in use, if one is given or its file exists (a backup's secrets must open
+/// under it).
+fn master_key(config: &Config) -> Option<runtime::settings::MasterKey> {
+    if let Some(key) = &config.master_key {
+        return Some(key.clone());
+    }
+    if !config.master_key_file.exists() {
+        return None;
+    }
+    match crate::settings::read_key_file(&config.master_key_file) {
+        Ok(key) => Some(key),
+        Err(error) => {
+            tracing::warn!("{error:#}");
+            None
+        }
     }
 }
 
@@ -73,5 +92,8 @@ fn print_manifest(manifest: &Manifest) {
                 _ => String::new(),
             }
         );
+    }
+    if let Some(id) = &manifest.master_key_id {
+        println!("  secret settings sealed under master key {id} (not in the backup: keep keys/master.key apart)");
     }
 }

@@ -1,8 +1,8 @@
 //! `nexus backup` and `nexus restore` on SQLite and PostgreSQL, with a real `nexus serve`
 //! writing while the backup is taken: the backup verifies and carries its manifest, retention
-//! keeps the newest, a running server stops a restore, a damaged file and a foreign signing key
-//! are refused, and a restore brings the database back to the backup (what came after is gone)
-//! with its ledger verifying. `POST /v1/admin/backups` takes one through the equipment.
+//! keeps the newest, a running server stops a restore, a damaged file, a foreign signing key and
+//! another master key are refused, and a restore brings the database back to the backup (what
+//! came after is gone) with its ledger verifying. `POST /v1/admin/backups` takes one through the equipment.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +64,8 @@ async fn backup_under_load_and_restore(backend: Backend) {
     assert_eq!(recorded["sha256"].as_str().map(str::len), Some(64));
     assert!(recorded["row_counts"]["api_keys"].as_i64().is_some_and(|n| n >= 1), "{recorded}");
     assert!(printed.contains("keep ") && printed.contains("signing key"), "where the key must be kept: {printed}");
+    let master_key_id = recorded["master_key_id"].as_str().expect("the master key's id is recorded").to_owned();
+    assert_eq!(master_key_id.len(), 16, "{recorded}");
 
     // Retention: of three backups, the newest two stay.
     cluster.nexus(&["backup", "--keep", "2"]).await;
@@ -106,6 +108,13 @@ async fn backup_under_load_and_restore(backend: Backend) {
     let refused = cluster.nexus_output_with(&["restore", "--dry-run", &path], &[("NEXUS_SIGNING_KEY", &foreign)]).await;
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("ledger key"), "{}", stderr(&refused));
+
+    // So is another master key: the backup's secrets would not open under it.
+    let other_key = "5a".repeat(32);
+    let refused =
+        cluster.nexus_output_with(&["restore", "--dry-run", &path], &[("NEXUS_MASTER_KEY", &other_key)]).await;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains(&format!("master key {master_key_id}")), "{}", stderr(&refused));
 
     // The restore: verified first, a safety copy kept, the later key gone, the ledger verifying.
     let restored = cluster.nexus(&["restore", &path]).await;

@@ -263,6 +263,12 @@ pub async fn load(store: &dyn domain::ports::Store, key: &MasterKey) -> Result<(
     }
 }
 
+/// The id of the master key this database's secrets are sealed under (read from its key check
+/// value, without any key), if it has one.
+pub async fn sealed_key_id(store: &dyn domain::ports::Store) -> Result<Option<String>, StoreError> {
+    Ok(store.settings_meta(KEY_CHECK).await?.and_then(|check| check.split(':').nth(1).map(str::to_owned)))
+}
+
 /// Whether the master key opens this database's secrets (`None`: no key check recorded yet).
 pub async fn key_matches(store: &dyn domain::ports::Store, key: &MasterKey) -> Result<Option<bool>, StoreError> {
     Ok(store.settings_meta(KEY_CHECK).await?.map(|check| key.verify_check(&check).is_ok()))
