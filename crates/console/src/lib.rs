@@ -27,6 +27,7 @@ mod pages;
 mod personas;
 pub mod proxies;
 mod session;
+mod settings;
 mod setup;
 mod state;
 mod tasks;
@@ -98,6 +99,7 @@ pub fn router_with(runtime: Arc<Runtime>, settings: ConsoleSettings) -> Router {
         .route("/tasks/schedules", post(tasks::add_schedule))
         .route("/tasks/schedules/{id}/remove", post(tasks::remove_schedule))
         .route("/tasks/equipment/{name}/switch", post(tasks::switch_equipment))
+        .route("/settings", get(settings::settings).post(settings::change))
         .route("/setup", get(setup::setup))
         .route("/setup/personas", post(personas::create))
         .route("/setup/personas/new", get(personas::new_form))

@@ -8,5 +8,6 @@ mod logs;
 mod pages;
 mod personas;
 mod security;
+mod settings;
 mod support;
 mod tasks;

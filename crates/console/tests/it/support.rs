@@ -40,17 +40,72 @@ async fn spawn_with(openai: Option<String>) -> App {
 
 /// A server whose rate limits are `limits`.
 pub async fn spawn_with_limits(limits: runtime::limits::LimitSettings) -> App {
-    spawn_configured(None, None, Some(limits)).await
+    spawn_configured(None, None, Some(limits), false).await
+}
+
+/// A server that manages live settings ([`SETTINGS`], `log.format` pinned by a variable).
+pub async fn spawn_with_settings() -> App {
+    spawn_configured(None, None, None, true).await
 }
 
 async fn spawn_full(openai: Option<String>, smtp_port: Option<u16>) -> App {
-    spawn_configured(openai, smtp_port, None).await
+    spawn_configured(openai, smtp_port, None, false).await
+}
+
+/// The settings of [`spawn_with_settings`].
+pub const SETTINGS: runtime::settings::Registry = {
+    use runtime::settings::{Applies, SettingScope, SettingSpec, SettingType};
+    const fn spec(key: &'static str, kind: SettingType, secret: bool, applies: Applies) -> SettingSpec {
+        SettingSpec {
+            key,
+            env: None,
+            kind,
+            default: None,
+            scope: SettingScope::Global,
+            secret,
+            applies,
+            doc: "a test setting",
+        }
+    }
+    runtime::settings::Registry(&[
+        spec("limits.key_requests_per_minute", SettingType::Whole { min: 1, max: 1_000_000 }, false, Applies::Live),
+        spec("tools.brave_api_key", SettingType::Text, true, Applies::Live),
+        spec("log.format", SettingType::Choice(&["text", "json"]), false, Applies::Restart),
+        spec("server.listen", SettingType::Text, false, Applies::Bootstrap),
+    ])
+};
+
+/// Rebuilds the rate limits from the key limit setting, as the binary's host does.
+struct LimitsHost;
+
+impl runtime::settings::SettingsHost for LimitsHost {
+    fn reconfigure(
+        &self,
+        values: &runtime::settings::Values,
+    ) -> Result<runtime::settings::Reconfiguration, runtime::settings::Invalid> {
+        let per_key = values.get("limits.key_requests_per_minute").map_or(Ok(100_000), |v| v.parse::<u64>());
+        let per_key = per_key.map_err(|e| runtime::settings::Invalid {
+            setting: "limits.key_requests_per_minute".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(runtime::settings::Reconfiguration {
+            agent: None,
+            limits: runtime::limits::LimitSettings {
+                key_requests_per_minute: per_key,
+                tenant_requests_per_minute: 100_000,
+                tenant_chains_per_hour: 100_000,
+            },
+            default_budget_usd: None,
+            budget_alert_fraction: None,
+        })
+    }
 }
 
 async fn spawn_configured(
     openai: Option<String>,
     smtp_port: Option<u16>,
     limits: Option<runtime::limits::LimitSettings>,
+    settings: bool,
 ) -> App {
     let db = store::test_support::sqlite().await;
     let signer = CheckpointSigner::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
@@ -104,6 +159,26 @@ async fn spawn_configured(
             workspace_root: workspace.path().to_path_buf(),
             prices: providers::pricing::PriceTable::builtin(),
             approval_ttl: Duration::from_secs(3600),
+        });
+    }
+    if settings {
+        let key = runtime::settings::MasterKey::generate();
+        let (revision, _) = runtime::settings::load(db.store.as_ref(), &key).await.expect("load settings");
+        let pinned = [(
+            "log.format".to_owned(),
+            runtime::settings::Pinned {
+                source: runtime::settings::PinSource::Env { variable: "NEXUS_LOG_FORMAT".into() },
+                value: "json".into(),
+            },
+        )]
+        .into_iter()
+        .collect();
+        parts.settings = Some(runtime::settings::SettingsParts {
+            registry: SETTINGS,
+            key,
+            pinned,
+            host: Arc::new(LimitsHost),
+            revision,
         });
     }
     let runtime = Arc::new(Runtime::start(parts).await.expect("runtime"));
