@@ -4,8 +4,9 @@
 //! unknown keys refused. Every setting that also has a `NEXUS_*` variable has one row in
 //! [`VARIABLES`] — the variable, the file key it sets and how its text reads — so a new setting
 //! is a field in its section and, if it has one, a row there. Configuration resolves in two
-//! phases. Phase one layers four sources into one table of that shape — built-in defaults,
-//! `nexus.toml`, the variables, flags — each later one winning. Phase two reads the table into a
+//! phases. Phase one layers five sources into one table of that shape — built-in defaults, the
+//! settings stored in the database, `nexus.toml`, the variables, flags — each later one winning
+//! ([`Layers`] keeps the last three so a change of the stored settings resolves again). Phase two reads the table into a
 //! complete [`Config`] with every value checked and no option left to fill. The model providers
 //! and built-in tools read their own variables (named in their crates) from the same snapshot of
 //! the environment, so nothing else in the binary reads the process environment. Unknown file
