@@ -359,7 +359,7 @@ pub const REGISTRY: Registry = Registry(&[
         Text,
         None,
         true,
-        Restart,
+        Live,
         "Telegram bot token; starts the Telegram bot.",
     ),
     spec(
@@ -368,7 +368,7 @@ pub const REGISTRY: Registry = Registry(&[
         Url,
         Some("https://api.telegram.org"),
         false,
-        Restart,
+        Live,
         "Telegram Bot API address.",
     ),
     spec(
@@ -377,7 +377,7 @@ pub const REGISTRY: Registry = Registry(&[
         Text,
         Some("demo"),
         false,
-        Restart,
+        Live,
         "The tenant Telegram users belong to.",
     ),
     spec(
@@ -386,7 +386,7 @@ pub const REGISTRY: Registry = Registry(&[
         ADMISSION,
         Some("open"),
         false,
-        Restart,
+        Live,
         "open: strangers join at level 0; closed: refused.",
     ),
     spec(
@@ -413,7 +413,7 @@ pub const REGISTRY: Registry = Registry(&[
         Text,
         None,
         true,
-        Restart,
+        Live,
         "Discord bot token; starts the Discord bot.",
     ),
     spec(
@@ -422,7 +422,7 @@ pub const REGISTRY: Registry = Registry(&[
         Url,
         Some("https://discord.com"),
         false,
-        Restart,
+        Live,
         "Discord API address.",
     ),
     spec(
@@ -431,7 +431,7 @@ pub const REGISTRY: Registry = Registry(&[
         Text,
         Some("demo"),
         false,
-        Restart,
+        Live,
         "The tenant Discord users belong to.",
     ),
     spec(
@@ -440,7 +440,7 @@ pub const REGISTRY: Registry = Registry(&[
         ADMISSION,
         Some("open"),
         false,
-        Restart,
+        Live,
         "open: strangers join at level 0; closed: refused.",
     ),
     spec(
@@ -449,7 +449,7 @@ pub const REGISTRY: Registry = Registry(&[
         Text,
         None,
         false,
-        Restart,
+        Live,
         "The channel where staff see moderation cases.",
     ),
     spec(
@@ -458,7 +458,7 @@ pub const REGISTRY: Registry = Registry(&[
         whole(1, 40_320),
         None,
         false,
-        Restart,
+        Live,
         "How long a moderation timeout lasts.",
     ),
     // Read before the database opens: file, environment or flag only.

@@ -57,7 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // Installed before anything reports: a channel's state set at start (unconfigured, a
     // malformed token) is set once and must reach the metrics.
     let metrics = gateway::install_recorder()?;
-    start_channels(&runtime, &config);
+    let channel_supervisor = supervise_channels(runtime.clone(), config.clone());
     // Background jobs: this process's workers and its share of the scheduler's sweep.
     let jobs = runtime.start_jobs();
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -99,6 +99,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     maintenance.abort();
+    channel_supervisor.abort();
     // A job cut short here is taken over by another process once its lease runs out.
     for handle in jobs {
         handle.abort();
@@ -113,46 +114,129 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the chat channels that have a token; the others read `unconfigured` in `/ready`,
+/// Which chat channel a piece of [`start_channel`] concerns.
+#[derive(Clone, Copy)]
+enum Bot {
+    Telegram,
+    Discord,
+}
+
+impl Bot {
+    /// The prefix of the channel's settings.
+    fn prefix(self) -> &'static str {
+        match self {
+            Bot::Telegram => "channels.telegram.",
+            Bot::Discord => "channels.discord.",
+        }
+    }
+}
+
+/// Starts a chat channel if it has a token; otherwise it reads `unconfigured` in `/ready`,
 /// naming the setting. A channel that fails never stops the server.
-fn start_channels(runtime: &Arc<runtime::Runtime>, config: &Config) {
+fn start_channel(runtime: &Arc<runtime::Runtime>, config: &Config, bot: Bot) -> Option<tokio::task::JoinHandle<()>> {
     use crate::config::ChannelConfig;
     use domain::channel::Channel;
     use runtime::channels::{ChannelHealth, ChannelState};
     let unconfigured = |channel: Channel, detail: &str| {
         tracing::info!("{channel}: unconfigured; {detail}");
         runtime.report_channel(ChannelHealth::new(channel, ChannelState::Unconfigured, Some(detail.into())));
+        None
     };
     let invalid = |channel: Channel, error: &str| {
         tracing::error!("{channel}: not started: {error}");
         runtime.report_channel(ChannelHealth::new(channel, ChannelState::Failed, Some(error.into())));
+        None
     };
-    match &config.telegram {
-        ChannelConfig::Invalid(error) => invalid(Channel::Telegram, error),
-        ChannelConfig::On(settings) => {
-            tracing::info!(tenant = %settings.tenant, admission = settings.admission.as_str(), "starting the Telegram bot");
-            channels::telegram::start(runtime.clone(), settings.clone());
-        }
-        ChannelConfig::Off => unconfigured(
-            Channel::Telegram,
-            "set NEXUS_TELEGRAM_BOT_TOKEN (or channels.telegram.bot_token) to start the Telegram bot",
-        ),
+    match bot {
+        Bot::Telegram => match &config.telegram {
+            ChannelConfig::Invalid(error) => invalid(Channel::Telegram, error),
+            ChannelConfig::On(settings) => {
+                tracing::info!(tenant = %settings.tenant, admission = settings.admission.as_str(), "starting the Telegram bot");
+                Some(channels::telegram::start(runtime.clone(), settings.clone()))
+            }
+            ChannelConfig::Off => unconfigured(
+                Channel::Telegram,
+                "set NEXUS_TELEGRAM_BOT_TOKEN (or channels.telegram.bot_token) to start the Telegram bot",
+            ),
+        },
+        Bot::Discord => match &config.discord {
+            ChannelConfig::Invalid(error) => invalid(Channel::Discord, error),
+            ChannelConfig::On(settings) => {
+                tracing::info!(
+                    tenant = %settings.tenant, admission = settings.admission.as_str(),
+                    moderated_channels = settings.moderated_channels.len(), dry_run = settings.moderation.dry_run,
+                    "starting the Discord bot"
+                );
+                Some(channels::discord::start(runtime.clone(), settings.clone()))
+            }
+            ChannelConfig::Off => unconfigured(
+                Channel::Discord,
+                "set NEXUS_DISCORD_BOT_TOKEN (or channels.discord.bot_token) to start the Discord bot",
+            ),
+        },
     }
-    match &config.discord {
-        ChannelConfig::Invalid(error) => invalid(Channel::Discord, error),
-        ChannelConfig::On(settings) => {
-            tracing::info!(
-                tenant = %settings.tenant, admission = settings.admission.as_str(),
-                moderated_channels = settings.moderated_channels.len(), dry_run = settings.moderation.dry_run,
-                "starting the Discord bot"
-            );
-            channels::discord::start(runtime.clone(), settings.clone());
+}
+
+/// Starts the chat channels, then keeps them in step with the stored settings: when a channel's
+/// settings change (here, on another replica, or by `nexus settings`), that channel is stopped
+/// and started again with the new ones — a token set from the console starts the bot. A switch
+/// to or from webhook mode applies at the next start (the webhook's route is mounted at start).
+fn supervise_channels(runtime: Arc<runtime::Runtime>, config: Config) -> tokio::task::JoinHandle<()> {
+    runtime::tasks::spawn("channel-settings", async move {
+        let mut running = [Bot::Telegram, Bot::Discord].map(|bot| (bot, start_channel(&runtime, &config, bot)));
+        let Some(mut in_force) = runtime.settings_in_force() else { return };
+        let mut previous = match runtime.settings_values().await {
+            Ok((_, values)) => values,
+            Err(error) => {
+                tracing::warn!(%error, "the chat channels will not follow settings changes");
+                return;
+            }
+        };
+        while in_force.changed().await.is_ok() {
+            let values = match runtime.settings_values().await {
+                Ok((_, values)) => values,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read the settings for the chat channels");
+                    continue;
+                }
+            };
+            let next = match crate::config::resolve_layers(&config.layers, &values) {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::warn!(%error, "the chat channels keep their settings");
+                    continue;
+                }
+            };
+            for (bot, handle) in &mut running {
+                let of = |values: &runtime::settings::Values| {
+                    values
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(bot.prefix()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>()
+                };
+                if of(&previous) == of(&values) {
+                    continue;
+                }
+                let webhook = matches!(bot, Bot::Telegram)
+                    && (next.telegram.settings().is_some_and(|s| s.webhook.is_some())
+                        || config.telegram.settings().is_some_and(|s| s.webhook.is_some()));
+                if webhook {
+                    tracing::warn!("the Telegram bot's settings changed; webhook mode applies at the next start");
+                    continue;
+                }
+                if let Some(old) = handle.take() {
+                    old.abort();
+                }
+                tracing::info!(
+                    channel = bot.prefix().trim_end_matches('.'),
+                    "settings changed: restarting the channel"
+                );
+                *handle = start_channel(&runtime, &next, *bot);
+            }
+            previous = values;
         }
-        ChannelConfig::Off => unconfigured(
-            Channel::Discord,
-            "set NEXUS_DISCORD_BOT_TOKEN (or channels.discord.bot_token) to start the Discord bot",
-        ),
-    }
+    })
 }
 
 /// On the first start against a database, copies the settings the environment and `./.env` give

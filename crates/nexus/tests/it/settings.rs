@@ -9,6 +9,7 @@
 //!   imported on first start.
 //! - The command line on SQLite: a secret set from standard input, masked everywhere; a wrong or
 //!   missing master key refused before anything is read; rekey; export and import round trip.
+//! - A Telegram bot token set through the API starts the bot on a running server.
 
 use std::time::{Duration, Instant};
 
@@ -257,4 +258,41 @@ fn the_command_line_seals_masks_rekeys_and_refuses_a_wrong_key() {
     let back = env.ok(&["settings", "get", "providers.openai.api_key"]);
     assert!(back.contains("********") && back.contains("database"), "{back}");
     env.ok(&["verify"]);
+}
+
+#[tokio::test]
+async fn a_bot_token_set_live_starts_the_telegram_bot_without_a_restart() {
+    const TOKEN: &str = "4242:SECRET-live-telegram-token";
+    let telegram = channels::testing::FakeTelegram::start(TOKEN).await;
+    let options = Options { replicas: 1, backend: Backend::Sqlite, env: Vec::new() };
+    let Some(cluster) = Replicas::start_with(options).await else { return };
+    let admin = cluster.admin_key("demo").await;
+    let ready = |cluster: &Replicas| {
+        let (client, url) = (cluster.client.clone(), cluster.url(0, "/ready"));
+        async move { client.get(url).send().await.expect("ready").json::<Value>().await.expect("JSON") }
+    };
+    assert!(ready(&cluster).await.to_string().contains("unconfigured"), "no token yet");
+
+    let (status, report) = put(
+        &cluster,
+        0,
+        &admin,
+        json!({"channels.telegram.bot_token": TOKEN, "channels.telegram.api_url": telegram.url, "channels.telegram.admission": "closed"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert!(report["changed"].as_array().expect("changed").iter().all(|c| c["live"] == true), "{report}");
+    // A stranger writes in a closed tenant: the bot, started by the change, refuses them.
+    telegram.push_message(77, 77, "let me in");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while telegram.sent_to(77).is_empty() {
+        assert!(Instant::now() < deadline, "the bot never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = settings(&cluster, 0, &admin).await;
+    assert_eq!(setting(&list, "channels.telegram.bot_token")["value"], "********");
+    assert!(
+        !cluster.log(0).iter().any(|l| l.contains("SECRET-live-telegram-token")),
+        "the token never reaches the log"
+    );
 }

@@ -141,12 +141,15 @@ pub(crate) struct SettingsState {
     applied: std::sync::Mutex<i64>,
     /// One change or reload at a time on this process.
     changing: tokio::sync::Mutex<()>,
+    /// Tells watchers (the channels) the revision now in force.
+    in_force: tokio::sync::watch::Sender<i64>,
 }
 
 impl SettingsState {
     pub(crate) fn new(parts: SettingsParts) -> Self {
         let applied = std::sync::Mutex::new(parts.revision);
-        Self { parts, applied, changing: tokio::sync::Mutex::new(()) }
+        let (in_force, _) = tokio::sync::watch::channel(parts.revision);
+        Self { parts, applied, changing: tokio::sync::Mutex::new(()), in_force }
     }
 }
 
@@ -359,6 +362,21 @@ impl Runtime {
             .collect())
     }
 
+    /// The revision of the settings in force on this process, changing as they do (for what
+    /// the runtime does not rebuild itself, such as the chat channels). `None` when settings are
+    /// not managed here.
+    pub fn settings_in_force(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        self.settings.as_ref().map(|s| s.in_force.subscribe())
+    }
+
+    /// The stored values in the clear (secrets opened) and their revision, for the composition
+    /// root to resolve its configuration again.
+    pub async fn settings_values(&self) -> Result<(i64, Values), SettingsError> {
+        let state = self.settings_state()?;
+        let snapshot = self.store.settings().await?;
+        Ok((snapshot.revision, open_all(&snapshot, &state.parts.key)?))
+    }
+
     /// One setting's view.
     pub async fn setting_view(&self, key: &str) -> Result<SettingView, SettingsError> {
         let state = self.settings_state()?;
@@ -529,6 +547,7 @@ impl Runtime {
         self.limits.set_settings(rebuilt.limits);
         self.budgets.set_defaults(rebuilt.default_budget_usd, rebuilt.budget_alert_fraction);
         *applied = revision;
+        state.in_force.send_replace(revision);
     }
 
     async fn announce_settings(&self, revision: i64) {
