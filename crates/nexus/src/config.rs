@@ -1290,22 +1290,7 @@ fn default_data_dir() -> PathBuf {
 
 /// The known name closest to `name`, if it is close enough to be a likely typo.
 fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, _)| *d <= 3).min().map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
+    runtime::settings::closest(name, known.iter().copied())
 }
 
 #[cfg(test)]

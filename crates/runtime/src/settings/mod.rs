@@ -37,7 +37,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 pub use crypto::{MasterKey, SecretError, digest};
-pub use registry::{Applies, Registry, SettingScope, SettingSpec, SettingType};
+pub use registry::{Applies, Registry, SettingScope, SettingSpec, SettingType, closest};
 
 use crate::{LedgerError, Runtime};
 

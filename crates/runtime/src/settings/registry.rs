@@ -214,13 +214,14 @@ impl Registry {
 
     /// The closest known name to a mistyped one, for "did you mean".
     pub fn closest(&self, key: &str) -> Option<&'static str> {
-        self.0
-            .iter()
-            .map(|s| (edit_distance(key, s.key), s.key))
-            .filter(|(d, _)| *d <= 3)
-            .min_by_key(|(d, _)| *d)
-            .map(|(_, k)| k)
+        closest(key, self.0.iter().map(|s| s.key))
     }
+}
+
+/// Of `known`, the name closest to `name` if it is close enough to be a likely typo (at most
+/// three edits); the alphabetically first of equally close ones.
+pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known.into_iter().map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= 3).min().map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
