@@ -84,7 +84,8 @@ pub(crate) struct ComponentsResponse {
     summary: String,
     /// `database` (ok, backend, latency_ms, error), `rate_limits` (ok, backend, error),
     /// `providers` (name, ok, circuit, serves), `channels` (channel, ok, state, detail), `disk`
-    /// (ok, path, free_bytes), `router`.
+    /// (ok, path, free_bytes), `router`, `settings` (ok, revision, master_key_id, error; null
+    /// when this server keeps no settings).
     #[schema(value_type = Object)]
     components: Value,
 }

@@ -334,6 +334,10 @@ impl Runtime {
                 json!({"ok": false, "path": dir.display().to_string(), "error": error.to_string()})
             }
         });
+        let settings = self.settings_health();
+        if let Some(error) = settings.as_ref().and_then(|s| s["error"].as_str()) {
+            problems.push(format!("settings: {error}"));
+        }
         let ok = problems.is_empty();
         let summary = if ok {
             format!(
@@ -355,7 +359,7 @@ impl Runtime {
         };
         let components = json!({
             "database": database, "rate_limits": rate_limits, "providers": providers, "channels": channels,
-            "disk": disk, "router": self.router.name(),
+            "disk": disk, "router": self.router.name(), "settings": settings,
         });
         (ok, summary, components)
     }

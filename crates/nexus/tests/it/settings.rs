@@ -192,6 +192,23 @@ async fn a_provider_address_changed_live_moves_every_replica_without_a_restart()
     assert!(brave[0]["payload"]["new_digest"].as_str().unwrap_or("").starts_with("hmac-sha256:"));
     assert_eq!(brave[0]["payload"]["old_digest"], Value::Null);
     assert!(!ledger.to_string().contains(BRAVE_KEY));
+
+    // Each replica reports the settings it runs with.
+    for i in [0, 1] {
+        let health: Value = cluster
+            .client
+            .get(cluster.url(i, "/v1/health/components"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("JSON");
+        let settings = &health["components"]["settings"];
+        assert_eq!(settings["ok"], true, "{health}");
+        assert_eq!(settings["master_key_id"].as_str().map(str::len), Some(16), "{health}");
+    }
 }
 
 #[test]

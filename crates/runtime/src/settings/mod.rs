@@ -143,13 +143,15 @@ pub(crate) struct SettingsState {
     changing: tokio::sync::Mutex<()>,
     /// Tells watchers (the channels) the revision now in force.
     in_force: tokio::sync::watch::Sender<i64>,
+    /// Why the stored settings cannot be put in force here, while they cannot.
+    problem: std::sync::Mutex<Option<String>>,
 }
 
 impl SettingsState {
     pub(crate) fn new(parts: SettingsParts) -> Self {
         let applied = std::sync::Mutex::new(parts.revision);
         let (in_force, _) = tokio::sync::watch::channel(parts.revision);
-        Self { parts, applied, changing: tokio::sync::Mutex::new(()), in_force }
+        Self { parts, applied, changing: tokio::sync::Mutex::new(()), in_force, problem: std::sync::Mutex::new(None) }
     }
 }
 
@@ -367,6 +369,18 @@ impl Runtime {
     /// not managed here.
     pub fn settings_in_force(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
         self.settings.as_ref().map(|s| s.in_force.subscribe())
+    }
+
+    /// The settings' part of the health check: the revision in force, the master key's id, and
+    /// why the stored settings cannot be put in force here, if they cannot. `None` when
+    /// settings are not managed here.
+    pub fn settings_health(&self) -> Option<serde_json::Value> {
+        let state = self.settings.as_ref()?;
+        let revision = *state.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let problem = state.problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        Some(json!({
+            "ok": problem.is_none(), "revision": revision, "master_key_id": state.parts.key.id(), "error": problem,
+        }))
     }
 
     /// The stored values in the clear (secrets opened) and their revision, for the composition
@@ -616,7 +630,12 @@ impl Runtime {
                     () = tokio::time::sleep(CHECK_EVERY) => {}
                 }
                 let Some(runtime) = runtime.upgrade() else { return };
-                match runtime.reload_settings().await {
+                let outcome = runtime.reload_settings().await;
+                if let Some(state) = runtime.settings.as_ref() {
+                    *state.problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        outcome.as_ref().err().map(ToString::to_string);
+                }
+                match outcome {
                     Ok(_) => failing = false,
                     Err(error) => {
                         if !std::mem::replace(&mut failing, true) {
