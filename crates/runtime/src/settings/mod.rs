@@ -480,6 +480,9 @@ impl Runtime {
             let snapshot = self.store.settings().await?;
             let current = open_all(&snapshot, key)?;
             let changes = plan(&current);
+            if changes.is_empty() && meta.is_empty() {
+                return Ok(ChangeReport { revision: snapshot.revision, changed: Vec::new() });
+            }
             let mut candidate = current.clone();
             for (name, value) in &changes {
                 match value {
