@@ -748,6 +748,14 @@ fn finish(
         });
     }
 
+    if let Some(level) = &file.log.level
+        && let Err(error) = tracing_subscriber::EnvFilter::try_new(level)
+    {
+        return Err(ConfigError::Invalid {
+            setting: "log.level",
+            reason: format!("{level:?} is not a log filter: {error}"),
+        });
+    }
     let log_format = match file.log.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,

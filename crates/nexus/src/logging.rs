@@ -2,7 +2,8 @@
 //! its recent lines (redacted) in a [`LogTail`] for the console's live log view and the logs API,
 //! and, when `log.file` is set, writes the same lines to a file rotated by size
 //! ([`RotatingFile`]: `nexus.log` → `nexus.log.1` → … → `nexus.log.<keep>`, the oldest dropped).
-//! The same `log.level` filter decides what reaches all of them.
+//! The same `log.level` filter decides what reaches all of them; a server changes it live when
+//! the setting changes ([`set_level`]).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
@@ -16,6 +17,20 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use crate::config::{Config, LogFormat};
 
 static TAIL: OnceLock<Arc<LogTail>> = OnceLock::new();
+/// Changes the filter of a running process (`log.level` changed in the settings).
+static FILTER: OnceLock<tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>> = OnceLock::new();
+/// The filter used when `log.level` is unset.
+static DEFAULT_LEVEL: OnceLock<&'static str> = OnceLock::new();
+
+/// Puts a new `log.level` in force (`None`: the command's default); false when it is already
+/// the one in force or logging was not started here.
+pub fn set_level(level: Option<&str>) -> bool {
+    let Some(handle) = FILTER.get() else { return false };
+    let directive = level.unwrap_or_else(|| DEFAULT_LEVEL.get().copied().unwrap_or("info"));
+    let Ok(filter) = EnvFilter::try_new(directive) else { return false };
+    let same = handle.with_current(|current| current.to_string() == filter.to_string()).unwrap_or(false);
+    !same && handle.reload(filter).is_ok()
+}
 
 /// The recent log lines this process keeps, if it is a server.
 pub fn tail() -> Option<Arc<LogTail>> {
@@ -28,6 +43,9 @@ pub fn init(config: &Config, serving: bool) -> anyhow::Result<()> {
     let directive = config.log_level.as_deref().unwrap_or(default);
     let filter = EnvFilter::try_new(directive)
         .map_err(|e| anyhow::anyhow!("setting log.level: {directive:?} is not a log filter: {e}"))?;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = FILTER.set(handle);
+    let _ = DEFAULT_LEVEL.set(default);
     let kept = serving.then(|| TAIL.get_or_init(|| Arc::new(LogTail::default())).clone()).map(TailLayer);
     let file = match (&config.log_file, serving) {
         (Some(settings), true) => Some(RotatingFile::open(settings)?),

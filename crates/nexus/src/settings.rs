@@ -242,7 +242,7 @@ pub const REGISTRY: Registry = Registry(&[
         Text,
         Some("info"),
         false,
-        Restart,
+        Live,
         "Log filter, e.g. info or nexus=debug.",
     ),
     spec(

@@ -57,6 +57,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // Installed before anything reports: a channel's state set at start (unconfigured, a
     // malformed token) is set once and must reach the metrics.
     let metrics = gateway::install_recorder()?;
+    // The log filter was set before the database's settings were read.
+    crate::logging::set_level(config.log_level.as_deref());
     let channel_supervisor = supervise_channels(runtime.clone(), config.clone());
     // Background jobs: this process's workers and its share of the scheduler's sweep.
     let jobs = runtime.start_jobs();
@@ -177,10 +179,11 @@ fn start_channel(runtime: &Arc<runtime::Runtime>, config: &Config, bot: Bot) -> 
     }
 }
 
-/// Starts the chat channels, then keeps them in step with the stored settings: when a channel's
-/// settings change (here, on another replica, or by `nexus settings`), that channel is stopped
-/// and started again with the new ones — a token set from the console starts the bot. A switch
-/// to or from webhook mode applies at the next start (the webhook's route is mounted at start).
+/// Starts the chat channels, then keeps them and the log filter in step with the stored
+/// settings: when a channel's settings change (here, on another replica, or by
+/// `nexus settings`), that channel is stopped and started again with the new ones — a token set
+/// from the console starts the bot — and a new `log.level` is put in force. A switch to or from
+/// webhook mode applies at the next start (the webhook's route is mounted at start).
 fn supervise_channels(runtime: Arc<runtime::Runtime>, config: Config) -> tokio::task::JoinHandle<()> {
     runtime::tasks::spawn("channel-settings", async move {
         let mut running = [Bot::Telegram, Bot::Discord].map(|bot| (bot, start_channel(&runtime, &config, bot)));
@@ -207,6 +210,9 @@ fn supervise_channels(runtime: Arc<runtime::Runtime>, config: Config) -> tokio::
                     continue;
                 }
             };
+            if crate::logging::set_level(next.log_level.as_deref()) {
+                tracing::info!(level = next.log_level.as_deref().unwrap_or("info"), "log.level changed");
+            }
             for (bot, handle) in &mut running {
                 let of = |values: &runtime::settings::Values| {
                     values

@@ -120,6 +120,7 @@ async fn a_provider_address_changed_live_moves_every_replica_without_a_restart()
     // Refusals name the setting and change nothing.
     for (values, status, field) in [
         (json!({"tools.smtp.port": 0}), StatusCode::UNPROCESSABLE_ENTITY, "tools.smtp.port"),
+        (json!({"log.level": "nexus=[oops"}), StatusCode::UNPROCESSABLE_ENTITY, "log.level"),
         (json!({"limits.key_requests_per_minute": 5}), StatusCode::CONFLICT, "limits.key_requests_per_minute"),
         (json!({"models.normal": "nosuch/model"}), StatusCode::UNPROCESSABLE_ENTITY, "models.normal"),
         (
@@ -192,6 +193,16 @@ async fn a_provider_address_changed_live_moves_every_replica_without_a_restart()
     assert!(brave[0]["payload"]["new_digest"].as_str().unwrap_or("").starts_with("hmac-sha256:"));
     assert_eq!(brave[0]["payload"]["old_digest"], Value::Null);
     assert!(!ledger.to_string().contains(BRAVE_KEY));
+
+    // The log filter changes live on every replica.
+    let (status, report) =
+        put(&cluster, 0, &admin, json!({"log.level": "debug,sqlx=warn,hyper=info,hyper_util=info"})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.log(1).iter().any(|l| l.contains("log.level changed")) {
+        assert!(Instant::now() < deadline, "replica 1 never applied the new log level");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Each replica reports the settings it runs with.
     for i in [0, 1] {
