@@ -490,6 +490,11 @@ impl Layers {
         self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.trim().is_empty())
     }
 
+    /// An environment variable's value, blank or not.
+    fn raw_env(&self, name: &str) -> Option<&str> {
+        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     /// What pins each setting of the registry: a flag, a variable or the file.
     pub fn pinned(&self) -> BTreeMap<String, runtime::settings::Pinned> {
         use runtime::settings::{PinSource, Pinned};
@@ -504,7 +509,12 @@ impl Layers {
             };
             let found = if let Some((flag, value)) = flag {
                 Some(Pinned { source: PinSource::Flag { flag: flag.into() }, value })
-            } else if let Some((variable, value)) = spec.env.and_then(|e| self.env(e).map(|v| (e, v))) {
+            } else if let Some((variable, value)) = spec.env.and_then(|e| {
+                // A blank variable still sets a file key (to nothing); a provider or tool reads
+                // a blank one as unset.
+                let value = if crate::settings::is_file_key(spec) { self.raw_env(e) } else { self.env(e) };
+                value.map(|v| (e, v))
+            }) {
                 Some(Pinned { source: PinSource::Env { variable: variable.into() }, value: value.to_owned() })
             } else {
                 lookup(&self.file, spec.key).map(|value| Pinned {
@@ -1325,6 +1335,43 @@ mod tests {
         assert_eq!(config.signing_key, PathBuf::from("/srv/nexus/keys/ledger.ed25519.pem"));
         assert_eq!(config.checkpoint_interval, Duration::from_secs(1));
         assert!(config.config_file.is_none());
+    }
+
+    #[test]
+    fn the_database_layer_sits_under_the_file_and_what_pins_a_setting_is_named() {
+        let dir = dir_with("[limits]\nkey_requests_per_minute = 9\n");
+        let e = env(&[("NEXUS_CORS_ORIGINS", ""), ("OPENAI_BASE_URL", ""), ("OPENAI_API_KEY", "sk-env")]);
+        let layers =
+            layers(&GlobalArgs { log_level: Some("debug".into()), ..GlobalArgs::default() }, None, &e, dir.path())
+                .expect("layers");
+        let database: Values = [
+            ("limits.key_requests_per_minute", "5"),
+            ("limits.tenant_chains_per_hour", "7"),
+            ("providers.openai.base_url", "http://127.0.0.1:9/v1"),
+            ("providers.openai.api_key", "sk-db"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), zeroize::Zeroizing::new(v.to_owned())))
+        .collect();
+        let config = resolve_layers(&layers, &database).expect("resolves");
+        assert_eq!(config.api.limits.key_requests_per_minute, 9, "the file wins over the database");
+        assert_eq!(config.api.limits.tenant_chains_per_hour, 7, "the database wins over the default");
+        assert_eq!(
+            config.providers.openai_base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1"),
+            "a blank variable is unset"
+        );
+        let pinned = layers.pinned();
+        let source = |key: &str| pinned.get(key).map(|p| p.source.clone());
+        assert!(matches!(source("limits.key_requests_per_minute"), Some(runtime::settings::PinSource::File { .. })));
+        assert!(matches!(source("providers.openai.api_key"), Some(runtime::settings::PinSource::Env { .. })));
+        assert!(
+            matches!(source("api.cors_origins"), Some(runtime::settings::PinSource::Env { .. })),
+            "a blank file-key variable still sets it"
+        );
+        assert!(matches!(source("log.level"), Some(runtime::settings::PinSource::Flag { .. })));
+        assert_eq!(source("providers.openai.base_url"), None);
+        assert_eq!(source("limits.tenant_chains_per_hour"), None);
     }
 
     #[test]
