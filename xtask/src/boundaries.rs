@@ -21,6 +21,7 @@ const TRANSITIVE_RULES: &[(&str, &[&str])] = &[
     ("providers", &["runtime", "gateway"]),
     ("models", &["runtime", "gateway"]),
     ("tools", &["gateway", "runtime"]),
+    ("mcp", &["gateway", "runtime", "store", "sqlx"]),
     ("store", &["runtime", "gateway"]),
     ("gateway", &["store", "sqlx"]),
     ("channels", &["store", "sqlx"]),

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod limits;
 pub mod moderation;
 pub mod persona;
+pub mod plugin;
 pub mod ports;
 pub mod settings;
 pub mod tenant;

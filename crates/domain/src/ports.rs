@@ -475,6 +475,21 @@ pub trait SettingsStore: Send + Sync {
     async fn settings_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
 }
 
+/// Plugins as stored: each one's switch, lifecycle state and approved tool definitions, and
+/// the MCP servers added by hand. Writes are compare-and-set on the record's revision, so of
+/// several processes noticing the same transition exactly one records (and seals) it.
+#[async_trait]
+pub trait PluginStore: Send + Sync {
+    /// Every stored plugin, by name.
+    async fn plugins(&self) -> Result<Vec<crate::plugin::PluginRecord>, StoreError>;
+    /// Stores `record` (at `record.revision + 1`) if the stored one is still at
+    /// `record.revision`, or, when `record.revision` is 0, if there is none yet. `false` (and
+    /// nothing changed) when another writer came first.
+    async fn put_plugin(&self, record: &crate::plugin::PluginRecord) -> Result<bool, StoreError>;
+    /// Forgets a plugin if it is still at `revision`; `false` when it is not (or is gone).
+    async fn delete_plugin(&self, name: &str, revision: i64) -> Result<bool, StoreError>;
+}
+
 /// Which runs to list. The default is every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -625,6 +640,7 @@ pub trait Store:
     + ChannelStore
     + JobStore
     + SettingsStore
+    + PluginStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -18,6 +18,7 @@ mod common_knowledge;
 mod common_log;
 mod common_reports;
 mod common_settings;
+mod common_plugins;
 mod common_web;
 mod error;
 pub mod notify;

@@ -8,6 +8,7 @@ mod contract_feed;
 mod contract_jobs;
 mod contract_knowledge;
 mod contract_reports;
+mod contract_plugins;
 mod contract_settings;
 mod contract_web;
 mod notify;
