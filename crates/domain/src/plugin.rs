@@ -134,10 +134,13 @@ mod tests {
 
     #[test]
     fn a_server_spec_names_its_transport_and_refuses_unknown_fields() {
-        let spec: McpServerSpec =
-            serde_json::from_str(r#"{"transport":"stdio","command":"mcp-server-time","args":["--local-timezone","UTC"]}"#)
-                .unwrap();
-        assert!(matches!(&spec, McpServerSpec::Stdio { command, args, .. } if command == "mcp-server-time" && args.len() == 2));
+        let spec: McpServerSpec = serde_json::from_str(
+            r#"{"transport":"stdio","command":"mcp-server-time","args":["--local-timezone","UTC"]}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(&spec, McpServerSpec::Stdio { command, args, .. } if command == "mcp-server-time" && args.len() == 2)
+        );
         assert!(serde_json::from_str::<McpServerSpec>(r#"{"transport":"http","url":"http://x","cmd":"y"}"#).is_err());
         assert!(serde_json::from_str::<McpServerSpec>(r#"{"transport":"ws","url":"ws://x"}"#).is_err());
     }

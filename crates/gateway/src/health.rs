@@ -85,7 +85,8 @@ pub(crate) struct ComponentsResponse {
     /// `database` (ok, backend, latency_ms, error), `rate_limits` (ok, backend, error),
     /// `providers` (name, ok, circuit, serves), `channels` (channel, ok, state, detail), `disk`
     /// (ok, path, free_bytes), `router`, `settings` (ok, revision, master_key_id, error; null
-    /// when this server keeps no settings).
+    /// when this server keeps no settings), `plugins` (name, ok, state, reason: each built-in
+    /// plugin and MCP server as this server sees it).
     #[schema(value_type = Object)]
     components: Value,
 }

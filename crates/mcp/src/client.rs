@@ -206,7 +206,9 @@ impl McpClient {
         .await
         .map_err(|_| McpError::Timeout { method: method.to_owned(), after: self.timeout })??;
         match (answer.result, answer.error) {
-            (_, Some(error)) => Err(McpError::Rpc { method: method.to_owned(), code: error.code, message: error.message }),
+            (_, Some(error)) => {
+                Err(McpError::Rpc { method: method.to_owned(), code: error.code, message: error.message })
+            }
             (Some(result), None) => Ok(result),
             (None, None) => Err(McpError::Protocol(format!("the answer to {method} has neither result nor error"))),
         }
@@ -274,9 +276,7 @@ impl Stdio {
     }
 
     async fn send(&self, message: &impl serde::Serialize) -> Result<(), McpError> {
-        write_message(&self.stdin, message)
-            .await
-            .map_err(|e| McpError::Closed(self.ended_reason().unwrap_or(e)))
+        write_message(&self.stdin, message).await.map_err(|e| McpError::Closed(self.ended_reason().unwrap_or(e)))
     }
 
     async fn request(&self, id: u64, request: &Request) -> Result<Response, McpError> {
@@ -287,7 +287,8 @@ impl Stdio {
         lock(&self.pending).insert(id, tx);
         let outcome = async {
             self.send(request).await?;
-            rx.await.map_err(|_| McpError::Closed(self.ended_reason().unwrap_or_else(|| "the server exited".to_owned())))
+            rx.await
+                .map_err(|_| McpError::Closed(self.ended_reason().unwrap_or_else(|| "the server exited".to_owned())))
         }
         .await;
         lock(&self.pending).remove(&id);
@@ -388,7 +389,10 @@ async fn read_loop(
                 let answer = if method == "ping" {
                     Response::ok(id, json!({}))
                 } else {
-                    Response::error(id, RpcError::new(wire::codes::METHOD_NOT_FOUND, format!("{method} is not offered")))
+                    Response::error(
+                        id,
+                        RpcError::new(wire::codes::METHOD_NOT_FOUND, format!("{method} is not offered")),
+                    )
                 };
                 tracing::debug!(server = %name, method, "answered a server request");
                 if let Err(e) = write_message(&writer, &answer).await {
@@ -455,7 +459,14 @@ impl Http {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| McpError::Transport(e.to_string()))?;
-        Ok(Http { client, url, headers: map, session: Mutex::default(), protocol: Mutex::default(), max: options.max_message_bytes })
+        Ok(Http {
+            client,
+            url,
+            headers: map,
+            session: Mutex::default(),
+            protocol: Mutex::default(),
+            max: options.max_message_bytes,
+        })
     }
 
     fn set_protocol(&self, version: &str) {
@@ -504,7 +515,7 @@ impl Http {
             .to_ascii_lowercase();
         let id = request.id.clone().unwrap_or(Value::Null);
         if kind.starts_with("text/event-stream") {
-            return self.from_events(response, &id).await;
+            return self.read_events(response, &id).await;
         }
         if !kind.starts_with("application/json") {
             return Err(McpError::Protocol(format!("the answer's content type is {kind:?}")));
@@ -519,7 +530,7 @@ impl Http {
     }
 
     /// Reads events until the response to `id` arrives.
-    async fn from_events(&self, response: reqwest::Response, id: &Value) -> Result<Response, McpError> {
+    async fn read_events(&self, response: reqwest::Response, id: &Value) -> Result<Response, McpError> {
         let mut stream = response.bytes_stream();
         let mut buffer: Vec<u8> = Vec::new();
         let mut data = String::new();

@@ -8,6 +8,8 @@
 //! crate's client; nothing here loads code into the server.
 
 pub mod client;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod tool;
 pub mod wire;
 

@@ -109,6 +109,65 @@ pub enum Command {
     /// running servers apply a change within a second.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    /// Plugins: the built-in optional capabilities and third-party MCP servers. Running servers
+    /// follow a change within seconds.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin with its state, tools and approved definitions.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an MCP server as a plugin (configured, not enabled: nothing runs until it is).
+    /// Give `--command` (a local server over stdio, started with only the environment given
+    /// here) or `--url` (a server over streamable HTTP).
+    Add {
+        name: String,
+        /// The program of a stdio server.
+        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        command: Option<String>,
+        /// An argument for the program (repeat for several).
+        #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// A variable for the program, NAME=VALUE (repeat; values are sealed).
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
+        /// The program's working directory.
+        #[arg(long)]
+        cwd: Option<String>,
+        /// The address of a streamable HTTP server.
+        #[arg(long)]
+        url: Option<String>,
+        /// A header for every request, NAME=VALUE (repeat; values are sealed).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        #[command(flatten)]
+        who: SettingsActor,
+    },
+    /// Switch a plugin on. For an MCP server this approves it: the tool definitions it shows
+    /// now are pinned, and a later change to any of them disables it again.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        who: SettingsActor,
+    },
+    /// Switch a plugin off: its tools are withdrawn, its server stopped.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        who: SettingsActor,
+    },
+    /// Forget an MCP server.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        who: SettingsActor,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod keyfile;
 mod logging;
+mod plugins;
 mod settings;
 
 use std::process::ExitCode;

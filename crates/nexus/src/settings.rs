@@ -563,6 +563,8 @@ pub struct Host {
     pub local_chat: Option<Arc<dyn providers::ModelProvider>>,
     /// Whether this runtime runs the agent (else only limits and budgets are rebuilt).
     pub agent: bool,
+    /// The plugins, the rebuilt agent's tool source.
+    pub plugins: Option<Arc<runtime::plugins::Plugins>>,
 }
 
 impl SettingsHost for Host {
@@ -575,18 +577,21 @@ impl SettingsHost for Host {
             Invalid { setting: setting_of(&error), reason }
         })?;
         let agent = if self.agent {
-            let services =
-                crate::commands::agent_services_for(&config, self.knowledge.clone(), self.local_chat.clone()).map_err(
-                    |error| {
-                        let text = format!("{error:#}");
-                        let setting = text
-                            .split_once(':')
-                            .map(|(head, _)| head.trim().to_owned())
-                            .filter(|head| REGISTRY.get(head).is_some())
-                            .unwrap_or_else(|| "providers".to_owned());
-                        Invalid { setting, reason: text }
-                    },
-                )?;
+            let services = crate::commands::agent_services_for(
+                &config,
+                self.knowledge.clone(),
+                self.local_chat.clone(),
+                self.plugins.clone(),
+            )
+            .map_err(|error| {
+                let text = format!("{error:#}");
+                let setting = text
+                    .split_once(':')
+                    .map(|(head, _)| head.trim().to_owned())
+                    .filter(|head| REGISTRY.get(head).is_some())
+                    .unwrap_or_else(|| "providers".to_owned());
+                Invalid { setting, reason: text }
+            })?;
             Some(services)
         } else {
             None

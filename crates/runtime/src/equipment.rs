@@ -338,6 +338,17 @@ impl Runtime {
         if let Some(error) = settings.as_ref().and_then(|s| s["error"].as_str()) {
             problems.push(format!("settings: {error}"));
         }
+        // Each plugin (and so each MCP server) as this process sees it; one failing is a problem.
+        let plugins: Vec<Value> = self
+            .plugin_health()
+            .into_iter()
+            .map(|(name, state, reason)| {
+                if state == domain::plugin::PluginState::Error {
+                    problems.push(format!("plugin {name}: {reason}"));
+                }
+                json!({"name": name, "ok": state != domain::plugin::PluginState::Error, "state": state, "reason": reason})
+            })
+            .collect();
         let ok = problems.is_empty();
         let summary = if ok {
             format!(
@@ -359,7 +370,7 @@ impl Runtime {
         };
         let components = json!({
             "database": database, "rate_limits": rate_limits, "providers": providers, "channels": channels,
-            "disk": disk, "router": self.router.name(), "settings": settings,
+            "disk": disk, "router": self.router.name(), "settings": settings, "plugins": plugins,
         });
         (ok, summary, components)
     }

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod llm;
 pub mod logs;
 pub mod moderation;
+pub mod plugins;
 pub mod revocations;
 pub mod routing;
 pub mod runs;
@@ -139,6 +140,10 @@ pub struct Runtime {
     settings: Option<settings::SettingsState>,
     /// The settings watcher, once started (stopped at shutdown).
     settings_watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Plugins, when this process runs them.
+    plugins: Option<Arc<plugins::Plugins>>,
+    /// The plugin watcher, once started (stopped at shutdown).
+    plugin_watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// How often a runtime records that it is alive.
@@ -167,6 +172,9 @@ pub struct RuntimeParts {
     /// Live settings (registry, master key, how to rebuild); `None`: settings come from the
     /// file and environment only.
     pub settings: Option<settings::SettingsParts>,
+    /// Plugins (built-in manifests and the MCP connector); `None`: no plugins. The same value
+    /// is the agent's tool source (`tools::Registry::with_source`).
+    pub plugins: Option<Arc<plugins::Plugins>>,
 }
 
 impl RuntimeParts {
@@ -195,6 +203,7 @@ impl RuntimeParts {
             logs: None,
             backups: None,
             settings: None,
+            plugins: None,
         }
     }
 
@@ -213,8 +222,19 @@ impl Runtime {
     /// Starts the runtime from its parts. Refuses to start when the signing key is not the key
     /// that signed the checkpoints already in the database.
     pub async fn start(parts: RuntimeParts) -> Result<Self, StartError> {
-        let RuntimeParts { store, knowledge, signer, config, rate_counter, router, agent, logs, backups, settings } =
-            parts;
+        let RuntimeParts {
+            store,
+            knowledge,
+            signer,
+            config,
+            rate_counter,
+            router,
+            agent,
+            logs,
+            backups,
+            settings,
+            plugins,
+        } = parts;
         check_signing_key(store.as_ref(), &signer).await?;
         let ledger =
             LedgerService::start(store.clone(), signer, config.ledger_origin.clone(), config.checkpoint_interval);
@@ -278,6 +298,8 @@ impl Runtime {
             backups,
             settings: settings.map(settings::SettingsState::new),
             settings_watcher: std::sync::Mutex::default(),
+            plugins,
+            plugin_watcher: std::sync::Mutex::default(),
         })
     }
 
@@ -397,6 +419,12 @@ impl Runtime {
         }
         if let Some(watcher) = auth::lock(&self.settings_watcher).take() {
             watcher.abort();
+        }
+        if let Some(watcher) = auth::lock(&self.plugin_watcher).take() {
+            watcher.abort();
+        }
+        if let Some(plugins) = &self.plugins {
+            plugins.close_all().await;
         }
         self.ledger.shutdown().await;
         // A clean stop says so; instances silent for a day are forgotten too.

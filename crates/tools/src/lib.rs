@@ -18,7 +18,7 @@ use domain::tool::ToolDefinition;
 use serde_json::Value;
 
 pub use builtin::{BuiltinSettings, KnowledgeHit, KnowledgeIndex, builtins};
-pub use registry::Registry;
+pub use registry::{Registry, ToolSource};
 pub use sandbox::{Sandbox, SandboxLimits};
 
 /// Why a tool call failed.

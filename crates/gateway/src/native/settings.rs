@@ -68,11 +68,11 @@ impl From<SettingsError> for ApiError {
 }
 
 /// Only admins of the operator tenant manage the installation's settings.
-fn require_operator(principal: &Principal, what: &str) -> Result<(), ApiError> {
+pub(crate) fn require_operator(principal: &Principal, what: &str) -> Result<(), ApiError> {
     require_admin(principal, what)?;
     if principal.tenant.as_str() != runtime::DEMO_TENANT {
         return Err(ApiError::forbidden(format!(
-            "{what} needs an admin of the operator tenant ({}); settings are the installation's",
+            "{what} needs an admin of the operator tenant ({}): it is the installation's",
             runtime::DEMO_TENANT
         )));
     }

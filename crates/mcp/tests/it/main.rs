@@ -13,29 +13,8 @@ use mcp::{ClientOptions, McpClient, McpError, McpTool};
 use serde_json::json;
 use tools::{Tool as _, ToolContext, ToolError};
 
-/// The peers, pinned.
-pub const PEERS: &[&str] = &["mcp==2.3.0", "mcp-server-time==2026.10.19", "mcp-server-git==2026.10.19"];
-
-/// Installs the peers once per build directory; `None` (a skip) only outside CI.
-pub fn peers() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("py-mcp-peers");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let staging = dir.with_extension(format!("partial-{}", std::process::id()));
-    #[allow(clippy::disallowed_methods)] // installing the test peers
-    let status = std::process::Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-conflicts", "--target"])
-        .arg(&staging)
-        .args(PEERS)
-        .status();
-    if matches!(&status, Ok(s) if s.success()) && std::fs::rename(&staging, &dir).is_ok() || dir.is_dir() {
-        return Some(dir);
-    }
-    let _ = std::fs::remove_dir_all(&staging);
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but pip could not install {PEERS:?} ({status:?})");
-    eprintln!("skipped: could not pip install {PEERS:?} ({status:?})");
-    None
+fn peers() -> Option<PathBuf> {
+    mcp::test_support::peers(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 fn stdio(site: &Path, command: &str, args: &[&str]) -> McpServerSpec {
@@ -49,7 +28,7 @@ fn stdio(site: &Path, command: &str, args: &[&str]) -> McpServerSpec {
 }
 
 fn drifting_script() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/drifting_server.py").to_owned()
+    mcp::test_support::DRIFTING_SERVER.to_owned()
 }
 
 fn context() -> ToolContext {
@@ -86,7 +65,10 @@ async fn the_time_server_is_listed_and_called_over_stdio() {
 
     // The tool's own failure is an error naming it, not a result.
     let error = now.call(&context(), json!({"timezone": "Mars/Olympus"})).await.expect_err("no such zone");
-    assert!(matches!(&error, ToolError::Failed { message, transient: false } if message.contains("get_current_time")), "{error}");
+    assert!(
+        matches!(&error, ToolError::Failed { message, transient: false } if message.contains("get_current_time")),
+        "{error}"
+    );
     client.ping().await.expect("ping");
     client.close().await;
     assert!(matches!(client.ping().await, Err(McpError::Closed(_))), "a closed connection says so");
@@ -96,7 +78,9 @@ async fn the_time_server_is_listed_and_called_over_stdio() {
 async fn the_git_server_reads_a_repository_and_its_writes_count_as_state_changing() {
     let Some(site) = peers() else { return };
     let repo = tempfile::tempdir().expect("dir");
-    for args in [&["init", "-q", "-b", "main"][..], &["config", "user.email", "t@example.org"], &["config", "user.name", "T"]] {
+    for args in
+        [&["init", "-q", "-b", "main"][..], &["config", "user.email", "t@example.org"], &["config", "user.name", "T"]]
+    {
         git(repo.path(), args);
     }
     std::fs::write(repo.path().join("README.md"), "hello\n").expect("write");
@@ -146,7 +130,8 @@ async fn a_stdio_server_gets_a_scrubbed_environment_and_silent_annotations_mean_
     let names: Vec<String> = serde_json::from_value(names["structured"]["result"].clone()).expect("names");
     assert!(names.contains(&"GREETING".to_owned()) && names.contains(&"PYTHONPATH".to_owned()), "{names:?}");
     let inherited = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
-    let ours: Vec<String> = std::env::vars().map(|(name, _)| name).filter(|n| !inherited.contains(&n.as_str())).collect();
+    let ours: Vec<String> =
+        std::env::vars().map(|(name, _)| name).filter(|n| !inherited.contains(&n.as_str())).collect();
     // A shell wrapper (a pyenv shim) sets PWD, SHLVL and its own PYENV_* variables itself.
     let by_shim = |n: &str| ["PYTHONPATH", "PWD", "SHLVL"].contains(&n) || n.starts_with("PYENV_");
     let leaked: Vec<&String> = names.iter().filter(|n| ours.contains(n) && !by_shim(n)).collect();
@@ -196,7 +181,8 @@ async fn a_server_over_streamable_http_is_listed_and_called() {
 
 #[tokio::test]
 async fn a_server_that_cannot_start_or_speaks_nonsense_is_a_clear_error() {
-    let missing = McpServerSpec::Stdio { command: "/nonexistent/mcp".into(), args: vec![], env: BTreeMap::new(), cwd: None };
+    let missing =
+        McpServerSpec::Stdio { command: "/nonexistent/mcp".into(), args: vec![], env: BTreeMap::new(), cwd: None };
     let error = McpClient::connect(&missing, &ClientOptions::default()).await.expect_err("no such program");
     assert!(matches!(&error, McpError::Spawn { command, .. } if command == "/nonexistent/mcp"), "{error}");
 
@@ -208,7 +194,8 @@ async fn a_server_that_cannot_start_or_speaks_nonsense_is_a_clear_error() {
     assert!(matches!(&error, McpError::Rpc { method, .. } if method == "initialize"), "{error}");
 
     // A program that reads and never answers: the deadline.
-    let silent = McpServerSpec::Stdio { command: "sleep".into(), args: vec!["30".into()], env: BTreeMap::new(), cwd: None };
+    let silent =
+        McpServerSpec::Stdio { command: "sleep".into(), args: vec!["30".into()], env: BTreeMap::new(), cwd: None };
     let error = McpClient::connect(&silent, &options).await.expect_err("no answer");
     assert!(matches!(&error, McpError::Timeout { method, .. } if method == "initialize"), "{error}");
 

@@ -24,8 +24,13 @@ pub async fn agent_runtime(config: &Config, access: Access) -> anyhow::Result<Ru
 /// environment and flags).
 pub async fn agent_runtime_with_config(config: &Config, access: Access) -> anyhow::Result<(Runtime, Config)> {
     let (mut parts, chat, config) = runtime_parts(config, access, Some(Needs::Everything)).await?;
-    parts.agent = Some(agent_services(&config, parts.knowledge(), chat)?);
-    Ok((Runtime::start(parts).await?, config))
+    parts.agent = Some(agent_services(&config, parts.knowledge(), chat, parts.plugins.clone())?);
+    let runtime = Runtime::start(parts).await?;
+    // Enabled MCP servers are reached now, so their tools serve this process's runs.
+    if let Err(error) = runtime.reconcile_plugins().await {
+        tracing::warn!(%error, "could not check the plugins");
+    }
+    Ok((runtime, config))
 }
 
 pub async fn run(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {

@@ -1,5 +1,6 @@
 //! Builds the agent's services from configuration: model providers (with retries, circuit
-//! breakers and a fallback chain per tier), the built-in tools, and the sandbox.
+//! breakers and a fallback chain per tier), the built-in tools (and the plugins' tools), and the
+//! sandbox.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub fn agent_services(
     config: &Config,
     knowledge: runtime::knowledge::KnowledgeService,
     local_chat: Option<Arc<dyn ModelProvider>>,
+    plugins: Option<Arc<runtime::plugins::Plugins>>,
 ) -> anyhow::Result<AgentServices> {
     let providers: Vec<Arc<dyn ModelProvider>> = configured_providers(&config.providers)
         .context("model providers")?
@@ -87,7 +89,10 @@ pub fn agent_services(
     Ok(AgentServices {
         models,
         providers,
-        tools: builtins(&config.tools, Arc::new(knowledge)),
+        tools: match plugins {
+            Some(plugins) => builtins(&config.tools, Arc::new(knowledge)).with_source(plugins),
+            None => builtins(&config.tools, Arc::new(knowledge)),
+        },
         sandbox: tools::Sandbox::default(),
         workspace_root: config.data_dir.join("workspace"),
         prices,

@@ -10,6 +10,7 @@ mod jobs;
 mod keys;
 mod ledger_commands;
 mod local_models;
+mod plugins;
 mod serve;
 mod settings;
 mod users;
@@ -57,6 +58,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Backup { to, keep } => backup::backup(config, to, keep).await,
         Command::Restore { file, dry_run, force } => backup::restore(config, &file, dry_run, force).await,
         Command::Settings(command) => settings::run(command, config).await,
+        Command::Plugins(command) => plugins::run(command, config).await,
     }
 }
 
@@ -188,6 +190,7 @@ async fn runtime_parts_with(
     let backups = backup::backups(config, None, signer.verifier().clone());
     let mut parts = RuntimeParts::new(store, signer, runtime_config, embedder);
     parts.backups = Some(Arc::new(backups));
+    parts.plugins = Some(crate::plugins::plugins());
     parts.logs = crate::logging::tail();
     if let Some(url) = &config.api.redis_url {
         let counter = store::redis::RedisRateCounter::connect(url)
@@ -204,6 +207,7 @@ async fn runtime_parts_with(
             knowledge: parts.knowledge(),
             local_chat: local.chat.clone(),
             agent,
+            plugins: parts.plugins.clone(),
         };
         parts.settings = Some(runtime::settings::SettingsParts {
             registry: crate::settings::REGISTRY,

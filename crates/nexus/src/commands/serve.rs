@@ -19,6 +19,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // are in force here within a second.
     import_environment(&runtime, &config).await;
     runtime.watch_settings();
+    // Plugins follow their records (enabled, disabled, added elsewhere) and are health-checked.
+    runtime.watch_plugins();
     // Runs whose process died continue here (or fail with the reason) once that process has
     // missed its heartbeats; approvals nobody decided in time count as denied.
     let maintained = runtime.clone();

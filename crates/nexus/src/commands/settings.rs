@@ -17,17 +17,23 @@ use crate::config::Config;
 /// A runtime that manages settings: stored values the configuration refuses do not stop it
 /// (so they can be repaired), and changes are checked as a server with the agent would check
 /// them, without loading the in-process models.
-async fn settings_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
+pub(super) async fn settings_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
     let (mut parts, _, config) = runtime_parts_with(config, access, None, true).await?;
     let knowledge = parts.knowledge();
+    let plugins = parts.plugins.clone();
     let Some(settings) = parts.settings.as_mut() else {
         bail!(
             "no master key: {} does not exist and NEXUS_MASTER_KEY is not set; run `nexus serve` once, or set it",
             config.master_key_file.display()
         );
     };
-    settings.host =
-        Arc::new(crate::settings::Host { layers: config.layers.clone(), knowledge, local_chat: None, agent: true });
+    settings.host = Arc::new(crate::settings::Host {
+        layers: config.layers.clone(),
+        knowledge,
+        local_chat: None,
+        agent: true,
+        plugins,
+    });
     Ok(Runtime::start(parts).await?)
 }
 

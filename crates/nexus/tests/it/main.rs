@@ -7,6 +7,7 @@ mod fake_openai;
 mod faults;
 mod ingest;
 mod models;
+mod plugins;
 mod replicas;
 mod replicated_discord;
 mod replicated_feed;

@@ -307,6 +307,11 @@ impl Runtime {
         self.settings.as_ref().ok_or(SettingsError::NotConfigured)
     }
 
+    /// The master key, when this runtime manages settings.
+    pub(crate) fn settings_key(&self) -> Option<&MasterKey> {
+        self.settings.as_ref().map(|s| &s.parts.key)
+    }
+
     /// Whether this runtime manages settings.
     pub fn settings_enabled(&self) -> bool {
         self.settings.is_some()

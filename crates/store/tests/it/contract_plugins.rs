@@ -47,7 +47,8 @@ async fn plugins_are_written_against_the_revision_read() {
         let mut active = stored[0].clone();
         active.enabled = true;
         active.state = PluginState::Active;
-        active.pins = vec![PinnedTool { name: "get_current_time".into(), digest: "ab".repeat(32), description: "Now".into() }];
+        active.pins =
+            vec![PinnedTool { name: "get_current_time".into(), digest: "ab".repeat(32), description: "Now".into() }];
         assert!(store.put_plugin(&active).await.expect("update"));
         // The same revision again: somebody else came first.
         assert!(!store.put_plugin(&active).await.expect("stale update"));
