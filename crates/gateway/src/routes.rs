@@ -23,7 +23,8 @@ use crate::compat::anthropic::{self, AnthropicError};
 use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
 use crate::native::{
-    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, moderation, plugins, settings, usage,
+    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, mcp, moderation, plugins, settings,
+    usage,
 };
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/backups", post(equipment::create_backup))
         .route("/v1/settings", get(settings::list_settings).put(settings::change_settings))
         .route("/v1/settings/{key}", get(settings::get_setting))
+        .route("/mcp", post(mcp::post_mcp).get(mcp::get_mcp))
         .route("/v1/plugins", get(plugins::list_plugins).post(plugins::add_plugin))
         .route("/v1/plugins/{name}", get(plugins::get_plugin).delete(plugins::remove_plugin))
         .route("/v1/plugins/{name}/enable", post(plugins::enable_plugin))

@@ -68,6 +68,7 @@ mod errors;
 mod jobs;
 mod keys;
 mod logs;
+mod mcp_server;
 mod moderation;
 mod native;
 mod openapi;
