@@ -328,7 +328,9 @@ struct Checked {
 fn backend_of(url: &DatabaseUrl) -> (&'static str, &'static str) {
     match url {
         DatabaseUrl::Sqlite(_) => ("sqlite", "sqlite"),
-        DatabaseUrl::Postgres(_) => ("postgres", "pgdump"),
+        // Without PostgreSQL's client tools the built-in export is written instead.
+        DatabaseUrl::Postgres(_) if copies::pg_tools_installed() => ("postgres", "pgdump"),
+        DatabaseUrl::Postgres(_) => ("postgres", "pgexport"),
     }
 }
 

@@ -170,8 +170,19 @@ pub async fn postgres_schema(url: &str) -> Result<String, BackupError> {
         .map_err(|e| failed(crate::redact(url), e))
 }
 
-/// `pg_dump -Fc` of the store's schema into `into` (written to a temporary file, then renamed).
+/// Whether PostgreSQL's client tools (`pg_dump`, `pg_restore`) are on the `PATH`; without them
+/// backups use the built-in export ([`crate::pg_export`]).
+pub fn pg_tools_installed() -> bool {
+    let Some(path) = std::env::var_os("PATH") else { return false };
+    ["pg_dump", "pg_restore"].iter().all(|tool| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// A copy of the store's schema into `into` (written to a temporary file, then renamed):
+/// `pg_dump -Fc` when PostgreSQL's client tools are installed, else the built-in export.
 pub async fn dump_postgres(url: &str, into: &Path) -> Result<(), BackupError> {
+    if !pg_tools_installed() {
+        return crate::pg_export::export(url, into).await;
+    }
     let schema = postgres_schema(url).await?;
     let temporary = temporary_beside(into);
     let args = vec![
@@ -199,6 +210,34 @@ pub async fn restore_postgres_scratch(url: &str, dump: &Path) -> Result<(String,
         .await
         .map_err(|e| failed(format!("creating the scratch database {name}"), e))?;
     let scratch = with_database(url, &name)?;
+    if crate::pg_export::is_export(dump).await {
+        // The scratch database gets the store's schema (its name, then this version's tables),
+        // then the export's rows.
+        let schema = postgres_schema(url).await?;
+        let created = async {
+            let mut connection = sqlx::PgConnection::connect(&scratch).await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\"")))
+                .execute(&mut connection)
+                .await
+                .map(drop)
+        };
+        if let Err(error) = created.await {
+            drop_postgres_scratch(url, &name).await;
+            return Err(failed(format!("creating schema {schema} in the scratch database {name}"), error));
+        }
+        let migrated = match crate::postgres::PgStore::open(&scratch, crate::redact(&scratch)).await {
+            Ok(store) => {
+                domain::ports::Store::close(&store).await;
+                crate::pg_export::import(&scratch, dump).await
+            }
+            Err(error) => Err(failed(format!("migrating the scratch database {name}"), error)),
+        };
+        if let Err(error) = migrated {
+            drop_postgres_scratch(url, &name).await;
+            return Err(error);
+        }
+        return Ok((scratch, name));
+    }
     let mut args: Vec<std::ffi::OsString> =
         ["--clean", "--if-exists", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname"]
             .into_iter()
@@ -226,8 +265,15 @@ pub async fn drop_postgres_scratch(url: &str, name: &str) {
     }
 }
 
-/// Puts a dump back in place of the store's schema, in one transaction.
+/// Puts a dump (or a built-in export) back in place of the store's schema, in one transaction.
 pub async fn replace_postgres(url: &str, dump: &Path) -> Result<(), BackupError> {
+    if crate::pg_export::is_export(dump).await {
+        let store = crate::postgres::PgStore::open(url, crate::redact(url))
+            .await
+            .map_err(|e| failed("migrating the database", e))?;
+        domain::ports::Store::close(&store).await;
+        return crate::pg_export::import(url, dump).await;
+    }
     let mut args: Vec<std::ffi::OsString> = [
         "--clean",
         "--if-exists",

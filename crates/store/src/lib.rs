@@ -22,6 +22,7 @@ mod common_settings;
 mod common_web;
 mod error;
 pub mod notify;
+pub mod pg_export;
 mod postgres;
 mod postgres_notify;
 pub mod redis;
