@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use domain::channel::Channel;
 use domain::plugin::{McpServerSpec, PinnedTool};
 use mcp::{ClientOptions, McpClient, McpTool};
 use runtime::plugins::{McpConnector, McpSession, PluginManifest, Plugins};
@@ -19,7 +20,16 @@ fn manifest(name: &str, description: &str, settings: &[&str], tools: &[&str]) ->
         settings: settings.iter().map(|s| (*s).to_owned()).collect(),
         tools: tools.iter().map(|s| (*s).to_owned()).collect(),
         jobs: Vec::new(),
+        channel: None,
     }
+}
+
+/// A chat channel as a plugin: its settings are those under `channels.<name>.`.
+fn channel(channel: Channel, description: &str) -> PluginManifest {
+    let prefix = format!("channels.{}.", channel.as_str());
+    let settings: Vec<&str> =
+        crate::settings::REGISTRY.all().iter().map(|s| s.key).filter(|k| k.starts_with(&prefix)).collect();
+    PluginManifest { channel: Some(channel), ..manifest(channel.as_str(), description, &settings, &[]) }
 }
 
 /// The built-in plugins.
@@ -50,6 +60,8 @@ pub fn builtins() -> Vec<PluginManifest> {
             ],
             &["send_email"],
         ),
+        channel(Channel::Telegram, "The Telegram bot: chats, commands, approvals and broadcasts over the Bot API."),
+        channel(Channel::Discord, "The Discord bot: a moderated community over the Gateway and slash commands."),
     ]
 }
 

@@ -53,6 +53,10 @@ pub struct PluginManifest {
     pub tools: Vec<String>,
     /// The background jobs it adds.
     pub jobs: Vec<String>,
+    /// The chat channel it runs, for a channel plugin (its state follows the channel's health,
+    /// and disabling it stops the channel).
+    #[serde(skip)]
+    pub channel: Option<domain::channel::Channel>,
 }
 
 /// One connection to an MCP server, on this process.
@@ -101,6 +105,8 @@ pub enum PluginError {
 /// A plugin's state on this process.
 #[derive(Clone)]
 struct Live {
+    /// Whether it is switched on (its record's switch, as this process last read it).
+    enabled: bool,
     state: PluginState,
     reason: String,
     session: Option<Arc<dyn McpSession>>,
@@ -125,6 +131,8 @@ pub struct Plugins {
     builtins: Vec<PluginManifest>,
     connector: Option<Arc<dyn McpConnector>>,
     live: RwLock<BTreeMap<String, Live>>,
+    /// Moves whenever a plugin's state on this process changes (channels follow it).
+    changes: tokio::sync::watch::Sender<u64>,
     /// One reconciliation or administrative change at a time on this process.
     changing: tokio::sync::Mutex<()>,
 }
@@ -137,7 +145,13 @@ impl std::fmt::Debug for Plugins {
 
 impl Plugins {
     pub fn new(builtins: Vec<PluginManifest>, connector: Option<Arc<dyn McpConnector>>) -> Arc<Plugins> {
-        Arc::new(Plugins { builtins, connector, live: RwLock::default(), changing: tokio::sync::Mutex::new(()) })
+        Arc::new(Plugins {
+            builtins,
+            connector,
+            live: RwLock::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+            changing: tokio::sync::Mutex::new(()),
+        })
     }
 
     fn builtin(&self, name: &str) -> Option<&PluginManifest> {
@@ -149,11 +163,19 @@ impl Plugins {
     }
 
     fn set_live(&self, name: &str, live: Live) {
-        self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), live);
+        let state = live.state;
+        let before = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), live);
+        if before.is_none_or(|b| b.state != state) {
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 
     fn forget_live(&self, name: &str) -> Option<Live> {
-        self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name)
+        let removed = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
+        if removed.is_some() {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        removed
     }
 
     /// Ends every connection (at shutdown).
@@ -451,7 +473,7 @@ impl Runtime {
             (Some(_), record) => {
                 let record = record.unwrap_or_else(|| self.default_record(name));
                 let (state, reason) = self.builtin_state(plugins, name, true);
-                let live = Live { state, reason, session: None, tools: Vec::new(), changes: Vec::new() };
+                let live = Live { enabled: true, state, reason, session: None, tools: Vec::new(), changes: Vec::new() };
                 (record, Vec::new(), live)
             }
             (None, Some(record)) => {
@@ -459,6 +481,7 @@ impl Runtime {
                 let (session, tools, pins) = self.connect(plugins, name, &server).await?;
                 let count = tools.len();
                 let live = Live {
+                    enabled: true,
                     state: PluginState::Active,
                     reason: format!("{count} tools approved"),
                     session: Some(session),
@@ -518,6 +541,7 @@ impl Runtime {
             return Err(PluginError::Busy(name.to_owned()));
         }
         let disabled = Live {
+            enabled: false,
             state: PluginState::Disabled,
             reason: record.reason.clone(),
             session: None,
@@ -577,7 +601,14 @@ impl Runtime {
             };
             plugins.set_live(
                 &manifest.name,
-                Live { state, reason: reason.clone(), session: None, tools: Vec::new(), changes: Vec::new() },
+                Live {
+                    enabled: enabled,
+                    state,
+                    reason: reason.clone(),
+                    session: None,
+                    tools: Vec::new(),
+                    changes: Vec::new(),
+                },
             );
             self.record_transition(record.unwrap_or_else(|| self.default_record(&manifest.name)), state, &reason, None)
                 .await?;
@@ -610,6 +641,7 @@ impl Runtime {
             }
             let kept = live.map(|l| l.changes).unwrap_or_default();
             let idle = Live {
+                enabled: false,
                 state: record.state,
                 reason: record.reason.clone(),
                 session: None,
@@ -642,6 +674,7 @@ impl Runtime {
                     let tools: Vec<Arc<dyn Tool>> = listed.into_iter().map(|(t, _)| t).collect();
                     let reason = format!("{} tools approved", tools.len());
                     let live = Live {
+                        enabled: true,
                         state: PluginState::Active,
                         reason: reason.clone(),
                         session: Some(session),
@@ -658,6 +691,7 @@ impl Runtime {
                     );
                     tracing::warn!(plugin = %name, "{reason}");
                     let live = Live {
+                        enabled: false,
                         state: PluginState::Disabled,
                         reason: reason.clone(),
                         session: None,
@@ -677,6 +711,7 @@ impl Runtime {
                     session.close().await;
                 }
                 let live = Live {
+                    enabled: true,
                     state: PluginState::Error,
                     reason: reason.clone(),
                     session: None,
@@ -727,6 +762,9 @@ impl Runtime {
     /// A built-in plugin's state from its tools: available until every tool is configured.
     fn builtin_state(&self, plugins: &Plugins, name: &str, enabled: bool) -> (PluginState, String) {
         let Some(manifest) = plugins.builtin(name) else { return (PluginState::Error, "unknown".to_owned()) };
+        if let Some(channel) = manifest.channel {
+            return self.channel_plugin_state(channel, enabled);
+        }
         let Some(agent) = self.agent_services() else {
             // A command-line process runs no agent: the servers judge the settings.
             return (PluginState::Configured, "enabled; each server checks its settings".to_owned());
@@ -748,6 +786,37 @@ impl Runtime {
         } else {
             (PluginState::Configured, "configured, not enabled".to_owned())
         }
+    }
+
+    /// A channel plugin's state from its channel's health on this process.
+    fn channel_plugin_state(&self, channel: domain::channel::Channel, enabled: bool) -> (PluginState, String) {
+        use crate::channels::ChannelState;
+        let Some(health) = self.channel_health().into_iter().find(|h| h.channel == channel) else {
+            return (PluginState::Configured, "enabled; each server runs the channel".to_owned());
+        };
+        let detail = health.detail.clone().unwrap_or_else(|| health.state.as_str().to_owned());
+        match health.state {
+            ChannelState::Unconfigured => (PluginState::Available, detail),
+            _ if !enabled => (PluginState::Configured, "configured, not enabled".to_owned()),
+            ChannelState::Starting | ChannelState::Connected | ChannelState::Standby => {
+                (PluginState::Active, health.state.as_str().to_owned())
+            }
+            ChannelState::Degraded | ChannelState::Conflict | ChannelState::Failed => {
+                (PluginState::Error, format!("{}: {detail}", health.state.as_str()))
+            }
+        }
+    }
+
+    /// Moves whenever a plugin's state on this process changes; `None` without plugins.
+    pub fn plugin_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.plugins.as_ref().map(|p| p.changes.subscribe())
+    }
+
+    /// Why a plugin is switched off on this process (disabled, or added and not enabled), if it
+    /// is; `None` when it may run (or there is no such plugin).
+    pub fn plugin_switched_off(&self, name: &str) -> Option<String> {
+        let live = self.plugins.as_ref()?.live(name)?;
+        (!live.enabled).then(|| format!("plugin {name} is disabled: {}", live.reason))
     }
 
     fn default_record(&self, name: &str) -> PluginRecord {

@@ -126,6 +126,14 @@ enum Bot {
 }
 
 impl Bot {
+    /// The name of the channel's plugin.
+    fn plugin(self) -> &'static str {
+        match self {
+            Bot::Telegram => "telegram",
+            Bot::Discord => "discord",
+        }
+    }
+
     /// The prefix of the channel's settings.
     fn prefix(self) -> &'static str {
         match self {
@@ -188,63 +196,121 @@ fn start_channel(runtime: &Arc<runtime::Runtime>, config: &Config, bot: Bot) -> 
 /// webhook mode applies at the next start (the webhook's route is mounted at start).
 fn supervise_channels(runtime: Arc<runtime::Runtime>, config: Config) -> tokio::task::JoinHandle<()> {
     runtime::tasks::spawn("channel-settings", async move {
-        let mut running = [Bot::Telegram, Bot::Discord].map(|bot| (bot, start_channel(&runtime, &config, bot)));
-        let Some(mut in_force) = runtime.settings_in_force() else { return };
+        let mut current = config.clone();
+        let mut running = [Bot::Telegram, Bot::Discord].map(|bot| (bot, start_unless_off(&runtime, &current, bot)));
+        let mut in_force = runtime.settings_in_force();
+        let mut plugin_changes = runtime.plugin_changes();
         let mut previous = match runtime.settings_values().await {
             Ok((_, values)) => values,
             Err(error) => {
                 tracing::warn!(%error, "the chat channels will not follow settings changes");
-                return;
+                in_force = None;
+                Default::default()
             }
         };
-        while in_force.changed().await.is_ok() {
-            let values = match runtime.settings_values().await {
-                Ok((_, values)) => values,
-                Err(error) => {
-                    tracing::warn!(%error, "could not read the settings for the chat channels");
-                    continue;
+        loop {
+            tokio::select! {
+                changed = changed(in_force.as_mut()) => {
+                    if !changed {
+                        in_force = None;
+                        continue;
+                    }
+                    let values = match runtime.settings_values().await {
+                        Ok((_, values)) => values,
+                        Err(error) => {
+                            tracing::warn!(%error, "could not read the settings for the chat channels");
+                            continue;
+                        }
+                    };
+                    let next = match crate::config::resolve_layers(&config.layers, &values) {
+                        Ok(next) => next,
+                        Err(error) => {
+                            tracing::warn!(%error, "the chat channels keep their settings");
+                            continue;
+                        }
+                    };
+                    if crate::logging::set_level(next.log_level.as_deref()) {
+                        tracing::info!(level = next.log_level.as_deref().unwrap_or("info"), "log.level changed");
+                    }
+                    for (bot, handle) in &mut running {
+                        let of = |values: &runtime::settings::Values| {
+                            values
+                                .iter()
+                                .filter(|(k, _)| k.starts_with(bot.prefix()))
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect::<Vec<_>>()
+                        };
+                        if of(&previous) == of(&values) {
+                            continue;
+                        }
+                        let webhook = matches!(bot, Bot::Telegram)
+                            && (next.telegram.settings().is_some_and(|s| s.webhook.is_some())
+                                || config.telegram.settings().is_some_and(|s| s.webhook.is_some()));
+                        if webhook {
+                            tracing::warn!("the Telegram bot's settings changed; webhook mode applies at the next start");
+                            continue;
+                        }
+                        if let Some(old) = handle.take() {
+                            old.abort();
+                        }
+                        tracing::info!(channel = bot.plugin(), "settings changed: restarting the channel");
+                        *handle = start_unless_off(&runtime, &next, *bot);
+                    }
+                    previous = values;
+                    current = next;
                 }
-            };
-            let next = match crate::config::resolve_layers(&config.layers, &values) {
-                Ok(next) => next,
-                Err(error) => {
-                    tracing::warn!(%error, "the chat channels keep their settings");
-                    continue;
+                changed = changed(plugin_changes.as_mut()) => {
+                    if !changed {
+                        plugin_changes = None;
+                        continue;
+                    }
+                    // A channel plugin switched off stops its channel; switched on, starts it.
+                    for (bot, handle) in &mut running {
+                        match (runtime.plugin_switched_off(bot.plugin()), handle.is_some()) {
+                            (Some(reason), true) => {
+                                if let Some(old) = handle.take() {
+                                    old.abort();
+                                }
+                                tracing::info!(channel = bot.plugin(), "plugin disabled: the channel stops");
+                                report_off(&runtime, *bot, reason);
+                            }
+                            (None, false) => *handle = start_channel(&runtime, &current, *bot),
+                            _ => {}
+                        }
+                    }
                 }
-            };
-            if crate::logging::set_level(next.log_level.as_deref()) {
-                tracing::info!(level = next.log_level.as_deref().unwrap_or("info"), "log.level changed");
+                else => return,
             }
-            for (bot, handle) in &mut running {
-                let of = |values: &runtime::settings::Values| {
-                    values
-                        .iter()
-                        .filter(|(k, _)| k.starts_with(bot.prefix()))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect::<Vec<_>>()
-                };
-                if of(&previous) == of(&values) {
-                    continue;
-                }
-                let webhook = matches!(bot, Bot::Telegram)
-                    && (next.telegram.settings().is_some_and(|s| s.webhook.is_some())
-                        || config.telegram.settings().is_some_and(|s| s.webhook.is_some()));
-                if webhook {
-                    tracing::warn!("the Telegram bot's settings changed; webhook mode applies at the next start");
-                    continue;
-                }
-                if let Some(old) = handle.take() {
-                    old.abort();
-                }
-                tracing::info!(
-                    channel = bot.prefix().trim_end_matches('.'),
-                    "settings changed: restarting the channel"
-                );
-                *handle = start_channel(&runtime, &next, *bot);
-            }
-            previous = values;
         }
     })
+}
+
+/// Waits for a watched value to change: `false` when its sender is gone; never without one.
+async fn changed<T>(receiver: Option<&mut tokio::sync::watch::Receiver<T>>) -> bool {
+    match receiver {
+        Some(receiver) => receiver.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts a channel unless its plugin is switched off (then says so in its health).
+fn start_unless_off(runtime: &Arc<runtime::Runtime>, config: &Config, bot: Bot) -> Option<tokio::task::JoinHandle<()>> {
+    match runtime.plugin_switched_off(bot.plugin()) {
+        Some(reason) => {
+            report_off(runtime, bot, reason);
+            None
+        }
+        None => start_channel(runtime, config, bot),
+    }
+}
+
+fn report_off(runtime: &runtime::Runtime, bot: Bot, reason: String) {
+    use runtime::channels::{ChannelHealth, ChannelState};
+    let channel = match bot {
+        Bot::Telegram => domain::channel::Channel::Telegram,
+        Bot::Discord => domain::channel::Channel::Discord,
+    };
+    runtime.report_channel(ChannelHealth::new(channel, ChannelState::Unconfigured, Some(reason)));
 }
 
 /// On the first start against a database, copies the settings the environment and `./.env` give

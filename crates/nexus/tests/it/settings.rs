@@ -9,7 +9,8 @@
 //!   imported on first start.
 //! - The command line on SQLite: a secret set from standard input, masked everywhere; a wrong or
 //!   missing master key refused before anything is read; rekey; export and import round trip.
-//! - A Telegram bot token set through the API starts the bot on a running server.
+//! - A Telegram bot token set through the API starts the bot on a running server; its plugin
+//!   disabled stops the bot, enabled starts it again.
 
 use std::time::{Duration, Instant};
 
@@ -319,6 +320,32 @@ async fn a_bot_token_set_live_starts_the_telegram_bot_without_a_restart() {
     }
     let list = settings(&cluster, 0, &admin).await;
     assert_eq!(setting(&list, "channels.telegram.bot_token")["value"], "********");
+
+    // The channel is a plugin: disabled live, the bot stops reading; enabled, it reads again.
+    let plugin = |action: &'static str| {
+        let (client, url, admin) =
+            (cluster.client.clone(), cluster.url(0, &format!("/v1/plugins/telegram/{action}")), admin.clone());
+        async move {
+            let response = client.post(url).bearer_auth(admin).send().await.expect("send");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    assert_eq!(plugin("disable").await["state"], "disabled");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready(&cluster).await.to_string().contains("plugin telegram is disabled") {
+        assert!(Instant::now() < deadline, "the channel never stopped: {}", ready(&cluster).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    telegram.push_message(78, 78, "anyone there?");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(telegram.sent_to(78).is_empty(), "a disabled channel reads nothing");
+    plugin("enable").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while telegram.sent_to(78).is_empty() {
+        assert!(Instant::now() < deadline, "the channel never started again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         !cluster.log(0).iter().any(|l| l.contains("SECRET-live-telegram-token")),
         "the token never reaches the log"
