@@ -602,7 +602,7 @@ impl Runtime {
             plugins.set_live(
                 &manifest.name,
                 Live {
-                    enabled: enabled,
+                    enabled,
                     state,
                     reason: reason.clone(),
                     session: None,
