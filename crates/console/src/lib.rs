@@ -25,6 +25,7 @@ mod logs;
 mod overview;
 mod pages;
 mod personas;
+mod plugins;
 pub mod proxies;
 mod session;
 mod settings;
@@ -100,6 +101,7 @@ pub fn router_with(runtime: Arc<Runtime>, settings: ConsoleSettings) -> Router {
         .route("/tasks/schedules/{id}/remove", post(tasks::remove_schedule))
         .route("/tasks/equipment/{name}/switch", post(tasks::switch_equipment))
         .route("/settings", get(settings::settings).post(settings::change))
+        .route("/plugins", get(plugins::plugins).post(plugins::switch))
         .route("/setup", get(setup::setup))
         .route("/setup/personas", post(personas::create))
         .route("/setup/personas/new", get(personas::new_form))

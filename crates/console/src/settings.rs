@@ -49,14 +49,14 @@ pub struct SettingsQuery {
     done: String,
 }
 
-/// Only admins of the operator tenant: settings are the installation's.
-fn require_operator(signed: &Signed) -> Result<(), ConsoleError> {
+/// Only admins of the operator tenant: settings and plugins are the installation's.
+pub(crate) fn require_operator(signed: &Signed) -> Result<(), ConsoleError> {
     signed.require_admin()?;
     if signed.user.principal.tenant.as_str() != runtime::DEMO_TENANT {
         return Err(ConsoleError::Api(
             signed.lang,
             ApiError::forbidden(format!(
-                "settings are the installation's: only admins of the operator tenant ({}) manage them",
+                "this is the installation's: only admins of the operator tenant ({}) manage it",
                 runtime::DEMO_TENANT
             )),
         ));

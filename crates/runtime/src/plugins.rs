@@ -601,14 +601,7 @@ impl Runtime {
             };
             plugins.set_live(
                 &manifest.name,
-                Live {
-                    enabled,
-                    state,
-                    reason: reason.clone(),
-                    session: None,
-                    tools: Vec::new(),
-                    changes: Vec::new(),
-                },
+                Live { enabled, state, reason: reason.clone(), session: None, tools: Vec::new(), changes: Vec::new() },
             );
             self.record_transition(record.unwrap_or_else(|| self.default_record(&manifest.name)), state, &reason, None)
                 .await?;

@@ -7,6 +7,7 @@ mod live;
 mod logs;
 mod pages;
 mod personas;
+mod plugins;
 mod security;
 mod settings;
 mod support;

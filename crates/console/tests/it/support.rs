@@ -48,6 +48,11 @@ pub async fn spawn_with_settings() -> App {
     spawn_configured(None, None, None, true).await
 }
 
+/// With settings, plugins (weather) and the agent (a provider that is never called).
+pub async fn spawn_with_plugins() -> App {
+    spawn_configured(Some("http://127.0.0.1:9/v1".into()), None, None, true).await
+}
+
 async fn spawn_full(openai: Option<String>, smtp_port: Option<u16>) -> App {
     spawn_configured(openai, smtp_port, None, false).await
 }
@@ -123,6 +128,20 @@ async fn spawn_configured(
     };
     let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, None);
     parts.logs = Some(Arc::new(runtime::logs::LogTail::default()));
+    // With settings come the plugins: the weather tool as a built-in plugin.
+    let plugins = settings.then(|| {
+        let weather = runtime::plugins::PluginManifest {
+            name: "weather".into(),
+            version: "1".into(),
+            description: "The weather tool.".into(),
+            settings: vec![],
+            tools: vec!["weather".into()],
+            jobs: vec![],
+            channel: None,
+        };
+        runtime::plugins::Plugins::new(vec![weather], None)
+    });
+    parts.plugins = plugins.clone();
     let workspace = tempfile::tempdir().expect("workspace");
     if let Some(base_url) = openai {
         use providers::openai::{OpenAiConfig, OpenAiProvider};
@@ -146,7 +165,10 @@ async fn spawn_configured(
             },
             None => tools::BuiltinSettings::default(),
         };
-        let tools = tools::builtins(&settings, Arc::new(parts.knowledge()));
+        let mut tools = tools::builtins(&settings, Arc::new(parts.knowledge()));
+        if let Some(plugins) = &plugins {
+            tools = tools.with_source(plugins.clone());
+        }
         parts.agent = Some(runtime::agent::AgentServices {
             models: runtime::agent::Models::Configured {
                 trivial: target.clone(),
