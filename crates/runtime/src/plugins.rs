@@ -595,6 +595,14 @@ impl Runtime {
         for manifest in &plugins.builtins {
             let record = records.iter().find(|r| r.name == manifest.name).cloned();
             let enabled = record.as_ref().is_none_or(|r| r.enabled);
+            // A channel not started on this process (the command line, or not yet) says nothing
+            // of its plugin's health: nothing is recorded from it.
+            if enabled
+                && let Some(channel) = manifest.channel
+                && !self.channel_reported(channel)
+            {
+                continue;
+            }
             let (state, reason) = match (&record, enabled) {
                 (Some(r), false) => (r.state, r.reason.clone()),
                 _ => self.builtin_state(plugins, &manifest.name, true),
@@ -781,10 +789,19 @@ impl Runtime {
         }
     }
 
+    /// Whether this process has reported the channel's health (it runs its channels).
+    fn channel_reported(&self, channel: domain::channel::Channel) -> bool {
+        use crate::channels::ChannelState;
+        self.channel_health()
+            .iter()
+            .any(|h| h.channel == channel && !(h.state == ChannelState::Unconfigured && h.detail.is_none()))
+    }
+
     /// A channel plugin's state from its channel's health on this process.
     fn channel_plugin_state(&self, channel: domain::channel::Channel, enabled: bool) -> (PluginState, String) {
         use crate::channels::ChannelState;
-        let Some(health) = self.channel_health().into_iter().find(|h| h.channel == channel) else {
+        let health = self.channel_health().into_iter().find(|h| h.channel == channel);
+        let Some(health) = health.filter(|_| self.channel_reported(channel)) else {
             return (PluginState::Configured, "enabled; each server runs the channel".to_owned());
         };
         let detail = health.detail.clone().unwrap_or_else(|| health.state.as_str().to_owned());
