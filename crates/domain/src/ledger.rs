@@ -32,12 +32,14 @@ pub enum EntryKind {
     Equipment,
     /// A background job's change of state (enqueued, cancelled, retried, finished).
     Job,
+    /// A memory item written, changed, deleted or restored (digests, never the text).
+    Memory,
 }
 
 str_enum!(EntryKind: "entry kind" {
     SealIntent => "seal_intent", SealResult => "seal_result", ModelCall => "model_call",
     GateDecision => "gate_decision", Approval => "approval", AdminChange => "admin_change",
-    Moderation => "moderation", Route => "route", Equipment => "equipment", Job => "job",
+    Moderation => "moderation", Route => "route", Equipment => "equipment", Job => "job", Memory => "memory",
 });
 
 /// What a caller asks the ledger to append. The ledger assigns index, time and hashes.

@@ -14,6 +14,7 @@ pub mod job;
 pub mod knowledge;
 pub mod ledger;
 pub mod limits;
+pub mod memory;
 pub mod moderation;
 pub mod persona;
 pub mod plugin;

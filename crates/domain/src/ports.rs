@@ -490,6 +490,41 @@ pub trait PluginStore: Send + Sync {
     async fn delete_plugin(&self, name: &str, revision: i64) -> Result<bool, StoreError>;
 }
 
+/// Memory items, as append-only versions.
+#[async_trait]
+pub trait MemoryStore: Send + Sync {
+    /// Stores one version, unless that (tenant, id, version) exists: `false` then (another
+    /// writer came first; read the item again).
+    async fn append_memory(&self, version: &crate::memory::MemoryVersion) -> Result<bool, StoreError>;
+    /// An item's latest version.
+    async fn memory_item(&self, tenant: &TenantId, id: &str) -> Result<Option<crate::memory::MemoryItem>, StoreError>;
+    /// Every version of an item, oldest first.
+    async fn memory_history(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Vec<crate::memory::MemoryVersion>, StoreError>;
+    /// Items as they stand (latest versions), newest first: of one owner (or all), whose content
+    /// contains `text` (case-insensitive; all when `None`), deleted ones only when asked.
+    async fn memory_items(
+        &self,
+        tenant: &TenantId,
+        owner: Option<&str>,
+        text: Option<&str>,
+        include_deleted: bool,
+        limit: u32,
+    ) -> Result<Vec<crate::memory::MemoryItem>, StoreError>;
+    /// The live (not deleted) items of an owner with this content hash.
+    async fn memory_duplicates(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        content_hash: &str,
+    ) -> Result<Vec<crate::memory::MemoryItem>, StoreError>;
+    /// How many live items an owner has, and their content's total bytes.
+    async fn memory_usage(&self, tenant: &TenantId, owner: &str) -> Result<(u64, u64), StoreError>;
+}
+
 /// Which runs to list. The default is every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -641,6 +676,7 @@ pub trait Store:
     + JobStore
     + SettingsStore
     + PluginStore
+    + MemoryStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

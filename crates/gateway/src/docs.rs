@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 use crate::compat::{anthropic, openai};
 use crate::error;
 use crate::native::{
-    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, mcp, moderation, plugins, settings,
-    shapes, usage,
+    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, mcp, memory, moderation, plugins,
+    settings, shapes, usage,
 };
 use crate::routes::Surface;
 use crate::{health, observe};
@@ -96,6 +96,7 @@ impl Modify for ErrorBodies {
         equipment::list_equipment, equipment::get_equipment, equipment::run_equipment, equipment::enable_equipment, equipment::disable_equipment, equipment::create_backup,
         settings::list_settings, settings::get_setting, settings::change_settings,
         mcp::post_mcp, mcp::get_mcp,
+        memory::list_memory, memory::write_memory, memory::supersede_memory, memory::forget_memory, memory::restore_memory, memory::memory_history,
         plugins::list_plugins, plugins::get_plugin, plugins::add_plugin, plugins::enable_plugin, plugins::disable_plugin, plugins::remove_plugin,
         jobs::list_jobs, jobs::create_job, jobs::get_job, jobs::cancel_job, jobs::retry_job,
         jobs::list_schedules, jobs::create_schedule, jobs::get_schedule, jobs::delete_schedule,
@@ -110,6 +111,7 @@ impl Modify for ErrorBodies {
         (name = "channels", description = "Chat channels: broadcasts to the tenant's linked accounts, and the moderation record"),
         (name = "jobs", description = "Background jobs (a durable queue) and the cron schedules that enqueue them"),
         (name = "settings", description = "The installation's settings: typed, secrets sealed and masked, changed live and sealed in the ledger (operator admins only)"),
+        (name = "memory", description = "What the assistant remembers of each person: versioned, append-only items (supersede, delete as a tombstone, restore any version), exact duplicates a no-op, size budgets refused with the reason"),
         (name = "mcp", description = "Nexus as an MCP server (streamable HTTP, stateless): knowledge search, run a task, a run's status, ledger proofs — with the caller's key, in its tenant"),
         (name = "plugins", description = "Plugins: built-in optional capabilities and third-party MCP servers, enabled and disabled live, their tool definitions approved and pinned (operator admins only)"),
         (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export, backup"),

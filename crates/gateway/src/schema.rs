@@ -18,6 +18,11 @@ pub(crate) enum EntryKind {
     GateDecision,
     Approval,
     AdminChange,
+    Moderation,
+    Route,
+    Equipment,
+    Job,
+    Memory,
 }
 
 /// A chain's status.

@@ -113,6 +113,51 @@ pub enum Command {
     /// follow a change within seconds.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// What the assistant remembers of a person: list, forget (a tombstone), restore.
+    #[command(subcommand)]
+    Memory(MemoryCommand),
+}
+
+/// Whose memory a command is about.
+#[derive(Debug, Args)]
+pub struct MemoryOwner {
+    #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+    pub tenant: TenantId,
+    /// The person: a user id, or a subject such as `key:<id>`.
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// The person's items, newest first.
+    List {
+        #[command(flatten)]
+        owner: MemoryOwner,
+        /// Only items whose text contains this.
+        #[arg(long = "search", value_name = "TEXT")]
+        search: Option<String>,
+        /// Deleted items too.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an item (a tombstone: its history stays, and `restore` brings it back).
+    Forget {
+        id: String,
+        #[command(flatten)]
+        owner: MemoryOwner,
+    },
+    /// Bring back an item's earlier text (default: the last before it was deleted).
+    Restore {
+        id: String,
+        #[command(flatten)]
+        owner: MemoryOwner,
+        #[arg(long)]
+        version: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,7 @@ pub mod ledger_service;
 pub mod limits;
 pub mod llm;
 pub mod logs;
+pub mod memory;
 pub mod moderation;
 pub mod plugins;
 pub mod revocations;

@@ -6,7 +6,7 @@
 
 /// Implements every port except `Store` itself for `$store`, a [`SqlBackend`]: the queries
 /// below and those of `common_agent`, `common_log`, `common_knowledge`, `common_reports`,
-/// `common_web`, `common_feed`, `common_chat`, `common_channels`, `common_jobs`, `common_settings` and `common_plugins` (which call
+/// `common_web`, `common_feed`, `common_chat`, `common_channels`, `common_jobs`, `common_settings`, `common_plugins` and `common_memory` (which call
 /// one another's inherent methods, so they are only ever expanded together).
 ///
 /// [`SqlBackend`]: crate::backend::SqlBackend
@@ -24,6 +24,7 @@ macro_rules! impl_store {
         $crate::common_jobs::impl_job_port!($store);
         $crate::common_settings::impl_settings_port!($store);
         $crate::common_plugins::impl_plugins_port!($store);
+        $crate::common_memory::impl_memory_port!($store);
         $crate::common::impl_shared_ports!($store);
     };
 }

@@ -16,6 +16,7 @@ mod common_feed;
 mod common_jobs;
 mod common_knowledge;
 mod common_log;
+mod common_memory;
 mod common_plugins;
 mod common_reports;
 mod common_settings;

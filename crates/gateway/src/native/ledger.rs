@@ -23,7 +23,8 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EntryResponse {
     pub index: u64,
-    /// `seal_intent`, `seal_result`, `model_call`, `gate_decision`, `approval` or `admin_change`.
+    /// An entry kind: `seal_intent`, `seal_result`, `model_call`, `gate_decision`, `approval`,
+    /// `admin_change`, `moderation`, `route`, `equipment`, `job` or `memory`.
     pub kind: String,
     pub chain_id: Option<String>,
     pub timestamp: String,
@@ -101,10 +102,8 @@ pub(crate) async fn page(
     let kind = match q.kind.as_deref() {
         None => None,
         Some(k) => Some(EntryKind::parse(k).ok_or_else(|| {
-            ApiError::invalid(
-                "kind",
-                "kind must be seal_intent, seal_result, model_call, gate_decision, approval or admin_change",
-            )
+            let kinds: Vec<&str> = EntryKind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::invalid("kind", format!("kind must be one of {}", kinds.join(", ")))
         })?),
     };
     let chain = match q.chain_id.as_deref() {

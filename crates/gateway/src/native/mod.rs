@@ -11,6 +11,7 @@ pub(crate) mod knowledge;
 pub(crate) mod ledger;
 pub(crate) mod logs;
 pub(crate) mod mcp;
+pub(crate) mod memory;
 pub(crate) mod moderation;
 pub(crate) mod plugins;
 pub(crate) mod settings;

@@ -69,6 +69,7 @@ mod jobs;
 mod keys;
 mod logs;
 mod mcp_server;
+mod memory;
 mod moderation;
 mod native;
 mod openapi;

@@ -10,6 +10,7 @@ mod jobs;
 mod keys;
 mod ledger_commands;
 mod local_models;
+mod memory;
 mod plugins;
 mod serve;
 mod settings;
@@ -59,6 +60,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Restore { file, dry_run, force } => backup::restore(config, &file, dry_run, force).await,
         Command::Settings(command) => settings::run(command, config).await,
         Command::Plugins(command) => plugins::run(command, config).await,
+        Command::Memory(command) => memory::run(command, config).await,
     }
 }
 

@@ -7,6 +7,7 @@ mod contract_chat;
 mod contract_feed;
 mod contract_jobs;
 mod contract_knowledge;
+mod contract_memory;
 mod contract_plugins;
 mod contract_reports;
 mod contract_settings;

@@ -1,0 +1,317 @@
+//! Memory: what the assistant remembers of each person, kept as append-only versions so that
+//! nothing is lost silently. A write of text the owner already has live is a no-op (the item it
+//! duplicates is answered); a change, a deletion (a tombstone) or a restore is a new version, and
+//! every one is sealed in the ledger as a `memory` entry with the content's digest, never the
+//! text. Every write passes [`Runtime::check_budget`] — the one place the size budgets are
+//! enforced — and a write past a budget is refused with the reason, never dropped.
+//!
+//! Trust: what a person writes or confirms is `confirmed`; what the agent proposes from the
+//! person's own words is `agent`; what was learned from content Nexus does not trust (a fetched
+//! page) is `untrusted` and can never change or delete a confirmed item.
+
+use domain::TenantId;
+use domain::Timestamp;
+use domain::ledger::{EntryDraft, EntryKind};
+use domain::memory::{MemoryItem, MemoryTrust, MemoryVersion, Provenance};
+use domain::ports::StoreError;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use crate::{LedgerError, Runtime};
+
+/// The longest item, in characters.
+pub const MAX_ITEM_CHARS: usize = 2_000;
+/// The most live items one person may have.
+pub const MAX_ITEMS_PER_OWNER: u64 = 1_000;
+/// The most characters one person's live items may hold together.
+pub const MAX_CHARS_PER_OWNER: u64 = 200_000;
+
+/// Why a memory operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// Bad input; names the field.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("no memory item {0:?}")]
+    NotFound(String),
+    /// A budget would be exceeded; nothing was written.
+    #[error("memory is full: {0}")]
+    Full(String),
+    /// Untrusted content may not change what the person confirmed.
+    #[error("item {0} was confirmed by its owner; content from untrusted sources cannot change it")]
+    Outranked(String),
+    #[error("item {0} kept changing while this change was made; try again")]
+    Busy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// A memory write: whose, what, how far to trust it, where it came from, who made it.
+#[derive(Debug, Clone)]
+pub struct MemoryWrite {
+    pub owner: String,
+    pub content: String,
+    pub trust: MemoryTrust,
+    pub provenance: Provenance,
+    /// Who writes (`user:<id>`, `key:<id>`, `cli`, a run).
+    pub by: String,
+}
+
+/// The text as stored: trimmed, inner runs of whitespace made one space.
+fn normalise(content: &str) -> String {
+    content.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The digest duplicates are found by (case does not make a new memory).
+fn content_hash(content: &str) -> String {
+    hex::encode(Sha256::digest(content.to_lowercase().as_bytes()))
+}
+
+fn checked(content: &str) -> Result<String, MemoryError> {
+    let content = normalise(content);
+    if content.is_empty() {
+        return Err(MemoryError::Invalid { field: "content", reason: "must not be empty".to_owned() });
+    }
+    let chars = content.chars().count();
+    if chars > MAX_ITEM_CHARS {
+        return Err(MemoryError::Invalid {
+            field: "content",
+            reason: format!("{chars} characters; an item holds at most {MAX_ITEM_CHARS}"),
+        });
+    }
+    Ok(content)
+}
+
+impl Runtime {
+    /// Remembers something new; when the owner already has it live, answers that item and
+    /// `false` (nothing written).
+    pub async fn remember(&self, tenant: &TenantId, write: MemoryWrite) -> Result<(MemoryItem, bool), MemoryError> {
+        let content = checked(&write.content)?;
+        let hash = content_hash(&content);
+        if let Some(existing) = self.store.memory_duplicates(tenant, &write.owner, &hash).await?.into_iter().next() {
+            return Ok((existing, false));
+        }
+        self.check_budget(tenant, &write.owner, 1, content.chars().count() as u64).await?;
+        let version = MemoryVersion {
+            tenant: tenant.clone(),
+            id: uuid::Uuid::new_v4().to_string(),
+            owner: write.owner,
+            version: 1,
+            content_hash: hash,
+            content,
+            trust: write.trust,
+            provenance: write.provenance,
+            deleted: false,
+            created_at: Timestamp::now(),
+            created_by: write.by,
+        };
+        self.append_version(&version, "remembered").await?;
+        Ok((version, true))
+    }
+
+    /// Replaces an item's content with a new version (the old one stays in its history).
+    pub async fn supersede_memory(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        write: MemoryWrite,
+    ) -> Result<MemoryItem, MemoryError> {
+        let content = checked(&write.content)?;
+        let current = self.live_item(tenant, id, &write.owner).await?;
+        if current.trust == MemoryTrust::Confirmed && write.trust == MemoryTrust::Untrusted {
+            return Err(MemoryError::Outranked(id.to_owned()));
+        }
+        let hash = content_hash(&content);
+        if hash == current.content_hash && write.trust <= current.trust {
+            return Ok(current);
+        }
+        let grows = (content.chars().count() as u64).saturating_sub(current.content.chars().count() as u64);
+        self.check_budget(tenant, &write.owner, 0, grows).await?;
+        let version = MemoryVersion {
+            version: current.version + 1,
+            content_hash: hash,
+            content,
+            trust: write.trust,
+            provenance: write.provenance,
+            created_at: Timestamp::now(),
+            created_by: write.by,
+            ..current
+        };
+        self.append_version(&version, "superseded").await?;
+        Ok(version)
+    }
+
+    /// Deletes an item: a tombstone version (its history, and so a restore, remain).
+    pub async fn forget_memory(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        trust: MemoryTrust,
+        by: &str,
+    ) -> Result<MemoryItem, MemoryError> {
+        let current = self.live_item(tenant, id, owner).await?;
+        if current.trust == MemoryTrust::Confirmed && trust == MemoryTrust::Untrusted {
+            return Err(MemoryError::Outranked(id.to_owned()));
+        }
+        let version = MemoryVersion {
+            version: current.version + 1,
+            deleted: true,
+            created_at: Timestamp::now(),
+            created_by: by.to_owned(),
+            ..current
+        };
+        self.append_version(&version, "forgotten").await?;
+        Ok(version)
+    }
+
+    /// Brings back an earlier version's content (by default the last one before the item was
+    /// deleted) as a new version.
+    pub async fn restore_memory(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        version: Option<i64>,
+        by: &str,
+    ) -> Result<MemoryItem, MemoryError> {
+        let history = self.owned_history(tenant, id, owner).await?;
+        let Some(latest) = history.last().cloned() else { return Err(MemoryError::NotFound(id.to_owned())) };
+        let source = match version {
+            Some(n) => history.iter().find(|v| v.version == n).cloned().ok_or_else(|| MemoryError::Invalid {
+                field: "version",
+                reason: format!("item {id} has versions 1 to {}", latest.version),
+            })?,
+            None => history.iter().rev().find(|v| !v.deleted).cloned().ok_or_else(|| MemoryError::Invalid {
+                field: "version",
+                reason: "the item has no version to restore".to_owned(),
+            })?,
+        };
+        if !latest.deleted && latest.content_hash == source.content_hash {
+            return Ok(latest);
+        }
+        if let Some(duplicate) =
+            self.store.memory_duplicates(tenant, owner, &source.content_hash).await?.into_iter().next()
+            && duplicate.id != id
+        {
+            return Err(MemoryError::Invalid {
+                field: "version",
+                reason: format!("item {} already holds that text", duplicate.id),
+            });
+        }
+        let (items, chars) = if latest.deleted {
+            (1, source.content.chars().count() as u64)
+        } else {
+            (0, (source.content.chars().count() as u64).saturating_sub(latest.content.chars().count() as u64))
+        };
+        self.check_budget(tenant, owner, items, chars).await?;
+        let restored = MemoryVersion {
+            version: latest.version + 1,
+            content: source.content.clone(),
+            content_hash: source.content_hash.clone(),
+            trust: source.trust,
+            provenance: source.provenance.clone(),
+            deleted: false,
+            created_at: Timestamp::now(),
+            created_by: by.to_owned(),
+            ..latest
+        };
+        self.append_version(&restored, "restored").await?;
+        Ok(restored)
+    }
+
+    /// Every version of an owner's item, oldest first.
+    pub async fn memory_history(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+    ) -> Result<Vec<MemoryVersion>, MemoryError> {
+        self.owned_history(tenant, id, owner).await
+    }
+
+    /// An owner's live items (deleted ones too when asked) whose text contains `query`, newest
+    /// first.
+    pub async fn memory_search(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        query: Option<&str>,
+        include_deleted: bool,
+        limit: u32,
+    ) -> Result<Vec<MemoryItem>, MemoryError> {
+        Ok(self.store.memory_items(tenant, Some(owner), query, include_deleted, limit).await?)
+    }
+
+    /// The one place memory budgets are enforced: would `items` more items and `chars` more
+    /// characters fit the owner's budget?
+    async fn check_budget(&self, tenant: &TenantId, owner: &str, items: u64, chars: u64) -> Result<(), MemoryError> {
+        let (count, used) = self.store.memory_usage(tenant, owner).await?;
+        if count + items > MAX_ITEMS_PER_OWNER {
+            return Err(MemoryError::Full(format!(
+                "{count} items of at most {MAX_ITEMS_PER_OWNER}; forget some first"
+            )));
+        }
+        if used + chars > MAX_CHARS_PER_OWNER {
+            return Err(MemoryError::Full(format!(
+                "{used} of {MAX_CHARS_PER_OWNER} characters used, {chars} more asked; forget some first"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn owned_history(&self, tenant: &TenantId, id: &str, owner: &str) -> Result<Vec<MemoryVersion>, MemoryError> {
+        let history = self.store.memory_history(tenant, id).await?;
+        // Another owner's item is as unknown as a missing one.
+        if history.first().is_none_or(|v| v.owner != owner) {
+            return Err(MemoryError::NotFound(id.to_owned()));
+        }
+        Ok(history)
+    }
+
+    async fn live_item(&self, tenant: &TenantId, id: &str, owner: &str) -> Result<MemoryItem, MemoryError> {
+        match self.store.memory_item(tenant, id).await? {
+            Some(item) if item.owner == owner && !item.deleted => Ok(item),
+            Some(item) if item.owner == owner => {
+                Err(MemoryError::Invalid { field: "id", reason: format!("item {id} is deleted; restore it first") })
+            }
+            _ => Err(MemoryError::NotFound(id.to_owned())),
+        }
+    }
+
+    /// Stores a version (compare-and-set on its number) and seals it.
+    async fn append_version(&self, version: &MemoryVersion, action: &str) -> Result<(), MemoryError> {
+        if !self.store.append_memory(version).await? {
+            return Err(MemoryError::Busy(version.id.clone()));
+        }
+        let payload = json!({
+            "action": action,
+            "item": version.id,
+            "version": version.version,
+            "owner": version.owner,
+            "trust": version.trust.as_str(),
+            "content_digest": format!("sha256:{}", hex::encode(Sha256::digest(version.content.as_bytes()))),
+            "provenance": version.provenance,
+            "by": version.created_by,
+        });
+        let draft = EntryDraft { kind: EntryKind::Memory, chain_id: version.provenance.run.clone(), payload };
+        self.ledger.append(&version.tenant, draft).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_normalised_and_checked_and_case_is_no_new_memory() {
+        assert_eq!(checked("  Likes   green\ttea \n").unwrap(), "Likes green tea");
+        assert!(matches!(checked(" \n "), Err(MemoryError::Invalid { field: "content", .. })));
+        assert!(matches!(checked(&"x".repeat(MAX_ITEM_CHARS + 1)), Err(MemoryError::Invalid { field: "content", .. })));
+        assert_eq!(content_hash("Likes green tea"), content_hash("likes GREEN tea"));
+        assert_ne!(content_hash("likes green tea"), content_hash("likes black tea"));
+    }
+}

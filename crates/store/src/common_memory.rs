@@ -1,0 +1,178 @@
+//! The memory port for both backends: append-only versions, an item read as its latest version.
+
+use domain::memory::{MemoryVersion, Provenance};
+use domain::ports::StoreError;
+use domain::{TenantId, Timestamp};
+
+/// A `memory_versions` row as read.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemoryRow {
+    tenant_id: String,
+    id: String,
+    version: i64,
+    owner: String,
+    content: String,
+    content_hash: String,
+    trust: String,
+    provenance: String,
+    deleted: bool,
+    created_at: i64,
+    created_by: String,
+}
+
+pub(crate) const MEMORY_COLUMNS: &str = "m.tenant_id, m.id, m.version, m.owner, m.content, m.content_hash, m.trust, m.provenance, m.deleted, m.created_at, m.created_by";
+
+/// Only each item's latest version (`m` is the row).
+pub(crate) const LATEST: &str =
+    "m.version = (SELECT MAX(x.version) FROM memory_versions x WHERE x.tenant_id = m.tenant_id AND x.id = m.id)";
+
+pub(crate) fn memory_of(row: MemoryRow) -> Result<MemoryVersion, StoreError> {
+    let invalid = |reason: String| StoreError::InvalidRow { what: "memory version", reason };
+    Ok(MemoryVersion {
+        tenant: TenantId::parse(row.tenant_id).map_err(|e| invalid(e.to_string()))?,
+        trust: row.trust.parse().map_err(|e: domain::UnknownValue| invalid(e.to_string()))?,
+        provenance: serde_json::from_str::<Provenance>(&row.provenance).map_err(|e| invalid(e.to_string()))?,
+        id: row.id,
+        version: row.version,
+        owner: row.owner,
+        content: row.content,
+        content_hash: row.content_hash,
+        deleted: row.deleted,
+        created_at: Timestamp::from_micros(row.created_at),
+        created_by: row.created_by,
+    })
+}
+
+macro_rules! impl_memory_port {
+    ($store:ident) => {
+        mod memory_port {
+            use async_trait::async_trait;
+            use domain::TenantId;
+            use domain::memory::{MemoryItem, MemoryVersion};
+            use domain::ports::{MemoryStore, StoreError};
+
+            use super::$store;
+            use $crate::backend::SqlBackend;
+            use $crate::common_chat::contains_pattern;
+            use $crate::common_memory::{LATEST, MEMORY_COLUMNS, MemoryRow, memory_of};
+            use $crate::error::classify;
+
+            #[async_trait]
+            impl MemoryStore for $store {
+                async fn append_memory(&self, v: &MemoryVersion) -> Result<bool, StoreError> {
+                    let provenance = serde_json::to_string(&v.provenance)
+                        .map_err(|e| StoreError::InvalidRow { what: "memory version", reason: e.to_string() })?;
+                    let done = sqlx::query(
+                        "INSERT INTO memory_versions (tenant_id, id, version, owner, content, content_hash, trust, \
+                         provenance, deleted, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                         ON CONFLICT (tenant_id, id, version) DO NOTHING",
+                    )
+                    .bind(v.tenant.as_str())
+                    .bind(&v.id)
+                    .bind(v.version)
+                    .bind(&v.owner)
+                    .bind(&v.content)
+                    .bind(&v.content_hash)
+                    .bind(v.trust.as_str())
+                    .bind(provenance)
+                    .bind(v.deleted)
+                    .bind(v.created_at.as_micros())
+                    .bind(&v.created_by)
+                    .execute(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn memory_item(&self, tenant: &TenantId, id: &str) -> Result<Option<MemoryItem>, StoreError> {
+                    let sql = format!(
+                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND m.id = $2 \
+                         ORDER BY m.version DESC LIMIT 1"
+                    );
+                    let row: Option<MemoryRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .fetch_optional(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    row.map(memory_of).transpose()
+                }
+
+                async fn memory_history(&self, tenant: &TenantId, id: &str) -> Result<Vec<MemoryVersion>, StoreError> {
+                    let sql = format!(
+                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND m.id = $2 ORDER BY m.version"
+                    );
+                    let rows: Vec<MemoryRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(memory_of).collect()
+                }
+
+                async fn memory_items(
+                    &self,
+                    tenant: &TenantId,
+                    owner: Option<&str>,
+                    text: Option<&str>,
+                    include_deleted: bool,
+                    limit: u32,
+                ) -> Result<Vec<MemoryItem>, StoreError> {
+                    let pattern = text.map(str::trim).filter(|t| !t.is_empty()).map(contains_pattern).unwrap_or_default();
+                    let sql = format!(
+                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND {LATEST} \
+                         AND ($2 = '' OR m.owner = $2) AND ($3 = '' OR LOWER(m.content) LIKE $3 ESCAPE '\\') \
+                         AND ($4 OR NOT m.deleted) ORDER BY m.created_at DESC, m.id DESC LIMIT $5"
+                    );
+                    let rows: Vec<MemoryRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(owner.unwrap_or_default())
+                        .bind(pattern)
+                        .bind(include_deleted)
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(memory_of).collect()
+                }
+
+                async fn memory_duplicates(
+                    &self,
+                    tenant: &TenantId,
+                    owner: &str,
+                    content_hash: &str,
+                ) -> Result<Vec<MemoryItem>, StoreError> {
+                    let sql = format!(
+                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND m.owner = $2 \
+                         AND m.content_hash = $3 AND NOT m.deleted AND {LATEST}"
+                    );
+                    let rows: Vec<MemoryRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(owner)
+                        .bind(content_hash)
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter().map(memory_of).collect()
+                }
+
+                async fn memory_usage(&self, tenant: &TenantId, owner: &str) -> Result<(u64, u64), StoreError> {
+                    let sql = format!(
+                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(m.content)), 0) FROM memory_versions m \
+                         WHERE m.tenant_id = $1 AND m.owner = $2 AND NOT m.deleted AND {LATEST}"
+                    );
+                    let (count, bytes): (i64, i64) = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(owner)
+                        .fetch_one(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    Ok((u64::try_from(count).unwrap_or(0), u64::try_from(bytes).unwrap_or(0)))
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_memory_port;
