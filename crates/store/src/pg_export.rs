@@ -6,8 +6,9 @@
 //!
 //! An import replaces the schema's rows in one transaction: every table emptied, rows inserted
 //! parents first (by the foreign keys), each table's sequences moved past its largest id. The
-//! schema must be at the export's version (migrations are the binary's business, not the
-//! export's), so a backup is restored by the version of Nexus that took it or a later one.
+//! schema must be at the export's migration version (a backup restores with the Nexus version
+//! that took it; a later version migrates the database after the restore). Generated columns
+//! are left out and computed again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -177,8 +178,19 @@ pub async fn import(url: &str, file: &Path) -> Result<(), BackupError> {
     }
     for table in &tables {
         let Some(table_rows) = rows.get(table) else { continue };
+        // Generated columns (a full-text `tsvector`) are computed again, never inserted.
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND table_name = $1 AND is_generated = 'NEVER' ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| failed(format!("reading the columns of {table}"), e))?;
+        let columns = columns.iter().map(|c| quoted(c)).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "INSERT INTO {t} OVERRIDING SYSTEM VALUE SELECT * FROM json_populate_recordset(NULL::{t}, $1::json)",
+            "INSERT INTO {t} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} \
+             FROM json_populate_recordset(NULL::{t}, $1::json)",
             t = quoted(table)
         );
         for chunk in table_rows.chunks(BATCH) {

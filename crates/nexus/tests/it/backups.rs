@@ -42,6 +42,10 @@ async fn backup_under_load_and_restore_with(backend: Backend, env: Vec<(String, 
     let options = Options { replicas: 1, backend, env };
     let Some(mut cluster) = Replicas::start_with(options).await else { return };
     let key = cluster.admin_key("demo").await;
+    // Knowledge too: its full-text column is computed by the database, never copied.
+    let doc = cluster.data_dir().join("handbook.md");
+    std::fs::write(&doc, "# Handbook\n\nThe ledger keeps every seal, signed in checkpoints.").expect("write");
+    cluster.nexus(&["ingest", &doc.display().to_string(), "--namespace", "docs", "--tenant", "demo"]).await;
 
     // Gateway calls keep writing ledger entries and costs while the backup is taken.
     let stop = Arc::new(AtomicBool::new(false));
@@ -134,8 +138,21 @@ async fn backup_under_load_and_restore_with(backend: Backend, env: Vec<(String, 
     let verified = cluster.nexus(&["verify"]).await;
     assert!(verified.contains("ok"), "{verified}");
 
-    // The server starts on the restored database, and takes a backup over HTTP.
+
+    // The server starts on the restored database, finds the restored knowledge by its words
+    // (the full-text index rebuilt), and takes a backup over HTTP.
     cluster.restart(0).await;
+    let found: Value = cluster
+        .client
+        .get(cluster.url(0, "/v1/knowledge/query?q=checkpoints&namespace=docs"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(found["hits"][0]["text"].as_str().is_some_and(|t| t.contains("signed in checkpoints")), "{found}");
     let response = cluster
         .client
         .post(cluster.url(0, "/v1/admin/backups"))
