@@ -216,10 +216,15 @@ impl McpClient {
 
     async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), McpError> {
         let note = Request::new(None, method, params);
-        match &self.transport {
-            Transport::Stdio(stdio) => stdio.send(&note).await,
-            Transport::Http(http) => http.send(&note).await,
-        }
+        let sent = async {
+            match &self.transport {
+                Transport::Stdio(stdio) => stdio.send(&note).await,
+                Transport::Http(http) => http.send(&note).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, sent)
+            .await
+            .map_err(|_| McpError::Timeout { method: method.to_owned(), after: self.timeout })?
     }
 }
 
@@ -285,14 +290,10 @@ impl Stdio {
         }
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
-        let outcome = async {
-            self.send(request).await?;
-            rx.await
-                .map_err(|_| McpError::Closed(self.ended_reason().unwrap_or_else(|| "the server exited".to_owned())))
-        }
-        .await;
-        lock(&self.pending).remove(&id);
-        outcome
+        // Forgets the waiting entry however this ends, a caller's deadline included.
+        let _forget = Forget { pending: &self.pending, id };
+        self.send(request).await?;
+        rx.await.map_err(|_| McpError::Closed(self.ended_reason().unwrap_or_else(|| "the server exited".to_owned())))
     }
 
     fn ended_reason(&self) -> Option<String> {
@@ -326,6 +327,18 @@ async fn write_message(stdin: &SharedStdin, message: &impl serde::Serialize) -> 
     stdin.flush().await.map_err(|e| e.to_string())
 }
 
+/// Removes a request's waiting entry when dropped.
+struct Forget<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(self.pending).remove(&self.id);
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -345,27 +358,29 @@ async fn read_loop(
 ) {
     let mut stdout = BufReader::new(stdout);
     let mut stderr = BufReader::new(stderr);
+    // The partial lines live here, outside the reads, so a read that loses the race to the
+    // other stream keeps what it had read (`select!` drops the losing future).
+    let mut out_line = Vec::new();
     let mut err_line = Vec::new();
     let mut err_open = true;
     let reason = loop {
         let line = tokio::select! {
-            line = read_line(&mut stdout, max) => line,
-            read = read_line(&mut stderr, 8192), if err_open => {
+            read = read_line(&mut stdout, &mut out_line, max) => match read {
+                Ok(true) => std::mem::take(&mut out_line),
+                Ok(false) => break "the server exited".to_owned(),
+                Err(e) => break e,
+            },
+            read = read_line(&mut stderr, &mut err_line, 8192), if err_open => {
                 match read {
-                    Ok(Some(bytes)) => {
-                        err_line.clear();
-                        err_line.extend_from_slice(&bytes);
+                    // A line, or one too long to keep: logged (cut) either way.
+                    Ok(true) | Err(_) => {
                         tracing::debug!(server = %name, "{}", String::from_utf8_lossy(&err_line).trim_end());
+                        err_line.clear();
                     }
-                    _ => err_open = false,
+                    Ok(false) => err_open = false,
                 }
                 continue;
             }
-        };
-        let line = match line {
-            Ok(Some(line)) => line,
-            Ok(None) => break "the server exited".to_owned(),
-            Err(e) => break e,
         };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -406,26 +421,30 @@ async fn read_loop(
     lock(&pending).clear();
 }
 
-/// One line, without its newline; `None` at the end of the stream; an error past `max` bytes.
-async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> Result<Option<Vec<u8>>, String> {
-    let mut line = Vec::new();
+/// Reads into `line` until a newline (dropped): `true` when `line` holds a whole line (or the
+/// stream's last, unterminated one), `false` at the end of the stream, an error past `max` bytes.
+/// Cancel-safe: what was read stays in `line` for the next call.
+async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), line: &mut Vec<u8>, max: usize) -> Result<bool, String> {
     loop {
         let buffer = reader.fill_buf().await.map_err(|e| e.to_string())?;
         if buffer.is_empty() {
-            return Ok(if line.is_empty() { None } else { Some(line) });
+            return Ok(!line.is_empty());
         }
         let (take, done) = match buffer.iter().position(|b| *b == b'\n') {
             Some(at) => (at + 1, true),
             None => (buffer.len(), false),
         };
         if line.len() + take > max + 1 {
+            let room = (max + 1).saturating_sub(line.len()).min(take);
+            line.extend_from_slice(&buffer[..room]);
+            reader.consume(take);
             return Err(format!("a message exceeds {max} bytes"));
         }
         line.extend_from_slice(&buffer[..take]);
         reader.consume(take);
         if done {
             line.pop();
-            return Ok(Some(line));
+            return Ok(true);
         }
     }
 }
@@ -456,6 +475,7 @@ impl Http {
         }
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| McpError::Transport(e.to_string()))?;

@@ -20,8 +20,8 @@ use crate::wire;
 /// The longest tool name the model providers accept.
 const MAX_NAME: usize = 64;
 
-/// How long one call may take, unless the sandbox's own limit is shorter.
-const CALL_TIMEOUT_SECONDS: u32 = 60;
+/// How long one call may take: the client's own deadline for a request.
+const CALL_TIMEOUT_SECONDS: u32 = 30;
 
 /// The Nexus name of `tool` on the plugin `plugin`.
 pub fn mounted_name(plugin: &str, tool: &str) -> String {
@@ -91,6 +91,12 @@ impl McpTool {
         McpTool { plugin: plugin.to_owned(), remote, client, definition }
     }
 
+    /// Whether calling it twice is harmless, as its annotations say.
+    fn repeatable(&self) -> bool {
+        let hints = self.remote.annotations.as_ref();
+        hints.and_then(|a| a.read_only_hint) == Some(true) || hints.and_then(|a| a.idempotent_hint) == Some(true)
+    }
+
     /// The tool as its server describes it.
     pub fn remote(&self) -> &wire::Tool {
         &self.remote
@@ -109,9 +115,11 @@ impl Tool for McpTool {
             McpError::Rpc { code: wire::codes::INVALID_PARAMS, message, .. } => {
                 ToolError::InvalidParams { param: "arguments".to_owned(), reason: message }
             }
+            // A call that may have reached the server is tried again only when doing it twice
+            // is harmless (the tool says it reads, or is idempotent).
             other => ToolError::Failed {
                 message: format!("MCP server {}: {other}", self.plugin),
-                transient: other.is_transient(),
+                transient: other.is_transient() && self.repeatable(),
             },
         })?;
         let text = result.text();

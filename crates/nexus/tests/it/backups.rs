@@ -138,7 +138,6 @@ async fn backup_under_load_and_restore_with(backend: Backend, env: Vec<(String, 
     let verified = cluster.nexus(&["verify"]).await;
     assert!(verified.contains("ok"), "{verified}");
 
-
     // The server starts on the restored database, finds the restored knowledge by its words
     // (the full-text index rebuilt), and takes a backup over HTTP.
     cluster.restart(0).await;
