@@ -84,7 +84,11 @@ struct PersonaView {
 }
 
 fn view(signed: &Signed, state: &ConsoleState, id: String, version: u32, fields: Fields, error: String) -> PersonaView {
-    let tools = state.runtime.tool_list().map(|t| t.into_iter().map(|(d, _)| d.name).collect()).unwrap_or_default();
+    let tools = state
+        .runtime
+        .tool_list_for(&signed.user.principal.tenant)
+        .map(|t| t.into_iter().map(|(d, _)| d.name).collect())
+        .unwrap_or_default();
     PersonaView {
         page: Page::new(signed, "setup"),
         id,
@@ -197,7 +201,10 @@ async fn save(state: ConsoleState, signed: Signed, headers: HeaderMap, id: Optio
     };
     let version = previous.as_ref().map_or(0, |p| p.version);
     let shown_id = id.clone().unwrap_or_default();
-    let tools = state.runtime.tool_list().map(|t| t.into_iter().map(|(d, _)| d.name).collect::<Vec<_>>());
+    let tools = state
+        .runtime
+        .tool_list_for(&signed.user.principal.tenant)
+        .map(|t| t.into_iter().map(|(d, _)| d.name).collect::<Vec<_>>());
     let tools = tools.unwrap_or_default();
     let checked = body_of(&fields).and_then(|body| {
         let persona_id = previous.as_ref().map_or_else(PersonaId::generate, |p| p.id.clone());

@@ -262,6 +262,14 @@ impl Runtime {
         Ok(self.agent()?.tools.all())
     }
 
+    /// Every tool `tenant` may use, with its availability.
+    pub fn tool_list_for(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(domain::tool::ToolDefinition, tools::Availability)>, AgentError> {
+        Ok(self.agent()?.tools.all_for(tenant))
+    }
+
     /// The tenant knowledge base (ingest and hybrid search).
     pub fn knowledge(&self) -> crate::knowledge::KnowledgeService {
         self.knowledge.clone()
@@ -289,7 +297,7 @@ impl Runtime {
         }
         let context = RunContext {
             personas: personas.into_iter().filter(|p| p.is_active).collect(),
-            tools: agent.tools.definitions(),
+            tools: agent.tools.definitions_for(&request.tenant),
             persona_override: request.persona.clone(),
             qa_spec: request.qa_spec.clone(),
         };
@@ -753,7 +761,7 @@ impl Runtime {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, ToolFailure> {
-        let Some(handler) = agent.tools.get(tool) else {
+        let Some(handler) = agent.tools.get_for(tenant, tool) else {
             return Err(ToolFailure { message: format!("no tool named {tool:?}"), transient: false });
         };
         let context =

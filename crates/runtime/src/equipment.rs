@@ -344,7 +344,7 @@ impl Runtime {
             .into_iter()
             .map(|(name, state, reason)| {
                 if state == domain::plugin::PluginState::Error {
-                    problems.push(format!("plugin {name}: {reason}"));
+                    problems.push(format!("plugin {name} is failing"));
                 }
                 json!({"name": name, "ok": state != domain::plugin::PluginState::Error, "state": state, "reason": reason})
             })

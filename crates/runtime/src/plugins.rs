@@ -196,6 +196,14 @@ impl ToolSource for Plugins {
         live.values().filter(|l| l.state == PluginState::Active).flat_map(|l| l.tools.iter().cloned()).collect()
     }
 
+    fn allowed(&self, tool: &str, tenant: &TenantId) -> bool {
+        // A third-party server's tools act with the operator's credentials and environment:
+        // the operator tenant's personas use them, no other tenant's.
+        let live = self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mounted = live.values().any(|l| l.tools.iter().any(|t| t.definition().name == tool));
+        !mounted || tenant.as_str() == crate::seed::DEMO_TENANT
+    }
+
     fn switched_off(&self, tool: &str) -> Option<String> {
         let manifest = self.builtins.iter().find(|m| m.tools.iter().any(|t| t == tool))?;
         let live = self.live(&manifest.name)?;
@@ -304,6 +312,25 @@ fn map_secrets(
     })
 }
 
+/// A URL as shown: credentials and the query (where tokens often ride) masked.
+fn masked_url(url: &str) -> String {
+    let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+    let shown = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://{MASK}@{host}{path}"),
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
+    };
+    match query {
+        Some(_) => format!("{shown}?{MASK}"),
+        None => shown,
+    }
+}
+
 /// What changed between the approved pins and the tools a server shows now.
 fn changes_of(approved: &[PinnedTool], now: &[PinnedTool]) -> Vec<ToolChange> {
     now.iter()
@@ -377,8 +404,13 @@ impl Runtime {
             Some(m) => m.tools.clone(),
             None => live.as_ref().map(|l| l.tools.iter().map(|t| t.definition().name).collect()).unwrap_or_default(),
         };
-        let server =
-            record.and_then(|r| r.server.as_ref()).and_then(|s| map_secrets(s, |_, _| Ok(MASK.to_owned())).ok());
+        let server = record
+            .and_then(|r| r.server.as_ref())
+            .and_then(|s| map_secrets(s, |_, _| Ok(MASK.to_owned())).ok())
+            .map(|s| match s {
+                McpServerSpec::Http { url, headers } => McpServerSpec::Http { url: masked_url(&url), headers },
+                stdio => stdio,
+            });
         let version = match (manifest, &live) {
             (Some(m), _) => m.version.clone(),
             (None, Some(Live { session: Some(s), .. })) => {
@@ -607,12 +639,14 @@ impl Runtime {
                 (Some(r), false) => (r.state, r.reason.clone()),
                 _ => self.builtin_state(plugins, &manifest.name, true),
             };
+            let before = plugins.live(&manifest.name).map(|l| l.state);
             plugins.set_live(
                 &manifest.name,
                 Live { enabled, state, reason: reason.clone(), session: None, tools: Vec::new(), changes: Vec::new() },
             );
-            self.record_transition(record.unwrap_or_else(|| self.default_record(&manifest.name)), state, &reason, None)
-                .await?;
+            if enabled {
+                self.observed(&manifest.name, before, state, &reason).await?;
+            }
         }
         for record in records.iter().filter(|r| r.server.is_some() && plugins.builtin(&r.name).is_none()) {
             self.reconcile_mcp(plugins, record.clone()).await?;
@@ -667,7 +701,7 @@ impl Runtime {
             Ok(session) => session.tools().await,
             Err(e) => Err(e.clone()),
         };
-        let (state, reason, live, disable) = match (session, listed) {
+        let (state, reason, live_now, disable) = match (session, listed) {
             (Ok(session), Ok(listed)) => {
                 let pins: Vec<PinnedTool> = listed.iter().map(|(_, p)| p.clone()).collect();
                 let changes = changes_of(&record.pins, &pins);
@@ -722,28 +756,45 @@ impl Runtime {
                 (PluginState::Error, reason, live, false)
             }
         };
-        plugins.set_live(&name, live);
-        self.record_transition(record, state, &reason, Some(disable)).await
+        let before = live.map(|l| l.state);
+        plugins.set_live(&name, live_now);
+        if disable {
+            self.disable_for_drift(record, &reason).await
+        } else {
+            self.observed(&name, before, state, &reason).await
+        }
     }
 
-    /// Records a new state in the store (compare-and-set) and seals it, unless it is the state
-    /// recorded already or another process recorded it first.
-    async fn record_transition(
+    /// Seals a change of a plugin's health as this process saw it (its first check is no
+    /// change). Nothing shared is written: processes may see a server differently (one reaches
+    /// it, another does not), and each one's view is its own, sealed with its instance.
+    async fn observed(
         &self,
-        mut record: PluginRecord,
+        name: &str,
+        before: Option<PluginState>,
         state: PluginState,
         reason: &str,
-        disable: Option<bool>,
     ) -> Result<(), PluginError> {
-        if record.state == state && record.revision > 0 {
+        let Some(from) = before.filter(|b| *b != state) else { return Ok(()) };
+        let actor = Actor { tenant: self.plugin_tenant()?, by: "system".to_owned() };
+        let payload = json!({"action": "plugin_state", "plugin": name, "from": from, "to": state, "reason": reason,
+                             "instance": self.instance});
+        self.seal_plugin(&actor, payload).await?;
+        tracing::info!(plugin = name, from = %from, to = %state, reason, "plugin state changed here");
+        Ok(())
+    }
+
+    /// Disables a plugin whose tool definitions changed since approval: recorded in the store
+    /// by compare-and-set, so of the processes that notice, one seals it and tells the others.
+    async fn disable_for_drift(&self, mut record: PluginRecord, reason: &str) -> Result<(), PluginError> {
+        if !record.enabled {
             return Ok(());
         }
-        let from = if record.revision == 0 { None } else { Some(record.state) };
+        let from = record.state;
+        let state = PluginState::Disabled;
         record.state = state;
         record.reason = reason.to_owned();
-        if disable == Some(true) {
-            record.enabled = false;
-        }
+        record.enabled = false;
         record.updated_at = Timestamp::now();
         record.updated_by = "system".to_owned();
         if !self.store.put_plugin(&record).await? {
@@ -756,7 +807,7 @@ impl Runtime {
         )
         .await?;
         self.announce_plugins().await;
-        tracing::info!(plugin = %record.name, from = ?from.map(|f| f.as_str()), to = %state, reason, "plugin state changed");
+        tracing::warn!(plugin = %record.name, from = %from, reason, "plugin disabled: a tool changed since approval");
         Ok(())
     }
 
@@ -958,6 +1009,13 @@ mod tests {
         assert!(
             matches!(check_server(&http("file:///etc/passwd")), Err(PluginError::Invalid { field, .. }) if field == "server.url")
         );
+    }
+
+    #[test]
+    fn shown_urls_hide_credentials_and_queries() {
+        assert_eq!(masked_url("https://mcp.example.org/mcp"), "https://mcp.example.org/mcp");
+        assert_eq!(masked_url("https://u:p@mcp.example.org/mcp"), "https://********@mcp.example.org/mcp");
+        assert_eq!(masked_url("https://mcp.example.org/mcp?key=s3cret"), "https://mcp.example.org/mcp?********");
     }
 
     #[test]

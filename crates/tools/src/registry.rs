@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use domain::TenantId;
 use domain::persona::PersonaContract;
 use domain::tool::ToolDefinition;
 
@@ -16,6 +17,10 @@ pub trait ToolSource: Send + Sync {
     fn mounted(&self) -> Vec<Arc<dyn Tool>>;
     /// Why a tool may not run now (its plugin is disabled or failing), if it may not.
     fn switched_off(&self, tool: &str) -> Option<String>;
+    /// Whether a tenant may use a tool (a third-party server's tools are the operator's).
+    fn allowed(&self, _tool: &str, _tenant: &TenantId) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Default)]
@@ -81,6 +86,26 @@ impl Registry {
     /// The definitions of the tools that may run now.
     pub fn definitions(&self) -> Vec<ToolDefinition> {
         self.all().into_iter().filter(|(_, a)| *a == Availability::Available).map(|(d, _)| d).collect()
+    }
+
+    /// Whether `tenant` may use the tool at all.
+    pub fn allowed(&self, name: &str, tenant: &TenantId) -> bool {
+        self.source.as_ref().is_none_or(|s| s.allowed(name, tenant))
+    }
+
+    /// A tool `tenant` may run now, by name.
+    pub fn get_for(&self, tenant: &TenantId, name: &str) -> Option<Arc<dyn Tool>> {
+        self.get(name).filter(|_| self.allowed(name, tenant))
+    }
+
+    /// [`Self::all`], of the tools `tenant` may use.
+    pub fn all_for(&self, tenant: &TenantId) -> Vec<(ToolDefinition, Availability)> {
+        self.all().into_iter().filter(|(d, _)| self.allowed(&d.name, tenant)).collect()
+    }
+
+    /// [`Self::definitions`], of the tools `tenant` may use.
+    pub fn definitions_for(&self, tenant: &TenantId) -> Vec<ToolDefinition> {
+        self.definitions().into_iter().filter(|d| self.allowed(&d.name, tenant)).collect()
     }
 
     /// The available tools a persona may use: a persona only ever sees its allowed tools.

@@ -52,6 +52,11 @@ pub(super) async fn receive(State(receiver): State<Arc<Receiver>>, headers: Head
         tracing::warn!("a Telegram webhook delivery without the right secret token was refused");
         return StatusCode::UNAUTHORIZED;
     }
+    if let Some(reason) = receiver.runtime.plugin_switched_off("telegram") {
+        // Telegram keeps the delivery and retries it; it is answered once the plugin is on.
+        tracing::debug!("a Telegram webhook delivery while the channel is off: {reason}");
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {

@@ -151,8 +151,12 @@ pub fn persona_contract(
     Ok(persona)
 }
 
-fn tool_names(state: &AppState) -> Vec<String> {
-    state.runtime.tool_list().map(|tools| tools.into_iter().map(|(d, _)| d.name).collect()).unwrap_or_default()
+fn tool_names(state: &AppState, tenant: &domain::TenantId) -> Vec<String> {
+    state
+        .runtime
+        .tool_list_for(tenant)
+        .map(|tools| tools.into_iter().map(|(d, _)| d.name).collect())
+        .unwrap_or_default()
 }
 
 #[utoipa::path(get, path = "/v1/personas", tag = "personas", responses((status = 200, body = [PersonaResponse])), security(("bearer" = [])))]
@@ -172,7 +176,7 @@ pub(crate) async fn create_persona(
     Body(body): Body<PersonaBody>,
 ) -> Result<(StatusCode, Json<PersonaResponse>), ApiError> {
     require_admin(&principal, "creating a persona")?;
-    let persona = persona_contract(&principal, PersonaId::generate(), body, &tool_names(&state))?;
+    let persona = persona_contract(&principal, PersonaId::generate(), body, &tool_names(&state, &principal.tenant))?;
     state.runtime.add_persona(&persona).await?;
     Ok((StatusCode::CREATED, Json(persona_response(persona))))
 }
@@ -195,7 +199,7 @@ pub(crate) async fn update_persona(
     let id = PersonaId::parse(&id).map_err(|_| ApiError::not_found(format!("no persona {id:?}")))?;
     let existing =
         state.runtime.persona(&principal.tenant, &id).await?.ok_or_else(|| ApiError::not_found("no such persona"))?;
-    let mut persona = persona_contract(&principal, id, body, &tool_names(&state))?;
+    let mut persona = persona_contract(&principal, id, body, &tool_names(&state, &principal.tenant))?;
     persona.created_at = existing.created_at;
     let version =
         state.runtime.update_persona(&persona).await?.ok_or_else(|| ApiError::not_found("no such persona"))?;
@@ -217,8 +221,11 @@ pub struct ToolResponse {
 }
 
 #[utoipa::path(get, path = "/v1/tools", tag = "tools", responses((status = 200, body = [ToolResponse])), security(("bearer" = [])))]
-pub(crate) async fn list_tools(State(state): State<AppState>) -> Result<Json<Vec<ToolResponse>>, ApiError> {
-    let tools = state.runtime.tool_list()?;
+pub(crate) async fn list_tools(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<ToolResponse>>, ApiError> {
+    let tools = state.runtime.tool_list_for(&principal.tenant)?;
     Ok(Json(
         tools
             .into_iter()

@@ -129,6 +129,15 @@ async fn mcp_servers_are_mounted_approved_pinned_and_switched_on_every_replica()
         .await;
     }
 
+    // A third-party server's tools are the operator tenant's: another tenant neither sees them
+    // nor may give them to a persona.
+    let acme_key = cluster.admin_key("acme").await;
+    let acme = acme_key.as_str();
+    assert!(!tools(cluster, 1, acme).await.iter().any(|(n, _)| n == "time__get_current_time"));
+    let persona = json!({"name": "thief", "description": "x", "allowed_tools": ["time__get_current_time"]});
+    let (status, body) = call(cluster, 1, acme, reqwest::Method::POST, "/v1/personas", Some(persona)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
     // A run on replica 1 calls the mounted tool through the gates, sealed like a built-in.
     let (status, body) = call(
         cluster,
