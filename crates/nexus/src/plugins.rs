@@ -89,13 +89,19 @@ struct Session {
 impl McpSession for Session {
     async fn tools(&self) -> Result<Vec<(Arc<dyn Tool>, PinnedTool)>, String> {
         let listed = self.client.list_tools().await.map_err(|e| e.to_string())?;
-        Ok(listed
-            .into_iter()
-            .map(|remote| {
-                let pin = mcp::pin_of(&remote);
-                (Arc::new(McpTool::new(&self.plugin, remote, self.client.clone())) as Arc<dyn Tool>, pin)
-            })
-            .collect())
+        let mut mounted: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+        let mut tools = Vec::with_capacity(listed.len());
+        for remote in listed {
+            let pin = mcp::pin_of(&remote);
+            let tool = McpTool::new(&self.plugin, remote, self.client.clone());
+            let name = tool.definition().name;
+            // Two tools whose names clean up to the same Nexus name would be indistinguishable.
+            if let Some(first) = mounted.insert(name.clone(), pin.name.clone()) {
+                return Err(format!("tools {first:?} and {:?} would both be named {name}", pin.name));
+            }
+            tools.push((Arc::new(tool) as Arc<dyn Tool>, pin));
+        }
+        Ok(tools)
     }
 
     fn server_info(&self) -> Value {
