@@ -10,8 +10,8 @@ use utoipa::{Modify, OpenApi, PartialSchema as _};
 use crate::compat::{anthropic, openai};
 use crate::error;
 use crate::native::{
-    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, mcp, memory, moderation, plugins,
-    settings, shapes, usage,
+    admin, broadcasts, chains, conversations, equipment, jobs, keys, knowledge, ledger, logs, mcp, memory, moderation,
+    plugins, settings, shapes, usage,
 };
 use crate::routes::Surface;
 use crate::{health, observe};
@@ -96,6 +96,7 @@ impl Modify for ErrorBodies {
         equipment::list_equipment, equipment::get_equipment, equipment::run_equipment, equipment::enable_equipment, equipment::disable_equipment, equipment::create_backup,
         settings::list_settings, settings::get_setting, settings::change_settings,
         mcp::post_mcp, mcp::get_mcp,
+        conversations::list_conversations, conversations::get_conversation, conversations::export_conversation, conversations::delete_conversation,
         memory::list_memory, memory::write_memory, memory::supersede_memory, memory::forget_memory, memory::restore_memory, memory::memory_history,
         plugins::list_plugins, plugins::get_plugin, plugins::add_plugin, plugins::enable_plugin, plugins::disable_plugin, plugins::remove_plugin,
         jobs::list_jobs, jobs::create_job, jobs::get_job, jobs::cancel_job, jobs::retry_job,

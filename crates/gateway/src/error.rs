@@ -162,6 +162,7 @@ impl From<runtime::chat::ChatError> for ApiError {
             E::Invalid(message) => ApiError::invalid("message", message),
             E::Busy => ApiError::new(StatusCode::CONFLICT, "busy", error.to_string()),
             E::Store(store) => ApiError::from(store),
+            E::Ledger(ledger) => ApiError::internal(ledger.to_string()),
         }
     }
 }

@@ -23,8 +23,8 @@ use crate::compat::anthropic::{self, AnthropicError};
 use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
 use crate::native::{
-    admin, broadcasts, chains, equipment, jobs, keys, knowledge, ledger, logs, mcp, memory, moderation, plugins,
-    settings, usage,
+    admin, broadcasts, chains, conversations, equipment, jobs, keys, knowledge, ledger, logs, mcp, memory, moderation,
+    plugins, settings, usage,
 };
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
@@ -82,6 +82,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/settings", get(settings::list_settings).put(settings::change_settings))
         .route("/v1/settings/{key}", get(settings::get_setting))
         .route("/mcp", post(mcp::post_mcp).get(mcp::get_mcp))
+        .route("/v1/conversations", get(conversations::list_conversations))
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get_conversation).delete(conversations::delete_conversation),
+        )
+        .route("/v1/conversations/{id}/export", get(conversations::export_conversation))
         .route("/v1/memory", get(memory::list_memory).post(memory::write_memory))
         .route("/v1/memory/{id}", put(memory::supersede_memory).delete(memory::forget_memory))
         .route("/v1/memory/{id}/restore", post(memory::restore_memory))

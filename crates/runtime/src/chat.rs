@@ -43,6 +43,8 @@ pub enum ChatError {
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] crate::LedgerError),
 }
 
 /// What a watcher of a reply sees.
@@ -198,9 +200,31 @@ impl Runtime {
         Ok((conversation, messages))
     }
 
-    /// Deletes one of the principal's conversations; whether it existed.
+    /// Deletes one of the principal's conversations; whether it existed. The ledger keeps a
+    /// tombstone: which conversation, how many messages, and the SHA-256 of its JSON export —
+    /// never the text — so a kept export can later be proven to be the deleted conversation.
     pub async fn delete_conversation(&self, principal: &Principal, id: &ConversationId) -> Result<bool, ChatError> {
-        Ok(self.store().delete_conversation(&principal.tenant, &principal.subject(), id).await?)
+        let (conversation, messages) = match self.conversation(principal, id).await {
+            Ok(found) => found,
+            Err(ChatError::NotFound) => return Ok(false),
+            Err(other) => return Err(other),
+        };
+        let export = domain::canonical::canonical_json(&to_json(&conversation, &messages));
+        if !self.store().delete_conversation(&principal.tenant, &principal.subject(), id).await? {
+            return Ok(false);
+        }
+        use sha2::Digest as _;
+        let payload = serde_json::json!({
+            "action": "conversation_deleted",
+            "conversation": id.as_str(),
+            "owner": conversation.owner,
+            "messages": messages.len(),
+            "export_digest": format!("sha256:{}", hex::encode(sha2::Sha256::digest(export.as_bytes()))),
+            "by": principal.subject(),
+        });
+        let draft = domain::ledger::EntryDraft { kind: domain::ledger::EntryKind::Memory, chain_id: None, payload };
+        self.ledger().append(&principal.tenant, draft).await?;
+        Ok(true)
     }
 
     /// The reply being written in a conversation on this process, if one is.

@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod broadcasts;
 pub(crate) mod chains;
+pub(crate) mod conversations;
 pub(crate) mod equipment;
 pub(crate) mod jobs;
 pub(crate) mod keys;

@@ -63,6 +63,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
 mod access;
 mod broadcasts;
 mod compat;
+mod conversations;
 mod dialects;
 mod errors;
 mod jobs;
