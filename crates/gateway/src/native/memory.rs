@@ -141,6 +141,17 @@ fn owner(principal: &Principal, user: Option<&str>) -> Result<String, ApiError> 
     }
 }
 
+/// A write through the API: the owner (or an admin) says it, so it is `confirmed`.
+fn confirmed(principal: &Principal, body: WriteMemoryRequest) -> Result<MemoryWrite, ApiError> {
+    Ok(MemoryWrite {
+        owner: owner(principal, body.user.as_deref())?,
+        content: body.content,
+        trust: MemoryTrust::Confirmed,
+        provenance: Provenance { source: body.source, ..Provenance::default() },
+        by: principal.subject(),
+    })
+}
+
 #[utoipa::path(get, path = "/v1/memory", tag = "memory", params(ListQuery),
     responses((status = 200, body = MemoryList, description = "items as they stand, newest first"),
               (status = 403, description = "`user` names another's memory and the caller is no admin")),
@@ -173,14 +184,7 @@ pub(crate) async fn write_memory(
     Extension(principal): Extension<Principal>,
     Body(body): Body<WriteMemoryRequest>,
 ) -> Result<(StatusCode, Json<MemoryResponse>), ApiError> {
-    let owner = owner(&principal, body.user.as_deref())?;
-    let write = MemoryWrite {
-        owner,
-        content: body.content,
-        trust: MemoryTrust::Confirmed,
-        provenance: Provenance { source: body.source, ..Provenance::default() },
-        by: principal.subject(),
-    };
+    let write = confirmed(&principal, body)?;
     let (item, created) = state.runtime.remember(&principal.tenant, write).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(response(item, Some(!created)))))
@@ -196,14 +200,7 @@ pub(crate) async fn supersede_memory(
     Path(IdPath { id }): Path<IdPath>,
     Body(body): Body<WriteMemoryRequest>,
 ) -> Result<Json<MemoryResponse>, ApiError> {
-    let owner = owner(&principal, body.user.as_deref())?;
-    let write = MemoryWrite {
-        owner,
-        content: body.content,
-        trust: MemoryTrust::Confirmed,
-        provenance: Provenance { source: body.source, ..Provenance::default() },
-        by: principal.subject(),
-    };
+    let write = confirmed(&principal, body)?;
     Ok(Json(response(state.runtime.supersede_memory(&principal.tenant, &id, write).await?, None)))
 }
 
