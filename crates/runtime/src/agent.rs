@@ -99,6 +99,9 @@ pub struct AgentServices {
     pub approval_ttl: Duration,
 }
 
+/// How many remembered items join a run's context.
+const RECALLED: usize = 5;
+
 /// A task to run.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -568,8 +571,17 @@ impl Runtime {
                 }
                 Action::Retrieve { query, .. } => {
                     let found = self.knowledge().search(tenant, "default", &query, 3, AccessLevel::Internal).await?;
-                    let context: Vec<String> =
+                    let mut context: Vec<String> =
                         found.hits.iter().map(|h| format!("[{}] {}", h.source, h.text)).collect();
+                    // What is remembered of the requester joins the context (a failure to read
+                    // it costs the run its memory, not its answer).
+                    if let Some(owner) = user {
+                        match self.recall(tenant, owner, &format!("{} {query}", run.task), RECALLED).await {
+                            Ok(remembered) if !remembered.is_empty() => context.push(remembered),
+                            Ok(_) => {}
+                            Err(error) => tracing::warn!(%error, "could not read the requester's memory"),
+                        }
+                    }
                     Input::Retrieved { confidence: found.confidence, context: context.join("\n") }
                 }
                 Action::ActivatePersona { step, persona, tool } => {

@@ -190,3 +190,52 @@ async fn budgets_refuse_with_the_reason_and_untrusted_content_never_overrides_th
     let current: Value = app.get("/v1/memory?q=bank", &mine).send().await.expect("send").json().await.expect("json");
     assert_eq!(current["items"][0]["content"], "My bank is Banca Uno", "the confirmed item stands");
 }
+
+#[tokio::test]
+async fn a_run_reads_what_is_remembered_of_its_requester() {
+    use wiremock::matchers::{body_string_contains, method, path};
+    let model = MockServer::start().await;
+    for (phrase, content) in [
+        (
+            "Break the following task",
+            r#"[{"action": "look it up", "tool": "knowledge_search", "params": {"query": "door colour"}, "persona": "researcher"}]"#,
+        ),
+        (
+            "Declare your intent",
+            r#"{"planned_action": "search", "tool_params": {"query": "door colour"}, "reasoning": "look it up", "confidence": 0.9}"#,
+        ),
+        ("Answer the user", "Teal, as you like."),
+    ] {
+        wiremock::Mock::given(method("POST"))
+            .and(path("/chat/completions"))
+            .and(body_string_contains(phrase))
+            .respond_with(crate::support::openai_completion(content))
+            .mount(&model)
+            .await;
+    }
+    let app = spawn_app_with(Options::default(), model, MockServer::start().await).await;
+    let key = app.key("demo", Role::Member).await;
+    let other = app.key("demo", Role::Member).await;
+    for (who, content) in
+        [(&key, "My favourite colour is teal"), (&key, "I live in Rome"), (&other, "My favourite colour is mauve")]
+    {
+        let response = app.post("/v1/memory", who).json(&json!({"content": content})).send().await.expect("send");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let run: Value = app
+        .post("/v1/execute", &key)
+        .json(&json!({"task": "Which colour should I paint my door?"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(run["status"], "completed", "{run}");
+    let requests = app.openai.received_requests().await.unwrap_or_default();
+    let bodies: Vec<String> = requests.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    let declare = bodies.iter().find(|b| b.contains("Declare your intent")).expect("a declare prompt");
+    assert!(declare.contains("favourite colour is teal"), "the requester's memory is in the context: {declare}");
+    assert!(!bodies.iter().any(|b| b.contains("mauve")), "another person's memory never is");
+    assert!(!declare.contains("Rome"), "only what bears on the task");
+}
