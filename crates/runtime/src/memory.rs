@@ -263,7 +263,7 @@ impl Runtime {
             .filter(|(score, _)| *score > 0)
             .collect();
         // Stable: equal scores keep the store's newest-first order.
-        scored.sort_by(|a, b| b.0.cmp(&a.0));
+        scored.sort_by_key(|s| std::cmp::Reverse(s.0));
         let lines: Vec<String> = scored
             .into_iter()
             .take(k)
