@@ -75,7 +75,7 @@ fn ci() -> anyhow::Result<()> {
 
 fn bench(args: &[&str]) -> anyhow::Result<()> {
     let [suite, rest @ ..] = args else {
-        bail!("usage: cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels|jobs [--quick]")
+        bail!("usage: cargo xtask bench ledger|engine|gateway|knowledge|models|console|channels|jobs|memory [--quick]")
     };
     let mut run = vec!["run", "--release", "--locked", "-p", "bench", "--", suite];
     run.extend_from_slice(rest);

@@ -9,6 +9,7 @@ mod jobs_bench;
 mod knowledge_bench;
 mod ledger_bench;
 mod ledger_replicas;
+mod memory_bench;
 mod models_bench;
 
 use std::process::ExitCode;
@@ -26,9 +27,10 @@ fn main() -> ExitCode {
         Some("knowledge") => knowledge_bench::run(quick),
         Some("models") => models_bench::run(quick),
         Some("jobs") => jobs_bench::run(quick),
+        Some("memory") => memory_bench::run(quick),
         _ => {
             eprintln!(
-                "usage: nexus-bench ledger|engine|gateway|knowledge|models|console|channels|jobs [--quick] (gateway also --soak)"
+                "usage: nexus-bench ledger|engine|gateway|knowledge|models|console|channels|jobs|memory [--quick] (gateway also --soak)"
             );
             return ExitCode::from(2);
         }
