@@ -316,6 +316,65 @@ impl Runtime {
         Ok(watch)
     }
 
+    /// Keeps what a conversation's context no longer holds (its turns before `dropped_to`
+    /// characters) as one memory item of the person's, replaced as more is left out: the
+    /// person's own words first, the most recent of them when they do not all fit.
+    async fn keep_trimmed(
+        &self,
+        principal: &Principal,
+        conversation: &Conversation,
+        earlier: &[ChatMessage],
+        dropped_to: usize,
+    ) -> Result<(), String> {
+        let mut at = 0usize;
+        let mut said = Vec::new();
+        for m in earlier {
+            let line = format!("{}: {}\n", m.role.as_str(), m.content);
+            let starts = at;
+            at += line.len();
+            if starts >= dropped_to {
+                break;
+            }
+            if m.role == ChatRole::User {
+                said.push(m.content.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+        if said.is_empty() {
+            return Ok(());
+        }
+        let head = format!("Said earlier in the conversation \"{}\": ", conversation.title);
+        let room = crate::memory::MAX_ITEM_CHARS.saturating_sub(head.chars().count());
+        let mut kept: Vec<String> = Vec::new();
+        let mut used = 0usize;
+        for line in said.iter().rev() {
+            let chars = line.chars().count() + 3;
+            if used + chars > room {
+                break;
+            }
+            used += chars;
+            kept.push(line.clone());
+        }
+        kept.reverse();
+        if kept.is_empty() {
+            // One turn longer than an item: its end is what is kept.
+            let last = said.last().map(String::as_str).unwrap_or_default();
+            let skip = last.chars().count().saturating_sub(room);
+            kept.push(last.chars().skip(skip).collect());
+        }
+        let write = crate::memory::MemoryWrite {
+            owner: conversation.owner.clone(),
+            content: format!("{head}{}", kept.join(" / ")),
+            trust: domain::memory::MemoryTrust::Agent,
+            provenance: domain::memory::Provenance {
+                message: Some(format!("conversation:{}", conversation.id.as_str())),
+                ..domain::memory::Provenance::default()
+            },
+            by: principal.subject(),
+        };
+        let item = format!("conversation-{}", conversation.id.as_str());
+        self.remember_as(&principal.tenant, &item, write).await.map(drop).map_err(|e| e.to_string())
+    }
+
     /// Writes the reply to the last turn of `history` and stores it.
     async fn reply(
         self: &Arc<Self>,
@@ -364,7 +423,17 @@ impl Runtime {
                 let context: String = earlier.iter().map(|m| format!("{}: {}\n", m.role.as_str(), m.content)).collect();
                 // The last AGENT_CONTEXT_CHARS characters: the most recent turns matter most.
                 let skip = context.chars().count().saturating_sub(AGENT_CONTEXT_CHARS);
-                let context = context.char_indices().nth(skip).map_or("", |(at, _)| &context[at..]);
+                let dropped_to = context.char_indices().nth(skip).map_or(context.len(), |(at, _)| at);
+                let context = &context[dropped_to..];
+                // What no longer fits is kept in the person's memory first, never lost silently.
+                if skip > 0
+                    && let Err(reason) = self.keep_trimmed(principal, conversation, earlier, dropped_to).await
+                {
+                    tracing::warn!(conversation = %id, %reason, "trimmed turns could not be kept in memory");
+                    task.push_str(&format!(
+                        "(Earlier turns of this conversation were left out and could not be kept in memory: {reason}.)\n"
+                    ));
+                }
                 if !context.is_empty() {
                     task.push_str("Conversation so far:\n");
                     task.push_str(context);

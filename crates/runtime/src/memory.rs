@@ -114,6 +114,42 @@ impl Runtime {
         Ok((version, true))
     }
 
+    /// Keeps `write` under a chosen id (one item per purpose, e.g. a conversation's trimmed
+    /// turns): a new item, or a new version of it when its text changed; an item its owner
+    /// deleted stays deleted.
+    pub async fn remember_as(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        write: MemoryWrite,
+    ) -> Result<MemoryItem, MemoryError> {
+        match self.store.memory_item(tenant, id).await? {
+            Some(item) if item.owner == write.owner && !item.deleted => self.supersede_memory(tenant, id, write).await,
+            Some(item) if item.owner != write.owner => Err(MemoryError::NotFound(id.to_owned())),
+            // The person forgot it: it stays forgotten (they may restore it).
+            Some(item) => Ok(item),
+            None => {
+                let content = checked(&write.content)?;
+                self.check_budget(tenant, &write.owner, 1, content.chars().count() as u64).await?;
+                let version = MemoryVersion {
+                    tenant: tenant.clone(),
+                    id: id.to_owned(),
+                    owner: write.owner,
+                    version: 1,
+                    content_hash: content_hash(&content),
+                    content,
+                    trust: write.trust,
+                    provenance: write.provenance,
+                    deleted: false,
+                    created_at: Timestamp::now(),
+                    created_by: write.by,
+                };
+                self.append_version(&version, "remembered").await?;
+                Ok(version)
+            }
+        }
+    }
+
     /// Replaces an item's content with a new version (the old one stays in its history).
     pub async fn supersede_memory(
         &self,

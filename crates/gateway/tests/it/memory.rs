@@ -239,3 +239,60 @@ async fn a_run_reads_what_is_remembered_of_its_requester() {
     assert!(!bodies.iter().any(|b| b.contains("mauve")), "another person's memory never is");
     assert!(!declare.contains("Rome"), "only what bears on the task");
 }
+
+#[tokio::test]
+async fn turns_trimmed_from_a_conversation_are_kept_in_memory_first() {
+    use std::time::{Duration, Instant};
+
+    use wiremock::matchers::{body_string_contains, method, path};
+    let model = MockServer::start().await;
+    for (phrase, content) in [("Break the following task", "[]"), ("Answer the user", "Noted.")] {
+        wiremock::Mock::given(method("POST"))
+            .and(path("/chat/completions"))
+            .and(body_string_contains(phrase))
+            .respond_with(crate::support::openai_completion(content))
+            .mount(&model)
+            .await;
+    }
+    let app = spawn_app_with(Options::default(), model, MockServer::start().await).await;
+    let key = app.key("demo", Role::Member).await;
+    let principal = app.runtime.auth().authenticate(&key).await.expect("principal");
+    let turn = |n: usize, word: &str| format!("Turn {n}: remember {word}. {}", "filler words here. ".repeat(80));
+    let target = domain::chat::ChatTarget::Agent(None);
+    let conversation =
+        app.runtime.start_conversation(&principal, target, &turn(1, "aubergine")).await.expect("started");
+    let id = conversation.id.clone();
+    let answered = |n: usize| {
+        let runtime = app.runtime.clone();
+        let principal = principal.clone();
+        let id = id.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (_, messages) = runtime.conversation(&principal, &id).await.expect("read");
+                if messages.len() >= n * 2 {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "turn {n} was never answered");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    answered(1).await;
+    for (n, word) in [(2, "basil"), (3, "cardamom"), (4, "dill")] {
+        app.runtime.say(&principal, &id, &turn(n, word)).await.expect("said");
+        answered(n).await;
+    }
+    // The context holds about 4,000 characters: the first turns no longer fit, and are in memory.
+    let kept: Value = app.get("/v1/memory?q=aubergine", &key).send().await.expect("send").json().await.expect("json");
+    let item = &kept["items"][0];
+    assert_eq!(item["id"], format!("conversation-{}", id.as_str()), "{kept}");
+    assert_eq!(item["trust"], "agent");
+    assert_eq!(item["provenance"]["message"], format!("conversation:{}", id.as_str()));
+    assert!(item["version"].as_i64().is_some_and(|v| v >= 1), "{item}");
+    let mut requests = app.openai.received_requests().await.unwrap_or_default();
+    requests.extend(app.anthropic.received_requests().await.unwrap_or_default());
+    let bodies: Vec<String> = requests.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    let last = bodies.iter().filter(|b| b.contains("remember dill")).next_back().expect("the last run's model call");
+    assert!(!last.contains("remember aubergine. filler"), "the first turn itself was trimmed from the context");
+}
