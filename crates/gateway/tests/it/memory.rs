@@ -293,6 +293,6 @@ async fn turns_trimmed_from_a_conversation_are_kept_in_memory_first() {
     let mut requests = app.openai.received_requests().await.unwrap_or_default();
     requests.extend(app.anthropic.received_requests().await.unwrap_or_default());
     let bodies: Vec<String> = requests.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
-    let last = bodies.iter().filter(|b| b.contains("remember dill")).next_back().expect("the last run's model call");
+    let last = bodies.iter().rfind(|b| b.contains("remember dill")).expect("the last run's model call");
     assert!(!last.contains("remember aubergine. filler"), "the first turn itself was trimmed from the context");
 }
