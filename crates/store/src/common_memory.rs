@@ -120,9 +120,12 @@ macro_rules! impl_memory_port {
                     limit: u32,
                 ) -> Result<Vec<MemoryItem>, StoreError> {
                     let pattern = text.map(str::trim).filter(|t| !t.is_empty()).map(contains_pattern).unwrap_or_default();
+                    // An owner is matched as such (not `$2 = '' OR …`), so the (tenant, owner,
+                    // created_at) index serves the newest-first scan and it stops at the limit.
+                    let owner_filter = if owner.is_some() { "m.owner = $2" } else { "$2 = ''" };
                     let sql = format!(
-                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND {LATEST} \
-                         AND ($2 = '' OR m.owner = $2) AND ($3 = '' OR LOWER(m.content) LIKE $3 ESCAPE '\\') \
+                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND {owner_filter} \
+                         AND {LATEST} AND ($3 = '' OR LOWER(m.content) LIKE $3 ESCAPE '\\') \
                          AND ($4 OR NOT m.deleted) ORDER BY m.created_at DESC, m.id DESC LIMIT $5"
                     );
                     let rows: Vec<MemoryRow> = sqlx::query_as(&sql)
