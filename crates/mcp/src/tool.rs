@@ -96,11 +96,6 @@ impl McpTool {
         let hints = self.remote.annotations.as_ref();
         hints.and_then(|a| a.read_only_hint) == Some(true) || hints.and_then(|a| a.idempotent_hint) == Some(true)
     }
-
-    /// The tool as its server describes it.
-    pub fn remote(&self) -> &wire::Tool {
-        &self.remote
-    }
 }
 
 #[async_trait]

@@ -96,13 +96,25 @@ impl Runtime {
         if let Some(existing) = self.store.memory_duplicates(tenant, &write.owner, &hash).await?.into_iter().next() {
             return Ok((existing, false));
         }
+        let version = self.create(tenant, &uuid::Uuid::new_v4().to_string(), content, write).await?;
+        Ok((version, true))
+    }
+
+    /// An item's first version, within the owner's budget, stored and sealed.
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        content: String,
+        write: MemoryWrite,
+    ) -> Result<MemoryItem, MemoryError> {
         self.check_budget(tenant, &write.owner, 1, content.chars().count() as u64).await?;
         let version = MemoryVersion {
             tenant: tenant.clone(),
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.to_owned(),
             owner: write.owner,
             version: 1,
-            content_hash: hash,
+            content_hash: content_hash(&content),
             content,
             trust: write.trust,
             provenance: write.provenance,
@@ -111,7 +123,7 @@ impl Runtime {
             created_by: write.by,
         };
         self.append_version(&version, "remembered").await?;
-        Ok((version, true))
+        Ok(version)
     }
 
     /// Keeps `write` under a chosen id (one item per purpose, e.g. a conversation's trimmed
@@ -130,22 +142,7 @@ impl Runtime {
             Some(item) => Ok(item),
             None => {
                 let content = checked(&write.content)?;
-                self.check_budget(tenant, &write.owner, 1, content.chars().count() as u64).await?;
-                let version = MemoryVersion {
-                    tenant: tenant.clone(),
-                    id: id.to_owned(),
-                    owner: write.owner,
-                    version: 1,
-                    content_hash: content_hash(&content),
-                    content,
-                    trust: write.trust,
-                    provenance: write.provenance,
-                    deleted: false,
-                    created_at: Timestamp::now(),
-                    created_by: write.by,
-                };
-                self.append_version(&version, "remembered").await?;
-                Ok(version)
+                self.create(tenant, id, content, write).await
             }
         }
     }

@@ -504,7 +504,7 @@ impl Runtime {
             (None, None) => return Err(PluginError::Unknown(name.to_owned())),
             (Some(_), record) => {
                 let record = record.unwrap_or_else(|| self.default_record(name));
-                let (state, reason) = self.builtin_state(plugins, name, true);
+                let (state, reason) = self.builtin_state(plugins, name);
                 let live = Live { enabled: true, state, reason, session: None, tools: Vec::new(), changes: Vec::new() };
                 (record, Vec::new(), live)
             }
@@ -637,7 +637,7 @@ impl Runtime {
             }
             let (state, reason) = match (&record, enabled) {
                 (Some(r), false) => (r.state, r.reason.clone()),
-                _ => self.builtin_state(plugins, &manifest.name, true),
+                _ => self.builtin_state(plugins, &manifest.name),
             };
             let before = plugins.live(&manifest.name).map(|l| l.state);
             plugins.set_live(
@@ -811,11 +811,12 @@ impl Runtime {
         Ok(())
     }
 
-    /// A built-in plugin's state from its tools: available until every tool is configured.
-    fn builtin_state(&self, plugins: &Plugins, name: &str, enabled: bool) -> (PluginState, String) {
+    /// An enabled built-in plugin's state from its tools (available until every tool is
+    /// configured) or its channel's health.
+    fn builtin_state(&self, plugins: &Plugins, name: &str) -> (PluginState, String) {
         let Some(manifest) = plugins.builtin(name) else { return (PluginState::Error, "unknown".to_owned()) };
         if let Some(channel) = manifest.channel {
-            return self.channel_plugin_state(channel, enabled);
+            return self.channel_plugin_state(channel);
         }
         let Some(agent) = self.agent_services() else {
             // A command-line process runs no agent: the servers judge the settings.
@@ -833,11 +834,7 @@ impl Runtime {
         if !missing.is_empty() {
             return (PluginState::Available, missing.join("; "));
         }
-        if enabled {
-            (PluginState::Active, "configured".to_owned())
-        } else {
-            (PluginState::Configured, "configured, not enabled".to_owned())
-        }
+        (PluginState::Active, "configured".to_owned())
     }
 
     /// Whether this process has reported the channel's health (it runs its channels).
@@ -848,8 +845,8 @@ impl Runtime {
             .any(|h| h.channel == channel && !(h.state == ChannelState::Unconfigured && h.detail.is_none()))
     }
 
-    /// A channel plugin's state from its channel's health on this process.
-    fn channel_plugin_state(&self, channel: domain::channel::Channel, enabled: bool) -> (PluginState, String) {
+    /// An enabled channel plugin's state from its channel's health on this process.
+    fn channel_plugin_state(&self, channel: domain::channel::Channel) -> (PluginState, String) {
         use crate::channels::ChannelState;
         let health = self.channel_health().into_iter().find(|h| h.channel == channel);
         let Some(health) = health.filter(|_| self.channel_reported(channel)) else {
@@ -858,7 +855,6 @@ impl Runtime {
         let detail = health.detail.clone().unwrap_or_else(|| health.state.as_str().to_owned());
         match health.state {
             ChannelState::Unconfigured => (PluginState::Available, detail),
-            _ if !enabled => (PluginState::Configured, "configured, not enabled".to_owned()),
             ChannelState::Starting | ChannelState::Connected | ChannelState::Standby => {
                 (PluginState::Active, health.state.as_str().to_owned())
             }
