@@ -17,6 +17,7 @@ const TRANSITIVE_RULES: &[(&str, &[&str])] = &[
     ("engine", IO_CRATES),
     ("ledger", IO_CRATES),
     ("knowledge", IO_CRATES),
+    ("feeds", IO_CRATES),
     ("runtime", &["axum", "sqlx"]),
     ("providers", &["runtime", "gateway"]),
     ("models", &["runtime", "gateway"]),

@@ -7,6 +7,7 @@
 
 pub mod discord;
 pub mod i18n;
+mod outbox;
 mod reply;
 mod status;
 mod supervision;

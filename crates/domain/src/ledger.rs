@@ -34,12 +34,15 @@ pub enum EntryKind {
     Job,
     /// A memory item written, changed, deleted or restored (digests, never the text).
     Memory,
+    /// A watcher's post: the item's source, key and digest, and where it went.
+    Watch,
 }
 
 str_enum!(EntryKind: "entry kind" {
     SealIntent => "seal_intent", SealResult => "seal_result", ModelCall => "model_call",
     GateDecision => "gate_decision", Approval => "approval", AdminChange => "admin_change",
     Moderation => "moderation", Route => "route", Equipment => "equipment", Job => "job", Memory => "memory",
+    Watch => "watch",
 });
 
 /// What a caller asks the ledger to append. The ledger assigns index, time and hashes.

@@ -23,6 +23,7 @@ pub mod settings;
 pub mod tenant;
 pub mod time;
 pub mod tool;
+pub mod watcher;
 pub mod web;
 
 /// A string that names none of a value set's spellings (a status, a level, a kind).

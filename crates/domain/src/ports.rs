@@ -490,6 +490,46 @@ pub trait PluginStore: Send + Sync {
     async fn delete_plugin(&self, name: &str, revision: i64) -> Result<bool, StoreError>;
 }
 
+/// Watchers and the items they found. An item is inserted once per (watcher, key) — the first
+/// inserter wins, whatever the replica — and moves through its states by compare-and-set.
+#[async_trait]
+pub trait WatcherStore: Send + Sync {
+    /// Stores a new watcher; `Conflict` when the tenant has one of that name.
+    async fn insert_watcher(&self, watcher: &crate::watcher::Watcher) -> Result<(), StoreError>;
+    async fn watcher(&self, tenant: &TenantId, id: &str) -> Result<Option<crate::watcher::Watcher>, StoreError>;
+    /// The tenant's watchers, by name.
+    async fn watchers(&self, tenant: &TenantId) -> Result<Vec<crate::watcher::Watcher>, StoreError>;
+    /// Forgets a watcher and its items; `false` when there was none.
+    async fn delete_watcher(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError>;
+    /// Records a poll: the source's validators, whether the watcher is seeded, when, and why it
+    /// failed (`None`: it did not).
+    async fn record_watcher_poll(&self, watcher: &crate::watcher::Watcher) -> Result<(), StoreError>;
+    /// Inserts the items not seen before (by key) and returns their keys.
+    async fn add_watched_items(
+        &self,
+        tenant: &TenantId,
+        items: &[crate::watcher::WatchedItem],
+    ) -> Result<Vec<String>, StoreError>;
+    /// A watcher's items in one state (all when `None`): oldest first when `oldest_first`,
+    /// else newest first.
+    async fn watched_items(
+        &self,
+        tenant: &TenantId,
+        watcher_id: &str,
+        status: Option<crate::watcher::ItemStatus>,
+        oldest_first: bool,
+        limit: u32,
+    ) -> Result<Vec<crate::watcher::WatchedItem>, StoreError>;
+    /// Moves an item from `from` to `item.status` (with its attempts, detail and post time) if
+    /// it is still in `from`; `false` when another poller moved it first.
+    async fn move_watched_item(
+        &self,
+        tenant: &TenantId,
+        item: &crate::watcher::WatchedItem,
+        from: crate::watcher::ItemStatus,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Memory items, as append-only versions.
 #[async_trait]
 pub trait MemoryStore: Send + Sync {
@@ -677,6 +717,7 @@ pub trait Store:
     + SettingsStore
     + PluginStore
     + MemoryStore
+    + WatcherStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

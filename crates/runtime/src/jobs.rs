@@ -143,7 +143,7 @@ impl CronSchedule {
 }
 
 /// A short random id with a prefix (`job_…`, `sch_…`).
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     use rand::RngCore as _;
     let mut bytes = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -182,7 +182,14 @@ impl Runtime {
                 }
             }
             JobKind::WatcherPoll => {
-                return Err(invalid("kind", "watcher_poll jobs need watchers, which this build does not have yet"));
+                if map.get("watcher").and_then(Value::as_str).is_none_or(|w| w.trim().is_empty()) {
+                    return Err(invalid("payload.watcher", "a watcher poll names its watcher's id"));
+                }
+                for key in map.keys() {
+                    if key != "watcher" {
+                        return Err(invalid(&format!("payload.{key}"), "watcher polls take watcher"));
+                    }
+                }
             }
             JobKind::Broadcast => {
                 broadcast_of(map)?;
@@ -548,7 +555,16 @@ impl Runtime {
                     })?;
                 Ok(json!({"broadcast_id": broadcast.id, "channel": channel.as_str(), "recipients": recipients}))
             }
-            JobKind::WatcherPoll => Err(Failure::Permanent(format!("{} jobs cannot run in this build", job.kind))),
+            JobKind::WatcherPoll => {
+                let watcher = payload["watcher"].as_str().unwrap_or_default();
+                let report = self.poll_watcher(&job.tenant_id, watcher).await.map_err(|e| match e {
+                    crate::watchers::WatcherError::Source(_)
+                    | crate::watchers::WatcherError::Store(_)
+                    | crate::watchers::WatcherError::Ledger(_) => Failure::Transient(e.to_string()),
+                    other => Failure::Permanent(other.to_string()),
+                })?;
+                serde_json::to_value(&report).map_err(|e| Failure::Permanent(e.to_string()))
+            }
         }
     }
 

@@ -36,6 +36,7 @@ pub mod settings;
 pub mod tasks;
 mod tenants;
 pub mod verify;
+pub mod watchers;
 pub mod web_users;
 
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub struct RuntimeConfig {
     pub default_budget_usd: Option<f64>,
     /// Fraction of the budget that raises the alert (default 0.8).
     pub budget_alert_fraction: Option<f64>,
+    /// How watchers fetch and post.
+    pub watchers: watchers::WatcherSettings,
 }
 
 impl Default for RuntimeConfig {
@@ -88,6 +91,7 @@ impl Default for RuntimeConfig {
             limits: limits::LimitSettings::default(),
             default_budget_usd: None,
             budget_alert_fraction: None,
+            watchers: watchers::WatcherSettings::default(),
         }
     }
 }

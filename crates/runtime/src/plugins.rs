@@ -313,7 +313,7 @@ fn map_secrets(
 }
 
 /// A URL as shown: credentials and the query (where tokens often ride) masked.
-fn masked_url(url: &str) -> String {
+pub(crate) fn masked_url(url: &str) -> String {
     let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
     let shown = match head.split_once("://") {
         Some((scheme, rest)) => {

@@ -6,7 +6,7 @@
 
 /// Implements every port except `Store` itself for `$store`, a [`SqlBackend`]: the queries
 /// below and those of `common_agent`, `common_log`, `common_knowledge`, `common_reports`,
-/// `common_web`, `common_feed`, `common_chat`, `common_channels`, `common_jobs`, `common_settings`, `common_plugins` and `common_memory` (which call
+/// `common_web`, `common_feed`, `common_chat`, `common_channels`, `common_jobs`, `common_settings`, `common_plugins`, `common_memory` and `common_watchers` (which call
 /// one another's inherent methods, so they are only ever expanded together).
 ///
 /// [`SqlBackend`]: crate::backend::SqlBackend
@@ -25,6 +25,7 @@ macro_rules! impl_store {
         $crate::common_settings::impl_settings_port!($store);
         $crate::common_plugins::impl_plugins_port!($store);
         $crate::common_memory::impl_memory_port!($store);
+        $crate::common_watchers::impl_watcher_port!($store);
         $crate::common::impl_shared_ports!($store);
     };
 }

@@ -20,6 +20,7 @@ mod common_memory;
 mod common_plugins;
 mod common_reports;
 mod common_settings;
+mod common_watchers;
 mod common_web;
 mod error;
 pub mod notify;

@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use domain::channel::Channel;
+use domain::channel::{Channel, Delivery, DeliveryStatus};
 use domain::moderation::{CaseStatus, Inspected, ModAction, ModerationCase, Prescreen, Verdict};
 use runtime::Runtime;
 use runtime::channels::{Account, Admitted, ChannelError, Member};
@@ -378,6 +378,21 @@ fn discord_parts(pieces: &[Piece]) -> Vec<String> {
         .into_iter()
         .map(|part| part.text)
         .collect()
+}
+
+/// Sends one queued post to its channel, split under 2000 characters, without pinging anyone.
+pub(super) async fn deliver(cx: &Context, delivery: &Delivery) -> (DeliveryStatus, Option<String>) {
+    for (n, part) in discord_parts(&[Piece::Markdown(delivery.body.clone())]).iter().enumerate() {
+        let body = json!({"content": part, "allowed_mentions": no_pings()});
+        match cx.api.post(&delivery.chat_id, &body).await {
+            Ok(_) => {}
+            Err(ApiError::Forbidden(reason)) | Err(ApiError::NotFound(reason)) => {
+                return (DeliveryStatus::Blocked, Some(format!("part {n}: {reason}")));
+            }
+            Err(error) => return (DeliveryStatus::Failed, Some(format!("part {n}: {error}"))),
+        }
+    }
+    (DeliveryStatus::Delivered, None)
 }
 
 /// Posts an answer in a channel: split under 2000 characters, in order; the first part replies

@@ -38,6 +38,8 @@ pub const DEFAULT_API_URL: &str = "https://discord.com";
 const LEASE_TTL: Duration = Duration::from_secs(20);
 /// How often the adapter looks for calls waiting for an approval.
 const APPROVALS_EVERY: Duration = Duration::from_secs(2);
+/// The least time between two queued posts.
+const POST_GAP: Duration = Duration::from_millis(1100);
 
 /// Everything the adapter needs to know, checked by the binary's configuration.
 #[derive(Clone)]
@@ -227,6 +229,7 @@ async fn session(
     let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher =
         runtime::tasks::spawn("discord-dispatch", dispatch(context.clone(), events, board.clone(), connected.clone()));
+    let _posts = AbortOnDrop(runtime::tasks::spawn("discord-posts", send_posts(context.clone())));
     let _approvals = AbortOnDrop(runtime::tasks::spawn("discord-approvals", announce(context)));
     let ended = tokio::select! {
         closed = gateway::connect(&url, &settings.token, &mut carry.resume, &events_tx) => match closed {
@@ -301,6 +304,27 @@ async fn dispatch(
 }
 
 /// Asks staff about held calls every [`APPROVALS_EVERY`] while this process is connected.
+/// Sends the queued posts (watchers' posts to a channel) while this process holds the bot:
+/// about one message a second, under Discord's per-channel limit.
+async fn send_posts(context: handler::Context) {
+    let deliver_cx = context.clone();
+    crate::outbox::send_queue(
+        context.runtime.clone(),
+        context.settings.tenant.clone(),
+        Channel::Discord,
+        POST_GAP,
+        move |delivery| {
+            let cx = deliver_cx.clone();
+            async move { handler::deliver(&cx, &delivery).await }
+        },
+        |broadcast, progress| async move {
+            tracing::info!(broadcast = %broadcast.id, delivered = progress.delivered, failed = progress.failed,
+                "a queued Discord post finished");
+        },
+    )
+    .await;
+}
+
 async fn announce(context: handler::Context) {
     loop {
         tokio::time::sleep(APPROVALS_EVERY).await;

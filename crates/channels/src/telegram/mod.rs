@@ -431,51 +431,25 @@ async fn announce(context: handler::Context) {
     }
 }
 
-/// Sends queued broadcasts while this process polls: ~25 messages a second overall (under
-/// Telegram's ~30/s), one recipient at a time, each taken in the store before it is sent so a
-/// restart never sends anyone a second copy; the sender hears of the end.
+/// Sends queued broadcasts and watchers' posts while this process polls: ~25 messages a
+/// second overall (under Telegram's ~30/s), one recipient at a time; the sender hears of the end.
 async fn send_broadcasts(context: handler::Context) {
-    let tenant = context.settings.tenant.clone();
-    let mut pace = tokio::time::interval(BROADCAST_GAP);
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let batch = match context.runtime.pending_deliveries(&tenant, Channel::Telegram, 100).await {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::warn!(%error, "could not read the broadcast queue; will retry");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        let mut touched = std::collections::BTreeSet::new();
-        for delivery in batch {
-            touched.insert(delivery.broadcast_id.clone());
-            match context.runtime.take_delivery(&tenant, &delivery).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "could not take a broadcast recipient; will retry");
-                    break;
-                }
-            }
-            pace.tick().await;
-            let (status, detail) = handler::deliver(&context, &delivery).await;
-            if let Err(error) = context.runtime.finish_delivery(&tenant, &delivery, status, detail.as_deref()).await {
-                tracing::warn!(%error, broadcast = %delivery.broadcast_id, "could not record a broadcast outcome");
-            }
-        }
-        for id in touched {
-            match context.runtime.finish_broadcast(&tenant, &id).await {
-                Ok(Some((broadcast, progress))) => handler::report_broadcast(&context, &broadcast, &progress).await,
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, broadcast = %id, "could not close a broadcast; will retry"),
-            }
-        }
-    }
+    let (deliver_cx, report_cx) = (context.clone(), context.clone());
+    crate::outbox::send_queue(
+        context.runtime.clone(),
+        context.settings.tenant.clone(),
+        Channel::Telegram,
+        BROADCAST_GAP,
+        move |delivery| {
+            let cx = deliver_cx.clone();
+            async move { handler::deliver(&cx, &delivery).await }
+        },
+        move |broadcast, progress| {
+            let cx = report_cx.clone();
+            async move { handler::report_broadcast(&cx, &broadcast, &progress).await }
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

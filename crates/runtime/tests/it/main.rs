@@ -9,4 +9,5 @@ mod ledger;
 mod replicas;
 mod run_fixtures;
 mod support;
+mod watchers;
 mod web_users;

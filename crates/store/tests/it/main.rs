@@ -11,6 +11,7 @@ mod contract_memory;
 mod contract_plugins;
 mod contract_reports;
 mod contract_settings;
+mod contract_watchers;
 mod contract_web;
 mod notify;
 mod redis_limits;

@@ -5,11 +5,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Where `web_fetch` may connect. The default refuses every blocked range; there is no
-/// setting that opens one.
+/// Where `web_fetch` may connect. The default refuses every blocked range; no setting opens
+/// one for `web_fetch`, whose URLs a model chooses. Only what an operator configures (a
+/// watcher's source, a webhook) may be given exact exceptions from the operator's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
-    /// Exact addresses let through although their range is blocked (tests only).
+    /// Exact addresses let through although their range is blocked (tests, operator exceptions).
     allowed_exact: Vec<IpAddr>,
 }
 
@@ -23,6 +24,13 @@ impl AddressPolicy {
     /// nothing else of the blocked ranges: `127.0.0.2`, `::1` or `::ffff:127.0.0.1` stay blocked.
     #[cfg(any(test, feature = "test-support"))]
     pub fn allowing_exact(addresses: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self { allowed_exact: addresses.into_iter().collect() }
+    }
+
+    /// Lets the exact addresses an operator named in the settings through (an intranet feed, a
+    /// webhook relay on the LAN); for destinations an administrator configures, never for URLs
+    /// a model or a user's message chose.
+    pub fn operator_exceptions(addresses: impl IntoIterator<Item = IpAddr>) -> Self {
         Self { allowed_exact: addresses.into_iter().collect() }
     }
 

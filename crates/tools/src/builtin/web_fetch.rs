@@ -1,30 +1,24 @@
-//! `web_fetch`: fetches one http(s) page, SSRF-safe. The host is resolved once, every address
-//! is checked against the [`AddressPolicy`], and the connection goes to the checked address
-//! (the client is pinned to it, so DNS is not consulted again). Redirects are followed by hand,
-//! each hop checked the same way; the body is streamed under a size cap and the whole fetch
-//! under a time limit. No proxy from the environment is used.
-
-use std::net::SocketAddr;
-use std::time::Duration;
+//! `web_fetch`: fetches one http(s) page through [`SafeHttp`] (SSRF-safe: every address and
+//! every redirect checked against the [`AddressPolicy`], size and time capped, no proxy) and
+//! returns its readable text.
 
 use async_trait::async_trait;
 use domain::persona::RiskLevel;
 use domain::tool::{ResourceArg, ResourceKind, ToolDefinition};
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::CONTENT_TYPE;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use url::{Host, Url};
+use url::Url;
 
 use super::address::AddressPolicy;
 use super::html_text::html_to_text;
 use super::params::{invalid, parse, schema};
+use super::safe_http::{Fetched, SafeHttp};
 use super::{BuiltinSettings, DEFAULT_MAX_FETCH_BYTES, http};
 use crate::{Tool, ToolContext, ToolError};
 
 pub const NAME: &str = "web_fetch";
-/// The most redirects followed before giving up.
-pub const MAX_REDIRECTS: usize = 5;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,16 +33,8 @@ struct Params {
 
 /// Fetches a web page as readable text.
 pub struct WebFetch {
-    policy: AddressPolicy,
-    timeout: Duration,
+    http: SafeHttp,
     max_bytes: usize,
-}
-
-/// Where one hop connects: the domain (none for an IP literal) and the addresses it resolved
-/// to, every one of them checked.
-struct Target {
-    domain: Option<String>,
-    addresses: Vec<SocketAddr>,
 }
 
 impl WebFetch {
@@ -58,114 +44,36 @@ impl WebFetch {
     }
 
     pub fn with_policy(settings: &BuiltinSettings, policy: AddressPolicy) -> Self {
-        Self { policy, timeout: settings.http_timeout, max_bytes: settings.max_fetch_bytes }
-    }
-
-    async fn fetch(&self, start: Url, limit: usize) -> Result<Value, ToolError> {
-        let mut url = start;
-        for hop in 0..=MAX_REDIRECTS {
-            let target = self.check(&url).await?;
-            let response =
-                self.client(&target)?.get(url.clone()).send().await.map_err(|e| http::request_failed(NAME, &e))?;
-            let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok());
-            let next = match location {
-                Some(location) if response.status().is_redirection() => {
-                    url.join(location.trim()).map_err(|e| ToolError::Failed {
-                        message: format!("redirect to an invalid URL {location:?}: {e}"),
-                        transient: false,
-                    })?
-                }
-                _ => return read(url, response, limit).await,
-            };
-            if hop == MAX_REDIRECTS {
-                break;
-            }
-            tracing::debug!(from = %url, to = %next, "web_fetch follows a redirect");
-            url = next;
-        }
-        Err(ToolError::Failed { message: format!("more than {MAX_REDIRECTS} redirects"), transient: false })
-    }
-
-    /// Checks the scheme, resolves the host once and checks every address it resolves to.
-    async fn check(&self, url: &Url) -> Result<Target, ToolError> {
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ToolError::Refused(format!(
-                "web_fetch: scheme {:?} is not allowed; only http and https",
-                url.scheme()
-            )));
-        }
-        let port = url.port_or_known_default().ok_or_else(|| ToolError::Refused(format!("{url}: no port")))?;
-        let (domain, addresses) = match url.host() {
-            None => return Err(ToolError::Refused(format!("{url}: the URL has no host"))),
-            Some(Host::Ipv4(ip)) => (None, vec![SocketAddr::new(ip.into(), port)]),
-            Some(Host::Ipv6(ip)) => (None, vec![SocketAddr::new(ip.into(), port)]),
-            Some(Host::Domain(domain)) => {
-                let resolved = tokio::net::lookup_host((domain, port)).await.map_err(|e| ToolError::Failed {
-                    message: format!("cannot resolve {domain}: {e}"),
-                    transient: true,
-                })?;
-                (Some(domain.to_owned()), resolved.collect::<Vec<_>>())
-            }
-        };
-        let host = url.host_str().unwrap_or_default();
-        for address in &addresses {
-            self.policy.check(address.ip()).map_err(|range| {
-                ToolError::Refused(format!("web_fetch: {host} is {}, a blocked {range} address", address.ip()))
-            })?;
-        }
-        if addresses.is_empty() {
-            return Err(ToolError::Failed { message: format!("{host} resolves to no address"), transient: true });
-        }
-        Ok(Target { domain, addresses })
-    }
-
-    /// A client for one hop: pinned to the checked addresses, no redirects, no proxy.
-    fn client(&self, target: &Target) -> Result<reqwest::Client, ToolError> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout)
-            .user_agent(concat!("nexus-tools/", env!("CARGO_PKG_VERSION")));
-        if let Some(domain) = &target.domain {
-            builder = builder.resolve_to_addrs(domain, &target.addresses);
-        }
-        builder
-            .build()
-            .map_err(|e| ToolError::Failed { message: format!("cannot build an HTTP client: {e}"), transient: false })
+        Self { http: SafeHttp::new(NAME, policy, settings.http_timeout), max_bytes: settings.max_fetch_bytes }
     }
 }
 
 /// The final response as text; HTML becomes readable text.
-async fn read(url: Url, response: reqwest::Response, limit: usize) -> Result<Value, ToolError> {
-    let status = response.status();
-    if status.is_server_error() {
-        return Err(http::status_failed(NAME, status));
+fn read(fetched: Fetched) -> Result<Value, ToolError> {
+    let status = fetched.status;
+    if status >= 500 {
+        return Err(http::status_failed(NAME, reqwest::StatusCode::from_u16(status).unwrap_or_default()));
     }
-    let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let essence = content_type
-        .as_deref()
-        .map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let content_type = fetched.header(CONTENT_TYPE.as_str()).map(str::to_owned);
+    let essence = fetched.essence();
     if !is_textual(&essence) {
         return Err(ToolError::Failed {
-            message: format!("{url}: content type {essence:?} is not text"),
+            message: format!("{}: content type {essence:?} is not text", fetched.url),
             transient: false,
         });
     }
-    let (body, truncated) = http::read_capped(NAME, response, limit).await?;
-    let raw = String::from_utf8_lossy(&body);
+    let raw = String::from_utf8_lossy(&fetched.body);
     let text = if essence == "text/html" || essence == "application/xhtml+xml" {
         html_to_text(&raw)
     } else {
         raw.into_owned()
     };
     Ok(json!({
-        "url": url.as_str(),
-        "status": status.as_u16(),
+        "url": fetched.url.as_str(),
+        "status": status,
         "content_type": content_type,
         "text": text,
-        "truncated": truncated,
+        "truncated": fetched.truncated,
     }))
 }
 
@@ -190,7 +98,7 @@ impl Tool for WebFetch {
                 default: None,
                 optional: false,
             }],
-            timeout_seconds: u32::try_from(self.timeout.as_secs().saturating_add(5)).unwrap_or(u32::MAX),
+            timeout_seconds: u32::try_from(self.http.timeout().as_secs().saturating_add(5)).unwrap_or(u32::MAX),
             requires_approval: false,
             state_changing: false,
         }
@@ -204,9 +112,6 @@ impl Tool for WebFetch {
             None => DEFAULT_MAX_FETCH_BYTES.min(self.max_bytes),
         };
         let url = Url::parse(params.url.trim()).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
-        match tokio::time::timeout(self.timeout, self.fetch(url, limit)).await {
-            Ok(result) => result,
-            Err(_) => Err(ToolError::Timeout(self.timeout)),
-        }
+        read(self.http.get(url, &[], limit).await?)
     }
 }
