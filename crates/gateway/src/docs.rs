@@ -11,7 +11,7 @@ use crate::compat::{anthropic, openai};
 use crate::error;
 use crate::native::{
     admin, broadcasts, chains, conversations, equipment, jobs, keys, knowledge, ledger, logs, mcp, memory, moderation,
-    plugins, settings, shapes, usage,
+    plugins, settings, shapes, usage, watchers,
 };
 use crate::routes::Surface;
 use crate::{health, observe};
@@ -101,6 +101,7 @@ impl Modify for ErrorBodies {
         plugins::list_plugins, plugins::get_plugin, plugins::add_plugin, plugins::enable_plugin, plugins::disable_plugin, plugins::remove_plugin,
         jobs::list_jobs, jobs::create_job, jobs::get_job, jobs::cancel_job, jobs::retry_job,
         jobs::list_schedules, jobs::create_schedule, jobs::get_schedule, jobs::delete_schedule,
+        watchers::list_watchers, watchers::create_watcher, watchers::get_watcher, watchers::delete_watcher, watchers::poll_watcher,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
     components(schemas(knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
@@ -115,6 +116,7 @@ impl Modify for ErrorBodies {
         (name = "memory", description = "What the assistant remembers of each person: versioned, append-only items (supersede, delete as a tombstone, restore any version), exact duplicates a no-op, size budgets refused with the reason"),
         (name = "mcp", description = "Nexus as an MCP server (streamable HTTP, stateless): knowledge search, run a task, a run's status, ledger proofs — with the caller's key, in its tenant"),
         (name = "plugins", description = "Plugins: built-in optional capabilities and third-party MCP servers, enabled and disabled live, their tool definitions approved and pinned (operator admins only)"),
+        (name = "watchers", description = "Feeds and web page sections polled on a schedule; each new item posted once (deduped across restarts and replicas) to Telegram, Discord or a webhook, sealed with its source and digest"),
         (name = "equipment", description = "Deterministic jobs that answer without a model: health check, cost report, log rotation, checkpoint export, backup"),
     ),
 )]

@@ -24,7 +24,7 @@ use crate::compat::openai::{self, OpenAiError};
 use crate::error::ApiError;
 use crate::native::{
     admin, broadcasts, chains, conversations, equipment, jobs, keys, knowledge, ledger, logs, mcp, memory, moderation,
-    plugins, settings, usage,
+    plugins, settings, usage, watchers,
 };
 use crate::state::AppState;
 use crate::{auth, docs, health, observe};
@@ -102,6 +102,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
         .route("/v1/schedules", get(jobs::list_schedules).post(jobs::create_schedule))
         .route("/v1/schedules/{id}", get(jobs::get_schedule).delete(jobs::delete_schedule))
+        .route("/v1/watchers", get(watchers::list_watchers).post(watchers::create_watcher))
+        .route("/v1/watchers/{id}", get(watchers::get_watcher).delete(watchers::delete_watcher))
+        .route("/v1/watchers/{id}/poll", post(watchers::poll_watcher))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth::<ApiError>));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -116,6 +116,73 @@ pub enum Command {
     /// What the assistant remembers of a person: list, forget (a tombstone), restore.
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// Feeds and web pages watched on a schedule, their new items posted to a channel or a
+    /// webhook: list, add, remove, poll now.
+    #[command(subcommand)]
+    Watchers(WatchersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatchersCommand {
+    /// The tenant's watchers: what they watch, where they post, how their last poll went.
+    List {
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watch a feed (RSS, Atom, JSON Feed) or a part of a web page. The first poll records what
+    /// exists without posting it; after that each new item is posted once.
+    Add {
+        /// A name, unique in the tenant.
+        name: String,
+        /// The feed's or page's http(s) URL.
+        url: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+        /// Watch a web page instead of a feed: the text of the part `--selector` picks.
+        #[arg(long)]
+        page: bool,
+        /// The CSS selector of the watched part of a page (default: its whole body).
+        #[arg(long, requires = "page")]
+        selector: Option<String>,
+        /// Post to this Telegram chat (a number; groups and channels are negative).
+        #[arg(long, group = "target")]
+        telegram: Option<String>,
+        /// Post to this Discord channel (its id).
+        #[arg(long, group = "target")]
+        discord: Option<String>,
+        /// POST each item as JSON to this URL.
+        #[arg(long, group = "target")]
+        webhook: Option<String>,
+        /// Summarise each item on this tier (trivial, normal, complex) before posting.
+        #[arg(long)]
+        summarise: Option<String>,
+        /// At most this many posts per poll (default 5).
+        #[arg(long)]
+        max_posts: Option<u32>,
+        /// When to poll, as a cron expression (default every 15 minutes).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// The schedule's IANA time zone (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+    /// Stop watching: the watcher, its items and its schedule go.
+    Remove {
+        /// The watcher's id or name.
+        watcher: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
+    /// Poll now and post what is new (within the watcher's cap).
+    Poll {
+        /// The watcher's id or name.
+        watcher: String,
+        #[arg(long, value_parser = parse_tenant, default_value = "demo")]
+        tenant: TenantId,
+    },
 }
 
 /// Whose memory a command is about.

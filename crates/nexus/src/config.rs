@@ -96,6 +96,8 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_JOB_LEASE_SECONDS", "jobs.lease_seconds", Kind::Whole("a whole number of seconds")),
     ("NEXUS_JOB_MAX_ATTEMPTS", "jobs.max_attempts", Kind::Whole("a whole number of attempts")),
     ("NEXUS_JOB_RETRY_BACKOFF_SECONDS", "jobs.retry_backoff_seconds", Kind::Whole("a whole number of seconds")),
+    ("NEXUS_WATCH_ALLOW_ADDRESSES", "watchers.allow_addresses", Kind::List),
+    ("NEXUS_WATCH_TIMEOUT_SECONDS", "watchers.timeout_seconds", Kind::Whole("a whole number of seconds")),
 ];
 
 /// The variables that give the master key, or where its file is.
@@ -134,6 +136,19 @@ struct FileConfig {
     routing: RoutingSection,
     #[serde(default)]
     jobs: JobsSection,
+    #[serde(default)]
+    watchers: WatchersSection,
+}
+
+/// How watchers reach their sources and webhooks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchersSection {
+    /// Exact IP addresses watchers may reach although they are private or local (an intranet
+    /// feed, a webhook relay on the LAN); everything else private stays refused.
+    allow_addresses: Option<Vec<String>>,
+    /// The most one fetch or webhook call may take.
+    timeout_seconds: Option<u64>,
 }
 
 /// How sure the tier classifier must be before a run skips the planner or a model.
@@ -366,6 +381,8 @@ pub struct Config {
     pub routing: RoutingSettings,
     /// The job workers and the queue's retry policy.
     pub jobs: runtime::jobs::JobSettings,
+    /// How watchers fetch and post.
+    pub watchers: runtime::watchers::WatcherSettings,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
     /// The master key from `NEXUS_MASTER_KEY`, if given.
@@ -834,6 +851,7 @@ fn finish(
     }
     let routing = routing_settings(&file.routing)?;
     let jobs = job_settings(&file.jobs)?;
+    let watchers = watcher_settings(&file.watchers)?;
 
     Ok(Config {
         config_file,
@@ -860,6 +878,7 @@ fn finish(
         discord,
         routing,
         jobs,
+        watchers,
         warnings,
         master_key: None,
         master_key_file: PathBuf::new(),
@@ -936,6 +955,30 @@ fn job_settings(section: &JobsSection) -> Result<runtime::jobs::JobSettings, Con
         retry_backoff: Duration::from_secs(backoff),
         ..defaults
     })
+}
+
+/// The watcher settings: exceptions are exact IP addresses; the timeout within 1 s to 5 min.
+fn watcher_settings(section: &WatchersSection) -> Result<runtime::watchers::WatcherSettings, ConfigError> {
+    let defaults = runtime::watchers::WatcherSettings::default();
+    let mut allow_addresses = Vec::new();
+    for text in section.allow_addresses.iter().flatten() {
+        let address = text.trim().parse::<std::net::IpAddr>().map_err(|_| ConfigError::Invalid {
+            setting: "watchers.allow_addresses",
+            reason: format!("{text:?} is not an IP address (exact addresses only, no ranges or names)"),
+        })?;
+        allow_addresses.push(address);
+    }
+    let timeout = match section.timeout_seconds {
+        None => defaults.timeout,
+        Some(seconds) if (1..=300).contains(&seconds) => Duration::from_secs(seconds),
+        Some(seconds) => {
+            return Err(ConfigError::Invalid {
+                setting: "watchers.timeout_seconds",
+                reason: format!("{seconds} is outside 1..=300"),
+            });
+        }
+    };
+    Ok(runtime::watchers::WatcherSettings { allow_addresses, timeout, ..defaults })
 }
 
 /// The Telegram bot's settings, checked; `None` without a token.

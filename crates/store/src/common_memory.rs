@@ -1,4 +1,5 @@
-//! The memory port for both backends: append-only versions, an item read as its latest version.
+//! The memory port for both backends: append-only versions, and each item's current version
+//! kept beside them in the same transaction (`memory_current`), through which items are read.
 
 use domain::memory::{MemoryVersion, Provenance};
 use domain::ports::StoreError;
@@ -22,9 +23,9 @@ pub(crate) struct MemoryRow {
 
 pub(crate) const MEMORY_COLUMNS: &str = "m.tenant_id, m.id, m.version, m.owner, m.content, m.content_hash, m.trust, m.provenance, m.deleted, m.created_at, m.created_by";
 
-/// Only each item's latest version (`m` is the row).
-pub(crate) const LATEST: &str =
-    "m.version = (SELECT MAX(x.version) FROM memory_versions x WHERE x.tenant_id = m.tenant_id AND x.id = m.id)";
+/// Each item's current version: `c` is its `memory_current` row, `m` the version it points at.
+pub(crate) const CURRENT: &str = "memory_current c JOIN memory_versions m \
+     ON m.tenant_id = c.tenant_id AND m.id = c.id AND m.version = c.version";
 
 pub(crate) fn memory_of(row: MemoryRow) -> Result<MemoryVersion, StoreError> {
     let invalid = |reason: String| StoreError::InvalidRow { what: "memory version", reason };
@@ -54,7 +55,7 @@ macro_rules! impl_memory_port {
             use super::$store;
             use $crate::backend::SqlBackend;
             use $crate::common_chat::contains_pattern;
-            use $crate::common_memory::{LATEST, MEMORY_COLUMNS, MemoryRow, memory_of};
+            use $crate::common_memory::{CURRENT, MEMORY_COLUMNS, MemoryRow, memory_of};
             use $crate::error::classify;
 
             #[async_trait]
@@ -62,6 +63,7 @@ macro_rules! impl_memory_port {
                 async fn append_memory(&self, v: &MemoryVersion) -> Result<bool, StoreError> {
                     let provenance = serde_json::to_string(&v.provenance)
                         .map_err(|e| StoreError::InvalidRow { what: "memory version", reason: e.to_string() })?;
+                    let mut tx = self.begin_write().await?;
                     let done = sqlx::query(
                         "INSERT INTO memory_versions (tenant_id, id, version, owner, content, content_hash, trust, \
                          provenance, deleted, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -78,10 +80,29 @@ macro_rules! impl_memory_port {
                     .bind(v.deleted)
                     .bind(v.created_at.as_micros())
                     .bind(&v.created_by)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| classify(self.target(), e))?;
-                    Ok(done.rows_affected() == 1)
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    sqlx::query(
+                        "INSERT INTO memory_current (tenant_id, id, owner, version, deleted, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, id) DO UPDATE SET \
+                         owner = excluded.owner, version = excluded.version, deleted = excluded.deleted, \
+                         updated_at = excluded.updated_at WHERE memory_current.version < excluded.version",
+                    )
+                    .bind(v.tenant.as_str())
+                    .bind(&v.id)
+                    .bind(&v.owner)
+                    .bind(v.version)
+                    .bind(v.deleted)
+                    .bind(v.created_at.as_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    tx.commit().await.map_err(|e| classify(self.target(), e))?;
+                    Ok(true)
                 }
 
                 async fn memory_item(&self, tenant: &TenantId, id: &str) -> Result<Option<MemoryItem>, StoreError> {
@@ -121,12 +142,12 @@ macro_rules! impl_memory_port {
                 ) -> Result<Vec<MemoryItem>, StoreError> {
                     let pattern = text.map(str::trim).filter(|t| !t.is_empty()).map(contains_pattern).unwrap_or_default();
                     // An owner is matched as such (not `$2 = '' OR …`), so the (tenant, owner,
-                    // created_at) index serves the newest-first scan and it stops at the limit.
-                    let owner_filter = if owner.is_some() { "m.owner = $2" } else { "$2 = ''" };
+                    // updated_at) index serves the newest-first scan and it stops at the limit.
+                    let owner_filter = if owner.is_some() { "c.owner = $2" } else { "$2 = ''" };
                     let sql = format!(
-                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND {owner_filter} \
-                         AND {LATEST} AND ($3 = '' OR LOWER(m.content) LIKE $3 ESCAPE '\\') \
-                         AND ($4 OR NOT m.deleted) ORDER BY m.created_at DESC, m.id DESC LIMIT $5"
+                        "SELECT {MEMORY_COLUMNS} FROM {CURRENT} WHERE c.tenant_id = $1 AND {owner_filter} \
+                         AND ($3 = '' OR LOWER(m.content) LIKE $3 ESCAPE '\\') \
+                         AND ($4 OR NOT c.deleted) ORDER BY c.updated_at DESC, c.id DESC LIMIT $5"
                     );
                     let rows: Vec<MemoryRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
@@ -147,8 +168,9 @@ macro_rules! impl_memory_port {
                     content_hash: &str,
                 ) -> Result<Vec<MemoryItem>, StoreError> {
                     let sql = format!(
-                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m WHERE m.tenant_id = $1 AND m.owner = $2 \
-                         AND m.content_hash = $3 AND NOT m.deleted AND {LATEST}"
+                        "SELECT {MEMORY_COLUMNS} FROM memory_versions m JOIN memory_current c \
+                         ON c.tenant_id = m.tenant_id AND c.id = m.id AND c.version = m.version \
+                         WHERE m.tenant_id = $1 AND m.owner = $2 AND m.content_hash = $3 AND NOT m.deleted"
                     );
                     let rows: Vec<MemoryRow> = sqlx::query_as(&sql)
                         .bind(tenant.as_str())
@@ -162,8 +184,8 @@ macro_rules! impl_memory_port {
 
                 async fn memory_usage(&self, tenant: &TenantId, owner: &str) -> Result<(u64, u64), StoreError> {
                     let sql = format!(
-                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(m.content)), 0) FROM memory_versions m \
-                         WHERE m.tenant_id = $1 AND m.owner = $2 AND NOT m.deleted AND {LATEST}"
+                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(m.content)), 0) FROM {CURRENT} \
+                         WHERE c.tenant_id = $1 AND c.owner = $2 AND NOT c.deleted"
                     );
                     let (count, bytes): (i64, i64) = sqlx::query_as(&sql)
                         .bind(tenant.as_str())

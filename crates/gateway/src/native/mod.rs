@@ -1,5 +1,5 @@
 //! The native `/v1` API: agent runs and their events, the ledger, personas, tools, approvals,
-//! knowledge, usage, API keys, broadcasts, the moderation record, the server's logs, equipment, background jobs and schedules, the installation's settings and plugins, and the token exchange.
+//! knowledge, usage, API keys, broadcasts, the moderation record, the server's logs, equipment, background jobs and schedules, the installation's settings and plugins, watchers, and the token exchange.
 
 pub(crate) mod admin;
 pub(crate) mod broadcasts;
@@ -18,3 +18,4 @@ pub(crate) mod plugins;
 pub(crate) mod settings;
 pub(crate) mod shapes;
 pub(crate) mod usage;
+pub(crate) mod watchers;

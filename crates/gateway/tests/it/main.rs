@@ -77,3 +77,4 @@ mod openapi;
 mod pricing;
 mod python_clients;
 mod support;
+mod watchers;

@@ -16,6 +16,7 @@ mod serve;
 mod settings;
 mod users;
 mod verify;
+mod watchers;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -61,6 +62,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Settings(command) => settings::run(command, config).await,
         Command::Plugins(command) => plugins::run(command, config).await,
         Command::Memory(command) => memory::run(command, config).await,
+        Command::Watchers(command) => watchers::run(command, config).await,
     }
 }
 
@@ -177,6 +179,7 @@ async fn runtime_parts_with(
         direct_answer_confidence: config.routing.direct_answer_confidence,
         equipment_confidence: config.routing.equipment_confidence,
         jobs: config.jobs.clone(),
+        watchers: config.watchers.clone(),
     };
     let agent = matches!(needs, Some(local_models::Needs::Everything));
     let local = match needs {

@@ -15,6 +15,7 @@ mod replicated_jobs;
 mod replicated_keys;
 mod replicated_ledger;
 mod replicated_telegram;
+mod replicated_watchers;
 mod secrets;
 mod serve;
 mod settings;
