@@ -2,7 +2,8 @@
 //! DMs and `/nexus ask` (deferred, then edited) with their seal, long answers split under 2000
 //! characters, moderation with its ledger entries and staff verdicts, resuming a dropped
 //! connection without losing or repeating events, and the channel stopping on a fatal close
-//! code or a refused token with the rest of Nexus unharmed.
+//! code or a refused token with the rest of Nexus unharmed; a watcher's posts sent to their
+//! channel once each, paced.
 
 use std::time::Duration;
 
@@ -454,5 +455,59 @@ async fn a_held_call_is_approved_by_a_staff_button_and_the_answer_reaches_the_as
     );
     let approvals = world.runtime.approvals(&tenant, None).await.expect("approvals");
     assert_eq!(approvals[0].decided_by.as_deref(), Some(format!("user:{boss}").as_str()));
+    adapter.abort();
+}
+
+#[tokio::test]
+async fn a_watchers_new_items_are_posted_in_its_channel_once_each() {
+    use domain::watcher::{PostTarget, SourceKind};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let world = world().await;
+    let adapter = world.start_discord(world.discord_settings(Admission::Open));
+    connected(&world).await;
+    let rss = |titles: &[&str]| {
+        let items: String = titles
+            .iter()
+            .map(|t| format!("<item><title>{t}</title><link>https://news.example/{t}</link><description>About {t}</description></item>"))
+            .collect();
+        format!("<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>N</title>{items}</channel></rss>")
+    };
+    let site = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/feed.xml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(rss(&["old"])))
+        .up_to_n_times(1)
+        .mount(&site)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/feed.xml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(rss(&["second", "first", "old"])))
+        .mount(&site)
+        .await;
+    let new = runtime::watchers::NewWatcher {
+        name: "news".into(),
+        kind: SourceKind::Feed,
+        url: format!("{}/feed.xml", site.uri()),
+        selector: None,
+        target: PostTarget::Discord { channel_id: "777000111".into() },
+        summarise: None,
+        max_posts: None,
+        cron: None,
+        timezone: None,
+    };
+    world.runtime.add_watcher(&tenant(), new, "user:admin").await.expect("watcher");
+    assert_eq!(world.runtime.poll_watcher(&tenant(), "news").await.expect("seed").posted, 0);
+    assert_eq!(world.runtime.poll_watcher(&tenant(), "news").await.expect("poll").posted, 2);
+    let posts = world.discord.wait_calls(2, WAIT, posts_in("777000111")).await;
+    assert_eq!(posts.len(), 2);
+    let first = posts[0].body["content"].as_str().unwrap_or_default();
+    assert!(first.contains("first") && first.contains("https://news.example/first"), "{first}");
+    assert!(posts[1].body["content"].as_str().is_some_and(|c| c.contains("second")), "oldest first");
+    assert_eq!(posts[0].body["allowed_mentions"]["parse"], serde_json::json!([]), "posts never ping");
+    assert!(posts[1].at.duration_since(posts[0].at) >= Duration::from_secs(1), "paced under the channel's limit");
+    assert_eq!(world.runtime.poll_watcher(&tenant(), "news").await.expect("again").posted, 0);
+    assert_eq!(world.discord.wait_calls(3, Duration::from_millis(1500), posts_in("777000111")).await.len(), 2);
     adapter.abort();
 }

@@ -136,6 +136,11 @@ pub async fn world() -> World {
             tenant_requests_per_minute: 100_000,
             tenant_chains_per_hour: 100_000,
         },
+        // Watchers' test feeds are served on loopback.
+        watchers: runtime::watchers::WatcherSettings {
+            allow_addresses: vec![std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+            ..runtime::watchers::WatcherSettings::default()
+        },
         ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, None);
