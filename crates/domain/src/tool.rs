@@ -56,4 +56,9 @@ pub struct ToolDefinition {
     pub requires_approval: bool,
     /// Changes state outside Nexus (sends, writes, posts).
     pub state_changing: bool,
+    /// What it returns comes from outside the tenant's control (the web, other people's
+    /// messages, third-party servers): a run that has read it is tainted, and what such a run
+    /// proposes to remember is marked untrusted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untrusted_output: bool,
 }

@@ -264,6 +264,7 @@ mod tests {
             timeout_seconds: 30,
             requires_approval: approval,
             state_changing: false,
+            untrusted_output: false,
         }
     }
 

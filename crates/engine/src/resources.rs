@@ -122,6 +122,7 @@ mod tests {
             timeout_seconds: 30,
             requires_approval: false,
             state_changing: false,
+            untrusted_output: false,
         }
     }
 

@@ -87,6 +87,9 @@ impl McpTool {
             timeout_seconds: CALL_TIMEOUT_SECONDS,
             requires_approval: false,
             state_changing,
+            // A third-party server's output is untrusted unless it says it never reaches
+            // beyond its own closed domain (`openWorldHint: false`).
+            untrusted_output: remote.annotations.as_ref().and_then(|a| a.open_world_hint) != Some(false),
         };
         McpTool { plugin: plugin.to_owned(), remote, client, definition }
     }

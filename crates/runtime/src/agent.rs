@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use domain::agent::{ActionStatus, ApprovalStatus, ChainStatus};
 use domain::knowledge::AccessLevel;
 use domain::ledger::{EntryDraft, EntryKind};
+use domain::memory::{MemoryTrust, Provenance};
 use domain::ports::{ActionSample, Approval, Companions, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 use engine::gates::DriftHistory;
@@ -630,7 +631,11 @@ impl Runtime {
                 Action::ExecuteTool { step: _, tool, params, timeout } => {
                     // Saved before the call: a crash now is known to have interrupted a tool.
                     self.save_grouped(run, record, user).await?;
-                    let result = self.run_tool(&agent, tenant, &tool, params, timeout).await;
+                    let notes = user.map(|_| Arc::new(tools::MemoryNotes::default()));
+                    let mut result = self.run_tool(&agent, tenant, &tool, params, timeout, notes.clone()).await;
+                    if let (Some(owner), Some(notes), Ok(value)) = (user, notes, result.as_mut()) {
+                        self.write_proposals(tenant, run, owner, notes.take(), value).await;
+                    }
                     Input::ToolFinished { result }
                 }
                 Action::Finish { .. } => {
@@ -772,18 +777,75 @@ impl Runtime {
         tool: &str,
         params: Value,
         timeout: Duration,
+        memory: Option<Arc<tools::MemoryNotes>>,
     ) -> Result<Value, ToolFailure> {
         let Some(handler) = agent.tools.get_for(tenant, tool) else {
             return Err(ToolFailure { message: format!("no tool named {tool:?}"), transient: false });
         };
-        let context =
-            tools::ToolContext { tenant: tenant.clone(), workspace: agent.workspace_root.join(tenant.as_str()) };
+        let context = tools::ToolContext {
+            tenant: tenant.clone(),
+            workspace: agent.workspace_root.join(tenant.as_str()),
+            memory,
+        };
         let (_cancel, cancelled) = watch::channel(false);
         agent
             .sandbox
             .run(handler.as_ref(), &context, params, timeout, cancelled)
             .await
             .map_err(|e| ToolFailure { transient: e.is_transient(), message: e.to_string() })
+    }
+}
+
+impl Runtime {
+    /// Writes what a call proposed to remember of the run's requester: as the agent's when the
+    /// run has read nothing from outside so far, else as untrusted (which never changes what the
+    /// person confirmed). The call's result says what became of each proposal; a refusal (memory
+    /// full, say) is told to the run, never dropped silently.
+    async fn write_proposals(
+        &self,
+        tenant: &TenantId,
+        run: &Run,
+        owner: &str,
+        proposals: Vec<String>,
+        result: &mut Value,
+    ) {
+        if proposals.is_empty() {
+            return;
+        }
+        let tainted_by: Vec<&str> = run
+            .steps
+            .iter()
+            .filter(|s| s.status == ActionStatus::Executed)
+            .filter(|s| run.context.tools.iter().any(|d| d.name == s.tool && d.untrusted_output))
+            .map(|s| s.tool.as_str())
+            .collect();
+        let trust = if tainted_by.is_empty() { MemoryTrust::Agent } else { MemoryTrust::Untrusted };
+        let mut outcomes = Vec::new();
+        for content in proposals {
+            let write = crate::memory::MemoryWrite {
+                owner: owner.to_owned(),
+                content,
+                trust,
+                provenance: Provenance {
+                    run: Some(run.chain_id.clone()),
+                    message: None,
+                    source: tainted_by.first().map(|t| format!("after the output of {t}")),
+                },
+                by: format!("run:{}", run.chain_id),
+            };
+            outcomes.push(match self.remember(tenant, write).await {
+                Ok((item, duplicate)) => {
+                    json!({"remembered": true, "id": item.id, "trust": item.trust.as_str(), "duplicate": duplicate})
+                }
+                Err(error) => {
+                    tracing::warn!(%error, chain = %run.chain_id, "a run's proposal to remember was refused");
+                    json!({"remembered": false, "reason": error.to_string()})
+                }
+            });
+        }
+        if let Value::Object(map) = result {
+            map.insert("memory".into(), Value::Array(outcomes));
+        }
     }
 }
 

@@ -71,6 +71,25 @@ pub struct ToolContext {
     pub tenant: TenantId,
     /// The tenant's workspace directory; file tools are confined to it.
     pub workspace: PathBuf,
+    /// Where `remember` leaves what it proposes to remember of the person the run serves (the
+    /// runtime writes it after the call, with the run's trust); `None`: the run serves nobody
+    /// in particular.
+    pub memory: Option<std::sync::Arc<MemoryNotes>>,
+}
+
+/// What a call proposed to remember, for the runtime to write after it.
+#[derive(Debug, Default)]
+pub struct MemoryNotes(std::sync::Mutex<Vec<String>>);
+
+impl MemoryNotes {
+    pub fn propose(&self, content: String) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(content);
+    }
+
+    /// Everything proposed so far, emptied.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
 }
 
 /// A tool the agent can call.

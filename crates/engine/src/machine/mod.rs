@@ -736,6 +736,7 @@ fn unknown_tool(name: &str) -> ToolDefinition {
         timeout_seconds: 1,
         requires_approval: true,
         state_changing: true,
+        untrusted_output: false,
     }
 }
 

@@ -24,6 +24,7 @@ fn tool(name: &str, risk: RiskLevel, approval: bool, args: Vec<ResourceArg>, req
         timeout_seconds: 5,
         requires_approval: approval,
         state_changing: approval,
+        untrusted_output: false,
     }
 }
 

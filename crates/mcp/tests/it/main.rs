@@ -32,7 +32,11 @@ fn drifting_script() -> String {
 }
 
 fn context() -> ToolContext {
-    ToolContext { tenant: domain::TenantId::parse("acme").expect("tenant"), workspace: std::env::temp_dir() }
+    ToolContext {
+        tenant: domain::TenantId::parse("acme").expect("tenant"),
+        workspace: std::env::temp_dir(),
+        memory: None,
+    }
 }
 
 async fn connect(spec: &McpServerSpec) -> Arc<McpClient> {

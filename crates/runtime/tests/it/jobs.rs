@@ -220,11 +220,11 @@ async fn jobs_are_cancelled_and_retried_as_state_changes() {
     let failed = runtime.job(&tenant, &job.id).await.expect("job");
     assert_eq!(failed.state, JobState::Failed);
     assert!(failed.last_error.as_deref().is_some_and(|e| e.contains("days")), "{failed:?}");
-    // Kinds this build cannot run are refused when enqueued, naming the field.
+    // A payload that does not fit its kind is refused when enqueued, naming the field.
     let refused = runtime
         .enqueue_job(&tenant, NewJob { kind: JobKind::WatcherPoll, payload: json!({}), run_at: None }, "t")
         .await;
-    assert!(matches!(refused, Err(JobError::Invalid { field, .. }) if field == "kind"));
+    assert!(matches!(refused, Err(JobError::Invalid { field, .. }) if field == "payload.watcher"));
     let refused = runtime
         .enqueue_job(&tenant, NewJob { kind: JobKind::AgentTask, payload: json!({"task": " "}), run_at: None }, "t")
         .await;

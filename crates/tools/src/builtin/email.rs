@@ -140,6 +140,7 @@ impl Tool for SendEmail {
             timeout_seconds: 60,
             requires_approval: true,
             state_changing: true,
+            untrusted_output: false,
         }
     }
 

@@ -184,6 +184,7 @@ fn definition(name: &str, description: &str, parameters: Value, kind: ResourceKi
         timeout_seconds: 15,
         requires_approval: false,
         state_changing: writes,
+        untrusted_output: false,
     }
 }
 

@@ -87,6 +87,7 @@ impl Tool for KnowledgeSearch {
             timeout_seconds: 15,
             requires_approval: false,
             state_changing: false,
+            untrusted_output: false,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The built-in tools and their settings: knowledge search, web fetch and search, workspace
-//! files, statistics, email and weather. [`builtins`] registers them all.
+//! files, statistics, email, weather and remembering. [`builtins`] registers them all.
 
 mod address;
 mod email;
@@ -8,6 +8,7 @@ mod html_text;
 mod http;
 mod knowledge;
 mod params;
+mod remember;
 mod safe_http;
 mod stats;
 mod weather;
@@ -22,6 +23,7 @@ pub use address::{AddressPolicy, blocked_reason};
 pub use email::SendEmail;
 pub use files::{FileRead, FileWrite};
 pub use knowledge::{KnowledgeHit, KnowledgeIndex, KnowledgeSearch};
+pub use remember::Remember;
 pub use safe_http::{Fetched, MAX_REDIRECTS, SafeHttp};
 pub use stats::{ComputeStats, Stats, describe as describe_values};
 pub use url::Url;
@@ -229,6 +231,7 @@ pub fn builtins(settings: &BuiltinSettings, knowledge: Arc<dyn KnowledgeIndex>) 
     registry.register(Arc::new(ComputeStats));
     registry.register(Arc::new(SendEmail::new(settings)));
     registry.register(Arc::new(Weather::new(settings)));
+    registry.register(Arc::new(Remember));
     registry
 }
 

@@ -112,6 +112,7 @@ impl Tool for ComputeStats {
             timeout_seconds: 10,
             requires_approval: false,
             state_changing: false,
+            untrusted_output: false,
         }
     }
 

@@ -176,6 +176,7 @@ impl Tool for Weather {
             timeout_seconds: u32::try_from(self.timeout.as_secs().saturating_add(5)).unwrap_or(u32::MAX),
             requires_approval: false,
             state_changing: false,
+            untrusted_output: true,
         }
     }
 

@@ -101,6 +101,7 @@ impl Tool for WebFetch {
             timeout_seconds: u32::try_from(self.http.timeout().as_secs().saturating_add(5)).unwrap_or(u32::MAX),
             requires_approval: false,
             state_changing: false,
+            untrusted_output: true,
         }
     }
 

@@ -55,6 +55,7 @@ fn every_builtin_is_registered_and_unconfigured_ones_say_what_is_missing() {
         ("file_read", Availability::Available),
         ("file_write", Availability::Available),
         ("knowledge_search", Availability::Available),
+        ("remember", Availability::Available),
         ("send_email", Availability::Unconfigured { missing: "NEXUS_SMTP_HOST and NEXUS_SMTP_FROM".into() }),
         ("weather", Availability::Available),
         ("web_fetch", Availability::Available),
@@ -63,7 +64,7 @@ fn every_builtin_is_registered_and_unconfigured_ones_say_what_is_missing() {
     assert_eq!(all, expected.map(|(n, a)| (n.to_owned(), a)).to_vec());
     let offered: BTreeSet<String> = registry.definitions().into_iter().map(|d| d.name).collect();
     assert!(!offered.contains("web_search") && !offered.contains("send_email"));
-    assert_eq!(build(&configured()).definitions().len(), 8);
+    assert_eq!(build(&configured()).definitions().len(), 9);
 }
 
 #[test]
@@ -118,4 +119,22 @@ fn definitions_fit_the_engine() {
     assert_eq!(by_name("file_write").risk_level, RiskLevel::Medium);
     let namespace = &by_name("knowledge_search").resource_args[0];
     assert_eq!((namespace.param.as_str(), namespace.default.as_deref()), ("namespace", Some("default")));
+}
+
+#[tokio::test]
+async fn remember_only_proposes_and_needs_someone_to_remember_for() {
+    let registry = build(&settings());
+    let tool = registry.get("remember").expect("registered");
+    let definition = tool.definition();
+    assert!(!definition.state_changing && !definition.untrusted_output);
+    let refused = tool.call(&crate::support::no_files(), serde_json::json!({"content": "Likes tea"})).await;
+    assert!(matches!(refused, Err(tools::ToolError::Refused(_))), "{refused:?}");
+    let notes = std::sync::Arc::new(tools::MemoryNotes::default());
+    let context = tools::ToolContext { memory: Some(notes.clone()), ..crate::support::no_files() };
+    let proposed = tool.call(&context, serde_json::json!({"content": "  Likes   tea "})).await.expect("proposed");
+    assert_eq!(proposed["proposed"], "Likes tea");
+    assert_eq!(notes.take(), ["Likes tea"]);
+    assert!(notes.take().is_empty());
+    let empty = tool.call(&context, serde_json::json!({"content": "   "})).await;
+    assert!(matches!(empty, Err(tools::ToolError::InvalidParams { .. })), "{empty:?}");
 }

@@ -27,6 +27,7 @@ impl Tool for Scripted {
             timeout_seconds: 1,
             requires_approval: false,
             state_changing: false,
+            untrusted_output: false,
         }
     }
 

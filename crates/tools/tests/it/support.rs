@@ -11,7 +11,7 @@ pub fn tenant() -> TenantId {
 }
 
 pub fn context(workspace: &Path) -> ToolContext {
-    ToolContext { tenant: tenant(), workspace: workspace.to_path_buf() }
+    ToolContext { tenant: tenant(), workspace: workspace.to_path_buf(), memory: None }
 }
 
 /// A context whose workspace no test touches (for tools that do not use files).
