@@ -520,6 +520,13 @@ pub trait WatcherStore: Send + Sync {
         oldest_first: bool,
         limit: u32,
     ) -> Result<Vec<crate::watcher::WatchedItem>, StoreError>;
+    /// How many of a watcher's items are in `status`.
+    async fn count_watched_items(
+        &self,
+        tenant: &TenantId,
+        watcher_id: &str,
+        status: crate::watcher::ItemStatus,
+    ) -> Result<u64, StoreError>;
     /// Moves an item from `from` to `item.status` (with its attempts, detail and post time) if
     /// it is still in `from`; `false` when another poller moved it first.
     async fn move_watched_item(

@@ -188,6 +188,11 @@ fn principal_of(user: &User, identity: &ChannelIdentity) -> Principal {
     }
 }
 
+/// A send-queue entry's id: `bc_`, the time in µs (hex) and 6 random hex digits.
+pub(crate) fn new_broadcast_id() -> String {
+    format!("bc_{:x}{:06x}", Timestamp::now().as_micros(), rand::thread_rng().gen_range(0..0x0100_0000u32))
+}
+
 /// A fresh link code (8 characters of an unambiguous alphabet).
 fn new_code() -> String {
     let mut rng = rand::thread_rng();
@@ -500,7 +505,7 @@ impl Runtime {
             .filter_map(|i| i.chat_id.map(|chat| (i.external_id, chat)))
             .collect();
         let broadcast = Broadcast {
-            id: format!("bc_{:x}{:06x}", Timestamp::now().as_micros(), rand::thread_rng().gen_range(0..0x0100_0000u32)),
+            id: new_broadcast_id(),
             tenant_id: tenant.clone(),
             channel,
             body: body.to_owned(),

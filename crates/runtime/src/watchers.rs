@@ -134,7 +134,7 @@ pub struct PollReport {
     /// Items whose post failed this time (retried next poll until their tries run out).
     pub failed: usize,
     /// Items still waiting for a post (held by the per-poll cap).
-    pub waiting: usize,
+    pub waiting: u64,
 }
 
 impl Runtime {
@@ -337,19 +337,25 @@ impl Runtime {
                 None => {}
             }
         }
-        report.waiting =
-            self.store.watched_items(tenant, &watcher.id, Some(ItemStatus::Pending), true, 10_000).await?.len();
+        report.waiting = self.store.count_watched_items(tenant, &watcher.id, ItemStatus::Pending).await?;
         Ok(report)
+    }
+
+    /// The checked client watchers reach their sources and webhooks with (the operator's exact
+    /// exceptions and timeout); `name` prefixes its errors.
+    fn watcher_http(&self, name: &'static str) -> SafeHttp {
+        let settings = &self.config.watchers;
+        SafeHttp::new(
+            name,
+            AddressPolicy::operator_exceptions(settings.allow_addresses.iter().copied()),
+            settings.timeout,
+        )
     }
 
     /// Reads the watcher's source: `None` when it has not changed since the last poll.
     async fn read_source(&self, watcher: &Watcher) -> Result<Option<Source>, String> {
         let settings = &self.config.watchers;
-        let http = SafeHttp::new(
-            "watcher",
-            AddressPolicy::operator_exceptions(settings.allow_addresses.iter().copied()),
-            settings.timeout,
-        );
+        let http = self.watcher_http("watcher");
         let url = Url::parse(&watcher.url).map_err(|e| format!("the watcher's URL is not valid: {e}"))?;
         let accept = match watcher.kind {
             SourceKind::Feed => {
@@ -454,12 +460,7 @@ impl Runtime {
             PostTarget::Discord { channel_id } => self.queue_post(watcher, Channel::Discord, channel_id, &text).await?,
             PostTarget::Webhook { url } => {
                 let url = Url::parse(url).map_err(|e| format!("the webhook URL is not valid: {e}"))?;
-                let settings = &self.config.watchers;
-                let http = SafeHttp::new(
-                    "watcher webhook",
-                    AddressPolicy::operator_exceptions(settings.allow_addresses.iter().copied()),
-                    settings.timeout,
-                );
+                let http = self.watcher_http("watcher webhook");
                 let body = json!({
                     "watcher": watcher.name, "source": watcher.url, "key": item.key, "title": item.title,
                     "link": item.link, "text": text, "digest": item.digest, "summarised_by": model,
@@ -476,7 +477,7 @@ impl Runtime {
     async fn queue_post(&self, watcher: &Watcher, channel: Channel, chat: &str, text: &str) -> Result<String, String> {
         let now = Timestamp::now();
         let broadcast = Broadcast {
-            id: format!("bc_{:x}{}", now.as_micros(), &crate::jobs::new_id("w")[2..8]),
+            id: crate::channels::new_broadcast_id(),
             tenant_id: watcher.tenant_id.clone(),
             channel,
             body: text.to_owned(),

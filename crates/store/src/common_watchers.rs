@@ -258,6 +258,24 @@ macro_rules! impl_watcher_port {
                     rows.into_iter().map(item_of).collect()
                 }
 
+                async fn count_watched_items(
+                    &self,
+                    tenant: &TenantId,
+                    watcher_id: &str,
+                    status: ItemStatus,
+                ) -> Result<u64, StoreError> {
+                    let (count,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM watched_items WHERE tenant_id = $1 AND watcher_id = $2 AND status = $3",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(watcher_id)
+                    .bind(status.as_str())
+                    .fetch_one(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(u64::try_from(count).unwrap_or(0))
+                }
+
                 async fn move_watched_item(
                     &self,
                     tenant: &TenantId,

@@ -252,7 +252,7 @@ pub struct PollResponse {
     pub posted: usize,
     pub failed: usize,
     /// Items held for the next poll by the cap.
-    pub waiting: usize,
+    pub waiting: u64,
 }
 
 impl From<PollReport> for PollResponse {

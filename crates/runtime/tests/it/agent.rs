@@ -404,6 +404,28 @@ impl Tool for Notify {
     }
 }
 
+/// A persona of the demo tenant with every scope, new to trust, holding its low-intent calls
+/// for approval.
+fn persona(name: &str, description: &str, tools: &[&str], intent: &str, risk: RiskLevel) -> PersonaContract {
+    PersonaContract {
+        id: PersonaId::generate(),
+        tenant_id: demo(),
+        name: name.into(),
+        description: description.into(),
+        allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+        resource_scopes: vec!["*".into()],
+        intent_patterns: vec![intent.into()],
+        max_ttl_seconds: 120,
+        risk_tolerance: risk,
+        trust_tier: TrustTier::ColdStart,
+        intent_threshold: 0.75,
+        on_low_intent: domain::persona::LowIntent::Approve,
+        version: 1,
+        is_active: true,
+        created_at: Timestamp::now(),
+    }
+}
+
 pub(crate) async fn approval_agent(
     store: Arc<dyn domain::ports::Store>,
     server: &MockServer,
@@ -419,23 +441,7 @@ async fn approval_agent_with_ttl(
     ttl: Duration,
 ) -> Agent {
     let agent = agent_on(store, None, models(provider(&server.uri())), vec![Arc::new(Notify { calls })], ttl).await;
-    let persona = PersonaContract {
-        id: PersonaId::generate(),
-        tenant_id: demo(),
-        name: "announcer".into(),
-        description: "Posts announcements".into(),
-        allowed_tools: vec!["notify_team".into()],
-        resource_scopes: vec!["*".into()],
-        intent_patterns: vec!["announce".into()],
-        max_ttl_seconds: 120,
-        risk_tolerance: RiskLevel::High,
-        trust_tier: TrustTier::ColdStart,
-        intent_threshold: 0.75,
-        on_low_intent: domain::persona::LowIntent::Approve,
-        version: 1,
-        is_active: true,
-        created_at: Timestamp::now(),
-    };
+    let persona = persona("announcer", "Posts announcements", &["notify_team"], "announce", RiskLevel::High);
     let _ = agent.runtime.add_persona(&persona).await;
     agent
 }
@@ -744,23 +750,13 @@ impl Tool for FetchPage {
 
 async fn keeper_agent(server: &MockServer) -> Agent {
     let agent = agent_with(sqlite().await, models(provider(&server.uri())), vec![Arc::new(FetchPage)]).await;
-    let persona = PersonaContract {
-        id: PersonaId::generate(),
-        tenant_id: demo(),
-        name: "keeper".into(),
-        description: "Keeps what people say about themselves".into(),
-        allowed_tools: vec!["remember".into(), "fetch_page".into()],
-        resource_scopes: vec!["*".into()],
-        intent_patterns: vec!["remember".into()],
-        max_ttl_seconds: 120,
-        risk_tolerance: RiskLevel::Medium,
-        trust_tier: TrustTier::ColdStart,
-        intent_threshold: 0.75,
-        on_low_intent: domain::persona::LowIntent::Approve,
-        version: 1,
-        is_active: true,
-        created_at: Timestamp::now(),
-    };
+    let persona = persona(
+        "keeper",
+        "Keeps what people say about themselves",
+        &["remember", "fetch_page"],
+        "remember",
+        RiskLevel::Medium,
+    );
     agent.runtime.add_persona(&persona).await.expect("persona");
     agent
 }

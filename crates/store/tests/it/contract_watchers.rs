@@ -91,6 +91,7 @@ async fn watchers_keep_their_state_and_items_are_inserted_once() {
             "keys are per watcher"
         );
 
+        assert_eq!(store.count_watched_items(&tenant, "wat_1", ItemStatus::Pending).await.expect("count"), 3);
         let pending = store.watched_items(&tenant, "wat_1", Some(ItemStatus::Pending), true, 2).await.expect("list");
         assert_eq!(pending.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["id:a", "id:b"]);
         let newest = store.watched_items(&tenant, "wat_1", None, false, 10).await.expect("list");
