@@ -46,6 +46,7 @@ fn context() -> RunContext {
         tools: registry.definitions(),
         persona_override: None,
         qa_spec: None,
+        max_steps: None,
     }
 }
 

@@ -168,7 +168,7 @@ fn bm25(queries: usize) {
 /// Returns a random unit vector per text at once (no model time), seeded by the text's first
 /// word: a query shares its vector with every chunk that starts with the same word, so vector
 /// hits pass the similarity floor and are fused and read back like real ones.
-struct InstantEmbedder;
+pub(crate) struct InstantEmbedder;
 
 impl Embedder for InstantEmbedder {
     fn model(&self) -> &str {

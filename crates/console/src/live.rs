@@ -155,6 +155,14 @@ fn event_view<'a>(t: &'a Catalog, chain: &str, event: &Event) -> EventView<'a> {
             view.detail = crate::pages::visible(reason);
             view.link = "/approvals".to_owned();
         }
+        Event::Tainted { step, tool, reason } => {
+            view.kind = "tainted";
+            view.step = step + 1;
+            view.title = t.fill("live.tainted", &[("tool", tool)]);
+            view.badge = "tainted".to_owned();
+            view.badge_class = "tainted".to_owned();
+            view.detail = crate::pages::visible(reason);
+        }
         Event::ChainCompleted { status, input_tokens, output_tokens, cost_usd, .. } => {
             view.kind = "chain_completed";
             view.title = t.get("live.finished").to_owned();

@@ -570,6 +570,24 @@ pub trait MemoryStore: Send + Sync {
     ) -> Result<Vec<crate::memory::MemoryItem>, StoreError>;
     /// How many live items an owner has, and their content's total bytes.
     async fn memory_usage(&self, tenant: &TenantId, owner: &str) -> Result<(u64, u64), StoreError>;
+    /// An owner's live items, newest first, at most `limit`, each with the vector `model` made
+    /// of its content if one is stored.
+    async fn memory_with_vectors(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        model: &str,
+        limit: u32,
+    ) -> Result<Vec<(crate::memory::MemoryItem, Option<Vec<f32>>)>, StoreError>;
+    /// Stores vectors `model` made of an owner's texts, by content hash; one already stored for
+    /// the same hash and model is kept.
+    async fn put_memory_vectors(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        model: &str,
+        vectors: &[(String, Vec<f32>)],
+    ) -> Result<(), StoreError>;
 }
 
 /// Which runs to list. The default is every run.

@@ -13,8 +13,8 @@ pub enum ParseError {
     NoJson { expected: &'static str },
     #[error("the model's JSON is invalid: {0}")]
     InvalidJson(String),
-    #[error("the plan has {count} steps; at most {MAX_STEPS} are allowed")]
-    TooManySteps { count: usize },
+    #[error("the plan has {count} steps; at most {max} are allowed")]
+    TooManySteps { count: usize, max: usize },
     #[error("plan step {index}: {reason}")]
     BadStep { index: usize, reason: String },
     #[error("intent declaration: {0}")]
@@ -61,6 +61,11 @@ pub fn extract_json(text: &str) -> Option<Value> {
 /// Parses a plan: a JSON array of steps, or an object with a `steps` array. An empty plan is
 /// valid (answer directly).
 pub fn plan(text: &str) -> Result<Vec<PlannedStep>, ParseError> {
+    plan_at_most(text, MAX_STEPS)
+}
+
+/// [`plan`], with at most `max` steps.
+pub fn plan_at_most(text: &str, max: usize) -> Result<Vec<PlannedStep>, ParseError> {
     let value = extract_json(text).ok_or(ParseError::NoJson { expected: "plan" })?;
     let steps = match value {
         Value::Array(items) => items,
@@ -70,8 +75,8 @@ pub fn plan(text: &str) -> Result<Vec<PlannedStep>, ParseError> {
         },
         _ => return Err(ParseError::InvalidJson("expected an array of steps".into())),
     };
-    if steps.len() > MAX_STEPS {
-        return Err(ParseError::TooManySteps { count: steps.len() });
+    if steps.len() > max {
+        return Err(ParseError::TooManySteps { count: steps.len(), max });
     }
     steps
         .into_iter()
@@ -155,7 +160,7 @@ mod tests {
         assert!(matches!(plan("I cannot help"), Err(ParseError::NoJson { .. })));
         assert!(matches!(plan("{\"steps\": 3}"), Err(ParseError::InvalidJson(_))));
         let fifty = serde_json::to_string(&vec![json!({"action": "a", "tool": "t"}); 50]).expect("json");
-        assert_eq!(plan(&fifty), Err(ParseError::TooManySteps { count: 50 }));
+        assert_eq!(plan(&fifty), Err(ParseError::TooManySteps { count: 50, max: MAX_STEPS }));
         assert!(matches!(plan(r#"[{"action": "a"}]"#), Err(ParseError::BadStep { index: 0, .. })));
         assert!(matches!(plan(r#"[{"action": "a", "tool": " "}]"#), Err(ParseError::BadStep { .. })));
         assert!(matches!(plan(r#"[{"action": "a", "tool": "t", "params": [1]}]"#), Err(ParseError::BadStep { .. })));

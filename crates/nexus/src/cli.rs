@@ -120,6 +120,31 @@ pub enum Command {
     /// webhook: list, add, remove, poll now.
     #[command(subcommand)]
     Watchers(WatchersCommand),
+    /// Measure the gates: replay recorded agent episodes through the real engine, gates,
+    /// approvals and ledger on a scratch store.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Replay episodes (JSON Lines: task, calls with their recorded outputs) with a scripted
+    /// model and recorded tools; say per call whether it executed, was held or was blocked.
+    Replay {
+        /// The episodes, one JSON object per line.
+        #[arg(long, value_name = "FILE.jsonl")]
+        episodes: PathBuf,
+        /// The tools the episodes call: a JSON array of {name, description, parameters,
+        /// state_changing}.
+        #[arg(long, value_name = "FILE.tools.json")]
+        tools: PathBuf,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Write each episode's result here, one JSON object per line.
+        #[arg(long, value_name = "RESULTS.jsonl")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -137,6 +137,10 @@ pub struct RunReport {
     pub route: Option<Route>,
     /// What the requester should know about how the answer came about.
     pub notice: Option<String>,
+    /// The first untrusted content the run read, if it read any.
+    pub taint: Option<engine::provenance::Taint>,
+    /// The state-changing tools the task asked for, fixed before any tool output was read.
+    pub envelope: Option<Vec<String>>,
 }
 
 /// One engine event, for live views.
@@ -304,6 +308,7 @@ impl Runtime {
             tools: agent.tools.definitions_for(&request.tenant),
             persona_override: request.persona.clone(),
             qa_spec: request.qa_spec.clone(),
+            max_steps: self.config.max_plan_steps,
         };
         let (route, equipment) = self.route_for(&request);
         let mut run =
@@ -536,6 +541,11 @@ impl Runtime {
         let mut check_existing_seal = resumed;
         loop {
             let (action, events) = next;
+            // The gate decision (the four gates and provenance) is timed where it is made.
+            let gated = match &action {
+                Action::MeasureGates { step } => Some(*step),
+                _ => None,
+            };
             let notices: Vec<String> = events
                 .iter()
                 .filter_map(|e| match e {
@@ -643,7 +653,15 @@ impl Runtime {
                     return Ok(());
                 }
             };
+            let started = Instant::now();
             next = run.advance(input);
+            if let Some(step) = gated {
+                let took = started.elapsed();
+                metrics::histogram!("nexus_gate_decision_seconds").record(took.as_secs_f64());
+                if let Some(record) = run.steps.get_mut(step) {
+                    record.gate_micros = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+                }
+            }
         }
     }
 
@@ -941,6 +959,8 @@ pub(crate) fn report(tenant: &TenantId, run: &Run) -> RunReport {
         models: run.models.clone(),
         route: run.route.clone(),
         notice: run.notice.clone(),
+        taint: run.provenance.taint.clone(),
+        envelope: run.provenance.envelope.clone(),
     }
 }
 

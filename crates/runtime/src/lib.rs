@@ -76,6 +76,8 @@ pub struct RuntimeConfig {
     pub budget_alert_fraction: Option<f64>,
     /// How watchers fetch and post.
     pub watchers: watchers::WatcherSettings,
+    /// The most steps a run's plan may have (`None`: the engine's default, 5).
+    pub max_plan_steps: Option<usize>,
 }
 
 impl Default for RuntimeConfig {
@@ -92,6 +94,7 @@ impl Default for RuntimeConfig {
             default_budget_usd: None,
             budget_alert_fraction: None,
             watchers: watchers::WatcherSettings::default(),
+            max_plan_steps: None,
         }
     }
 }

@@ -21,6 +21,14 @@ pub(crate) struct MemoryRow {
     created_by: String,
 }
 
+/// A current item with the vector of its content, if one is stored.
+#[derive(sqlx::FromRow)]
+pub(crate) struct VectorRow {
+    #[sqlx(flatten)]
+    pub(crate) item: MemoryRow,
+    pub(crate) vector: Option<Vec<u8>>,
+}
+
 pub(crate) const MEMORY_COLUMNS: &str = "m.tenant_id, m.id, m.version, m.owner, m.content, m.content_hash, m.trust, m.provenance, m.deleted, m.created_at, m.created_by";
 
 /// Each item's current version: `c` is its `memory_current` row, `m` the version it points at.
@@ -49,13 +57,14 @@ macro_rules! impl_memory_port {
         mod memory_port {
             use async_trait::async_trait;
             use domain::TenantId;
+            use domain::embed::{vector_from_bytes, vector_to_bytes};
             use domain::memory::{MemoryItem, MemoryVersion};
             use domain::ports::{MemoryStore, StoreError};
 
             use super::$store;
             use $crate::backend::SqlBackend;
             use $crate::common_chat::contains_pattern;
-            use $crate::common_memory::{CURRENT, MEMORY_COLUMNS, MemoryRow, memory_of};
+            use $crate::common_memory::{CURRENT, MEMORY_COLUMNS, MemoryRow, VectorRow, memory_of};
             use $crate::error::classify;
 
             #[async_trait]
@@ -194,6 +203,62 @@ macro_rules! impl_memory_port {
                         .await
                         .map_err(|e| classify(self.target(), e))?;
                     Ok((u64::try_from(count).unwrap_or(0), u64::try_from(bytes).unwrap_or(0)))
+                }
+
+                async fn memory_with_vectors(
+                    &self,
+                    tenant: &TenantId,
+                    owner: &str,
+                    model: &str,
+                    limit: u32,
+                ) -> Result<Vec<(MemoryItem, Option<Vec<f32>>)>, StoreError> {
+                    let sql = format!(
+                        "SELECT {MEMORY_COLUMNS}, v.vector FROM {CURRENT} LEFT JOIN memory_vectors v \
+                         ON v.tenant_id = m.tenant_id AND v.owner = m.owner AND v.content_hash = m.content_hash \
+                         AND v.model = $3 WHERE c.tenant_id = $1 AND c.owner = $2 AND NOT c.deleted \
+                         ORDER BY c.updated_at DESC, c.id DESC LIMIT $4"
+                    );
+                    let rows: Vec<VectorRow> = sqlx::query_as(&sql)
+                        .bind(tenant.as_str())
+                        .bind(owner)
+                        .bind(model)
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter()
+                        .map(|row| {
+                            // A stored vector that cannot be read is made again, not an error.
+                            let vector = row.vector.as_deref().and_then(vector_from_bytes);
+                            Ok((memory_of(row.item)?, vector))
+                        })
+                        .collect()
+                }
+
+                async fn put_memory_vectors(
+                    &self,
+                    tenant: &TenantId,
+                    owner: &str,
+                    model: &str,
+                    vectors: &[(String, Vec<f32>)],
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    for (content_hash, vector) in vectors {
+                        sqlx::query(
+                            "INSERT INTO memory_vectors (tenant_id, owner, content_hash, model, vector) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, owner, content_hash, model) DO NOTHING",
+                        )
+                        .bind(tenant.as_str())
+                        .bind(owner)
+                        .bind(content_hash)
+                        .bind(model)
+                        .bind(vector_to_bytes(vector))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    }
+                    tx.commit().await.map_err(|e| classify(self.target(), e))?;
+                    Ok(())
                 }
             }
         }

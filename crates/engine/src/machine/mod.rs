@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::gates::DriftHistory;
 use crate::parse::{self, PlannedStep};
+use crate::provenance::Provenance;
 
 mod steps;
 pub mod stored;
@@ -148,6 +149,13 @@ pub enum Event {
         tool: String,
         reason: String,
     },
+    /// Untrusted content entered the run (the output of this step's tool): from now on its
+    /// state-changing calls must stay inside what the task asked for, on trusted targets.
+    Tainted {
+        step: usize,
+        tool: String,
+        reason: String,
+    },
     ChainCompleted {
         chain_id: String,
         status: ChainStatus,
@@ -183,6 +191,10 @@ pub struct StepRecord {
     pub attempts: u32,
     /// The drift fingerprint of the call, once gated.
     pub action_fingerprint: Option<String>,
+    /// How long the gate decision (the four gates and provenance) took, in microseconds, as
+    /// the runtime measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_micros: Option<u64>,
 }
 
 /// Where the run is, with the working data only that phase needs. Stored with the run (as
@@ -263,6 +275,9 @@ pub struct RunContext {
     pub persona_override: Option<String>,
     /// Checked against the final answer, with one retry and then one escalation.
     pub qa_spec: Option<String>,
+    /// The most steps a plan may have (`None`: [`parse::MAX_STEPS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
 }
 
 /// How a run was routed before it started: the tier that does its work (trivial: answered
@@ -302,6 +317,10 @@ pub struct Run {
     /// skipped, and why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// Where the run's content came from, whether it is tainted, and the envelope its
+    /// state-changing calls must stay in once it is.
+    #[serde(default, skip_serializing_if = "Provenance::is_empty")]
+    pub provenance: Provenance,
     phase: Phase,
     /// What retrieval and earlier steps found, for the next declarations (not part of the
     /// public record).
@@ -325,6 +344,7 @@ impl Run {
             models: Vec::new(),
             route: None,
             notice: None,
+            provenance: Provenance::default(),
             phase: Phase::New,
             retrieved: String::new(),
         }
@@ -475,27 +495,30 @@ impl Run {
                 events.push(Event::Error { message: error.clone() });
                 self.fail(format!("model call failed: {error}"))
             }
-            (Phase::Planning { attempts }, Input::ModelReplied { text, .. }) => match parse::plan(&text) {
-                Ok(plan) => self.start_plan(plan, events),
-                Err(error) if attempts == 0 => {
-                    events.push(Event::Error { message: format!("planner output rejected: {error}; asking again") });
-                    self.phase = Phase::Planning { attempts: 1 };
-                    self.plan_call(1)
-                }
-                Err(error) if self.needs_tool() => {
-                    self.fail(format!("the planner did not produce a usable plan: {error}"))
-                }
-                Err(error) => {
-                    // A task that may need no tool is still answered: directly, saying so.
-                    let notice = format!(
-                        "the plan was skipped: the planner did not produce a usable plan twice ({error}); \
+            (Phase::Planning { attempts }, Input::ModelReplied { text, .. }) => {
+                match parse::plan_at_most(&text, self.context.max_steps.unwrap_or(parse::MAX_STEPS)) {
+                    Ok(plan) => self.start_plan(plan, events),
+                    Err(error) if attempts == 0 => {
+                        events
+                            .push(Event::Error { message: format!("planner output rejected: {error}; asking again") });
+                        self.phase = Phase::Planning { attempts: 1 };
+                        self.plan_call(1)
+                    }
+                    Err(error) if self.needs_tool() => {
+                        self.fail(format!("the planner did not produce a usable plan: {error}"))
+                    }
+                    Err(error) => {
+                        // A task that may need no tool is still answered: directly, saying so.
+                        let notice = format!(
+                            "the plan was skipped: the planner did not produce a usable plan twice ({error}); \
                          answered directly without tools"
-                    );
-                    events.push(Event::Notice { message: notice.clone() });
-                    self.notice = Some(notice);
-                    self.start_plan(Vec::new(), events)
+                        );
+                        events.push(Event::Notice { message: notice.clone() });
+                        self.notice = Some(notice);
+                        self.start_plan(Vec::new(), events)
+                    }
                 }
-            },
+            }
             (Phase::Retrieving { step, loops }, Input::Retrieved { confidence, context }) => {
                 if !context.is_empty() {
                     self.retrieved = context;
@@ -605,6 +628,14 @@ impl Run {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
+                    // The raw output is what later calls' targets are traced to.
+                    if let Some(tool) = self.tool(&self.steps[step].tool).cloned()
+                        && let Some(taint) = self.provenance.record_output(step, &tool, &text)
+                    {
+                        let reason = format!("the run read {}", taint.origin.describe());
+                        self.steps[step].reasoning.push(format!("tainted: {reason}"));
+                        events.push(Event::Tainted { step, tool: tool.name, reason });
+                    }
                     let emails_expected = self.steps[step].tool == "send_email";
                     let findings = scan(&text, emails_expected);
                     let s = &mut self.steps[step];

@@ -64,9 +64,12 @@ impl Run {
                 reasoning: Vec::new(),
                 attempts: 0,
                 action_fingerprint: None,
+                gate_micros: None,
             })
             .collect();
         self.plan = plan;
+        // The capabilities the task asks for, fixed before any tool output is read.
+        self.provenance.fix_envelope(&self.task, &self.context.tools);
         if self.steps.is_empty() {
             self.phase = Phase::Answering { attempts: 0, tier_bump: 0 };
             return self.answer_call(0, 0, &[]);
@@ -144,6 +147,7 @@ impl Run {
         let s = self.steps[step].clone();
         let persona = self.context.personas.iter().find(|p| p.name == s.persona).cloned();
         let tool = self.tool(&s.tool).cloned();
+        let mut held = None;
         let (gates, overall_fail, approval, error) = match (&persona, &tool) {
             (Some(persona), Some(tool)) => {
                 let derived = resources::derive(tool, &s.params);
@@ -171,7 +175,16 @@ impl Run {
                 }
                 let fail = outcome.anomaly.overall_verdict == GateVerdict::Fail || !missing.is_empty();
                 self.steps[step].action_fingerprint = Some(outcome.anomaly.action_fingerprint.clone());
-                (outcome.anomaly.gates, fail, outcome.approval_reason, error)
+                // A tainted run's state-changing call waits for a human unless it stays inside
+                // the task's envelope, on targets from trusted origins.
+                let earlier = self.steps[..step].iter().filter(|e| e.tool == s.tool).count();
+                held = self.provenance.check(&self.task, tool, &s.params, earlier);
+                let provenance = held.as_ref().map(|h| h.reason(self.provenance.taint.as_ref()));
+                let approval = match (outcome.approval_reason, provenance) {
+                    (Some(gates), Some(provenance)) => Some(format!("{gates}; {provenance}")),
+                    (gates, provenance) => gates.or(provenance),
+                };
+                (outcome.anomaly.gates, fail, approval, error)
             }
             _ => {
                 let why = if tool.is_none() {
@@ -239,7 +252,16 @@ impl Run {
             "status": status,
             "reason": st.error,
             "reasoning": st.reasoning,
+            "tainted": self.provenance.taint.is_some(),
         });
+        let mut payload = payload;
+        if let Some(taint) = &self.provenance.taint {
+            payload["provenance"] = json!({
+                "taint": taint.origin,
+                "envelope": self.provenance.envelope,
+                "hold": held,
+            });
+        }
         // The ledger is append-only: secrets and PII never enter it. The call digest above was
         // taken over the raw parameters, so the seal still binds the exact call.
         let payload = redact_json(payload);

@@ -9,6 +9,10 @@
 //!   carries its own data (`{"name": "sealing_intent", "step": 0, "payload": …}`); the run is
 //!   [`Run`]'s serde form. `route` and `notice` were added later as optional fields, written
 //!   only when set: a run stored without them reads as planned on the normal tier.
+//! - **version 3**: as version 2, with the run's `provenance` (`envelope`, `taint`, `sources`:
+//!   where its content came from, see [`crate::provenance`]) and intent seals that say whether
+//!   the run was `tainted`. A version-2 run reads with empty provenance: it is judged from what
+//!   it reads after the upgrade.
 //!
 //! `crates/runtime/tests/fixtures/runs/` holds, in `v<N>/`, a stored run of every phase for every
 //! version, and a test resumes each one to its end. Changing what [`Run`] serializes to needs
@@ -25,7 +29,7 @@ use crate::gates::DriftHistory;
 use crate::parse::PlannedStep;
 
 /// The version [`encode`] writes.
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 
 /// A stored run read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +178,7 @@ pub fn from_v1(old: v1::Run) -> Result<Run, String> {
         models: old.models,
         route: None,
         notice: None,
+        provenance: Default::default(),
         phase,
         retrieved: old.retrieved,
     };
@@ -208,7 +213,13 @@ mod tests {
     use super::*;
 
     fn run() -> Run {
-        let context = RunContext { personas: Vec::new(), tools: Vec::new(), persona_override: None, qa_spec: None };
+        let context = RunContext {
+            personas: Vec::new(),
+            tools: Vec::new(),
+            persona_override: None,
+            qa_spec: None,
+            max_steps: None,
+        };
         Run::new(ChainId::parse("chain-1").expect("id"), "say hi", context)
     }
 
@@ -217,15 +228,15 @@ mod tests {
         let mut run = run();
         run.advance(super::super::Input::Start);
         let text = encode(&run, Some("alice")).expect("encode");
-        assert!(text.starts_with(r#"{"version":2,"#), "{text}");
+        assert!(text.starts_with(r#"{"version":3,"#), "{text}");
         let decoded = decode(&text).expect("decode");
-        assert_eq!(decoded, Decoded { run, user: Some("alice".into()), version: 2 });
+        assert_eq!(decoded, Decoded { run, user: Some("alice".into()), version: 3 });
     }
 
     #[test]
     fn unreadable_states_are_errors_that_say_why() {
-        let newer = decode(r#"{"version": 3, "run": {}}"#).expect_err("newer");
-        assert_eq!(newer, DecodeError::Newer { found: 3 });
+        let newer = decode(r#"{"version": 4, "run": {}}"#).expect_err("newer");
+        assert_eq!(newer, DecodeError::Newer { found: 4 });
         assert!(newer.to_string().contains("newer build"), "{newer}");
         assert!(matches!(decode("not json"), Err(DecodeError::NotJson(_))));
         assert!(matches!(decode("[1]"), Err(DecodeError::NotJson(_))));

@@ -61,6 +61,7 @@ fn context(persona_override: Option<&str>) -> RunContext {
         ],
         persona_override: persona_override.map(str::to_owned),
         qa_spec: None,
+        max_steps: None,
     }
 }
 
@@ -196,6 +197,7 @@ fn a_simple_question_completes_with_an_executed_seal_and_four_gates() {
             Event::ApprovalRequired { .. } => "approval_required",
             Event::Error { .. } => "error",
             Event::Notice { .. } => "notice",
+            Event::Tainted { .. } => "tainted",
         })
         .collect();
     assert_eq!(

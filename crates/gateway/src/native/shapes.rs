@@ -172,6 +172,7 @@ pub fn sse_event(event: &Event) -> (&'static str, Value) {
         Event::ApprovalRequired { step, tool, reason } => {
             ("approval_required", json!({"step": step, "tool": tool, "reason": reason}))
         }
+        Event::Tainted { step, tool, reason } => ("tainted", json!({"step": step, "tool": tool, "reason": reason})),
         Event::ChainCompleted { chain_id, status, input_tokens, output_tokens, cost_usd } => (
             "chain_completed",
             json!({"chain_id": chain_id, "status": status.as_str(), "cost": {

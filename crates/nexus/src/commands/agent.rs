@@ -84,6 +84,7 @@ fn print_event(event: &Event) {
         }
         Event::StepCompleted { step, status } => format!("step {step}: {status}"),
         Event::ApprovalRequired { step, tool, reason } => format!("step {step}: {tool} waits for approval: {reason}"),
+        Event::Tainted { step, reason, .. } => format!("step {step}: the run is tainted: {reason}"),
         Event::ChainCompleted { status, .. } => format!("chain {status}"),
         Event::Error { message } => format!("  note: {message}"),
         Event::Notice { message } => format!("  notice: {message}"),
@@ -106,6 +107,15 @@ fn gate_summary(step: &StepRecord) -> String {
 pub fn print_report(report: &RunReport) {
     println!("chain {} [{}] tenant {}", report.chain_id, report.status, report.tenant);
     println!("task: {}", report.task);
+    let envelope = match &report.envelope {
+        None => "not fixed yet".to_owned(),
+        Some(tools) if tools.is_empty() => "no state-changing tool".to_owned(),
+        Some(tools) => tools.join(", "),
+    };
+    match &report.taint {
+        Some(taint) => println!("provenance: tainted by {}; the task asked for: {envelope}", taint.origin.describe()),
+        None => println!("provenance: untainted; the task asked for: {envelope}"),
+    }
     for s in &report.steps {
         let fp = s.result_fingerprint.as_deref().or(s.intent_fingerprint.as_deref()).map_or("-", short);
         println!("  step {} | {} | {} | {} | {} | {}", s.index, s.persona, s.tool, gate_summary(s), s.status, fp);

@@ -5,6 +5,7 @@ mod agent;
 mod agent_setup;
 mod approvals;
 mod backup;
+mod eval;
 mod ingest;
 mod jobs;
 mod keys;
@@ -63,6 +64,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Plugins(command) => plugins::run(command, config).await,
         Command::Memory(command) => memory::run(command, config).await,
         Command::Watchers(command) => watchers::run(command, config).await,
+        Command::Eval(command) => eval::run(command, config).await,
     }
 }
 
@@ -180,6 +182,7 @@ async fn runtime_parts_with(
         equipment_confidence: config.routing.equipment_confidence,
         jobs: config.jobs.clone(),
         watchers: config.watchers.clone(),
+        max_plan_steps: None,
     };
     let agent = matches!(needs, Some(local_models::Needs::Everything));
     let local = match needs {

@@ -3,6 +3,7 @@
 mod agent;
 mod backups;
 mod cli;
+mod eval;
 mod fake_openai;
 mod faults;
 mod ingest;

@@ -528,7 +528,13 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
     let agent = agent(&server).await;
     // What a crashed process leaves behind: a stored run that was about to ask the planner.
     let personas = agent.runtime.store().personas(&demo()).await.expect("personas");
-    let context = engine::machine::RunContext { personas, tools: Vec::new(), persona_override: None, qa_spec: None };
+    let context = engine::machine::RunContext {
+        personas,
+        tools: Vec::new(),
+        persona_override: None,
+        qa_spec: None,
+        max_steps: None,
+    };
     let mut run = engine::machine::Run::new(domain::ChainId::generate(), "say hi", context);
     run.advance(engine::machine::Input::Start);
     let now = Timestamp::now();

@@ -6,65 +6,15 @@
 //! few synonyms folded together, so "automobile" is near "car" while BM25 sees no match.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use domain::embed::{EmbedError, Embedder};
+use domain::embed::Embedder as _;
 use domain::knowledge::AccessLevel;
 use runtime::knowledge::{KnowledgeError, KnowledgeService, RetrievalMode};
 use serde_json::json;
 use store::test_support::{TestDatabase, sqlite};
 
-use crate::support::tenant;
-
-const DIMS: usize = 256;
-
-/// Hashed bag of words; synonyms share a bucket. Fails on texts containing `POISON`.
-#[derive(Default)]
-struct WordsEmbedder {
-    calls: AtomicUsize,
-}
-
-fn concept(word: &str) -> &str {
-    match word {
-        "car" | "cars" | "automobile" | "automobiles" | "vehicle" => "car",
-        "doctor" | "physician" => "doctor",
-        other => other,
-    }
-}
-
-impl Embedder for WordsEmbedder {
-    fn model(&self) -> &str {
-        "test-words"
-    }
-
-    fn dims(&self) -> usize {
-        DIMS
-    }
-
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.calls.fetch_add(texts.len(), Ordering::SeqCst);
-        texts
-            .iter()
-            .map(|text| {
-                if text.contains("POISON") {
-                    return Err(EmbedError("the model refused this text".into()));
-                }
-                let mut v = vec![0f32; DIMS];
-                for word in knowledge::terms(text) {
-                    let bucket =
-                        concept(&word).bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
-                    v[bucket as usize % DIMS] += 1.0;
-                }
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if norm == 0.0 {
-                    v[0] = 1.0;
-                    return Ok(v);
-                }
-                Ok(v.into_iter().map(|x| x / norm).collect())
-            })
-            .collect()
-    }
-}
+use crate::support::{WordsEmbedder, tenant};
 
 fn hybrid(db: &TestDatabase) -> (KnowledgeService, Arc<WordsEmbedder>) {
     let embedder = Arc::new(WordsEmbedder::default());

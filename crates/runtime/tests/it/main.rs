@@ -6,6 +6,7 @@ mod jobs;
 mod keys;
 mod knowledge;
 mod ledger;
+mod memory;
 mod replicas;
 mod run_fixtures;
 mod support;

@@ -2,9 +2,11 @@
 //! attacker with database access would.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use domain::TenantId;
+use domain::embed::{EmbedError, Embedder};
 use domain::ledger::{EntryDraft, EntryKind};
 use ed25519_dalek::SigningKey;
 use ledger::checkpoint::CheckpointSigner;
@@ -74,5 +76,57 @@ pub async fn tamper(db: &TestDatabase, statements: &[&str]) {
                 sqlx::query(sql).execute(&mut conn).await.expect("tamper");
             }
         }
+    }
+}
+
+const DIMS: usize = 256;
+
+/// A stand-in for the outside world's embedding model: a hashed bag of words in which a few
+/// synonyms share a bucket. Fails on texts containing `POISON`.
+#[derive(Default)]
+pub struct WordsEmbedder {
+    pub calls: AtomicUsize,
+}
+
+fn concept(word: &str) -> &str {
+    match word {
+        "car" | "cars" | "automobile" | "automobiles" | "vehicle" => "car",
+        "doctor" | "physician" => "doctor",
+        "tea" | "coffee" | "drink" | "drinks" | "beverage" => "drink",
+        other => other,
+    }
+}
+
+impl Embedder for WordsEmbedder {
+    fn model(&self) -> &str {
+        "test-words"
+    }
+
+    fn dims(&self) -> usize {
+        DIMS
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.calls.fetch_add(texts.len(), Ordering::SeqCst);
+        texts
+            .iter()
+            .map(|text| {
+                if text.contains("POISON") {
+                    return Err(EmbedError("the model refused this text".into()));
+                }
+                let mut v = vec![0f32; DIMS];
+                for word in knowledge::terms(text) {
+                    let bucket =
+                        concept(&word).bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+                    v[bucket as usize % DIMS] += 1.0;
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm == 0.0 {
+                    v[0] = 1.0;
+                    return Ok(v);
+                }
+                Ok(v.into_iter().map(|x| x / norm).collect())
+            })
+            .collect()
     }
 }
