@@ -71,7 +71,9 @@ fn pure(runs: usize) {
                 Action::CallModel { purpose: engine::machine::ModelPurpose::Plan, .. } => reply(PLAN),
                 Action::CallModel { purpose: engine::machine::ModelPurpose::Declare, .. } => reply(DECLARE),
                 Action::CallModel { .. } => reply("done"),
-                Action::Retrieve { .. } => Input::Retrieved { confidence: 0.9, context: String::new() },
+                Action::Retrieve { .. } => {
+                    Input::Retrieved { confidence: 0.9, context: String::new(), untrusted: None }
+                }
                 Action::ActivatePersona { .. } => Input::PersonaActivated { drift: DriftHistory::default() },
                 Action::MeasureGates { .. } => Input::GatesMeasured {
                     since_activation: Duration::from_millis(1),

@@ -36,13 +36,21 @@ pub enum Origin {
     Principal,
     /// The output of an earlier step's tool, trusted or not as the tool declares.
     Tool { step: usize, tool: String, trusted: bool },
+    /// What retrieval found for a step (the tenant's knowledge, what is remembered of the
+    /// requester); untrusted when it names what in it came from outside.
+    Retrieved {
+        step: usize,
+        trusted: bool,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        what: String,
+    },
 }
 
 impl Origin {
     pub fn trusted(&self) -> bool {
         match self {
             Origin::Principal => true,
-            Origin::Tool { trusted, .. } => *trusted,
+            Origin::Tool { trusted, .. } | Origin::Retrieved { trusted, .. } => *trusted,
         }
     }
 
@@ -52,6 +60,10 @@ impl Origin {
             Origin::Principal => "the task".to_owned(),
             Origin::Tool { step, tool, trusted } => {
                 format!("the output of step {step} ({tool}, {})", if *trusted { "trusted" } else { "untrusted" })
+            }
+            Origin::Retrieved { step, trusted: true, .. } => format!("what was retrieved for step {step}"),
+            Origin::Retrieved { step, trusted: false, what } => {
+                format!("what was retrieved for step {step} ({what}, untrusted)")
             }
         }
     }
@@ -150,6 +162,19 @@ impl Provenance {
         let newly = !tool.untrusted_output || self.taint.is_some();
         self.sources.push(Source { origin: origin.clone(), text: folded(text) });
         if newly {
+            return None;
+        }
+        self.taint = Some(Taint { origin });
+        self.taint.as_ref()
+    }
+
+    /// Records what retrieval found for a step: trusted, unless `untrusted` names what in it
+    /// came from outside. Returns the taint when this context tainted the run.
+    pub fn record_retrieved(&mut self, step: usize, untrusted: Option<String>, context: &str) -> Option<&Taint> {
+        let trusted = untrusted.is_none();
+        let origin = Origin::Retrieved { step, trusted, what: untrusted.unwrap_or_default() };
+        self.sources.push(Source { origin: origin.clone(), text: folded(context) });
+        if trusted || self.taint.is_some() {
             return None;
         }
         self.taint = Some(Taint { origin });
@@ -551,6 +576,25 @@ mod tests {
         assert_eq!(p.record_output(0, &stats(), "eve@evil.example"), None);
         assert_eq!(p.taint, None);
         assert_eq!(p.check("Summarise", &send_email(), &json!({"to": "eve@evil.example"}), 5), None);
+    }
+
+    #[test]
+    fn retrieved_context_is_a_source_and_untrusted_memories_in_it_taint_the_run() {
+        let mut p = Provenance::default();
+        p.fix_envelope(TASK, &[send_email()]);
+        assert_eq!(p.record_retrieved(0, None, "[team.md] carol@example.com is on call"), None);
+        assert_eq!(p.taint, None, "the tenant's own knowledge does not taint");
+        let taint =
+            p.record_retrieved(1, Some("1 memory item(s) learned from untrusted content".into()), "- «x»").cloned();
+        let origin = Origin::Retrieved {
+            step: 1,
+            trusted: false,
+            what: "1 memory item(s) learned from untrusted content".into(),
+        };
+        assert_eq!(taint, Some(Taint { origin: origin.clone() }));
+        assert!(origin.describe().contains("what was retrieved for step 1"), "{}", origin.describe());
+        // A target found in trusted retrieved knowledge passes.
+        assert_eq!(p.check(TASK, &send_email(), &json!({"to": "carol@example.com"}), 0), None);
     }
 
     #[test]

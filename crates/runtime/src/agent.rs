@@ -586,14 +586,23 @@ impl Runtime {
                         found.hits.iter().map(|h| format!("[{}] {}", h.source, h.text)).collect();
                     // What is remembered of the requester joins the context (a failure to read
                     // it costs the run its memory, not its answer).
+                    let mut untrusted = None;
                     if let Some(owner) = user {
-                        match self.recall(tenant, owner, &format!("{} {query}", run.task), RECALLED).await {
-                            Ok(remembered) if !remembered.is_empty() => context.push(remembered),
+                        match self.recall_marked(tenant, owner, &format!("{} {query}", run.task), RECALLED).await {
+                            Ok(remembered) if !remembered.text.is_empty() => {
+                                if remembered.untrusted > 0 {
+                                    untrusted = Some(format!(
+                                        "{} memory item(s) learned from untrusted content",
+                                        remembered.untrusted
+                                    ));
+                                }
+                                context.push(remembered.text);
+                            }
                             Ok(_) => {}
                             Err(error) => tracing::warn!(%error, "could not read the requester's memory"),
                         }
                     }
-                    Input::Retrieved { confidence: found.confidence, context: context.join("\n") }
+                    Input::Retrieved { confidence: found.confidence, context: context.join("\n"), untrusted }
                 }
                 Action::ActivatePersona { step, persona, tool } => {
                     activated.insert(step, Instant::now());

@@ -96,14 +96,43 @@ pub enum SealKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Start,
-    ModelReplied { text: String, input_tokens: u64, output_tokens: u64, model: String, cost_usd: f64 },
-    ModelFailed { error: String },
-    Retrieved { confidence: f64, context: String },
-    PersonaActivated { drift: DriftHistory },
-    GatesMeasured { since_activation: Duration, intent_similarity: Option<f64>, now: Timestamp },
-    Sealed { fingerprint: String, index: u64 },
-    ApprovalDecided { approved: bool, by: String, note: String },
-    ToolFinished { result: Result<Value, ToolFailure> },
+    ModelReplied {
+        text: String,
+        input_tokens: u64,
+        output_tokens: u64,
+        model: String,
+        cost_usd: f64,
+    },
+    ModelFailed {
+        error: String,
+    },
+    /// What retrieval found for a step; `untrusted` names what in it came from outside the
+    /// principal's control (e.g. memories learned from a fetched page), which taints the run.
+    Retrieved {
+        confidence: f64,
+        context: String,
+        untrusted: Option<String>,
+    },
+    PersonaActivated {
+        drift: DriftHistory,
+    },
+    GatesMeasured {
+        since_activation: Duration,
+        intent_similarity: Option<f64>,
+        now: Timestamp,
+    },
+    Sealed {
+        fingerprint: String,
+        index: u64,
+    },
+    ApprovalDecided {
+        approved: bool,
+        by: String,
+        note: String,
+    },
+    ToolFinished {
+        result: Result<Value, ToolFailure>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -519,8 +548,13 @@ impl Run {
                     }
                 }
             }
-            (Phase::Retrieving { step, loops }, Input::Retrieved { confidence, context }) => {
+            (Phase::Retrieving { step, loops }, Input::Retrieved { confidence, context, untrusted }) => {
                 if !context.is_empty() {
+                    if let Some(taint) = self.provenance.record_retrieved(step, untrusted, &context) {
+                        let reason = format!("the run read {}", taint.origin.describe());
+                        self.steps[step].reasoning.push(format!("tainted: {reason}"));
+                        events.push(Event::Tainted { step, tool: self.steps[step].tool.clone(), reason });
+                    }
                     self.retrieved = context;
                 }
                 self.steps[step].reasoning.push(format!("retrieval {}: confidence {confidence:.2}", loops + 1));

@@ -119,9 +119,11 @@ impl Driver {
     fn until_interesting(&mut self, mut action: Action) -> Action {
         loop {
             action = match action {
-                Action::Retrieve { .. } => {
-                    self.feed(Input::Retrieved { confidence: 0.9, context: "Nexus is a gateway.".into() })
-                }
+                Action::Retrieve { .. } => self.feed(Input::Retrieved {
+                    confidence: 0.9,
+                    context: "Nexus is a gateway.".into(),
+                    untrusted: None,
+                }),
                 Action::ActivatePersona { .. } => self.feed(Input::PersonaActivated { drift: DriftHistory::default() }),
                 Action::MeasureGates { .. } => self.feed(measured()),
                 Action::Seal { .. } => {

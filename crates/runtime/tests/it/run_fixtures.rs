@@ -102,7 +102,7 @@ fn current_fixtures() -> Vec<(&'static str, Value)> {
         model_reply(
             r#"[{"action": "announce", "tool": "notify_team", "params": {"message": "release at 5"}, "persona": "announcer"}]"#,
         ),
-        Input::Retrieved { confidence: 0.9, context: "[notes] the release moved to 5 pm".into() },
+        Input::Retrieved { confidence: 0.9, context: "[notes] the release moved to 5 pm".into(), untrusted: None },
         Input::PersonaActivated { drift: DriftHistory { counts: vec![("4f1c".into(), 3)] } },
         model_reply(r#"{"planned_action": "announce", "tool_params": {"message": "release at 5"}}"#),
         Input::GatesMeasured {
