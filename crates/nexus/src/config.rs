@@ -98,6 +98,7 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_JOB_RETRY_BACKOFF_SECONDS", "jobs.retry_backoff_seconds", Kind::Whole("a whole number of seconds")),
     ("NEXUS_WATCH_ALLOW_ADDRESSES", "watchers.allow_addresses", Kind::List),
     ("NEXUS_WATCH_TIMEOUT_SECONDS", "watchers.timeout_seconds", Kind::Whole("a whole number of seconds")),
+    ("NEXUS_KNOWLEDGE_UNTRUSTED_NAMESPACES", "knowledge.untrusted_namespaces", Kind::List),
 ];
 
 /// The variables that give the master key, or where its file is.
@@ -138,6 +139,17 @@ struct FileConfig {
     jobs: JobsSection,
     #[serde(default)]
     watchers: WatchersSection,
+    #[serde(default)]
+    knowledge: KnowledgeSection,
+}
+
+/// How far the knowledge base is trusted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnowledgeSection {
+    /// Namespaces holding content the tenant did not write (ingested web pages, mail): a run
+    /// that reads their passages is tainted.
+    untrusted_namespaces: Option<Vec<String>>,
 }
 
 /// How watchers reach their sources and webhooks.
@@ -383,6 +395,8 @@ pub struct Config {
     pub jobs: runtime::jobs::JobSettings,
     /// How watchers fetch and post.
     pub watchers: runtime::watchers::WatcherSettings,
+    /// Knowledge namespaces whose passages taint the runs that read them.
+    pub untrusted_namespaces: Vec<String>,
     /// Things worth telling the operator (unknown variables, …).
     pub warnings: Vec<String>,
     /// The master key from `NEXUS_MASTER_KEY`, if given.
@@ -852,6 +866,7 @@ fn finish(
     let routing = routing_settings(&file.routing)?;
     let jobs = job_settings(&file.jobs)?;
     let watchers = watcher_settings(&file.watchers)?;
+    let untrusted_namespaces = untrusted_namespaces(&file.knowledge)?;
 
     Ok(Config {
         config_file,
@@ -879,6 +894,7 @@ fn finish(
         routing,
         jobs,
         watchers,
+        untrusted_namespaces,
         warnings,
         master_key: None,
         master_key_file: PathBuf::new(),
@@ -955,6 +971,23 @@ fn job_settings(section: &JobsSection) -> Result<runtime::jobs::JobSettings, Con
         retry_backoff: Duration::from_secs(backoff),
         ..defaults
     })
+}
+
+/// Untrusted knowledge namespaces: names as `nexus ingest --namespace` takes them.
+fn untrusted_namespaces(section: &KnowledgeSection) -> Result<Vec<String>, ConfigError> {
+    let names = section.untrusted_namespaces.clone().unwrap_or_default();
+    for name in &names {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                setting: "knowledge.untrusted_namespaces",
+                reason: format!("{name:?} is not a namespace name (1-64 letters, digits, '-', '_' or '.')"),
+            });
+        }
+    }
+    Ok(names)
 }
 
 /// The watcher settings: exceptions are exact IP addresses; the timeout within 1 s to 5 min.
@@ -1366,6 +1399,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("nexus.toml"), file).expect("write config");
         dir
+    }
+
+    #[test]
+    fn untrusted_knowledge_namespaces_come_from_the_file_or_the_variable_and_bad_names_are_named() {
+        let dir = dir_with("[knowledge]\nuntrusted_namespaces = [\"web\"]\n");
+        let config = resolve(&GlobalArgs::default(), None, &[], dir.path()).expect("resolves");
+        assert_eq!(config.untrusted_namespaces, ["web"]);
+        let e = env(&[("NEXUS_KNOWLEDGE_UNTRUSTED_NAMESPACES", "web,mail")]);
+        let config = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
+        assert_eq!(config.untrusted_namespaces, ["web", "mail"]);
+        let bad = dir_with("[knowledge]\nuntrusted_namespaces = [\"a b\"]\n");
+        let err = resolve(&GlobalArgs::default(), None, &[], bad.path()).expect_err("bad name");
+        assert!(err.to_string().contains("knowledge.untrusted_namespaces"), "{err}");
     }
 
     #[test]

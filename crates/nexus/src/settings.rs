@@ -372,6 +372,15 @@ pub const REGISTRY: Registry = Registry(&[
         "The most one watcher fetch or webhook call takes.",
     ),
     spec(
+        "knowledge.untrusted_namespaces",
+        Some("NEXUS_KNOWLEDGE_UNTRUSTED_NAMESPACES"),
+        List,
+        None,
+        false,
+        Restart,
+        "Knowledge namespaces whose passages taint the runs that read them.",
+    ),
+    spec(
         "channels.telegram.bot_token",
         Some("NEXUS_TELEGRAM_BOT_TOKEN"),
         Text,

@@ -100,6 +100,9 @@ pub struct AgentServices {
     pub approval_ttl: Duration,
 }
 
+/// The knowledge namespace a run's retrieval reads.
+const KNOWLEDGE_NAMESPACE: &str = "default";
+
 /// How many remembered items join a run's context.
 const RECALLED: usize = 5;
 
@@ -581,20 +584,27 @@ impl Runtime {
                     }
                 }
                 Action::Retrieve { query, .. } => {
-                    let found = self.knowledge().search(tenant, "default", &query, 3, AccessLevel::Internal).await?;
+                    let found =
+                        self.knowledge().search(tenant, KNOWLEDGE_NAMESPACE, &query, 3, AccessLevel::Internal).await?;
                     let mut context: Vec<String> =
                         found.hits.iter().map(|h| format!("[{}] {}", h.source, h.text)).collect();
                     // What is remembered of the requester joins the context (a failure to read
                     // it costs the run its memory, not its answer).
-                    let mut untrusted = None;
+                    let mut untrusted = (!found.hits.is_empty()
+                        && self.config.untrusted_namespaces.iter().any(|n| n == KNOWLEDGE_NAMESPACE))
+                    .then(|| format!("passages of the untrusted knowledge namespace {KNOWLEDGE_NAMESPACE}"));
                     if let Some(owner) = user {
                         match self.recall_marked(tenant, owner, &format!("{} {query}", run.task), RECALLED).await {
                             Ok(remembered) if !remembered.text.is_empty() => {
                                 if remembered.untrusted > 0 {
-                                    untrusted = Some(format!(
+                                    let memories = format!(
                                         "{} memory item(s) learned from untrusted content",
                                         remembered.untrusted
-                                    ));
+                                    );
+                                    untrusted = Some(match untrusted {
+                                        Some(passages) => format!("{passages}; {memories}"),
+                                        None => memories,
+                                    });
                                 }
                                 context.push(remembered.text);
                             }

@@ -78,6 +78,9 @@ pub struct RuntimeConfig {
     pub watchers: watchers::WatcherSettings,
     /// The most steps a run's plan may have (`None`: the engine's default, 5).
     pub max_plan_steps: Option<usize>,
+    /// Knowledge namespaces holding content the tenant did not write: a run that reads their
+    /// passages is tainted.
+    pub untrusted_namespaces: Vec<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -95,6 +98,7 @@ impl Default for RuntimeConfig {
             budget_alert_fraction: None,
             watchers: watchers::WatcherSettings::default(),
             max_plan_steps: None,
+            untrusted_namespaces: Vec::new(),
         }
     }
 }

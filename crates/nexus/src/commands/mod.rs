@@ -183,6 +183,7 @@ async fn runtime_parts_with(
         jobs: config.jobs.clone(),
         watchers: config.watchers.clone(),
         max_plan_steps: None,
+        untrusted_namespaces: config.untrusted_namespaces.clone(),
     };
     let agent = matches!(needs, Some(local_models::Needs::Everything));
     let local = match needs {

@@ -95,7 +95,18 @@ async fn agent_on(
     extra: Vec<Arc<dyn Tool>>,
     approval_ttl: Duration,
 ) -> Agent {
-    let mut parts = RuntimeParts::new(store, signer(1), config(), None);
+    agent_configured(store, db, models, extra, approval_ttl, config()).await
+}
+
+async fn agent_configured(
+    store: Arc<dyn domain::ports::Store>,
+    db: Option<TestDatabase>,
+    models: Models,
+    extra: Vec<Arc<dyn Tool>>,
+    approval_ttl: Duration,
+    config: runtime::RuntimeConfig,
+) -> Agent {
+    let mut parts = RuntimeParts::new(store, signer(1), config, None);
     let workspace = tempfile_dir::Dir::new();
     let mut registry = tools::builtins(&tools::BuiltinSettings::default(), Arc::new(parts.knowledge()));
     for tool in extra {
@@ -184,6 +195,36 @@ async fn a_simple_question_completes_with_a_sealed_verified_step() {
     assert!(verified.entries >= 5 && verified.proven == verified.entries, "{verified:?}");
     // The stored run reads back the same.
     assert_eq!(agent.runtime.run_report(&demo(), &report.chain_id).await.expect("stored"), report);
+    assert_eq!(report.taint, None, "the tenant's own knowledge does not taint the run");
+}
+
+#[tokio::test]
+async fn passages_of_an_untrusted_namespace_taint_the_run_that_reads_them() {
+    let server = fake_model(&[
+        (PLAN, r#"[{"action": "search the knowledge base", "tool": "knowledge_search", "params": {"query": "NEXUS ledger"}, "persona": "researcher"}]"#),
+        (DECLARE, r#"{"planned_action": "search", "tool_params": {"query": "NEXUS ledger"}, "confidence": 0.9}"#),
+        (ANSWER, "NEXUS seals every action."),
+    ])
+    .await;
+    let db = sqlite().await;
+    let config = runtime::RuntimeConfig { untrusted_namespaces: vec!["default".into()], ..config() };
+    let store = Arc::clone(&db.store);
+    let agent = agent_configured(
+        store,
+        Some(db),
+        models(provider(&server.uri())),
+        Vec::new(),
+        Duration::from_secs(3600),
+        config,
+    )
+    .await;
+    let knowledge = agent.runtime.knowledge();
+    let text = "NEXUS seals every action in a tamper-evident ledger.";
+    knowledge.ingest_text(&demo(), "default", "crawled.html", text, AccessLevel::Internal).await.expect("ingest");
+    let report = agent.runtime.execute(request("What is NEXUS?", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
+    let taint = report.taint.expect("tainted");
+    assert!(taint.origin.describe().contains("untrusted knowledge namespace default"), "{taint:?}");
 }
 
 #[tokio::test]
