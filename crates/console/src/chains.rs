@@ -157,6 +157,10 @@ struct ChainView {
     models: String,
     verified: String,
     verify_error: String,
+    /// What untrusted content the run read first (empty: none).
+    tainted: String,
+    /// The state-changing tools the task asked for.
+    envelope: String,
     /// The run is not finished: its events are followed as they happen (a finished run's
     /// events are replayed from its stored state).
     live: bool,
@@ -186,6 +190,8 @@ async fn chain_view(state: &ConsoleState, signed: &Signed, id: &str) -> Result<C
                 models: String::new(),
                 verified: String::new(),
                 verify_error: String::new(),
+                tainted: String::new(),
+                envelope: String::new(),
                 live: true,
             });
         }
@@ -235,6 +241,11 @@ async fn chain_view(state: &ConsoleState, signed: &Signed, id: &str) -> Result<C
         models: report.models.join(", "),
         verified: String::new(),
         verify_error: String::new(),
+        tainted: report.taint.as_ref().map(|t| visible(&t.origin.describe())).unwrap_or_default(),
+        envelope: match &report.envelope {
+            Some(tools) if !tools.is_empty() => visible(&tools.join(", ")),
+            _ => "—".to_owned(),
+        },
         live: !report.status.is_terminal(),
     })
 }

@@ -477,3 +477,34 @@ async fn the_overview_shows_each_providers_breaker_opening_after_failures() {
     let row = open.split("data-provider=\"openai\"").nth(1).expect("listed").split("</tr>").next().expect("row");
     assert!(row.contains("badge open") && row.contains("next try in"), "{row}");
 }
+
+#[tokio::test]
+async fn a_tainted_run_says_what_it_read_and_what_the_task_asked_to_change() {
+    use engine::machine::{Run, RunContext};
+    use engine::provenance::{Origin, Taint};
+
+    let app = spawn().await;
+    app.user("acme", "ada@acme.test", Role::Admin, 3).await;
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let context =
+        RunContext { personas: Vec::new(), tools: Vec::new(), persona_override: None, qa_spec: None, max_steps: None };
+    let mut run = Run::new(ChainId::generate(), "Summarise the page and email bob@example.com", context);
+    run.provenance.envelope = Some(vec!["send_email".into()]);
+    run.provenance.taint = Some(Taint { origin: Origin::Tool { step: 0, tool: "web_fetch".into(), trusted: false } });
+    let now = Timestamp::now();
+    let stored = domain::ports::StoredRun {
+        tenant_id: tenant.clone(),
+        chain_id: run.chain_id.clone(),
+        task: run.task.clone(),
+        status: domain::agent::ChainStatus::Completed,
+        state: engine::machine::stored::encode(&run, None).expect("encode"),
+        created_at: now,
+        updated_at: now,
+        owner: None,
+        personas: Vec::new(),
+    };
+    app.db.store.save_run(&stored).await.expect("run");
+    let html = app.signed_in("ada@acme.test").await.page(&format!("/chains/{}", run.chain_id)).await;
+    assert!(html.contains("id=\"tainted\"") && html.contains("the output of step 0 (web_fetch, untrusted)"), "{html}");
+    assert!(html.contains("what the task asked to change: send_email"), "{html}");
+}
