@@ -11,6 +11,8 @@ mod ledger_bench;
 mod ledger_replicas;
 mod memory_bench;
 mod models_bench;
+mod serve_process;
+mod startup_bench;
 
 use std::process::ExitCode;
 

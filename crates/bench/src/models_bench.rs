@@ -5,7 +5,8 @@
 //! no model, trivial requests with no plan); SmolLM2-135M prompt and generation tokens per
 //! second and the time to a whole one-sentence answer. The baseline is
 //! `sentence-transformers` (PyTorch) embedding the same texts in a Python child process in the
-//! same run, when it is installed.
+//! same run, when it is installed. Last, `nexus serve` is started as a user starts it, with
+//! and without the models (`startup_bench.rs`).
 //!
 //! Every text is distinct, so the embedder's cache never answers.
 
@@ -58,6 +59,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let embedder = Arc::new(SentenceEmbedder::load(&dir)?);
+    let mut inline_load = started.elapsed();
     println!("embedder loaded in {:.0} ms", ms(started.elapsed()));
     let short = texts(sizes.batches * BATCH, 5, 1);
     let long = texts(sizes.batches * BATCH, 30, 2);
@@ -98,6 +100,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let dyn_embedder: Arc<dyn Embedder> = embedder.clone();
     let classifier = TierClassifier::new(dyn_embedder)?;
+    inline_load += started.elapsed();
     println!("trained in {:.0} ms (embedding the examples included)", ms(started.elapsed()));
     let requests = texts(sizes.latency_samples, 8, 4);
     let mut samples = Vec::with_capacity(requests.len());
@@ -114,8 +117,11 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     println!("## local model, SmolLM2-135M-Instruct (Q8_0, ffn_down f32)");
     let started = Instant::now();
     let model = LocalModel::load(&dir)?;
+    inline_load += started.elapsed();
     println!("loaded in {:.0} ms (re-quantized file cached on disk)", ms(started.elapsed()));
-    generation(&model, &sizes)
+    generation(&model, &sizes)?;
+    drop((model, classifier, embedder));
+    crate::startup_bench::run(&dir, inline_load)
 }
 
 fn models_dir() -> anyhow::Result<PathBuf> {

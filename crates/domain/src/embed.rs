@@ -6,8 +6,18 @@
 #[error("embedding failed: {0}")]
 pub struct EmbedError(pub String);
 
-/// Turns texts into unit-length vectors of a fixed size. Blocking and CPU-bound: async callers
-/// run it on a blocking thread.
+/// Whether an embedder can embed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedderState {
+    Ready,
+    /// Its model is still loading: [`Embedder::embed`] waits for it.
+    Loading,
+    /// Its model failed to load: callers fall back as if there were no embedder.
+    Unavailable,
+}
+
+/// Turns texts into unit-length vectors of a fixed size. Blocking and CPU-bound (and it may
+/// wait for its model to load): async callers run it on a blocking thread.
 pub trait Embedder: Send + Sync {
     /// The model's name, e.g. `all-MiniLM-L6-v2` (recorded with stored vectors).
     fn model(&self) -> &str;
@@ -15,6 +25,10 @@ pub trait Embedder: Send + Sync {
     fn dims(&self) -> usize;
     /// One L2-normalised vector per text, in order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Whether it can embed now; an embedder built from a loaded model always can.
+    fn state(&self) -> EmbedderState {
+        EmbedderState::Ready
+    }
 }
 
 impl std::fmt::Debug for dyn Embedder {

@@ -1,5 +1,6 @@
-//! Liveness (`/health`: the process answers) and readiness (`/ready`: its database answers;
-//! also names the rate-limit backend and the `nexus/auto` router in use, and each chat
+//! Liveness (`/health`: the process answers) and readiness (`/ready`: its database answers
+//! and no in-process model is still loading — a server answers `/health` at once and loads its
+//! models in the background; also names the rate-limit backend and the `nexus/auto` router in use, and each chat
 //! channel's state: `unconfigured`, `starting`, `connected`, `standby`, `degraded`, `conflict`,
 //! `failed`). `GET /v1/health/components` (authenticated) checks each component in depth:
 //! the database's latency, the rate-limit counter, each provider's breaker, each channel, the
@@ -27,7 +28,8 @@ pub(crate) struct HealthResponse {
 pub(crate) struct ReadyResponse {
     /// `ready` or `not_ready`.
     status: String,
-    /// `database` (backend, status, error), `rate_limits` (backend), `router` (name),
+    /// `database` (backend, status, error), `models` (per in-process model: status `loading`,
+    /// `ready`, `failed` or `absent`, and detail), `rate_limits` (backend), `router` (name),
     /// `channels` (per channel: status, detail, restarts, last_inbound_at).
     #[schema(value_type = Object)]
     checks: Value,
@@ -38,18 +40,33 @@ pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, body = ReadyResponse, description = "ready"), (status = 503, body = ReadyResponse, description = "the database does not answer")))]
+#[utoipa::path(get, path = "/v1/ready", tag = "operations", responses((status = 200, body = ReadyResponse, description = "ready"), (status = 503, body = ReadyResponse, description = "the database does not answer, or a model is still loading")))]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let runtime = &state.runtime;
     let readiness = runtime.readiness().await;
-    let (status, database) = match &readiness.database {
-        Ok(()) => (StatusCode::OK, json!({"backend": readiness.backend, "status": "ok"})),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"backend": readiness.backend, "status": "unavailable", "error": reason}),
-        ),
+    let database = match &readiness.database {
+        Ok(()) => json!({"backend": readiness.backend, "status": "ok"}),
+        Err(reason) => json!({"backend": readiness.backend, "status": "unavailable", "error": reason}),
     };
-    let overall = if status == StatusCode::OK { "ready" } else { "not_ready" };
+    let (status, overall) =
+        if readiness.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not_ready") };
+    let models: serde_json::Map<String, Value> = readiness
+        .models
+        .iter()
+        .map(|m| {
+            let mut entry = json!({"status": m.state.as_str()});
+            // Anyone may read /ready: why a model failed (file paths) is for the log and the
+            // operator's health components.
+            let detail = match m.state {
+                runtime::ModelState::Failed => Some("failed to load; the server log says why"),
+                _ => m.detail.as_deref(),
+            };
+            if let Some(detail) = detail {
+                entry["detail"] = json!(detail);
+            }
+            (m.name.to_owned(), entry)
+        })
+        .collect();
     // A channel's trouble is reported, never a reason to call the whole server unready.
     let channels: serde_json::Map<String, Value> = runtime
         .channel_health()
@@ -67,6 +84,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
         .collect();
     let checks = json!({
         "database": database,
+        "models": models,
         "rate_limits": {"backend": runtime.limits().backend()},
         "router": {"name": runtime.router_name()},
         "channels": channels,
@@ -86,7 +104,8 @@ pub(crate) struct ComponentsResponse {
     /// `providers` (name, ok, circuit, serves), `channels` (channel, ok, state, detail), `disk`
     /// (ok, path, free_bytes), `router`, `settings` (ok, revision, master_key_id, error; null
     /// when this server keeps no settings), `plugins` (name, ok, state, reason: each built-in
-    /// plugin and MCP server as this server sees it).
+    /// plugin and MCP server as this server sees it), `models` (name, ok, state, detail: each
+    /// in-process model; the reasons of plugins and models are shown to the operator only).
     #[schema(value_type = Object)]
     components: Value,
 }
@@ -99,12 +118,14 @@ pub(crate) async fn components(
     axum::Extension(principal): axum::Extension<runtime::auth::Principal>,
 ) -> Json<Value> {
     let (ok, summary, mut components) = state.runtime.components().await;
-    // Why a plugin fails (a server's error, a command) is the operator's to read.
+    // Why a plugin or a model fails (a server's error, a command, a file) is the operator's to read.
     let operator = principal.is_admin() && principal.tenant.as_str() == runtime::DEMO_TENANT;
-    if !operator && let Some(plugins) = components.get_mut("plugins").and_then(Value::as_array_mut) {
-        for plugin in plugins {
-            if let Some(plugin) = plugin.as_object_mut() {
-                plugin.remove("reason");
+    if !operator {
+        for (list, field) in [("plugins", "reason"), ("models", "detail")] {
+            if let Some(entries) = components.get_mut(list).and_then(Value::as_array_mut) {
+                for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                    entry.remove(field);
+                }
             }
         }
     }

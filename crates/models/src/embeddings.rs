@@ -47,6 +47,12 @@ impl std::fmt::Debug for SentenceEmbedder {
 }
 
 impl SentenceEmbedder {
+    /// Whether `models_dir` holds the model's files (without reading them).
+    pub fn is_present(models_dir: &Path) -> bool {
+        let dir = models_dir.join(MODEL_DIR);
+        ["config.json", "tokenizer.json", "model.safetensors"].iter().all(|f| dir.join(f).is_file())
+    }
+
     /// Loads the model from `models_dir/all-MiniLM-L6-v2/` (`config.json`, `tokenizer.json`,
     /// `model.safetensors`, as `cargo xtask models` leaves them).
     pub fn load(models_dir: &Path) -> Result<Self, ModelError> {

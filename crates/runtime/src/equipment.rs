@@ -349,6 +349,17 @@ impl Runtime {
                 json!({"name": name, "ok": state != domain::plugin::PluginState::Error, "state": state, "reason": reason})
             })
             .collect();
+        // A model that failed to load is a problem (its fallback serves); one loading is not yet.
+        let models: Vec<Value> = self
+            .models_readiness()
+            .into_iter()
+            .map(|m| {
+                if m.state == crate::ModelState::Failed {
+                    problems.push(format!("model {} failed to load", m.name));
+                }
+                json!({"name": m.name, "ok": m.state != crate::ModelState::Failed, "state": m.state.as_str(), "detail": m.detail})
+            })
+            .collect();
         let ok = problems.is_empty();
         let summary = if ok {
             format!(
@@ -371,6 +382,7 @@ impl Runtime {
         let components = json!({
             "database": database, "rate_limits": rate_limits, "providers": providers, "channels": channels,
             "disk": disk, "router": self.router.name(), "settings": settings, "plugins": plugins,
+            "models": models,
         });
         (ok, summary, components)
     }

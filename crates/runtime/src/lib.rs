@@ -109,6 +109,55 @@ pub struct Readiness {
     pub backend: &'static str,
     /// `Err` with the reason when the database does not answer.
     pub database: Result<(), String>,
+    /// The in-process models, each with its state; empty when the process has none to load.
+    pub models: Vec<ModelReadiness>,
+}
+
+impl Readiness {
+    /// Whether the process can serve everything it was started to serve: the database answers
+    /// and no model is still loading (a model that failed or is absent leaves its fallback in
+    /// force, which is ready).
+    pub fn is_ready(&self) -> bool {
+        self.database.is_ok() && !self.models.iter().any(|m| m.state == ModelState::Loading)
+    }
+}
+
+/// Where an in-process model stands: servers load them in the background after start, so the
+/// process answers at once and a request that needs a model still loading waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    Loading,
+    Ready,
+    /// Loading failed; the model's fallback is in force and `detail` says why.
+    Failed,
+    /// Its files are not in the models directory; the fallback is in force.
+    Absent,
+}
+
+impl ModelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelState::Loading => "loading",
+            ModelState::Ready => "ready",
+            ModelState::Failed => "failed",
+            ModelState::Absent => "absent",
+        }
+    }
+}
+
+/// One in-process model as `/ready` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelReadiness {
+    /// `embeddings`, `classifier` or `local`.
+    pub name: &'static str,
+    pub state: ModelState,
+    /// Why it failed, what to do when absent, how long loading took when ready.
+    pub detail: Option<String>,
+}
+
+/// Reports the in-process models' state (implemented where they are loaded).
+pub trait ModelsStatus: Send + Sync {
+    fn models(&self) -> Vec<ModelReadiness>;
 }
 
 pub struct Runtime {
@@ -156,6 +205,8 @@ pub struct Runtime {
     plugins: Option<Arc<plugins::Plugins>>,
     /// The plugin watcher, once started (stopped at shutdown).
     plugin_watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The in-process models' loading state, when they load in the background.
+    models_status: Option<Arc<dyn ModelsStatus>>,
 }
 
 /// How often a runtime records that it is alive.
@@ -184,6 +235,9 @@ pub struct RuntimeParts {
     /// Live settings (registry, master key, how to rebuild); `None`: settings come from the
     /// file and environment only.
     pub settings: Option<settings::SettingsParts>,
+    /// The in-process models' loading state, for `/ready`; `None`: nothing loads in the
+    /// background.
+    pub models_status: Option<Arc<dyn ModelsStatus>>,
     /// Plugins (built-in manifests and the MCP connector); `None`: no plugins. The same value
     /// is the agent's tool source (`tools::Registry::with_source`).
     pub plugins: Option<Arc<plugins::Plugins>>,
@@ -215,6 +269,7 @@ impl RuntimeParts {
             logs: None,
             backups: None,
             settings: None,
+            models_status: None,
             plugins: None,
         }
     }
@@ -245,6 +300,7 @@ impl Runtime {
             logs,
             backups,
             settings,
+            models_status,
             plugins,
         } = parts;
         check_signing_key(store.as_ref(), &signer).await?;
@@ -312,15 +368,18 @@ impl Runtime {
             settings_watcher: std::sync::Mutex::default(),
             plugins,
             plugin_watcher: std::sync::Mutex::default(),
+            models_status,
         })
     }
 
-    /// The loaded embedding model, if any.
+    /// The embedding model, if any: possibly still loading (embedding then waits for it),
+    /// never one that failed to load.
     pub fn embedder(&self) -> Option<&Arc<dyn domain::embed::Embedder>> {
         self.knowledge.embedder()
     }
 
-    /// Embeds texts on a blocking thread. `Ok(None)` when no embedding model is loaded.
+    /// Embeds texts on a blocking thread (waiting for a model still loading). `Ok(None)` when
+    /// there is no embedding model.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Option<Vec<Vec<f32>>>, domain::embed::EmbedError> {
         let Some(embedder) = self.embedder().cloned() else { return Ok(None) };
         let joined = tokio::task::spawn_blocking(move || {
@@ -417,7 +476,13 @@ impl Runtime {
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("the database did not answer within 2 s".to_owned()),
         };
-        Readiness { backend: self.store.backend(), database }
+        let models = self.models_readiness();
+        Readiness { backend: self.store.backend(), database, models }
+    }
+
+    /// The in-process models' state; empty when none load in the background.
+    pub fn models_readiness(&self) -> Vec<ModelReadiness> {
+        self.models_status.as_ref().map(|m| m.models()).unwrap_or_default()
     }
 
     /// Stops accepting ledger appends, commits what is queued, signs final checkpoints and

@@ -426,9 +426,14 @@ impl Runtime {
         Ok(scored.into_iter().map(|(i, _)| i).collect())
     }
 
-    /// Stores the vector of a new text (best effort: recall makes a missing one later).
+    /// Stores the vector of a new text (best effort: recall makes a missing one later, so a
+    /// write never waits for a model still loading).
     async fn embed_memory(&self, version: &MemoryVersion) {
-        let Some(model) = self.embedder().map(|e| e.model().to_owned()) else { return };
+        let Some(embedder) = self.embedder() else { return };
+        if embedder.state() != domain::embed::EmbedderState::Ready {
+            return;
+        }
+        let model = embedder.model().to_owned();
         let made = match self.embed(vec![version.content.clone()]).await {
             Ok(Some(mut vectors)) if vectors.len() == 1 => vectors.pop(),
             Ok(_) => None,

@@ -5,12 +5,14 @@
 //! the Prometheus recorder) on a current-thread runtime pinned to one core; the mock and the
 //! load generator share another core. Prints added latency at concurrency 1, requests per
 //! second at concurrency 32, added time to first token when streaming, memory, and the ledger
-//! read back after shutdown.
+//! read back after shutdown. Then the same figures for `nexus serve` as a user starts it, in its
+//! own process on the server core (`shipped.rs`): the figures that count for users.
 
 mod histogram;
 mod load;
 mod mock;
 mod server;
+mod shipped;
 mod soak;
 mod system;
 
@@ -121,17 +123,7 @@ async fn bench(
         nexus_c1.merge(&run);
     }
     through_nexus += nexus_c1.count();
-    let direct_latency = Percentiles::of(&direct_c1.latency);
-    let nexus_latency = Percentiles::of(&nexus_c1.latency);
-    print_latency("direct to mock", &direct_latency);
-    print_latency("through Nexus", &nexus_latency);
-    let added_p50 = diff_us(nexus_latency.p50, direct_latency.p50);
-    let added_p99 = diff_us(nexus_latency.p99, direct_latency.p99);
-    println!(
-        "added by Nexus:  p50 {added_p50:+8.1} us [{}]   p99 {added_p99:+8.1} us [{}]",
-        verdict(added_p50 <= 50.0, "<= 50 us"),
-        verdict(added_p99 <= 250.0, "<= 250 us"),
-    );
+    print_added_latency("Nexus", &direct_c1, &nexus_c1);
     println!(
         "Nexus CPU per request (server thread, its blocking pool and SQLite workers): {:.1} us",
         nexus_cpu.nexus.as_secs_f64() * 1e6 / nexus_c1.count().max(1) as f64
@@ -252,7 +244,7 @@ async fn bench(
         report.budget_refresh.as_secs_f64() * 1e3,
         runtime::budget::REFRESH_EVERY.as_secs()
     );
-    Ok(())
+    shipped::run(sizes, &mock, server_core.map(|c| c.id)).await
 }
 
 fn header(placement: &Placement, load_pinned: Option<usize>, cores: usize, mock: &MockConfig) {
@@ -302,6 +294,20 @@ fn diff_us(a: Duration, b: Duration) -> f64 {
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// Both paths' latency at concurrency 1 and what Nexus adds, against the targets.
+fn print_added_latency(who: &str, direct: &RunResult, nexus: &RunResult) {
+    let (direct, nexus) = (Percentiles::of(&direct.latency), Percentiles::of(&nexus.latency));
+    print_latency("direct to mock", &direct);
+    print_latency("through Nexus", &nexus);
+    let added_p50 = diff_us(nexus.p50, direct.p50);
+    let added_p99 = diff_us(nexus.p99, direct.p99);
+    println!(
+        "added by {who}:  p50 {added_p50:+8.1} us [{}]   p99 {added_p99:+8.1} us [{}]",
+        verdict(added_p50 <= 50.0, "<= 50 us"),
+        verdict(added_p99 <= 250.0, "<= 250 us"),
+    );
 }
 
 fn print_latency(label: &str, p: &Percentiles) {

@@ -728,8 +728,17 @@ pub(crate) async fn embeddings(
         )
         .into());
     };
-    let vectors =
-        state.runtime.embed(inputs.clone()).await.map_err(|e| ApiError::internal(e.to_string()))?.unwrap_or_default();
+    // The model is in-process: when it cannot embed (still loading after the wait, or failing)
+    // the service is unavailable, and the reason is the operator's to read in the log.
+    let vectors = state
+        .runtime
+        .embed(inputs.clone())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "embedding failed");
+            ApiError::unavailable(format!("the embedding model cannot answer now: {e}"))
+        })?
+        .unwrap_or_default();
     // Word pieces are not counted here; words are a close, honest stand-in for usage.
     let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
     let data = vectors

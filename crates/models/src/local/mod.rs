@@ -21,7 +21,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 
-pub use provider::{LocalChatProvider, PROVIDER_NAME};
+pub use provider::{CAPABILITIES, LocalChatProvider, PROVIDER_NAME};
 pub use text::{ChatRole, DEFAULT_SYSTEM, chatml_prompt};
 
 use crate::error::ModelError;
@@ -102,6 +102,11 @@ impl std::fmt::Debug for LocalModel {
 }
 
 impl LocalModel {
+    /// Whether `models_dir` holds the model's file (without reading it).
+    pub fn is_present(models_dir: &Path) -> bool {
+        models_dir.join(MODEL_DIR).join(GGUF_FILE).is_file()
+    }
+
     /// Loads `models_dir/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf`, converting it to Q8_0
     /// on first use (written next to it as `SmolLM2-135M-Instruct.Q4_1.q8_0.gguf`).
     pub fn load(models_dir: &Path) -> Result<Self, ModelError> {

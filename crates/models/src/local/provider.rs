@@ -24,6 +24,9 @@ pub const PROVIDER_NAME: &str = "local";
 /// Streamed text pieces buffered between the generating thread and the consumer.
 const STREAM_BUFFER: usize = 64;
 
+/// What the local provider supports: streaming, no tool calls, no model listing.
+pub const CAPABILITIES: Capabilities = Capabilities { streaming: true, tools: false, list_models: false };
+
 #[derive(Debug, Clone)]
 pub struct LocalChatProvider {
     model: Arc<LocalModel>,
@@ -117,7 +120,7 @@ impl ModelProvider for LocalChatProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { streaming: true, tools: false, list_models: false }
+        CAPABILITIES
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {

@@ -15,15 +15,19 @@ use super::{Access, runtime_parts, start_runtime};
 use crate::cli::{ChainArgs, RunArgs};
 use crate::config::Config;
 
-/// Starts the runtime with the in-process models and the agent enabled.
+/// Starts the runtime with the in-process models (loaded first) and the agent enabled.
 pub async fn agent_runtime(config: &Config, access: Access) -> anyhow::Result<Runtime> {
-    Ok(agent_runtime_with_config(config, access).await?.0)
+    Ok(agent_runtime_with_config(config, access, Needs::Everything).await?.0)
 }
 
-/// [`agent_runtime`], and the configuration in force (the database's settings under the file,
-/// environment and flags).
-pub async fn agent_runtime_with_config(config: &Config, access: Access) -> anyhow::Result<(Runtime, Config)> {
-    let (mut parts, chat, config) = runtime_parts(config, access, Some(Needs::Everything)).await?;
+/// [`agent_runtime`] with the models loaded as `needs` says, and the configuration in force
+/// (the database's settings under the file, environment and flags).
+pub async fn agent_runtime_with_config(
+    config: &Config,
+    access: Access,
+    needs: Needs,
+) -> anyhow::Result<(Runtime, Config)> {
+    let (mut parts, chat, config) = runtime_parts(config, access, Some(needs)).await?;
     parts.agent = Some(agent_services(&config, parts.knowledge(), chat, parts.plugins.clone())?);
     let runtime = Runtime::start(parts).await?;
     // Enabled MCP servers are reached now, so their tools serve this process's runs.

@@ -137,8 +137,7 @@ pub async fn run(command: EvalCommand, config: Config) -> anyhow::Result<ExitCod
     let models = embedder.is_some();
     let scratch = tempfile::tempdir().context("creating the scratch directory")?;
     let store: Arc<dyn Store> = Arc::new(store::SqliteStore::open(&scratch.path().join("replay.db")).await?);
-    let (results, summary) =
-        replay(store, embedder.map(|e| e as Arc<dyn domain::embed::Embedder>), &specs, &episodes, models).await?;
+    let (results, summary) = replay(store, embedder, &specs, &episodes, models).await?;
     if let Some(path) = &out {
         let mut file = std::fs::File::create(path).with_context(|| format!("--out {}", path.display()))?;
         for result in &results {

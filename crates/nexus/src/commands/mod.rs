@@ -185,7 +185,7 @@ async fn runtime_parts_with(
         max_plan_steps: None,
         untrusted_namespaces: config.untrusted_namespaces.clone(),
     };
-    let agent = matches!(needs, Some(local_models::Needs::Everything));
+    let agent = matches!(needs, Some(local_models::Needs::Everything | local_models::Needs::EverythingInBackground));
     let local = match needs {
         Some(needs) => {
             let config = config.clone();
@@ -195,7 +195,7 @@ async fn runtime_parts_with(
         }
         None => local_models::LocalModels::default(),
     };
-    let embedder = local.embedder.map(|e| e as Arc<dyn domain::embed::Embedder>);
+    let embedder = local.embedder;
     let backups = backup::backups(config, None, signer.verifier().clone());
     let mut parts = RuntimeParts::new(store, signer, runtime_config, embedder);
     parts.backups = Some(Arc::new(backups));
@@ -207,9 +207,8 @@ async fn runtime_parts_with(
             .with_context(|| format!("api.redis_url (NEXUS_REDIS_URL) {}", store::redact(url)))?;
         parts.rate_counter = Some(Arc::new(counter));
     }
-    if let Some(classifier) = local.classifier {
-        parts.router = Some(Arc::new(local_models::ClassifierRouter(classifier)));
-    }
+    parts.router = local.router;
+    parts.models_status = local.status;
     if let Some((key, revision)) = settings {
         let host = crate::settings::Host {
             layers: config.layers.clone(),

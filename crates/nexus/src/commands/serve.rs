@@ -7,10 +7,13 @@ use anyhow::Context as _;
 
 use super::Access;
 use super::agent::agent_runtime_with_config;
+use super::local_models::Needs;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let (runtime, config) = agent_runtime_with_config(&config, Access::Create).await?;
+    // The in-process models load in the background: `/health` answers at once, `/ready` once
+    // they are loaded, and a request that needs one waits for it.
+    let (runtime, config) = agent_runtime_with_config(&config, Access::Create, Needs::EverythingInBackground).await?;
     let runtime = Arc::new(runtime);
     // Keys revoked by another replica or by `nexus keys revoke` stop working here within a
     // second.

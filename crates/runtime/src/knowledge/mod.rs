@@ -114,14 +114,21 @@ impl KnowledgeService {
         Self { inner: Arc::new(Inner { store, vectors: Some(Vectors::new(embedder)), lexical_notice: Once::new() }) }
     }
 
-    /// The embedder, if any.
+    /// The embedder, if any (one still loading is returned: embedding waits for it; one whose
+    /// model failed to load is not).
     pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
-        self.inner.vectors.as_ref().map(|v| &v.embedder)
+        self.vectors().map(|v| &v.embedder)
     }
 
     /// The embedding model in use, if any.
     pub fn embedding_model(&self) -> Option<&str> {
-        self.inner.vectors.as_ref().map(|v| v.embedder.model())
+        self.vectors().map(|v| v.embedder.model())
+    }
+
+    /// The vectors, unless there is no embedder or its model failed to load: then knowledge is
+    /// BM25 only, as without one.
+    fn vectors(&self) -> Option<&Vectors> {
+        self.inner.vectors.as_ref().filter(|v| v.embedder.state() != domain::embed::EmbedderState::Unavailable)
     }
 
     /// Extracts a file's text (text, Markdown, HTML, PDF) and ingests it. The document's
@@ -203,7 +210,7 @@ impl KnowledgeService {
             metadata: new.metadata,
             created_at: Timestamp::now(),
         };
-        let Some(vectors) = &self.inner.vectors else {
+        let Some(vectors) = self.vectors() else {
             self.lexical_notice();
             let (document_id, new) = self.inner.store.insert_document(&document, None).await?;
             return Ok(Ingested { document_id, new, chunks: document.chunks.len(), embedded: false });
@@ -241,7 +248,7 @@ impl KnowledgeService {
     /// Deletes a document, its chunks and their vectors. False if the tenant has no such document.
     pub async fn delete_document(&self, tenant: &TenantId, id: &DocumentId) -> Result<bool, KnowledgeError> {
         let deleted = self.inner.store.delete_document(tenant, id).await?;
-        if let Some(vectors) = &self.inner.vectors {
+        if let Some(vectors) = self.vectors() {
             let index = vectors.index(self.inner.store.as_ref(), tenant).await?;
             index.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_document(id);
         }
@@ -265,7 +272,7 @@ impl KnowledgeService {
     /// an embedder was configured, or by another model), `batch` at a time. Returns how many
     /// were embedded; 0 without an embedder.
     pub async fn backfill(&self, tenant: &TenantId, batch: u32) -> Result<u64, KnowledgeError> {
-        let Some(vectors) = &self.inner.vectors else { return Ok(0) };
+        let Some(vectors) = self.vectors() else { return Ok(0) };
         let store = self.inner.store.as_ref();
         let index = vectors.index(store, tenant).await?;
         let model = vectors.embedder.model().to_owned();
@@ -316,7 +323,7 @@ impl KnowledgeService {
         let lexical = knowledge::rank(query, &texts);
         let coverage = lexical.first().map_or(0.0, |r| r.coverage);
 
-        let semantic = match &self.inner.vectors {
+        let semantic = match self.vectors() {
             None => {
                 self.lexical_notice();
                 None

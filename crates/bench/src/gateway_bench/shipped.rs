@@ -1,0 +1,107 @@
+//! The gateway benchmark's figures for `nexus serve` as a user starts it: the release binary
+//! in its own process (its default multi-thread runtime, console and API routes, channel
+//! supervisor, maintenance loop, logging), pinned to the server core with `taskset`, OpenAI
+//! configured through `OPENAI_BASE_URL` to point at the same mock, rate limits raised so
+//! nothing is refused. The same requests go straight to the mock in alternating rounds, so
+//! each added figure has its baseline from the same minute.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::load::{Percentiles, RunResult, Target, Until, closed_loop};
+use super::mock::Mock;
+use super::{
+    BODY, CONCURRENCY, PATH, STREAM_BODY, Sizes, diff_us, print_added_latency, print_rate, print_stream, verdict,
+};
+use crate::serve_process::{self, Serve};
+
+pub(super) async fn run(sizes: &Sizes, mock: &Mock, core: Option<usize>) -> anyhow::Result<()> {
+    let binary = serve_process::nexus_binary()?;
+    let data = tempfile::tempdir().context("a data directory")?;
+    let no_models = tempfile::tempdir().context("an empty models directory")?;
+    let base_url = mock.base_url();
+    let models = no_models.path().to_str().context("a UTF-8 temporary directory")?;
+    let vars = [
+        ("OPENAI_API_KEY", "sk-bench"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("NEXUS_RATE_LIMIT_KEY_RPM", "60000000"),
+        ("NEXUS_RATE_LIMIT_TENANT_RPM", "60000000"),
+        ("NEXUS_MODELS_DIR", models),
+    ];
+    let key =
+        serve_process::run(&binary, data.path(), &["keys", "create", "--tenant", "demo", "--name", "bench"], &vars)?
+            .trim()
+            .to_owned();
+    let server = Serve::start(&binary, data.path(), &vars, core)?;
+    server.until_ok("/ready")?;
+    let address: SocketAddr = server.address.parse().context("the address nexus serve logged")?;
+    println!();
+    println!(
+        "## as shipped: `nexus serve` ({}), its own process, {}",
+        binary.display(),
+        core.map_or_else(|| "not pinned".to_owned(), |c| format!("pinned to core {c} with taskset"))
+    );
+    let direct = Arc::new(Target::new(mock.address, PATH, None, BODY, false));
+    let nexus = Arc::new(Target::new(address, PATH, Some(&key), BODY, false));
+    let direct_stream = Arc::new(Target::new(mock.address, PATH, None, STREAM_BODY, true));
+    let nexus_stream = Arc::new(Target::new(address, PATH, Some(&key), STREAM_BODY, true));
+    for target in [&nexus, &nexus_stream] {
+        for concurrency in [1, CONCURRENCY] {
+            closed_loop(target, concurrency, Until::Count(sizes.warmup)).await?;
+        }
+    }
+
+    let per_round = sizes.latency_requests.div_ceil(sizes.rounds);
+    let (mut direct_c1, mut nexus_c1) = (RunResult::default(), RunResult::default());
+    for _ in 0..sizes.rounds {
+        direct_c1.merge(&closed_loop(&direct, 1, Until::Count(per_round)).await?);
+        nexus_c1.merge(&closed_loop(&nexus, 1, Until::Count(per_round)).await?);
+    }
+    println!("blocking, concurrency 1 ({} requests per path):", sizes.latency_requests);
+    print_added_latency("nexus serve", &direct_c1, &nexus_c1);
+
+    println!("blocking, concurrency {CONCURRENCY} ({:.0} s per path):", sizes.throughput_window.as_secs_f64());
+    let direct_run = closed_loop(&direct, CONCURRENCY, Until::Elapsed(sizes.throughput_window)).await?;
+    print_rate("direct to mock", &direct_run);
+    let nexus_run = closed_loop(&nexus, CONCURRENCY, Until::Elapsed(sizes.throughput_window)).await?;
+    print_rate("through Nexus", &nexus_run);
+    println!(
+        "nexus serve: {:.0} req/s [{}]",
+        nexus_run.per_second(),
+        verdict(nexus_run.per_second() >= 15_000.0, ">= 15,000 req/s")
+    );
+    let (rss, _) = server.memory_mib();
+
+    let per_round = sizes.stream_requests.div_ceil(sizes.rounds);
+    let (mut direct_streams, mut nexus_streams) = (RunResult::default(), RunResult::default());
+    for _ in 0..sizes.rounds {
+        direct_streams.merge(&closed_loop(&direct_stream, 1, Until::Count(per_round)).await?);
+        nexus_streams.merge(&closed_loop(&nexus_stream, 1, Until::Count(per_round)).await?);
+    }
+    let (direct_ttft, nexus_ttft) =
+        (Percentiles::of(&direct_streams.first_token), Percentiles::of(&nexus_streams.first_token));
+    println!("streamed, concurrency 1 ({} requests per path):", sizes.stream_requests);
+    print_stream("direct to mock", &direct_ttft, &Percentiles::of(&direct_streams.latency));
+    print_stream("through Nexus", &nexus_ttft, &Percentiles::of(&nexus_streams.latency));
+    let added_ttft = diff_us(nexus_ttft.p50, direct_ttft.p50);
+    println!(
+        "added time to first token: p50 {added_ttft:+8.1} us [{}]   p99 {:+8.1} us",
+        verdict(added_ttft <= 100.0, "<= 100 us"),
+        diff_us(nexus_ttft.p99, direct_ttft.p99),
+    );
+    let (after, peak) = server.memory_mib();
+    let mib = |v: Option<f64>| v.map_or_else(|| "unavailable".to_owned(), |v| format!("{v:.1} MiB"));
+    println!(
+        "nexus serve's memory: RSS {} after c={CONCURRENCY}, {} at the end; peak (VmHWM) {} [{}]",
+        mib(rss),
+        mib(after),
+        mib(peak),
+        verdict(peak.is_some_and(|p| p * 1.048_576 <= 30.0), "<= 30 MB")
+    );
+    server.stop()?;
+    let verified = serve_process::run(&binary, data.path(), &["verify"], &vars)?;
+    println!("after SIGTERM, nexus verify: {}", verified.lines().next().unwrap_or("(no output)"));
+    Ok(())
+}
