@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::load::{Percentiles, RunResult, Target, Until, closed_loop};
+use super::load::{RunResult, Target, Until, closed_loop};
 use super::mock::Mock;
 use super::{
-    BODY, CONCURRENCY, PATH, STREAM_BODY, Sizes, diff_us, print_added_latency, print_rate, print_stream, verdict,
+    BODY, CONCURRENCY, PATH, STREAM_BODY, Sizes, print_added_first_token, print_added_latency, print_rate, verdict,
 };
 use crate::serve_process::{self, Serve};
 
@@ -80,17 +80,8 @@ pub(super) async fn run(sizes: &Sizes, mock: &Mock, core: Option<usize>) -> anyh
         direct_streams.merge(&closed_loop(&direct_stream, 1, Until::Count(per_round)).await?);
         nexus_streams.merge(&closed_loop(&nexus_stream, 1, Until::Count(per_round)).await?);
     }
-    let (direct_ttft, nexus_ttft) =
-        (Percentiles::of(&direct_streams.first_token), Percentiles::of(&nexus_streams.first_token));
     println!("streamed, concurrency 1 ({} requests per path):", sizes.stream_requests);
-    print_stream("direct to mock", &direct_ttft, &Percentiles::of(&direct_streams.latency));
-    print_stream("through Nexus", &nexus_ttft, &Percentiles::of(&nexus_streams.latency));
-    let added_ttft = diff_us(nexus_ttft.p50, direct_ttft.p50);
-    println!(
-        "added time to first token: p50 {added_ttft:+8.1} us [{}]   p99 {:+8.1} us",
-        verdict(added_ttft <= 100.0, "<= 100 us"),
-        diff_us(nexus_ttft.p99, direct_ttft.p99),
-    );
+    print_added_first_token(&direct_streams, &nexus_streams);
     let (after, peak) = server.memory_mib();
     let mib = |v: Option<f64>| v.map_or_else(|| "unavailable".to_owned(), |v| format!("{v:.1} MiB"));
     println!(
