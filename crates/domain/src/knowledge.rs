@@ -71,6 +71,25 @@ pub struct ChunkEmbeddings {
     pub vectors: Vec<Vec<f32>>,
 }
 
+/// A stored chunk's text with what retrieval filters on, for building an in-memory word index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkText {
+    pub chunk: ChunkRef,
+    pub namespace: String,
+    pub access_level: AccessLevel,
+    pub text: String,
+}
+
+/// What a tenant's knowledge holds, in two numbers read cheaply: it changes whenever a document
+/// is stored or deleted (a new document is always the newest), so an in-memory index can tell
+/// it is behind without reading the chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KnowledgeRevision {
+    pub documents: u64,
+    /// `created_at` of the newest document, in microseconds (0 with none).
+    pub newest: i64,
+}
+
 /// A stored chunk vector with what retrieval filters on, for rebuilding an in-memory index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkVector {

@@ -952,6 +952,16 @@ pub trait KnowledgeStore: Send + Sync {
         max_access: AccessLevel,
         refs: &[ChunkRef],
     ) -> Result<Vec<ChunkHit>, StoreError>;
+    /// One page of the tenant's chunk texts, ordered by chunk, starting after `after` (from the
+    /// beginning when `None`), at most `limit`.
+    async fn chunk_texts(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ChunkRef>,
+        limit: u32,
+    ) -> Result<Vec<crate::knowledge::ChunkText>, StoreError>;
+    /// How many documents the tenant has and when the newest was stored: one cheap read.
+    async fn knowledge_revision(&self, tenant: &TenantId) -> Result<crate::knowledge::KnowledgeRevision, StoreError>;
     /// One page of the tenant's chunk vectors made by `model`, ordered by chunk, starting
     /// after `after` (from the beginning when `None`), at most `limit`.
     async fn chunk_vectors(

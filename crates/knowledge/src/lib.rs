@@ -1,14 +1,17 @@
 //! Knowledge-base logic without I/O: [`extract`] turns uploaded files into text, [`chunk`]
 //! splits it (500 characters, 50 overlap, on sentence boundaries where possible), [`terms`]
-//! tokenizes, [`rank`] scores candidate chunks with BM25, [`VectorIndex`] finds similar chunk
-//! vectors, and [`rrf`] fuses the two rankings.
+//! tokenizes, [`rank`] scores candidate chunks with BM25, [`LexicalIndex`] scores a whole
+//! namespace with BM25 from memory, [`VectorIndex`] finds similar chunk vectors, and [`rrf`]
+//! fuses the two rankings.
 
 pub mod extract;
 mod fusion;
+mod lexical;
 mod vector;
 
 pub use extract::{ExtractError, ExtractFailure, Extracted, Format, extract};
 pub use fusion::{RRF_K, rrf};
+pub use lexical::{LexicalHit, LexicalIndex};
 pub use vector::{VectorError, VectorHit, VectorIndex};
 
 use std::collections::{HashMap, HashSet};

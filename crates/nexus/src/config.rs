@@ -63,6 +63,7 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
     ("NEXUS_LEDGER_ORIGIN", "ledger.origin", Kind::Text),
     ("NEXUS_CHECKPOINT_INTERVAL_MS", "ledger.checkpoint_interval_ms", Kind::Whole("a whole number of milliseconds")),
     ("NEXUS_SIGNING_KEY", "ledger.signing_key", Kind::Text),
+    ("NEXUS_LEDGER_GATEWAY_ACK", "ledger.gateway_ack", Kind::Text),
     ("NEXUS_LOG_LEVEL", "log.level", Kind::Text),
     ("NEXUS_LOG_FORMAT", "log.format", Kind::Text),
     ("NEXUS_LOG_FILE", "log.file", Kind::Text),
@@ -280,6 +281,9 @@ struct LedgerSection {
     origin: Option<String>,
     checkpoint_interval_ms: Option<u64>,
     signing_key: Option<PathBuf>,
+    /// When a gateway call is answered relative to its ledger entry: `queued` (default) or
+    /// `durable`.
+    gateway_ack: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -360,6 +364,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub ledger_origin: String,
     pub checkpoint_interval: Duration,
+    /// When a gateway call is answered relative to its ledger entry.
+    pub gateway_ack: runtime::llm::LedgerAck,
     pub signing_key: PathBuf,
     /// `None` means "the command's default".
     pub log_level: Option<String>,
@@ -789,6 +795,14 @@ fn finish(
         });
     }
 
+    let gateway_ack = match file.ledger.gateway_ack.as_deref() {
+        None => runtime::llm::LedgerAck::Queued,
+        Some(text) => runtime::llm::LedgerAck::parse(text).ok_or_else(|| ConfigError::Invalid {
+            setting: "ledger.gateway_ack",
+            reason: format!("{text:?} must be `queued` or `durable`"),
+        })?,
+    };
+
     if let Some(level) = &file.log.level
         && let Err(error) = tracing_subscriber::EnvFilter::try_new(level)
     {
@@ -876,6 +890,7 @@ fn finish(
         listen,
         ledger_origin,
         checkpoint_interval: Duration::from_millis(interval_ms),
+        gateway_ack,
         signing_key,
         log_level: file.log.level,
         log_format,
@@ -1476,6 +1491,11 @@ mod tests {
         let from_env = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect("resolves");
         assert_eq!((from_env.data_dir.to_str(), from_env.listen.port()), (Some("/from/env"), 2));
         assert_eq!(from_env.ledger_origin, "file.example", "untouched settings keep the file's value");
+        assert_eq!(from_env.gateway_ack, runtime::llm::LedgerAck::Queued, "gateway calls are queued by default");
+        let durable =
+            resolve(&GlobalArgs::default(), None, &env(&[("NEXUS_LEDGER_GATEWAY_ACK", "durable")]), dir.path())
+                .expect("resolves");
+        assert_eq!(durable.gateway_ack, runtime::llm::LedgerAck::Durable);
 
         let flags = GlobalArgs { data_dir: Some("/from/flag".into()), ..GlobalArgs::default() };
         let from_flags = resolve(&flags, Some("127.0.0.1:3"), &e, dir.path()).expect("resolves");
@@ -1504,6 +1524,7 @@ mod tests {
             (env(&[("NEXUS_CHECKPOINT_INTERVAL_MS", "1")]), "ledger.checkpoint_interval_ms"),
             (env(&[("NEXUS_CHECKPOINT_INTERVAL_MS", "soon")]), "NEXUS_CHECKPOINT_INTERVAL_MS"),
             (env(&[("NEXUS_LOG_FORMAT", "xml")]), "log.format"),
+            (env(&[("NEXUS_LEDGER_GATEWAY_ACK", "eventually")]), "ledger.gateway_ack"),
         ];
         for (e, named) in cases {
             let err = resolve(&GlobalArgs::default(), None, &e, dir.path()).expect_err("invalid");

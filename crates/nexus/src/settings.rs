@@ -527,6 +527,15 @@ pub const REGISTRY: Registry = Registry(&[
         "How often checkpoints are signed.",
     ),
     spec(
+        "ledger.gateway_ack",
+        Some("NEXUS_LEDGER_GATEWAY_ACK"),
+        Choice(&["queued", "durable"]),
+        Some("queued"),
+        false,
+        Restart,
+        "When a gateway call is answered: queued (its ledger entry commits within milliseconds and before a clean shutdown) or durable (once the entry is durable, surviving kill -9). A caller can ask for durable with x-nexus-ledger-ack.",
+    ),
+    spec(
         "ledger.signing_key",
         Some("NEXUS_SIGNING_KEY"),
         Text,

@@ -15,6 +15,13 @@
 //! fails, [`LedgerService::accepting`] says so and the bounded queue fills; callers that must
 //! not wait ([`LedgerService::append_within`]) get [`LedgerError::Unavailable`].
 //!
+//! An entry may also be *queued* ([`LedgerService::enqueue`]): the caller goes on at once and
+//! the writer commits it with the next batch. With nobody waiting on a batch, the writer lingers
+//! up to [`QUEUED_LINGER`] to gather more, so queued entries cost one commit per few
+//! milliseconds rather than one each; anything that waits (an append, a write, a flush) ends
+//! the linger at once. Shutdown commits everything queued before it returns; only a process
+//! killed outright can lose queued entries — at most those of its last linger and commit.
+//!
 //! Memory does not grow with the log: per tenant the writer caches the size it last saw and a
 //! bounded map of chain heads; proofs read the few tiles they need (full tiles are immutable
 //! and cached, bounded).
@@ -54,6 +61,8 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// After shutdown begins, how long a failing store is retried before queued entries are given
 /// up (reported, never acknowledged).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the writer waits for company before committing a batch nobody waits on.
+pub const QUEUED_LINGER: Duration = Duration::from_millis(2);
 /// The queue fill above which [`LedgerService::accepting`] turns callers away.
 const QUEUE_HIGH_WATER: usize = QUEUE_CAPACITY * 9 / 10;
 
@@ -66,12 +75,15 @@ pub struct Appended {
     pub timestamp: Timestamp,
 }
 
+type AppendReply = oneshot::Sender<Result<Appended, LedgerError>>;
+
 enum Request {
     Append {
         tenant: TenantId,
         draft: EntryDraft,
         companions: Companions,
-        reply: oneshot::Sender<Result<Appended, LedgerError>>,
+        /// `None`: queued; nobody waits for this entry.
+        reply: Option<AppendReply>,
     },
     /// Rows with no ledger entry, committed with the next batch.
     Write {
@@ -181,9 +193,26 @@ impl LedgerService {
             return Err(LedgerError::WriterStopped);
         }
         let (reply, answer) = oneshot::channel();
-        let request = Request::Append { tenant: tenant.clone(), draft, companions, reply };
+        let request = Request::Append { tenant: tenant.clone(), draft, companions, reply: Some(reply) };
         self.requests.send(request).await.map_err(|_| LedgerError::WriterStopped)?;
         answer.await.map_err(|_| LedgerError::WriterStopped)?
+    }
+
+    /// Queues an entry (and its companions) without waiting for it: it commits with the next
+    /// batch, within [`QUEUED_LINGER`] plus a commit, and before [`Self::shutdown`] returns.
+    /// Refused at once, as [`Self::append_within`] is, when the store is failing or the queue
+    /// is nearly full, so a caller never goes on with an entry the writer could not take.
+    pub fn enqueue(&self, tenant: &TenantId, draft: EntryDraft, companions: Companions) -> Result<(), LedgerError> {
+        self.accepting()?;
+        let request = Request::Append { tenant: tenant.clone(), draft, companions, reply: None };
+        self.try_send(request)
+    }
+
+    fn try_send(&self, request: Request) -> Result<(), LedgerError> {
+        self.requests.try_send(request).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => LedgerError::Unavailable("the ledger queue is full".into()),
+            mpsc::error::TrySendError::Closed(_) => LedgerError::WriterStopped,
+        })
     }
 
     /// As [`Self::append_with`], for callers that must answer someone soon (the model gateway):
@@ -200,11 +229,7 @@ impl LedgerService {
     ) -> Result<Appended, LedgerError> {
         self.accepting()?;
         let (reply, answer) = oneshot::channel();
-        let request = Request::Append { tenant: tenant.clone(), draft, companions, reply };
-        self.requests.try_send(request).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => LedgerError::Unavailable("the ledger queue is full".into()),
-            mpsc::error::TrySendError::Closed(_) => LedgerError::WriterStopped,
-        })?;
+        self.try_send(Request::Append { tenant: tenant.clone(), draft, companions, reply: Some(reply) })?;
         match tokio::time::timeout(wait, answer).await {
             Ok(answer) => answer.map_err(|_| LedgerError::WriterStopped)?,
             Err(_) => Err(LedgerError::Unavailable(format!(
@@ -654,38 +679,85 @@ fn in_batch_order(batch: &[(TenantId, EntryDraft)], writes: Vec<LogWrite>) -> Ve
     batch.iter().filter_map(|(tenant, _)| per_tenant.get_mut(tenant).and_then(Iterator::next)).collect()
 }
 
-async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
-    type AppendReply = oneshot::Sender<Result<Appended, LedgerError>>;
-    let mut appends: Vec<(TenantId, EntryDraft, AppendReply)> = Vec::with_capacity(256);
-    let mut writes: Vec<oneshot::Sender<Result<(), LedgerError>>> = Vec::new();
-    let mut companions = Companions::default();
-    let mut flushes = Vec::new();
-    while let Some(first) = queue.recv().await {
-        let mut next = Some(first);
-        while let Some(request) = next {
-            match request {
-                Request::Append { tenant, draft, companions: extra, reply } => {
-                    companions.extend(extra);
-                    appends.push((tenant, draft, reply));
-                }
-                Request::Write { companions: extra, reply } => {
-                    companions.extend(extra);
-                    writes.push(reply);
-                }
-                Request::Flush { reply } => flushes.push(reply),
+/// What the writer has gathered for its next commit.
+#[derive(Default)]
+struct Gathered {
+    appends: Vec<(TenantId, EntryDraft, Option<AppendReply>)>,
+    writes: Vec<oneshot::Sender<Result<(), LedgerError>>>,
+    companions: Companions,
+    flushes: Vec<oneshot::Sender<()>>,
+    /// Whether anyone waits on this batch (an append with a reply, a write, a flush).
+    awaited: bool,
+}
+
+impl Gathered {
+    fn take(&mut self, request: Request) {
+        match request {
+            Request::Append { tenant, draft, companions, reply } => {
+                self.awaited |= reply.is_some();
+                self.companions.extend(companions);
+                self.appends.push((tenant, draft, reply));
             }
-            next = if appends.len() + writes.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
+            Request::Write { companions, reply } => {
+                self.awaited = true;
+                self.companions.extend(companions);
+                self.writes.push(reply);
+            }
+            Request::Flush { reply } => {
+                self.awaited = true;
+                self.flushes.push(reply);
+            }
         }
+    }
+
+    fn full(&self) -> bool {
+        self.appends.len() + self.writes.len() >= MAX_BATCH
+    }
+
+    /// Takes whatever is waiting in the queue now, up to a full batch.
+    fn drain(&mut self, queue: &mut mpsc::Receiver<Request>) {
+        while !self.full() {
+            match queue.try_recv() {
+                Ok(request) => self.take(request),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// With nobody waiting, gathers what arrives within [`QUEUED_LINGER`] (or until someone
+    /// who waits arrives, or the batch is full).
+    async fn linger(&mut self, queue: &mut mpsc::Receiver<Request>, closing: &AtomicBool) {
+        let deadline = tokio::time::Instant::now() + QUEUED_LINGER;
+        while !self.awaited && !self.full() && !closing.load(Ordering::Acquire) {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(request)) => {
+                    self.take(request);
+                    self.drain(queue);
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
+    let mut gathered = Gathered::default();
+    while let Some(first) = queue.recv().await {
+        gathered.take(first);
+        gathered.drain(&mut queue);
+        gathered.linger(&mut queue, &inner.closing).await;
+        let Gathered { appends, writes, companions, flushes, .. } = std::mem::take(&mut gathered);
         if !appends.is_empty() || !writes.is_empty() {
             let (batch, replies): (Vec<(TenantId, EntryDraft)>, Vec<_>) =
-                appends.drain(..).map(|(tenant, draft, reply)| ((tenant, draft), reply)).unzip();
+                appends.into_iter().map(|(tenant, draft, reply)| ((tenant, draft), reply)).unzip();
             metrics::gauge!("nexus_ledger_queue_depth").set(queue.len() as f64);
             let started = std::time::Instant::now();
-            let outcome = inner.commit(&batch, &std::mem::take(&mut companions)).await;
+            let outcome = inner.commit(&batch, &companions).await;
             metrics::histogram!("nexus_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(records) => {
                     for (record, reply) in records.into_iter().zip(replies) {
+                        let Some(reply) = reply else { continue };
                         let _ = reply.send(Ok(Appended {
                             index: record.index,
                             fingerprint: record.fingerprint,
@@ -693,24 +765,24 @@ async fn run_writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Request>) {
                             timestamp: record.timestamp,
                         }));
                     }
-                    for reply in writes.drain(..) {
+                    for reply in writes {
                         let _ = reply.send(Ok(()));
                     }
                 }
                 Err(error) => {
                     tracing::error!(%error, entries = replies.len(),
-                        "ledger batch given up at shutdown after the store kept failing; these entries were never acknowledged");
+                        "ledger batch given up at shutdown after the store kept failing; these entries were never acknowledged as durable");
                     metrics::counter!("nexus_ledger_failed_entries_total").increment(replies.len() as u64);
-                    for reply in replies {
+                    for reply in replies.into_iter().flatten() {
                         let _ = reply.send(Err(error.clone()));
                     }
-                    for reply in writes.drain(..) {
+                    for reply in writes {
                         let _ = reply.send(Err(error.clone()));
                     }
                 }
             }
         }
-        for reply in flushes.drain(..) {
+        for reply in flushes {
             let _ = reply.send(());
         }
     }

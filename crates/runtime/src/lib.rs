@@ -81,6 +81,9 @@ pub struct RuntimeConfig {
     /// Knowledge namespaces holding content the tenant did not write: a run that reads their
     /// passages is tainted.
     pub untrusted_namespaces: Vec<String>,
+    /// When a gateway call is answered relative to its ledger entry (default here: durable;
+    /// `nexus serve` defaults to queued).
+    pub gateway_ack: llm::LedgerAck,
 }
 
 impl Default for RuntimeConfig {
@@ -99,6 +102,7 @@ impl Default for RuntimeConfig {
             watchers: watchers::WatcherSettings::default(),
             max_plan_steps: None,
             untrusted_namespaces: Vec::new(),
+            gateway_ack: llm::LedgerAck::Durable,
         }
     }
 }

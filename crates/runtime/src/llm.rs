@@ -2,9 +2,14 @@
 //! name or tier, checked against the tenant's budget, priced by the (provider, model) it was
 //! routed to — whatever model name the upstream echoes; a model without a price is refused
 //! before the upstream is called — and recorded — a ledger entry (request digest, model,
-//! provider, tokens, cost, latency) with its cost record. A blocking answer is returned only
-//! once its entry is durable, and a stream's clean end is held back until its entry is durable;
-//! when the ledger cannot record (store failing, queue full) calls are refused with
+//! provider, tokens, cost, latency) with its cost record.
+//!
+//! How a call's entry is acknowledged is the [`LedgerAck`]: `queued` (the default of
+//! `nexus serve`) answers once the entry is with the ledger writer, which commits it within a few
+//! milliseconds and always before a clean shutdown ends; `durable` (the server's setting, or the
+//! caller's `x-nexus-ledger-ack: durable`) answers a blocking call only once its entry is
+//! durable and holds a stream's clean end back until then, so it survives even `kill -9`. Either
+//! way, when the ledger cannot record (store failing, queue full) calls are refused with
 //! [`GatewayError::LedgerUnavailable`] before anything is spent upstream.
 
 use std::future::Future;
@@ -63,6 +68,36 @@ impl TierRouter for HeuristicRouter {
     }
 }
 
+/// When a gateway call is answered relative to its ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerAck {
+    /// Once the entry is with the ledger writer: committed within milliseconds and before a
+    /// clean shutdown ends; a process killed outright can lose the last few milliseconds' calls.
+    Queued,
+    /// Once the entry is durable in the store: nothing answered is lost, even on `kill -9`.
+    #[default]
+    Durable,
+}
+
+impl LedgerAck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerAck::Queued => "queued",
+            LedgerAck::Durable => "durable",
+        }
+    }
+
+    /// Reads `queued` or `durable`.
+    pub fn parse(text: &str) -> Option<LedgerAck> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "queued" => Some(LedgerAck::Queued),
+            "durable" => Some(LedgerAck::Durable),
+            _ => None,
+        }
+    }
+}
+
 /// Who pays for a call.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -70,6 +105,9 @@ pub struct Caller {
     pub key_id: Option<ApiKeyId>,
     /// Who asks (`user:<id>` or `key:<id>`), recorded with the call's cost.
     pub subject: Option<String>,
+    /// The caller asked to be answered only once the call's entry is durable, whatever the
+    /// server's [`LedgerAck`] (a caller can ask for more than the server's default, never less).
+    pub durable: bool,
 }
 
 impl Caller {
@@ -79,6 +117,7 @@ impl Caller {
             tenant: principal.tenant.clone(),
             key_id: principal.key_id().cloned(),
             subject: Some(principal.subject()),
+            durable: false,
         }
     }
 }
@@ -104,8 +143,10 @@ pub struct CallMeta {
     /// time to report Nexus's own share (`x-nexus-overhead-us`).
     pub upstream: Duration,
     /// Index of the call's `model_call` entry in the tenant's ledger, once it is durable (a
-    /// blocking answer; a stream's entry is written when it ends).
+    /// blocking answer acknowledged `durable`; a stream's entry is written when it ends).
     pub ledger_index: Option<u64>,
+    /// How the call's entry is acknowledged.
+    pub ledger_ack: LedgerAck,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +331,7 @@ impl Runtime {
         metrics::histogram!("nexus_provider_seconds", "provider" => route.provider.name().to_owned())
             .record(provider_latency.as_secs_f64());
         let response = outcome.map_err(GatewayError::Provider)?;
+        let ledger_ack = self.ledger_ack_for(caller);
         let (cost, ledger_index) = self
             .record_call(
                 caller,
@@ -309,7 +351,8 @@ impl Runtime {
             cost_usd: cost,
             budget,
             upstream: provider_latency,
-            ledger_index: Some(ledger_index),
+            ledger_index,
+            ledger_ack,
         };
         Ok((response, meta))
     }
@@ -338,13 +381,20 @@ impl Runtime {
             budget,
             upstream,
             ledger_index: None,
+            ledger_ack: self.ledger_ack_for(caller),
         };
         let finish = Finish { runtime: self.clone(), caller: caller.clone(), route, digest, called };
         Ok((MeteredStream { inner, usage: Usage::default(), finish: Some(finish), recording: None, done: false }, meta))
     }
 
+    /// How a caller's calls are acknowledged: durable if the server or the caller asks for it.
+    fn ledger_ack_for(&self, caller: &Caller) -> LedgerAck {
+        if caller.durable { LedgerAck::Durable } else { self.config.gateway_ack }
+    }
+
     /// Prices a call at its route's price (never by the model name the upstream echoes) and
-    /// queues its ledger entry with the cost record.
+    /// hands its ledger entry, with the cost record, to the ledger: waits for it to be durable
+    /// when the call is acknowledged `durable` (returning its index), queues it otherwise.
     #[allow(clippy::too_many_arguments)]
     async fn record_call(
         &self,
@@ -356,7 +406,7 @@ impl Runtime {
         usage: Usage,
         latency: Duration,
         interrupted: bool,
-    ) -> Result<(f64, u64), GatewayError> {
+    ) -> Result<(f64, Option<u64>), GatewayError> {
         let cost = route.price.cost_usd(&usage);
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         let mut payload = json!({
@@ -386,18 +436,27 @@ impl Runtime {
         };
         let companions = Companions { costs: vec![cost_record], ..Companions::default() };
         let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: None, payload };
-        // The answer waits for the entry to be durable: a call is acknowledged only once it is
-        // recorded. A store that cannot record it in time fails the call closed (503).
-        let appended = self
-            .ledger
-            .append_within(&caller.tenant, draft, companions, LEDGER_ACK_WAIT)
-            .await
-            .map_err(GatewayError::ledger)?;
+        let index = match self.ledger_ack_for(caller) {
+            // The answer waits for the entry to be durable. A store that cannot record it in
+            // time fails the call closed (503).
+            LedgerAck::Durable => Some(
+                self.ledger
+                    .append_within(&caller.tenant, draft, companions, LEDGER_ACK_WAIT)
+                    .await
+                    .map_err(GatewayError::ledger)?
+                    .index,
+            ),
+            // The writer has it; a writer that cannot take it fails the call closed (503).
+            LedgerAck::Queued => {
+                self.ledger.enqueue(&caller.tenant, draft, companions).map_err(GatewayError::ledger)?;
+                None
+            }
+        };
         self.note_spend(&caller.tenant, cost);
         metrics::counter!("nexus_tokens_total", "direction" => "input").increment(usage.input_tokens);
         metrics::counter!("nexus_tokens_total", "direction" => "output").increment(usage.output_tokens);
         metrics::counter!("nexus_cost_usd_micros_total").increment((cost * 1e6) as u64);
-        Ok((cost, appended.index))
+        Ok((cost, index))
     }
 
     /// Adds spend to the tenant's budget and publishes the alert the first time it crosses it.
@@ -443,7 +502,7 @@ struct Finish {
     called: Instant,
 }
 
-type Recording = Pin<Box<dyn Future<Output = Result<(f64, u64), GatewayError>> + Send>>;
+type Recording = Pin<Box<dyn Future<Output = Result<(f64, Option<u64>), GatewayError>> + Send>>;
 
 impl Finish {
     /// Records the call (provider latency, ledger entry, cost).

@@ -100,6 +100,7 @@ impl Runtime {
             tenant: flagged.tenant.clone(),
             key_id: None,
             subject: Some(format!("channel:{}:moderation", flagged.channel)),
+            durable: false,
         };
         let reasons: Vec<String> = flagged.flags.iter().map(|f| format!("{}: {}", f.rule, f.detail)).collect();
         let request = ChatRequest {

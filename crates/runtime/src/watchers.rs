@@ -504,6 +504,7 @@ impl Runtime {
             tenant: watcher.tenant_id.clone(),
             key_id: None,
             subject: Some(format!("watcher:{}", watcher.id)),
+            durable: false,
         };
         let request = providers::ChatRequest {
             model: String::new(),

@@ -528,30 +528,10 @@ macro_rules! impl_shared_ports {
             }
 
             async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError> {
-                let (input, output) = rows::cost_values(cost);
+                // The same rows a ledger batch writes for a cost: the record and the month's total.
+                let companions = domain::ports::Companions { costs: vec![cost.clone()], ..Default::default() };
                 let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
-                sqlx::query($crate::common_agent::ADD_SPEND_SQL)
-                    .bind(cost.tenant_id.as_str())
-                    .bind(cost.timestamp.month_start().as_micros())
-                    .bind(cost.cost_usd)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| classify(self.target(), e))?;
-                sqlx::query($crate::common_agent::INSERT_COST_SQL)
-                    .bind(cost.tenant_id.as_str())
-                    .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
-                    .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
-                    .bind(cost.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
-                    .bind(cost.provider.clone())
-                    .bind(&cost.model)
-                    .bind(input)
-                    .bind(output)
-                    .bind(cost.cost_usd)
-                    .bind(cost.timestamp.as_micros())
-                    .bind(cost.subject.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| classify(self.target(), e))?;
+                self.write_companions(&mut tx, &companions).await?;
                 tx.commit().await.map_err(|e| classify(self.target(), e))
             }
 

@@ -9,10 +9,28 @@ pub(crate) const SAVE_RUN_SQL: &str = "INSERT INTO runs (tenant_id, chain_id, ta
 pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id, persona, tool, fingerprint, count) \
      VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
      DO UPDATE SET count = action_counts.count + 1";
-/// Inserts a cost record.
-pub(crate) const INSERT_COST_SQL: &str = "INSERT INTO cost_records \
-     (tenant_id, chain_id, seal_id, api_key_id, provider, model, input_tokens, output_tokens, cost_usd, ts, subject) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// Cost records stored per statement (eleven placeholders each).
+pub(crate) const COSTS_PER_STATEMENT: usize = 400;
+
+/// Stores `rows` cost records in one statement, placeholders numbered in order.
+pub(crate) fn insert_costs_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO cost_records \
+         (tenant_id, chain_id, seal_id, api_key_id, provider, model, input_tokens, output_tokens, cost_usd, ts, subject) \
+         VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        let placeholders: Vec<String> = (1..=11).map(|n| format!("${}", 11 * i + n)).collect();
+        sql.push('(');
+        sql.push_str(&placeholders.join(", "));
+        sql.push(')');
+    }
+    sql
+}
 
 /// Adds to a tenant's running total for a month.
 pub(crate) const ADD_SPEND_SQL: &str = "INSERT INTO tenant_spend (tenant_id, month, cost_usd) VALUES ($1, $2, $3) \
@@ -47,7 +65,7 @@ macro_rules! impl_agent_ports {
             type Db = <$store as SqlBackend>::Db;
             use $crate::agent_rows::{self, APPROVAL_COLUMNS, RUN_COLUMNS};
             use $crate::common_agent::{
-                ADD_SPEND_SQL, INSERT_COST_SQL, RECORD_ACTION_SQL, SAVE_RUN_SQL, spend_by_month,
+                ADD_SPEND_SQL, COSTS_PER_STATEMENT, RECORD_ACTION_SQL, SAVE_RUN_SQL, insert_costs_sql, spend_by_month,
             };
             use $crate::error::{classify, classify_insert};
 
@@ -73,23 +91,25 @@ macro_rules! impl_agent_ports {
                             .await
                             .map_err(|e| classify(self.target(), e))?;
                     }
-                    for cost in &companions.costs {
-                        let (input, output) = $crate::rows::cost_values(cost);
-                        sqlx::query(INSERT_COST_SQL)
-                            .bind(cost.tenant_id.as_str())
-                            .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
-                            .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
-                            .bind(cost.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
-                            .bind(cost.provider.clone())
-                            .bind(&cost.model)
-                            .bind(input)
-                            .bind(output)
-                            .bind(cost.cost_usd)
-                            .bind(cost.timestamp.as_micros())
-                            .bind(cost.subject.as_deref())
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(|e| classify(self.target(), e))?;
+                    for batch in companions.costs.chunks(COSTS_PER_STATEMENT) {
+                        let sql = insert_costs_sql(batch.len());
+                        let mut query = sqlx::query(&sql);
+                        for cost in batch {
+                            let (input, output) = $crate::rows::cost_values(cost);
+                            query = query
+                                .bind(cost.tenant_id.as_str())
+                                .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
+                                .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
+                                .bind(cost.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
+                                .bind(cost.provider.clone())
+                                .bind(&cost.model)
+                                .bind(input)
+                                .bind(output)
+                                .bind(cost.cost_usd)
+                                .bind(cost.timestamp.as_micros())
+                                .bind(cost.subject.as_deref());
+                        }
+                        query.execute(&mut **tx).await.map_err(|e| classify(self.target(), e))?;
                     }
                     for (tenant, month, usd) in spend_by_month(&companions.costs) {
                         sqlx::query(ADD_SPEND_SQL)

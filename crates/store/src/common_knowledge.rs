@@ -7,7 +7,9 @@ macro_rules! impl_knowledge_port {
         mod knowledge_port {
             use async_trait::async_trait;
             use domain::embed::{vector_from_bytes, vector_to_bytes};
-            use domain::knowledge::{AccessLevel, ChunkEmbeddings, ChunkRef, ChunkVector, KnowledgeDocument};
+            use domain::knowledge::{
+                AccessLevel, ChunkEmbeddings, ChunkRef, ChunkText, ChunkVector, KnowledgeDocument, KnowledgeRevision,
+            };
             use domain::ports::{ChunkHit, KnowledgeStore, StoreError};
             use domain::{DocumentId, TenantId, Timestamp};
 
@@ -37,6 +39,17 @@ macro_rules! impl_knowledge_port {
                 })
             }
 
+            /// A stored chunk's reference and access level, from its row's columns.
+            fn placed(id: String, ordinal: i64, access_rank: i64) -> Result<(ChunkRef, AccessLevel), StoreError> {
+                let access_level =
+                    AccessLevel::from_rank(access_rank).ok_or_else(|| invalid(format!("access rank {access_rank}")))?;
+                let chunk = ChunkRef {
+                    document_id: DocumentId::parse(id).map_err(invalid)?,
+                    ordinal: u32::try_from(ordinal).map_err(invalid)?,
+                };
+                Ok((chunk, access_level))
+            }
+
             fn hit((id, ordinal, source, text): (String, i64, String, String)) -> Result<ChunkHit, StoreError> {
                 Ok(ChunkHit {
                     document_id: DocumentId::parse(id).map_err(invalid)?,
@@ -47,7 +60,7 @@ macro_rules! impl_knowledge_port {
             }
 
             /// Refs per `chunks_by_ref` query (two placeholders each).
-            const REFS_PER_QUERY: usize = 200;
+            const REFS_PER_QUERY: usize = 100;
 
             const DOCUMENT_COLUMNS: &str =
                 "tenant_id, id, namespace, source, content, content_hash, access_level, metadata, created_at";
@@ -215,15 +228,21 @@ macro_rules! impl_knowledge_port {
                 ) -> Result<Vec<ChunkHit>, StoreError> {
                     let mut out = Vec::with_capacity(refs.len());
                     for batch in refs.chunks(REFS_PER_QUERY) {
-                        let pairs: Vec<String> = (0..batch.len())
-                            .map(|i| format!("(c.document_id = ${} AND c.ordinal = ${})", 2 * i + 4, 2 * i + 5))
+                        // One primary-key lookup per chunk, joined by UNION ALL: an OR of
+                        // (document, ordinal) pairs makes SQLite scan the whole namespace.
+                        let lookups: Vec<String> = (0..batch.len())
+                            .map(|i| {
+                                format!(
+                                    "SELECT c.document_id, c.ordinal, d.source, c.text FROM knowledge_chunks c \
+                                     JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+                                     WHERE c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 \
+                                     AND c.document_id = ${} AND c.ordinal = ${}",
+                                    2 * i + 4,
+                                    2 * i + 5
+                                )
+                            })
                             .collect();
-                        let sql = format!(
-                            "SELECT c.document_id, c.ordinal, d.source, c.text FROM knowledge_chunks c \
-                             JOIN knowledge_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
-                             WHERE c.tenant_id = $1 AND c.namespace = $2 AND c.access_rank <= $3 AND ({})",
-                            pairs.join(" OR ")
-                        );
+                        let sql = lookups.join(" UNION ALL ");
                         let mut query = sqlx::query_as::<_, (String, i64, String, String)>(&sql)
                             .bind(tenant.as_str())
                             .bind(namespace)
@@ -237,6 +256,45 @@ macro_rules! impl_knowledge_port {
                         }
                     }
                     Ok(out)
+                }
+
+                async fn chunk_texts(
+                    &self,
+                    tenant: &TenantId,
+                    after: Option<&ChunkRef>,
+                    limit: u32,
+                ) -> Result<Vec<ChunkText>, StoreError> {
+                    let (after_document, after_ordinal) =
+                        after.map_or(("", -1), |r| (r.document_id.as_str(), i64::from(r.ordinal)));
+                    let rows: Vec<(String, i64, String, i64, String)> = sqlx::query_as(
+                        "SELECT document_id, ordinal, namespace, access_rank, text FROM knowledge_chunks \
+                         WHERE tenant_id = $1 AND (document_id > $2 OR (document_id = $2 AND ordinal > $3)) \
+                         ORDER BY document_id, ordinal LIMIT $4",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(after_document)
+                    .bind(after_ordinal)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    rows.into_iter()
+                        .map(|(id, ordinal, namespace, access_rank, text)| {
+                            let (chunk, access_level) = placed(id, ordinal, access_rank)?;
+                            Ok(ChunkText { chunk, namespace, access_level, text })
+                        })
+                        .collect()
+                }
+
+                async fn knowledge_revision(&self, tenant: &TenantId) -> Result<KnowledgeRevision, StoreError> {
+                    let (documents, newest): (i64, Option<i64>) = sqlx::query_as(
+                        "SELECT COUNT(*), MAX(created_at) FROM knowledge_documents WHERE tenant_id = $1",
+                    )
+                    .bind(tenant.as_str())
+                    .fetch_one(self.pool())
+                    .await
+                    .map_err(|e| classify(self.target(), e))?;
+                    Ok(KnowledgeRevision { documents: u64::try_from(documents).unwrap_or(0), newest: newest.unwrap_or(0) })
                 }
 
                 async fn chunk_vectors(
@@ -264,13 +322,9 @@ macro_rules! impl_knowledge_port {
                     .map_err(|e| classify(self.target(), e))?;
                     rows.into_iter()
                         .map(|(id, ordinal, namespace, access_rank, bytes)| {
-                            let access_level = AccessLevel::from_rank(access_rank)
-                                .ok_or_else(|| invalid(format!("access rank {access_rank}")))?;
+                            let (chunk, access_level) = placed(id, ordinal, access_rank)?;
                             Ok(ChunkVector {
-                                chunk: ChunkRef {
-                                    document_id: DocumentId::parse(id).map_err(invalid)?,
-                                    ordinal: u32::try_from(ordinal).map_err(invalid)?,
-                                },
+                                chunk,
                                 namespace,
                                 access_level,
                                 vector: vector_from_bytes(&bytes)

@@ -17,9 +17,23 @@ pub(crate) const HEAD_LOCK_SQL: &str = "INSERT INTO ledger_heads (tenant_id, siz
 /// Moves a tenant's head.
 pub(crate) const HEAD_UPDATE_SQL: &str =
     "UPDATE ledger_heads SET size = $2, frontier = $3, last_batch = $4 WHERE tenant_id = $1";
-/// Stores one tree node (a node already stored is kept: nodes never change).
-pub(crate) const NODE_INSERT_SQL: &str = "INSERT INTO ledger_nodes (tenant_id, level, idx, hash) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, level, idx) DO NOTHING";
+/// Tree nodes stored per statement (four placeholders each).
+pub(crate) const NODES_PER_STATEMENT: usize = 500;
+
+/// Stores `rows` tree nodes in one statement (a node already stored is kept: nodes never
+/// change). Placeholders are numbered in order, as both backends bind them.
+pub(crate) fn node_insert_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO ledger_nodes (tenant_id, level, idx, hash) VALUES ");
+    for i in 0..rows {
+        let at = 4 * i;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${})", at + 1, at + 2, at + 3, at + 4));
+    }
+    sql.push_str(" ON CONFLICT (tenant_id, level, idx) DO NOTHING");
+    sql
+}
 
 /// The newest fingerprint of a chain ($1 tenant, $2 chain).
 pub(crate) const LAST_IN_CHAIN_SQL: &str =
@@ -40,7 +54,8 @@ macro_rules! impl_log_heads {
 
             type Db = <$store as SqlBackend>::Db;
             use $crate::common_log::{
-                HEAD_LOCK_SQL, HEAD_UPDATE_SQL, LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL, NODE_INSERT_SQL,
+                HEAD_LOCK_SQL, HEAD_UPDATE_SQL, LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL, NODES_PER_STATEMENT,
+                node_insert_sql,
             };
             use $crate::error::classify;
             use $crate::rows::{self, i64_of};
@@ -83,15 +98,17 @@ macro_rules! impl_log_heads {
                     tenant: &TenantId,
                     nodes: &[TreeNode],
                 ) -> Result<(), StoreError> {
-                    for node in nodes {
-                        sqlx::query(NODE_INSERT_SQL)
-                            .bind(tenant.as_str())
-                            .bind(i16::from(node.level))
-                            .bind(i64_of(node.index))
-                            .bind(&node.hash[..])
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(|e| classify(self.target(), e))?;
+                    for batch in nodes.chunks(NODES_PER_STATEMENT) {
+                        let sql = node_insert_sql(batch.len());
+                        let mut query = sqlx::query(&sql);
+                        for node in batch {
+                            query = query
+                                .bind(tenant.as_str())
+                                .bind(i16::from(node.level))
+                                .bind(i64_of(node.index))
+                                .bind(&node.hash[..]);
+                        }
+                        query.execute(&mut **tx).await.map_err(|e| classify(self.target(), e))?;
                     }
                     Ok(())
                 }

@@ -32,6 +32,14 @@ impl Target {
         .into_bytes();
         Self { address, request, streaming }
     }
+
+    /// The same request with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        let text = String::from_utf8_lossy(&self.request).into_owned();
+        let request = text.replacen("content-type:", &format!("{name}: {value}\r\ncontent-type:"), 1);
+        self.request = request.into_bytes();
+        self
+    }
 }
 
 /// One exchange.

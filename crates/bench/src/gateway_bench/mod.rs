@@ -1,9 +1,9 @@
 //! The gateway benchmark (the overhead Nexus adds to a model call): the same OpenAI chat
 //! completion sent straight to a zero-latency mock provider and through Nexus to that mock, in
 //! one run. Nexus runs as `nexus serve` would (key auth, two rate-limit counters, budget check,
-//! pricing, a ledger entry with its cost record through the bounded queue, SQLite in WAL mode,
-//! the Prometheus recorder) on a current-thread runtime pinned to one core; the mock and the
-//! load generator share another core. Prints added latency at concurrency 1, requests per
+//! pricing, a ledger entry with its cost record queued for the writer as `nexus serve` ships,
+//! SQLite in WAL mode, the Prometheus recorder) on a current-thread runtime pinned to one core;
+//! the mock and the load generator share another core. Prints added latency at concurrency 1, requests per
 //! second at concurrency 32, added time to first token when streaming, memory, and the ledger
 //! read back after shutdown. Then the same figures for `nexus serve` as a user starts it, in its
 //! own process on the server core (`shipped.rs`): the figures that count for users.
@@ -252,7 +252,7 @@ fn header(placement: &Placement, load_pinned: Option<usize>, cores: usize, mock:
         "targets: added latency p50 <= 50 us and p99 <= 250 us at concurrency 1; >= 15,000 req/s; streaming time to first token added <= 100 us; memory <= 30 MB"
     );
     println!(
-        "request: POST {PATH}, model gpt-4o-mini, nxs_ key; Nexus does key auth, 2 rate-limit counters, budget check, routing, OpenAI provider (reqwest) to the mock, pricing, ledger entry + cost record, answered once durable (SQLite, WAL); Prometheus recorder and info logging on"
+        "request: POST {PATH}, model gpt-4o-mini, nxs_ key; Nexus does key auth, 2 rate-limit counters, budget check, routing, OpenAI provider (reqwest) to the mock, pricing, ledger entry + cost record, answered once queued for the writer as `nexus serve` ships (SQLite, WAL, synchronous=FULL; committed in batches); Prometheus recorder and info logging on"
     );
     println!(
         "mock provider (raw HTTP/1.1, pre-built answers): latency {} us, {} streamed content chunks, {} us between chunks (NEXUS_BENCH_MOCK_LATENCY_US, NEXUS_BENCH_STREAM_CHUNKS, NEXUS_BENCH_CHUNK_DELAY_US); /metrics scraped: {} (NEXUS_BENCH_SCRAPE_MS)",

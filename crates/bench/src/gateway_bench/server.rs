@@ -137,6 +137,8 @@ async fn serve(
         // The seeded $50 a month: checked on every call, never reached by this run's costs.
         default_budget_usd: None,
         budget_alert_fraction: None,
+        // As `nexus serve` ships: answered once the ledger writer has the entry.
+        gateway_ack: runtime::llm::LedgerAck::Queued,
         ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(store, CheckpointSigner::new(SigningKey::from_bytes(&SIGNING_KEY)), config, None);

@@ -3,7 +3,9 @@
 //! supervisor, maintenance loop, logging), pinned to the server core with `taskset`, OpenAI
 //! configured through `OPENAI_BASE_URL` to point at the same mock, rate limits raised so
 //! nothing is refused. The same requests go straight to the mock in alternating rounds, so
-//! each added figure has its baseline from the same minute.
+//! each added figure has its baseline from the same minute. Calls are acknowledged as the
+//! server ships (`queued`); one more concurrency-1 pass asks for durable answers, for
+//! comparison.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub(super) async fn run(sizes: &Sizes, mock: &Mock, core: Option<usize>) -> anyh
     );
     let direct = Arc::new(Target::new(mock.address, PATH, None, BODY, false));
     let nexus = Arc::new(Target::new(address, PATH, Some(&key), BODY, false));
+    let durable =
+        Arc::new(Target::new(address, PATH, Some(&key), BODY, false).with_header("x-nexus-ledger-ack", "durable"));
     let direct_stream = Arc::new(Target::new(mock.address, PATH, None, STREAM_BODY, true));
     let nexus_stream = Arc::new(Target::new(address, PATH, Some(&key), STREAM_BODY, true));
     for target in [&nexus, &nexus_stream] {
@@ -61,6 +65,14 @@ pub(super) async fn run(sizes: &Sizes, mock: &Mock, core: Option<usize>) -> anyh
     }
     println!("blocking, concurrency 1 ({} requests per path):", sizes.latency_requests);
     print_added_latency("nexus serve", &direct_c1, &nexus_c1);
+    // For comparison: each answer waits for its own durable commit (an fsync) when asked to.
+    let (mut direct_c1, mut durable_c1) = (RunResult::default(), RunResult::default());
+    for _ in 0..sizes.rounds {
+        direct_c1.merge(&closed_loop(&direct, 1, Until::Count(per_round)).await?);
+        durable_c1.merge(&closed_loop(&durable, 1, Until::Count(per_round)).await?);
+    }
+    println!("blocking, concurrency 1, asking for durable answers (x-nexus-ledger-ack: durable):");
+    print_added_latency("nexus serve, durable", &direct_c1, &durable_c1);
 
     println!("blocking, concurrency {CONCURRENCY} ({:.0} s per path):", sizes.throughput_window.as_secs_f64());
     let direct_run = closed_loop(&direct, CONCURRENCY, Until::Elapsed(sizes.throughput_window)).await?;

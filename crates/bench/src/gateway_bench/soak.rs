@@ -13,8 +13,9 @@ use super::mock::{self, MockConfig};
 use super::server::Server;
 use super::{BODY, PATH, system};
 
-/// Connections sharing the load (one answer waits for its durable commit, so one connection
-/// alone cannot carry 1,000 requests a second).
+/// Connections sharing the load (a durable answer waits for its commit, so one connection
+/// alone could not carry 1,000 requests a second with `durable`; kept for the same load
+/// shape as before).
 const CONNECTIONS: u64 = 8;
 const RATE_PER_SECOND: u64 = 1_000;
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);

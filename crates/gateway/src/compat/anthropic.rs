@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, Sse};
 use futures_util::StreamExt as _;
 use runtime::auth::Principal;
-use runtime::llm::{Caller, ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec};
+use runtime::llm::{ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -501,14 +501,17 @@ impl Blocks {
     responses((status = 200, description = "an Anthropic message, or with `stream: true` the message_start … message_stop event stream",
                content((MessageResponse = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402), (status = 404), (status = 429)),
+    params(("x-nexus-ledger-ack" = Option<String>, Header,
+        description = "`durable`: answer only once the call's ledger entry is durable (the response then names it in `x-nexus-ledger-index`); `queued` (or no header): the server's setting, `[ledger] gateway_ack`")),
     security(("bearer" = [])))]
 pub(crate) async fn messages(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     Body(body): Body<MessagesRequest>,
 ) -> Result<Response, AnthropicError> {
     let request = neutral(&body)?;
-    let caller = Caller::of(&principal);
+    let caller = super::caller(&principal, &headers)?;
     let id = response_id("msg_");
     if !body.stream {
         let (response, meta) = state.runtime.gateway_complete(&caller, &body.model, request).await?;

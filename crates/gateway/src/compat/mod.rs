@@ -17,8 +17,9 @@ use std::marker::PhantomData;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use runtime::auth::Principal;
 use runtime::budget::BudgetState;
-use runtime::llm::{CallMeta, GatewayError};
+use runtime::llm::{CallMeta, Caller, GatewayError, LedgerAck};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -86,6 +87,22 @@ pub(crate) async fn read_body<T: DeserializeOwned, V, S: Send + Sync>(
     Ok(value)
 }
 
+/// The request header with which a caller asks to be answered only once its call's ledger
+/// entry is durable (`durable`); `queued` takes the server's setting.
+pub(crate) const LEDGER_ACK_HEADER: &str = "x-nexus-ledger-ack";
+
+/// The caller a principal is, with what it asked of the ledger (`x-nexus-ledger-ack`).
+pub(crate) fn caller(principal: &Principal, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let mut caller = Caller::of(principal);
+    if let Some(value) = headers.get(LEDGER_ACK_HEADER) {
+        let ack = value.to_str().ok().and_then(LedgerAck::parse).ok_or_else(|| {
+            ApiError::bad_request(format!("header {LEDGER_ACK_HEADER} must be `durable` or `queued`"))
+        })?;
+        caller.durable = ack == LedgerAck::Durable;
+    }
+    Ok(caller)
+}
+
 /// A governed call's response: `body` with the headers describing the call, and the time spent
 /// waiting for the upstream for the outermost layer to compute `x-nexus-overhead-us`
 /// ([`crate::observe::overhead`]).
@@ -115,6 +132,7 @@ fn meta_headers(meta: &CallMeta) -> HeaderMap {
     if let Some(index) = meta.ledger_index {
         put("x-nexus-ledger-index", index.to_string());
     }
+    put(LEDGER_ACK_HEADER, meta.ledger_ack.as_str().to_owned());
     put("x-nexus-budget-used", format!("{:.4}", meta.budget.fraction));
     if meta.budget.state >= BudgetState::Warning {
         let state = match meta.budget.state {

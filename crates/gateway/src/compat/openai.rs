@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, Sse};
 use futures_util::StreamExt as _;
 use runtime::auth::Principal;
-use runtime::llm::{Caller, ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec, Usage};
+use runtime::llm::{ChatRequest, ChatResponse, FinishReason, Message, StreamEvent, ToolCall, ToolSpec, Usage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -551,14 +551,17 @@ impl Chunks {
     responses((status = 200, description = "an OpenAI chat.completion, or with `stream: true` a text/event-stream of chat.completion.chunk objects ending in [DONE]",
                content((ChatCompletion = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402, description = "budget exhausted"), (status = 404, description = "unknown model"), (status = 429)),
+    params(("x-nexus-ledger-ack" = Option<String>, Header,
+        description = "`durable`: answer only once the call's ledger entry is durable (the response then names it in `x-nexus-ledger-index`); `queued` (or no header): the server's setting, `[ledger] gateway_ack`")),
     security(("bearer" = [])))]
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     Body(body): Body<ChatCompletionRequest>,
 ) -> Result<Response, OpenAiError> {
     let request = neutral(&body)?;
-    let caller = Caller::of(&principal);
+    let caller = super::caller(&principal, &headers)?;
     let id = response_id("chatcmpl-");
     if !body.stream {
         let (response, meta) = state.runtime.gateway_complete(&caller, &body.model, request).await?;

@@ -7,6 +7,75 @@ use serde_json::{Value, json};
 
 use crate::support::{Options, entries_of_kind, mount_defaults, spawn_app, sse_events};
 
+/// With `gateway_ack = "queued"` a call is answered once the writer has its entry: the answer
+/// says so and names no index; a caller can still ask for a durable answer, which names its
+/// entry; a bad header is refused; every queued entry is committed when the server shuts down.
+#[tokio::test]
+async fn queued_calls_are_answered_before_their_entry_commits_and_all_commit_by_shutdown() {
+    let app = spawn_app(Options { gateway_ack: runtime::llm::LedgerAck::Queued, ..Options::default() }).await;
+    mount_defaults(&app.openai, &app.anthropic).await;
+    let key = app.key("acme", Role::Member).await;
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+
+    let queued = app.post("/v1/chat/completions", &key).json(&body).send().await.expect("send");
+    assert_eq!(queued.status(), StatusCode::OK);
+    assert_eq!(queued.headers()["x-nexus-ledger-ack"], "queued");
+    assert!(queued.headers().get("x-nexus-ledger-index").is_none(), "no index is known yet");
+
+    let durable = app
+        .post("/v1/chat/completions", &key)
+        .header("x-nexus-ledger-ack", "durable")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(durable.status(), StatusCode::OK);
+    assert_eq!(durable.headers()["x-nexus-ledger-ack"], "durable");
+    let index: u64 = durable.headers()["x-nexus-ledger-index"].to_str().expect("ascii").parse().expect("an index");
+    let page: Value =
+        app.get("/v1/ledger?kind=model_call", &key).send().await.expect("send").json().await.expect("json");
+    assert_eq!(page["entries"][0]["index"], index, "durable when answered: {page}");
+
+    let refused = app
+        .post("/v1/chat/completions", &key)
+        .header("x-nexus-ledger-ack", "eventually")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let error: Value = refused.json().await.expect("json");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("x-nexus-ledger-ack")), "{error}");
+
+    // A burst of queued calls, streamed and not, then a clean shutdown: every one is recorded.
+    let mut answered = 2;
+    for i in 0..20 {
+        let stream = i % 2 == 0;
+        let reply = app
+            .post("/v1/chat/completions", &key)
+            .json(&json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": format!("call {i}")}]}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(reply.status(), StatusCode::OK);
+        assert_eq!(reply.headers()["x-nexus-ledger-ack"], "queued");
+        reply.bytes().await.expect("the whole answer");
+        answered += 1;
+    }
+    // What a server's shutdown does first: the ledger writer commits what it holds.
+    app.runtime.ledger().shutdown().await;
+    let tenant = domain::TenantId::parse("acme").expect("tenant");
+    let filter = domain::ports::RecordFilter {
+        kind: Some(domain::ledger::EntryKind::ModelCall),
+        ..domain::ports::RecordFilter::default()
+    };
+    let calls = app.runtime.ledger().page(&tenant, &filter, 1000).await.expect("read the ledger");
+    assert_eq!(calls.len(), answered, "every answered call is in the ledger after shutdown");
+    let now = domain::Timestamp::now().plus(std::time::Duration::from_secs(60));
+    let usage = app.runtime.store().usage(&tenant, domain::Timestamp::from_micros(0), now).await.expect("usage");
+    assert_eq!(usage.iter().map(|row| row.calls).sum::<u64>(), answered as u64, "each with its cost record");
+}
+
 #[tokio::test]
 async fn openai_requests_are_served_by_openai_and_by_anthropic() {
     let app = spawn_app(Options::default()).await;

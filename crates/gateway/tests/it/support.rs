@@ -29,6 +29,8 @@ pub struct Options {
     pub embedder: Option<Arc<dyn domain::embed::Embedder>>,
     /// Install a (trivial) metrics renderer, so `/metrics` answers 200.
     pub metrics: bool,
+    /// When gateway calls are answered relative to their ledger entry.
+    pub gateway_ack: runtime::llm::LedgerAck,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             default_price: None,
             embedder: None,
             metrics: false,
+            gateway_ack: runtime::llm::LedgerAck::Durable,
         }
     }
 }
@@ -197,6 +200,7 @@ pub async fn spawn_app_with(options: Options, openai: MockServer, anthropic: Moc
             export_dir: Some(workspace.path().join("checkpoints")),
             data_dir: Some(workspace.path().to_path_buf()),
         },
+        gateway_ack: options.gateway_ack,
         ..RuntimeConfig::default()
     };
     let mut parts = RuntimeParts::new(Arc::clone(&db.store), signer, config, options.embedder);

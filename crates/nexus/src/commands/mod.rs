@@ -184,6 +184,7 @@ async fn runtime_parts_with(
         watchers: config.watchers.clone(),
         max_plan_steps: None,
         untrusted_namespaces: config.untrusted_namespaces.clone(),
+        gateway_ack: config.gateway_ack,
     };
     let agent = matches!(needs, Some(local_models::Needs::Everything | local_models::Needs::EverythingInBackground));
     let local = match needs {
@@ -289,6 +290,7 @@ fn show_config(config: &Config) {
     println!("ledger.origin = {}", config.ledger_origin);
     println!("ledger.checkpoint_interval_ms = {}", config.checkpoint_interval.as_millis());
     println!("ledger.signing_key = {}", config.signing_key.display());
+    println!("ledger.gateway_ack = {}", config.gateway_ack.as_str());
     println!("log.level = {}", config.log_level.as_deref().unwrap_or("(command default)"));
     println!("log.format = {}", if config.log_format == crate::config::LogFormat::Json { "json" } else { "text" });
     let unset = || "(unset)".to_owned();

@@ -14,6 +14,7 @@ mod replicated_discord;
 mod replicated_feed;
 mod replicated_jobs;
 mod replicated_keys;
+mod replicated_knowledge;
 mod replicated_ledger;
 mod replicated_telegram;
 mod replicated_watchers;

@@ -259,6 +259,8 @@ impl Replicas {
         self.client
             .post(self.url(i, "/v1/chat/completions"))
             .bearer_auth(key)
+            // Durable answers: tests kill replicas and count what their answers promised.
+            .header("x-nexus-ledger-ack", "durable")
             .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}))
             .send()
             .await

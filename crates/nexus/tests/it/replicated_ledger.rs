@@ -2,8 +2,10 @@
 //! thousands of concurrent gateway calls for one tenant split across two replicas each leave
 //! exactly one `model_call` entry and cost record; a replica killed with SIGKILL mid-load loses
 //! no call it answered 200; a store that refuses ledger writes mid-load makes callers get 503,
-//! never a 200 without its entry. Every 200 names its entry (`x-nexus-ledger-index`), which is
-//! how the tests check it.
+//! never a 200 without its entry. These calls ask for durable answers
+//! (`x-nexus-ledger-ack: durable`), so every 200 names its entry (`x-nexus-ledger-index`), which
+//! is how the tests check it. Calls answered as queued (the server's default) are all in the
+//! ledger once both replicas stop cleanly.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,6 +24,8 @@ const TENANT: &str = "acme";
 enum Outcome {
     /// 200, naming the index of its ledger entry.
     Recorded(u64),
+    /// 200 acknowledged as queued (no index yet).
+    Queued,
     /// Any other status.
     Refused(u16),
     /// No complete HTTP answer (the replica died mid-request).
@@ -29,7 +33,8 @@ enum Outcome {
 }
 
 /// Sends `calls` chat completions (`call {i}`), `concurrency` at a time, call `i` to
-/// `bases[i % bases.len()]`; `done` counts finished calls.
+/// `bases[i % bases.len()]`, asking for answers acknowledged as `ack`; `done` counts finished
+/// calls.
 async fn load(
     client: reqwest::Client,
     bases: Vec<String>,
@@ -37,6 +42,7 @@ async fn load(
     calls: usize,
     concurrency: usize,
     done: Arc<AtomicUsize>,
+    ack: &'static str,
 ) -> Vec<Outcome> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -54,11 +60,19 @@ async fn load(
                 let sent = client
                     .post(format!("{}/v1/chat/completions", bases[i % bases.len()]))
                     .bearer_auth(&key)
+                    .header("x-nexus-ledger-ack", ack)
                     .json(&body)
                     .send()
                     .await;
                 let outcome = match sent {
                     Err(_) => Outcome::NoAnswer,
+                    Ok(response) if response.status() == 200 && ack == "queued" => {
+                        assert_eq!(response.headers()["x-nexus-ledger-ack"], "queued", "call {i}");
+                        match response.bytes().await {
+                            Ok(_) => Outcome::Queued,
+                            Err(_) => Outcome::NoAnswer,
+                        }
+                    }
                     Ok(response) if response.status() == 200 => {
                         let index = response
                             .headers()
@@ -142,7 +156,7 @@ async fn five_thousand_calls_across_two_replicas_each_leave_one_entry() {
     let Some(cluster) = Replicas::start(2).await else { return };
     let key = cluster.admin_key(TENANT).await;
     let bases = vec![cluster.base(0).to_owned(), cluster.base(1).to_owned()];
-    let outcomes = load(cluster.client.clone(), bases, key, 5_000, 64, Arc::default()).await;
+    let outcomes = load(cluster.client.clone(), bases, key, 5_000, 64, Arc::default(), "durable").await;
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !matches!(o, Outcome::Recorded(_))).collect();
     assert!(
         failed.is_empty(),
@@ -159,6 +173,26 @@ async fn five_thousand_calls_across_two_replicas_each_leave_one_entry() {
     cluster.nexus(&["verify", "--tenant", TENANT]).await;
 }
 
+/// Queued answers (the default): thousands of calls across two replicas, then both stop with
+/// SIGTERM; every call answered 200 left exactly one entry and one cost record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_calls_across_two_replicas_are_all_recorded_by_a_clean_stop() {
+    let Some(mut cluster) = Replicas::start(2).await else { return };
+    let key = cluster.admin_key(TENANT).await;
+    let bases = vec![cluster.base(0).to_owned(), cluster.base(1).to_owned()];
+    let outcomes = load(cluster.client.clone(), bases, key, 3_000, 64, Arc::default(), "queued").await;
+    let answered = outcomes.iter().filter(|o| **o == Outcome::Queued).count();
+    assert_eq!(answered, 3_000, "every call answered 200: {:?}", outcomes.iter().find(|o| **o != Outcome::Queued));
+    cluster.stop(0);
+    cluster.stop(1);
+    let (entries, costs) = stored(&cluster).await;
+    assert_eq!(entries.len(), answered, "exactly one model_call entry per answered call");
+    assert_eq!(costs as usize, answered, "exactly one cost record per answered call");
+    let digests: HashSet<&str> = entries.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(digests.len(), answered, "each call recorded once");
+    cluster.nexus(&["verify", "--tenant", TENANT]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_load_loses_no_answered_call() {
     let Some(mut cluster) = Replicas::start(2).await else { return };
@@ -168,7 +202,7 @@ async fn a_replica_killed_mid_load_loses_no_answered_call() {
     let bases = vec![cluster.base(0).to_owned(), cluster.base(1).to_owned()];
     let done = Arc::new(AtomicUsize::new(0));
     let mut running = tokio::task::JoinSet::new();
-    running.spawn(load(cluster.client.clone(), bases, key, 3_000, 64, done.clone()));
+    running.spawn(load(cluster.client.clone(), bases, key, 3_000, 64, done.clone(), "durable"));
     while done.load(Ordering::Relaxed) < 1_000 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -194,7 +228,7 @@ async fn a_store_refusing_ledger_writes_mid_load_gets_503s_and_no_unrecorded_200
     let bases = vec![cluster.base(0).to_owned(), cluster.base(1).to_owned()];
     let done = Arc::new(AtomicUsize::new(0));
     let mut running = tokio::task::JoinSet::new();
-    running.spawn(load(cluster.client.clone(), bases, key, 4_000, 32, done.clone()));
+    running.spawn(load(cluster.client.clone(), bases, key, 4_000, 32, done.clone(), "durable"));
     while done.load(Ordering::Relaxed) < 500 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -1,15 +1,19 @@
 //! The knowledge base as the runtime offers it: ingesting files and text (extracted, chunked,
-//! de-duplicated, embedded when an embedder is configured) and hybrid search — BM25 over
-//! stored chunks fused by reciprocal rank with vector similarity — for the `knowledge_search`
+//! de-duplicated, embedded when an embedder is configured) and hybrid search — BM25 over a
+//! whole namespace fused by reciprocal rank with vector similarity — for the `knowledge_search`
 //! tool, the engine's retrieval step and the front-ends.
 //!
-//! Without an embedder, search is BM25 only (said once in the log). With one, each tenant's
-//! vectors live in an in-memory index loaded from the store on first use and kept up to date
-//! by this process's ingests and deletions. Documents another replica ingests are found by
-//! BM25 at once and by vectors after this process restarts; documents it deletes disappear at
-//! once (hits are always read back from the store).
+//! Both rankings run from per-tenant in-memory indexes, each built from the store on first use
+//! and kept up to date by this process's ingests and deletions: words ([`words`]: BM25 scores
+//! every chunk of the namespace that holds a query term, so common words cost milliseconds, not
+//! a database scan) and, with an embedder, vectors. Without an embedder, search is BM25 only
+//! (said once in the log). Documents another replica ingests are found by words within about a
+//! second (the word index checks the store's revision and rebuilds in the background) and by
+//! vectors after this process restarts; documents it deletes disappear at once, because hits
+//! are always read back from the store.
 
 mod vectors;
+mod words;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Once};
@@ -24,8 +28,6 @@ use tools::{KnowledgeHit, KnowledgeIndex};
 
 use self::vectors::{Vectors, access_rank};
 
-/// Candidate chunks fetched from the store for BM25 ranking.
-const CANDIDATES: u32 = 200;
 /// Ranked entries of each list given to fusion.
 const FUSED_DEPTH: usize = 50;
 /// Vector hits below this cosine similarity are noise, not matches.
@@ -39,6 +41,7 @@ pub struct KnowledgeService {
 
 struct Inner {
     store: Arc<dyn Store>,
+    words: words::Words,
     vectors: Option<Vectors>,
     lexical_notice: Once,
 }
@@ -105,13 +108,27 @@ pub enum KnowledgeError {
 impl KnowledgeService {
     /// BM25-only knowledge over `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { inner: Arc::new(Inner { store, vectors: None, lexical_notice: Once::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                words: words::Words::default(),
+                vectors: None,
+                lexical_notice: Once::new(),
+            }),
+        }
     }
 
     /// Hybrid knowledge: chunks are embedded by `embedder` on ingest and searched by vector too.
     pub fn with_embedder(self, embedder: Arc<dyn Embedder>) -> Self {
         let store = Arc::clone(&self.inner.store);
-        Self { inner: Arc::new(Inner { store, vectors: Some(Vectors::new(embedder)), lexical_notice: Once::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                words: words::Words::default(),
+                vectors: Some(Vectors::new(embedder)),
+                lexical_notice: Once::new(),
+            }),
+        }
     }
 
     /// The embedder, if any (one still loading is returned: embedding waits for it; one whose
@@ -213,6 +230,9 @@ impl KnowledgeService {
         let Some(vectors) = self.vectors() else {
             self.lexical_notice();
             let (document_id, new) = self.inner.store.insert_document(&document, None).await?;
+            if new {
+                self.note_inserted(&document_id, &document);
+            }
             return Ok(Ingested { document_id, new, chunks: document.chunks.len(), embedded: false });
         };
         // The same content is stored once: no need to embed it again.
@@ -229,6 +249,7 @@ impl KnowledgeService {
         // A concurrent ingest of the same content may still win the race; the store keeps one.
         let (document_id, new) = store.insert_document(&document, Some(&embeddings)).await?;
         if new {
+            self.note_inserted(&document_id, &document);
             let mut index = index.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             index.remove_document(&document_id);
             for (ordinal, vector) in (0u32..).zip(&embeddings.vectors) {
@@ -248,11 +269,23 @@ impl KnowledgeService {
     /// Deletes a document, its chunks and their vectors. False if the tenant has no such document.
     pub async fn delete_document(&self, tenant: &TenantId, id: &DocumentId) -> Result<bool, KnowledgeError> {
         let deleted = self.inner.store.delete_document(tenant, id).await?;
+        if deleted && let Some(words) = self.inner.words.built(tenant) {
+            words.removed(id);
+        }
         if let Some(vectors) = self.vectors() {
             let index = vectors.index(self.inner.store.as_ref(), tenant).await?;
             index.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_document(id);
         }
         Ok(deleted)
+    }
+
+    /// Adds a document this process stored to the tenant's word index, if it is built (one
+    /// built later reads it from the store).
+    fn note_inserted(&self, id: &DocumentId, document: &KnowledgeDocument) {
+        if let Some(words) = self.inner.words.built(&document.tenant_id) {
+            let access = access_rank(document.access_level);
+            words.inserted(id, &document.namespace, access, &document.chunks, document.created_at.as_micros());
+        }
     }
 
     /// A tenant's documents (one namespace, or all), without their chunks.
@@ -316,59 +349,47 @@ impl KnowledgeService {
         limit: usize,
         max_access: AccessLevel,
     ) -> Result<Found, StoreError> {
+        let words = self.inner.words.index(&self.inner.store, tenant).await?;
+        words::revalidate(&words, &self.inner.store, tenant).await;
         let store = self.inner.store.as_ref();
-        let terms = knowledge::terms(query);
-        let candidates = store.chunks_matching(tenant, namespace, &terms, max_access, CANDIDATES).await?;
-        let texts: Vec<&str> = candidates.iter().map(|c| c.text.as_str()).collect();
-        let lexical = knowledge::rank(query, &texts);
-        let coverage = lexical.first().map_or(0.0, |r| r.coverage);
-
-        let semantic = match self.vectors() {
-            None => {
+        let depth = if self.vectors().is_some() { FUSED_DEPTH.max(limit) } else { limit };
+        // The vector search runs on a blocking thread while the words are scored here.
+        let semantic = async {
+            let Some(vectors) = self.vectors() else {
                 self.lexical_notice();
-                None
-            }
-            Some(vectors) => {
-                let index = vectors.index(store, tenant).await?;
-                match vectors.search(index, query, namespace, access_rank(max_access), FUSED_DEPTH).await {
-                    Ok(hits) => Some(hits.into_iter().filter(|h| h.similarity >= MIN_SIMILARITY).collect::<Vec<_>>()),
-                    Err(error) => {
-                        tracing::warn!(%tenant, %error, "query embedding failed; searching by BM25 only");
-                        None
-                    }
+                return Ok::<_, StoreError>(None);
+            };
+            let index = vectors.index(store, tenant).await?;
+            Ok(match vectors.search(index, query, namespace, access_rank(max_access), FUSED_DEPTH).await {
+                Ok(hits) => Some(hits.into_iter().filter(|h| h.similarity >= MIN_SIMILARITY).collect::<Vec<_>>()),
+                Err(error) => {
+                    tracing::warn!(%tenant, %error, "query embedding failed; searching by BM25 only");
+                    None
                 }
-            }
+            })
         };
+        let (semantic, lexical) = tokio::join!(semantic, async { words.search(query, namespace, max_access, depth) });
+        let semantic = semantic?;
+        let coverage = lexical.first().map_or(0.0, |h| h.coverage);
+        let lexical_refs: Vec<ChunkRef> =
+            lexical.iter().map(|h| ChunkRef { document_id: h.document.clone(), ordinal: h.ordinal }).collect();
         let Some(semantic) = semantic else {
-            let hits = lexical.iter().take(limit).map(|r| hit(&candidates[r.index], r.score)).collect();
+            let ranked: Vec<(ChunkRef, f64)> =
+                lexical_refs.into_iter().zip(lexical.iter().map(|h| h.score)).take(limit).collect();
+            let hits = read_back(store, tenant, namespace, max_access, &ranked).await?;
+            let hits = hits.into_iter().map(|(_, hit)| hit).collect();
             return Ok(Found { hits, confidence: coverage, mode: RetrievalMode::Lexical });
         };
 
-        let lexical_refs: Vec<ChunkRef> =
-            lexical.iter().take(FUSED_DEPTH).map(|r| candidates[r.index].chunk_ref()).collect();
         let semantic_refs: Vec<ChunkRef> =
             semantic.iter().map(|h| ChunkRef { document_id: h.document.clone(), ordinal: h.ordinal }).collect();
         let similarity: HashMap<&ChunkRef, f32> =
             semantic_refs.iter().zip(&semantic).map(|(r, h)| (r, h.similarity)).collect();
         let fused: Vec<(ChunkRef, f64)> =
             knowledge::rrf(&[lexical_refs, semantic_refs.clone()], knowledge::RRF_K).into_iter().take(limit).collect();
-
-        // Texts: BM25 candidates have theirs; vector-only hits are read back from the store,
-        // which also drops chunks deleted since the index was loaded.
-        let mut texts: HashMap<ChunkRef, ChunkHit> = candidates.iter().map(|c| (c.chunk_ref(), c.clone())).collect();
-        let missing: Vec<ChunkRef> = fused.iter().map(|(r, _)| r.clone()).filter(|r| !texts.contains_key(r)).collect();
-        if !missing.is_empty() {
-            for chunk in store.chunks_by_ref(tenant, namespace, max_access, &missing).await? {
-                texts.insert(chunk.chunk_ref(), chunk);
-            }
-        }
-        let mut best_similarity = 0f32;
-        let mut hits = Vec::with_capacity(fused.len());
-        for (chunk, score) in &fused {
-            let Some(found) = texts.get(chunk) else { continue };
-            best_similarity = best_similarity.max(similarity.get(chunk).copied().unwrap_or(0.0));
-            hits.push(hit(found, *score));
-        }
+        let found = read_back(store, tenant, namespace, max_access, &fused).await?;
+        let best_similarity = found.iter().filter_map(|(r, _)| similarity.get(r).copied()).fold(0f32, f32::max);
+        let hits = found.into_iter().map(|(_, hit)| hit).collect();
         let confidence = coverage.max(f64::from(best_similarity)).clamp(0.0, 1.0);
         Ok(Found { hits, confidence, mode: RetrievalMode::Hybrid })
     }
@@ -378,6 +399,28 @@ impl KnowledgeService {
             tracing::info!("no embedding model configured: knowledge search uses BM25 only");
         });
     }
+}
+
+/// The ranked chunks' texts, read back from the store in rank order: chunks deleted since an
+/// index saw them (or no longer readable) drop out.
+async fn read_back(
+    store: &dyn Store,
+    tenant: &TenantId,
+    namespace: &str,
+    max_access: AccessLevel,
+    ranked: &[(ChunkRef, f64)],
+) -> Result<Vec<(ChunkRef, KnowledgeHit)>, StoreError> {
+    if ranked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let refs: Vec<ChunkRef> = ranked.iter().map(|(r, _)| r.clone()).collect();
+    let found: HashMap<ChunkRef, ChunkHit> = store
+        .chunks_by_ref(tenant, namespace, max_access, &refs)
+        .await?
+        .into_iter()
+        .map(|chunk| (chunk.chunk_ref(), chunk))
+        .collect();
+    Ok(ranked.iter().filter_map(|(r, score)| found.get(r).map(|chunk| (r.clone(), hit(chunk, *score)))).collect())
 }
 
 fn hit(chunk: &ChunkHit, score: f64) -> KnowledgeHit {

@@ -202,3 +202,54 @@ async fn lexical_candidates_come_best_first_from_the_full_text_index() {
         assert!(hits.expect("search").is_empty(), "{}", db.backend);
     }
 }
+
+/// Chunk texts read back page by page (what an in-memory word index is built from), and the
+/// revision that tells such an index it is behind: it moves with every document stored or
+/// deleted, per tenant.
+#[tokio::test]
+async fn chunk_texts_are_read_by_page_and_the_revision_follows_stores_and_deletes() {
+    for db in backends().await {
+        let a = TenantId::parse("a").expect("id");
+        let b = TenantId::parse("b").expect("id");
+        let empty = db.store.knowledge_revision(&a).await.expect("revision");
+        assert_eq!((empty.documents, empty.newest), (0, 0), "{}", db.backend);
+
+        let mut long = doc("a", "docs", &"The ledger seals every action. ".repeat(40), AccessLevel::Internal);
+        long.created_at = Timestamp::from_micros(10);
+        let mut hr = doc("a", "hr", "Salaries are confidential.", AccessLevel::Confidential);
+        hr.created_at = Timestamp::from_micros(20);
+        let mut foreign = doc("b", "docs", "Tenant b's text.", AccessLevel::Public);
+        foreign.created_at = Timestamp::from_micros(30);
+        for document in [&long, &hr, &foreign] {
+            assert!(db.store.insert_document(document, None).await.expect("insert").1);
+        }
+        let revision = db.store.knowledge_revision(&a).await.expect("revision");
+        assert_eq!((revision.documents, revision.newest), (2, 20), "{}", db.backend);
+
+        let mut all = Vec::new();
+        let mut after: Option<ChunkRef> = None;
+        loop {
+            let page = db.store.chunk_texts(&a, after.as_ref(), 3).await.expect("page");
+            assert!(page.len() <= 3);
+            let Some(last) = page.last() else { break };
+            after = Some(last.chunk.clone());
+            all.extend(page);
+        }
+        assert_eq!(all.len(), long.chunks.len() + hr.chunks.len(), "{}", db.backend);
+        assert!(all.windows(2).all(|w| w[0].chunk < w[1].chunk), "ordered by chunk, no repeats");
+        for chunk in &all {
+            let document = if chunk.chunk.document_id == long.id { &long } else { &hr };
+            assert_eq!(chunk.text, document.chunks[chunk.chunk.ordinal as usize]);
+            assert_eq!(
+                (chunk.namespace.as_str(), chunk.access_level),
+                (document.namespace.as_str(), document.access_level)
+            );
+        }
+        assert_eq!(db.store.chunk_texts(&b, None, 100).await.expect("b").len(), 1, "tenant-scoped");
+
+        assert!(db.store.delete_document(&a, &hr.id).await.expect("delete"));
+        let after_delete = db.store.knowledge_revision(&a).await.expect("revision");
+        assert_eq!((after_delete.documents, after_delete.newest), (1, 10), "{}", db.backend);
+        assert_eq!(db.store.knowledge_revision(&b).await.expect("b").documents, 1);
+    }
+}
