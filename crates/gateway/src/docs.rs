@@ -104,7 +104,7 @@ impl Modify for ErrorBodies {
         watchers::list_watchers, watchers::create_watcher, watchers::get_watcher, watchers::delete_watcher, watchers::poll_watcher,
         openai::chat_completions, openai::models, openai::embeddings, anthropic::messages,
     ),
-    components(schemas(knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
+    components(schemas(crate::schema::LedgerAck, knowledge::UploadResponse, knowledge::FileResult, shapes::ExecuteRequest, shapes::ExecuteResponse, shapes::SealResponse, shapes::GateResponse, shapes::CostSummary)),
     tags(
         (name = "agent", description = "Run tasks through the notarized engine"),
         (name = "gateway", description = "OpenAI- and Anthropic-compatible model endpoints"),

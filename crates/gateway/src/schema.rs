@@ -49,6 +49,15 @@ pub(crate) enum ApprovalStatus {
     Expired,
 }
 
+/// What a gateway caller asks of its call's ledger entry (`x-nexus-ledger-ack`): `durable`
+/// answers once the entry is committed; `queued` takes the server's setting.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LedgerAck {
+    Durable,
+    Queued,
+}
+
 /// A knowledge document's access level.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

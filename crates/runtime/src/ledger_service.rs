@@ -63,6 +63,8 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long the writer waits for company before committing a batch nobody waits on.
 pub const QUEUED_LINGER: Duration = Duration::from_millis(2);
+/// Entries waiting for the writer beyond which a queued entry waits for its commit instead.
+pub const QUEUED_BACKLOG: usize = 256;
 /// The queue fill above which [`LedgerService::accepting`] turns callers away.
 const QUEUE_HIGH_WATER: usize = QUEUE_CAPACITY * 9 / 10;
 
@@ -202,10 +204,24 @@ impl LedgerService {
     /// batch, within [`QUEUED_LINGER`] plus a commit, and before [`Self::shutdown`] returns.
     /// Refused at once, as [`Self::append_within`] is, when the store is failing or the queue
     /// is nearly full, so a caller never goes on with an entry the writer could not take.
-    pub fn enqueue(&self, tenant: &TenantId, draft: EntryDraft, companions: Companions) -> Result<(), LedgerError> {
+    ///
+    /// Back-pressure: while more than [`QUEUED_BACKLOG`] entries wait for the writer, the entry
+    /// is appended as [`Self::append_within`] does instead — the caller waits for its commit (up
+    /// to `wait`) and gets `Some` — so callers faster than the store slow down to its pace and
+    /// the queue's memory stays small.
+    pub async fn enqueue(
+        &self,
+        tenant: &TenantId,
+        draft: EntryDraft,
+        companions: Companions,
+        wait: Duration,
+    ) -> Result<Option<Appended>, LedgerError> {
+        if self.queue_depth() >= QUEUED_BACKLOG {
+            return self.append_within(tenant, draft, companions, wait).await.map(Some);
+        }
         self.accepting()?;
         let request = Request::Append { tenant: tenant.clone(), draft, companions, reply: None };
-        self.try_send(request)
+        self.try_send(request).map(|()| None)
     }
 
     fn try_send(&self, request: Request) -> Result<(), LedgerError> {

@@ -331,7 +331,6 @@ impl Runtime {
         metrics::histogram!("nexus_provider_seconds", "provider" => route.provider.name().to_owned())
             .record(provider_latency.as_secs_f64());
         let response = outcome.map_err(GatewayError::Provider)?;
-        let ledger_ack = self.ledger_ack_for(caller);
         let (cost, ledger_index) = self
             .record_call(
                 caller,
@@ -352,7 +351,8 @@ impl Runtime {
             budget,
             upstream: provider_latency,
             ledger_index,
-            ledger_ack,
+            // An entry the answer waited for is durable, whatever was asked.
+            ledger_ack: if ledger_index.is_some() { LedgerAck::Durable } else { LedgerAck::Queued },
         };
         Ok((response, meta))
     }
@@ -446,11 +446,14 @@ impl Runtime {
                     .map_err(GatewayError::ledger)?
                     .index,
             ),
-            // The writer has it; a writer that cannot take it fails the call closed (503).
-            LedgerAck::Queued => {
-                self.ledger.enqueue(&caller.tenant, draft, companions).map_err(GatewayError::ledger)?;
-                None
-            }
+            // The writer has it (or, when it lags, the entry is durable: back-pressure); a
+            // writer that cannot take it fails the call closed (503).
+            LedgerAck::Queued => self
+                .ledger
+                .enqueue(&caller.tenant, draft, companions, LEDGER_ACK_WAIT)
+                .await
+                .map_err(GatewayError::ledger)?
+                .map(|appended| appended.index),
         };
         self.note_spend(&caller.tenant, cost);
         metrics::counter!("nexus_tokens_total", "direction" => "input").increment(usage.input_tokens);

@@ -10,8 +10,9 @@ pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id
      VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
      DO UPDATE SET count = action_counts.count + 1";
 
-/// Cost records stored per statement (eleven placeholders each).
-pub(crate) const COSTS_PER_STATEMENT: usize = 400;
+/// Cost records stored per statement at most (eleven placeholders each; a power of two, see
+/// `rows::power_of_two_runs`).
+pub(crate) const COSTS_PER_STATEMENT: usize = 256;
 
 /// Stores `rows` cost records in one statement, placeholders numbered in order.
 pub(crate) fn insert_costs_sql(rows: usize) -> String {
@@ -91,7 +92,7 @@ macro_rules! impl_agent_ports {
                             .await
                             .map_err(|e| classify(self.target(), e))?;
                     }
-                    for batch in companions.costs.chunks(COSTS_PER_STATEMENT) {
+                    for batch in $crate::rows::power_of_two_runs(&companions.costs, COSTS_PER_STATEMENT) {
                         let sql = insert_costs_sql(batch.len());
                         let mut query = sqlx::query(&sql);
                         for cost in batch {

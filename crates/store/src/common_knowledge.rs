@@ -59,8 +59,9 @@ macro_rules! impl_knowledge_port {
                 })
             }
 
-            /// Refs per `chunks_by_ref` query (two placeholders each).
-            const REFS_PER_QUERY: usize = 100;
+            /// Refs per `chunks_by_ref` query at most (two placeholders each; a power of two, see
+            /// `rows::power_of_two_runs`).
+            const REFS_PER_QUERY: usize = 64;
 
             const DOCUMENT_COLUMNS: &str =
                 "tenant_id, id, namespace, source, content, content_hash, access_level, metadata, created_at";
@@ -227,7 +228,7 @@ macro_rules! impl_knowledge_port {
                     refs: &[ChunkRef],
                 ) -> Result<Vec<ChunkHit>, StoreError> {
                     let mut out = Vec::with_capacity(refs.len());
-                    for batch in refs.chunks(REFS_PER_QUERY) {
+                    for batch in $crate::rows::power_of_two_runs(refs, REFS_PER_QUERY) {
                         // One primary-key lookup per chunk, joined by UNION ALL: an OR of
                         // (document, ordinal) pairs makes SQLite scan the whole namespace.
                         let lookups: Vec<String> = (0..batch.len())

@@ -17,8 +17,9 @@ pub(crate) const HEAD_LOCK_SQL: &str = "INSERT INTO ledger_heads (tenant_id, siz
 /// Moves a tenant's head.
 pub(crate) const HEAD_UPDATE_SQL: &str =
     "UPDATE ledger_heads SET size = $2, frontier = $3, last_batch = $4 WHERE tenant_id = $1";
-/// Tree nodes stored per statement (four placeholders each).
-pub(crate) const NODES_PER_STATEMENT: usize = 500;
+/// Tree nodes stored per statement at most (four placeholders each; a power of two, see
+/// `rows::power_of_two_runs`).
+pub(crate) const NODES_PER_STATEMENT: usize = 512;
 
 /// Stores `rows` tree nodes in one statement (a node already stored is kept: nodes never
 /// change). Placeholders are numbered in order, as both backends bind them.
@@ -98,7 +99,7 @@ macro_rules! impl_log_heads {
                     tenant: &TenantId,
                     nodes: &[TreeNode],
                 ) -> Result<(), StoreError> {
-                    for batch in nodes.chunks(NODES_PER_STATEMENT) {
+                    for batch in rows::power_of_two_runs(nodes, NODES_PER_STATEMENT) {
                         let sql = node_insert_sql(batch.len());
                         let mut query = sqlx::query(&sql);
                         for node in batch {

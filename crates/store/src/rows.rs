@@ -169,3 +169,36 @@ pub(crate) fn i64_of(v: u64) -> i64 {
 pub(crate) fn cost_values(cost: &CostRecord) -> (i64, i64) {
     (i64_of(cost.input_tokens), i64_of(cost.output_tokens))
 }
+
+/// Splits `items` into runs of power-of-two lengths, at most `max` (a power of two) each,
+/// longest first. A multi-row statement is prepared once per distinct row count and kept in
+/// the connection's statement cache, so batches of any size use at most log2(`max`) + 1
+/// statements instead of one per size (each a large prepared program).
+pub(crate) fn power_of_two_runs<T>(items: &[T], max: usize) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let take = rest.len().min(max);
+        let take = 1usize << (usize::BITS - 1 - take.leading_zeros());
+        let (run, tail) = rest.split_at(take);
+        runs.push(run);
+        rest = tail;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::power_of_two_runs;
+
+    #[test]
+    fn runs_are_powers_of_two_capped_and_cover_everything_in_order() {
+        let items: Vec<u32> = (0..1000).collect();
+        let runs = power_of_two_runs(&items, 256);
+        let lengths: Vec<usize> = runs.iter().map(|r| r.len()).collect();
+        assert_eq!(lengths, vec![256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(runs.concat(), items);
+        assert!(power_of_two_runs::<u32>(&[], 8).is_empty());
+        assert_eq!(power_of_two_runs(&[7], 8), vec![&[7][..]]);
+    }
+}

@@ -17,7 +17,7 @@ use crate::notify::MemoryNotifier;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Rows per INSERT statement when appending ledger entries (9 parameters each).
-const LEDGER_ROWS_PER_STATEMENT: usize = 200;
+const LEDGER_ROWS_PER_STATEMENT: usize = 256;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -90,7 +90,7 @@ impl SqlBackend for SqliteStore {
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         records: &[LedgerRecord],
     ) -> Result<(), StoreError> {
-        for chunk in records.chunks(LEDGER_ROWS_PER_STATEMENT) {
+        for chunk in rows::power_of_two_runs(records, LEDGER_ROWS_PER_STATEMENT) {
             let mut sql = format!("INSERT INTO ledger_entries ({}) VALUES ", rows::LEDGER_COLUMNS);
             for i in 0..chunk.len() {
                 sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?)" });

@@ -501,7 +501,7 @@ impl Blocks {
     responses((status = 200, description = "an Anthropic message, or with `stream: true` the message_start … message_stop event stream",
                content((MessageResponse = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402), (status = 404), (status = 429)),
-    params(("x-nexus-ledger-ack" = Option<String>, Header,
+    params(("x-nexus-ledger-ack" = Option<crate::schema::LedgerAck>, Header,
         description = "`durable`: answer only once the call's ledger entry is durable (the response then names it in `x-nexus-ledger-index`); `queued` (or no header): the server's setting, `[ledger] gateway_ack`")),
     security(("bearer" = [])))]
 pub(crate) async fn messages(

@@ -551,7 +551,7 @@ impl Chunks {
     responses((status = 200, description = "an OpenAI chat.completion, or with `stream: true` a text/event-stream of chat.completion.chunk objects ending in [DONE]",
                content((ChatCompletion = "application/json"), (crate::schema::SseEvent = "text/event-stream"))),
               (status = 402, description = "budget exhausted"), (status = 404, description = "unknown model"), (status = 429)),
-    params(("x-nexus-ledger-ack" = Option<String>, Header,
+    params(("x-nexus-ledger-ack" = Option<crate::schema::LedgerAck>, Header,
         description = "`durable`: answer only once the call's ledger entry is durable (the response then names it in `x-nexus-ledger-index`); `queued` (or no header): the server's setting, `[ledger] gateway_ack`")),
     security(("bearer" = [])))]
 pub(crate) async fn chat_completions(

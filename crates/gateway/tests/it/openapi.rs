@@ -39,7 +39,9 @@ async fn every_parameter_is_where_its_route_takes_it() {
                         assert_eq!(param["required"], true, "{method} {path}: path parameter {name}");
                         in_path.insert(name);
                     }
-                    Some("query") => assert!(!template.contains(name), "{method} {path}: {name} is in the path"),
+                    Some("query" | "header") => {
+                        assert!(!template.contains(name), "{method} {path}: {name} is in the path");
+                    }
                     other => panic!("{method} {path}: {name} is in {other:?}"),
                 }
             }
@@ -69,6 +71,15 @@ async fn every_parameter_is_where_its_route_takes_it() {
     assert!(content.contains("ContentSchema"), "{content}");
     assert!(schemas["ContentSchema"]["oneOf"].is_array(), "{}", schemas["ContentSchema"]);
     assert!(schemas["InputMessage"]["properties"]["role"].to_string().contains("assistant"));
+    // The ledger acknowledgement a gateway caller may ask for, by its header.
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let params = spec["paths"][path]["post"]["parameters"].as_array().cloned().unwrap_or_default();
+        let ack = params.iter().find(|p| p["name"] == "x-nexus-ledger-ack").expect("the x-nexus-ledger-ack header");
+        assert_eq!(ack["in"], "header", "{path}");
+        let values: BTreeSet<&str> = enum_values(&ack["schema"]).into_iter().collect();
+        let referenced = ack["schema"].to_string();
+        assert!(values == BTreeSet::from(["durable", "queued"]) || referenced.contains("LedgerAck"), "{path}: {ack}");
+    }
 }
 
 /// Every string listed in an `enum` anywhere inside a schema.
