@@ -81,8 +81,10 @@ pub struct ChunkText {
 }
 
 /// What a tenant's knowledge holds, in two numbers read cheaply: it changes whenever a document
-/// is stored or deleted (a new document is always the newest), so an in-memory index can tell
-/// it is behind without reading the chunks.
+/// is stored (stamped as it is stored, so normally the newest) or deleted, so an in-memory index
+/// can tell it is behind without reading the chunks. It can miss a change only when, between two
+/// reads, one document is deleted and another stored with a time no later than the newest (a
+/// replica whose clock runs behind).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KnowledgeRevision {
     pub documents: u64,

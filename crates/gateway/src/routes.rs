@@ -207,11 +207,14 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 axum::http::header::CONTENT_TYPE,
                 HeaderName::from_static("x-api-key"),
                 HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("x-nexus-ledger-ack"),
             ])
             .expose_headers([
                 HeaderName::from_static("x-request-id"),
                 HeaderName::from_static("x-nexus-overhead-us"),
                 HeaderName::from_static("x-nexus-budget-state"),
+                HeaderName::from_static("x-nexus-ledger-ack"),
+                HeaderName::from_static("x-nexus-ledger-index"),
             ]),
     )
 }

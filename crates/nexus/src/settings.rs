@@ -533,7 +533,7 @@ pub const REGISTRY: Registry = Registry(&[
         Some("queued"),
         false,
         Restart,
-        "When a gateway call is answered: queued (its ledger entry commits within milliseconds and before a clean shutdown) or durable (once the entry is durable, surviving kill -9). A caller can ask for durable with x-nexus-ledger-ack.",
+        "When a gateway call is answered: queued (its ledger entry commits within milliseconds and before a clean shutdown; a killed process loses what is still queued) or durable (once the entry is durable, surviving kill -9). A caller can ask for durable with x-nexus-ledger-ack.",
     ),
     spec(
         "ledger.signing_key",

@@ -19,8 +19,10 @@
 //! the writer commits it with the next batch. With nobody waiting on a batch, the writer lingers
 //! up to [`QUEUED_LINGER`] to gather more, so queued entries cost one commit per few
 //! milliseconds rather than one each; anything that waits (an append, a write, a flush) ends
-//! the linger at once. Shutdown commits everything queued before it returns; only a process
-//! killed outright can lose queued entries — at most those of its last linger and commit.
+//! the linger at once. Shutdown commits everything queued before it returns, unless the store
+//! still refuses it after the 30 s grace (then the queued entries are lost, and logged as
+//! such); a process killed outright loses what is still queued — normally its last few
+//! milliseconds, more while a commit hangs on a failing store.
 //!
 //! Memory does not grow with the log: per tenant the writer caches the size it last saw and a
 //! bounded map of chain heads; proofs read the few tiles they need (full tiles are immutable
@@ -117,6 +119,9 @@ struct Inner {
     /// Set while the store refuses the current batch; cleared by the next commit.
     failing: AtomicBool,
     closing: AtomicBool,
+    /// Held (shared) by `enqueue` from its check to its send, and (exclusive) by `shutdown`
+    /// while it starts closing: a queued entry is either refused or ahead of the final flush.
+    sending: std::sync::RwLock<()>,
 }
 
 /// Handle to the ledger: cheap to clone, shared by every front-end through the runtime.
@@ -143,6 +148,7 @@ impl LedgerService {
             tiles: Mutex::new(TileCache::default()),
             failing: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            sending: std::sync::RwLock::new(()),
         });
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         tasks::spawn("ledger-writer", run_writer(inner.clone(), queue));
@@ -205,7 +211,7 @@ impl LedgerService {
     /// Refused at once, as [`Self::append_within`] is, when the store is failing or the queue
     /// is nearly full, so a caller never goes on with an entry the writer could not take.
     ///
-    /// Back-pressure: while more than [`QUEUED_BACKLOG`] entries wait for the writer, the entry
+    /// Back-pressure: while [`QUEUED_BACKLOG`] or more entries wait for the writer, the entry
     /// is appended as [`Self::append_within`] does instead — the caller waits for its commit (up
     /// to `wait`) and gets `Some` — so callers faster than the store slow down to its pace and
     /// the queue's memory stays small.
@@ -219,6 +225,7 @@ impl LedgerService {
         if self.queue_depth() >= QUEUED_BACKLOG {
             return self.append_within(tenant, draft, companions, wait).await.map(Some);
         }
+        let _sending = self.inner.sending.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.accepting()?;
         let request = Request::Append { tenant: tenant.clone(), draft, companions, reply: None };
         self.try_send(request).map(|()| None)
@@ -306,7 +313,10 @@ impl LedgerService {
     /// Refuses new appends, waits for queued ones to commit (giving up on a store that keeps
     /// failing after a grace period), and signs final checkpoints.
     pub async fn shutdown(&self) {
-        self.inner.closing.store(true, Ordering::Release);
+        {
+            let _closing = self.inner.sending.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.inner.closing.store(true, Ordering::Release);
+        }
         let (reply, done) = oneshot::channel();
         if self.requests.send(Request::Flush { reply }).await.is_ok() {
             let _ = done.await;

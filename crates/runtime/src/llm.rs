@@ -6,7 +6,8 @@
 //!
 //! How a call's entry is acknowledged is the [`LedgerAck`]: `queued` (the default of
 //! `nexus serve`) answers once the entry is with the ledger writer, which commits it within a few
-//! milliseconds and always before a clean shutdown ends; `durable` (the server's setting, or the
+//! milliseconds and before a clean shutdown ends (a killed process loses what is still queued;
+//! see [`crate::ledger_service`]); `durable` (the server's setting, or the
 //! caller's `x-nexus-ledger-ack: durable`) answers a blocking call only once its entry is
 //! durable and holds a stream's clean end back until then, so it survives even `kill -9`. Either
 //! way, when the ledger cannot record (store failing, queue full) calls are refused with
@@ -73,7 +74,8 @@ impl TierRouter for HeuristicRouter {
 #[serde(rename_all = "lowercase")]
 pub enum LedgerAck {
     /// Once the entry is with the ledger writer: committed within milliseconds and before a
-    /// clean shutdown ends; a process killed outright can lose the last few milliseconds' calls.
+    /// clean shutdown ends; a process killed outright loses what is still queued (normally the
+    /// last few milliseconds' calls), as does a shutdown whose store still fails after 30 s.
     Queued,
     /// Once the entry is durable in the store: nothing answered is lost, even on `kill -9`.
     #[default]

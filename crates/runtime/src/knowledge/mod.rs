@@ -8,7 +8,8 @@
 //! every chunk of the namespace that holds a query term, so common words cost milliseconds, not
 //! a database scan) and, with an embedder, vectors. Without an embedder, search is BM25 only
 //! (said once in the log). Documents another replica ingests are found by words within about a
-//! second (the word index checks the store's revision and rebuilds in the background) and by
+//! second (the word index checks the store's revision and rebuilds in the background; see
+//! `words` for what that check can miss) and by
 //! vectors after this process restarts; documents it deletes disappear at once, because hits
 //! are always read back from the store.
 
@@ -215,7 +216,7 @@ impl KnowledgeService {
         if chunks.is_empty() {
             return Err(KnowledgeError::NoText { source_name: new.source });
         }
-        let document = KnowledgeDocument {
+        let mut document = KnowledgeDocument {
             id: DocumentId::generate(),
             tenant_id: tenant.clone(),
             namespace: namespace.to_owned(),
@@ -246,6 +247,9 @@ impl KnowledgeService {
         let embedded = vectors.embed(document.chunks.clone()).await.map_err(embed_error)?;
         vectors.check(document.chunks.len(), &embedded).map_err(embed_error)?;
         let embeddings = ChunkEmbeddings { model: vectors.embedder.model().to_owned(), vectors: embedded };
+        // Stamped as it is stored (embedding may have waited for the model), so the newest
+        // document is the one stored last, as other replicas' word indexes assume.
+        document.created_at = Timestamp::now();
         // A concurrent ingest of the same content may still win the race; the store keeps one.
         let (document_id, new) = store.insert_document(&document, Some(&embeddings)).await?;
         if new {
@@ -352,7 +356,9 @@ impl KnowledgeService {
         let words = self.inner.words.index(&self.inner.store, tenant).await?;
         words::revalidate(&words, &self.inner.store, tenant).await;
         let store = self.inner.store.as_ref();
-        let depth = if self.vectors().is_some() { FUSED_DEPTH.max(limit) } else { limit };
+        // Twice the answer's length when words alone answer, so chunks another replica deleted
+        // (dropped when read back) leave room for the next best.
+        let depth = if self.vectors().is_some() { FUSED_DEPTH.max(limit) } else { limit * 2 };
         // The vector search runs on a blocking thread while the words are scored here.
         let semantic = async {
             let Some(vectors) = self.vectors() else {
@@ -374,10 +380,9 @@ impl KnowledgeService {
         let lexical_refs: Vec<ChunkRef> =
             lexical.iter().map(|h| ChunkRef { document_id: h.document.clone(), ordinal: h.ordinal }).collect();
         let Some(semantic) = semantic else {
-            let ranked: Vec<(ChunkRef, f64)> =
-                lexical_refs.into_iter().zip(lexical.iter().map(|h| h.score)).take(limit).collect();
+            let ranked: Vec<(ChunkRef, f64)> = lexical_refs.into_iter().zip(lexical.iter().map(|h| h.score)).collect();
             let hits = read_back(store, tenant, namespace, max_access, &ranked).await?;
-            let hits = hits.into_iter().map(|(_, hit)| hit).collect();
+            let hits = hits.into_iter().map(|(_, hit)| hit).take(limit).collect();
             return Ok(Found { hits, confidence: coverage, mode: RetrievalMode::Lexical });
         };
 

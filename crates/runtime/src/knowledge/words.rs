@@ -7,7 +7,9 @@
 //! Other replicas' writes are noticed from the store's [`KnowledgeRevision`] (document count and
 //! newest document), read at most once a [`REVALIDATE_EVERY`] per tenant by a search; when it
 //! differs from what this process expects, the index is rebuilt in the background while
-//! searches go on with the old one. Writes this process makes while a rebuild runs are replayed
+//! searches go on with the old one. The revision can miss a delete paired with a store whose
+//! time is no later than the newest (a replica whose clock runs behind): that document is then
+//! found by words only after the tenant's next change. Writes this process makes while a rebuild runs are replayed
 //! onto the new index before it replaces the old, so they are never missed. Hits are always
 //! read back from the store, so a chunk another replica deleted never comes back, even before
 //! the rebuild.
@@ -31,7 +33,7 @@ pub(super) const REVALIDATE_EVERY: Duration = Duration::from_secs(1);
 
 /// A write this process made while the tenant's index was being rebuilt.
 enum Replay {
-    Insert { document: DocumentId, namespace: String, access: u8, chunks: Vec<String> },
+    Insert { document: DocumentId, namespace: String, access: u8, chunks: Vec<String>, created_at: i64 },
     Remove(DocumentId),
 }
 
@@ -80,11 +82,13 @@ impl TenantWords {
         let mut state = self.state();
         {
             let mut index = self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !index.contains_document(document) {
+                state.expected.documents += 1;
+            }
             for (ordinal, text) in (0u32..).zip(chunks) {
                 index.insert(document.clone(), ordinal, namespace, access, text);
             }
         }
-        state.expected.documents += 1;
         state.expected.newest = state.expected.newest.max(created_at);
         if let Some(replay) = state.rebuilding.as_mut() {
             replay.push(Replay::Insert {
@@ -92,6 +96,7 @@ impl TenantWords {
                 namespace: namespace.to_owned(),
                 access,
                 chunks: chunks.to_vec(),
+                created_at,
             });
         }
     }
@@ -99,8 +104,10 @@ impl TenantWords {
     /// Removes a document this process deleted from the store.
     pub(super) fn removed(&self, document: &DocumentId) {
         let mut state = self.state();
-        self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_document(document);
-        state.expected.documents = state.expected.documents.saturating_sub(1);
+        let removed = self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_document(document);
+        if removed > 0 {
+            state.expected.documents = state.expected.documents.saturating_sub(1);
+        }
         if let Some(replay) = state.rebuilding.as_mut() {
             replay.push(Replay::Remove(document.clone()));
         }
@@ -168,7 +175,21 @@ pub(super) async fn revalidate(words: &Arc<TenantWords>, store: &Arc<dyn Store>,
         state.rebuilding = Some(Vec::new());
     }
     let (words, store, tenant) = (Arc::clone(words), Arc::clone(store), tenant.clone());
-    crate::tasks::spawn("knowledge-words", async move { rebuild(&words, &store, &tenant).await });
+    crate::tasks::spawn("knowledge-words", async move {
+        // A rebuild that panics still ends: the next check may start another.
+        let ended = EndRebuild(Arc::clone(&words));
+        rebuild(&words, &store, &tenant).await;
+        drop(ended);
+    });
+}
+
+/// Marks the tenant's rebuild over when dropped (normally a no-op: `rebuild` did it).
+struct EndRebuild(Arc<TenantWords>);
+
+impl Drop for EndRebuild {
+    fn drop(&mut self) {
+        self.0.state().rebuilding = None;
+    }
 }
 
 /// Builds a fresh index from the store and puts it in place of the old one, replaying this
@@ -186,10 +207,11 @@ async fn rebuild(words: &TenantWords, store: &Arc<dyn Store>, tenant: &TenantId)
             let mut expected = revision;
             for op in replay {
                 match op {
-                    Replay::Insert { document, namespace, access, chunks } => {
+                    Replay::Insert { document, namespace, access, chunks, created_at } => {
                         if !index.contains_document(&document) {
                             expected.documents += 1;
                         }
+                        expected.newest = expected.newest.max(created_at);
                         for (ordinal, text) in (0u32..).zip(&chunks) {
                             index.insert(document.clone(), ordinal, &namespace, access, text);
                         }
