@@ -70,15 +70,13 @@ impl TierRouter for HeuristicRouter {
 }
 
 /// When a gateway call is answered relative to its ledger entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerAck {
     /// Once the entry is with the ledger writer: committed within milliseconds and before a
     /// clean shutdown ends; a process killed outright loses what is still queued (normally the
     /// last few milliseconds' calls), as does a shutdown whose store still fails after 30 s.
     Queued,
     /// Once the entry is durable in the store: nothing answered is lost, even on `kill -9`.
-    #[default]
     Durable,
 }
 

@@ -185,12 +185,8 @@ async fn bench(
         "## streamed chat completion, concurrency 1 ({} requests per path, {} content chunks each, alternating in {} rounds)",
         sizes.stream_requests, mock_config.chunks, sizes.rounds
     );
-    let per_round = sizes.stream_requests.div_ceil(sizes.rounds);
-    let (mut direct_streams, mut nexus_streams) = (RunResult::default(), RunResult::default());
-    for _ in 0..sizes.rounds {
-        direct_streams.merge(&closed_loop(&direct_stream, 1, Until::Count(per_round)).await?);
-        nexus_streams.merge(&closed_loop(&nexus_stream, 1, Until::Count(per_round)).await?);
-    }
+    let (direct_streams, nexus_streams) =
+        alternate(&direct_stream, &nexus_stream, sizes.stream_requests, sizes.rounds).await?;
     through_nexus += nexus_streams.count();
     print_added_first_token(&direct_streams, &nexus_streams);
 
@@ -288,6 +284,23 @@ fn us(d: Duration) -> f64 {
 }
 
 /// Both paths' latency at concurrency 1 and what Nexus adds, against the targets.
+/// `requests` one at a time down each path, the paths alternating in `rounds` so drift on the
+/// machine hits both alike.
+async fn alternate(
+    direct: &Arc<Target>,
+    nexus: &Arc<Target>,
+    requests: usize,
+    rounds: usize,
+) -> anyhow::Result<(RunResult, RunResult)> {
+    let per_round = requests.div_ceil(rounds);
+    let (mut direct_run, mut nexus_run) = (RunResult::default(), RunResult::default());
+    for _ in 0..rounds {
+        direct_run.merge(&closed_loop(direct, 1, Until::Count(per_round)).await?);
+        nexus_run.merge(&closed_loop(nexus, 1, Until::Count(per_round)).await?);
+    }
+    Ok((direct_run, nexus_run))
+}
+
 fn print_added_latency(who: &str, direct: &RunResult, nexus: &RunResult) {
     let (direct, nexus) = (Percentiles::of(&direct.latency), Percentiles::of(&nexus.latency));
     print_latency("direct to mock", &direct);

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::load::{RunResult, Target, Until, closed_loop};
+use super::load::{Target, Until, closed_loop};
 use super::mock::Mock;
 use super::{
-    BODY, CONCURRENCY, PATH, STREAM_BODY, Sizes, print_added_first_token, print_added_latency, print_rate, verdict,
+    BODY, CONCURRENCY, PATH, STREAM_BODY, Sizes, alternate, print_added_first_token, print_added_latency, print_rate,
+    verdict,
 };
 use crate::serve_process::{self, Serve};
 
@@ -57,20 +58,11 @@ pub(super) async fn run(sizes: &Sizes, mock: &Mock, core: Option<usize>) -> anyh
         }
     }
 
-    let per_round = sizes.latency_requests.div_ceil(sizes.rounds);
-    let (mut direct_c1, mut nexus_c1) = (RunResult::default(), RunResult::default());
-    for _ in 0..sizes.rounds {
-        direct_c1.merge(&closed_loop(&direct, 1, Until::Count(per_round)).await?);
-        nexus_c1.merge(&closed_loop(&nexus, 1, Until::Count(per_round)).await?);
-    }
+    let (direct_c1, nexus_c1) = alternate(&direct, &nexus, sizes.latency_requests, sizes.rounds).await?;
     println!("blocking, concurrency 1 ({} requests per path):", sizes.latency_requests);
     print_added_latency("nexus serve", &direct_c1, &nexus_c1);
     // For comparison: each answer waits for its own durable commit (an fsync) when asked to.
-    let (mut direct_c1, mut durable_c1) = (RunResult::default(), RunResult::default());
-    for _ in 0..sizes.rounds {
-        direct_c1.merge(&closed_loop(&direct, 1, Until::Count(per_round)).await?);
-        durable_c1.merge(&closed_loop(&durable, 1, Until::Count(per_round)).await?);
-    }
+    let (direct_c1, durable_c1) = alternate(&direct, &durable, sizes.latency_requests, sizes.rounds).await?;
     println!("blocking, concurrency 1, asking for durable answers (x-nexus-ledger-ack: durable):");
     print_added_latency("nexus serve, durable", &direct_c1, &durable_c1);
 
@@ -86,12 +78,8 @@ pub(super) async fn run(sizes: &Sizes, mock: &Mock, core: Option<usize>) -> anyh
     );
     let (rss, _) = server.memory_mib();
 
-    let per_round = sizes.stream_requests.div_ceil(sizes.rounds);
-    let (mut direct_streams, mut nexus_streams) = (RunResult::default(), RunResult::default());
-    for _ in 0..sizes.rounds {
-        direct_streams.merge(&closed_loop(&direct_stream, 1, Until::Count(per_round)).await?);
-        nexus_streams.merge(&closed_loop(&nexus_stream, 1, Until::Count(per_round)).await?);
-    }
+    let (direct_streams, nexus_streams) =
+        alternate(&direct_stream, &nexus_stream, sizes.stream_requests, sizes.rounds).await?;
     println!("streamed, concurrency 1 ({} requests per path):", sizes.stream_requests);
     print_added_first_token(&direct_streams, &nexus_streams);
     let (after, peak) = server.memory_mib();

@@ -428,6 +428,39 @@ async fn read_back(
     Ok(ranked.iter().filter_map(|(r, score)| found.get(r).map(|chunk| (r.clone(), hit(chunk, *score)))).collect())
 }
 
+/// One value per tenant, loaded on first use: concurrent first calls load it once, and a failed
+/// load is retried by the next call.
+pub(super) struct PerTenant<T> {
+    cells: std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::OnceCell<T>>>>,
+}
+
+impl<T> Default for PerTenant<T> {
+    fn default() -> Self {
+        Self { cells: std::sync::Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T: Clone> PerTenant<T> {
+    fn cells(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Arc<tokio::sync::OnceCell<T>>>> {
+        self.cells.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The tenant's value, loaded by `load` if this is its first use.
+    pub(super) async fn get_or_load<F, Fut>(&self, tenant: &TenantId, load: F) -> Result<T, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let cell = Arc::clone(self.cells().entry(tenant.clone()).or_default());
+        cell.get_or_try_init(load).await.cloned()
+    }
+
+    /// The tenant's value if it is loaded already.
+    pub(super) fn loaded(&self, tenant: &TenantId) -> Option<T> {
+        self.cells().get(tenant).and_then(|cell| cell.get().cloned())
+    }
+}
+
 fn hit(chunk: &ChunkHit, score: f64) -> KnowledgeHit {
     KnowledgeHit {
         document_id: chunk.document_id.to_string(),

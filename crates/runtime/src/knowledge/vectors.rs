@@ -2,15 +2,15 @@
 //! per-tenant in-memory indexes, each loaded from the store on first use (page by page) and
 //! then kept up to date by this process's ingests and deletions.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use domain::TenantId;
 use domain::embed::{EmbedError, Embedder};
 use domain::ports::{Store, StoreError};
 use domain::{DocumentId, knowledge::ChunkRef};
 use knowledge::{VectorHit, VectorIndex};
-use tokio::sync::OnceCell;
+
+use super::PerTenant;
 
 /// Chunk vectors read from the store per page while loading an index.
 const LOAD_PAGE: u32 = 2000;
@@ -22,22 +22,18 @@ pub(super) type TenantIndex = Arc<RwLock<VectorIndex<DocumentId>>>;
 /// The embedder and the tenants' indexes.
 pub(super) struct Vectors {
     pub(super) embedder: Arc<dyn Embedder>,
-    indexes: Mutex<HashMap<TenantId, Arc<OnceCell<TenantIndex>>>>,
+    indexes: PerTenant<TenantIndex>,
 }
 
 impl Vectors {
     pub(super) fn new(embedder: Arc<dyn Embedder>) -> Self {
-        Self { embedder, indexes: Mutex::new(HashMap::new()) }
+        Self { embedder, indexes: PerTenant::default() }
     }
 
     /// The tenant's index, loaded from the store the first time it is asked for. Concurrent
     /// first calls load it once; a failed load is retried by the next call.
     pub(super) async fn index(&self, store: &dyn Store, tenant: &TenantId) -> Result<TenantIndex, StoreError> {
-        let cell = {
-            let mut indexes = self.indexes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            Arc::clone(indexes.entry(tenant.clone()).or_default())
-        };
-        cell.get_or_try_init(|| self.load(store, tenant)).await.map(Arc::clone)
+        self.indexes.get_or_load(tenant, || self.load(store, tenant)).await
     }
 
     async fn load(&self, store: &dyn Store, tenant: &TenantId) -> Result<TenantIndex, StoreError> {

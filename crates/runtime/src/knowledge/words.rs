@@ -14,7 +14,6 @@
 //! read back from the store, so a chunk another replica deleted never comes back, even before
 //! the rebuild.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,8 @@ use domain::knowledge::{ChunkRef, KnowledgeRevision};
 use domain::ports::{Store, StoreError};
 use domain::{DocumentId, TenantId};
 use knowledge::{LexicalHit, LexicalIndex};
-use tokio::sync::OnceCell;
 
+use super::PerTenant;
 use super::vectors::access_rank;
 
 /// Chunk texts read from the store per page while building an index.
@@ -117,7 +116,7 @@ impl TenantWords {
 /// Every tenant's word index.
 #[derive(Default)]
 pub(super) struct Words {
-    tenants: Mutex<HashMap<TenantId, Arc<OnceCell<Arc<TenantWords>>>>>,
+    tenants: PerTenant<Arc<TenantWords>>,
 }
 
 impl Words {
@@ -128,25 +127,20 @@ impl Words {
         store: &Arc<dyn Store>,
         tenant: &TenantId,
     ) -> Result<Arc<TenantWords>, StoreError> {
-        let cell = {
-            let mut tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            Arc::clone(tenants.entry(tenant.clone()).or_default())
-        };
-        cell.get_or_try_init(|| async {
-            let revision = store.knowledge_revision(tenant).await?;
-            let index = build(store, tenant).await?;
-            let state = State { expected: revision, checked: Instant::now(), rebuilding: None };
-            Ok::<_, StoreError>(Arc::new(TenantWords { index: RwLock::new(index), state: Mutex::new(state) }))
-        })
-        .await
-        .map(Arc::clone)
+        self.tenants
+            .get_or_load(tenant, || async {
+                let revision = store.knowledge_revision(tenant).await?;
+                let index = build(store, tenant).await?;
+                let state = State { expected: revision, checked: Instant::now(), rebuilding: None };
+                Ok(Arc::new(TenantWords { index: RwLock::new(index), state: Mutex::new(state) }))
+            })
+            .await
     }
 
     /// The tenant's index if it is built already (writes need not build one: it will read
     /// them from the store when it is).
     pub(super) fn built(&self, tenant: &TenantId) -> Option<Arc<TenantWords>> {
-        let tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tenants.get(tenant).and_then(|cell| cell.get().cloned())
+        self.tenants.loaded(tenant)
     }
 }
 
