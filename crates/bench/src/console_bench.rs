@@ -92,6 +92,8 @@ async fn measure(entries: u64, chains: usize, requests: usize) -> anyhow::Result
                 updated_at: at,
                 owner: None,
                 personas: Vec::new(),
+                // A version-2 state carries its own context.
+                context: None,
             })
             .await?;
         last = Some(chain);

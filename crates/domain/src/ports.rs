@@ -803,6 +803,11 @@ pub struct StoredRun {
     pub owner: Option<String>,
     /// The personas its planned steps use, each once (what the chain list filters on).
     pub personas: Vec<String>,
+    /// What the run needs that does not change while it runs (its personas and tool
+    /// definitions), as JSON, kept apart from `state` so the state saved after every step does
+    /// not carry it. Saving with `Some` stores it (replacing what is stored); `None` leaves
+    /// what is stored. Read back: what is stored, `None` for a run whose state carries its own.
+    pub context: Option<String>,
 }
 
 #[async_trait]

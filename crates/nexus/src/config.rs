@@ -281,8 +281,8 @@ struct LedgerSection {
     origin: Option<String>,
     checkpoint_interval_ms: Option<u64>,
     signing_key: Option<PathBuf>,
-    /// When a gateway call is answered relative to its ledger entry: `queued` (default) or
-    /// `durable`.
+    /// When a gateway call is answered relative to its ledger entry, and whether an agent run
+    /// waits for its model calls' entries: `queued` (default) or `durable`.
     gateway_ack: Option<String>,
 }
 

@@ -533,7 +533,7 @@ pub const REGISTRY: Registry = Registry(&[
         Some("queued"),
         false,
         Restart,
-        "When a gateway call is answered: queued (its ledger entry commits within milliseconds and before a clean shutdown; a killed process loses what is still queued) or durable (once the entry is durable, surviving kill -9). A caller can ask for durable with x-nexus-ledger-ack.",
+        "When a gateway call is answered: queued (its ledger entry commits within milliseconds and before a clean shutdown; a killed process loses what is still queued) or durable (once the entry is durable, surviving kill -9). A caller can ask for durable with x-nexus-ledger-ack. Also whether an agent run waits for each model call's entry (queued: it commits with the run's next save).",
     ),
     spec(
         "ledger.signing_key",

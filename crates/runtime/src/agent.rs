@@ -328,6 +328,7 @@ impl Runtime {
             updated_at: created,
             owner: Some(self.instance.clone()),
             personas: Vec::new(),
+            context: Some(encode_context(&run)?),
         };
         let Some(_driving) = self.begin_driving(&run.chain_id) else {
             return Err(AgentError::AlreadyDriven { chain: run.chain_id.to_string() });
@@ -341,6 +342,8 @@ impl Runtime {
         self.ledger
             .append_with(&request.tenant, draft, Companions { runs: vec![record.clone()], ..Companions::default() })
             .await?;
+        // The context is stored now; the saves after every step leave it as it is.
+        record.context = None;
         if let Some(name) = equipment
             && let Some(answer) = self.answer_with_equipment(&request, &mut run, &mut record, name).await?
         {
@@ -439,7 +442,7 @@ impl Runtime {
             if !self.claim(&stored).await? {
                 continue;
             }
-            let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
+            let mut record = StoredRun { owner: Some(self.instance.clone()), ..to_save(stored, &run)? };
             let Some(_driving) = self.begin_driving(&run.chain_id) else { continue };
             if run.awaiting_approval().is_some() {
                 self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await?;
@@ -497,6 +500,7 @@ impl Runtime {
             .await?
             .ok_or_else(|| AgentError::NoSuchRun { tenant: tenant.clone(), chain: chain.to_string() })?;
         let (run, user) = parse_state(&stored)?;
+        let stored = to_save(stored, &run)?;
         Ok((run, stored, user))
     }
 
@@ -749,10 +753,18 @@ impl Runtime {
             "cost_usd": cost, "latency_ms": latency_ms,
             "prompt_sha256": hex::encode(ledger::hash::sha256(request.messages[0].content.as_bytes())),
         });
-        // The cost record commits with the ledger entry that accounts for it.
+        // The cost record commits with the ledger entry that accounts for it. Under the queued
+        // acknowledgement the run goes on without waiting: the writer commits in order, so the
+        // entry is durable with the run's next save at the latest (a seal, or its finish) —
+        // before the run answers anyone. `durable` waits for it here.
         let companions = Companions { costs: vec![cost_record], ..Companions::default() };
         let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: Some(chain.clone()), payload };
-        self.ledger.append_with(tenant, draft, companions).await?;
+        match self.config.gateway_ack {
+            crate::llm::LedgerAck::Queued => self.ledger.append_behind(tenant, draft, companions).await?,
+            crate::llm::LedgerAck::Durable => {
+                self.ledger.append_with(tenant, draft, companions).await?;
+            }
+        }
         self.note_spend(tenant, cost);
         Ok(Input::ModelReplied {
             text: response.content,
@@ -932,6 +944,22 @@ fn personas_of(run: &Run) -> Vec<String> {
     personas
 }
 
+/// A stored run as its next save should write it: without its context when that is stored
+/// already; with it when the run was stored by a build that kept the context in the state.
+pub(crate) fn to_save(stored: StoredRun, run: &Run) -> Result<StoredRun, AgentError> {
+    let context = match stored.context {
+        Some(_) => None,
+        None => Some(encode_context(run)?),
+    };
+    Ok(StoredRun { context, ..stored })
+}
+
+/// The run's context, stored once per run beside its state.
+fn encode_context(run: &Run) -> Result<String, AgentError> {
+    engine::machine::stored::encode_context(&run.context)
+        .map_err(|e| AgentError::UnstorableRun { chain: run.chain_id.to_string(), reason: e.to_string() })
+}
+
 /// The run's stored state, in the current version of the stored format.
 fn encode_state(run: &Run, user: Option<&str>) -> Result<String, AgentError> {
     engine::machine::stored::encode(run, user)
@@ -940,7 +968,7 @@ fn encode_state(run: &Run, user: Option<&str>) -> Result<String, AgentError> {
 
 /// A stored run and who asked for it, from any version of the stored format.
 pub(crate) fn parse_state(stored: &StoredRun) -> Result<(Run, Option<String>), AgentError> {
-    let decoded = engine::machine::stored::decode(&stored.state)
+    let decoded = engine::machine::stored::decode(&stored.state, stored.context.as_deref())
         .map_err(|e| AgentError::CorruptRun { chain: stored.chain_id.to_string(), reason: e.to_string() })?;
     if decoded.run.chain_id != stored.chain_id {
         return Err(AgentError::CorruptRun {

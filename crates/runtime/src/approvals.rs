@@ -10,7 +10,7 @@ use engine::machine::{Input, Run};
 use serde_json::{Value, json};
 
 use crate::Runtime;
-use crate::agent::{AgentError, RunReport, readable, report};
+use crate::agent::{AgentError, RunReport, readable, report, to_save};
 
 impl Runtime {
     /// Continues, as denied, every run whose approval expired undecided (deny by default).
@@ -20,7 +20,7 @@ impl Runtime {
         for stored in self.store.runs_with_status(&[ChainStatus::AwaitingApproval]).await? {
             let tenant = stored.tenant_id.clone();
             let Some((mut run, user)) = readable(&stored) else { continue };
-            let mut record = StoredRun { owner: Some(self.instance.clone()), ..stored };
+            let mut record = StoredRun { owner: Some(self.instance.clone()), ..to_save(stored, &run)? };
             let Some(_driving) = self.begin_driving(&run.chain_id) else { continue };
             if self.expire_if_due(&tenant, &mut run, &mut record, user.as_deref()).await? {
                 expired += 1;

@@ -231,6 +231,34 @@ impl LedgerService {
         self.try_send(request).map(|()| None)
     }
 
+    /// Appends an entry its caller does not wait for, when the caller itself waits for a later
+    /// write (an agent run's model call, before the run's next save): the writer commits in
+    /// order, so the entry is durable no later than that write. While the store is failing or
+    /// entries back up ([`QUEUED_BACKLOG`]), the caller waits for the commit instead, as
+    /// [`Self::append_with`] does; so nothing is refused that `append_with` would take.
+    pub async fn append_behind(
+        &self,
+        tenant: &TenantId,
+        draft: EntryDraft,
+        companions: Companions,
+    ) -> Result<(), LedgerError> {
+        let request = Request::Append { tenant: tenant.clone(), draft, companions, reply: None };
+        let request = if self.queue_depth() >= QUEUED_BACKLOG || self.accepting().is_err() {
+            request
+        } else {
+            let _sending = self.inner.sending.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match self.requests.try_send(request) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(request)) => request,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(LedgerError::WriterStopped),
+            }
+        };
+        let Request::Append { draft, companions, .. } = request else {
+            return Err(LedgerError::WriterStopped);
+        };
+        self.append_with(tenant, draft, companions).await.map(|_| ())
+    }
+
     fn try_send(&self, request: Request) -> Result<(), LedgerError> {
         self.requests.try_send(request).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => LedgerError::Unavailable("the ledger queue is full".into()),

@@ -81,8 +81,9 @@ pub struct RuntimeConfig {
     /// Knowledge namespaces holding content the tenant did not write: a run that reads their
     /// passages is tainted.
     pub untrusted_namespaces: Vec<String>,
-    /// When a gateway call is answered relative to its ledger entry (default here: durable;
-    /// `nexus serve` defaults to queued).
+    /// When a gateway call is answered relative to its ledger entry, and whether an agent run
+    /// waits for its model calls' entries (default here: durable; `nexus serve` defaults to
+    /// queued).
     pub gateway_ack: llm::LedgerAck,
 }
 

@@ -4,7 +4,7 @@ use domain::agent::{ApprovalStatus, ChainStatus};
 use domain::ports::{Approval, StoreError, StoredRun};
 use domain::{ChainId, TenantId, Timestamp};
 
-pub(crate) type RunRow = (String, String, String, String, String, i64, i64, Option<String>, String);
+pub(crate) type RunRow = (String, String, String, String, String, i64, i64, Option<String>, String, Option<String>);
 pub(crate) type ApprovalRow = (
     String,
     String,
@@ -23,8 +23,9 @@ pub(crate) type ApprovalRow = (
     i64,
 );
 
-pub(crate) const RUN_COLUMNS: &str =
-    "tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas";
+/// A run's columns, its context (stored once, in its own table) last.
+pub(crate) const RUN_COLUMNS: &str = "tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas, \
+     (SELECT context FROM run_contexts c WHERE c.tenant_id = runs.tenant_id AND c.chain_id = runs.chain_id)";
 pub(crate) const APPROVAL_COLUMNS: &str = "id, tenant_id, chain_id, step, tool, params, call_digest, reason, \
      requested_by, status, decided_by, decided_at, note, created_at, expires_at";
 
@@ -38,7 +39,7 @@ fn invalid(what: &'static str, reason: impl ToString) -> StoreError {
 }
 
 pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
-    let (tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas) = row;
+    let (tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas, context) = row;
     Ok(StoredRun {
         tenant_id: TenantId::parse(tenant_id).map_err(|e| invalid("run", e))?,
         chain_id: ChainId::parse(chain_id).map_err(|e| invalid("run", e))?,
@@ -49,6 +50,7 @@ pub(crate) fn run(row: RunRow) -> Result<StoredRun, StoreError> {
         updated_at: Timestamp::from_micros(updated_at),
         owner,
         personas: personas.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+        context,
     })
 }
 

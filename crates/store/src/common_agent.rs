@@ -5,6 +5,9 @@
 pub(crate) const SAVE_RUN_SQL: &str = "INSERT INTO runs (tenant_id, chain_id, task, status, state, created_at, updated_at, owner, personas) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, chain_id) DO UPDATE SET status = excluded.status, \
      state = excluded.state, updated_at = excluded.updated_at, owner = excluded.owner, personas = excluded.personas";
+/// Stores (or replaces) a run's context.
+pub(crate) const SAVE_RUN_CONTEXT_SQL: &str = "INSERT INTO run_contexts (tenant_id, chain_id, context) VALUES ($1, $2, $3) \
+     ON CONFLICT (tenant_id, chain_id) DO UPDATE SET context = excluded.context";
 /// Counts one more occurrence of an action fingerprint.
 pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id, persona, tool, fingerprint, count) \
      VALUES ($1, $2, $3, $4, 1) ON CONFLICT (tenant_id, persona, tool, fingerprint) \
@@ -66,11 +69,44 @@ macro_rules! impl_agent_ports {
             type Db = <$store as SqlBackend>::Db;
             use $crate::agent_rows::{self, APPROVAL_COLUMNS, RUN_COLUMNS};
             use $crate::common_agent::{
-                ADD_SPEND_SQL, COSTS_PER_STATEMENT, RECORD_ACTION_SQL, SAVE_RUN_SQL, insert_costs_sql, spend_by_month,
+                ADD_SPEND_SQL, COSTS_PER_STATEMENT, RECORD_ACTION_SQL, SAVE_RUN_CONTEXT_SQL, SAVE_RUN_SQL,
+                insert_costs_sql, spend_by_month,
             };
             use $crate::error::{classify, classify_insert};
 
             impl $store {
+                /// Writes a run's row, and its context when it carries one (before the row: a
+                /// stored state never lacks the context it needs).
+                async fn save_run_on(
+                    &self,
+                    conn: &mut <Db as sqlx::Database>::Connection,
+                    run: &StoredRun,
+                ) -> Result<(), StoreError> {
+                    if let Some(context) = &run.context {
+                        sqlx::query(SAVE_RUN_CONTEXT_SQL)
+                            .bind(run.tenant_id.as_str())
+                            .bind(run.chain_id.as_str())
+                            .bind(context)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| classify(self.target(), e))?;
+                    }
+                    sqlx::query(SAVE_RUN_SQL)
+                        .bind(run.tenant_id.as_str())
+                        .bind(run.chain_id.as_str())
+                        .bind(&run.task)
+                        .bind(run.status.as_str())
+                        .bind(&run.state)
+                        .bind(run.created_at.as_micros())
+                        .bind(run.updated_at.as_micros())
+                        .bind(&run.owner)
+                        .bind(agent_rows::personas_column(&run.personas))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| classify(self.target(), e))?;
+                    Ok(())
+                }
+
                 /// Writes a ledger batch's companion rows inside its transaction.
                 pub(crate) async fn write_companions(
                     &self,
@@ -78,19 +114,7 @@ macro_rules! impl_agent_ports {
                     companions: &Companions,
                 ) -> Result<(), StoreError> {
                     for run in &companions.runs {
-                        sqlx::query(SAVE_RUN_SQL)
-                            .bind(run.tenant_id.as_str())
-                            .bind(run.chain_id.as_str())
-                            .bind(&run.task)
-                            .bind(run.status.as_str())
-                            .bind(&run.state)
-                            .bind(run.created_at.as_micros())
-                            .bind(run.updated_at.as_micros())
-                            .bind(&run.owner)
-                            .bind(agent_rows::personas_column(&run.personas))
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(|e| classify(self.target(), e))?;
+                        self.save_run_on(&mut **tx, run).await?;
                     }
                     for batch in $crate::rows::power_of_two_runs(&companions.costs, COSTS_PER_STATEMENT) {
                         let sql = insert_costs_sql(batch.len());
@@ -138,20 +162,15 @@ macro_rules! impl_agent_ports {
             #[async_trait]
             impl RunStore for $store {
                 async fn save_run(&self, run: &StoredRun) -> Result<(), StoreError> {
-                    sqlx::query(SAVE_RUN_SQL)
-                        .bind(run.tenant_id.as_str())
-                        .bind(run.chain_id.as_str())
-                        .bind(&run.task)
-                        .bind(run.status.as_str())
-                        .bind(&run.state)
-                        .bind(run.created_at.as_micros())
-                        .bind(run.updated_at.as_micros())
-                        .bind(&run.owner)
-                        .bind(agent_rows::personas_column(&run.personas))
-                        .execute(self.pool())
-                        .await
-                        .map_err(|e| classify(self.target(), e))?;
-                    Ok(())
+                    let failed = |e| classify(self.target(), e);
+                    if run.context.is_some() {
+                        let mut tx = self.pool().begin().await.map_err(failed)?;
+                        self.save_run_on(&mut *tx, run).await?;
+                        tx.commit().await.map_err(failed)
+                    } else {
+                        let mut conn = self.pool().acquire().await.map_err(failed)?;
+                        self.save_run_on(&mut *conn, run).await
+                    }
                 }
 
                 async fn run(&self, tenant: &TenantId, chain: &ChainId) -> Result<Option<StoredRun>, StoreError> {

@@ -88,6 +88,7 @@ async fn the_overview_counts_the_tenant_s_day_and_month() {
         updated_at: now,
         owner: None,
         personas: Vec::new(),
+        context: None,
     };
     app.db.store.save_run(&run).await.expect("run");
     let browser = app.signed_in("ada@acme.test").await;
@@ -372,6 +373,8 @@ async fn the_chain_list_filters_by_text_date_and_status_and_pages_by_cursor() {
                 updated_at: at,
                 owner: None,
                 personas: if i % 3 == 0 { vec!["researcher".into()] } else { vec!["analyst".into()] },
+                // A version-2 state carries its own context.
+                context: None,
             })
             .await
             .expect("save");
@@ -502,6 +505,7 @@ async fn a_tainted_run_says_what_it_read_and_what_the_task_asked_to_change() {
         updated_at: now,
         owner: None,
         personas: Vec::new(),
+        context: Some(engine::machine::stored::encode_context(&run.context).expect("context")),
     };
     app.db.store.save_run(&stored).await.expect("run");
     let html = app.signed_in("ada@acme.test").await.page(&format!("/chains/{}", run.chain_id)).await;

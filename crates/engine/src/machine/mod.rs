@@ -295,8 +295,9 @@ impl Phase {
     }
 }
 
-/// Everything a run needs that does not change while it runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything a run needs that does not change while it runs. Stored once per run, apart from
+/// the state saved after every step (see [`stored`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunContext {
     pub personas: Vec<PersonaContract>,
     pub tools: Vec<ToolDefinition>,
@@ -322,12 +323,15 @@ pub struct Route {
     pub confidence: Option<f64>,
 }
 
-/// One run of the agent loop. Its serde form is the current layout of the stored run; store
-/// and load it through [`stored::encode`] and [`stored::decode`], which add the version.
+/// One run of the agent loop. Its serde form (without its [`RunContext`]) is the current layout
+/// of the stored run; store and load it through [`stored::encode`], [`stored::encode_context`]
+/// and [`stored::decode`], which add the version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub chain_id: ChainId,
     pub task: String,
+    /// Not part of the serde form: stored once per run, beside it ([`stored::encode_context`]).
+    #[serde(skip)]
     pub context: RunContext,
     pub status: ChainStatus,
     pub plan: Vec<PlannedStep>,

@@ -13,6 +13,10 @@
 //!   where its content came from, see [`crate::provenance`]) and intent seals that say whether
 //!   the run was `tainted`. A version-2 run reads with empty provenance: it is judged from what
 //!   it reads after the upgrade.
+//! - **version 4**: as version 3 without the run's `context` (its personas and tool
+//!   definitions, which do not change while it runs and made up most of every save). The
+//!   context is stored once per run, beside the state ([`encode_context`]), and given back to
+//!   [`decode`]. Versions 1 to 3 carry it inside the state.
 //!
 //! `crates/runtime/tests/fixtures/runs/` holds, in `v<N>/`, a stored run of every phase for every
 //! version, and a test resumes each one to its end. Changing what [`Run`] serializes to needs
@@ -29,7 +33,7 @@ use crate::gates::DriftHistory;
 use crate::parse::PlannedStep;
 
 /// The version [`encode`] writes.
-pub const VERSION: u64 = 3;
+pub const VERSION: u64 = 4;
 
 /// A stored run read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,13 +70,19 @@ struct Envelope<'a> {
     user: Option<&'a str>,
 }
 
-/// The run as stored now (version [`VERSION`]).
+/// The run as stored now (version [`VERSION`]), without its context ([`encode_context`]).
 pub fn encode(run: &Run, user: Option<&str>) -> Result<String, EncodeError> {
     Ok(serde_json::to_string(&Envelope { version: VERSION, run, user })?)
 }
 
-/// Reads a run stored by this build or any earlier one.
-pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
+/// A run's context as stored beside its state, once per run.
+pub fn encode_context(context: &RunContext) -> Result<String, EncodeError> {
+    Ok(serde_json::to_string(context)?)
+}
+
+/// Reads a run stored by this build or any earlier one. `context` is what was stored beside
+/// the state ([`encode_context`]): a version-4 state needs it; older ones carry their own.
+pub fn decode(text: &str, context: Option<&str>) -> Result<Decoded, DecodeError> {
     let mut value: Value = serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let Some(object) = value.as_object_mut() else {
         return Err(DecodeError::NotJson("found another JSON value".into()));
@@ -90,11 +100,22 @@ pub fn decode(text: &str) -> Result<Decoded, DecodeError> {
         Some(Value::String(user)) => Some(user.clone()),
         Some(other) => return Err(invalid(format!("`user` is {other}, not a string"))),
     };
-    let run = object.remove("run").ok_or_else(|| invalid("it has no `run`".into()))?;
+    let mut run = object.remove("run").ok_or_else(|| invalid("it has no `run`".into()))?;
     let run = match version {
         1 => from_v1(serde_json::from_value(run).map_err(|e| invalid(e.to_string()))?).map_err(invalid)?,
         _ => {
-            let run: Run = serde_json::from_value(run).map_err(|e| invalid(e.to_string()))?;
+            let context = match (version, context) {
+                (2 | 3, _) => run
+                    .as_object_mut()
+                    .and_then(|run| run.remove("context"))
+                    .ok_or_else(|| invalid("its run has no `context`".into()))
+                    .and_then(|c| serde_json::from_value(c).map_err(|e| invalid(format!("its context: {e}"))))?,
+                (_, Some(text)) => serde_json::from_str::<RunContext>(text)
+                    .map_err(|e| invalid(format!("the context stored beside it: {e}")))?,
+                (_, None) => return Err(invalid("the context stored beside it is missing".into())),
+            };
+            let mut run: Run = serde_json::from_value(run).map_err(|e| invalid(e.to_string()))?;
+            run.context = context;
             run.check().map_err(invalid)?;
             run
         }
@@ -227,16 +248,40 @@ mod tests {
     fn a_run_comes_back_as_it_was_stored() {
         let mut run = run();
         run.advance(super::super::Input::Start);
+        run.context.qa_spec = Some("mentions hi".into());
         let text = encode(&run, Some("alice")).expect("encode");
-        assert!(text.starts_with(r#"{"version":3,"#), "{text}");
-        let decoded = decode(&text).expect("decode");
-        assert_eq!(decoded, Decoded { run, user: Some("alice".into()), version: 3 });
+        assert!(text.starts_with(r#"{"version":4,"#), "{text}");
+        assert!(!text.contains("mentions hi"), "the context is stored beside the state: {text}");
+        let context = encode_context(&run.context).expect("context");
+        let decoded = decode(&text, Some(&context)).expect("decode");
+        assert_eq!(decoded, Decoded { run, user: Some("alice".into()), version: 4 });
+    }
+
+    #[test]
+    fn a_version_4_state_needs_its_context_and_an_older_one_carries_its_own() {
+        let text = encode(&run(), None).expect("encode");
+        let error = decode(&text, None).expect_err("no context");
+        assert!(error.to_string().contains("the context stored beside it is missing"), "{error}");
+        let error = decode(&text, Some("{}")).expect_err("bad context");
+        assert!(error.to_string().contains("the context stored beside it: missing field"), "{error}");
+        // Version 3: the same run with its context inside; a context given beside it is ignored.
+        let mut v3: Value = serde_json::from_str(&text).expect("json");
+        v3["version"] = 3.into();
+        v3["run"]["context"] =
+            serde_json::to_value(RunContext { qa_spec: Some("v3".into()), ..run().context }).expect("context");
+        let decoded = decode(&v3.to_string(), Some("{}")).expect("v3");
+        assert_eq!((decoded.version, decoded.run.context.qa_spec.as_deref()), (3, Some("v3")));
+        v3["run"].as_object_mut().expect("object").remove("context");
+        let error = decode(&v3.to_string(), None).expect_err("v3 without context");
+        assert!(error.to_string().contains("its run has no `context`"), "{error}");
     }
 
     #[test]
     fn unreadable_states_are_errors_that_say_why() {
-        let newer = decode(r#"{"version": 4, "run": {}}"#).expect_err("newer");
-        assert_eq!(newer, DecodeError::Newer { found: 4 });
+        let context = encode_context(&RunContext::default()).expect("context");
+        let decode = |text: &str| decode(text, Some(&context));
+        let newer = decode(r#"{"version": 5, "run": {}}"#).expect_err("newer");
+        assert_eq!(newer, DecodeError::Newer { found: 5 });
         assert!(newer.to_string().contains("newer build"), "{newer}");
         assert!(matches!(decode("not json"), Err(DecodeError::NotJson(_))));
         assert!(matches!(decode("[1]"), Err(DecodeError::NotJson(_))));
@@ -253,6 +298,7 @@ mod tests {
             v1["run"]["phase"] = serde_json::json!({"Executing": {"step": 4}});
             v1["run"]["drift"] = Value::Null;
             v1["run"]["pending_payload"] = Value::Null;
+            v1["run"]["context"] = serde_json::to_value(RunContext::default()).expect("context");
             v1
         };
         let error = decode(&v1.to_string()).expect_err("out of range");

@@ -136,6 +136,14 @@ async fn agent(server: &MockServer) -> Agent {
     agent_with(sqlite().await, models(provider(&server.uri())), Vec::new()).await
 }
 
+/// An agent on SQLite and `server`'s model, with `config`.
+async fn configured_agent(server: &MockServer, config: runtime::RuntimeConfig) -> Agent {
+    let db = sqlite().await;
+    let store = Arc::clone(&db.store);
+    let models = models(provider(&server.uri()));
+    agent_configured(store, Some(db), models, Vec::new(), Duration::from_secs(3600), config).await
+}
+
 pub(crate) fn demo() -> TenantId {
     TenantId::parse("demo").expect("id")
 }
@@ -206,18 +214,8 @@ async fn passages_of_an_untrusted_namespace_taint_the_run_that_reads_them() {
         (ANSWER, "NEXUS seals every action."),
     ])
     .await;
-    let db = sqlite().await;
     let config = runtime::RuntimeConfig { untrusted_namespaces: vec!["default".into()], ..config() };
-    let store = Arc::clone(&db.store);
-    let agent = agent_configured(
-        store,
-        Some(db),
-        models(provider(&server.uri())),
-        Vec::new(),
-        Duration::from_secs(3600),
-        config,
-    )
-    .await;
+    let agent = configured_agent(&server, config).await;
     let knowledge = agent.runtime.knowledge();
     let text = "NEXUS seals every action in a tamper-evident ledger.";
     knowledge.ingest_text(&demo(), "default", "crawled.html", text, AccessLevel::Internal).await.expect("ingest");
@@ -243,6 +241,32 @@ async fn a_multi_step_task_gives_two_or_more_seals() {
     assert_eq!(report.steps.iter().filter(|s| s.status == ActionStatus::Executed).count(), 2);
     let written = std::fs::read_to_string(agent._workspace.0.join("demo").join("summary.md")).expect("file written");
     assert_eq!(written, "AI is trending.");
+}
+
+#[tokio::test]
+async fn under_queued_acknowledgement_a_run_does_not_wait_for_its_model_calls_entries_yet_answers_with_all_of_them() {
+    let server = fake_model(&[
+        (PLAN, r#"[{"action": "find figures", "tool": "knowledge_search", "params": {"query": "AI trends"}, "persona": "researcher"},
+                   {"action": "find more", "tool": "knowledge_search", "params": {"query": "AI costs"}, "persona": "researcher"}]"#),
+        ("Tool: knowledge_search", r#"{"planned_action": "search", "tool_params": {"query": "AI trends"}}"#),
+        (ANSWER, "Nothing much is known."),
+    ])
+    .await;
+    let config = runtime::RuntimeConfig { gateway_ack: runtime::llm::LedgerAck::Queued, ..config() };
+    let agent = configured_agent(&server, config).await;
+    let report = agent.runtime.execute(request("Research AI trends and costs", None)).await.expect("runs");
+    assert_eq!(report.status, ChainStatus::Completed, "{report:?}");
+    // Read straight from the store as the run answers: every model call is there (the writer
+    // commits in order, and the run's last save waited), each with its cost record.
+    let calls = server.received_requests().await.expect("requests").len();
+    let records = agent.runtime.store().chain_records(&demo(), &report.chain_id).await.expect("records");
+    let model_calls = records.iter().filter(|r| r.kind == domain::ledger::EntryKind::ModelCall).count();
+    assert_eq!((calls, model_calls), (4, 4), "plan, two declarations, answer");
+    let seals = records.iter().filter(|r| r.kind == domain::ledger::EntryKind::SealIntent).count();
+    assert_eq!(seals, 2);
+    let verified = agent.runtime.verifier().chain(&demo(), &report.chain_id).await.expect("chain verifies");
+    assert_eq!(verified.entries, records.len());
+    agent.runtime.shutdown().await;
 }
 
 #[tokio::test]
@@ -593,6 +617,7 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             // A process that died: it never heartbeats again.
             owner: Some("nexus-gone".into()),
             personas: Vec::new(),
+            context: Some(engine::machine::stored::encode_context(&run.context).expect("context")),
         })
         .await
         .expect("save");
@@ -613,6 +638,7 @@ async fn a_run_left_unfinished_by_a_crash_is_resumed() {
             updated_at: now,
             owner: Some("nexus-alive".into()),
             personas: Vec::new(),
+            context: Some(engine::machine::stored::encode_context(&live.context).expect("context")),
         })
         .await
         .expect("save");

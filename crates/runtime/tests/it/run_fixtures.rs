@@ -86,6 +86,11 @@ fn encode(run: &Run) -> Value {
     serde_json::from_str(&text).expect("JSON")
 }
 
+/// The context stored beside the state (a fixture of version 4 on), as JSON text.
+fn context_of(fixture: &Value) -> Option<String> {
+    fixture.get("context").map(Value::to_string)
+}
+
 /// The fixture run's stored rows at every phase, as this build writes them.
 fn current_fixtures() -> Vec<(&'static str, Value)> {
     let tool = Notify { calls: Arc::new(Mutex::new(Vec::new())) }.definition();
@@ -134,6 +139,9 @@ fn current_fixtures() -> Vec<(&'static str, Value)> {
             json!({
                 "tenant": "demo", "chain_id": CHAIN, "task": TASK, "status": run.status.as_str(),
                 "state": encode(&run), "approval": approval,
+                "context": serde_json::from_str::<Value>(
+                    &engine::machine::stored::encode_context(&run.context).expect("context"),
+                ).expect("JSON"),
             }),
         ));
         if let Some(input) = inputs.next() {
@@ -198,7 +206,7 @@ fn every_version_of_a_phase_reads_as_the_same_run() {
     let fixtures = all_fixtures();
     for (version, phase, fixture) in &fixtures {
         let decode = |fixture: &Value| {
-            engine::machine::stored::decode(&fixture["state"].to_string())
+            engine::machine::stored::decode(&fixture["state"].to_string(), context_of(fixture).as_deref())
                 .unwrap_or_else(|e| panic!("{version}/{phase}: {e}"))
         };
         let (_, _, now) =
@@ -211,6 +219,7 @@ fn every_version_of_a_phase_reads_as_the_same_run() {
             (serde_json::to_value(&old.run).expect("json"), serde_json::to_value(&new.run).expect("json"))
         };
         assert_eq!((old_run, old.user), (new_run, new.user), "{version}/{phase} reads as {current}/{phase}");
+        assert_eq!(old.run.context, new.run.context, "{version}/{phase}: the context reads as {current}/{phase}'s");
     }
 }
 
@@ -251,6 +260,7 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
                 // The process that stored it is gone.
                 owner: Some("nexus-gone".into()),
                 personas: Vec::new(),
+                context: context_of(&fixture),
             })
             .await
             .expect("save");
@@ -302,6 +312,14 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
         if !interrupted {
             assert_eq!(report.answer.as_deref(), Some("The team was told."), "{what}");
         }
+        // Whatever version it was stored in, a resumed run is saved in the current one, its
+        // context beside it (a finished run is left as it was stored).
+        let saved = store.run(&demo(), &chain).await.expect("read").expect("the run is stored");
+        let state: Value = serde_json::from_str(&saved.state).expect("JSON");
+        if phase != "done" {
+            assert_eq!(state["version"], json!(CURRENT_VERSION), "{what}");
+            assert!(state["run"].get("context").is_none() && saved.context.is_some(), "{what}: {saved:?}");
+        }
         agent.runtime.shutdown().await;
     }
 }
@@ -323,6 +341,7 @@ async fn an_unreadable_stored_run_is_an_error_naming_its_chain_and_holds_up_no_o
         updated_at: Timestamp::from_micros(AT),
         owner: Some("nexus-gone".into()),
         personas: Vec::new(),
+        context: context_of(&fixture),
     };
     let mut newer = fixture["state"].clone();
     newer["version"] = json!(99);
@@ -336,7 +355,10 @@ async fn an_unreadable_stored_run_is_an_error_naming_its_chain_and_holds_up_no_o
     let resumed = agent.runtime.resume_unfinished().await.expect("the readable run is resumed");
     assert_eq!(resumed.iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>(), [CHAIN]);
     for (chain, why) in [
-        ("from-the-future", "stored by a newer build (format version 99; this build reads versions 1 to 3)"),
+        (
+            "from-the-future",
+            &*format!("stored by a newer build (format version 99; this build reads versions 1 to {CURRENT_VERSION})"),
+        ),
         ("garbled", "not a JSON object"),
         ("moved", "belongs to chain another-chain"),
     ] {

@@ -25,6 +25,7 @@ fn run(t: &TenantId, chain: &str, status: ChainStatus, at: i64) -> StoredRun {
         updated_at: Timestamp::from_micros(at),
         owner: Some("instance-1".into()),
         personas: Vec::new(),
+        context: None,
     }
 }
 
@@ -57,6 +58,40 @@ async fn runs_are_saved_replaced_and_found_by_status() {
             .await
             .expect("by status");
         assert_eq!(open.iter().map(|r| r.chain_id.to_string()).collect::<Vec<_>>(), ["c2"]);
+    }
+}
+
+#[tokio::test]
+async fn a_runs_context_is_stored_once_and_read_back_with_every_save_after() {
+    for db in backends().await {
+        let a = tenant("a");
+        let c1 = ChainId::parse("c1").expect("id");
+        let first = StoredRun { context: Some("{\"personas\":[1]}".into()), ..run(&a, "c1", ChainStatus::Planning, 1) };
+        db.store.save_run(&first).await.expect("first save");
+        // Later saves carry no context: what is stored stays.
+        let later = run(&a, "c1", ChainStatus::Executing, 1);
+        db.store.save_run(&later).await.expect("later save");
+        let read = db.store.run(&a, &c1).await.expect("read").expect("stored");
+        assert_eq!(
+            (read.status, read.context.as_deref()),
+            (ChainStatus::Executing, Some("{\"personas\":[1]}")),
+            "{}",
+            db.backend
+        );
+        let listed = db.store.runs(&a, &RunFilter::default(), 10).await.expect("list");
+        assert_eq!(listed.iter().map(|r| r.context.as_deref()).collect::<Vec<_>>(), [Some("{\"personas\":[1]}")]);
+        let open = db.store.runs_with_status(&[ChainStatus::Executing]).await.expect("open");
+        assert_eq!(open.iter().map(|r| r.context.as_deref()).collect::<Vec<_>>(), [Some("{\"personas\":[1]}")]);
+        // A context given again replaces it; a run stored without one reads back without one.
+        db.store.save_run(&StoredRun { context: Some("{}".into()), ..later }).await.expect("replace");
+        assert_eq!(db.store.run(&a, &c1).await.expect("read").and_then(|r| r.context).as_deref(), Some("{}"));
+        db.store.save_run(&run(&a, "c2", ChainStatus::Planning, 2)).await.expect("no context");
+        let c2 = db.store.run(&a, &ChainId::parse("c2").expect("id")).await.expect("read").expect("stored");
+        assert_eq!(c2.context, None);
+        // Runs are tenant-scoped, and so are their contexts.
+        db.store.save_run(&run(&tenant("b"), "c1", ChainStatus::Planning, 3)).await.expect("other tenant");
+        let other = db.store.run(&tenant("b"), &c1).await.expect("read").expect("stored");
+        assert_eq!(other.context, None);
     }
 }
 
@@ -294,7 +329,10 @@ async fn companion_rows_commit_with_their_ledger_batch_or_not_at_all() {
         let draft = EntryDraft { kind: EntryKind::ModelCall, chain_id: None, payload: serde_json::json!({"n": 1}) };
         let first = ledger::encoding::seal_draft(&a, 0, &draft, Timestamp::from_micros(1), String::new());
         let companions = |chain: &str| Companions {
-            runs: vec![run(&a, chain, ChainStatus::Executing, 1)],
+            runs: vec![StoredRun {
+                context: Some("{\"tools\":[]}".into()),
+                ..run(&a, chain, ChainStatus::Executing, 1)
+            }],
             costs: Vec::new(),
             actions: vec![ActionSample {
                 tenant_id: a.clone(),
@@ -304,7 +342,8 @@ async fn companion_rows_commit_with_their_ledger_batch_or_not_at_all() {
             }],
         };
         db.store.append_with(std::slice::from_ref(&first), &companions("c1")).await.expect("append");
-        assert!(db.store.run(&a, &ChainId::parse("c1").expect("id")).await.expect("read").is_some(), "{}", db.backend);
+        let c1 = db.store.run(&a, &ChainId::parse("c1").expect("id")).await.expect("read");
+        assert_eq!(c1.and_then(|r| r.context).as_deref(), Some("{\"tools\":[]}"), "{}", db.backend);
         // Index 0 is taken: the batch fails, and its companions are not written either.
         assert!(db.store.append_with(std::slice::from_ref(&first), &companions("c2")).await.is_err());
         assert!(db.store.run(&a, &ChainId::parse("c2").expect("id")).await.expect("read").is_none(), "all or nothing");

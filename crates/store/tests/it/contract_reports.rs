@@ -175,6 +175,7 @@ async fn activity_counts_runs_actions_and_refusals_per_day() {
                 updated_at: Timestamp::from_micros(at),
                 owner: None,
                 personas: Vec::new(),
+                context: None,
             };
             db.store.save_run(&run).await.expect("run");
         }
