@@ -489,6 +489,8 @@ impl Runtime {
         Ok(self.load_run(tenant, chain).await?.2)
     }
 
+    /// A stored run, read: the row as stored (a caller that saves it again passes it through
+    /// [`to_save`] first).
     pub(crate) async fn load_run(
         &self,
         tenant: &TenantId,
@@ -500,7 +502,6 @@ impl Runtime {
             .await?
             .ok_or_else(|| AgentError::NoSuchRun { tenant: tenant.clone(), chain: chain.to_string() })?;
         let (run, user) = parse_state(&stored)?;
-        let stored = to_save(stored, &run)?;
         Ok((run, stored, user))
     }
 
@@ -546,8 +547,13 @@ impl Runtime {
         let mut activated: HashMap<usize, Instant> = HashMap::new();
         // Only the first seal after a restart can already be in the ledger.
         let mut check_existing_seal = resumed;
+        // The step whose intent seal the last action committed (its state went with it), and
+        // the step whose intent seal a restart found already committed.
+        let mut intent_sealed: Option<usize> = None;
+        let mut intent_found: Option<usize> = None;
         loop {
             let (action, events) = next;
+            let just_sealed = intent_sealed.take();
             // The gate decision (the four gates and provenance) is timed where it is made.
             let gated = match &action {
                 Action::MeasureGates { step } => Some(*step),
@@ -633,7 +639,12 @@ impl Runtime {
                     // it sealed: after a crash the same seal is found and reused, never written
                     // twice.
                     let state = snapshot(run, record, user)?;
-                    self.seal(tenant, run, step, kind, payload, std::mem::take(&mut check_existing_seal), state).await?
+                    let check = std::mem::take(&mut check_existing_seal);
+                    let (input, found) = self.seal(tenant, run, step, kind, payload, check, state).await?;
+                    if kind == SealKind::Intent {
+                        *(if found { &mut intent_found } else { &mut intent_sealed }) = Some(step);
+                    }
+                    input
                 }
                 Action::AwaitApproval { step, tool, params, call_digest, reason } => {
                     let now = Timestamp::now();
@@ -661,9 +672,13 @@ impl Runtime {
                     self.save(run, record, user).await?;
                     return Ok(());
                 }
-                Action::ExecuteTool { step: _, tool, params, timeout } => {
+                Action::ExecuteTool { step, tool, params, timeout } => {
                     // Saved before the call: a crash now is known to have interrupted a tool.
-                    self.save_grouped(run, record, user).await?;
+                    // Right after its intent seal the save is that seal's: a run resumed with its
+                    // intent sealed treats the tool as interrupted (below).
+                    if just_sealed != Some(step) {
+                        self.save_grouped(run, record, user).await?;
+                    }
                     let notes = user.map(|_| Arc::new(tools::MemoryNotes::default()));
                     let mut result = self.run_tool(&agent, tenant, &tool, params, timeout, notes.clone()).await;
                     if let (Some(owner), Some(notes), Ok(value)) = (user, notes, result.as_mut()) {
@@ -678,6 +693,16 @@ impl Runtime {
             };
             let started = Instant::now();
             next = run.advance(input);
+            // An intent found sealed after a restart may have had its tool started (the seal is
+            // the last save before the tool runs): the tool is failed as interrupted, never run
+            // again. A call that needs an approval first goes on to it.
+            if let (Some(step), Action::ExecuteTool { step: next_step, .. }) = (intent_found.take(), &next.0)
+                && step == *next_step
+            {
+                let (action, events) = run.resume();
+                next.1.extend(events);
+                next.0 = action;
+            }
             if let Some(step) = gated {
                 let took = started.elapsed();
                 metrics::histogram!("nexus_gate_decision_seconds").record(took.as_secs_f64());
@@ -776,7 +801,7 @@ impl Runtime {
     }
 
     /// Appends a seal, with the run's state in the same transaction, unless a restart left the
-    /// identical seal already appended (then reuses that entry).
+    /// identical seal already appended (then reuses that entry). Says whether it was found.
     #[allow(clippy::too_many_arguments)] // the seal, its place in the run, and the state it commits with
     async fn seal(
         &self,
@@ -787,7 +812,7 @@ impl Runtime {
         payload: Value,
         check_existing: bool,
         state: StoredRun,
-    ) -> Result<Input, AgentError> {
+    ) -> Result<(Input, bool), AgentError> {
         let entry_kind = match kind {
             SealKind::Intent => EntryKind::SealIntent,
             SealKind::Result => EntryKind::SealResult,
@@ -798,7 +823,7 @@ impl Runtime {
             let canonical = domain::canonical::canonical_json(&payload);
             let existing = self.store.chain_records(tenant, &run.chain_id).await?;
             if let Some(record) = existing.iter().rev().find(|r| r.kind == entry_kind && r.payload == canonical) {
-                return Ok(Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index });
+                return Ok((Input::Sealed { fingerprint: record.fingerprint.clone(), index: record.index }, true));
             }
         }
         let executed = kind == SealKind::Result && payload["status"] == ActionStatus::Executed.as_str();
@@ -816,7 +841,7 @@ impl Runtime {
         }
         let draft = EntryDraft { kind: entry_kind, chain_id: Some(run.chain_id.clone()), payload };
         let appended = self.ledger.append_with(tenant, draft, companions).await?;
-        Ok(Input::Sealed { fingerprint: appended.fingerprint, index: appended.index })
+        Ok((Input::Sealed { fingerprint: appended.fingerprint, index: appended.index }, false))
     }
 
     async fn run_tool(

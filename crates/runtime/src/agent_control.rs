@@ -31,7 +31,8 @@ impl Runtime {
     /// call in flight is dropped, not waited for); a run parked on an approval is cancelled at
     /// once. Returns the run's report afterwards.
     pub async fn cancel_run(&self, tenant: &TenantId, chain: &ChainId, by: &str) -> Result<RunReport, AgentError> {
-        let (mut run, mut record, user) = self.load_run(tenant, chain).await?;
+        let (mut run, record, user) = self.load_run(tenant, chain).await?;
+        let mut record = crate::agent::to_save(record, &run)?;
         if run.is_finished() {
             return Ok(report(tenant, &run));
         }

@@ -70,7 +70,8 @@ impl Runtime {
         if approval.requested_by.as_deref().is_some_and(|requester| same(requester, by)) {
             return Err(AgentError::SelfApproval { by: by.to_owned() });
         }
-        let (mut run, mut record, user) = self.load_run(tenant, &approval.chain_id).await?;
+        let (mut run, record, user) = self.load_run(tenant, &approval.chain_id).await?;
+        let mut record = to_save(record, &run)?;
         record.owner = Some(self.instance.clone());
         let Some(_driving) = self.begin_driving(&run.chain_id) else {
             return Err(AgentError::ApprovalClosed(id.to_owned()));

@@ -243,14 +243,20 @@ impl LedgerService {
         companions: Companions,
     ) -> Result<(), LedgerError> {
         let request = Request::Append { tenant: tenant.clone(), draft, companions, reply: None };
-        let request = if self.queue_depth() >= QUEUED_BACKLOG || self.accepting().is_err() {
+        let request = if self.queue_depth() >= QUEUED_BACKLOG {
             request
         } else {
+            // Checked and sent under the gate shutdown closes, as `enqueue` does: a queued entry
+            // is either ahead of the final flush or not queued at all.
             let _sending = self.inner.sending.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match self.requests.try_send(request) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(request)) => request,
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(LedgerError::WriterStopped),
+            if self.accepting().is_err() {
+                request
+            } else {
+                match self.requests.try_send(request) {
+                    Ok(()) => return Ok(()),
+                    Err(mpsc::error::TrySendError::Full(request)) => request,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(LedgerError::WriterStopped),
+                }
             }
         };
         let Request::Append { draft, companions, .. } = request else {

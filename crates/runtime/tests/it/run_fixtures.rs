@@ -248,22 +248,7 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
         let agent = approval_agent(Arc::clone(&db.store), &server, Arc::clone(&calls)).await;
         let store = agent.runtime.store();
         let chain = ChainId::parse(fixture["chain_id"].as_str().expect("chain_id")).expect("chain id");
-        store
-            .save_run(&StoredRun {
-                tenant_id: demo(),
-                chain_id: chain.clone(),
-                task: fixture["task"].as_str().expect("task").to_owned(),
-                status: fixture["status"].as_str().expect("status").parse().expect("a chain status"),
-                state: fixture["state"].to_string(),
-                created_at: Timestamp::from_micros(AT),
-                updated_at: Timestamp::from_micros(AT),
-                // The process that stored it is gone.
-                owner: Some("nexus-gone".into()),
-                personas: Vec::new(),
-                context: context_of(&fixture),
-            })
-            .await
-            .expect("save");
+        save_fixture_run(store, &fixture).await;
         if let Some(a) = fixture["approval"].as_object() {
             let text = |k: &str| a[k].as_str().unwrap_or_else(|| panic!("{what}: approval {k}")).to_owned();
             let micros = |k: &str| Timestamp::from_micros(a[k].as_i64().unwrap_or_else(|| panic!("{what}: {k}")));
@@ -322,6 +307,56 @@ async fn every_fixture_of_every_version_loads_and_runs_to_the_end() {
         }
         agent.runtime.shutdown().await;
     }
+}
+
+/// Stores a fixture's run as left by a process that is gone.
+async fn save_fixture_run(store: &Arc<dyn domain::ports::Store>, fixture: &Value) {
+    store
+        .save_run(&StoredRun {
+            tenant_id: demo(),
+            chain_id: ChainId::parse(fixture["chain_id"].as_str().expect("chain_id")).expect("chain id"),
+            task: fixture["task"].as_str().expect("task").to_owned(),
+            status: fixture["status"].as_str().expect("status").parse().expect("a chain status"),
+            state: fixture["state"].to_string(),
+            created_at: Timestamp::from_micros(AT),
+            updated_at: Timestamp::from_micros(AT),
+            owner: Some("nexus-gone".into()),
+            personas: Vec::new(),
+            context: context_of(fixture),
+        })
+        .await
+        .expect("save");
+}
+
+#[tokio::test]
+async fn a_run_resumed_with_its_intent_already_sealed_fails_the_tool_as_interrupted_and_never_runs_it() {
+    // The intent seal is the last save before a tool runs: a process that stopped after it
+    // may have started the tool, so a restart never runs it again.
+    let server = notify_server().await;
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let db = sqlite().await;
+    let agent = approval_agent(Arc::clone(&db.store), &server, Arc::clone(&calls)).await;
+    let mut fixture = read(&fixtures_dir().join(format!("v{CURRENT_VERSION}/sealing_intent.json")));
+    // This time the gates let the call through with no approval: once sealed, the tool runs.
+    fixture["state"]["run"]["steps"][0]["status"] = json!("pending");
+    fixture["state"]["run"]["steps"][0]["error"] = Value::Null;
+    let payload = fixture["state"]["run"]["phase"]["payload"].clone();
+    assert!(payload.is_object(), "the fixture run holds the payload it seals: {payload}");
+    save_fixture_run(agent.runtime.store(), &fixture).await;
+    let chain = ChainId::parse(CHAIN).expect("chain");
+    let draft = domain::ledger::EntryDraft {
+        kind: domain::ledger::EntryKind::SealIntent,
+        chain_id: Some(chain.clone()),
+        payload,
+    };
+    agent.runtime.ledger().append(&demo(), draft).await.expect("the seal the stopped process committed");
+
+    agent.runtime.resume_unfinished().await.expect("resume");
+    let report = agent.runtime.run_report(&demo(), &chain).await.expect("report");
+    assert_eq!(report.status, ChainStatus::Failed, "{report:?}");
+    assert!(report.steps[0].error.as_deref().is_some_and(|e| e.contains("interrupted")), "{report:?}");
+    assert!(calls.lock().expect("lock").is_empty(), "the tool never runs again");
+    agent.runtime.shutdown().await;
 }
 
 #[tokio::test]
