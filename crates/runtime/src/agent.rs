@@ -678,6 +678,10 @@ impl Runtime {
                     // intent sealed treats the tool as interrupted (below).
                     if just_sealed != Some(step) {
                         self.save_grouped(run, record, user).await?;
+                    } else if let Err(LedgerError::WriterStopped) = self.ledger.accepting() {
+                        // Shutting down: the tool does not start, since its result could not be
+                        // sealed. A restart finds the intent sealed and fails it as interrupted.
+                        return Err(LedgerError::WriterStopped.into());
                     }
                     let notes = user.map(|_| Arc::new(tools::MemoryNotes::default()));
                     let mut result = self.run_tool(&agent, tenant, &tool, params, timeout, notes.clone()).await;
