@@ -32,7 +32,7 @@ impl Runtime {
     /// once. Returns the run's report afterwards.
     pub async fn cancel_run(&self, tenant: &TenantId, chain: &ChainId, by: &str) -> Result<RunReport, AgentError> {
         let (mut run, record, user) = self.load_run(tenant, chain).await?;
-        let mut record = crate::agent::to_save(record, &run)?;
+        let mut record = crate::run_state::to_save(record, &run)?;
         if run.is_finished() {
             return Ok(report(tenant, &run));
         }

@@ -10,7 +10,8 @@ use engine::machine::{Input, Run};
 use serde_json::{Value, json};
 
 use crate::Runtime;
-use crate::agent::{AgentError, RunReport, readable, report, to_save};
+use crate::agent::{AgentError, RunReport, report};
+use crate::run_state::{readable, to_save};
 
 impl Runtime {
     /// Continues, as denied, every run whose approval expired undecided (deny by default).

@@ -225,10 +225,11 @@ impl LedgerService {
         if self.queue_depth() >= QUEUED_BACKLOG {
             return self.append_within(tenant, draft, companions, wait).await.map(Some);
         }
-        let _sending = self.inner.sending.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.accepting()?;
         let request = Request::Append { tenant: tenant.clone(), draft, companions, reply: None };
-        self.try_send(request).map(|()| None)
+        match self.send_queued(request) {
+            None => Ok(None),
+            Some((_, why)) => Err(why),
+        }
     }
 
     /// Appends an entry its caller does not wait for, when the caller itself waits for a later
@@ -246,23 +247,31 @@ impl LedgerService {
         let request = if self.queue_depth() >= QUEUED_BACKLOG {
             request
         } else {
-            // Checked and sent under the gate shutdown closes, as `enqueue` does: a queued entry
-            // is either ahead of the final flush or not queued at all.
-            let _sending = self.inner.sending.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if self.accepting().is_err() {
-                request
-            } else {
-                match self.requests.try_send(request) {
-                    Ok(()) => return Ok(()),
-                    Err(mpsc::error::TrySendError::Full(request)) => request,
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(LedgerError::WriterStopped),
-                }
+            match self.send_queued(request) {
+                None => return Ok(()),
+                Some((_, LedgerError::WriterStopped)) => return Err(LedgerError::WriterStopped),
+                Some((request, _)) => request,
             }
         };
         let Request::Append { draft, companions, .. } = request else {
             return Err(LedgerError::WriterStopped);
         };
         self.append_with(tenant, draft, companions).await.map(|_| ())
+    }
+
+    /// Sends a request nobody waits for, checked and sent under the gate shutdown closes: it is
+    /// either ahead of the final flush or not sent. `None`: sent; else the request back, and why.
+    fn send_queued(&self, request: Request) -> Option<(Request, LedgerError)> {
+        let _sending = self.inner.sending.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(why) = self.accepting() {
+            return Some((request, why));
+        }
+        self.requests.try_send(request).err().map(|error| match error {
+            mpsc::error::TrySendError::Full(request) => {
+                (request, LedgerError::Unavailable("the ledger queue is full".into()))
+            }
+            mpsc::error::TrySendError::Closed(request) => (request, LedgerError::WriterStopped),
+        })
     }
 
     fn try_send(&self, request: Request) -> Result<(), LedgerError> {

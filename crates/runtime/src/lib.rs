@@ -30,6 +30,7 @@ pub mod moderation;
 pub mod plugins;
 pub mod revocations;
 pub mod routing;
+mod run_state;
 pub mod runs;
 mod seed;
 pub mod settings;
