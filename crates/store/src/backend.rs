@@ -15,6 +15,7 @@ use domain::ledger::LedgerRecord;
 use domain::ports::StoreError;
 
 use crate::common_jobs::JobRow;
+use crate::script::Script;
 
 /// A store the shared queries can run on.
 pub(crate) trait SqlBackend: Send + Sync + 'static {
@@ -41,12 +42,12 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     fn begin_feed_write(&self)
     -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, StoreError>> + Send;
 
-    /// Inserts ledger rows inside `tx`, in as few statements as the backend allows.
-    fn insert_entries(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Self::Db>,
-        records: &[LedgerRecord],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether a transaction's statements are sent to the database together, in one round
+    /// trip (see [`crate::script`]).
+    const JOIN_STATEMENTS: bool;
+
+    /// Adds the statements inserting ledger rows to `script`, as few as the backend allows.
+    fn stage_entries<'q>(script: &mut Script<'q, Self::Db>, records: &'q [LedgerRecord]);
 
     /// Claims the oldest due pending job of a tenant below `tenant_cap` running jobs (the
     /// contract of `JobStore::claim_job`), returning its row after the claim. Per backend

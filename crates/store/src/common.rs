@@ -530,8 +530,10 @@ macro_rules! impl_shared_ports {
             async fn insert_cost(&self, cost: &CostRecord) -> Result<(), StoreError> {
                 // The same rows a ledger batch writes for a cost: the record and the month's total.
                 let companions = domain::ports::Companions { costs: vec![cost.clone()], ..Default::default() };
+                let mut script = $crate::script::Script::new(Self::JOIN_STATEMENTS);
+                Self::stage_companions(&mut script, &companions);
                 let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
-                self.write_companions(&mut tx, &companions).await?;
+                self.run_script(&mut tx, script, &|| format!("cost record of tenant {}", cost.tenant_id)).await?;
                 tx.commit().await.map_err(|e| classify(self.target(), e))
             }
 

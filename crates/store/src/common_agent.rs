@@ -19,21 +19,14 @@ pub(crate) const COSTS_PER_STATEMENT: usize = 256;
 
 /// Stores `rows` cost records in one statement, placeholders numbered in order.
 pub(crate) fn insert_costs_sql(rows: usize) -> String {
-    let mut sql = String::from(
+    crate::rows::values_sql(
         "INSERT INTO cost_records \
          (tenant_id, chain_id, seal_id, api_key_id, provider, model, input_tokens, output_tokens, cost_usd, ts, subject) \
          VALUES ",
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        let placeholders: Vec<String> = (1..=11).map(|n| format!("${}", 11 * i + n)).collect();
-        sql.push('(');
-        sql.push_str(&placeholders.join(", "));
-        sql.push(')');
-    }
-    sql
+        11,
+        rows,
+        "",
+    )
 }
 
 /// Adds to a tenant's running total for a month.
@@ -73,55 +66,42 @@ macro_rules! impl_agent_ports {
                 insert_costs_sql, spend_by_month,
             };
             use $crate::error::{classify, classify_insert};
+            use $crate::script::Script;
 
             impl $store {
                 /// Writes a run's row, and its context when it carries one (before the row: a
                 /// stored state never lacks the context it needs).
-                async fn save_run_on(
-                    &self,
-                    conn: &mut <Db as sqlx::Database>::Connection,
-                    run: &StoredRun,
-                ) -> Result<(), StoreError> {
+                fn stage_run<'q>(script: &mut Script<'q, Db>, run: &'q StoredRun) {
                     if let Some(context) = &run.context {
-                        sqlx::query(SAVE_RUN_CONTEXT_SQL)
+                        script
+                            .statement(SAVE_RUN_CONTEXT_SQL)
                             .bind(run.tenant_id.as_str())
                             .bind(run.chain_id.as_str())
-                            .bind(context)
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(|e| classify(self.target(), e))?;
+                            .bind(context.as_str());
                     }
-                    sqlx::query(SAVE_RUN_SQL)
+                    script
+                        .statement(SAVE_RUN_SQL)
                         .bind(run.tenant_id.as_str())
                         .bind(run.chain_id.as_str())
-                        .bind(&run.task)
+                        .bind(run.task.as_str())
                         .bind(run.status.as_str())
-                        .bind(&run.state)
+                        .bind(run.state.as_str())
                         .bind(run.created_at.as_micros())
                         .bind(run.updated_at.as_micros())
-                        .bind(&run.owner)
-                        .bind(agent_rows::personas_column(&run.personas))
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(|e| classify(self.target(), e))?;
-                    Ok(())
+                        .bind(run.owner.as_deref())
+                        .bind(agent_rows::personas_column(&run.personas));
                 }
 
-                /// Writes a ledger batch's companion rows inside its transaction.
-                pub(crate) async fn write_companions(
-                    &self,
-                    tx: &mut sqlx::Transaction<'_, Db>,
-                    companions: &Companions,
-                ) -> Result<(), StoreError> {
+                /// Adds a ledger batch's companion rows to the batch's script.
+                pub(crate) fn stage_companions<'q>(script: &mut Script<'q, Db>, companions: &'q Companions) {
                     for run in &companions.runs {
-                        self.save_run_on(&mut **tx, run).await?;
+                        Self::stage_run(script, run);
                     }
                     for batch in $crate::rows::power_of_two_runs(&companions.costs, COSTS_PER_STATEMENT) {
-                        let sql = insert_costs_sql(batch.len());
-                        let mut query = sqlx::query(&sql);
+                        script.statement(&insert_costs_sql(batch.len()));
                         for cost in batch {
                             let (input, output) = $crate::rows::cost_values(cost);
-                            query = query
+                            script
                                 .bind(cost.tenant_id.as_str())
                                 .bind(cost.chain_id.as_ref().map(|c| c.as_str().to_owned()))
                                 .bind(cost.seal_id.as_ref().map(|s| s.as_str().to_owned()))
@@ -134,28 +114,18 @@ macro_rules! impl_agent_ports {
                                 .bind(cost.timestamp.as_micros())
                                 .bind(cost.subject.as_deref());
                         }
-                        query.execute(&mut **tx).await.map_err(|e| classify(self.target(), e))?;
                     }
                     for (tenant, month, usd) in spend_by_month(&companions.costs) {
-                        sqlx::query(ADD_SPEND_SQL)
-                            .bind(tenant)
-                            .bind(month)
-                            .bind(usd)
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(|e| classify(self.target(), e))?;
+                        script.statement(ADD_SPEND_SQL).bind(tenant).bind(month).bind(usd);
                     }
                     for action in &companions.actions {
-                        sqlx::query(RECORD_ACTION_SQL)
+                        script
+                            .statement(RECORD_ACTION_SQL)
                             .bind(action.tenant_id.as_str())
-                            .bind(&action.persona)
-                            .bind(&action.tool)
-                            .bind(&action.fingerprint)
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(|e| classify(self.target(), e))?;
+                            .bind(action.persona.as_str())
+                            .bind(action.tool.as_str())
+                            .bind(action.fingerprint.as_str());
                     }
-                    Ok(())
                 }
             }
 
@@ -163,13 +133,16 @@ macro_rules! impl_agent_ports {
             impl RunStore for $store {
                 async fn save_run(&self, run: &StoredRun) -> Result<(), StoreError> {
                     let failed = |e| classify(self.target(), e);
+                    let mut script = Script::new(Self::JOIN_STATEMENTS);
+                    Self::stage_run(&mut script, run);
+                    let what = || format!("run {} of tenant {}", run.chain_id, run.tenant_id);
                     if run.context.is_some() {
                         let mut tx = self.pool().begin().await.map_err(failed)?;
-                        self.save_run_on(&mut *tx, run).await?;
+                        self.run_script(&mut tx, script, &what).await?;
                         tx.commit().await.map_err(failed)
                     } else {
                         let mut conn = self.pool().acquire().await.map_err(failed)?;
-                        self.save_run_on(&mut *conn, run).await
+                        self.run_script(&mut conn, script, &what).await
                     }
                 }
 

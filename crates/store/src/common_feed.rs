@@ -5,6 +5,20 @@
 
 pub(crate) const FEED_COLUMNS: &str = "id, tenant_id, chain_id, seq, created_at, event";
 
+/// Events stored per statement at most (five placeholders each; a power of two, see
+/// `rows::power_of_two_runs`).
+pub(crate) const EVENTS_PER_STATEMENT: usize = 256;
+
+/// Stores `rows` events in one statement; ids are drawn in row order.
+pub(crate) fn insert_events_sql(rows: usize) -> String {
+    crate::rows::values_sql(
+        "INSERT INTO live_events (tenant_id, chain_id, seq, created_at, event) VALUES ",
+        5,
+        rows,
+        "",
+    )
+}
+
 pub(crate) type FeedRow = (i64, String, String, i64, i64, String);
 
 pub(crate) fn entry(row: FeedRow) -> Result<domain::ports::FeedEntry, domain::ports::StoreError> {
@@ -31,7 +45,7 @@ macro_rules! impl_feed_port {
 
             use super::$store;
             use $crate::backend::SqlBackend;
-            use $crate::common_feed::{FEED_COLUMNS, FeedRow, entry};
+            use $crate::common_feed::{EVENTS_PER_STATEMENT, FEED_COLUMNS, FeedRow, entry, insert_events_sql};
             use $crate::error::classify;
             use $crate::rows::i64_of;
 
@@ -41,21 +55,22 @@ macro_rules! impl_feed_port {
                     if records.is_empty() {
                         return Ok(());
                     }
-                    let mut tx = self.begin_feed_write().await?;
-                    for r in records {
-                        sqlx::query(
-                            "INSERT INTO live_events (tenant_id, chain_id, seq, created_at, event) \
-                             VALUES ($1, $2, $3, $4, $5)",
-                        )
-                        .bind(r.tenant_id.as_str())
-                        .bind(r.chain_id.as_str())
-                        .bind(i64_of(r.seq))
-                        .bind(r.created_at.as_micros())
-                        .bind(&r.event)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| classify(self.target(), e))?;
+                    // Multi-row statements sent together however many events: the feed's
+                    // transaction holds the write lock other writers (the ledger's) wait for.
+                    let mut script = $crate::script::Script::new(Self::JOIN_STATEMENTS);
+                    for batch in $crate::rows::power_of_two_runs(records, EVENTS_PER_STATEMENT) {
+                        script.statement(&insert_events_sql(batch.len()));
+                        for r in batch {
+                            script
+                                .bind(r.tenant_id.as_str())
+                                .bind(r.chain_id.as_str())
+                                .bind(i64_of(r.seq))
+                                .bind(r.created_at.as_micros())
+                                .bind(r.event.as_str());
+                        }
                     }
+                    let mut tx = self.begin_feed_write().await?;
+                    self.run_script(&mut tx, script, &|| "live feed entry".to_owned()).await?;
                     tx.commit().await.map_err(|e| classify(self.target(), e))
                 }
 

@@ -5,8 +5,10 @@
 //! id). An append locks that row for the whole transaction — an upsert that returns the row
 //! (its no-op update holds the row lock on PostgreSQL), inside `BEGIN IMMEDIATE` on SQLite,
 //! which takes the database's write lock — so writers
-//! in other processes wait instead of colliding on an index. The backend provides
-//! `begin_write` and `insert_entries` (`crate::backend::SqlBackend`).
+//! in other processes wait instead of colliding on an index. Everything a batch writes after
+//! the lock (entries, tree nodes, the head's move, companion rows) goes out as one
+//! [`Script`](crate::script::Script): on SQLite one round trip while the lock is held. The
+//! backend provides `begin_write` and `stage_entries` (`crate::backend::SqlBackend`).
 
 /// Creates a tenant's head at size 0 if it has none yet, locks it until the transaction ends
 /// (the no-op update takes the row lock, waiting for any other writer) and returns it: one
@@ -24,16 +26,12 @@ pub(crate) const NODES_PER_STATEMENT: usize = 512;
 /// Stores `rows` tree nodes in one statement (a node already stored is kept: nodes never
 /// change). Placeholders are numbered in order, as both backends bind them.
 pub(crate) fn node_insert_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO ledger_nodes (tenant_id, level, idx, hash) VALUES ");
-    for i in 0..rows {
-        let at = 4 * i;
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!("(${}, ${}, ${}, ${})", at + 1, at + 2, at + 3, at + 4));
-    }
-    sql.push_str(" ON CONFLICT (tenant_id, level, idx) DO NOTHING");
-    sql
+    crate::rows::values_sql(
+        "INSERT INTO ledger_nodes (tenant_id, level, idx, hash) VALUES ",
+        4,
+        rows,
+        " ON CONFLICT (tenant_id, level, idx) DO NOTHING",
+    )
 }
 
 /// The newest fingerprint of a chain ($1 tenant, $2 chain).
@@ -58,8 +56,9 @@ macro_rules! impl_log_heads {
                 HEAD_LOCK_SQL, HEAD_UPDATE_SQL, LAST_IN_CHAIN_SQL, LAST_OUTSIDE_CHAINS_SQL, NODES_PER_STATEMENT,
                 node_insert_sql,
             };
-            use $crate::error::classify;
+            use $crate::error::{classify, classify_insert};
             use $crate::rows::{self, i64_of};
+            use $crate::script::Script;
 
             type Tx = sqlx::Transaction<'static, Db>;
             type HeadRow = (i64, Vec<u8>, Option<String>);
@@ -67,6 +66,34 @@ macro_rules! impl_log_heads {
             fn head_of(row: HeadRow) -> LogHead {
                 let (size, frontier, last_batch) = row;
                 LogHead { size: u64::try_from(size).unwrap_or(0), frontier, last_batch }
+            }
+
+            /// Stores tree nodes (a node already stored is kept: nodes never change).
+            fn stage_nodes<'q>(script: &mut Script<'q, Db>, tenant: &'q TenantId, nodes: &'q [TreeNode]) {
+                for batch in rows::power_of_two_runs(nodes, NODES_PER_STATEMENT) {
+                    script.statement(&node_insert_sql(batch.len()));
+                    for node in batch {
+                        script
+                            .bind(tenant.as_str())
+                            .bind(i16::from(node.level))
+                            .bind(i64_of(node.index))
+                            .bind(&node.hash[..]);
+                    }
+                }
+            }
+
+            fn stage_head_move<'q>(script: &mut Script<'q, Db>, tenant: &'q TenantId, head: &'q LogHead) {
+                script
+                    .statement(HEAD_UPDATE_SQL)
+                    .bind(tenant.as_str())
+                    .bind(i64_of(head.size))
+                    .bind(&head.frontier)
+                    .bind(head.last_batch.as_deref());
+            }
+
+            /// What a uniqueness violation in a batch's writes can only be: an entry's index taken.
+            fn entries_of(writes: &[LogWrite]) -> String {
+                writes.first().map_or_else(String::new, |w| format!("ledger entry of tenant {}", w.tenant))
             }
 
             impl $store {
@@ -93,36 +120,23 @@ macro_rules! impl_log_heads {
                     query.fetch_optional(&mut **tx).await.map_err(|e| classify(self.target(), e))
                 }
 
-                async fn write_nodes(
+                /// Sends `script` on `conn`; a uniqueness violation is a conflict on `what`.
+                pub(crate) async fn run_script(
                     &self,
-                    tx: &mut Tx,
-                    tenant: &TenantId,
-                    nodes: &[TreeNode],
+                    conn: &mut <Db as sqlx::Database>::Connection,
+                    script: Script<'_, Db>,
+                    what: &(dyn Fn() -> String + Sync),
                 ) -> Result<(), StoreError> {
-                    for batch in rows::power_of_two_runs(nodes, NODES_PER_STATEMENT) {
-                        let sql = node_insert_sql(batch.len());
-                        let mut query = sqlx::query(&sql);
-                        for node in batch {
-                            query = query
-                                .bind(tenant.as_str())
-                                .bind(i16::from(node.level))
-                                .bind(i64_of(node.index))
-                                .bind(&node.hash[..]);
-                        }
-                        query.execute(&mut **tx).await.map_err(|e| classify(self.target(), e))?;
+                    let parts = script
+                        .into_parts()
+                        .map_err(|e| StoreError::Backend(format!("a value could not be encoded: {e}")))?;
+                    for part in parts {
+                        sqlx::query_with(&part.sql, part.arguments)
+                            .persistent(!part.joined)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| classify_insert(self.target(), what, e))?;
                     }
-                    Ok(())
-                }
-
-                async fn move_head(&self, tx: &mut Tx, tenant: &TenantId, head: &LogHead) -> Result<(), StoreError> {
-                    sqlx::query(HEAD_UPDATE_SQL)
-                        .bind(tenant.as_str())
-                        .bind(i64_of(head.size))
-                        .bind(&head.frontier)
-                        .bind(head.last_batch.as_deref())
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(|e| classify(self.target(), e))?;
                     Ok(())
                 }
 
@@ -149,12 +163,14 @@ macro_rules! impl_log_heads {
                         // The batch is already in (an earlier attempt committed): change nothing.
                         return Ok(None);
                     };
+                    let mut script = Script::new(Self::JOIN_STATEMENTS);
                     for write in &writes {
-                        self.insert_entries(&mut tx, &write.records).await?;
-                        self.write_nodes(&mut tx, &write.tenant, &write.nodes).await?;
-                        self.move_head(&mut tx, &write.tenant, &write.head).await?;
+                        Self::stage_entries(&mut script, &write.records);
+                        stage_nodes(&mut script, &write.tenant, &write.nodes);
+                        stage_head_move(&mut script, &write.tenant, &write.head);
                     }
-                    self.write_companions(&mut tx, companions).await?;
+                    Self::stage_companions(&mut script, companions);
+                    self.run_script(&mut tx, script, &|| entries_of(&writes)).await?;
                     tx.commit().await.map_err(|e| classify(self.target(), e))?;
                     Ok(Some(writes))
                 }
@@ -166,9 +182,14 @@ macro_rules! impl_log_heads {
                     records: &[domain::ledger::LedgerRecord],
                     companions: &Companions,
                 ) -> Result<(), StoreError> {
+                    let mut script = Script::new(Self::JOIN_STATEMENTS);
+                    Self::stage_entries(&mut script, records);
+                    Self::stage_companions(&mut script, companions);
+                    let what = || {
+                        records.first().map_or_else(String::new, |r| format!("ledger entry of tenant {}", r.tenant_id))
+                    };
                     let mut tx = self.pool().begin().await.map_err(|e| classify(self.target(), e))?;
-                    self.insert_entries(&mut tx, records).await?;
-                    self.write_companions(&mut tx, companions).await?;
+                    self.run_script(&mut tx, script, &what).await?;
                     tx.commit().await.map_err(|e| classify(self.target(), e))
                 }
 
@@ -229,8 +250,10 @@ macro_rules! impl_log_heads {
                             ),
                         });
                     }
-                    self.write_nodes(&mut tx, tenant, nodes).await?;
-                    self.move_head(&mut tx, tenant, head).await?;
+                    let mut script = Script::new(Self::JOIN_STATEMENTS);
+                    stage_nodes(&mut script, tenant, nodes);
+                    stage_head_move(&mut script, tenant, head);
+                    self.run_script(&mut tx, script, &|| format!("log head of tenant {tenant}")).await?;
                     tx.commit().await.map_err(|e| classify(self.target(), e))
                 }
             }

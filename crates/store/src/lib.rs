@@ -29,6 +29,7 @@ mod postgres;
 mod postgres_notify;
 pub mod redis;
 mod rows;
+mod script;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod test_support;

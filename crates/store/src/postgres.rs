@@ -11,6 +11,7 @@ use crate::common::impl_store;
 use crate::common_jobs::{JOB_COLUMNS, JobRow};
 use crate::error::classify_migration;
 use crate::postgres_notify::PgNotifier;
+use crate::script::Script;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -97,12 +98,14 @@ impl SqlBackend for PgStore {
         Ok(tx)
     }
 
-    /// Inserts ledger rows with one `UNNEST` statement inside `tx`.
-    async fn insert_entries(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        records: &[LedgerRecord],
-    ) -> Result<(), StoreError> {
+    /// PostgreSQL takes one statement with parameters per message.
+    const JOIN_STATEMENTS: bool = false;
+
+    /// Ledger rows in one `UNNEST` statement.
+    fn stage_entries<'q>(script: &mut Script<'q, sqlx::Postgres>, records: &'q [LedgerRecord]) {
+        if records.is_empty() {
+            return;
+        }
         let mut tenants = Vec::with_capacity(records.len());
         let mut indexes = Vec::with_capacity(records.len());
         let mut kinds = Vec::with_capacity(records.len());
@@ -128,25 +131,17 @@ impl SqlBackend for PgStore {
              $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bytea[])",
             rows::LEDGER_COLUMNS
         );
-        if records.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(&sql)
-            .bind(&tenants)
-            .bind(&indexes)
-            .bind(&kinds)
-            .bind(&chains)
-            .bind(&times)
-            .bind(&payloads)
-            .bind(&parents)
-            .bind(&fingerprints)
-            .bind(&leaves)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| {
-                classify_insert(self.target(), || format!("ledger entry of tenant {}", records[0].tenant_id), e)
-            })?;
-        Ok(())
+        script
+            .statement(&sql)
+            .bind(tenants)
+            .bind(indexes)
+            .bind(kinds)
+            .bind(chains)
+            .bind(times)
+            .bind(payloads)
+            .bind(parents)
+            .bind(fingerprints)
+            .bind(leaves);
     }
 
     /// In one transaction per candidate: the oldest due pending job of a tenant apparently

@@ -187,9 +187,35 @@ pub(crate) fn power_of_two_runs<T>(items: &[T], max: usize) -> Vec<&[T]> {
     runs
 }
 
+/// `head`, then `rows` rows of `per_row` placeholders each, numbered in order (`$1, $2, …`,
+/// which both backends bind by position), then `tail`: one multi-row statement.
+pub(crate) fn values_sql(head: &str, per_row: usize, rows: usize, tail: &str) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * per_row * 6);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ",(" });
+        for column in 0..per_row {
+            let _ = write!(sql, "{}${}", if column == 0 { "" } else { "," }, row * per_row + column + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
 #[cfg(test)]
 mod run_tests {
-    use super::power_of_two_runs;
+    use super::{power_of_two_runs, values_sql};
+
+    #[test]
+    fn values_are_numbered_row_after_row() {
+        assert_eq!(
+            values_sql("INSERT INTO t (a, b) VALUES ", 2, 2, " ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(values_sql("X ", 3, 1, ""), "X ($1,$2,$3)");
+    }
 
     #[test]
     fn runs_are_powers_of_two_capped_and_cover_everything_in_order() {

@@ -13,6 +13,7 @@ use crate::common::impl_store;
 use crate::common_jobs::{JOB_COLUMNS, JobRow};
 use crate::error::classify_migration;
 use crate::notify::MemoryNotifier;
+use crate::script::Script;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -96,20 +97,16 @@ impl SqlBackend for SqliteStore {
         self.begin_write().await
     }
 
-    /// Inserts ledger rows in multi-row statements inside `tx`.
-    async fn insert_entries(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        records: &[LedgerRecord],
-    ) -> Result<(), StoreError> {
+    /// A write transaction's statements go to the connection's worker thread as one text.
+    const JOIN_STATEMENTS: bool = true;
+
+    /// Ledger rows in multi-row statements.
+    fn stage_entries<'q>(script: &mut Script<'q, sqlx::Sqlite>, records: &'q [LedgerRecord]) {
+        let head = format!("INSERT INTO ledger_entries ({}) VALUES ", rows::LEDGER_COLUMNS);
         for chunk in rows::power_of_two_runs(records, LEDGER_ROWS_PER_STATEMENT) {
-            let mut sql = format!("INSERT INTO ledger_entries ({}) VALUES ", rows::LEDGER_COLUMNS);
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?)" });
-            }
-            let mut query = sqlx::query(&sql);
+            script.statement(&rows::values_sql(&head, 9, chunk.len(), ""));
             for r in chunk {
-                query = query
+                script
                     .bind(r.tenant_id.as_str())
                     .bind(i64_of(r.index))
                     .bind(r.kind.as_str())
@@ -120,11 +117,7 @@ impl SqlBackend for SqliteStore {
                     .bind(r.fingerprint.as_str())
                     .bind(&r.leaf_hash[..]);
             }
-            query.execute(&mut **tx).await.map_err(|e| {
-                classify_insert(self.target(), || format!("ledger entry of tenant {}", chunk[0].tenant_id), e)
-            })?;
         }
-        Ok(())
     }
 
     /// One statement: SQLite runs one writer at a time, so choosing the job (and counting its

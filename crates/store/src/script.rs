@@ -1,0 +1,177 @@
+//! Statements written together in one transaction, sent in as few round trips as the backend
+//! allows.
+//!
+//! On SQLite every statement is a round trip between the caller's task and the connection's
+//! worker thread (a channel send and a wake-up each way), and a write transaction holds the
+//! database's only write lock through all of them: a ledger batch of a dozen statements spent
+//! most of its time in those hand-offs. A joined script sends the statements as one
+//! multi-statement text: each statement's `$N` placeholders are renumbered after the ones
+//! before it, and SQLite binds every statement's parameters from the one argument list by
+//! their numbers. PostgreSQL does not take several statements with parameters in one message,
+//! so there each statement stays its own part.
+//!
+//! The statements added must not contain `$` outside placeholders (in a string literal, say):
+//! renumbering does not parse SQL.
+
+use sqlx::error::BoxDynError;
+use sqlx::{Arguments, Database, Encode, Type};
+
+/// Placeholders in one joined part at most (SQLite's default limit is 32,766).
+const MAX_PLACEHOLDERS: usize = 32_000;
+
+/// One text sent in one round trip, with its arguments.
+pub(crate) struct Part<'q, DB: Database> {
+    pub(crate) sql: String,
+    pub(crate) arguments: DB::Arguments<'q>,
+    /// More than one statement: a text unlikely to repeat, so not worth a place in the
+    /// connection's statement cache.
+    pub(crate) joined: bool,
+}
+
+/// Statements collected for one transaction (see the module comment).
+pub(crate) struct Script<'q, DB: Database> {
+    join: bool,
+    parts: Vec<Part<'q, DB>>,
+    /// Placeholders and statements in the last part.
+    placeholders: usize,
+    statements: usize,
+    /// The first value that could not be encoded; reported by [`Script::into_parts`].
+    error: Option<BoxDynError>,
+}
+
+impl<'q, DB: Database> Script<'q, DB> {
+    /// An empty script; `join` sends its statements together (SQLite).
+    pub(crate) fn new(join: bool) -> Self {
+        Self { join, parts: Vec::new(), placeholders: 0, statements: 0, error: None }
+    }
+
+    /// Adds a statement whose placeholders are `$1…$n`; bind exactly its `n` values next, in
+    /// order.
+    pub(crate) fn statement(&mut self, sql: &str) -> &mut Self {
+        let count = highest_placeholder(sql);
+        let fits = self.join && !self.parts.is_empty() && self.placeholders + count <= MAX_PLACEHOLDERS;
+        if !fits {
+            self.parts.push(Part {
+                sql: String::with_capacity(sql.len()),
+                arguments: Default::default(),
+                joined: false,
+            });
+            self.placeholders = 0;
+            self.statements = 0;
+        }
+        let offset = self.placeholders;
+        if let Some(part) = self.parts.last_mut() {
+            if self.statements > 0 {
+                part.sql.push_str(";\n");
+                part.joined = true;
+            }
+            renumber_into(&mut part.sql, sql, offset);
+        }
+        self.placeholders += count;
+        self.statements += 1;
+        self
+    }
+
+    /// Binds the next value of the last statement.
+    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'q + Encode<'q, DB> + Type<DB>,
+    {
+        if let Some(part) = self.parts.last_mut()
+            && let Err(error) = part.arguments.add(value)
+        {
+            self.error.get_or_insert(error);
+        }
+        self
+    }
+
+    /// The texts to send, in order; an error if a value could not be encoded.
+    pub(crate) fn into_parts(self) -> Result<Vec<Part<'q, DB>>, BoxDynError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.parts),
+        }
+    }
+}
+
+/// The highest `$N` in `sql` (0 without placeholders).
+fn highest_placeholder(sql: &str) -> usize {
+    let mut highest = 0;
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            highest = highest.max(n);
+        }
+        rest = &rest[digits..];
+    }
+    highest
+}
+
+/// Appends `sql` to `out` with every `$N` written as `$(N + offset)`.
+fn renumber_into(out: &mut String, sql: &str, offset: usize) {
+    use std::fmt::Write as _;
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => {
+                let _ = write!(out, "{}", n + offset);
+            }
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_after_the_statements_before() {
+        let mut out = String::new();
+        renumber_into(&mut out, "UPDATE t SET a = $2 WHERE id = $1 AND b = $12", 9);
+        assert_eq!(out, "UPDATE t SET a = $11 WHERE id = $10 AND b = $21");
+        assert_eq!(highest_placeholder("INSERT INTO t VALUES ($1, $3, $2)"), 3);
+        assert_eq!(highest_placeholder("SELECT 1"), 0);
+    }
+
+    #[test]
+    fn a_joined_script_is_one_part_and_an_unjoined_one_a_part_per_statement() {
+        let build = |join: bool| {
+            let mut script = Script::<sqlx::Sqlite>::new(join);
+            script.statement("INSERT INTO a (x, y) VALUES ($1, $2)").bind(1_i64).bind("one");
+            script.statement("UPDATE b SET z = $1").bind(2_i64);
+            script.into_parts().map(|parts| parts.into_iter().map(|p| (p.sql, p.joined)).collect::<Vec<_>>())
+        };
+        let joined = build(true).map_err(|e| e.to_string());
+        assert_eq!(joined, Ok(vec![("INSERT INTO a (x, y) VALUES ($1, $2);\nUPDATE b SET z = $3".to_owned(), true)]));
+        let apart = build(false).map_err(|e| e.to_string());
+        assert_eq!(
+            apart,
+            Ok(vec![
+                ("INSERT INTO a (x, y) VALUES ($1, $2)".to_owned(), false),
+                ("UPDATE b SET z = $1".to_owned(), false)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_joined_part_never_passes_the_placeholder_limit() {
+        let mut script = Script::<sqlx::Sqlite>::new(true);
+        let wide = crate::rows::values_sql("INSERT INTO t (a) VALUES ", 1, 20_000, "");
+        for _ in 0..3 {
+            script.statement(&wide);
+            for i in 0..20_000_i64 {
+                script.bind(i);
+            }
+        }
+        let parts = script.into_parts().map_err(|e| e.to_string());
+        assert_eq!(parts.map(|p| p.len()), Ok(3));
+    }
+}
