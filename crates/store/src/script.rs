@@ -18,6 +18,11 @@ use sqlx::{Arguments, Database, Encode, Type};
 
 /// Placeholders in one joined part at most (SQLite's default limit is 32,766).
 const MAX_PLACEHOLDERS: usize = 32_000;
+/// A statement with more placeholders than this is sent on its own and kept prepared: a joined
+/// text is prepared again every time, and preparing a long multi-row statement (a busy
+/// gateway's batch of 256 ledger entries) costs far more than the round trip it would save.
+/// Multi-row statements come in power-of-two sizes, so their texts repeat.
+const JOIN_AT_MOST: usize = 128;
 
 /// One text sent in one round trip, with its arguments.
 pub(crate) struct Part<'q, DB: Database> {
@@ -32,9 +37,10 @@ pub(crate) struct Part<'q, DB: Database> {
 pub(crate) struct Script<'q, DB: Database> {
     join: bool,
     parts: Vec<Part<'q, DB>>,
-    /// Placeholders and statements in the last part.
+    /// Placeholders and statements in the last part, and whether it is a long statement alone.
     placeholders: usize,
     statements: usize,
+    alone: bool,
     /// The first value that could not be encoded; reported by [`Script::into_parts`].
     error: Option<BoxDynError>,
 }
@@ -42,14 +48,19 @@ pub(crate) struct Script<'q, DB: Database> {
 impl<'q, DB: Database> Script<'q, DB> {
     /// An empty script; `join` sends its statements together (SQLite).
     pub(crate) fn new(join: bool) -> Self {
-        Self { join, parts: Vec::new(), placeholders: 0, statements: 0, error: None }
+        Self { join, parts: Vec::new(), placeholders: 0, statements: 0, alone: false, error: None }
     }
 
     /// Adds a statement whose placeholders are `$1…$n`; bind exactly its `n` values next, in
     /// order.
     pub(crate) fn statement(&mut self, sql: &str) -> &mut Self {
         let count = highest_placeholder(sql);
-        let fits = self.join && !self.parts.is_empty() && self.placeholders + count <= MAX_PLACEHOLDERS;
+        let long = count > JOIN_AT_MOST;
+        let fits = self.join
+            && !long
+            && !self.alone
+            && !self.parts.is_empty()
+            && self.placeholders + count <= MAX_PLACEHOLDERS;
         if !fits {
             self.parts.push(Part {
                 sql: String::with_capacity(sql.len()),
@@ -58,6 +69,7 @@ impl<'q, DB: Database> Script<'q, DB> {
             });
             self.placeholders = 0;
             self.statements = 0;
+            self.alone = long;
         }
         let offset = self.placeholders;
         if let Some(part) = self.parts.last_mut() {
@@ -162,16 +174,32 @@ mod tests {
     }
 
     #[test]
+    fn a_long_statement_goes_alone_and_short_ones_around_it_join() {
+        let mut script = Script::<sqlx::Sqlite>::new(true);
+        let short = "UPDATE s SET a = $1";
+        let long = crate::rows::values_sql("INSERT INTO t (a) VALUES ", 1, 256, "");
+        for sql in [short, short, long.as_str(), short, short] {
+            script.statement(sql);
+            for i in 0..highest_placeholder(sql) {
+                script.bind(i as i64);
+            }
+        }
+        let parts = script.into_parts().map_err(|e| e.to_string());
+        let shape = parts.map(|p| p.iter().map(|p| (p.sql.matches(';').count() + 1, p.joined)).collect::<Vec<_>>());
+        assert_eq!(shape, Ok(vec![(2, true), (1, false), (2, true)]));
+    }
+
+    #[test]
     fn a_joined_part_never_passes_the_placeholder_limit() {
         let mut script = Script::<sqlx::Sqlite>::new(true);
-        let wide = crate::rows::values_sql("INSERT INTO t (a) VALUES ", 1, 20_000, "");
-        for _ in 0..3 {
-            script.statement(&wide);
-            for i in 0..20_000_i64 {
+        let row = crate::rows::values_sql("INSERT INTO t (a, b, c, d) VALUES ", 4, 32, "");
+        for _ in 0..300 {
+            script.statement(&row);
+            for i in 0..128_i64 {
                 script.bind(i);
             }
         }
         let parts = script.into_parts().map_err(|e| e.to_string());
-        assert_eq!(parts.map(|p| p.len()), Ok(3));
+        assert_eq!(parts.map(|p| p.len()), Ok(2));
     }
 }
