@@ -41,6 +41,11 @@ pub(crate) struct Script<'q, DB: Database> {
     placeholders: usize,
     statements: usize,
     alone: bool,
+    /// The last statement's placeholders, and the values bound to it so far.
+    expected: usize,
+    bound: usize,
+    /// Statements added in all.
+    total: usize,
     /// The first value that could not be encoded; reported by [`Script::into_parts`].
     error: Option<BoxDynError>,
 }
@@ -48,13 +53,27 @@ pub(crate) struct Script<'q, DB: Database> {
 impl<'q, DB: Database> Script<'q, DB> {
     /// An empty script; `join` sends its statements together (SQLite).
     pub(crate) fn new(join: bool) -> Self {
-        Self { join, parts: Vec::new(), placeholders: 0, statements: 0, alone: false, error: None }
+        Self {
+            join,
+            parts: Vec::new(),
+            placeholders: 0,
+            statements: 0,
+            alone: false,
+            expected: 0,
+            bound: 0,
+            total: 0,
+            error: None,
+        }
     }
 
     /// Adds a statement whose placeholders are `$1…$n`; bind exactly its `n` values next, in
     /// order.
     pub(crate) fn statement(&mut self, sql: &str) -> &mut Self {
+        self.check_bound();
         let count = highest_placeholder(sql);
+        self.expected = count;
+        self.bound = 0;
+        self.total += 1;
         let long = count > JOIN_AT_MOST;
         let fits = self.join
             && !long
@@ -89,6 +108,7 @@ impl<'q, DB: Database> Script<'q, DB> {
     where
         T: 'q + Encode<'q, DB> + Type<DB>,
     {
+        self.bound += 1;
         if let Some(part) = self.parts.last_mut()
             && let Err(error) = part.arguments.add(value)
         {
@@ -97,8 +117,21 @@ impl<'q, DB: Database> Script<'q, DB> {
         self
     }
 
+    /// A statement given fewer values than placeholders would have the rest bound as NULL (or
+    /// the next statement's values shifted): refused instead.
+    fn check_bound(&mut self) {
+        if self.bound != self.expected && self.error.is_none() {
+            let message = format!(
+                "statement {} of the script was given {} value(s) for {} placeholder(s)",
+                self.total, self.bound, self.expected
+            );
+            self.error = Some(message.into());
+        }
+    }
+
     /// The texts to send, in order; an error if a value could not be encoded.
-    pub(crate) fn into_parts(self) -> Result<Vec<Part<'q, DB>>, BoxDynError> {
+    pub(crate) fn into_parts(mut self) -> Result<Vec<Part<'q, DB>>, BoxDynError> {
+        self.check_bound();
         match self.error {
             Some(error) => Err(error),
             None => Ok(self.parts),
@@ -171,6 +204,18 @@ mod tests {
                 ("UPDATE b SET z = $1".to_owned(), false)
             ])
         );
+    }
+
+    #[test]
+    fn a_statement_given_too_few_or_too_many_values_is_refused() {
+        let mut short = Script::<sqlx::Sqlite>::new(true);
+        short.statement("INSERT INTO a (x, y) VALUES ($1, $2)").bind(1_i64);
+        short.statement("UPDATE b SET z = $1").bind(2_i64);
+        let refused = short.into_parts().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(refused, Err("statement 1 of the script was given 1 value(s) for 2 placeholder(s)".to_owned()));
+        let mut long = Script::<sqlx::Postgres>::new(false);
+        long.statement("UPDATE b SET z = $1").bind(2_i64).bind(3_i64);
+        assert!(long.into_parts().is_err());
     }
 
     #[test]
