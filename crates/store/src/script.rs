@@ -37,9 +37,8 @@ pub(crate) struct Part<'q, DB: Database> {
 pub(crate) struct Script<'q, DB: Database> {
     join: bool,
     parts: Vec<Part<'q, DB>>,
-    /// Placeholders and statements in the last part, and whether it is a long statement alone.
+    /// Placeholders in the last part, and whether it is a long statement alone.
     placeholders: usize,
-    statements: usize,
     alone: bool,
     /// The last statement's placeholders, and the values bound to it so far.
     expected: usize,
@@ -53,17 +52,7 @@ pub(crate) struct Script<'q, DB: Database> {
 impl<'q, DB: Database> Script<'q, DB> {
     /// An empty script; `join` sends its statements together (SQLite).
     pub(crate) fn new(join: bool) -> Self {
-        Self {
-            join,
-            parts: Vec::new(),
-            placeholders: 0,
-            statements: 0,
-            alone: false,
-            expected: 0,
-            bound: 0,
-            total: 0,
-            error: None,
-        }
+        Self { join, parts: Vec::new(), placeholders: 0, alone: false, expected: 0, bound: 0, total: 0, error: None }
     }
 
     /// Adds a statement whose placeholders are `$1…$n`; bind exactly its `n` values next, in
@@ -87,19 +76,17 @@ impl<'q, DB: Database> Script<'q, DB> {
                 joined: false,
             });
             self.placeholders = 0;
-            self.statements = 0;
             self.alone = long;
         }
         let offset = self.placeholders;
         if let Some(part) = self.parts.last_mut() {
-            if self.statements > 0 {
+            if !part.sql.is_empty() {
                 part.sql.push_str(";\n");
                 part.joined = true;
             }
             renumber_into(&mut part.sql, sql, offset);
         }
         self.placeholders += count;
-        self.statements += 1;
         self
     }
 
@@ -139,38 +126,38 @@ impl<'q, DB: Database> Script<'q, DB> {
     }
 }
 
+/// Walks `sql` by its `$N` placeholders: `each` gets the text up to and including each `$`
+/// with the number after it, then the rest with `None`. A `$` without a number stays text.
+fn placeholders(sql: &str, mut each: impl FnMut(&str, Option<usize>)) {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse() {
+            Ok(n) => each(&rest[..=at], Some(n)),
+            Err(_) => each(&rest[..at + 1 + digits], None),
+        }
+        rest = &after[digits..];
+    }
+    each(rest, None);
+}
+
 /// The highest `$N` in `sql` (0 without placeholders).
 fn highest_placeholder(sql: &str) -> usize {
     let mut highest = 0;
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        rest = &rest[at + 1..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if let Ok(n) = rest[..digits].parse::<usize>() {
-            highest = highest.max(n);
-        }
-        rest = &rest[digits..];
-    }
+    placeholders(sql, |_, n| highest = highest.max(n.unwrap_or(0)));
     highest
 }
 
 /// Appends `sql` to `out` with every `$N` written as `$(N + offset)`.
 fn renumber_into(out: &mut String, sql: &str, offset: usize) {
     use std::fmt::Write as _;
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        match rest[..digits].parse::<usize>() {
-            Ok(n) => {
-                let _ = write!(out, "{}", n + offset);
-            }
-            Err(_) => out.push_str(&rest[..digits]),
+    placeholders(sql, |text, n| {
+        out.push_str(text);
+        if let Some(n) = n {
+            let _ = write!(out, "{}", n + offset);
         }
-        rest = &rest[digits..];
-    }
-    out.push_str(rest);
+    });
 }
 
 #[cfg(test)]
