@@ -3,9 +3,10 @@
 //! `RAYON_NUM_THREADS=1`, since candle sizes its pool once per process); tier classification
 //! latency and the held-out examples routed by the rule runs follow (equipment answered with
 //! no model, trivial requests with no plan); SmolLM2-135M prompt and generation tokens per
-//! second and the time to a whole one-sentence answer. The baseline is
+//! second and the time to a whole one-sentence answer. The embeddings' baseline is
 //! `sentence-transformers` (PyTorch) embedding the same texts in a Python child process in the
-//! same run, when it is installed. Last, `nexus serve` is started as a user starts it, with
+//! same run, when it is installed; the local model's is candle's quantized llama running the
+//! same file on the same prompts, greedy, in the same process. Last, `nexus serve` is started as a user starts it, with
 //! and without the models (`startup_bench.rs`).
 //!
 //! Every text is distinct, so the embedder's cache never answers.
@@ -114,12 +115,13 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     held_out_routing(&classifier)?;
 
     println!();
-    println!("## local model, SmolLM2-135M-Instruct (Q8_0, ffn_down f32)");
+    println!("## local model, SmolLM2-135M-Instruct (the file's Q4_1 weights, f32 activations)");
     let started = Instant::now();
     let model = LocalModel::load(&dir)?;
     inline_load += started.elapsed();
-    println!("loaded in {:.0} ms (re-quantized file cached on disk)", ms(started.elapsed()));
+    println!("loaded in {:.0} ms ({:.1} MB of weights)", ms(started.elapsed()), model.weight_bytes() as f64 / 1e6);
     generation(&model, &sizes)?;
+    candle_baseline(&dir, &model, &sizes)?;
     drop((model, classifier, embedder));
     crate::startup_bench::run(&dir, inline_load)
 }
@@ -407,9 +409,17 @@ fn held_out_routing(classifier: &TierClassifier) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
+/// The prompt whose reading is timed.
+fn summary_prompt() -> String {
     let article = texts(1, 160, 9).concat();
-    let prompt = chatml_prompt(&[(ChatRole::User, &format!("Summarise these notes in one sentence: {article}"))]);
+    chatml_prompt(&[(ChatRole::User, &format!("Summarise these notes in one sentence: {article}"))])
+}
+
+const QUESTION: &str = "What is the capital of France? Answer in one sentence.";
+const STORY: &str = "Write a long story about a lighthouse keeper and a storm.";
+
+fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
+    let prompt = summary_prompt();
     let params = GenerationParams { max_tokens: 1, ..GenerationParams::default() };
     let ignore = &mut |_: &str| ControlFlow::Continue(());
     model.generate(&prompt, &params, ignore)?; // warm-up
@@ -418,7 +428,7 @@ fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
     println!("{:<34} {prompt_rate:>9.1} tokens/s ({} prompt tokens)", "prompt", prefill.prompt_tokens);
 
     // What a person offline waits for a trivial question: the whole one-sentence answer.
-    let question = chatml_prompt(&[(ChatRole::User, "What is the capital of France? Answer in one sentence.")]);
+    let question = chatml_prompt(&[(ChatRole::User, QUESTION)]);
     let params = GenerationParams { max_tokens: 48, ..GenerationParams::default() };
     let started = Instant::now();
     let answer = model.generate(&question, &params, ignore)?;
@@ -430,7 +440,7 @@ fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
         answer.text.trim()
     );
 
-    let story = chatml_prompt(&[(ChatRole::User, "Write a long story about a lighthouse keeper and a storm.")]);
+    let story = chatml_prompt(&[(ChatRole::User, STORY)]);
     let params = GenerationParams {
         max_tokens: sizes.generated_tokens,
         temperature: 0.7,
@@ -446,6 +456,57 @@ fn generation(model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
         "generation",
         answer.generated_tokens,
         if rate >= 100.0 { "meets >= 100" } else { "MISSES >= 100" }
+    );
+    Ok(())
+}
+
+/// The same prompts through candle's quantized llama (`candle_transformers`) on the file as
+/// shipped: the prompt read at once, then greedy tokens one forward pass each.
+fn candle_baseline(dir: &Path, model: &LocalModel, sizes: &Sizes) -> anyhow::Result<()> {
+    use candle_core::quantized::gguf_file;
+    use candle_core::{Device, IndexOp as _, Tensor};
+    use candle_transformers::models::quantized_llama::ModelWeights;
+
+    let path = dir.join(models::local::MODEL_DIR).join(models::local::GGUF_FILE);
+    let mut reader = std::io::BufReader::new(std::fs::File::open(&path).with_context(|| path.display().to_string())?);
+    let content = gguf_file::Content::read(&mut reader)?;
+    let mut weights = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)?;
+    let mut forward = |ids: &[u32], position: usize| -> anyhow::Result<Vec<f32>> {
+        let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
+        Ok(weights.forward(&input, position)?.i(0)?.to_vec1::<f32>()?)
+    };
+    let argmax =
+        |logits: &[f32]| logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
+    let end = model.encode("<|im_end|>")?;
+    let mut greedy = |prompt: &str, tokens: usize| -> anyhow::Result<(Vec<u32>, Duration, Duration)> {
+        let ids = model.encode(prompt)?;
+        let started = Instant::now();
+        let mut next = argmax(&forward(&ids, 0)?);
+        let prompt_time = started.elapsed();
+        let mut out = Vec::new();
+        while out.len() < tokens && !end.contains(&next) {
+            out.push(next);
+            next = argmax(&forward(&[next], ids.len() + out.len() - 1)?);
+        }
+        Ok((out, prompt_time, started.elapsed().saturating_sub(prompt_time)))
+    };
+    let prompt = summary_prompt();
+    greedy(&prompt, 0)?; // warm-up
+    let (_, prompt_time, _) = greedy(&prompt, 0)?;
+    let prompt_tokens = model.encode(&prompt)?.len();
+    println!(
+        "{:<34} {:>9.1} tokens/s",
+        "baseline: candle's llama, prompt",
+        prompt_tokens as f64 / prompt_time.as_secs_f64()
+    );
+    let (answer, _, _) = greedy(&chatml_prompt(&[(ChatRole::User, QUESTION)]), 48)?;
+    println!("{:<34} {:?}", "baseline: candle's llama, answer", model.decode(&answer)?.trim());
+    let (story, _, time) = greedy(&chatml_prompt(&[(ChatRole::User, STORY)]), sizes.generated_tokens)?;
+    println!(
+        "{:<34} {:>9.1} tokens/s ({} tokens, greedy)",
+        "baseline: candle's llama, gen.",
+        story.len().saturating_sub(1).max(1) as f64 / time.as_secs_f64(),
+        story.len()
     );
     Ok(())
 }

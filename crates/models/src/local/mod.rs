@@ -1,25 +1,25 @@
-//! The local chat model: SmolLM2-135M-Instruct from its GGUF file, run with candle's quantized
-//! llama. Weights are re-quantized to Q8_0 once and cached on disk (`requantize.rs`); the
-//! tokenizer comes from the GGUF metadata (`tokenizer.rs`); prompts are ChatML (`text.rs`).
-//! [`LocalModel::generate`] is blocking and streams text through a callback;
-//! [`LocalChatProvider`] puts it behind the `providers::ModelProvider` seam.
+//! The local chat model: SmolLM2-135M-Instruct from its GGUF file, run by our own llama
+//! forward pass (`llama.rs`) over the file's quantized weights as they are, with f32
+//! activations (`matrix.rs`); the tokenizer comes from the GGUF metadata (`tokenizer.rs`);
+//! prompts are ChatML (`text.rs`). [`LocalModel::generate`] is blocking and streams text
+//! through a callback; [`LocalChatProvider`] puts it behind the `providers::ModelProvider` seam.
 //!
-//! One generation runs at a time per model (the attention cache lives in the weights).
+//! The weights are shared and never change; each generation keeps its own attention cache, so
+//! generations run side by side (sharing the CPU's cores).
 
+mod llama;
+mod matrix;
 mod provider;
-mod requantize;
 mod text;
 mod tokenizer;
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 
 pub use provider::{CAPABILITIES, LocalChatProvider, PROVIDER_NAME};
 pub use text::{ChatRole, DEFAULT_SYSTEM, chatml_prompt};
@@ -33,7 +33,9 @@ pub const GGUF_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The model id callers ask for.
 pub const MODEL_ID: &str = "smollm2-135m";
 /// Positions the model can attend to (prompt and answer together).
-pub const CONTEXT_TOKENS: usize = MAX_SEQ_LEN;
+pub const CONTEXT_TOKENS: usize = llama::CONTEXT_TOKENS;
+/// What earlier versions cached next to the model file (a Q8_0 re-encoding), removed at load.
+const STALE_COPY: &str = "SmolLM2-135M-Instruct.Q4_1.q8_0.gguf";
 
 /// How to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +92,7 @@ const REPEAT_WINDOW: usize = 64;
 
 /// SmolLM2-135M-Instruct, loaded and ready. `Send + Sync`.
 pub struct LocalModel {
-    weights: Mutex<ModelWeights>,
+    llama: llama::Llama,
     tokenizer: tokenizers::Tokenizer,
     end_tokens: Vec<u32>,
 }
@@ -107,17 +109,21 @@ impl LocalModel {
         models_dir.join(MODEL_DIR).join(GGUF_FILE).is_file()
     }
 
-    /// Loads `models_dir/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf`, converting it to Q8_0
-    /// on first use (written next to it as `SmolLM2-135M-Instruct.Q4_1.q8_0.gguf`).
+    /// Loads `models_dir/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf`.
     pub fn load(models_dir: &Path) -> Result<Self, ModelError> {
-        let original = ModelError::require(models_dir.join(MODEL_DIR).join(GGUF_FILE))?;
-        match requantize::q8_0_copy(&original)? {
-            requantize::Requantized::File(path) => {
-                let file = std::fs::File::open(&path).map_err(|e| ModelError::invalid(&path, e))?;
-                Self::from_gguf(&mut std::io::BufReader::new(file), &path)
+        let dir = models_dir.join(MODEL_DIR);
+        let path = ModelError::require(dir.join(GGUF_FILE))?;
+        let stale = dir.join(STALE_COPY);
+        if stale.is_file() {
+            match std::fs::remove_file(&stale) {
+                Ok(()) => {
+                    tracing::info!(path = %stale.display(), "removed an unused re-encoded copy of the local model")
+                }
+                Err(error) => tracing::debug!(%error, path = %stale.display(), "could not remove an unused copy"),
             }
-            requantize::Requantized::Memory(bytes) => Self::from_gguf(&mut std::io::Cursor::new(bytes), &original),
         }
+        let file = std::fs::File::open(&path).map_err(|e| ModelError::invalid(&path, e))?;
+        Self::from_gguf(&mut std::io::BufReader::new(file), &path)
     }
 
     /// Reads weights and tokenizer from a GGUF stream; `path` names it in errors.
@@ -130,9 +136,13 @@ impl LocalModel {
                 tokenizer.token_to_id(token).ok_or_else(|| ModelError::invalid(path, format!("no {token} token")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let weights =
-            ModelWeights::from_gguf(content, reader, &Device::Cpu).map_err(|e| ModelError::invalid(path, e))?;
-        Ok(Self { weights: Mutex::new(weights), tokenizer, end_tokens })
+        let llama = llama::Llama::from_gguf(&content, reader).map_err(|e| ModelError::invalid(path, e))?;
+        Ok(Self { llama, tokenizer, end_tokens })
+    }
+
+    /// Bytes of weights held in memory.
+    pub fn weight_bytes(&self) -> usize {
+        self.llama.size_in_bytes()
     }
 
     /// Token ids of `text`; ChatML markers in it become their control tokens.
@@ -173,9 +183,7 @@ impl LocalModel {
         };
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
 
-        // A poisoned lock only means an earlier generation panicked; the cache is cleared below.
-        let mut weights = self.weights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        weights.clear_kv_cache();
+        let mut cache = llama::Cache::default();
         let mut generated: Vec<u32> = Vec::new();
         let mut text = String::new();
         let mut emitted = 0usize;
@@ -183,9 +191,9 @@ impl LocalModel {
         let mut prompt_time = Duration::ZERO;
         let mut input = prompt_ids.clone();
         while generated.len() < max_tokens {
-            let position = prompt_ids.len() + generated.len() - input.len();
-            let logits = weights.forward(&Tensor::new(input.as_slice(), &Device::Cpu)?.unsqueeze(0)?, position)?;
-            let logits = logits.squeeze(0)?;
+            debug_assert_eq!(cache.len(), prompt_ids.len() + generated.len() - input.len());
+            let logits = self.llama.forward(&mut cache, &input).map_err(ModelError::Inference)?;
+            let logits = Tensor::from_vec(logits, self.llama.vocab(), &Device::Cpu)?;
             let logits = if params.repeat_penalty != 1.0 && !generated.is_empty() {
                 let recent = &generated[generated.len().saturating_sub(REPEAT_WINDOW)..];
                 candle_transformers::utils::apply_repeat_penalty(&logits, params.repeat_penalty, recent)?
@@ -222,7 +230,7 @@ impl LocalModel {
                 }
             }
         }
-        drop(weights);
+        drop(cache);
         if emitted < text.len() && stop_reason != StopReason::Cancelled {
             let _ = on_text(&text[emitted..]);
         }

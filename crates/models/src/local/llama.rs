@@ -1,0 +1,495 @@
+//! The llama transformer that SmolLM2 is, run directly on f32 activations over the GGUF
+//! file's quantized weights (`matrix.rs`): token embedding, then per layer RMS norm, attention
+//! with rotary positions (llama's interleaved pairs) and grouped key/value heads, RMS norm and
+//! the SiLU-gated feed-forward, each added back to the residual stream; a final norm and the
+//! output projection (the token embedding itself when the file ties them).
+//!
+//! The query, key and value projections are stacked into one matrix, as are the gate and up
+//! projections, so each layer makes four matrix products. [`Llama`] is immutable and shared;
+//! each generation keeps its own [`Cache`] of keys and values, so generations do not wait
+//! for one another.
+
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+
+use super::matrix::{BLOCK, Matrix, MatrixError};
+
+/// Positions a generation can attend to (prompt and answer together).
+pub const CONTEXT_TOKENS: usize = 4096;
+
+/// Why the file's weights cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    #[error("metadata {key}: {reason}")]
+    Metadata { key: &'static str, reason: String },
+    #[error("tensor {name}: {reason}")]
+    Tensor { name: String, reason: String },
+}
+
+/// The shape of the network, from the file's metadata.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Config {
+    layers: usize,
+    hidden: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    vocab: usize,
+    rms_eps: f32,
+    rope_base: f32,
+}
+
+impl Config {
+    fn from_gguf(content: &gguf_file::Content) -> Result<Self, LoadError> {
+        let get =
+            |key: &'static str| content.metadata.get(key).ok_or(LoadError::Metadata { key, reason: "missing".into() });
+        let count = |key: &'static str| -> Result<usize, LoadError> {
+            let value = get(key)?.to_u32().map_err(|e| LoadError::Metadata { key, reason: e.to_string() })?;
+            match usize::try_from(value) {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(LoadError::Metadata { key, reason: format!("{value} is not a positive count") }),
+            }
+        };
+        let float = |key: &'static str| -> Result<f32, LoadError> {
+            get(key)?.to_f32().map_err(|e| LoadError::Metadata { key, reason: e.to_string() })
+        };
+        let architecture = get("general.architecture")?
+            .to_string()
+            .map_err(|e| LoadError::Metadata { key: "general.architecture", reason: e.to_string() })?;
+        if architecture != "llama" {
+            return Err(LoadError::Metadata {
+                key: "general.architecture",
+                reason: format!("{architecture:?} is not llama"),
+            });
+        }
+        let hidden = count("llama.embedding_length")?;
+        let heads = count("llama.attention.head_count")?;
+        let kv_heads = count("llama.attention.head_count_kv")?;
+        let head_dim = hidden / heads;
+        if hidden % heads != 0 || heads % kv_heads != 0 || head_dim % 2 != 0 {
+            return Err(LoadError::Metadata {
+                key: "llama.attention.head_count",
+                reason: format!("{heads} heads ({kv_heads} for keys and values) do not divide {hidden} evenly"),
+            });
+        }
+        let rope_dims = count("llama.rope.dimension_count")?;
+        if rope_dims != head_dim {
+            return Err(LoadError::Metadata {
+                key: "llama.rope.dimension_count",
+                reason: format!("{rope_dims} rotary dimensions for heads of {head_dim}"),
+            });
+        }
+        Ok(Self {
+            layers: count("llama.block_count")?,
+            hidden,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab: 0, // from the embedding's shape
+            rms_eps: float("llama.attention.layer_norm_rms_epsilon")?,
+            rope_base: float("llama.rope.freq_base").unwrap_or(10_000.0),
+        })
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+struct Layer {
+    attention_norm: Vec<f32>,
+    /// Queries, then keys, then values.
+    qkv: Matrix,
+    output: Matrix,
+    ffn_norm: Vec<f32>,
+    /// Gate rows, then up rows.
+    gate_up: Matrix,
+    down: Matrix,
+}
+
+/// SmolLM2 (any llama-architecture GGUF file), loaded.
+pub(crate) struct Llama {
+    config: Config,
+    embedding: Matrix,
+    /// `None`: the output projection is the embedding.
+    output: Option<Matrix>,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    /// Per position, `head_dim / 2` angles' cosines and sines.
+    rope: Vec<(f32, f32)>,
+}
+
+/// The keys and values of the positions seen so far, per layer.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl Cache {
+    /// Positions held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Llama {
+    /// Reads every tensor of `content` from `reader`.
+    pub(crate) fn from_gguf<R: std::io::Read + std::io::Seek>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+    ) -> Result<Self, LoadError> {
+        let mut config = Config::from_gguf(content)?;
+        let tensor = |reader: &mut R, name: &str| {
+            content
+                .tensor(reader, name, &candle_core::Device::Cpu)
+                .map_err(|e| LoadError::Tensor { name: name.to_owned(), reason: e.to_string() })
+        };
+        let embedding = matrix(&tensor(reader, "token_embd.weight")?, "token_embd.weight", config.hidden)?;
+        config.vocab = embedding.rows();
+        let output = if content.tensor_infos.contains_key("output.weight") {
+            Some(matrix(&tensor(reader, "output.weight")?, "output.weight", config.hidden)?)
+        } else {
+            None
+        };
+        let output_norm = vector(&tensor(reader, "output_norm.weight")?, "output_norm.weight", config.hidden)?;
+        let (hidden, kv_dim) = (config.hidden, config.kv_dim());
+        let mut layers = Vec::with_capacity(config.layers);
+        for index in 0..config.layers {
+            let mut load = |part: &str, cols: usize| {
+                let name = format!("blk.{index}.{part}.weight");
+                matrix(&tensor(reader, &name)?, &name, cols)
+            };
+            let (q, k, v) = (load("attn_q", hidden)?, load("attn_k", hidden)?, load("attn_v", hidden)?);
+            let shapes = (q.rows(), k.rows(), v.rows());
+            let qkv = Matrix::stack(vec![q, k, v]).filter(|_| shapes == (hidden, kv_dim, kv_dim)).ok_or_else(|| {
+                LoadError::Tensor {
+                    name: format!("blk.{index}.attn_q/k/v"),
+                    reason: format!("rows {shapes:?} in mixed encodings or not ({hidden}, {kv_dim}, {kv_dim})"),
+                }
+            })?;
+            let output = load("attn_output", hidden)?;
+            let (gate, up) = (load("ffn_gate", hidden)?, load("ffn_up", hidden)?);
+            let ffn = gate.rows();
+            let gate_up =
+                Matrix::stack(vec![gate, up]).filter(|m| m.rows() == 2 * ffn).ok_or_else(|| LoadError::Tensor {
+                    name: format!("blk.{index}.ffn_gate/up"),
+                    reason: "different shapes or encodings".into(),
+                })?;
+            let down = load("ffn_down", ffn)?;
+            let norm = |reader: &mut R, part: &str| {
+                let name = format!("blk.{index}.{part}.weight");
+                vector(&tensor(reader, &name)?, &name, hidden)
+            };
+            let attention_norm = norm(reader, "attn_norm")?;
+            let ffn_norm = norm(reader, "ffn_norm")?;
+            if output.rows() != hidden || down.rows() != hidden {
+                return Err(LoadError::Tensor {
+                    name: format!("blk.{index}.attn_output/ffn_down"),
+                    reason: format!("{} and {} rows, expected {hidden}", output.rows(), down.rows()),
+                });
+            }
+            layers.push(Layer { attention_norm, qkv, output, ffn_norm, gate_up, down });
+        }
+        if let Some(output) = output.as_ref().filter(|o| o.rows() != config.vocab) {
+            return Err(LoadError::Tensor {
+                name: "output.weight".into(),
+                reason: format!("{} rows for a vocabulary of {}", output.rows(), config.vocab),
+            });
+        }
+        let half = config.head_dim / 2;
+        let frequencies: Vec<f32> =
+            (0..half).map(|i| 1.0 / config.rope_base.powf((2 * i) as f32 / config.head_dim as f32)).collect();
+        let rope = (0..CONTEXT_TOKENS)
+            .flat_map(|position| frequencies.iter().map(move |f| (position as f32 * f).sin_cos()))
+            .map(|(sin, cos)| (cos, sin))
+            .collect();
+        Ok(Self { config, embedding, output, output_norm, layers, rope })
+    }
+
+    /// Entries in the vocabulary (the length of the logits).
+    pub(crate) fn vocab(&self) -> usize {
+        self.config.vocab
+    }
+
+    /// Bytes of weights held.
+    pub(crate) fn size_in_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.qkv.size_in_bytes() + l.output.size_in_bytes() + l.gate_up.size_in_bytes() + l.down.size_in_bytes()
+            })
+            .sum();
+        layers + self.embedding.size_in_bytes() + self.output.as_ref().map_or(0, Matrix::size_in_bytes)
+    }
+
+    /// Runs `tokens` at the positions after those in `cache` (which keeps their keys and
+    /// values) and returns the logits that predict the token after the last one.
+    pub(crate) fn forward(&self, cache: &mut Cache, tokens: &[u32]) -> Result<Vec<f32>, String> {
+        let c = self.config;
+        let n = tokens.len();
+        let start = cache.len;
+        if n == 0 {
+            return Err("no tokens".into());
+        }
+        if start + n > CONTEXT_TOKENS {
+            return Err(format!("{} positions exceed the context of {CONTEXT_TOKENS}", start + n));
+        }
+        if cache.keys.len() != c.layers {
+            cache.keys = vec![Vec::new(); c.layers];
+            cache.values = vec![Vec::new(); c.layers];
+        }
+        let mut stream = vec![0f32; n * c.hidden];
+        for (token, out) in tokens.iter().zip(stream.chunks_exact_mut(c.hidden)) {
+            let row = *token as usize;
+            if row >= c.vocab {
+                return Err(format!("token {token} is outside the vocabulary of {}", c.vocab));
+            }
+            self.embedding.row_into(row, out);
+        }
+        let kv_dim = c.kv_dim();
+        let qkv_dim = c.hidden + 2 * kv_dim;
+        let ffn = self.layers.first().map_or(0, |l| l.down.cols());
+        let mut normed = vec![0f32; n * c.hidden];
+        let mut qkv = vec![0f32; n * qkv_dim];
+        let mut attended = vec![0f32; n * c.hidden];
+        let mut projected = vec![0f32; n * c.hidden];
+        let mut gate_up = vec![0f32; n * 2 * ffn];
+        let mut gated = vec![0f32; n * ffn];
+        for (index, layer) in self.layers.iter().enumerate() {
+            rms_norm(&stream, &layer.attention_norm, c.rms_eps, &mut normed);
+            layer.qkv.product(&normed, n, &mut qkv);
+            let (keys, values) = (&mut cache.keys[index], &mut cache.values[index]);
+            for (t, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
+                let angles = &self.rope[(start + t) * c.head_dim / 2..(start + t + 1) * c.head_dim / 2];
+                let (queries, rest) = row.split_at_mut(c.hidden);
+                let (k, v) = rest.split_at_mut(kv_dim);
+                for head in queries.chunks_exact_mut(c.head_dim).chain(k.chunks_exact_mut(c.head_dim)) {
+                    rotate(head, angles);
+                }
+                keys.extend_from_slice(k);
+                values.extend_from_slice(v);
+            }
+            attend(&c, &qkv, keys, values, start, &mut attended);
+            layer.output.product(&attended, n, &mut projected);
+            add(&mut stream, &projected);
+
+            rms_norm(&stream, &layer.ffn_norm, c.rms_eps, &mut normed);
+            layer.gate_up.product(&normed, n, &mut gate_up);
+            for (row, out) in gate_up.chunks_exact(2 * ffn).zip(gated.chunks_exact_mut(ffn)) {
+                let (gate, up) = row.split_at(ffn);
+                for ((o, g), u) in out.iter_mut().zip(gate).zip(up) {
+                    *o = g / (1.0 + (-g).exp()) * u;
+                }
+            }
+            layer.down.product(&gated, n, &mut projected);
+            add(&mut stream, &projected);
+        }
+        cache.len += n;
+        let last = &stream[(n - 1) * c.hidden..];
+        let mut normed = vec![0f32; c.hidden];
+        rms_norm(last, &self.output_norm, c.rms_eps, &mut normed);
+        let mut logits = vec![0f32; c.vocab];
+        self.output.as_ref().unwrap_or(&self.embedding).product(&normed, 1, &mut logits);
+        Ok(logits)
+    }
+}
+
+/// A weight matrix with `cols` columns, in its own encoding where the kernels have one.
+fn matrix(tensor: &QTensor, name: &str, cols: usize) -> Result<Matrix, LoadError> {
+    let invalid = |reason: String| LoadError::Tensor { name: name.to_owned(), reason };
+    let (rows, tensor_cols) = tensor.shape().dims2().map_err(|e| invalid(e.to_string()))?;
+    if tensor_cols != cols || !cols.is_multiple_of(BLOCK) {
+        return Err(invalid(format!("{rows} × {tensor_cols}, expected {cols} columns (a multiple of {BLOCK})")));
+    }
+    let from_blocks = |result: Result<Matrix, MatrixError>| result.map_err(|e| invalid(e.to_string()));
+    match tensor.dtype() {
+        GgmlDType::Q4_1 => {
+            from_blocks(Matrix::from_q4_1(rows, cols, &tensor.data().map_err(|e| invalid(e.to_string()))?))
+        }
+        GgmlDType::Q8_0 => {
+            from_blocks(Matrix::from_q8_0(rows, cols, &tensor.data().map_err(|e| invalid(e.to_string()))?))
+        }
+        _ => {
+            let weights = tensor
+                .dequantize(&candle_core::Device::Cpu)
+                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .map_err(|e| invalid(e.to_string()))?;
+            from_blocks(Matrix::quantize_q8_0(rows, cols, &weights))
+        }
+    }
+}
+
+/// A norm's weights: `len` values.
+fn vector(tensor: &QTensor, name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
+    let values = tensor
+        .dequantize(&candle_core::Device::Cpu)
+        .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+        .map_err(|e| LoadError::Tensor { name: name.to_owned(), reason: e.to_string() })?;
+    if values.len() != len {
+        return Err(LoadError::Tensor {
+            name: name.to_owned(),
+            reason: format!("{} values, expected {len}", values.len()),
+        });
+    }
+    Ok(values)
+}
+
+/// `out = x / √(mean(x²) + ε) · weight`, for each row of `x`.
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    for (row, out) in x.chunks_exact(weight.len()).zip(out.chunks_exact_mut(weight.len())) {
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
+            *o = v * scale * w;
+        }
+    }
+}
+
+/// Rotates each interleaved pair `(x[2i], x[2i+1])` of one head by its position's angle.
+fn rotate(head: &mut [f32], angles: &[(f32, f32)]) {
+    for (pair, &(cos, sin)) in head.chunks_exact_mut(2).zip(angles) {
+        let (a, b) = (pair[0], pair[1]);
+        pair[0] = a * cos - b * sin;
+        pair[1] = a * sin + b * cos;
+    }
+}
+
+fn add(stream: &mut [f32], delta: &[f32]) {
+    for (s, d) in stream.iter_mut().zip(delta) {
+        *s += d;
+    }
+}
+
+/// Causal attention of each new token (rows of `qkv`, at positions `start..`) over every
+/// position up to its own; `out` gets the heads' weighted values side by side.
+fn attend(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
+    let (kv_dim, d) = (c.kv_dim(), c.head_dim);
+    let qkv_dim = c.hidden + 2 * kv_dim;
+    let group = c.heads / c.kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut scores = Vec::with_capacity(start + qkv.len() / qkv_dim);
+    for (t, (row, out)) in qkv.chunks_exact(qkv_dim).zip(out.chunks_exact_mut(c.hidden)).enumerate() {
+        let seen = start + t + 1;
+        for (head, (query, out)) in row[..c.hidden].chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+            let kv = (head / group) * d;
+            scores.clear();
+            scores.extend(keys.chunks_exact(kv_dim).take(seen).map(|k| dot(query, &k[kv..kv + d]) * scale));
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0;
+            for s in &mut scores {
+                *s = (*s - max).exp();
+                total += *s;
+            }
+            out.fill(0.0);
+            for (weight, v) in scores.iter().zip(values.chunks_exact(kv_dim)) {
+                let weight = weight / total;
+                for (o, x) in out.iter_mut().zip(&v[kv..kv + d]) {
+                    *o += weight * x;
+                }
+            }
+        }
+    }
+}
+
+/// A dot product in eight lanes (so it vectorizes).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (x, y) in a.as_chunks::<8>().0.iter().zip(b.as_chunks::<8>().0) {
+        for lane in 0..8 {
+            acc[lane] += x[lane] * y[lane];
+        }
+    }
+    let tail: f32 = a.as_chunks::<8>().1.iter().zip(b.as_chunks::<8>().1).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+    use candle_core::{Device, IndexOp, Tensor};
+    use candle_transformers::models::quantized_llama::ModelWeights;
+
+    use super::*;
+
+    /// Candle's own llama over the same weights widened to f32: the reference this forward
+    /// pass must agree with.
+    fn reference(path: &std::path::Path) -> ModelWeights {
+        let mut reader = std::io::BufReader::new(std::fs::File::open(path).expect("open"));
+        let content = gguf_file::Content::read(&mut reader).expect("gguf");
+        let mut tensors = Vec::new();
+        for name in content.tensor_infos.keys() {
+            let tensor = content.tensor(&mut reader, name, &Device::Cpu).expect("tensor");
+            let wide =
+                QTensor::quantize(&tensor.dequantize(&Device::Cpu).expect("dequantize"), GgmlDType::F32).expect("f32");
+            tensors.push((name.as_str(), wide));
+        }
+        let metadata: Vec<(&str, &gguf_file::Value)> = content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut bytes, &metadata, &refs).expect("write");
+        bytes.set_position(0);
+        let content = gguf_file::Content::read(&mut bytes).expect("reread");
+        ModelWeights::from_gguf(content, &mut bytes, &Device::Cpu).expect("reference model")
+    }
+
+    /// The shipped file: its path, its header and our model of it (`None`: not fetched).
+    fn shipped() -> Option<(std::path::PathBuf, gguf_file::Content, Llama)> {
+        let dir = crate::testing::models_dir()?;
+        let path = dir.join(super::super::MODEL_DIR).join(super::super::GGUF_FILE);
+        let mut reader = std::io::BufReader::new(std::fs::File::open(&path).expect("open"));
+        let content = gguf_file::Content::read(&mut reader).expect("gguf");
+        let llama = Llama::from_gguf(&content, &mut reader).expect("loads");
+        Some((path, content, llama))
+    }
+
+    fn argmax(values: &[f32]) -> u32 {
+        values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32)
+    }
+
+    #[test]
+    fn the_forward_pass_agrees_with_candles_llama_on_the_same_weights() {
+        let Some((path, content, ours)) = shipped() else { return };
+        let tokenizer = super::super::tokenizer::from_gguf(&content).expect("tokenizer");
+        let mut theirs = reference(&path);
+
+        let prompt = super::super::chatml_prompt(&[(super::super::ChatRole::User, "What is the capital of France?")]);
+        let mut tokens = tokenizer.encode(prompt, false).expect("encode").get_ids().to_vec();
+        let mut cache = Cache::default();
+        let mut input = tokens.clone();
+        // The prompt at once, then greedy steps one token at a time.
+        for step in 0..16 {
+            let position = tokens.len() - input.len();
+            let logits = ours.forward(&mut cache, &input).expect("forward");
+            let wanted = theirs
+                .forward(
+                    &Tensor::new(input.as_slice(), &Device::Cpu).and_then(|t| t.unsqueeze(0)).expect("input"),
+                    position,
+                )
+                .and_then(|t| t.i(0)?.to_vec1::<f32>())
+                .expect("reference forward");
+            let worst = logits.iter().zip(&wanted).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 2e-3, "step {step}: logits differ by up to {worst}");
+            let next = argmax(&logits);
+            assert_eq!(next, argmax(&wanted), "step {step}");
+            tokens.push(next);
+            input = vec![next];
+        }
+        assert_eq!(cache.len(), tokens.len() - 1);
+        let answer = tokenizer.decode(&tokens[tokens.len() - 16..], true).expect("decode");
+        assert!(answer.contains("Paris"), "{answer:?}");
+    }
+
+    #[test]
+    fn positions_past_the_context_and_unknown_tokens_are_refused() {
+        let Some((_, _, ours)) = shipped() else { return };
+        let mut cache = Cache::default();
+        let error = ours.forward(&mut cache, &[u32::MAX]).expect_err("not a token");
+        assert!(error.contains("outside the vocabulary"), "{error}");
+        assert!(ours.forward(&mut cache, &[]).is_err());
+        let error = ours.forward(&mut cache, &vec![1; CONTEXT_TOKENS + 1]).expect_err("too long");
+        assert!(error.contains("exceed the context"), "{error}");
+        assert_eq!(cache.len(), 0, "nothing was kept from refused calls");
+    }
+}
