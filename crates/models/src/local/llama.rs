@@ -271,7 +271,7 @@ impl Llama {
                 keys.extend_from_slice(k);
                 values.extend_from_slice(v);
             }
-            attend(&c, &qkv, keys, values, start, &mut attended);
+            pulp::Arch::new().dispatch(Attend { config: &c, qkv: &qkv, keys, values, start, out: &mut attended });
             layer.output.product(&attended, n, &mut projected);
             add(&mut stream, &projected);
 
@@ -363,7 +363,28 @@ fn add(stream: &mut [f32], delta: &[f32]) {
 }
 
 /// Causal attention of each new token (rows of `qkv`, at positions `start..`) over every
-/// position up to its own; `out` gets the heads' weighted values side by side.
+/// position up to its own; `out` gets the heads' weighted values side by side. Run inside
+/// `pulp`'s dispatch, so its loops are compiled for the CPU's widest vectors.
+struct Attend<'a> {
+    config: &'a Config,
+    qkv: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+    start: usize,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Attend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Attend { config, qkv, keys, values, start, out } = self;
+        attend(config, qkv, keys, values, start, out);
+    }
+}
+
+#[inline(always)]
 fn attend(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
     let (kv_dim, d) = (c.kv_dim(), c.head_dim);
     let qkv_dim = c.hidden + 2 * kv_dim;
@@ -394,6 +415,7 @@ fn attend(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, o
 }
 
 /// A dot product in eight lanes (so it vectorizes).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     for (x, y) in a.as_chunks::<8>().0.iter().zip(b.as_chunks::<8>().0) {

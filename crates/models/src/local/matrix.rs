@@ -2,7 +2,9 @@
 //!
 //! Weights stay in the GGUF file's own block encodings, 32 weights per block along a row:
 //! Q4_1 (4-bit codes `q` with a scale `d` and an offset `m`: `w = d·q + m`) and Q8_0 (signed
-//! 8-bit codes with a scale: `w = d·q`). Scales are widened to f32 once at load.
+//! 8-bit codes with a scale: `w = d·q`). Scales are widened to f32 once at load and kept in
+//! each block beside its codes, so a row is one contiguous run of memory that the CPU's
+//! prefetchers stream well.
 //!
 //! Activations stay f32: a product multiplies each code, widened to f32, by its activation.
 //! Quantizing activations to 8 bits (as integer dot products need) loses the outliers some
@@ -11,11 +13,12 @@
 //! `Σ (d·q + m)·x = d·Σ q·x + m·Σ x`, and `Σ x` per block is computed once per activation
 //! vector, not once per row.
 //!
-//! The inner loops are plain Rust over fixed-size arrays, run inside `pulp`'s dispatch so they
-//! are compiled for the widest vector instructions the CPU has (chosen at run time) without
-//! `unsafe` here; rows are shared out among rayon's threads. Several activation vectors (the
-//! prompt's tokens) go through each row together, so a row's codes are widened once for up
-//! to [`GROUP`] tokens.
+//! The kernels run inside `pulp`'s run-time dispatch: AVX-512 or AVX2/FMA through `pulp`'s
+//! safe wrappers of the intrinsics where the CPU has them, plain loops elsewhere, without
+//! `unsafe` here. Rows are shared out among rayon's threads. One input vector (a generated
+//! token) goes through four rows at a time, sharing each input block's loads; several (a
+//! prompt's tokens) go four at a time through a tile of rows, so the tile's codes and the
+//! group's inputs stay in the first-level cache while they are reused.
 
 use rayon::prelude::*;
 
@@ -23,26 +26,39 @@ use rayon::prelude::*;
 pub(crate) const BLOCK: usize = 32;
 /// Tokens multiplied through one row together.
 const GROUP: usize = 4;
+/// Rows that go through a group of tokens before the next group (their codes stay cached).
+const ROW_TILE: usize = 16;
 /// Rows per parallel task (at least).
 const ROWS_PER_TASK: usize = 32;
+
+/// A Q4_1 block: `w_j = scale·q_j + offset`; the low nibble of byte `j` is `q_j`, the high
+/// nibble `q_{j+16}`.
+#[derive(Debug, Clone, Copy)]
+struct Q4 {
+    scale: f32,
+    offset: f32,
+    nibbles: [u8; 16],
+}
+
+/// A Q8_0 block: `w_j = scale·q_j`.
+#[derive(Debug, Clone, Copy)]
+struct Q8 {
+    scale: f32,
+    codes: [i8; BLOCK],
+}
 
 /// A `rows × cols` matrix (`cols` a multiple of [`BLOCK`]), row-major in blocks.
 #[derive(Debug, Clone)]
 pub(crate) struct Matrix {
     rows: usize,
     cols: usize,
-    codes: Codes,
-    /// One scale per block, row after row.
-    scales: Vec<f32>,
+    blocks: Blocks,
 }
 
 #[derive(Debug, Clone)]
-enum Codes {
-    /// 16 bytes per block: the low nibble of byte `j` is weight `j`, the high nibble weight
-    /// `j + 16`; `offsets` holds each block's `m`.
-    Q4_1 { nibbles: Vec<[u8; 16]>, offsets: Vec<f32> },
-    /// 32 signed codes per block.
-    Q8_0 { codes: Vec<[i8; BLOCK]> },
+enum Blocks {
+    Q4_1(Vec<Q4>),
+    Q8_0(Vec<Q8>),
 }
 
 /// Why a matrix could not be built.
@@ -54,60 +70,68 @@ pub(crate) enum MatrixError {
     Length { got: usize, expected: usize, rows: usize, cols: usize },
 }
 
+/// Which kernels a product may use: the widest the CPU has, at most AVX2, or plain loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    Widest,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Avx2,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Portable,
+}
+
 impl Matrix {
     /// From GGUF Q4_1 blocks (20 bytes each: `d` and `m` as f16, then 16 bytes of nibbles).
     pub(crate) fn from_q4_1(rows: usize, cols: usize, data: &[u8]) -> Result<Self, MatrixError> {
-        let blocks = Self::block_count(rows, cols, data.len(), 20)?;
-        let mut scales = Vec::with_capacity(blocks);
-        let mut offsets = Vec::with_capacity(blocks);
-        let mut nibbles = Vec::with_capacity(blocks);
-        for block in data.as_chunks::<20>().0 {
-            scales.push(f16_at(block, 0));
-            offsets.push(f16_at(block, 2));
-            let mut codes = [0u8; 16];
-            codes.copy_from_slice(&block[4..]);
-            nibbles.push(codes);
-        }
-        Ok(Self { rows, cols, codes: Codes::Q4_1 { nibbles, offsets }, scales })
+        Self::check(rows, cols, data.len(), 20)?;
+        let blocks = data
+            .as_chunks::<20>()
+            .0
+            .iter()
+            .map(|b| Q4 { scale: f16_at(b, 0), offset: f16_at(b, 2), nibbles: std::array::from_fn(|j| b[4 + j]) })
+            .collect();
+        Ok(Self { rows, cols, blocks: Blocks::Q4_1(blocks) })
     }
 
     /// From GGUF Q8_0 blocks (34 bytes each: `d` as f16, then 32 signed codes).
     pub(crate) fn from_q8_0(rows: usize, cols: usize, data: &[u8]) -> Result<Self, MatrixError> {
-        let blocks = Self::block_count(rows, cols, data.len(), 34)?;
-        let mut scales = Vec::with_capacity(blocks);
-        let mut codes = Vec::with_capacity(blocks);
-        for block in data.as_chunks::<34>().0 {
-            scales.push(f16_at(block, 0));
-            codes.push(std::array::from_fn(|j| i8::from_le_bytes([block[2 + j]])));
-        }
-        Ok(Self { rows, cols, codes: Codes::Q8_0 { codes }, scales })
+        Self::check(rows, cols, data.len(), 34)?;
+        let blocks = data
+            .as_chunks::<34>()
+            .0
+            .iter()
+            .map(|b| Q8 { scale: f16_at(b, 0), codes: std::array::from_fn(|j| i8::from_le_bytes([b[2 + j]])) })
+            .collect();
+        Ok(Self { rows, cols, blocks: Blocks::Q8_0(blocks) })
     }
 
     /// From f32 weights, row-major, encoded as Q8_0 (for tensors in any other encoding).
     pub(crate) fn quantize_q8_0(rows: usize, cols: usize, weights: &[f32]) -> Result<Self, MatrixError> {
-        let blocks = Self::block_count(rows, cols, weights.len() * 4, BLOCK * 4)?;
-        let mut scales = Vec::with_capacity(blocks);
-        let mut codes = Vec::with_capacity(blocks);
-        for block in weights.as_chunks::<BLOCK>().0 {
-            let max = block.iter().fold(0f32, |m, w| m.max(w.abs()));
-            let scale = max / 127.0;
-            let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            scales.push(scale);
-            // In range by construction: |w / scale| ≤ 127.
-            codes.push(std::array::from_fn(|j| (block[j] * inverse).round().clamp(-127.0, 127.0) as i8));
-        }
-        Ok(Self { rows, cols, codes: Codes::Q8_0 { codes }, scales })
+        Self::check(rows, cols, weights.len() * 4, BLOCK * 4)?;
+        let blocks = weights
+            .as_chunks::<BLOCK>()
+            .0
+            .iter()
+            .map(|block| {
+                let max = block.iter().fold(0f32, |m, w| m.max(w.abs()));
+                let scale = max / 127.0;
+                let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                // In range by construction: |w / scale| ≤ 127.
+                Q8 { scale, codes: std::array::from_fn(|j| (block[j] * inverse).round().clamp(-127.0, 127.0) as i8) }
+            })
+            .collect();
+        Ok(Self { rows, cols, blocks: Blocks::Q8_0(blocks) })
     }
 
-    fn block_count(rows: usize, cols: usize, bytes: usize, block_bytes: usize) -> Result<usize, MatrixError> {
+    fn check(rows: usize, cols: usize, bytes: usize, block_bytes: usize) -> Result<(), MatrixError> {
         if !cols.is_multiple_of(BLOCK) {
             return Err(MatrixError::Columns { cols });
         }
-        let blocks = rows * cols / BLOCK;
-        if bytes != blocks * block_bytes {
-            return Err(MatrixError::Length { got: bytes, expected: blocks * block_bytes, rows, cols });
+        let expected = rows * cols / BLOCK * block_bytes;
+        if bytes != expected {
+            return Err(MatrixError::Length { got: bytes, expected, rows, cols });
         }
-        Ok(blocks)
+        Ok(())
     }
 
     /// Stacks matrices with the same columns into one (their rows one after another), so
@@ -119,15 +143,11 @@ impl Matrix {
             if part.cols != out.cols {
                 return None;
             }
-            match (&mut out.codes, part.codes) {
-                (Codes::Q4_1 { nibbles, offsets }, Codes::Q4_1 { nibbles: more, offsets: more_offsets }) => {
-                    nibbles.extend(more);
-                    offsets.extend(more_offsets);
-                }
-                (Codes::Q8_0 { codes }, Codes::Q8_0 { codes: more }) => codes.extend(more),
+            match (&mut out.blocks, part.blocks) {
+                (Blocks::Q4_1(blocks), Blocks::Q4_1(more)) => blocks.extend(more),
+                (Blocks::Q8_0(blocks), Blocks::Q8_0(more)) => blocks.extend(more),
                 _ => return None,
             }
-            out.scales.extend(part.scales);
             out.rows += part.rows;
         }
         Some(out)
@@ -143,34 +163,29 @@ impl Matrix {
 
     /// Bytes the matrix holds.
     pub(crate) fn size_in_bytes(&self) -> usize {
-        let codes = match &self.codes {
-            Codes::Q4_1 { nibbles, offsets } => nibbles.len() * 16 + offsets.len() * 4,
-            Codes::Q8_0 { codes } => codes.len() * BLOCK,
-        };
-        codes + self.scales.len() * 4
+        match &self.blocks {
+            Blocks::Q4_1(blocks) => std::mem::size_of_val(blocks.as_slice()),
+            Blocks::Q8_0(blocks) => std::mem::size_of_val(blocks.as_slice()),
+        }
     }
 
     /// Row `row` as f32 weights (an embedding lookup). `out` holds `cols` values.
     pub(crate) fn row_into(&self, row: usize, out: &mut [f32]) {
         let per_row = self.cols / BLOCK;
         let range = row * per_row..(row + 1) * per_row;
-        let scales = &self.scales[range.clone()];
         let out = out.as_chunks_mut::<BLOCK>().0;
-        match &self.codes {
-            Codes::Q4_1 { nibbles, offsets } => {
-                for (((block, q), &d), &m) in
-                    out.iter_mut().zip(&nibbles[range.clone()]).zip(scales).zip(&offsets[range])
-                {
-                    for j in 0..16 {
-                        block[j] = d * f32::from(q[j] & 0x0F) + m;
-                        block[j + 16] = d * f32::from(q[j] >> 4) + m;
+        match &self.blocks {
+            Blocks::Q4_1(blocks) => {
+                for (out, block) in out.iter_mut().zip(&blocks[range]) {
+                    for (o, q) in out.iter_mut().zip(block.codes()) {
+                        *o = block.scale * q + block.offset;
                     }
                 }
             }
-            Codes::Q8_0 { codes } => {
-                for ((block, q), &d) in out.iter_mut().zip(&codes[range]).zip(scales) {
-                    for j in 0..BLOCK {
-                        block[j] = d * f32::from(q[j]);
+            Blocks::Q8_0(blocks) => {
+                for (out, block) in out.iter_mut().zip(&blocks[range]) {
+                    for (o, q) in out.iter_mut().zip(block.codes()) {
+                        *o = block.scale * q;
                     }
                 }
             }
@@ -180,39 +195,53 @@ impl Matrix {
     /// `out[t] = self · inputs[t]` for each of the `tokens` input vectors (`inputs` holds
     /// `tokens × cols` values, `out` `tokens × rows`).
     pub(crate) fn product(&self, inputs: &[f32], tokens: usize, out: &mut [f32]) {
-        self.product_with(inputs, tokens, out, true);
+        self.product_with(inputs, tokens, out, Kernels::Widest);
     }
 
-    /// [`Matrix::product`], with the vector kernels or (`vectors` false) the portable loops.
-    fn product_with(&self, inputs: &[f32], tokens: usize, out: &mut [f32], vectors: bool) {
+    /// [`Matrix::product`] with the chosen kernels (where the CPU has them).
+    fn product_with(&self, inputs: &[f32], tokens: usize, out: &mut [f32], kernels: Kernels) {
         debug_assert_eq!(inputs.len(), tokens * self.cols);
         debug_assert_eq!(out.len(), tokens * self.rows);
+        match &self.blocks {
+            Blocks::Q4_1(blocks) => {
+                // Σ x per block, for the offsets.
+                let sums: Vec<f32> = inputs.as_chunks::<BLOCK>().0.iter().map(|block| block.iter().sum()).collect();
+                self.product_of(blocks, inputs, &sums, tokens, out, kernels);
+            }
+            Blocks::Q8_0(blocks) => self.product_of(blocks, inputs, &[], tokens, out, kernels),
+        }
+    }
+
+    /// `out[t][r] = Σ_b d_rb·(q_rb · x_tb) + m_rb·sums_tb` (`sums` empty without offsets).
+    fn product_of<Q: Block>(
+        &self,
+        blocks: &[Q],
+        inputs: &[f32],
+        sums: &[f32],
+        tokens: usize,
+        out: &mut [f32],
+        kernels: Kernels,
+    ) {
         let per_row = self.cols / BLOCK;
         let inputs = inputs.as_chunks::<BLOCK>().0;
-        // Σ x per block, for the Q4_1 offsets.
-        let sums: Vec<f32> = match self.codes {
-            Codes::Q4_1 { .. } => inputs.iter().map(|block| block.iter().sum()).collect(),
-            Codes::Q8_0 { .. } => Vec::new(),
-        };
         let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 8));
         let task = |(index, out): (usize, &mut [f32])| {
             let first = index * rows_per_task;
+            let blocks = &blocks[first * per_row..];
             #[cfg(target_arch = "x86_64")]
-            if let Some(simd) = pulp::x86::V3::try_new().filter(|_| vectors) {
-                let rows =
-                    Rows { kernel: avx2::Avx2(simd), matrix: self, per_row, inputs, sums: &sums, tokens, first, out };
-                return pulp::Simd::vectorize(simd, rows);
+            {
+                let v4 = pulp::x86::V4::try_new().filter(|_| kernels == Kernels::Widest);
+                if let Some(simd) = v4 {
+                    let rows = Rows { kernel: simd::Avx512(simd), blocks, per_row, inputs, sums, tokens, out };
+                    return pulp::Simd::vectorize(simd, rows);
+                }
+                let v3 = pulp::x86::V3::try_new().filter(|_| kernels != Kernels::Portable);
+                if let Some(simd) = v3 {
+                    let rows = Rows { kernel: simd::Avx2(simd), blocks, per_row, inputs, sums, tokens, out };
+                    return pulp::Simd::vectorize(simd, rows);
+                }
             }
-            pulp::Arch::new().dispatch(Rows {
-                kernel: Portable,
-                matrix: self,
-                per_row,
-                inputs,
-                sums: &sums,
-                tokens,
-                first,
-                out,
-            });
+            pulp::Arch::new().dispatch(Rows { kernel: Portable, blocks, per_row, inputs, sums, tokens, out });
         };
         if tokens == 1 {
             out.par_chunks_mut(rows_per_task).enumerate().for_each(task);
@@ -229,61 +258,112 @@ impl Matrix {
     }
 }
 
-/// One block's codes: Q4_1's nibbles (their unsigned values) or Q8_0's signed bytes.
-trait Block: Copy {
+/// One block's scale and codes: Q4_1's nibbles (their unsigned values) or Q8_0's bytes.
+trait Block: Copy + Send + Sync {
+    /// Whether blocks carry an offset (`w = d·q + m`).
+    const OFFSET: bool;
+    fn scale(&self) -> f32;
+    fn offset(&self) -> f32;
     /// The 32 codes as f32, in order.
     fn codes(&self) -> [f32; BLOCK];
     /// The 32 codes as four vectors of eight f32.
     #[cfg(target_arch = "x86_64")]
     fn widen(&self, simd: pulp::x86::V3) -> [core::arch::x86_64::__m256; 4];
+    /// The 32 codes as two vectors of sixteen f32.
+    #[cfg(target_arch = "x86_64")]
+    fn widen16(&self, simd: pulp::x86::V4) -> [core::arch::x86_64::__m512; 2];
 }
 
-impl Block for [u8; 16] {
+impl Block for Q4 {
+    const OFFSET: bool = true;
+
+    #[inline(always)]
+    fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    #[inline(always)]
+    fn offset(&self) -> f32 {
+        self.offset
+    }
+
     #[inline(always)]
     fn codes(&self) -> [f32; BLOCK] {
-        std::array::from_fn(|j| f32::from(if j < 16 { self[j] & 0x0F } else { self[j - 16] >> 4 }))
+        let q = &self.nibbles;
+        std::array::from_fn(|j| f32::from(if j < 16 { q[j] & 0x0F } else { q[j - 16] >> 4 }))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn widen(&self, s: pulp::x86::V3) -> [core::arch::x86_64::__m256; 4] {
-        let v: core::arch::x86_64::__m128i = pulp::cast(*self);
+        let v: core::arch::x86_64::__m128i = pulp::cast(self.nibbles);
         let mask = s.sse2._mm_set1_epi8(0x0F);
         let low = s.sse2._mm_and_si128(v, mask);
         let high = s.sse2._mm_and_si128(s.sse2._mm_srli_epi16::<4>(v), mask);
         let widen8 = |v| s.avx._mm256_cvtepi32_ps(s.avx2._mm256_cvtepu8_epi32(v));
         [widen8(low), widen8(s.sse2._mm_srli_si128::<8>(low)), widen8(high), widen8(s.sse2._mm_srli_si128::<8>(high))]
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn widen16(&self, s: pulp::x86::V4) -> [core::arch::x86_64::__m512; 2] {
+        let v: core::arch::x86_64::__m128i = pulp::cast(self.nibbles);
+        let mask = s.sse2._mm_set1_epi8(0x0F);
+        let low = s.sse2._mm_and_si128(v, mask);
+        let high = s.sse2._mm_and_si128(s.sse2._mm_srli_epi16::<4>(v), mask);
+        let widen16 = |v| s.avx512f._mm512_cvtepi32_ps(s.avx512f._mm512_cvtepu8_epi32(v));
+        [widen16(low), widen16(high)]
+    }
 }
 
-impl Block for [i8; BLOCK] {
+impl Block for Q8 {
+    const OFFSET: bool = false;
+
+    #[inline(always)]
+    fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    #[inline(always)]
+    fn offset(&self) -> f32 {
+        0.0
+    }
+
     #[inline(always)]
     fn codes(&self) -> [f32; BLOCK] {
-        std::array::from_fn(|j| f32::from(self[j]))
+        std::array::from_fn(|j| f32::from(self.codes[j]))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn widen(&self, s: pulp::x86::V3) -> [core::arch::x86_64::__m256; 4] {
-        let [a, b]: [core::arch::x86_64::__m128i; 2] = pulp::cast(*self);
+        let [a, b]: [core::arch::x86_64::__m128i; 2] = pulp::cast(self.codes);
         let widen8 = |v| s.avx._mm256_cvtepi32_ps(s.avx2._mm256_cvtepi8_epi32(v));
         [widen8(a), widen8(s.sse2._mm_srli_si128::<8>(a)), widen8(b), widen8(s.sse2._mm_srli_si128::<8>(b))]
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn widen16(&self, s: pulp::x86::V4) -> [core::arch::x86_64::__m512; 2] {
+        let halves: [core::arch::x86_64::__m128i; 2] = pulp::cast(self.codes);
+        halves.map(|v| s.avx512f._mm512_cvtepi32_ps(s.avx512f._mm512_cvtepi8_epi32(v)))
+    }
 }
 
-/// `out[r][t] = Σ_b scales[r][b] · (codes of blocks[r][b]) · inputs[t][b]`: `R` rows against
-/// `T` input vectors at once (rows share each input block's loads, inputs share each block's
-/// widened codes).
+/// `out[r][t] = Σ_b d_rb · (codes of rows[r][b]) · inputs[t][b] + m_rb · sums[t][b]`: `R`
+/// rows against `T` input vectors at once (rows share each input block's loads, inputs share
+/// each block's widened codes). `sums[t][b]` is `Σ_j inputs[t][b][j]`, read only for blocks
+/// with offsets.
 trait Kernel: Copy {
     fn dots<Q: Block, const R: usize, const T: usize>(
         self,
-        blocks: [&[Q]; R],
-        scales: [&[f32]; R],
+        rows: [&[Q]; R],
         inputs: [&[[f32; BLOCK]]; T],
+        sums: [&[f32]; T],
     ) -> [[f32; T]; R];
 }
 
-/// Plain loops, for CPUs without the instructions [`avx2::Avx2`] needs.
+/// Plain loops, for CPUs without the instructions of [`simd`]'s kernels.
 #[derive(Clone, Copy)]
 struct Portable;
 
@@ -291,17 +371,20 @@ impl Kernel for Portable {
     #[inline(always)]
     fn dots<Q: Block, const R: usize, const T: usize>(
         self,
-        blocks: [&[Q]; R],
-        scales: [&[f32]; R],
+        rows: [&[Q]; R],
         inputs: [&[[f32; BLOCK]]; T],
+        sums: [&[f32]; T],
     ) -> [[f32; T]; R] {
         let mut acc = [[0f32; T]; R];
         for r in 0..R {
-            for (b, (q, &d)) in blocks[r].iter().zip(scales[r]).enumerate() {
-                let w = q.codes();
+            for (b, block) in rows[r].iter().enumerate() {
+                let w = block.codes();
                 for t in 0..T {
                     let dot: f32 = w.iter().zip(&inputs[t][b]).map(|(w, x)| w * x).sum();
-                    acc[r][t] += d * dot;
+                    acc[r][t] += block.scale() * dot;
+                    if Q::OFFSET {
+                        acc[r][t] += block.offset() * sums[t][b];
+                    }
                 }
             }
         }
@@ -309,14 +392,49 @@ impl Kernel for Portable {
     }
 }
 
-/// AVX2 and FMA, through `pulp`'s safe wrappers of the intrinsics.
+/// AVX-512, or AVX2 and FMA, through `pulp`'s safe wrappers of the intrinsics.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use core::arch::x86_64::__m256;
+mod simd {
+    use core::arch::x86_64::{__m256, __m512};
 
-    use pulp::x86::V3;
+    use pulp::x86::{V3, V4};
 
     use super::{BLOCK, Block, Kernel};
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Avx512(pub(super) V4);
+
+    impl Kernel for Avx512 {
+        #[inline(always)]
+        fn dots<Q: Block, const R: usize, const T: usize>(
+            self,
+            rows: [&[Q]; R],
+            inputs: [&[[f32; BLOCK]]; T],
+            sums: [&[f32]; T],
+        ) -> [[f32; T]; R] {
+            let s = self.0;
+            let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
+            let mut acc = [[s.avx512f._mm512_setzero_ps(); T]; R];
+            let mut offsets = [[0f32; T]; R];
+            for b in 0..n {
+                for r in 0..R {
+                    let block = &rows[r][b];
+                    let w = block.widen16(s);
+                    let d = s.avx512f._mm512_set1_ps(block.scale());
+                    for t in 0..T {
+                        let x: [__m512; 2] = pulp::cast(inputs[t][b]);
+                        let p = s.avx512f._mm512_mul_ps(w[0], x[0]);
+                        let p = s.avx512f._mm512_fmadd_ps(w[1], x[1], p);
+                        acc[r][t] = s.avx512f._mm512_fmadd_ps(d, p, acc[r][t]);
+                        if Q::OFFSET {
+                            offsets[r][t] += block.offset() * sums[t][b];
+                        }
+                    }
+                }
+            }
+            std::array::from_fn(|r| std::array::from_fn(|t| s.avx512f._mm512_reduce_add_ps(acc[r][t]) + offsets[r][t]))
+        }
+    }
 
     #[derive(Clone, Copy)]
     pub(super) struct Avx2(pub(super) V3);
@@ -325,17 +443,19 @@ mod avx2 {
         #[inline(always)]
         fn dots<Q: Block, const R: usize, const T: usize>(
             self,
-            blocks: [&[Q]; R],
-            scales: [&[f32]; R],
+            rows: [&[Q]; R],
             inputs: [&[[f32; BLOCK]]; T],
+            sums: [&[f32]; T],
         ) -> [[f32; T]; R] {
             let s = self.0;
-            let n = blocks.iter().map(|b| b.len()).min().unwrap_or(0);
+            let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
             let mut acc = [[s.avx._mm256_setzero_ps(); T]; R];
+            let mut offsets = [[0f32; T]; R];
             for b in 0..n {
                 for r in 0..R {
-                    let w = blocks[r][b].widen(s);
-                    let d = s.avx._mm256_set1_ps(scales[r][b]);
+                    let block = &rows[r][b];
+                    let w = block.widen(s);
+                    let d = s.avx._mm256_set1_ps(block.scale());
                     for t in 0..T {
                         let x: [__m256; 4] = pulp::cast(inputs[t][b]);
                         let mut p = s.avx._mm256_mul_ps(w[0], x[0]);
@@ -343,98 +463,73 @@ mod avx2 {
                         p = s.fma._mm256_fmadd_ps(w[2], x[2], p);
                         p = s.fma._mm256_fmadd_ps(w[3], x[3], p);
                         acc[r][t] = s.fma._mm256_fmadd_ps(d, p, acc[r][t]);
+                        if Q::OFFSET {
+                            offsets[r][t] += block.offset() * sums[t][b];
+                        }
                     }
                 }
             }
-            std::array::from_fn(|r| std::array::from_fn(|t| pulp::cast::<__m256, [f32; 8]>(acc[r][t]).iter().sum()))
+            std::array::from_fn(|r| {
+                std::array::from_fn(|t| pulp::cast::<__m256, [f32; 8]>(acc[r][t]).iter().sum::<f32>() + offsets[r][t])
+            })
         }
     }
 }
 
-/// `Σ_b m_b·Σ_j x_bj`: what Q4_1's offsets add to a row's product.
-fn offset_terms(offsets: &[f32], sums: &[f32]) -> f32 {
-    offsets.iter().zip(sums).map(|(m, s)| m * s).sum()
-}
-
-/// One task's rows of a product: `out[(row - first) * tokens + t]`.
-struct Rows<'a, K> {
+/// One task's rows of a product: `blocks` starts at its first row; `out[local * tokens + t]`.
+struct Rows<'a, K, Q> {
     kernel: K,
-    matrix: &'a Matrix,
+    blocks: &'a [Q],
     per_row: usize,
     inputs: &'a [[f32; BLOCK]],
+    /// Σ x per input block (empty for blocks without offsets).
     sums: &'a [f32],
     tokens: usize,
-    first: usize,
     out: &'a mut [f32],
 }
 
-impl<K: Kernel> pulp::WithSimd for Rows<'_, K> {
+impl<K: Kernel, Q: Block> pulp::WithSimd for Rows<'_, K, Q> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        match &self.matrix.codes {
-            Codes::Q4_1 { nibbles, offsets } => {
-                let (per_row, tokens, first) = (self.per_row, self.tokens, self.first);
-                let sums = self.sums;
-                let out = self.run(nibbles);
-                for (local, out) in out.chunks_exact_mut(tokens).enumerate() {
-                    let m = &offsets[(first + local) * per_row..(first + local + 1) * per_row];
-                    for (t, value) in out.iter_mut().enumerate() {
-                        *value += offset_terms(m, &sums[t * per_row..(t + 1) * per_row]);
-                    }
-                }
-            }
-            Codes::Q8_0 { codes } => {
-                self.run(codes);
-            }
-        }
-    }
-}
-
-impl<'a, K: Kernel> Rows<'a, K> {
-    /// The scaled code products of this task's rows (without Q4_1's offsets).
-    #[inline(always)]
-    fn run<Q: Block>(self, blocks: &[Q]) -> &'a mut [f32] {
-        let Rows { kernel, matrix, per_row, inputs, tokens, first, out, .. } = self;
-        let row = |local: usize| (first + local) * per_row..(first + local + 1) * per_row;
-        let q = |local: usize| &blocks[row(local)];
-        let d = |local: usize| &matrix.scales[row(local)];
+        let Rows { kernel, blocks, per_row, inputs, sums, tokens, out } = self;
+        let q = |local: usize| &blocks[local * per_row..(local + 1) * per_row];
         let x = |t: usize| &inputs[t * per_row..(t + 1) * per_row];
+        let s = |t: usize| if Q::OFFSET { &sums[t * per_row..(t + 1) * per_row] } else { sums };
         let rows = out.len() / tokens;
         let mut local = 0;
         if tokens == 1 {
             // Four rows at a time share each input block.
             while local + 4 <= rows {
-                let dots = kernel.dots::<Q, 4, 1>(
-                    [q(local), q(local + 1), q(local + 2), q(local + 3)],
-                    [d(local), d(local + 1), d(local + 2), d(local + 3)],
-                    [x(0)],
-                );
+                let dots = kernel.dots::<Q, 4, 1>([q(local), q(local + 1), q(local + 2), q(local + 3)], [x(0)], [s(0)]);
                 for (i, dot) in dots.iter().enumerate() {
                     out[local + i] = dot[0];
                 }
                 local += 4;
             }
         }
+        // Several tokens: a tile of rows at a time, so the tile's codes and a group's inputs
+        // both stay in the first-level cache while they are reused.
         while local < rows {
-            let out = &mut out[local * tokens..(local + 1) * tokens];
+            let tile = local..(local + ROW_TILE).min(rows);
             let mut token = 0;
             while token + GROUP <= tokens {
-                let dots = kernel.dots::<Q, 1, GROUP>(
-                    [q(local)],
-                    [d(local)],
-                    [x(token), x(token + 1), x(token + 2), x(token + 3)],
-                );
-                out[token..token + GROUP].copy_from_slice(&dots[0]);
+                let group = [x(token), x(token + 1), x(token + 2), x(token + 3)];
+                let group_sums = [s(token), s(token + 1), s(token + 2), s(token + 3)];
+                for row in tile.clone() {
+                    let dots = kernel.dots::<Q, 1, GROUP>([q(row)], group, group_sums);
+                    out[row * tokens + token..row * tokens + token + GROUP].copy_from_slice(&dots[0]);
+                }
                 token += GROUP;
             }
-            for (t, value) in out.iter_mut().enumerate().skip(token) {
-                *value = kernel.dots::<Q, 1, 1>([q(local)], [d(local)], [x(t)])[0][0];
+            for t in token..tokens {
+                for row in tile.clone() {
+                    out[row * tokens + t] = kernel.dots::<Q, 1, 1>([q(row)], [x(t)], [s(t)])[0][0];
+                }
             }
-            local += 1;
+            local = tile.end;
         }
-        out
     }
 }
 
@@ -507,9 +602,9 @@ mod tests {
         let matrix = Matrix::from_q4_1(rows, cols, &bytes).expect("matrix");
         for tokens in [1, 3, 4, 9] {
             let inputs = values(tokens * cols, 11 + tokens as u64);
-            for vectors in [true, false] {
+            for kernels in [Kernels::Widest, Kernels::Avx2, Kernels::Portable] {
                 let mut out = vec![0f32; tokens * rows];
-                matrix.product_with(&inputs, tokens, &mut out, vectors);
+                matrix.product_with(&inputs, tokens, &mut out, kernels);
                 assert_close(&out, &reference(&weights, cols, &inputs));
             }
         }
@@ -532,9 +627,9 @@ mod tests {
         }
         for tokens in [1, 5] {
             let inputs = values(tokens * cols, 5);
-            for vectors in [true, false] {
+            for kernels in [Kernels::Widest, Kernels::Avx2, Kernels::Portable] {
                 let mut out = vec![0f32; tokens * rows];
-                matrix.product_with(&inputs, tokens, &mut out, vectors);
+                matrix.product_with(&inputs, tokens, &mut out, kernels);
                 assert_close(&out, &reference(&decoded, cols, &inputs));
             }
         }

@@ -192,7 +192,9 @@ impl LocalModel {
         let mut input = prompt_ids.clone();
         while generated.len() < max_tokens {
             debug_assert_eq!(cache.len(), prompt_ids.len() + generated.len() - input.len());
-            let logits = self.llama.forward(&mut cache, &input).map_err(ModelError::Inference)?;
+            // On one of rayon's threads: the products inside then share out their rows
+            // without handing each one to the pool from outside and waiting for it.
+            let logits = rayon::scope(|_| self.llama.forward(&mut cache, &input)).map_err(ModelError::Inference)?;
             let logits = Tensor::from_vec(logits, self.llama.vocab(), &Device::Cpu)?;
             let logits = if params.repeat_penalty != 1.0 && !generated.is_empty() {
                 let recent = &generated[generated.len().saturating_sub(REPEAT_WINDOW)..];
