@@ -18,7 +18,9 @@
 //! `unsafe` here. Rows are shared out among rayon's threads. One input vector (a generated
 //! token) goes through four rows at a time, sharing each input block's loads; several (a
 //! prompt's tokens) go four at a time through a tile of rows, so the tile's codes and the
-//! group's inputs stay in the first-level cache while they are reused.
+//! group's inputs stay in the first-level cache while they are reused; there each block is
+//! decoded whole once (scale and offset applied) and, with AVX-512's registers, four rows
+//! share each input block's loads too.
 
 use rayon::prelude::*;
 
@@ -355,6 +357,9 @@ impl Block for Q8 {
 /// each block's widened codes). `sums[t][b]` is `Σ_j inputs[t][b][j]`, read only for blocks
 /// with offsets.
 trait Kernel: Copy {
+    /// Whether the kernel has registers enough to take four rows and four inputs at once.
+    const WIDE: bool = false;
+
     fn dots<Q: Block, const R: usize, const T: usize>(
         self,
         rows: [&[Q]; R],
@@ -416,6 +421,8 @@ mod simd {
     pub(super) struct Avx512(pub(super) V4);
 
     impl Kernel for Avx512 {
+        const WIDE: bool = true;
+
         #[inline(always)]
         fn dots<Q: Block, const R: usize, const T: usize>(
             self,
@@ -426,6 +433,26 @@ mod simd {
             let s = self.0;
             let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
             let mut acc = [[s.avx512f._mm512_setzero_ps(); T]; R];
+            if T > 1 {
+                // Several inputs: each block's weights are decoded whole (scale and offset
+                // applied) once, then two multiply-adds per input.
+                for b in 0..n {
+                    let x: [[__m512; 2]; T] = std::array::from_fn(|t| pulp::cast(inputs[t][b]));
+                    for r in 0..R {
+                        let block = &rows[r][b];
+                        s.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
+                        let [w0, w1] = block.widen16(s);
+                        let d = s.avx512f._mm512_set1_ps(block.scale());
+                        let m = s.avx512f._mm512_set1_ps(block.offset());
+                        let w = [s.avx512f._mm512_fmadd_ps(w0, d, m), s.avx512f._mm512_fmadd_ps(w1, d, m)];
+                        for t in 0..T {
+                            acc[r][t] = s.avx512f._mm512_fmadd_ps(w[0], x[t][0], acc[r][t]);
+                            acc[r][t] = s.avx512f._mm512_fmadd_ps(w[1], x[t][1], acc[r][t]);
+                        }
+                    }
+                }
+                return std::array::from_fn(|r| std::array::from_fn(|t| s.avx512f._mm512_reduce_add_ps(acc[r][t])));
+            }
             let mut offsets = [[0f32; T]; R];
             for b in 0..n {
                 for r in 0..R {
@@ -462,6 +489,27 @@ mod simd {
             let s = self.0;
             let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
             let mut acc = [[s.avx._mm256_setzero_ps(); T]; R];
+            if T > 1 {
+                // Several inputs: each block's weights are decoded whole once (as above).
+                for b in 0..n {
+                    for r in 0..R {
+                        let block = &rows[r][b];
+                        s.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
+                        let d = s.avx._mm256_set1_ps(block.scale());
+                        let m = s.avx._mm256_set1_ps(block.offset());
+                        let w = block.widen(s).map(|w| s.fma._mm256_fmadd_ps(w, d, m));
+                        for t in 0..T {
+                            let x: [__m256; 4] = pulp::cast(inputs[t][b]);
+                            for (w, x) in w.iter().zip(x) {
+                                acc[r][t] = s.fma._mm256_fmadd_ps(*w, x, acc[r][t]);
+                            }
+                        }
+                    }
+                }
+                return std::array::from_fn(|r| {
+                    std::array::from_fn(|t| pulp::cast::<__m256, [f32; 8]>(acc[r][t]).iter().sum::<f32>())
+                });
+            }
             let mut offsets = [[0f32; T]; R];
             for b in 0..n {
                 for r in 0..R {
@@ -528,9 +576,19 @@ impl<K: Kernel, Q: Block> pulp::WithSimd for Rows<'_, K, Q> {
             let tile = local..(local + ROW_TILE).min(rows);
             let mut token = 0;
             while token + GROUP <= tokens {
-                let group = [x(token), x(token + 1), x(token + 2), x(token + 3)];
-                let group_sums = [s(token), s(token + 1), s(token + 2), s(token + 3)];
-                for row in tile.clone() {
+                let group: [_; GROUP] = std::array::from_fn(|t| x(token + t));
+                let group_sums: [_; GROUP] = std::array::from_fn(|t| s(token + t));
+                let mut row = tile.start;
+                // Four rows too where the registers allow: each input block is then loaded
+                // once for four rows (the loads, not the arithmetic, bound this loop).
+                while K::WIDE && row + 4 <= tile.end {
+                    let dots = kernel.dots::<Q, 4, GROUP>(std::array::from_fn(|i| q(row + i)), group, group_sums);
+                    for (i, dots) in dots.iter().enumerate() {
+                        out[(row + i) * tokens + token..(row + i) * tokens + token + GROUP].copy_from_slice(dots);
+                    }
+                    row += 4;
+                }
+                for row in row..tile.end {
                     let dots = kernel.dots::<Q, 1, GROUP>([q(row)], group, group_sums);
                     out[row * tokens + token..row * tokens + token + GROUP].copy_from_slice(&dots[0]);
                 }
