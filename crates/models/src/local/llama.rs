@@ -15,6 +15,8 @@ use super::matrix::{BLOCK, Matrix, MatrixError};
 
 /// Positions a generation can attend to (prompt and answer together).
 pub const CONTEXT_TOKENS: usize = 4096;
+/// A longer prompt goes through the layers this many tokens at a time.
+const PROMPT_CHUNK: usize = 256;
 
 /// Why the file's weights cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ struct Config {
     kv_heads: usize,
     head_dim: usize,
     vocab: usize,
+    /// Width of the feed-forward layers (the same in every layer).
+    ffn: usize,
     rms_eps: f32,
     rope_base: f32,
 }
@@ -85,8 +89,13 @@ impl Config {
             kv_heads,
             head_dim,
             vocab: 0, // from the embedding's shape
+            ffn: 0,   // from the first layer's shape
             rms_eps: float("llama.attention.layer_norm_rms_epsilon")?,
-            rope_base: float("llama.rope.freq_base").unwrap_or(10_000.0),
+            rope_base: if content.metadata.contains_key("llama.rope.freq_base") {
+                float("llama.rope.freq_base")?
+            } else {
+                10_000.0
+            },
         })
     }
 
@@ -171,6 +180,14 @@ impl Llama {
             let output = load("attn_output", hidden)?;
             let (gate, up) = (load("ffn_gate", hidden)?, load("ffn_up", hidden)?);
             let ffn = gate.rows();
+            if index == 0 {
+                config.ffn = ffn;
+            } else if ffn != config.ffn {
+                return Err(LoadError::Tensor {
+                    name: format!("blk.{index}.ffn_gate.weight"),
+                    reason: format!("{ffn} rows where earlier layers have {}", config.ffn),
+                });
+            }
             let gate_up =
                 Matrix::stack(vec![gate, up]).filter(|m| m.rows() == 2 * ffn).ok_or_else(|| LoadError::Tensor {
                     name: format!("blk.{index}.ffn_gate/up"),
@@ -224,33 +241,55 @@ impl Llama {
         layers + self.embedding.size_in_bytes() + self.output.as_ref().map_or(0, Matrix::size_in_bytes)
     }
 
+    /// An empty cache with room for `positions` positions (so it never grows by doubling).
+    pub(crate) fn cache(&self, positions: usize) -> Cache {
+        let room = positions.min(CONTEXT_TOKENS) * self.config.kv_dim();
+        let layers = || (0..self.config.layers).map(|_| Vec::with_capacity(room)).collect();
+        Cache { keys: layers(), values: layers(), len: 0 }
+    }
+
     /// Runs `tokens` at the positions after those in `cache` (which keeps their keys and
-    /// values) and returns the logits that predict the token after the last one.
+    /// values) and returns the logits that predict the token after the last one. A long
+    /// prompt goes through in chunks of [`PROMPT_CHUNK`] tokens, which bounds the memory its
+    /// activations take and changes nothing in the result.
     pub(crate) fn forward(&self, cache: &mut Cache, tokens: &[u32]) -> Result<Vec<f32>, String> {
         let c = self.config;
-        let n = tokens.len();
-        let start = cache.len;
-        if n == 0 {
-            return Err("no tokens".into());
+        let Some(last_chunk) = tokens.rchunks(PROMPT_CHUNK).next() else { return Err("no tokens".into()) };
+        if cache.len + tokens.len() > CONTEXT_TOKENS {
+            return Err(format!("{} positions exceed the context of {CONTEXT_TOKENS}", cache.len + tokens.len()));
         }
-        if start + n > CONTEXT_TOKENS {
-            return Err(format!("{} positions exceed the context of {CONTEXT_TOKENS}", start + n));
+        if let Some(token) = tokens.iter().find(|t| **t as usize >= c.vocab) {
+            return Err(format!("token {token} is outside the vocabulary of {}", c.vocab));
         }
         if cache.keys.len() != c.layers {
             cache.keys = vec![Vec::new(); c.layers];
             cache.values = vec![Vec::new(); c.layers];
         }
+        let before_last = &tokens[..tokens.len() - last_chunk.len()];
+        for chunk in before_last.chunks(PROMPT_CHUNK) {
+            self.run(cache, chunk);
+        }
+        let last = self.run(cache, last_chunk);
+        let mut normed = vec![0f32; c.hidden];
+        rms_norm(&last, &self.output_norm, c.rms_eps, &mut normed);
+        let mut logits = vec![0f32; c.vocab];
+        self.output.as_ref().unwrap_or(&self.embedding).product(&normed, 1, &mut logits);
+        Ok(logits)
+    }
+
+    /// The layers over `tokens` (checked: in the vocabulary, within the context), keeping
+    /// their keys and values in `cache`; returns the last token's hidden state.
+    fn run(&self, cache: &mut Cache, tokens: &[u32]) -> Vec<f32> {
+        let c = self.config;
+        let n = tokens.len();
+        let start = cache.len;
         let mut stream = vec![0f32; n * c.hidden];
         for (token, out) in tokens.iter().zip(stream.chunks_exact_mut(c.hidden)) {
-            let row = *token as usize;
-            if row >= c.vocab {
-                return Err(format!("token {token} is outside the vocabulary of {}", c.vocab));
-            }
-            self.embedding.row_into(row, out);
+            self.embedding.row_into(*token as usize, out);
         }
         let kv_dim = c.kv_dim();
         let qkv_dim = c.hidden + 2 * kv_dim;
-        let ffn = self.layers.first().map_or(0, |l| l.down.cols());
+        let ffn = c.ffn;
         let mut normed = vec![0f32; n * c.hidden];
         let mut qkv = vec![0f32; n * qkv_dim];
         let mut attended = vec![0f32; n * c.hidden];
@@ -287,12 +326,7 @@ impl Llama {
             add(&mut stream, &projected);
         }
         cache.len += n;
-        let last = &stream[(n - 1) * c.hidden..];
-        let mut normed = vec![0f32; c.hidden];
-        rms_norm(last, &self.output_norm, c.rms_eps, &mut normed);
-        let mut logits = vec![0f32; c.vocab];
-        self.output.as_ref().unwrap_or(&self.embedding).product(&normed, 1, &mut logits);
-        Ok(logits)
+        stream.split_off((n - 1) * c.hidden)
     }
 }
 
@@ -501,6 +535,23 @@ mod tests {
         assert_eq!(cache.len(), tokens.len() - 1);
         let answer = tokenizer.decode(&tokens[tokens.len() - 16..], true).expect("decode");
         assert!(answer.contains("Paris"), "{answer:?}");
+    }
+
+    #[test]
+    fn a_long_prompt_in_chunks_gives_the_logits_of_any_other_split() {
+        let Some((_, _, ours)) = shipped() else { return };
+        // 300 tokens: one call goes through in chunks of 256 and 44.
+        let tokens: Vec<u32> = (0..300u32).map(|i| 1 + (i * 7919) % 40_000).collect();
+        let mut whole = ours.cache(tokens.len());
+        let at_once = ours.forward(&mut whole, &tokens).expect("forward");
+        let mut split = Cache::default();
+        ours.forward(&mut split, &tokens[..100]).expect("first part");
+        let in_parts = ours.forward(&mut split, &tokens[100..]).expect("second part");
+        assert_eq!((whole.len(), split.len()), (300, 300));
+        let worst = at_once.iter().zip(&in_parts).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-3, "logits differ by up to {worst}");
+        assert_eq!(argmax(&at_once), argmax(&in_parts));
+        assert_eq!(whole.keys[0].capacity(), 300 * ours.config.kv_dim(), "sized once, never doubled");
     }
 
     #[test]

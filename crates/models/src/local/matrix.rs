@@ -159,10 +159,6 @@ impl Matrix {
         self.rows
     }
 
-    pub(crate) fn cols(&self) -> usize {
-        self.cols
-    }
-
     /// Bytes the matrix holds.
     pub(crate) fn size_in_bytes(&self) -> usize {
         match &self.blocks {

@@ -4,8 +4,9 @@
 //! prompts are ChatML (`text.rs`). [`LocalModel::generate`] is blocking and streams text
 //! through a callback; [`LocalChatProvider`] puts it behind the `providers::ModelProvider` seam.
 //!
-//! The weights are shared and never change; each generation keeps its own attention cache, so
-//! generations run side by side (sharing the CPU's cores).
+//! The weights are shared and never change; each generation keeps its own attention cache,
+//! sized for its prompt and answer. One generation runs at a time per model: several at once
+//! would only share the same cores (and each would hold its own cache).
 
 mod llama;
 mod matrix;
@@ -93,6 +94,8 @@ const REPEAT_WINDOW: usize = 64;
 /// SmolLM2-135M-Instruct, loaded and ready. `Send + Sync`.
 pub struct LocalModel {
     llama: llama::Llama,
+    /// Held for the whole of a generation.
+    generating: std::sync::Mutex<()>,
     tokenizer: tokenizers::Tokenizer,
     end_tokens: Vec<u32>,
 }
@@ -137,7 +140,7 @@ impl LocalModel {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let llama = llama::Llama::from_gguf(&content, reader).map_err(|e| ModelError::invalid(path, e))?;
-        Ok(Self { llama, tokenizer, end_tokens })
+        Ok(Self { llama, generating: std::sync::Mutex::new(()), tokenizer, end_tokens })
     }
 
     /// Bytes of weights held in memory.
@@ -183,7 +186,9 @@ impl LocalModel {
         };
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
 
-        let mut cache = llama::Cache::default();
+        // A poisoned lock only means an earlier generation panicked; nothing it guards is shared.
+        let _one_at_a_time = self.generating.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.llama.cache(prompt_ids.len() + max_tokens);
         let mut generated: Vec<u32> = Vec::new();
         let mut text = String::new();
         let mut emitted = 0usize;
