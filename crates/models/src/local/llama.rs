@@ -127,8 +127,8 @@ pub(crate) struct Llama {
     rope: Vec<(f32, f32)>,
 }
 
-/// The keys and values of the positions seen so far, per layer.
-#[derive(Debug, Default)]
+/// The keys and values of the positions seen so far, per layer (made by [`Llama::cache`]).
+#[derive(Debug)]
 pub(crate) struct Cache {
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
@@ -260,10 +260,6 @@ impl Llama {
         }
         if let Some(token) = tokens.iter().find(|t| **t as usize >= c.vocab) {
             return Err(format!("token {token} is outside the vocabulary of {}", c.vocab));
-        }
-        if cache.keys.len() != c.layers {
-            cache.keys = vec![Vec::new(); c.layers];
-            cache.values = vec![Vec::new(); c.layers];
         }
         let before_last = &tokens[..tokens.len() - last_chunk.len()];
         for chunk in before_last.chunks(PROMPT_CHUNK) {
@@ -512,7 +508,7 @@ mod tests {
 
         let prompt = super::super::chatml_prompt(&[(super::super::ChatRole::User, "What is the capital of France?")]);
         let mut tokens = tokenizer.encode(prompt, false).expect("encode").get_ids().to_vec();
-        let mut cache = Cache::default();
+        let mut cache = ours.cache(tokens.len() + 16);
         let mut input = tokens.clone();
         // The prompt at once, then greedy steps one token at a time.
         for step in 0..16 {
@@ -544,7 +540,7 @@ mod tests {
         let tokens: Vec<u32> = (0..300u32).map(|i| 1 + (i * 7919) % 40_000).collect();
         let mut whole = ours.cache(tokens.len());
         let at_once = ours.forward(&mut whole, &tokens).expect("forward");
-        let mut split = Cache::default();
+        let mut split = ours.cache(0);
         ours.forward(&mut split, &tokens[..100]).expect("first part");
         let in_parts = ours.forward(&mut split, &tokens[100..]).expect("second part");
         assert_eq!((whole.len(), split.len()), (300, 300));
@@ -557,7 +553,7 @@ mod tests {
     #[test]
     fn positions_past_the_context_and_unknown_tokens_are_refused() {
         let Some((_, _, ours)) = shipped() else { return };
-        let mut cache = Cache::default();
+        let mut cache = ours.cache(0);
         let error = ours.forward(&mut cache, &[u32::MAX]).expect_err("not a token");
         assert!(error.contains("outside the vocabulary"), "{error}");
         assert!(ours.forward(&mut cache, &[]).is_err());

@@ -230,12 +230,12 @@ impl Matrix {
             {
                 let v4 = pulp::x86::V4::try_new().filter(|_| kernels == Kernels::Widest);
                 if let Some(simd) = v4 {
-                    let rows = Rows { kernel: simd::Avx512(simd), blocks, per_row, inputs, sums, tokens, out };
+                    let rows = Rows { kernel: simd::Vectors(simd), blocks, per_row, inputs, sums, tokens, out };
                     return pulp::Simd::vectorize(simd, rows);
                 }
                 let v3 = pulp::x86::V3::try_new().filter(|_| kernels != Kernels::Portable);
                 if let Some(simd) = v3 {
-                    let rows = Rows { kernel: simd::Avx2(simd), blocks, per_row, inputs, sums, tokens, out };
+                    let rows = Rows { kernel: simd::Vectors(simd), blocks, per_row, inputs, sums, tokens, out };
                     return pulp::Simd::vectorize(simd, rows);
                 }
             }
@@ -413,68 +413,111 @@ mod simd {
         (block as *const Q).cast::<i8>().wrapping_add(PREFETCH_DISTANCE)
     }
 
-    #[derive(Clone, Copy)]
-    pub(super) struct Avx512(pub(super) V4);
+    /// The vector operations a kernel needs, at one width: AVX-512 (two vectors of sixteen
+    /// per block) or AVX2 (four of eight).
+    pub(super) trait Lanes: Copy {
+        type V: Copy;
+        /// One block's 32 values as vectors.
+        type Block: Copy + AsRef<[Self::V]> + AsMut<[Self::V]>;
+        /// Whether there are registers enough for four rows by four inputs.
+        const WIDE: bool;
+        fn zero(self) -> Self::V;
+        fn splat(self, x: f32) -> Self::V;
+        fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+        /// `a·b + c`.
+        fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        fn sum(self, v: Self::V) -> f32;
+        fn load(self, x: [f32; BLOCK]) -> Self::Block;
+        fn widen<Q: Block>(self, block: &Q) -> Self::Block;
+        /// Asks for the memory [`PREFETCH_DISTANCE`] past `block`.
+        fn prefetch<Q>(self, block: &Q);
+    }
 
-    impl Kernel for Avx512 {
+    impl Lanes for V4 {
+        type V = __m512;
+        type Block = [__m512; 2];
         const WIDE: bool = true;
 
         #[inline(always)]
-        fn dots<Q: Block, const R: usize, const T: usize>(
-            self,
-            rows: [&[Q]; R],
-            inputs: [&[[f32; BLOCK]]; T],
-            sums: [&[f32]; T],
-        ) -> [[f32; T]; R] {
-            let s = self.0;
-            let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
-            let mut acc = [[s.avx512f._mm512_setzero_ps(); T]; R];
-            if T > 1 {
-                // Several inputs: each block's weights are decoded whole (scale and offset
-                // applied) once, then two multiply-adds per input.
-                for b in 0..n {
-                    let x: [[__m512; 2]; T] = std::array::from_fn(|t| pulp::cast(inputs[t][b]));
-                    for r in 0..R {
-                        let block = &rows[r][b];
-                        s.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
-                        let [w0, w1] = block.widen16(s);
-                        let d = s.avx512f._mm512_set1_ps(block.scale());
-                        let m = s.avx512f._mm512_set1_ps(block.offset());
-                        let w = [s.avx512f._mm512_fmadd_ps(w0, d, m), s.avx512f._mm512_fmadd_ps(w1, d, m)];
-                        for t in 0..T {
-                            acc[r][t] = s.avx512f._mm512_fmadd_ps(w[0], x[t][0], acc[r][t]);
-                            acc[r][t] = s.avx512f._mm512_fmadd_ps(w[1], x[t][1], acc[r][t]);
-                        }
-                    }
-                }
-                return std::array::from_fn(|r| std::array::from_fn(|t| s.avx512f._mm512_reduce_add_ps(acc[r][t])));
-            }
-            let mut offsets = [[0f32; T]; R];
-            for b in 0..n {
-                for r in 0..R {
-                    let block = &rows[r][b];
-                    s.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
-                    let w = block.widen16(s);
-                    let d = s.avx512f._mm512_set1_ps(block.scale());
-                    for t in 0..T {
-                        let x: [__m512; 2] = pulp::cast(inputs[t][b]);
-                        let p = s.avx512f._mm512_mul_ps(w[0], x[0]);
-                        let p = s.avx512f._mm512_fmadd_ps(w[1], x[1], p);
-                        acc[r][t] = s.avx512f._mm512_fmadd_ps(d, p, acc[r][t]);
-                        if Q::OFFSET {
-                            offsets[r][t] += block.offset() * sums[t][b];
-                        }
-                    }
-                }
-            }
-            std::array::from_fn(|r| std::array::from_fn(|t| s.avx512f._mm512_reduce_add_ps(acc[r][t]) + offsets[r][t]))
+        fn zero(self) -> __m512 {
+            self.avx512f._mm512_setzero_ps()
+        }
+        #[inline(always)]
+        fn splat(self, x: f32) -> __m512 {
+            self.avx512f._mm512_set1_ps(x)
+        }
+        #[inline(always)]
+        fn mul(self, a: __m512, b: __m512) -> __m512 {
+            self.avx512f._mm512_mul_ps(a, b)
+        }
+        #[inline(always)]
+        fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+            self.avx512f._mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        fn sum(self, v: __m512) -> f32 {
+            self.avx512f._mm512_reduce_add_ps(v)
+        }
+        #[inline(always)]
+        fn load(self, x: [f32; BLOCK]) -> [__m512; 2] {
+            pulp::cast(x)
+        }
+        #[inline(always)]
+        fn widen<Q: Block>(self, block: &Q) -> [__m512; 2] {
+            block.widen16(self)
+        }
+        #[inline(always)]
+        fn prefetch<Q>(self, block: &Q) {
+            self.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
         }
     }
 
-    #[derive(Clone, Copy)]
-    pub(super) struct Avx2(pub(super) V3);
+    impl Lanes for V3 {
+        type V = __m256;
+        type Block = [__m256; 4];
+        const WIDE: bool = false;
 
-    impl Kernel for Avx2 {
+        #[inline(always)]
+        fn zero(self) -> __m256 {
+            self.avx._mm256_setzero_ps()
+        }
+        #[inline(always)]
+        fn splat(self, x: f32) -> __m256 {
+            self.avx._mm256_set1_ps(x)
+        }
+        #[inline(always)]
+        fn mul(self, a: __m256, b: __m256) -> __m256 {
+            self.avx._mm256_mul_ps(a, b)
+        }
+        #[inline(always)]
+        fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+            self.fma._mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        fn sum(self, v: __m256) -> f32 {
+            pulp::cast::<__m256, [f32; 8]>(v).iter().sum()
+        }
+        #[inline(always)]
+        fn load(self, x: [f32; BLOCK]) -> [__m256; 4] {
+            pulp::cast(x)
+        }
+        #[inline(always)]
+        fn widen<Q: Block>(self, block: &Q) -> [__m256; 4] {
+            block.widen(self)
+        }
+        #[inline(always)]
+        fn prefetch<Q>(self, block: &Q) {
+            self.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
+        }
+    }
+
+    /// The kernel at the width of `L`.
+    #[derive(Clone, Copy)]
+    pub(super) struct Vectors<L>(pub(super) L);
+
+    impl<L: Lanes> Kernel for Vectors<L> {
+        const WIDE: bool = L::WIDE;
+
         #[inline(always)]
         fn dots<Q: Block, const R: usize, const T: usize>(
             self,
@@ -482,53 +525,55 @@ mod simd {
             inputs: [&[[f32; BLOCK]]; T],
             sums: [&[f32]; T],
         ) -> [[f32; T]; R] {
-            let s = self.0;
+            let l = self.0;
             let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
-            let mut acc = [[s.avx._mm256_setzero_ps(); T]; R];
+            let mut acc = [[l.zero(); T]; R];
             if T > 1 {
-                // Several inputs: each block's weights are decoded whole once (as above).
+                // Several inputs: each block's weights are decoded whole (scale and offset
+                // applied) once, then multiply-added into every input; each input block is
+                // loaded once for all `R` rows.
                 for b in 0..n {
+                    let x: [L::Block; T] = std::array::from_fn(|t| l.load(inputs[t][b]));
                     for r in 0..R {
                         let block = &rows[r][b];
-                        s.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
-                        let d = s.avx._mm256_set1_ps(block.scale());
-                        let m = s.avx._mm256_set1_ps(block.offset());
-                        let w = block.widen(s).map(|w| s.fma._mm256_fmadd_ps(w, d, m));
+                        l.prefetch(block);
+                        let (d, m) = (l.splat(block.scale()), l.splat(block.offset()));
+                        let mut w = l.widen(block);
+                        for w in w.as_mut() {
+                            *w = l.fma(*w, d, m);
+                        }
                         for t in 0..T {
-                            let x: [__m256; 4] = pulp::cast(inputs[t][b]);
-                            for (w, x) in w.iter().zip(x) {
-                                acc[r][t] = s.fma._mm256_fmadd_ps(*w, x, acc[r][t]);
+                            for (w, x) in w.as_ref().iter().zip(x[t].as_ref()) {
+                                acc[r][t] = l.fma(*w, *x, acc[r][t]);
                             }
                         }
                     }
                 }
-                return std::array::from_fn(|r| {
-                    std::array::from_fn(|t| pulp::cast::<__m256, [f32; 8]>(acc[r][t]).iter().sum::<f32>())
-                });
+                return std::array::from_fn(|r| std::array::from_fn(|t| l.sum(acc[r][t])));
             }
+            // One input: the codes' products are summed, then scaled once per block.
             let mut offsets = [[0f32; T]; R];
             for b in 0..n {
                 for r in 0..R {
                     let block = &rows[r][b];
-                    s.sse._mm_prefetch::<_MM_HINT_T0>(ahead(block));
-                    let w = block.widen(s);
-                    let d = s.avx._mm256_set1_ps(block.scale());
+                    l.prefetch(block);
+                    let w = l.widen(block);
+                    let d = l.splat(block.scale());
                     for t in 0..T {
-                        let x: [__m256; 4] = pulp::cast(inputs[t][b]);
-                        let mut p = s.avx._mm256_mul_ps(w[0], x[0]);
-                        p = s.fma._mm256_fmadd_ps(w[1], x[1], p);
-                        p = s.fma._mm256_fmadd_ps(w[2], x[2], p);
-                        p = s.fma._mm256_fmadd_ps(w[3], x[3], p);
-                        acc[r][t] = s.fma._mm256_fmadd_ps(d, p, acc[r][t]);
+                        let x = l.load(inputs[t][b]);
+                        let (w, x) = (w.as_ref(), x.as_ref());
+                        let mut p = l.mul(w[0], x[0]);
+                        for i in 1..w.len().min(x.len()) {
+                            p = l.fma(w[i], x[i], p);
+                        }
+                        acc[r][t] = l.fma(d, p, acc[r][t]);
                         if Q::OFFSET {
                             offsets[r][t] += block.offset() * sums[t][b];
                         }
                     }
                 }
             }
-            std::array::from_fn(|r| {
-                std::array::from_fn(|t| pulp::cast::<__m256, [f32; 8]>(acc[r][t]).iter().sum::<f32>() + offsets[r][t])
-            })
+            std::array::from_fn(|r| std::array::from_fn(|t| l.sum(acc[r][t]) + offsets[r][t]))
         }
     }
 }
