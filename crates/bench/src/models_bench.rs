@@ -1,6 +1,6 @@
 //! The in-process models benchmark: all-MiniLM-L6-v2 sentences per second at batch 32 (short
 //! and ~40-token texts) and single-text latency, on all cores and on one (a child process with
-//! `RAYON_NUM_THREADS=1`, since candle sizes its pool once per process); tier classification
+//! `RAYON_NUM_THREADS=1`, since rayon sizes its pool once per process); tier classification
 //! latency and the held-out examples routed by the rule runs follow (equipment answered with
 //! no model, trivial requests with no plan); SmolLM2-135M prompt and generation tokens per
 //! second and the time to a whole one-sentence answer. The embeddings' baseline is

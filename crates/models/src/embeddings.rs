@@ -1,22 +1,21 @@
 //! Sentence embeddings with all-MiniLM-L6-v2, computed the way `sentence-transformers` does:
 //! WordPiece tokens truncated at 256, the BERT encoder, mean pooling over the attention mask,
-//! L2 normalisation; 384 dimensions. Texts are embedded in batches padded to the longest text
-//! of the batch (texts are sorted by length first, so little padding is wasted), and a bounded
-//! cache answers texts seen recently without running the model.
+//! L2 normalisation; 384 dimensions. The encoder is our own forward pass over the file's f32
+//! weights (`bert.rs`); texts go through it in batches, sorted by length, each text over its
+//! own tokens only (no padding), and a bounded cache answers texts seen recently without
+//! running the model.
 //!
-//! Threads: candle runs its matrix products on a pool sized to the physical cores (override with
-//! `RAYON_NUM_THREADS` or `CANDLE_NUM_THREADS` before the first model call).
+//! Threads: the matrix products share their rows among rayon's pool, sized to the cores
+//! (override with `RAYON_NUM_THREADS` before the first model call).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use domain::embed::{EmbedError, Embedder};
 use tokenizers::{Tokenizer, TruncationParams};
 
+use crate::bert::{Bert, BertConfig};
 use crate::cache::GenerationalCache;
 use crate::error::ModelError;
 
@@ -35,7 +34,7 @@ pub const CACHE_ENTRIES: usize = 10_000;
 
 /// all-MiniLM-L6-v2 on the CPU. `Send + Sync`: share it behind an `Arc`.
 pub struct SentenceEmbedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     cache: Mutex<GenerationalCache<String, Arc<[f32]>>>,
 }
@@ -62,7 +61,9 @@ impl SentenceEmbedder {
         let weights_path = ModelError::require(dir.join("model.safetensors"))?;
 
         let config_text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::invalid(&config_path, e))?;
-        let config: Config = serde_json::from_str(&config_text).map_err(|e| ModelError::invalid(&config_path, e))?;
+        let config: BertConfig =
+            serde_json::from_str(&config_text).map_err(|e| ModelError::invalid(&config_path, e))?;
+        config.check().map_err(|e| ModelError::invalid(&config_path, e))?;
         if config.hidden_size != DIMS {
             return Err(ModelError::invalid(&config_path, format!("hidden size {} is not {DIMS}", config.hidden_size)));
         }
@@ -78,9 +79,7 @@ impl SentenceEmbedder {
 
         // Memory-mapping would need `unsafe`; the 90 MB file is read once instead.
         let weights = std::fs::read(&weights_path).map_err(|e| ModelError::invalid(&weights_path, e))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| ModelError::invalid(&weights_path, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| ModelError::invalid(&weights_path, e))?;
+        let model = Bert::load(&config, &weights).map_err(|e| ModelError::invalid(&weights_path, e))?;
         Ok(Self { model, tokenizer, cache: Mutex::new(GenerationalCache::new(CACHE_ENTRIES)) })
     }
 
@@ -145,28 +144,14 @@ impl SentenceEmbedder {
             .ok_or_else(|| ModelError::Inference("a text was not embedded".into()))
     }
 
-    /// One forward pass over a batch of token ids, padded to the longest.
+    /// One forward pass over a batch of token ids.
     fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let rows = batch.len();
-        let width = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
-        let mut input_ids = vec![0u32; rows * width];
-        let mut mask = vec![0f32; rows * width];
-        for (row, ids) in batch.iter().enumerate() {
-            input_ids[row * width..row * width + ids.len()].copy_from_slice(ids);
-            mask[row * width..row * width + ids.len()].fill(1.0);
-        }
-        let device = &Device::Cpu;
-        let input_ids = Tensor::from_vec(input_ids, (rows, width), device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), device)?;
-        let token_type_ids = input_ids.zeros_like()?;
-        let hidden = self.model.forward(&input_ids, &token_type_ids, Some(&mask))?; // (rows, width, DIMS)
-        // Mean over the real tokens: padding positions are zeroed by the mask.
-        let mask3 = mask.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask3)?.sum(1)?; // (rows, DIMS)
-        let counts = mask.sum_keepdim(1)?.clamp(1e-9, f32::MAX)?; // (rows, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        Ok(mean.broadcast_div(&norms)?.to_vec2::<f32>()?)
+        self.model.embed(batch).map_err(|e| ModelError::Inference(e.to_string()))
+    }
+
+    /// Bytes of weights the model holds.
+    pub fn weight_bytes(&self) -> usize {
+        self.model.weight_bytes()
     }
 
     /// How many texts the cache holds now.

@@ -1,5 +1,5 @@
 //! The llama transformer that SmolLM2 is, run directly on f32 activations over the GGUF
-//! file's quantized weights (`matrix.rs`): token embedding, then per layer RMS norm, attention
+//! file's quantized weights (`crate::matrix`): token embedding, then per layer RMS norm, attention
 //! with rotary positions (llama's interleaved pairs) and grouped key/value heads, RMS norm and
 //! the SiLU-gated feed-forward, each added back to the residual stream; a final norm and the
 //! output projection (the token embedding itself when the file ties them).
@@ -11,7 +11,7 @@
 
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 
-use super::matrix::{BLOCK, Matrix, MatrixError};
+use crate::matrix::{BLOCK, Matrix, MatrixError, dot};
 
 /// Positions a generation can attend to (prompt and answer together).
 pub const CONTEXT_TOKENS: usize = 4096;
@@ -442,19 +442,6 @@ fn attend(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, o
             }
         }
     }
-}
-
-/// A dot product in eight lanes (so it vectorizes).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    for (x, y) in a.as_chunks::<8>().0.iter().zip(b.as_chunks::<8>().0) {
-        for lane in 0..8 {
-            acc[lane] += x[lane] * y[lane];
-        }
-    }
-    let tail: f32 = a.as_chunks::<8>().1.iter().zip(b.as_chunks::<8>().1).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

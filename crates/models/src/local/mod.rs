@@ -1,6 +1,6 @@
 //! The local chat model: SmolLM2-135M-Instruct from its GGUF file, run by our own llama
 //! forward pass (`llama.rs`) over the file's quantized weights as they are, with f32
-//! activations (`matrix.rs`); the tokenizer comes from the GGUF metadata (`tokenizer.rs`);
+//! activations (`crate::matrix`); the tokenizer comes from the GGUF metadata (`tokenizer.rs`);
 //! prompts are ChatML (`text.rs`). [`LocalModel::generate`] is blocking and streams text
 //! through a callback; [`LocalChatProvider`] puts it behind the `providers::ModelProvider` seam.
 //!
@@ -9,7 +9,6 @@
 //! would only share the same cores (and each would hold its own cache).
 
 mod llama;
-mod matrix;
 mod provider;
 mod text;
 mod tokenizer;

@@ -1,4 +1,4 @@
-//! The local model's weight matrices and their products with activations.
+//! The local model's quantized weight matrices and their products with activations.
 //!
 //! Weights stay in the GGUF file's own block encodings, 32 weights per block along a row:
 //! Q4_1 (4-bit codes `q` with a scale `d` and an offset `m`: `w = d·q + m`) and Q8_0 (signed
@@ -645,17 +645,30 @@ impl<K: Kernel, Q: Block> pulp::WithSimd for Rows<'_, K, Q> {
     }
 }
 
+/// A dot product in eight lanes (so it vectorizes).
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (x, y) in a.as_chunks::<8>().0.iter().zip(b.as_chunks::<8>().0) {
+        for lane in 0..8 {
+            acc[lane] += x[lane] * y[lane];
+        }
+    }
+    let tail: f32 = a.as_chunks::<8>().1.iter().zip(b.as_chunks::<8>().1).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// The little-endian f16 at `at`, widened.
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Deterministic values in [-1, 1) (xorshift).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut state = seed | 1;
         (0..n)
             .map(|_| {

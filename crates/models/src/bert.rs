@@ -1,0 +1,572 @@
+//! all-MiniLM-L6-v2's BERT encoder, run by our own forward pass over the file's f32 weights
+//! (packed once at load for many-token products, [`crate::panels`]): word, position and token-type embeddings and their
+//! layer norm, then per layer bidirectional multi-head attention (query, key and value stacked
+//! into one product), its output projection, residual and layer norm, the GELU feed-forward,
+//! its residual and layer norm; the output is mean-pooled over each text's tokens and scaled to
+//! unit length, as `sentence-transformers` does.
+//!
+//! Texts are not padded: the tokens of several texts go through each product together (every
+//! product treats tokens independently), and attention stays within each text's own tokens.
+//! So a batch computes exactly what each text alone would, with no mask, and one short text
+//! costs its own few tokens, not a generic matrix library's set-up (re-packing the weights for
+//! every call cost more than the arithmetic for a short text).
+
+use safetensors::{Dtype, SafeTensors};
+use std::ops::Range;
+
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::matrix::dot;
+use crate::panels::Panels;
+
+/// Tokens that go through the layers together (bounds the activations a large batch holds;
+/// past a few dozen tokens, each weight loaded is already reused many times).
+const TOKENS_PER_PASS: usize = 512;
+
+/// The fields of a BERT `config.json` the forward pass reads.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct BertConfig {
+    pub(crate) hidden_size: usize,
+    pub(crate) num_attention_heads: usize,
+    pub(crate) num_hidden_layers: usize,
+    pub(crate) intermediate_size: usize,
+    pub(crate) max_position_embeddings: usize,
+    pub(crate) layer_norm_eps: f64,
+    pub(crate) hidden_act: String,
+    #[serde(default = "absolute")]
+    pub(crate) position_embedding_type: String,
+}
+
+fn absolute() -> String {
+    "absolute".into()
+}
+
+impl BertConfig {
+    /// What the forward pass cannot run, named by its field.
+    pub(crate) fn check(&self) -> Result<(), BertError> {
+        if self.hidden_act != "gelu" {
+            return Err(BertError::Config(format!(
+                "hidden_act {:?} is not supported (only \"gelu\")",
+                self.hidden_act
+            )));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(BertError::Config(format!(
+                "position_embedding_type {:?} is not supported (only \"absolute\")",
+                self.position_embedding_type
+            )));
+        }
+        let (dims, heads) = (self.hidden_size, self.num_attention_heads);
+        if heads == 0 || !dims.is_multiple_of(heads) {
+            return Err(BertError::Config(format!(
+                "hidden_size {dims} is not a multiple of num_attention_heads {heads}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why the encoder could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BertError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    File(String),
+    #[error("tensor {name}: {reason}")]
+    Tensor { name: String, reason: String },
+    #[error("token id {id} is outside the vocabulary of {vocabulary}")]
+    UnknownToken { id: u32, vocabulary: usize },
+    #[error("{tokens} tokens is more than the {max} positions the model has")]
+    TooLong { tokens: usize, max: usize },
+}
+
+/// A layer norm's scale and shift.
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// A linear layer: `out = W·x + b`.
+struct Dense {
+    weights: Panels,
+    bias: Vec<f32>,
+}
+
+struct Layer {
+    /// Query, key and value, stacked.
+    qkv: Dense,
+    attention_output: Dense,
+    attention_norm: Norm,
+    up: Dense,
+    down: Dense,
+    output_norm: Norm,
+}
+
+/// The encoder's weights: immutable, shared by every call.
+pub(crate) struct Bert {
+    dims: usize,
+    heads: usize,
+    ffn: usize,
+    eps: f32,
+    vocabulary: usize,
+    max_positions: usize,
+    words: Vec<f32>,
+    positions: Vec<f32>,
+    /// Token type 0's embedding (every token is of type 0 for a single text).
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+impl Bert {
+    /// Builds the encoder from a safetensors file's bytes (names as `transformers` writes a
+    /// `BertModel`, with or without a `bert.` prefix).
+    pub(crate) fn load(config: &BertConfig, file: &[u8]) -> Result<Self, BertError> {
+        config.check()?;
+        let (dims, heads) = (config.hidden_size, config.num_attention_heads);
+        let tensors = SafeTensors::deserialize(file).map_err(|e| BertError::File(e.to_string()))?;
+        let prefix = if tensors.names().iter().any(|name| name.starts_with("bert.")) { "bert." } else { "" };
+        let read = |name: &str, shape: &[usize]| tensor(&tensors, &format!("{prefix}{name}"), shape);
+        let ffn = config.intermediate_size;
+        // Several layers' weights stacked (one product for query, key and value).
+        let dense = |names: &[String], rows: usize, cols: usize| -> Result<Dense, BertError> {
+            let (mut weights, mut bias) = (Vec::new(), Vec::new());
+            for name in names {
+                weights.extend(read(&format!("{name}.weight"), &[rows, cols])?);
+                bias.extend(read(&format!("{name}.bias"), &[rows])?);
+            }
+            let weights = Panels::from_rows(rows * names.len(), cols, &weights).map_err(|e| BertError::Tensor {
+                name: format!("{prefix}{}.weight", names[0]),
+                reason: e.to_string(),
+            })?;
+            Ok(Dense { weights, bias })
+        };
+        let norm = |name: &str| -> Result<Norm, BertError> {
+            Ok(Norm {
+                weight: read(&format!("{name}.weight"), &[dims])?,
+                bias: read(&format!("{name}.bias"), &[dims])?,
+            })
+        };
+        let words = read("embeddings.word_embeddings.weight", &[0, dims])?;
+        let max_positions = config.max_position_embeddings;
+        let positions = read("embeddings.position_embeddings.weight", &[max_positions, dims])?;
+        let token_types = read("embeddings.token_type_embeddings.weight", &[0, dims])?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let at = format!("encoder.layer.{i}");
+                let qkv = ["query", "key", "value"].map(|part| format!("{at}.attention.self.{part}"));
+                Ok(Layer {
+                    qkv: dense(&qkv, dims, dims)?,
+                    attention_output: dense(&[format!("{at}.attention.output.dense")], dims, dims)?,
+                    attention_norm: norm(&format!("{at}.attention.output.LayerNorm"))?,
+                    up: dense(&[format!("{at}.intermediate.dense")], ffn, dims)?,
+                    down: dense(&[format!("{at}.output.dense")], dims, ffn)?,
+                    output_norm: norm(&format!("{at}.output.LayerNorm"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, BertError>>()?;
+        Ok(Self {
+            dims,
+            heads,
+            ffn,
+            eps: config.layer_norm_eps as f32,
+            vocabulary: words.len() / dims,
+            max_positions,
+            token_type: token_types.get(..dims).map(<[f32]>::to_vec).ok_or_else(|| BertError::Tensor {
+                name: format!("{prefix}embeddings.token_type_embeddings.weight"),
+                reason: "no token type 0".into(),
+            })?,
+            words,
+            positions,
+            embedding_norm: norm("embeddings.LayerNorm")?,
+            layers,
+        })
+    }
+
+    /// Bytes of weights held.
+    pub(crate) fn weight_bytes(&self) -> usize {
+        let dense = |d: &Dense| d.weights.size_in_bytes() + d.bias.len() * 4;
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| dense(&l.qkv) + dense(&l.attention_output) + dense(&l.up) + dense(&l.down) + 8 * self.dims * 4)
+            .sum();
+        layers + (self.words.len() + self.positions.len() + 3 * self.dims) * 4
+    }
+
+    /// One unit vector per token sequence (each already cut to the model's positions), the
+    /// mean of its tokens' outputs.
+    pub(crate) fn embed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>, BertError> {
+        for ids in texts {
+            if ids.len() > self.max_positions {
+                return Err(BertError::TooLong { tokens: ids.len(), max: self.max_positions });
+            }
+            if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocabulary) {
+                return Err(BertError::UnknownToken { id, vocabulary: self.vocabulary });
+            }
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        let mut rest = texts;
+        while !rest.is_empty() {
+            // At least one text per pass, then as many as fit.
+            let mut take = 1;
+            let mut tokens = rest[0].len();
+            while take < rest.len() && tokens + rest[take].len() <= TOKENS_PER_PASS {
+                tokens += rest[take].len();
+                take += 1;
+            }
+            let (pass, later) = rest.split_at(take);
+            out.extend(rayon::scope(|_| self.forward(pass)));
+            rest = later;
+        }
+        Ok(out)
+    }
+
+    /// The layers over the texts' tokens side by side, then pooling.
+    fn forward(&self, texts: &[&[u32]]) -> Vec<Vec<f32>> {
+        let d = self.dims;
+        let spans: Vec<Range<usize>> = texts
+            .iter()
+            .scan(0, |start, ids| {
+                let span = *start..*start + ids.len();
+                *start = span.end;
+                Some(span)
+            })
+            .collect();
+        let n = spans.last().map_or(0, |span| span.end);
+        let mut stream = vec![0f32; n * d];
+        let rows = stream.chunks_exact_mut(d);
+        for ((position, &id), row) in texts.iter().flat_map(|ids| ids.iter().enumerate()).zip(rows) {
+            let word = &self.words[id as usize * d..(id as usize + 1) * d];
+            let place = &self.positions[position * d..(position + 1) * d];
+            for (((out, w), p), t) in row.iter_mut().zip(word).zip(place).zip(&self.token_type) {
+                *out = w + p + t;
+            }
+        }
+        layer_norm(&mut stream, &self.embedding_norm, self.eps);
+        let mut qkv = vec![0f32; n * 3 * d];
+        let mut attended = vec![0f32; n * d];
+        let mut projected = vec![0f32; n * d];
+        let mut hidden = vec![0f32; n * self.ffn];
+        for layer in &self.layers {
+            layer.qkv.apply(&stream, n, &mut qkv);
+            attend(d, self.heads, &qkv, &spans, &mut attended);
+            layer.attention_output.apply(&attended, n, &mut projected);
+            add(&mut stream, &projected);
+            layer_norm(&mut stream, &layer.attention_norm, self.eps);
+            layer.up.apply(&stream, n, &mut hidden);
+            gelu(&mut hidden, self.ffn);
+            layer.down.apply(&hidden, n, &mut projected);
+            add(&mut stream, &projected);
+            layer_norm(&mut stream, &layer.output_norm, self.eps);
+        }
+        spans
+            .iter()
+            .map(|span| {
+                let mut mean = vec![0f32; d];
+                for row in stream[span.start * d..span.end * d].chunks_exact(d) {
+                    add(&mut mean, row);
+                }
+                let count = (span.len() as f32).max(1e-9);
+                mean.iter_mut().for_each(|v| *v /= count);
+                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|v| *v /= norm);
+                mean
+            })
+            .collect()
+    }
+}
+
+impl Dense {
+    fn apply(&self, inputs: &[f32], tokens: usize, out: &mut [f32]) {
+        self.weights.product(inputs, tokens, out);
+        for row in out.chunks_exact_mut(self.bias.len()) {
+            add(row, &self.bias);
+        }
+    }
+}
+
+/// A tensor's f32 values, checked against `shape` (a 0 accepts any length there).
+fn tensor(tensors: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>, BertError> {
+    let invalid = |reason: String| BertError::Tensor { name: name.to_owned(), reason };
+    let view = tensors.tensor(name).map_err(|e| invalid(e.to_string()))?;
+    if view.dtype() != Dtype::F32 {
+        return Err(invalid(format!("{:?}, expected F32", view.dtype())));
+    }
+    let fits = view.shape().len() == shape.len()
+        && view.shape().iter().zip(shape).all(|(&got, &want)| want == 0 || got == want);
+    if !fits || view.shape().contains(&0) {
+        return Err(invalid(format!("shape {:?}, expected {shape:?}", view.shape())));
+    }
+    Ok(view.data().as_chunks::<4>().0.iter().map(|bytes| f32::from_le_bytes(*bytes)).collect())
+}
+
+fn add(into: &mut [f32], other: &[f32]) {
+    for (a, b) in into.iter_mut().zip(other) {
+        *a += b;
+    }
+}
+
+/// `x = (x - mean) / √(var + ε) · weight + bias`, for each row of `x`.
+fn layer_norm(x: &mut [f32], norm: &Norm, eps: f32) {
+    let d = norm.weight.len();
+    for row in x.chunks_exact_mut(d) {
+        let mean = row.iter().sum::<f32>() / d as f32;
+        let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let scale = 1.0 / (variance + eps).sqrt();
+        for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
+            *v = (*v - mean) * scale * w + b;
+        }
+    }
+}
+
+/// Tokens per parallel task of attention and GELU.
+const TOKENS_PER_TASK: usize = 16;
+
+/// Attention of every token over the tokens of its own text, head by head; `out` gets the
+/// heads' weighted values side by side. Tokens are shared among rayon's threads.
+fn attend(dims: usize, heads: usize, qkv: &[f32], spans: &[Range<usize>], out: &mut [f32]) {
+    let span_of: Vec<Range<usize>> = spans.iter().flat_map(|span| span.clone().map(|_| span.clone())).collect();
+    out.par_chunks_mut(dims * TOKENS_PER_TASK).enumerate().for_each(|(task, out)| {
+        let first = task * TOKENS_PER_TASK;
+        let spans = &span_of[first..first + out.len() / dims];
+        pulp::Arch::new().dispatch(Attend { dims, heads, qkv, first, spans, out });
+    });
+}
+
+/// Some tokens' attention (tokens `first..`, each with its text's span), inside `pulp`'s
+/// dispatch so its loops are compiled for the CPU's widest vectors.
+struct Attend<'a> {
+    dims: usize,
+    heads: usize,
+    qkv: &'a [f32],
+    first: usize,
+    spans: &'a [Range<usize>],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Attend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Attend { dims, heads, qkv, first, spans, out } = self;
+        let head = dims / heads;
+        let scale = 1.0 / (head as f32).sqrt();
+        let row = |t: usize| &qkv[t * 3 * dims..(t + 1) * 3 * dims];
+        let mut scores = Vec::new();
+        for (i, (span, out)) in spans.iter().zip(out.chunks_exact_mut(dims)).enumerate() {
+            let query = &row(first + i)[..dims];
+            for (h, out) in out.chunks_exact_mut(head).enumerate() {
+                let at = h * head..(h + 1) * head;
+                scores.clear();
+                scores.extend(
+                    span.clone().map(|s| dot(&query[at.clone()], &row(s)[dims + at.start..dims + at.end]) * scale),
+                );
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0.0;
+                for s in &mut scores {
+                    *s = exp(*s - max);
+                    total += *s;
+                }
+                out.fill(0.0);
+                for (weight, s) in scores.iter().zip(span.clone()) {
+                    let weight = weight / total;
+                    let value = &row(s)[2 * dims + at.start..2 * dims + at.end];
+                    for (o, v) in out.iter_mut().zip(value) {
+                        *o += weight * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// GELU with the error function (BERT's "gelu"), in place, shared among rayon's threads.
+fn gelu(values: &mut [f32], width: usize) {
+    values.par_chunks_mut(width * TOKENS_PER_TASK).for_each(|values| pulp::Arch::new().dispatch(Gelu(values)));
+}
+
+struct Gelu<'a>(&'a mut [f32]);
+
+impl pulp::WithSimd for Gelu<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        for x in self.0.iter_mut() {
+            *x *= 0.5 * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+/// The error function to within 1.5e-7 (Abramowitz and Stegun 7.1.26), plus f32 rounding.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152, 1.061_405_4];
+    let z = x.abs();
+    let t = 1.0 / (1.0 + P * z);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let y = 1.0 - poly * exp(-z * z);
+    y.copysign(x)
+}
+
+/// `e^x` to within 3e-7 relative, in operations that vectorize (no library call): `x` split
+/// into `n·ln 2 + r` with an integer `n` and `|r| ≤ ln 2 / 2` (`ln 2` in two parts, so `r` is
+/// exact), `e^r` by its Taylor series to the seventh power, `2^n` put in the exponent bits.
+/// Below -87 (where f32 runs out) it is 0.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // 355/512, exact in f32: `n·LN2_HIGH` is exact for any `n` here.
+    const LN2_HIGH: f32 = 355.0 / 512.0;
+    const LN2_LOW: f32 = -2.121_944_4e-4;
+    // Adding and taking away 1.5·2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * LN2_HIGH - n * LN2_LOW;
+    let mut p = 1.0 / 5040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p * r + c;
+    }
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x <= -87.0 { 0.0 } else { p * scale }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::bert::{BertModel, Config};
+
+    use super::*;
+
+    /// Candle's BERT over the same file, padded with a mask and pooled as sentence-transformers
+    /// pools: the reference this forward pass must agree with.
+    fn candle_embed(model: &BertModel, batch: &[&[u32]]) -> Vec<Vec<f32>> {
+        let width = batch.iter().map(|ids| ids.len()).max().unwrap_or(1);
+        let mut ids = vec![0u32; batch.len() * width];
+        let mut mask = vec![0f32; batch.len() * width];
+        for (row, text) in batch.iter().enumerate() {
+            ids[row * width..row * width + text.len()].copy_from_slice(text);
+            mask[row * width..row * width + text.len()].fill(1.0);
+        }
+        let ids = Tensor::from_vec(ids, (batch.len(), width), &Device::Cpu).expect("ids");
+        let mask = Tensor::from_vec(mask, (batch.len(), width), &Device::Cpu).expect("mask");
+        let hidden = model.forward(&ids, &ids.zeros_like().expect("types"), Some(&mask)).expect("forward");
+        let summed = hidden.broadcast_mul(&mask.unsqueeze(2).expect("mask3")).and_then(|h| h.sum(1)).expect("sum");
+        let mean = summed.broadcast_div(&mask.sum_keepdim(1).expect("count")).expect("mean");
+        let norms = mean.sqr().and_then(|m| m.sum_keepdim(1)).and_then(|m| m.sqrt()).expect("norms");
+        mean.broadcast_div(&norms).and_then(|m| m.to_vec2::<f32>()).expect("vectors")
+    }
+
+    #[test]
+    fn the_encoder_agrees_with_candles_bert_on_the_same_weights() {
+        let Some(dir) = crate::testing::models_dir() else { return };
+        let dir = dir.join(crate::embeddings::MODEL_DIR);
+        let config_text = std::fs::read_to_string(dir.join("config.json")).expect("config");
+        let file = std::fs::read(dir.join("model.safetensors")).expect("weights");
+        let ours = Bert::load(&serde_json::from_str(&config_text).expect("our config"), &file).expect("ours");
+        let config: Config = serde_json::from_str(&config_text).expect("candle's config");
+        let vb = VarBuilder::from_buffered_safetensors(file, DType::F32, &Device::Cpu).expect("vb");
+        let theirs = BertModel::load(vb, &config).expect("candle's bert");
+        // Token ids of texts of 1, 3, 7, 40 and 256 tokens (CLS ... SEP), in one batch and alone.
+        let texts: Vec<Vec<u32>> = [1usize, 3, 7, 40, 256]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                (0..n)
+                    .map(|j| {
+                        if j == 0 {
+                            101
+                        } else if j == n - 1 {
+                            102
+                        } else {
+                            1000 + (j * 37 + i * 101) as u32 % 28000
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let batch: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+        let want = candle_embed(&theirs, &batch);
+        let together = ours.embed(&batch).expect("embeds");
+        for (i, text) in batch.iter().enumerate() {
+            let alone = ours.embed(&[text]).expect("alone");
+            for (got, want) in [(&together[i], &want[i]), (&alone[0], &want[i])] {
+                let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+                assert!(worst < 2e-5, "text {i} ({} tokens): differs by {worst}", text.len());
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_tokens_and_overlong_texts_are_refused() {
+        let Some(dir) = crate::testing::models_dir() else { return };
+        let dir = dir.join(crate::embeddings::MODEL_DIR);
+        let config: BertConfig =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("parses");
+        let bert = Bert::load(&config, &std::fs::read(dir.join("model.safetensors")).expect("weights")).expect("loads");
+        let error = bert.embed(&[&[101, 40_000, 102]]).expect_err("unknown token");
+        assert_eq!(error.to_string(), "token id 40000 is outside the vocabulary of 30522");
+        let long = vec![101u32; 513];
+        let error = bert.embed(&[&long]).expect_err("too long");
+        assert_eq!(error.to_string(), "513 tokens is more than the 512 positions the model has");
+    }
+
+    #[test]
+    fn configurations_it_cannot_run_are_named() {
+        let config = |act: &str, heads: usize| BertConfig {
+            hidden_size: 384,
+            num_attention_heads: heads,
+            num_hidden_layers: 1,
+            intermediate_size: 1536,
+            max_position_embeddings: 512,
+            layer_norm_eps: 1e-12,
+            hidden_act: act.into(),
+            position_embedding_type: "absolute".into(),
+        };
+        assert!(config("gelu", 12).check().is_ok());
+        assert!(config("relu", 12).check().expect_err("relu").to_string().contains("hidden_act \"relu\""));
+        assert!(config("gelu", 5).check().expect_err("heads").to_string().contains("num_attention_heads 5"));
+        let error = Bert::load(&config("gelu", 12), b"not a safetensors file").err().expect("garbage is refused");
+        assert!(matches!(error, BertError::File(_)), "{error}");
+    }
+
+    /// erf to f64 precision by its series (converges for the |x| < 5 tested).
+    fn erf_series(x: f64) -> f64 {
+        let (mut term, mut sum) = (x, x);
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn erf_is_within_its_stated_error() {
+        for i in -4000..=4000 {
+            let x = i as f32 / 1000.0;
+            let want = erf_series(f64::from(x));
+            let got = f64::from(erf(x));
+            assert!((got - want).abs() < 5e-7, "erf({x}) = {got}, want {want}");
+        }
+        assert_eq!(erf(10.0), 1.0);
+        assert_eq!(erf(-10.0), -1.0);
+    }
+
+    #[test]
+    fn exp_is_within_its_stated_error() {
+        for i in -8699..=8800 {
+            let x = i as f32 / 100.0;
+            let want = f64::from(x).exp();
+            let got = f64::from(exp(x));
+            assert!(((got - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+    }
+}
