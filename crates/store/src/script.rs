@@ -79,12 +79,21 @@ impl<'q, DB: Database> Script<'q, DB> {
             self.alone = long;
         }
         let offset = self.placeholders;
+        // SQLite finds a numbered parameter's name by a walk along the statement's list of
+        // names, so binding a long statement's `$N` costs the square of its placeholders (a
+        // 256-row insert: millions of steps at every commit). A long statement alone whose
+        // placeholders run `$1…$n` in order is sent with anonymous `?` instead, bound in order.
+        let anonymous = self.join && long && sequential(sql);
         if let Some(part) = self.parts.last_mut() {
             if !part.sql.is_empty() {
                 part.sql.push_str(";\n");
                 part.joined = true;
             }
-            renumber_into(&mut part.sql, sql, offset);
+            if anonymous {
+                anonymize_into(&mut part.sql, sql);
+            } else {
+                renumber_into(&mut part.sql, sql, offset);
+            }
         }
         self.placeholders += count;
         self
@@ -147,6 +156,29 @@ fn highest_placeholder(sql: &str) -> usize {
     let mut highest = 0;
     placeholders(sql, |_, n| highest = highest.max(n.unwrap_or(0)));
     highest
+}
+
+/// Whether `sql`'s placeholders are `$1, $2, …` in order, each once.
+fn sequential(sql: &str) -> bool {
+    let (mut next, mut ordered) = (1, true);
+    placeholders(sql, |_, n| {
+        if let Some(n) = n {
+            ordered &= n == next;
+            next += 1;
+        }
+    });
+    ordered
+}
+
+/// Appends `sql` to `out` with every `$N` written as `?`.
+fn anonymize_into(out: &mut String, sql: &str) {
+    placeholders(sql, |text, n| match n {
+        Some(_) => {
+            out.push_str(text.strip_suffix('$').unwrap_or(text));
+            out.push('?');
+        }
+        None => out.push_str(text),
+    });
 }
 
 /// Appends `sql` to `out` with every `$N` written as `$(N + offset)`.
@@ -219,6 +251,32 @@ mod tests {
         let parts = script.into_parts().map_err(|e| e.to_string());
         let shape = parts.map(|p| p.iter().map(|p| (p.sql.matches(';').count() + 1, p.joined)).collect::<Vec<_>>());
         assert_eq!(shape, Ok(vec![(2, true), (1, false), (2, true)]));
+    }
+
+    #[test]
+    fn a_long_statement_in_order_is_sent_with_anonymous_placeholders_on_sqlite_only() {
+        let long: String = (1..=200).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("INSERT INTO t VALUES ({long})");
+        for join in [true, false] {
+            let mut script = Script::<sqlx::Sqlite>::new(join);
+            script.statement(&sql);
+            for n in 0..200_i64 {
+                script.bind(n);
+            }
+            let parts = script.into_parts().expect("parts");
+            let anonymous = parts[0].sql.contains('?');
+            assert_eq!(anonymous, join, "{}", &parts[0].sql[..40]);
+            if join {
+                assert!(!parts[0].sql.contains('$'));
+                assert_eq!(parts[0].sql.matches('?').count(), 200);
+            }
+        }
+        // Out of order or repeated: kept numbered.
+        let mut shuffled: Vec<String> = (1..=200).map(|n| format!("${n}")).collect();
+        shuffled.swap(0, 1);
+        assert!(!sequential(&shuffled.join(",")));
+        assert!(!sequential("$1, $1"));
+        assert!(sequential("a = $1 AND b = $2"));
     }
 
     #[test]

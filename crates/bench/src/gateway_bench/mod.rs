@@ -124,6 +124,7 @@ async fn bench(
     }
     through_nexus += nexus_c1.count();
     print_added_latency("Nexus", &direct_c1, &nexus_c1);
+    print_wake_floor(server_core, load_pinned.map(|id| core_affinity::CoreId { id }));
     println!(
         "Nexus CPU per request (server thread, its blocking pool and SQLite workers): {:.1} us",
         nexus_cpu.nexus.as_secs_f64() * 1e6 / nexus_c1.count().max(1) as f64
@@ -312,6 +313,21 @@ fn print_added_latency(who: &str, direct: &RunResult, nexus: &RunResult) {
         verdict(added_p50 <= 50.0, "<= 50 us"),
         verdict(added_p99 <= 250.0, "<= 250 us"),
     );
+}
+
+/// What waking a thread on the other core costs on this machine, measured here: a call through
+/// Nexus crosses between the two cores four times (load generator → Nexus → mock → Nexus →
+/// load generator), the direct path not at all, so two of these round trips are part of every
+/// added figure at concurrency 1 whatever the gateway does.
+fn print_wake_floor(server: Option<core_affinity::CoreId>, load: Option<core_affinity::CoreId>) {
+    let (Some(server), Some(load)) = (server, load) else { return };
+    match (system::wake_round_trip(server, load), system::wake_round_trip(load, load)) {
+        (Some((cross, cross_p99)), Some((same, _))) => println!(
+            "the machine's floor: a wake-up round trip between the two cores takes p50 {cross:.1} us (p99 {cross_p99:.1} us), {same:.1} us within one core; a call through Nexus crosses cores four times, so about {:.0} us of the added p50 is the machine's",
+            2.0 * (cross - same)
+        ),
+        _ => println!("the machine's floor: could not pin threads to measure the cross-core wake-up"),
+    }
 }
 
 /// Both paths' streaming times and the time to first token Nexus adds, against the target.

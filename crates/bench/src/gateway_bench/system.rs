@@ -60,3 +60,42 @@ impl CpuTimes {
         Self { nexus: self.nexus.saturating_sub(earlier.nexus), rest: self.rest.saturating_sub(earlier.rest) }
     }
 }
+
+/// Round trips of one byte over a socket pair between two threads pinned to `a` and `b`
+/// (blocking reads, so each side sleeps and is woken as a server waiting on its network is):
+/// the median and P99 in microseconds. `None` if a thread could not be pinned.
+pub fn wake_round_trip(a: core_affinity::CoreId, b: core_affinity::CoreId) -> Option<(f64, f64)> {
+    use std::io::{Read, Write};
+    const TRIPS: usize = 5_000;
+    let (mut near, mut far) = std::os::unix::net::UnixStream::pair().ok()?;
+    let peer = std::thread::spawn(move || {
+        if !core_affinity::set_for_current(b) {
+            return false;
+        }
+        let mut byte = [0u8];
+        while far.read_exact(&mut byte).is_ok() && far.write_all(&byte).is_ok() {}
+        true
+    });
+    let measured = std::thread::spawn(move || {
+        if !core_affinity::set_for_current(a) {
+            return None;
+        }
+        let mut byte = [0u8];
+        let mut trips = Vec::with_capacity(TRIPS);
+        for _ in 0..TRIPS {
+            let started = std::time::Instant::now();
+            near.write_all(&byte).ok()?;
+            near.read_exact(&mut byte).ok()?;
+            trips.push(started.elapsed());
+        }
+        trips.sort_unstable();
+        let us = |q: f64| trips[((trips.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+        Some((us(0.5), us(0.99)))
+    })
+    .join()
+    .ok()
+    .flatten();
+    // The peer ends when `near` is dropped (its read fails).
+    let pinned = peer.join().unwrap_or(false);
+    measured.filter(|_| pinned)
+}
