@@ -18,11 +18,15 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::matrix::dot;
-use crate::panels::Panels;
+use crate::panels::{Panels, Share};
 
 /// Tokens that go through the layers together (bounds the activations a large batch holds;
 /// past a few dozen tokens, each weight loaded is already reused many times).
 const TOKENS_PER_PASS: usize = 512;
+
+/// Tokens per thread from which a batch's texts are shared out among the threads (each taking
+/// its texts through every layer alone) rather than each product's rows.
+const PARALLEL_TEXTS_FROM: usize = 64;
 
 /// The fields of a BERT `config.json` the forward pass reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -207,10 +211,24 @@ impl Bert {
                 return Err(BertError::UnknownToken { id, vocabulary: self.vocabulary });
             }
         }
+        let tokens: usize = texts.iter().map(|ids| ids.len()).sum();
+        let threads = rayon::current_num_threads();
+        if threads > 1 && tokens >= threads * PARALLEL_TEXTS_FROM {
+            // Enough tokens for every thread: each takes its own texts through every layer,
+            // with no hand-over between threads at each product.
+            let groups = split_by_tokens(texts, threads);
+            let vectors: Vec<Vec<Vec<f32>>> =
+                rayon::scope(|_| groups.par_iter().map(|group| self.passes(group, Share::Alone)).collect());
+            return Ok(vectors.into_iter().flatten().collect());
+        }
+        Ok(rayon::scope(|_| self.passes(texts, Share::Threads)))
+    }
+
+    /// The texts in passes of at most [`TOKENS_PER_PASS`] tokens (at least one text each).
+    fn passes(&self, texts: &[&[u32]], share: Share) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(texts.len());
         let mut rest = texts;
         while !rest.is_empty() {
-            // At least one text per pass, then as many as fit.
             let mut take = 1;
             let mut tokens = rest[0].len();
             while take < rest.len() && tokens + rest[take].len() <= TOKENS_PER_PASS {
@@ -218,14 +236,14 @@ impl Bert {
                 take += 1;
             }
             let (pass, later) = rest.split_at(take);
-            out.extend(rayon::scope(|_| self.forward(pass)));
+            out.extend(self.forward(pass, share));
             rest = later;
         }
-        Ok(out)
+        out
     }
 
     /// The layers over the texts' tokens side by side, then pooling.
-    fn forward(&self, texts: &[&[u32]]) -> Vec<Vec<f32>> {
+    fn forward(&self, texts: &[&[u32]], share: Share) -> Vec<Vec<f32>> {
         let d = self.dims;
         let spans: Vec<Range<usize>> = texts
             .iter()
@@ -251,14 +269,14 @@ impl Bert {
         let mut projected = vec![0f32; n * d];
         let mut hidden = vec![0f32; n * self.ffn];
         for layer in &self.layers {
-            layer.qkv.apply(&stream, n, &mut qkv);
-            attend(d, self.heads, &qkv, &spans, &mut attended);
-            layer.attention_output.apply(&attended, n, &mut projected);
+            layer.qkv.apply(&stream, n, &mut qkv, share);
+            attend(d, self.heads, &qkv, &spans, &mut attended, share);
+            layer.attention_output.apply(&attended, n, &mut projected, share);
             add(&mut stream, &projected);
             layer_norm(&mut stream, &layer.attention_norm, self.eps);
-            layer.up.apply(&stream, n, &mut hidden);
-            gelu(&mut hidden, self.ffn);
-            layer.down.apply(&hidden, n, &mut projected);
+            layer.up.apply(&stream, n, &mut hidden, share);
+            gelu(&mut hidden, self.ffn, share);
+            layer.down.apply(&hidden, n, &mut projected, share);
             add(&mut stream, &projected);
             layer_norm(&mut stream, &layer.output_norm, self.eps);
         }
@@ -280,8 +298,8 @@ impl Bert {
 }
 
 impl Dense {
-    fn apply(&self, inputs: &[f32], tokens: usize, out: &mut [f32]) {
-        self.weights.product(inputs, tokens, out);
+    fn apply(&self, inputs: &[f32], tokens: usize, out: &mut [f32], share: Share) {
+        self.weights.product(inputs, tokens, out, share);
         for row in out.chunks_exact_mut(self.bias.len()) {
             add(row, &self.bias);
         }
@@ -322,14 +340,32 @@ fn layer_norm(x: &mut [f32], norm: &Norm, eps: f32) {
     }
 }
 
+/// `count` groups of consecutive texts with about the same number of tokens each.
+fn split_by_tokens<'a, 'b>(texts: &'a [&'b [u32]], count: usize) -> Vec<&'a [&'b [u32]]> {
+    let total: usize = texts.iter().map(|ids| ids.len()).sum();
+    let mut groups = Vec::with_capacity(count);
+    let (mut start, mut seen) = (0, 0);
+    for (i, ids) in texts.iter().enumerate() {
+        seen += ids.len();
+        // Close a group once it holds its share of the tokens so far.
+        if seen * count >= total * (groups.len() + 1) && groups.len() + 1 < count {
+            groups.push(&texts[start..=i]);
+            start = i + 1;
+        }
+    }
+    groups.push(&texts[start..]);
+    groups.retain(|group| !group.is_empty());
+    groups
+}
+
 /// Tokens per parallel task of attention and GELU.
 const TOKENS_PER_TASK: usize = 16;
 
 /// Attention of every token over the tokens of its own text, head by head; `out` gets the
 /// heads' weighted values side by side. Tokens are shared among rayon's threads.
-fn attend(dims: usize, heads: usize, qkv: &[f32], spans: &[Range<usize>], out: &mut [f32]) {
+fn attend(dims: usize, heads: usize, qkv: &[f32], spans: &[Range<usize>], out: &mut [f32], share: Share) {
     let span_of: Vec<Range<usize>> = spans.iter().flat_map(|span| span.clone().map(|_| span.clone())).collect();
-    out.par_chunks_mut(dims * TOKENS_PER_TASK).enumerate().for_each(|(task, out)| {
+    share.chunks(out, dims * TOKENS_PER_TASK, |task, out| {
         let first = task * TOKENS_PER_TASK;
         let spans = &span_of[first..first + out.len() / dims];
         pulp::Arch::new().dispatch(Attend { dims, heads, qkv, first, spans, out });
@@ -385,8 +421,8 @@ impl pulp::WithSimd for Attend<'_> {
 }
 
 /// GELU with the error function (BERT's "gelu"), in place, shared among rayon's threads.
-fn gelu(values: &mut [f32], width: usize) {
-    values.par_chunks_mut(width * TOKENS_PER_TASK).for_each(|values| pulp::Arch::new().dispatch(Gelu(values)));
+fn gelu(values: &mut [f32], width: usize, share: Share) {
+    share.chunks(values, width * TOKENS_PER_TASK, |_, values| pulp::Arch::new().dispatch(Gelu(values)));
 }
 
 struct Gelu<'a>(&'a mut [f32]);
@@ -556,6 +592,17 @@ mod tests {
         }
         assert_eq!(erf(10.0), 1.0);
         assert_eq!(erf(-10.0), -1.0);
+    }
+
+    #[test]
+    fn texts_are_shared_out_in_order_by_their_tokens() {
+        let texts: Vec<Vec<u32>> = [10usize, 10, 10, 10, 40, 5, 5].iter().map(|&n| vec![1; n]).collect();
+        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+        let groups = split_by_tokens(&texts, 2);
+        let lengths: Vec<Vec<usize>> = groups.iter().map(|g| g.iter().map(|t| t.len()).collect()).collect();
+        assert_eq!(lengths, vec![vec![10, 10, 10, 10, 40], vec![5, 5]]);
+        assert_eq!(split_by_tokens(&texts[..1], 4).len(), 1, "never an empty group");
+        assert_eq!(split_by_tokens(&texts, 3).iter().map(|g| g.len()).sum::<usize>(), texts.len());
     }
 
     #[test]

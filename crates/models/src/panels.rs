@@ -67,11 +67,11 @@ impl Panels {
 
     /// `out[t] = self · inputs[t]` for each of the `tokens` input vectors (`inputs` holds
     /// `tokens × cols` values, `out` `tokens × rows`).
-    pub(crate) fn product(&self, inputs: &[f32], tokens: usize, out: &mut [f32]) {
-        self.product_with(inputs, tokens, out, Kernels::Widest);
+    pub(crate) fn product(&self, inputs: &[f32], tokens: usize, out: &mut [f32], share: Share) {
+        self.product_with(inputs, tokens, out, Kernels::Widest, share);
     }
 
-    fn product_with(&self, inputs: &[f32], tokens: usize, out: &mut [f32], kernels: Kernels) {
+    fn product_with(&self, inputs: &[f32], tokens: usize, out: &mut [f32], kernels: Kernels, share: Share) {
         debug_assert_eq!(inputs.len(), tokens * self.cols);
         debug_assert_eq!(out.len(), tokens * self.rows);
         if tokens == 0 {
@@ -97,7 +97,7 @@ impl Panels {
         // Each task's outputs, token-major within the task: `[token][its rows]`.
         let mut by_task = vec![0f32; panels * LANES * padded_tokens];
         let chunk = per_task * LANES * padded_tokens;
-        by_task.par_chunks_mut(chunk).enumerate().for_each(|(index, task_out)| {
+        share.chunks(&mut by_task, chunk, |index, task_out| {
             let first = index * per_task;
             let count = task_out.len() / (LANES * padded_tokens);
             let task = Task { panels: &self.data[first * cols..(first + count) * cols], cols, inputs, out: task_out };
@@ -110,6 +110,26 @@ impl Panels {
             for (token, row) in out.chunks_exact_mut(self.rows).enumerate() {
                 row[first_row..first_row + kept].copy_from_slice(&task_out[token * width..token * width + kept]);
             }
+        }
+    }
+}
+
+/// Whether work is shared among rayon's threads or done on the calling thread alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Share {
+    Threads,
+    Alone,
+}
+
+impl Share {
+    /// `work(index, chunk)` for each `size`-long chunk of `values`, on rayon's threads or here.
+    pub(crate) fn chunks<F>(self, values: &mut [f32], size: usize, work: F)
+    where
+        F: Fn(usize, &mut [f32]) + Send + Sync,
+    {
+        match self {
+            Share::Threads => values.par_chunks_mut(size).enumerate().for_each(|(i, chunk)| work(i, chunk)),
+            Share::Alone => values.chunks_mut(size).enumerate().for_each(|(i, chunk)| work(i, chunk)),
         }
     }
 }
@@ -344,7 +364,8 @@ mod tests {
                     .collect();
                 for kernels in [Kernels::Widest, Kernels::Avx2, Kernels::Portable] {
                     let mut out = vec![f32::NAN; tokens * rows];
-                    matrix.product_with(&inputs, tokens, &mut out, kernels);
+                    let share = if tokens % 2 == 0 { Share::Threads } else { Share::Alone };
+                    matrix.product_with(&inputs, tokens, &mut out, kernels, share);
                     for (i, (g, w)) in out.iter().zip(&want).enumerate() {
                         assert!(
                             (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
