@@ -329,15 +329,47 @@ fn add(into: &mut [f32], other: &[f32]) {
 
 /// `x = (x - mean) / √(var + ε) · weight + bias`, for each row of `x`.
 fn layer_norm(x: &mut [f32], norm: &Norm, eps: f32) {
-    let d = norm.weight.len();
-    for row in x.chunks_exact_mut(d) {
-        let mean = row.iter().sum::<f32>() / d as f32;
-        let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-        let scale = 1.0 / (variance + eps).sqrt();
-        for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
-            *v = (*v - mean) * scale * w + b;
+    pulp::Arch::new().dispatch(LayerNorm { x, norm, eps });
+}
+
+struct LayerNorm<'a> {
+    x: &'a mut [f32],
+    norm: &'a Norm,
+    eps: f32,
+}
+
+impl pulp::WithSimd for LayerNorm<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let LayerNorm { x, norm, eps } = self;
+        let d = norm.weight.len();
+        let mut centred = vec![0f32; d];
+        for row in x.chunks_exact_mut(d) {
+            let mean = sum(row) / d as f32;
+            for (c, v) in centred.iter_mut().zip(row.iter()) {
+                *c = (v - mean) * (v - mean);
+            }
+            let scale = 1.0 / (sum(&centred) / d as f32 + eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
+                *v = (*v - mean) * scale * w + b;
+            }
         }
     }
+}
+
+/// A sum in sixteen lanes (so it vectorizes).
+#[inline(always)]
+fn sum(values: &[f32]) -> f32 {
+    let (chunks, tail) = values.as_chunks::<16>();
+    let mut acc = [0f32; 16];
+    for chunk in chunks {
+        for lane in 0..16 {
+            acc[lane] += chunk[lane];
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
 /// `count` groups of consecutive texts with about the same number of tokens each.
@@ -402,11 +434,11 @@ impl pulp::WithSimd for Attend<'_> {
                     span.clone().map(|s| dot(&query[at.clone()], &row(s)[dims + at.start..dims + at.end]) * scale),
                 );
                 let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut total = 0.0;
+                // Exponentials first, then their sum: the first loop vectorizes.
                 for s in &mut scores {
                     *s = exp(*s - max);
-                    total += *s;
                 }
+                let total = sum(&scores);
                 out.fill(0.0);
                 for (weight, s) in scores.iter().zip(span.clone()) {
                     let weight = weight / total;
@@ -461,7 +493,7 @@ fn exp(x: f32) -> f32 {
     const LN2_LOW: f32 = -2.121_944_4e-4;
     // Adding and taking away 1.5·2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.max(-87.0).min(88.0);
     let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = x - n * LN2_HIGH - n * LN2_LOW;
     let mut p = 1.0 / 5040.0;
