@@ -61,6 +61,15 @@ impl BertConfig {
                 self.position_embedding_type
             )));
         }
+        for (field, value) in [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if value == 0 {
+                return Err(BertError::Config(format!("{field} is 0")));
+            }
+        }
         let (dims, heads) = (self.hidden_size, self.num_attention_heads);
         if heads == 0 || !dims.is_multiple_of(heads) {
             return Err(BertError::Config(format!(
@@ -195,7 +204,7 @@ impl Bert {
         let layers: usize = self
             .layers
             .iter()
-            .map(|l| dense(&l.qkv) + dense(&l.attention_output) + dense(&l.up) + dense(&l.down) + 8 * self.dims * 4)
+            .map(|l| dense(&l.qkv) + dense(&l.attention_output) + dense(&l.up) + dense(&l.down) + 4 * self.dims * 4)
             .sum();
         layers + (self.words.len() + self.positions.len() + 3 * self.dims) * 4
     }
@@ -211,12 +220,13 @@ impl Bert {
                 return Err(BertError::UnknownToken { id, vocabulary: self.vocabulary });
             }
         }
-        let tokens: usize = texts.iter().map(|ids| ids.len()).sum();
         let threads = rayon::current_num_threads();
-        if threads > 1 && tokens >= threads * PARALLEL_TEXTS_FROM {
+        let groups = split_by_tokens(texts, threads);
+        let tokens = |group: &&[&[u32]]| group.iter().map(|ids| ids.len()).sum::<usize>();
+        if threads > 1 && groups.len() == threads && groups.iter().all(|group| tokens(group) >= PARALLEL_TEXTS_FROM) {
             // Enough tokens for every thread: each takes its own texts through every layer,
-            // with no hand-over between threads at each product.
-            let groups = split_by_tokens(texts, threads);
+            // with no hand-over between threads at each product. (One long text, or one text
+            // holding most of the tokens, shares each product's rows instead.)
             let vectors: Vec<Vec<Vec<f32>>> =
                 rayon::scope(|_| groups.par_iter().map(|group| self.passes(group, Share::Alone)).collect());
             return Ok(vectors.into_iter().flatten().collect());
@@ -485,7 +495,7 @@ fn erf(x: f32) -> f32 {
 /// `e^x` to within 3e-7 relative, in operations that vectorize (no library call): `x` split
 /// into `n·ln 2 + r` with an integer `n` and `|r| ≤ ln 2 / 2` (`ln 2` in two parts, so `r` is
 /// exact), `e^r` by its Taylor series to the seventh power, `2^n` put in the exponent bits.
-/// Below -87 (where f32 runs out) it is 0.
+/// At or below -87 (near where f32 runs out) it is 0.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     // 355/512, exact in f32: `n·LN2_HIGH` is exact for any `n` here.
@@ -600,6 +610,8 @@ mod tests {
         assert!(config("gelu", 12).check().is_ok());
         assert!(config("relu", 12).check().expect_err("relu").to_string().contains("hidden_act \"relu\""));
         assert!(config("gelu", 5).check().expect_err("heads").to_string().contains("num_attention_heads 5"));
+        let empty = BertConfig { intermediate_size: 0, ..config("gelu", 12) };
+        assert_eq!(empty.check().expect_err("zero").to_string(), "intermediate_size is 0");
         let error = Bert::load(&config("gelu", 12), b"not a safetensors file").err().expect("garbage is refused");
         assert!(matches!(error, BertError::File(_)), "{error}");
     }

@@ -5,7 +5,8 @@
 //! own tokens only (no padding), and a bounded cache answers texts seen recently without
 //! running the model.
 //!
-//! Threads: the matrix products share their rows among rayon's pool, sized to the cores
+//! Threads: a batch's texts, or for a few tokens each product's rows, are shared among rayon's
+//! pool, sized to the cores
 //! (override with `RAYON_NUM_THREADS` before the first model call).
 
 use std::collections::HashMap;
@@ -70,8 +71,8 @@ impl SentenceEmbedder {
 
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| ModelError::invalid(&tokenizer_path, e))?;
-        // The shipped tokenizer.json pads and truncates at 128; we pad per batch ourselves and
-        // truncate where sentence-transformers does.
+        // The shipped tokenizer.json pads and truncates at 128; the encoder needs no padding,
+        // and texts are cut where sentence-transformers cuts them.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..TruncationParams::default() }))

@@ -8,7 +8,8 @@
 //! of the fastest matrix libraries' inner loops, without their per-call packing: the weights
 //! are packed once, at load.
 //!
-//! Work is shared among rayon's threads by panels; each task takes the tokens 64 at a time, so
+//! Work is shared among rayon's threads by panels (or done on the calling thread alone, when
+//! the caller shares out whole texts instead); each task takes the tokens 64 at a time, so
 //! that a task's panels are read from memory once per 64 tokens and those tokens' inputs stay
 //! in the second-level cache while its panels pass over them. The kernels run inside `pulp`'s
 //! run-time dispatch: AVX-512 or AVX2/FMA through `pulp`'s safe intrinsics, plain loops
@@ -46,7 +47,7 @@ pub(crate) struct PanelsError {
 impl Panels {
     /// From f32 weights, row-major.
     pub(crate) fn from_rows(rows: usize, cols: usize, weights: &[f32]) -> Result<Self, PanelsError> {
-        if weights.len() != rows * cols || cols == 0 {
+        if weights.len() != rows * cols || cols == 0 || rows == 0 {
             return Err(PanelsError { got: weights.len(), rows, cols });
         }
         let panels = rows.div_ceil(LANES);
@@ -382,5 +383,6 @@ mod tests {
         let error = Panels::from_rows(3, 4, &[0.0; 11]).expect_err("short");
         assert_eq!(error.to_string(), "11 weights, expected 3 × 4");
         assert!(Panels::from_rows(0, 0, &[]).is_err(), "no columns");
+        assert!(Panels::from_rows(0, 4, &[]).is_err(), "no rows");
     }
 }

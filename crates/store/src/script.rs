@@ -10,6 +10,10 @@
 //! their numbers. PostgreSQL does not take several statements with parameters in one message,
 //! so there each statement stays its own part.
 //!
+//! A long statement (a multi-row insert) goes alone and stays prepared; on SQLite, if its
+//! placeholders run `$1…$n` in order, it is sent with anonymous `?` instead (bound in order),
+//! because SQLite finds a numbered parameter by walking its list of names.
+//!
 //! The statements added must not contain `$` outside placeholders (in a string literal, say):
 //! renumbering does not parse SQL.
 
