@@ -17,7 +17,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::matrix::dot;
+use crate::matrix::{add, dot};
 use crate::panels::{Panels, Share};
 
 /// Tokens that go through the layers together (bounds the activations a large batch holds;
@@ -329,12 +329,6 @@ fn tensor(tensors: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<
         return Err(invalid(format!("shape {:?}, expected {shape:?}", view.shape())));
     }
     Ok(view.data().as_chunks::<4>().0.iter().map(|bytes| f32::from_le_bytes(*bytes)).collect())
-}
-
-fn add(into: &mut [f32], other: &[f32]) {
-    for (a, b) in into.iter_mut().zip(other) {
-        *a += b;
-    }
 }
 
 /// `x = (x - mean) / √(var + ε) · weight + bias`, for each row of `x`.

@@ -74,7 +74,7 @@ pub(crate) enum MatrixError {
 
 /// Which kernels a product may use: the widest the CPU has, at most AVX2, or plain loops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernels {
+pub(crate) enum Kernels {
     Widest,
     #[cfg_attr(not(test), allow(dead_code))]
     Avx2,
@@ -656,6 +656,13 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = a.as_chunks::<8>().1.iter().zip(b.as_chunks::<8>().1).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
+}
+
+/// `into += other`, value by value.
+pub(crate) fn add(into: &mut [f32], other: &[f32]) {
+    for (a, b) in into.iter_mut().zip(other) {
+        *a += b;
+    }
 }
 
 /// The little-endian f16 at `at`, widened.

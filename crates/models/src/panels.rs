@@ -17,6 +17,8 @@
 
 use rayon::prelude::*;
 
+use crate::matrix::Kernels;
+
 /// Rows per panel (one AVX-512 vector of f32).
 pub(crate) const LANES: usize = 16;
 /// Tokens multiplied together through a panel.
@@ -133,16 +135,6 @@ impl Share {
             Share::Alone => values.chunks_mut(size).enumerate().for_each(|(i, chunk)| work(i, chunk)),
         }
     }
-}
-
-/// Which kernels a product may use: the widest the CPU has, at most AVX2, or plain loops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernels {
-    Widest,
-    #[cfg_attr(not(test), allow(dead_code))]
-    Avx2,
-    #[cfg_attr(not(test), allow(dead_code))]
-    Portable,
 }
 
 /// One task's panels against every token; `out[token * width + local row]`.

@@ -11,7 +11,7 @@
 
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 
-use crate::matrix::{BLOCK, Matrix, MatrixError, dot};
+use crate::matrix::{BLOCK, Matrix, MatrixError, add, dot};
 
 /// Positions a generation can attend to (prompt and answer together).
 pub const CONTEXT_TOKENS: usize = 4096;
@@ -383,12 +383,6 @@ fn rotate(head: &mut [f32], angles: &[(f32, f32)]) {
         let (a, b) = (pair[0], pair[1]);
         pair[0] = a * cos - b * sin;
         pair[1] = a * sin + b * cos;
-    }
-}
-
-fn add(stream: &mut [f32], delta: &[f32]) {
-    for (s, d) in stream.iter_mut().zip(delta) {
-        *s += d;
     }
 }
 
