@@ -49,6 +49,20 @@ pub fn run(binary: &Path, data_dir: &Path, args: &[&str], vars: &[(&str, &str)])
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A process's resident memory in MiB, each `None` where the kernel does not say.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss: Option<f64>,
+    /// `VmHWM`: the peak of `rss` so far.
+    pub peak: Option<f64>,
+    /// `RssAnon`: the heap, stacks and other private memory.
+    pub anon: Option<f64>,
+    /// `RssFile`: pages of mapped files (the binary's code, the database's memory map) now in
+    /// the page cache; the kernel can drop these when memory is short.
+    pub file: Option<f64>,
+}
+
 /// A running `nexus serve`.
 pub struct Serve {
     child: Child,
@@ -97,12 +111,18 @@ impl Serve {
 
     /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), in MiB.
     pub fn memory_mib(&self) -> (Option<f64>, Option<f64>) {
+        let memory = self.memory();
+        (memory.rss, memory.peak)
+    }
+
+    /// The process's resident memory as the kernel reports it (`/proc/PID/status`).
+    pub fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         let field = |name: &str| {
             let line = status.lines().find(|l| l.starts_with(name))?;
             line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kib| kib / 1024.0)
         };
-        (field("VmRSS:"), field("VmHWM:"))
+        Memory { rss: field("VmRSS:"), peak: field("VmHWM:"), anon: field("RssAnon:"), file: field("RssFile:") }
     }
 
     /// Time from spawn until `path` answers 200.

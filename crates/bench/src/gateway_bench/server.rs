@@ -212,17 +212,7 @@ async fn serve(
 /// Opens the database afresh and counts what the gateway recorded, then verifies the log.
 async fn read_back(path: &Path, tenant: &TenantId) -> anyhow::Result<LedgerReport> {
     let store = store::SqliteStore::open(path).await?;
-    let mut model_calls = 0u64;
-    let mut filter = RecordFilter { kind: Some(EntryKind::ModelCall), ..RecordFilter::default() };
-    loop {
-        let page = store.records_page(tenant, &filter, 1000).await?;
-        let Some(last) = page.last() else { break };
-        filter.before = Some(last.index);
-        model_calls += page.len() as u64;
-    }
-    let since = domain::Timestamp::from_micros(0);
-    let until = domain::Timestamp::from_micros(domain::Timestamp::now().as_micros() + 86_400_000_000);
-    let cost_records = store.usage(tenant, since, until).await?.iter().map(|row| row.calls).sum();
+    let (model_calls, cost_records) = count_recorded(&store, tenant).await?;
     // What a budget refresh costs now (the request that finds the cached spend older than
     // budget::REFRESH_EVERY runs this query before calling the provider).
     let started = std::time::Instant::now();
@@ -239,4 +229,20 @@ async fn read_back(path: &Path, tenant: &TenantId) -> anyhow::Result<LedgerRepor
         checkpoints: verified.checkpoints,
         budget_refresh,
     })
+}
+
+/// The tenant's `model_call` ledger entries and the calls its cost records count.
+pub async fn count_recorded(store: &store::SqliteStore, tenant: &TenantId) -> anyhow::Result<(u64, u64)> {
+    let mut model_calls = 0u64;
+    let mut filter = RecordFilter { kind: Some(EntryKind::ModelCall), ..RecordFilter::default() };
+    loop {
+        let page = store.records_page(tenant, &filter, 1000).await?;
+        let Some(last) = page.last() else { break };
+        filter.before = Some(last.index);
+        model_calls += page.len() as u64;
+    }
+    let since = domain::Timestamp::from_micros(0);
+    let until = domain::Timestamp::from_micros(domain::Timestamp::now().as_micros() + 86_400_000_000);
+    let cost_records = store.usage(tenant, since, until).await?.iter().map(|row| row.calls).sum();
+    Ok((model_calls, cost_records))
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask bench gateway --soak`: about 1,000 blocking chat completions a second through
-//! Nexus for ten minutes (`NEXUS_BENCH_SOAK_SECS`; one minute with `--quick`), the resident
-//! size sampled every ten seconds, and its slope fitted by least squares over the run after
-//! the first fifth (start-up and warm caches excluded). Flat memory means a slope near zero;
-//! the ledger is read back afterwards to show every answered call was recorded.
+//! `nexus serve` as shipped (its own process, pinned to the server core) for ten minutes
+//! (`NEXUS_BENCH_SOAK_SECS`; one minute with `--quick`), its resident size sampled every ten
+//! seconds, and the slope fitted by least squares over the run after the first fifth (start-up
+//! and warm caches excluded). Flat memory means a slope near zero; the ledger is read back
+//! afterwards to show every answered call was recorded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::load::{Connection, Target, Until, closed_loop};
 use super::mock::{self, MockConfig};
-use super::server::Server;
-use super::{BODY, PATH, system};
+use super::shipped::{Shipped, print_recorded};
+use super::{BODY, PATH};
 
 /// Connections sharing the load (a durable answer waits for its commit, so one connection
 /// alone could not carry 1,000 requests a second with `durable`; kept for the same load
@@ -30,10 +31,11 @@ pub async fn run(
         .and_then(|s| s.parse::<u64>().ok())
         .map_or(if quick { Duration::from_secs(60) } else { Duration::from_secs(600) }, Duration::from_secs);
     let mock = mock::start(mock_config).await?;
-    let server = Server::start(mock.base_url(), server_core).await?;
-    let nexus = Arc::new(Target::new(server.address, PATH, Some(&server.key), BODY, false));
+    let shipped = Shipped::start(&mock, server_core.map(|c| c.id))?;
+    let nexus = Arc::new(Target::new(shipped.address, PATH, Some(&shipped.key), BODY, false));
     println!(
-        "# gateway soak: ~{RATE_PER_SECOND} blocking chat completions/s through Nexus over {CONNECTIONS} connections for {:.0} s; RSS every {} s",
+        "# gateway soak: ~{RATE_PER_SECOND} blocking chat completions/s through `nexus serve` as shipped ({}) over {CONNECTIONS} connections for {:.0} s; its RSS every {} s",
+        server_core.map_or_else(|| "not pinned".to_owned(), |c| format!("pinned to core {}", c.id)),
         window.as_secs_f64(),
         SAMPLE_EVERY.as_secs()
     );
@@ -57,14 +59,21 @@ pub async fn run(
     }
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let mut last_count = sent.load(Ordering::Relaxed);
-    println!("{:>8}  {:>10}  {:>10}", "seconds", "RSS MiB", "req/s");
+    let mib = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    println!("{:>8}  {:>10}  {:>10}  {:>10}  {:>10}", "seconds", "RSS MiB", "anon MiB", "file MiB", "req/s");
     while started.elapsed() < window {
         tokio::time::sleep(SAMPLE_EVERY).await;
         let now = sent.load(Ordering::Relaxed);
         let t = started.elapsed().as_secs_f64();
-        if let Some(rss) = system::rss_mib() {
+        let memory = shipped.server.memory();
+        if let Some(rss) = memory.rss {
             samples.push((t, rss));
-            println!("{t:>8.0}  {rss:>10.2}  {:>10.0}", (now - last_count) as f64 / SAMPLE_EVERY.as_secs_f64());
+            println!(
+                "{t:>8.0}  {rss:>10.2}  {:>10}  {:>10}  {:>10.0}",
+                mib(memory.anon),
+                mib(memory.file),
+                (now - last_count) as f64 / SAMPLE_EVERY.as_secs_f64()
+            );
         }
         last_count = now;
     }
@@ -87,26 +96,18 @@ pub async fn run(
                 per_minute * 60.0 * 24.0,
                 if per_minute.abs() * 10.0 <= 1.0 { "flat: under 1 MiB per 10 min" } else { "GROWING" }
             );
+            let peak = shipped.server.memory().peak;
             println!(
-                "peak RSS (VmHWM) of the whole process (Nexus, mock, load generator): {:.1} MiB [{}]",
-                system::peak_rss_mib().unwrap_or(f64::NAN),
-                if system::peak_rss_mib().is_some_and(|p| p * 1.048_576 <= 30.0) {
-                    "met: <= 30 MB"
-                } else {
-                    "NOT met: <= 30 MB"
-                }
+                "peak RSS (VmHWM) of nexus serve: {} MiB [{}]",
+                mib(peak),
+                if peak.is_some_and(|p| p * 1.048_576 <= 30.0) { "met: <= 30 MB" } else { "NOT met: <= 30 MB" }
             );
         }
         _ => println!("too few RSS samples for a slope (run longer: NEXUS_BENCH_SOAK_SECS)"),
     }
-    let report = server.stop().await?;
-    println!(
-        "ledger read back: {} model_call entries and {} cost records for {total} answered requests [{}]; whole log verified: {} entries",
-        report.model_calls,
-        report.cost_records,
-        if report.model_calls == total && report.cost_records == total { "none missing" } else { "MISMATCH" },
-        report.entries
-    );
+    let recorded = shipped.stop().await?;
+    println!("after SIGTERM, nexus verify: {}", recorded.verified);
+    print_recorded(&recorded, total);
     Ok(())
 }
 
