@@ -17,7 +17,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::matrix::{add, dot};
+use crate::matrix::add;
 use crate::panels::{Panels, Share};
 
 /// Tokens that go through the layers together (bounds the activations a large batch holds;
@@ -397,6 +397,12 @@ fn split_by_tokens<'a, 'b>(texts: &'a [&'b [u32]], count: usize) -> Vec<&'a [&'b
 /// Tokens per parallel task of attention and GELU.
 const TOKENS_PER_TASK: usize = 16;
 
+/// Lanes of the blocks attention works in: scores come sixteen keys at a time, and a head's
+/// values sixteen dimensions at a time, in plain arrays the compiler turns into vector
+/// operations without remainder loops.
+const BLOCK: usize = 16;
+type Block = [f32; BLOCK];
+
 /// Attention of every token over the tokens of its own text, head by head; `out` gets the
 /// heads' weighted values side by side. Tokens are shared among rayon's threads.
 fn attend(dims: usize, heads: usize, qkv: &[f32], spans: &[Range<usize>], out: &mut [f32], share: Share) {
@@ -428,31 +434,129 @@ impl pulp::WithSimd for Attend<'_> {
         let head = dims / heads;
         let scale = 1.0 / (head as f32).sqrt();
         let row = |t: usize| &qkv[t * 3 * dims..(t + 1) * 3 * dims];
-        let mut scores = Vec::new();
-        for (i, (span, out)) in spans.iter().zip(out.chunks_exact_mut(dims)).enumerate() {
-            let query = &row(first + i)[..dims];
-            for (h, out) in out.chunks_exact_mut(head).enumerate() {
+        // A head's keys transposed (dimension by dimension, sixteen keys per block, the last
+        // block padded), the scores of one query, both reused for every query of a text here.
+        let (mut keys, mut scores): (Vec<Block>, Vec<Block>) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < spans.len() {
+            // The tokens here from the same text, `i..run`, share its keys.
+            let span = spans[i].clone();
+            let run = i + spans[i..].iter().take_while(|s| **s == span).count();
+            let blocks = span.len().div_ceil(BLOCK);
+            for h in 0..heads {
                 let at = h * head..(h + 1) * head;
-                scores.clear();
-                scores.extend(
-                    span.clone().map(|s| dot(&query[at.clone()], &row(s)[dims + at.start..dims + at.end]) * scale),
-                );
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                // Exponentials first, then their sum: the first loop vectorizes.
-                for s in &mut scores {
-                    *s = exp(*s - max);
-                }
-                let total = sum(&scores);
-                out.fill(0.0);
-                for (weight, s) in scores.iter().zip(span.clone()) {
-                    let weight = weight / total;
-                    let value = &row(s)[2 * dims + at.start..2 * dims + at.end];
-                    for (o, v) in out.iter_mut().zip(value) {
-                        *o += weight * v;
+                keys.clear();
+                keys.resize(head * blocks, [0.0; BLOCK]);
+                for (j, t) in span.clone().enumerate() {
+                    for (c, value) in row(t)[dims + at.start..dims + at.end].iter().enumerate() {
+                        keys[c * blocks + j / BLOCK][j % BLOCK] = *value;
                     }
                 }
+                for (t, out) in (i..run).zip(out[i * dims..run * dims].chunks_exact_mut(dims)) {
+                    let query = &row(first + t)[at.clone()];
+                    // Plain loops, not iterator adapters: a closure the compiler does not inline
+                    // would be compiled without the dispatch's vector instructions.
+                    scores.clear();
+                    for b in 0..blocks {
+                        scores.push(score_block(query, &keys, blocks, b, scale));
+                    }
+                    // Padding lanes get no weight.
+                    if let Some(last) = scores.last_mut() {
+                        last[span.len() - (blocks - 1) * BLOCK..].fill(f32::NEG_INFINITY);
+                    }
+                    let total = softmax_numerators(&mut scores);
+                    let weights = &scores.as_flattened()[..span.len()];
+                    let values = &qkv[span.start * 3 * dims..span.end * 3 * dims];
+                    weighted_sum(weights, values, 3 * dims, 2 * dims + at.start, 1.0 / total, &mut out[at.clone()]);
+                }
+            }
+            i = run;
+        }
+    }
+}
+
+/// The scores of `query` against keys `b·16..b·16+16` (`keys` transposed, `blocks` per
+/// dimension), times `scale`; four partial sums so the additions do not wait on each other.
+#[inline(always)]
+fn score_block(query: &[f32], keys: &[Block], blocks: usize, b: usize, scale: f32) -> Block {
+    let key = |c: usize| &keys[c * blocks + b];
+    let (mut a0, mut a1, mut a2, mut a3) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+    let (quads, rest) = query.as_chunks::<4>();
+    for (i, q) in quads.iter().enumerate() {
+        let (k0, k1, k2, k3) = (key(4 * i), key(4 * i + 1), key(4 * i + 2), key(4 * i + 3));
+        for lane in 0..BLOCK {
+            a0[lane] += q[0] * k0[lane];
+            a1[lane] += q[1] * k1[lane];
+            a2[lane] += q[2] * k2[lane];
+            a3[lane] += q[3] * k3[lane];
+        }
+    }
+    for (c, q) in rest.iter().enumerate() {
+        let k = key(4 * quads.len() + c);
+        for lane in 0..BLOCK {
+            a0[lane] += q * k[lane];
+        }
+    }
+    std::array::from_fn(|lane| (a0[lane] + a1[lane] + (a2[lane] + a3[lane])) * scale)
+}
+
+/// Replaces scores with `e^(score - max)` and returns their sum.
+#[inline(always)]
+fn softmax_numerators(scores: &mut [Block]) -> f32 {
+    let mut most = [f32::NEG_INFINITY; BLOCK];
+    for block in scores.iter() {
+        for lane in 0..BLOCK {
+            most[lane] = if block[lane] > most[lane] { block[lane] } else { most[lane] };
+        }
+    }
+    let max = most.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = [0f32; BLOCK];
+    for block in scores.iter_mut() {
+        for lane in 0..BLOCK {
+            block[lane] = exp(block[lane] - max);
+            total[lane] += block[lane];
+        }
+    }
+    total.iter().sum()
+}
+
+/// `out = scale · Σ weights[j] · values[j]`, sixteen dimensions at a time, where `values[j]`
+/// is `rows[j * stride + offset..][..out.len()]`.
+#[inline(always)]
+fn weighted_sum(weights: &[f32], rows: &[f32], stride: usize, offset: usize, scale: f32, out: &mut [f32]) {
+    let width = out.len();
+    let value = |j: usize| &rows[j * stride + offset..j * stride + offset + width];
+    let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
+    for (k, block) in blocks.iter_mut().enumerate() {
+        let at = k * BLOCK..(k + 1) * BLOCK;
+        let (mut a0, mut a1) = ([0f32; BLOCK], [0f32; BLOCK]);
+        let pairs = weights.len() / 2;
+        for j in 0..pairs {
+            let (w0, w1) = (weights[2 * j], weights[2 * j + 1]);
+            let (v0, v1) = (&value(2 * j)[at.clone()], &value(2 * j + 1)[at.clone()]);
+            for lane in 0..BLOCK {
+                a0[lane] += w0 * v0[lane];
+                a1[lane] += w1 * v1[lane];
             }
         }
+        if weights.len() % 2 == 1 {
+            let j = weights.len() - 1;
+            let (w, v) = (weights[j], &value(j)[at.clone()]);
+            for lane in 0..BLOCK {
+                a0[lane] += w * v[lane];
+            }
+        }
+        for lane in 0..BLOCK {
+            block[lane] = (a0[lane] + a1[lane]) * scale;
+        }
+    }
+    let done = width - tail.len();
+    for (d, o) in tail.iter_mut().enumerate() {
+        let mut total = 0.0;
+        for (j, w) in weights.iter().enumerate() {
+            total += w * rows[j * stride + offset + done + d];
+        }
+        *o = total * scale;
     }
 }
 
@@ -498,13 +602,17 @@ fn exp(x: f32) -> f32 {
     // Adding and taking away 1.5·2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HIGH - n * LN2_LOW;
     let mut p = 1.0 / 5040.0;
     for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
         p = p * r + c;
     }
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `shifted`'s low bits hold `n` (its exponent is fixed by ROUND), so `2^n` comes from integer
+    // operations alone: a float-to-integer conversion would not vectorize as well.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     if x <= -87.0 { 0.0 } else { p * scale }
 }
 
@@ -653,5 +761,61 @@ mod tests {
         }
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(0.0), 1.0);
+    }
+
+    /// Attention written out plainly, in f64: the reference for `attend`.
+    fn attention_by_definition(dims: usize, heads: usize, qkv: &[f32], spans: &[Range<usize>]) -> Vec<f64> {
+        let head = dims / heads;
+        let at = |t: usize, part: usize, h: usize, c: usize| f64::from(qkv[t * 3 * dims + part * dims + h * head + c]);
+        let mut out = Vec::new();
+        for span in spans {
+            for t in span.clone() {
+                let mut row = vec![0f64; dims];
+                for h in 0..heads {
+                    let scores: Vec<f64> = span
+                        .clone()
+                        .map(|s| (0..head).map(|c| at(t, 0, h, c) * at(s, 1, h, c)).sum::<f64>() / (head as f64).sqrt())
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let total: f64 = weights.iter().sum();
+                    for (w, s) in weights.iter().zip(span.clone()) {
+                        for c in 0..head {
+                            row[h * head + c] += w / total * at(s, 2, h, c);
+                        }
+                    }
+                }
+                out.extend(row);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_matches_its_definition_for_any_head_size_and_text_lengths() {
+        // Head sizes below, at and past one block of sixteen, with and without a remainder;
+        // texts shorter and longer than a block and than a task's tokens, side by side.
+        let lengths = [1, 5, 16, 17, 40, 3];
+        let mut spans = Vec::new();
+        let mut start = 0;
+        for len in lengths {
+            spans.push(start..start + len);
+            start += len;
+        }
+        for (dims, heads) in [(12, 2), (32, 2), (60, 3), (64, 1)] {
+            let qkv: Vec<f32> =
+                crate::matrix::tests::values(start * 3 * dims, dims as u64).iter().map(|v| v * 3.0).collect();
+            let want = attention_by_definition(dims, heads, &qkv, &spans);
+            for share in [Share::Alone, Share::Threads] {
+                let mut out = vec![f32::NAN; start * dims];
+                attend(dims, heads, &qkv, &spans, &mut out, share);
+                for (i, (got, want)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(*got) - want).abs() < 1e-5,
+                        "{dims} dims, {heads} heads, {share:?}: value {i} is {got}, want {want}"
+                    );
+                }
+            }
+        }
     }
 }
