@@ -11,7 +11,10 @@
 //! Work is shared among rayon's threads by panels (or done on the calling thread alone, when
 //! the caller shares out whole texts instead); each task takes the tokens 64 at a time, so
 //! that a task's panels are read from memory once per 64 tokens and those tokens' inputs stay
-//! in the second-level cache while its panels pass over them. The kernels run inside `pulp`'s
+//! in the second-level cache while its panels pass over them. Alone, the task writes straight
+//! into the output; shared, each task writes its own block, copied into place afterwards. A
+//! last group of fewer than eight tokens repeats its last token rather than copying the inputs
+//! into a padded buffer; those extra outputs are never written. The kernels run inside `pulp`'s
 //! run-time dispatch: AVX-512 or AVX2/FMA through `pulp`'s safe intrinsics, plain loops
 //! elsewhere, without `unsafe` here.
 
@@ -81,34 +84,29 @@ impl Panels {
             return;
         }
         let cols = self.cols;
-        // Whole groups of tokens: the last group is padded with zeros, its outputs dropped.
-        let padded_tokens = tokens.next_multiple_of(GROUP);
-        let padded;
-        let inputs = if padded_tokens == tokens {
-            inputs
-        } else {
-            let mut copy = Vec::with_capacity(padded_tokens * cols);
-            copy.extend_from_slice(inputs);
-            copy.resize(padded_tokens * cols, 0.0);
-            padded = copy;
-            &padded
-        };
         let panels = self.rows.div_ceil(LANES);
+        if share == Share::Alone {
+            // One task over every panel, writing straight into `out`.
+            let task = Task { panels: &self.data, cols, inputs, out, stride: self.rows, rows: self.rows };
+            return task.run(kernels);
+        }
         // Enough tasks for every thread to get several, each a multiple of the panels a step
         // takes (three with AVX-512).
         let per_task = panels.div_ceil(rayon::current_num_threads() * 4).next_multiple_of(PANELS_PER_STEP).min(panels);
-        // Each task's outputs, token-major within the task: `[token][its rows]`.
-        let mut by_task = vec![0f32; panels * LANES * padded_tokens];
-        let chunk = per_task * LANES * padded_tokens;
+        // Each task's outputs, token-major within the task: `[token][its rows]`, so that tasks
+        // write to disjoint memory; copied into `out` afterwards.
+        let mut by_task = vec![0f32; panels * LANES * tokens];
+        let chunk = per_task * LANES * tokens;
         share.chunks(&mut by_task, chunk, |index, task_out| {
             let first = index * per_task;
-            let count = task_out.len() / (LANES * padded_tokens);
-            let task = Task { panels: &self.data[first * cols..(first + count) * cols], cols, inputs, out: task_out };
+            let count = task_out.len() / (LANES * tokens);
+            let panels = &self.data[first * cols..(first + count) * cols];
+            let task = Task { panels, cols, inputs, out: task_out, stride: count * LANES, rows: count * LANES };
             task.run(kernels);
         });
         for (index, task_out) in by_task.chunks(chunk).enumerate() {
             let first_row = index * per_task * LANES;
-            let width = task_out.len() / padded_tokens;
+            let width = task_out.len() / tokens;
             let kept = width.min(self.rows.saturating_sub(first_row));
             for (token, row) in out.chunks_exact_mut(self.rows).enumerate() {
                 row[first_row..first_row + kept].copy_from_slice(&task_out[token * width..token * width + kept]);
@@ -137,12 +135,16 @@ impl Share {
     }
 }
 
-/// One task's panels against every token; `out[token * width + local row]`.
+/// One task's panels against every token: row `r` of the task's panels for token `t` goes to
+/// `out[t * stride + r]`, for the first `rows` rows (the last panel's padding rows are not
+/// written).
 struct Task<'a> {
     panels: &'a [[f32; LANES]],
     cols: usize,
     inputs: &'a [f32],
     out: &'a mut [f32],
+    stride: usize,
+    rows: usize,
 }
 
 impl Task<'_> {
@@ -171,12 +173,19 @@ impl<L: Lanes, const R: usize, const T: usize> pulp::WithSimd for Run<'_, L, R, 
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Run { lanes, task: Task { panels, cols, inputs, out } } = self;
+        let Run { lanes, task: Task { panels, cols, inputs, out, stride, rows } } = self;
         let tokens = inputs.len() / cols;
         let count = panels.len() / cols;
-        let width = count * LANES;
         let panel = |p: usize| &panels[p * cols..(p + 1) * cols];
-        let input = |t: usize| &inputs[t * cols..(t + 1) * cols];
+        // A group that runs past the last token repeats it; those outputs are not written.
+        let input = |t: usize| &inputs[t.min(tokens - 1) * cols..(t.min(tokens - 1) + 1) * cols];
+        let mut write = |token: usize, p: usize, sum: &[f32; LANES]| {
+            let (row, kept) = (p * LANES, LANES.min(rows.saturating_sub(p * LANES)));
+            if token < tokens && kept > 0 {
+                let at = token * stride + row;
+                out[at..at + kept].copy_from_slice(&sum[..kept]);
+            }
+        };
         let mut block = 0;
         while block < tokens {
             let block_end = (block + TOKEN_BLOCK).min(tokens);
@@ -190,15 +199,13 @@ impl<L: Lanes, const R: usize, const T: usize> pulp::WithSimd for Run<'_, L, R, 
                         let sums = steps::<L, R, T>(lanes, std::array::from_fn(|r| panel(p + r)), xs);
                         for (r, sums) in sums.iter().enumerate() {
                             for (t, sum) in sums.iter().enumerate() {
-                                let at = (token + t) * width + (p + r) * LANES;
-                                out[at..at + LANES].copy_from_slice(sum);
+                                write(token + t, p + r, sum);
                             }
                         }
                     } else {
                         let [sums] = steps::<L, 1, T>(lanes, [panel(p)], xs);
                         for (t, sum) in sums.iter().enumerate() {
-                            let at = (token + t) * width + p * LANES;
-                            out[at..at + LANES].copy_from_slice(sum);
+                            write(token + t, p, sum);
                         }
                     }
                     token += T;
