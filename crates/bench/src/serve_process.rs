@@ -61,6 +61,9 @@ pub struct Memory {
     /// `RssFile`: pages of mapped files (the binary's code, the database's memory map) now in
     /// the page cache; the kernel can drop these when memory is short.
     pub file: Option<f64>,
+    /// `RssShmem`: shared memory, which includes mapped files on a tmpfs (SQLite's `-shm`
+    /// index and the database's memory map when the data directory is on one).
+    pub shared: Option<f64>,
 }
 
 /// A running `nexus serve`.
@@ -122,7 +125,13 @@ impl Serve {
             let line = status.lines().find(|l| l.starts_with(name))?;
             line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kib| kib / 1024.0)
         };
-        Memory { rss: field("VmRSS:"), peak: field("VmHWM:"), anon: field("RssAnon:"), file: field("RssFile:") }
+        Memory {
+            rss: field("VmRSS:"),
+            peak: field("VmHWM:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:"),
+            shared: field("RssShmem:"),
+        }
     }
 
     /// Time from spawn until `path` answers 200.

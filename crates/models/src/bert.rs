@@ -497,7 +497,11 @@ fn score_block(query: &[f32], keys: &[Block], blocks: usize, b: usize, scale: f3
             a0[lane] += q * k[lane];
         }
     }
-    std::array::from_fn(|lane| (a0[lane] + a1[lane] + (a2[lane] + a3[lane])) * scale)
+    let mut scores = [0f32; BLOCK];
+    for lane in 0..BLOCK {
+        scores[lane] = (a0[lane] + a1[lane] + (a2[lane] + a3[lane])) * scale;
+    }
+    scores
 }
 
 /// Replaces scores with `e^(score - max)` and returns their sum.

@@ -26,12 +26,13 @@ use crate::serve_process::{self, Serve};
 /// `nexus serve` as shipped, in its own process and data directory, with OpenAI pointed at
 /// the mock and a key of the `demo` tenant.
 pub(super) struct Shipped {
+    // Declared first so it is dropped (the process killed) before its directories are removed.
+    pub server: Serve,
     binary: PathBuf,
     data: tempfile::TempDir,
     _no_models: tempfile::TempDir,
     vars: Vec<(&'static str, String)>,
     pub key: String,
-    pub server: Serve,
     pub address: SocketAddr,
 }
 

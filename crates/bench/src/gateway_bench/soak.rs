@@ -60,21 +60,30 @@ pub async fn run(
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let mut last_count = sent.load(Ordering::Relaxed);
     let mib = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
-    println!("{:>8}  {:>10}  {:>10}  {:>10}  {:>10}", "seconds", "RSS MiB", "anon MiB", "file MiB", "req/s");
+    println!(
+        "{:>8}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}",
+        "seconds", "RSS MiB", "anon MiB", "file MiB", "shmem MiB", "req/s"
+    );
     while started.elapsed() < window {
-        tokio::time::sleep(SAMPLE_EVERY).await;
+        // A sender that stops early (the server died, say) ends the soak with its error now.
+        if let Ok(Some(joined)) = tokio::time::timeout(SAMPLE_EVERY, senders.join_next()).await {
+            joined??;
+            continue;
+        }
         let now = sent.load(Ordering::Relaxed);
         let t = started.elapsed().as_secs_f64();
         let memory = shipped.server.memory();
-        if let Some(rss) = memory.rss {
-            samples.push((t, rss));
-            println!(
-                "{t:>8.0}  {rss:>10.2}  {:>10}  {:>10}  {:>10.0}",
-                mib(memory.anon),
-                mib(memory.file),
-                (now - last_count) as f64 / SAMPLE_EVERY.as_secs_f64()
-            );
-        }
+        let Some(rss) = memory.rss else {
+            anyhow::bail!("nexus serve's memory could not be read: has it exited?");
+        };
+        samples.push((t, rss));
+        println!(
+            "{t:>8.0}  {rss:>10.2}  {:>10}  {:>10}  {:>10}  {:>10.0}",
+            mib(memory.anon),
+            mib(memory.file),
+            mib(memory.shared),
+            (now - last_count) as f64 / SAMPLE_EVERY.as_secs_f64()
+        );
         last_count = now;
     }
     while let Some(joined) = senders.join_next().await {
