@@ -10,6 +10,8 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
+use rayon::prelude::*;
+
 /// Why a vector was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum VectorError {
@@ -131,13 +133,18 @@ impl<D: Clone + PartialEq> VectorIndex<D> {
             return Vec::new();
         }
         let Ok((query_codes, query_scale)) = quantize(query) else { return Vec::new() };
-        let mut dots = Vec::with_capacity(segment.rows.len());
-        pulp::Arch::new().dispatch(Scan {
-            query: &query_codes,
-            codes: &segment.codes,
-            dims: self.dims,
-            out: &mut dots,
-        });
+        let (dims, query) = (self.dims, query_codes.as_slice());
+        let mut dots = vec![0i32; segment.rows.len()];
+        let scan = |(codes, out): (&[i8], &mut [i32])| {
+            pulp::Arch::new().dispatch(Scan { query, codes, dims, out });
+        };
+        if dots.len() >= PARALLEL_ROWS {
+            // A large namespace is scanned on every core: the scan reads every vector, so one
+            // core alone is bound by how fast it reads memory.
+            segment.codes.par_chunks(PARALLEL_ROWS * dims).zip(dots.par_chunks_mut(PARALLEL_ROWS)).for_each(scan);
+        } else {
+            scan((&segment.codes, &mut dots));
+        }
         // A min-heap of the best k so far: the worst of them is on top.
         let mut best: BinaryHeap<Candidate> = BinaryHeap::with_capacity(k + 1);
         for (index, (row, dot)) in segment.rows.iter().zip(dots).enumerate() {
@@ -192,6 +199,9 @@ impl Ord for Candidate {
     }
 }
 
+/// Rows per parallel task of a scan; a namespace with fewer is scanned on the calling thread.
+const PARALLEL_ROWS: usize = 8192;
+
 /// Symmetric per-vector quantization: `x ≈ code × scale`.
 fn quantize(vector: &[f32]) -> Result<(Vec<i8>, f32), VectorError> {
     if vector.iter().any(|x| !x.is_finite()) {
@@ -207,14 +217,14 @@ fn quantize(vector: &[f32]) -> Result<(Vec<i8>, f32), VectorError> {
     Ok((codes, scale))
 }
 
-/// The dot products of the query with every row, compiled for the best instruction set the
-/// CPU has (AVX2 where present, chosen at run time by `pulp`; SSE2 otherwise), so the plain
-/// loops below vectorise wide without `unsafe` here.
+/// The dot products of the query with some rows, compiled for the best instruction set the
+/// CPU has (AVX-512 or AVX2 where present, chosen at run time by `pulp`; SSE2 otherwise), so
+/// the plain loops below vectorise wide without `unsafe` here.
 struct Scan<'a> {
     query: &'a [i8],
     codes: &'a [i8],
     dims: usize,
-    out: &'a mut Vec<i32>,
+    out: &'a mut [i32],
 }
 
 impl pulp::WithSimd for Scan<'_> {
@@ -222,8 +232,8 @@ impl pulp::WithSimd for Scan<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        for row in self.codes.chunks_exact(self.dims) {
-            self.out.push(dot_i8(self.query, row));
+        for (row, out) in self.codes.chunks_exact(self.dims).zip(self.out.iter_mut()) {
+            *out = dot_i8(self.query, row);
         }
     }
 }
@@ -341,5 +351,24 @@ mod tests {
         assert_eq!(index.insert(1, 0, "n", 0, &[f32::NAN, 0.0, 0.0]), Err(VectorError::NotFinite));
         index.insert(1, 0, "n", 0, &[0.0, 0.0, 0.0]).expect("a zero vector is allowed");
         assert_eq!(index.search(&[1.0, 0.0, 0.0], "n", 0, 1)[0].similarity, 0.0);
+    }
+
+    #[test]
+    fn a_namespace_scanned_on_every_core_finds_each_vector_in_every_part() {
+        // More rows than two parallel tasks hold, the last task partial.
+        let dims = 48;
+        let n = 2 * PARALLEL_ROWS + 1234;
+        let vectors = unit_vectors(n, dims, 5);
+        let mut index: VectorIndex<usize> = VectorIndex::new(dims);
+        for (i, v) in vectors.iter().enumerate() {
+            index.insert(i, 0, "docs", 0, v).expect("inserts");
+        }
+        for wanted in [0, PARALLEL_ROWS - 1, PARALLEL_ROWS, 2 * PARALLEL_ROWS + 7, n - 1] {
+            let hits = index.search(&vectors[wanted], "docs", 0, 3);
+            assert_eq!(hits.len(), 3);
+            assert_eq!(hits[0].document, wanted, "the vector itself is the best match");
+            assert!(hits[0].similarity > 0.99, "similarity {}", hits[0].similarity);
+            assert!(hits[1].similarity < hits[0].similarity);
+        }
     }
 }
