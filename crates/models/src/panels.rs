@@ -87,7 +87,7 @@ impl Panels {
         let panels = self.rows.div_ceil(LANES);
         if share == Share::Alone {
             // One task over every panel, writing straight into `out`.
-            let task = Task { panels: &self.data, cols, inputs, out, stride: self.rows, rows: self.rows };
+            let task = Task { panels: &self.data, cols, inputs, out, width: self.rows };
             return task.run(kernels);
         }
         // Enough tasks for every thread to get several, each a multiple of the panels a step
@@ -101,7 +101,7 @@ impl Panels {
             let first = index * per_task;
             let count = task_out.len() / (LANES * tokens);
             let panels = &self.data[first * cols..(first + count) * cols];
-            let task = Task { panels, cols, inputs, out: task_out, stride: count * LANES, rows: count * LANES };
+            let task = Task { panels, cols, inputs, out: task_out, width: count * LANES };
             task.run(kernels);
         });
         for (index, task_out) in by_task.chunks(chunk).enumerate() {
@@ -136,15 +136,14 @@ impl Share {
 }
 
 /// One task's panels against every token: row `r` of the task's panels for token `t` goes to
-/// `out[t * stride + r]`, for the first `rows` rows (the last panel's padding rows are not
+/// `out[t * width + r]`, for `r < width` (so padding rows of a last panel past `width` are not
 /// written).
 struct Task<'a> {
     panels: &'a [[f32; LANES]],
     cols: usize,
     inputs: &'a [f32],
     out: &'a mut [f32],
-    stride: usize,
-    rows: usize,
+    width: usize,
 }
 
 impl Task<'_> {
@@ -173,16 +172,16 @@ impl<L: Lanes, const R: usize, const T: usize> pulp::WithSimd for Run<'_, L, R, 
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Run { lanes, task: Task { panels, cols, inputs, out, stride, rows } } = self;
+        let Run { lanes, task: Task { panels, cols, inputs, out, width } } = self;
         let tokens = inputs.len() / cols;
         let count = panels.len() / cols;
         let panel = |p: usize| &panels[p * cols..(p + 1) * cols];
         // A group that runs past the last token repeats it; those outputs are not written.
         let input = |t: usize| &inputs[t.min(tokens - 1) * cols..(t.min(tokens - 1) + 1) * cols];
         let mut write = |token: usize, p: usize, sum: &[f32; LANES]| {
-            let (row, kept) = (p * LANES, LANES.min(rows.saturating_sub(p * LANES)));
+            let (row, kept) = (p * LANES, LANES.min(width.saturating_sub(p * LANES)));
             if token < tokens && kept > 0 {
-                let at = token * stride + row;
+                let at = token * width + row;
                 out[at..at + kept].copy_from_slice(&sum[..kept]);
             }
         };
