@@ -17,7 +17,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::matrix::add;
+use crate::matrix::{add, exp};
 use crate::panels::{Panels, Share};
 
 /// Tokens that go through the layers together (bounds the activations a large batch holds;
@@ -594,32 +594,6 @@ fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
-/// `e^x` to within 3e-7 relative, in operations that vectorize (no library call): `x` split
-/// into `n·ln 2 + r` with an integer `n` and `|r| ≤ ln 2 / 2` (`ln 2` in two parts, so `r` is
-/// exact), `e^r` by its Taylor series to the seventh power, `2^n` put in the exponent bits.
-/// At or below -87 (near where f32 runs out) it is 0.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    // 355/512, exact in f32: `n·LN2_HIGH` is exact for any `n` here.
-    const LN2_HIGH: f32 = 355.0 / 512.0;
-    const LN2_LOW: f32 = -2.121_944_4e-4;
-    // Adding and taking away 1.5·2^23 rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let r = x - n * LN2_HIGH - n * LN2_LOW;
-    let mut p = 1.0 / 5040.0;
-    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = p * r + c;
-    }
-    // `shifted`'s low bits hold `n` (its exponent is fixed by ROUND), so `2^n` comes from integer
-    // operations alone: a float-to-integer conversion would not vectorize as well.
-    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
-    if x <= -87.0 { 0.0 } else { p * scale }
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device, Tensor};
@@ -753,18 +727,6 @@ mod tests {
         assert_eq!(lengths, vec![vec![10, 10, 10, 10, 40], vec![5, 5]]);
         assert_eq!(split_by_tokens(&texts[..1], 4).len(), 1, "never an empty group");
         assert_eq!(split_by_tokens(&texts, 3).iter().map(|g| g.len()).sum::<usize>(), texts.len());
-    }
-
-    #[test]
-    fn exp_is_within_its_stated_error() {
-        for i in -8699..=8800 {
-            let x = i as f32 / 100.0;
-            let want = f64::from(x).exp();
-            let got = f64::from(exp(x));
-            assert!(((got - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
-        }
-        assert_eq!(exp(-100.0), 0.0);
-        assert_eq!(exp(0.0), 1.0);
     }
 
     /// Attention written out plainly, in f64: the reference for `attend`.

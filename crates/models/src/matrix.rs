@@ -16,11 +16,13 @@
 //! The kernels run inside `pulp`'s run-time dispatch: AVX-512 or AVX2/FMA through `pulp`'s
 //! safe wrappers of the intrinsics where the CPU has them, plain loops elsewhere, without
 //! `unsafe` here. Rows are shared out among rayon's threads. One input vector (a generated
-//! token) goes through four rows at a time, sharing each input block's loads; several (a
-//! prompt's tokens) go four at a time through a tile of rows, so the tile's codes and the
-//! group's inputs stay in the first-level cache while they are reused; there each block is
-//! decoded whole once (scale and offset applied) and, with AVX-512's registers, four rows
-//! share each input block's loads too.
+//! token) goes through four rows at a time, sharing each input block's loads; a few go four at
+//! a time through a tile of rows, so the tile's codes and the group's inputs stay in the
+//! first-level cache while they are reused; there each block is decoded whole once per group
+//! (scale and offset applied) and, with AVX-512's registers, four rows share each input
+//! block's loads too. From [`DECODE_FROM`] tokens on (a prompt), each task decodes its rows to
+//! f32 once, [`DECODE_TILE`] rows at a time, and takes every token through them the same way;
+//! its outputs go token by token into its own block, copied into place afterwards.
 
 use rayon::prelude::*;
 
@@ -32,6 +34,22 @@ const GROUP: usize = 4;
 const ROW_TILE: usize = 16;
 /// Rows per parallel task (at least).
 const ROWS_PER_TASK: usize = 32;
+/// From this many tokens on, a product is shared out by tokens instead of rows: each task
+/// decodes the rows to f32 a tile at a time and takes its tokens through the decoded tile.
+/// Decoding then costs once per task instead of once per group of [`GROUP`] tokens, the
+/// multiply-adds no longer share the vector units with it, and each task writes its tokens'
+/// outputs in place.
+const DECODE_FROM: usize = 16;
+/// Rows decoded at a time: at most 64 × 1,536 f32 weights, which stay in the second-level cache
+/// while the task's tokens go through them.
+const DECODE_TILE: usize = 64;
+
+std::thread_local! {
+    /// Each thread's decoded rows (reused, so a prompt's products do not allocate).
+    static DECODED: std::cell::RefCell<Vec<Wide>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The tasks' outputs of a product with many tokens, before they are put in place.
+    static SPREAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// A Q4_1 block: `w_j = scale·q_j + offset`; the low nibble of byte `j` is `q_j`, the high
 /// nibble `q_{j+16}`.
@@ -48,6 +66,10 @@ struct Q8 {
     scale: f32,
     codes: [i8; BLOCK],
 }
+
+/// A block decoded to its 32 weights (scale and offset applied).
+#[derive(Debug, Clone, Copy)]
+struct Wide([f32; BLOCK]);
 
 /// A `rows × cols` matrix (`cols` a multiple of [`BLOCK`]), row-major in blocks.
 #[derive(Debug, Clone)]
@@ -202,15 +224,20 @@ impl Matrix {
         debug_assert_eq!(out.len(), tokens * self.rows);
         match &self.blocks {
             Blocks::Q4_1(blocks) => {
-                // Σ x per block, for the offsets.
-                let sums: Vec<f32> = inputs.as_chunks::<BLOCK>().0.iter().map(|block| block.iter().sum()).collect();
+                // Σ x per block, for the offsets (decoded rows have theirs applied).
+                let sums: Vec<f32> = if tokens >= DECODE_FROM {
+                    Vec::new()
+                } else {
+                    inputs.as_chunks::<BLOCK>().0.iter().map(|block| block.iter().sum()).collect()
+                };
                 self.product_of(blocks, inputs, &sums, tokens, out, kernels);
             }
             Blocks::Q8_0(blocks) => self.product_of(blocks, inputs, &[], tokens, out, kernels),
         }
     }
 
-    /// `out[t][r] = Σ_b d_rb·(q_rb · x_tb) + m_rb·sums_tb` (`sums` empty without offsets).
+    /// `out[t][r] = Σ_b d_rb·(q_rb · x_tb) + m_rb·sums_tb` (`sums` empty without offsets, or
+    /// from [`DECODE_FROM`] tokens on, where each task decodes its rows first).
     fn product_of<Q: Block>(
         &self,
         blocks: &[Q],
@@ -222,29 +249,56 @@ impl Matrix {
     ) {
         let per_row = self.cols / BLOCK;
         let inputs = inputs.as_chunks::<BLOCK>().0;
+        if tokens >= DECODE_FROM {
+            // Each task writes its rows token by token (`[token][its rows]`) into its own block
+            // of `spread`; the blocks are copied into place afterwards, a run of rows at a time.
+            let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 4));
+            return SPREAD.with_borrow_mut(|spread| {
+                if spread.len() < out.len() {
+                    spread.resize(out.len(), 0.0);
+                }
+                let spread = &mut spread[..out.len()];
+                spread.par_chunks_mut(rows_per_task * tokens).enumerate().for_each(|(index, task_out)| {
+                    let (first, width) = (index * rows_per_task, task_out.len() / tokens);
+                    DECODED.with_borrow_mut(|decoded| {
+                        for start in (0..width).step_by(DECODE_TILE) {
+                            let rows = DECODE_TILE.min(width - start);
+                            let from = &blocks[(first + start) * per_row..(first + start + rows) * per_row];
+                            if decoded.len() < from.len() {
+                                decoded.resize(from.len(), Wide([0.0; BLOCK]));
+                            }
+                            let decoded = &mut decoded[..from.len()];
+                            with_kernel(kernels, Decode { from, into: &mut *decoded });
+                            let out = &mut task_out[start..];
+                            let layout = Layout::ByToken { stride: width };
+                            let sums = &[];
+                            with_kernel(
+                                kernels,
+                                Rows { blocks: &*decoded, per_row, inputs, sums, tokens, rows, out, layout },
+                            );
+                        }
+                    });
+                });
+                for (index, task_out) in spread.chunks(rows_per_task * tokens).enumerate() {
+                    let (first, width) = (index * rows_per_task, task_out.len() / tokens);
+                    for (row, part) in out.chunks_exact_mut(self.rows).zip(task_out.chunks_exact(width)) {
+                        row[first..first + width].copy_from_slice(part);
+                    }
+                }
+            });
+        }
         let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 8));
         let task = |(index, out): (usize, &mut [f32])| {
             let first = index * rows_per_task;
             let blocks = &blocks[first * per_row..];
-            #[cfg(target_arch = "x86_64")]
-            {
-                let v4 = pulp::x86::V4::try_new().filter(|_| kernels == Kernels::Widest);
-                if let Some(simd) = v4 {
-                    let rows = Rows { kernel: simd::Vectors(simd), blocks, per_row, inputs, sums, tokens, out };
-                    return pulp::Simd::vectorize(simd, rows);
-                }
-                let v3 = pulp::x86::V3::try_new().filter(|_| kernels != Kernels::Portable);
-                if let Some(simd) = v3 {
-                    let rows = Rows { kernel: simd::Vectors(simd), blocks, per_row, inputs, sums, tokens, out };
-                    return pulp::Simd::vectorize(simd, rows);
-                }
-            }
-            pulp::Arch::new().dispatch(Rows { kernel: Portable, blocks, per_row, inputs, sums, tokens, out });
+            let rows = out.len() / tokens;
+            with_kernel(kernels, Rows { blocks, per_row, inputs, sums, tokens, rows, out, layout: Layout::ByRow });
         };
         if tokens == 1 {
             out.par_chunks_mut(rows_per_task).enumerate().for_each(task);
         } else {
-            // Computed row-major by weight row (each task owns whole rows), then transposed.
+            // Computed row-major by weight row (each task owns whole rows), then transposed
+            // (a few tokens: the transposition costs little).
             let mut by_row = vec![0f32; out.len()];
             by_row.par_chunks_mut(rows_per_task * tokens).enumerate().for_each(task);
             for (row, values) in by_row.chunks_exact(tokens).enumerate() {
@@ -256,14 +310,82 @@ impl Matrix {
     }
 }
 
-/// One block's scale and codes: Q4_1's nibbles (their unsigned values) or Q8_0's bytes.
+/// Where a task writes row `local`'s output for token `t`.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `out[local * tokens + t]`.
+    ByRow,
+    /// `out[t * stride + local]`.
+    ByToken { stride: usize },
+}
+
+/// Work done with one [`Kernel`].
+trait Job {
+    fn run<K: Kernel>(self, kernel: K);
+}
+
+/// Runs `job` on the widest kernel the CPU has among those `kernels` allows, inside `pulp`'s
+/// dispatch (so its loops are compiled for that kernel's instructions).
+fn with_kernel<J: Job>(kernels: Kernels, job: J) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(simd) = pulp::x86::V4::try_new().filter(|_| kernels == Kernels::Widest) {
+            return pulp::Simd::vectorize(simd, InSimd(simd::Vectors(simd), job));
+        }
+        if let Some(simd) = pulp::x86::V3::try_new().filter(|_| kernels != Kernels::Portable) {
+            return pulp::Simd::vectorize(simd, InSimd(simd::Vectors(simd), job));
+        }
+    }
+    pulp::Arch::new().dispatch(InSimd(Portable, job));
+}
+
+struct InSimd<K, J>(K, J);
+
+impl<K: Kernel, J: Job> pulp::WithSimd for InSimd<K, J> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        self.1.run(self.0);
+    }
+}
+
+/// Blocks decoded to their weights.
+struct Decode<'a, Q> {
+    from: &'a [Q],
+    into: &'a mut [Wide],
+}
+
+impl<Q: Block> Job for Decode<'_, Q> {
+    #[inline(always)]
+    fn run<K: Kernel>(self, kernel: K) {
+        for (block, wide) in self.from.iter().zip(self.into.iter_mut()) {
+            wide.0 = kernel.decode(block);
+        }
+    }
+}
+
+/// One block's scale and codes: Q4_1's nibbles (their unsigned values), Q8_0's bytes, or a
+/// decoded block's weights themselves.
 trait Block: Copy + Send + Sync {
     /// Whether blocks carry an offset (`w = d·q + m`).
     const OFFSET: bool;
+    /// Whether the codes are the weights (scale 1, no offset): nothing to apply.
+    const DECODED: bool = false;
     fn scale(&self) -> f32;
     fn offset(&self) -> f32;
     /// The 32 codes as f32, in order.
     fn codes(&self) -> [f32; BLOCK];
+    /// The 32 weights the block encodes.
+    #[inline(always)]
+    fn decode(&self) -> [f32; BLOCK] {
+        let (d, m) = (self.scale(), self.offset());
+        let mut weights = self.codes();
+        for w in &mut weights {
+            *w = d * *w + m;
+        }
+        weights
+    }
     /// The 32 codes as four vectors of eight f32.
     #[cfg(target_arch = "x86_64")]
     fn widen(&self, simd: pulp::x86::V3) -> [core::arch::x86_64::__m256; 4];
@@ -287,8 +409,12 @@ impl Block for Q4 {
 
     #[inline(always)]
     fn codes(&self) -> [f32; BLOCK] {
-        let q = &self.nibbles;
-        std::array::from_fn(|j| f32::from(if j < 16 { q[j] & 0x0F } else { q[j - 16] >> 4 }))
+        let mut codes = [0f32; BLOCK];
+        for (j, q) in self.nibbles.iter().enumerate() {
+            codes[j] = f32::from(q & 0x0F);
+            codes[j + 16] = f32::from(q >> 4);
+        }
+        codes
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -329,7 +455,11 @@ impl Block for Q8 {
 
     #[inline(always)]
     fn codes(&self) -> [f32; BLOCK] {
-        std::array::from_fn(|j| f32::from(self.codes[j]))
+        let mut codes = [0f32; BLOCK];
+        for (c, q) in codes.iter_mut().zip(self.codes) {
+            *c = f32::from(q);
+        }
+        codes
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -348,6 +478,38 @@ impl Block for Q8 {
     }
 }
 
+impl Block for Wide {
+    const OFFSET: bool = false;
+    const DECODED: bool = true;
+
+    #[inline(always)]
+    fn scale(&self) -> f32 {
+        1.0
+    }
+
+    #[inline(always)]
+    fn offset(&self) -> f32 {
+        0.0
+    }
+
+    #[inline(always)]
+    fn codes(&self) -> [f32; BLOCK] {
+        self.0
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn widen(&self, _: pulp::x86::V3) -> [core::arch::x86_64::__m256; 4] {
+        pulp::cast(self.0)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn widen16(&self, _: pulp::x86::V4) -> [core::arch::x86_64::__m512; 2] {
+        pulp::cast(self.0)
+    }
+}
+
 /// `out[r][t] = Σ_b d_rb · (codes of rows[r][b]) · inputs[t][b] + m_rb · sums[t][b]`: `R`
 /// rows against `T` input vectors at once (rows share each input block's loads, inputs share
 /// each block's widened codes). `sums[t][b]` is `Σ_j inputs[t][b][j]`, read only for blocks
@@ -362,6 +524,12 @@ trait Kernel: Copy {
         inputs: [&[[f32; BLOCK]]; T],
         sums: [&[f32]; T],
     ) -> [[f32; T]; R];
+
+    /// The 32 weights `block` encodes.
+    #[inline(always)]
+    fn decode<Q: Block>(self, block: &Q) -> [f32; BLOCK] {
+        block.decode()
+    }
 }
 
 /// Plain loops, for CPUs without the instructions of [`simd`]'s kernels.
@@ -427,7 +595,14 @@ mod simd {
         /// `a·b + c`.
         fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
         fn sum(self, v: Self::V) -> f32;
+        /// Each of sixteen vectors' lanes summed (`sums[i]` is `v[i]`'s), where the width has
+        /// a cheaper way than one vector at a time.
+        fn sum16(self, v: [Self::V; 16]) -> Option<[f32; 16]> {
+            let _ = v;
+            None
+        }
         fn load(self, x: [f32; BLOCK]) -> Self::Block;
+        fn store(self, block: Self::Block) -> [f32; BLOCK];
         fn widen<Q: Block>(self, block: &Q) -> Self::Block;
         /// Asks for the memory [`PREFETCH_DISTANCE`] past `block`.
         fn prefetch<Q>(self, block: &Q);
@@ -458,9 +633,36 @@ mod simd {
         fn sum(self, v: __m512) -> f32 {
             self.avx512f._mm512_reduce_add_ps(v)
         }
+        /// Halves, then quarters, then pairs and single lanes of two vectors at a time are
+        /// added: 30 shuffles and 15 additions instead of sixteen separate reductions. Lane
+        /// `4k + e` of the last vector is the sum of `v[4e + k]`.
+        #[inline(always)]
+        fn sum16(self, v: [__m512; 16]) -> Option<[f32; 16]> {
+            let f = self.avx512f;
+            let halves: [__m512; 8] = std::array::from_fn(|i| {
+                let (a, b) = (v[2 * i], v[2 * i + 1]);
+                f._mm512_add_ps(f._mm512_shuffle_f32x4::<0x44>(a, b), f._mm512_shuffle_f32x4::<0xEE>(a, b))
+            });
+            let quarters: [__m512; 4] = std::array::from_fn(|i| {
+                let (a, b) = (halves[2 * i], halves[2 * i + 1]);
+                f._mm512_add_ps(f._mm512_shuffle_f32x4::<0x88>(a, b), f._mm512_shuffle_f32x4::<0xDD>(a, b))
+            });
+            let pairs: [__m512; 2] = std::array::from_fn(|i| {
+                let (a, b) = (quarters[2 * i], quarters[2 * i + 1]);
+                f._mm512_add_ps(f._mm512_shuffle_ps::<0x44>(a, b), f._mm512_shuffle_ps::<0xEE>(a, b))
+            });
+            let (a, b) = (pairs[0], pairs[1]);
+            let lanes: [f32; 16] =
+                pulp::cast(f._mm512_add_ps(f._mm512_shuffle_ps::<0x88>(a, b), f._mm512_shuffle_ps::<0xDD>(a, b)));
+            Some(std::array::from_fn(|i| lanes[4 * (i % 4) + i / 4]))
+        }
         #[inline(always)]
         fn load(self, x: [f32; BLOCK]) -> [__m512; 2] {
             pulp::cast(x)
+        }
+        #[inline(always)]
+        fn store(self, block: [__m512; 2]) -> [f32; BLOCK] {
+            pulp::cast(block)
         }
         #[inline(always)]
         fn widen<Q: Block>(self, block: &Q) -> [__m512; 2] {
@@ -502,6 +704,10 @@ mod simd {
             pulp::cast(x)
         }
         #[inline(always)]
+        fn store(self, block: [__m256; 4]) -> [f32; BLOCK] {
+            pulp::cast(block)
+        }
+        #[inline(always)]
         fn widen<Q: Block>(self, block: &Q) -> [__m256; 4] {
             block.widen(self)
         }
@@ -517,6 +723,17 @@ mod simd {
 
     impl<L: Lanes> Kernel for Vectors<L> {
         const WIDE: bool = L::WIDE;
+
+        #[inline(always)]
+        fn decode<Q: Block>(self, block: &Q) -> [f32; BLOCK] {
+            let l = self.0;
+            let (d, m) = (l.splat(block.scale()), l.splat(block.offset()));
+            let mut w = l.widen(block);
+            for w in w.as_mut() {
+                *w = l.fma(*w, d, m);
+            }
+            l.store(w)
+        }
 
         #[inline(always)]
         fn dots<Q: Block, const R: usize, const T: usize>(
@@ -536,11 +753,13 @@ mod simd {
                     let x: [L::Block; T] = std::array::from_fn(|t| l.load(inputs[t][b]));
                     for r in 0..R {
                         let block = &rows[r][b];
-                        l.prefetch(block);
-                        let (d, m) = (l.splat(block.scale()), l.splat(block.offset()));
                         let mut w = l.widen(block);
-                        for w in w.as_mut() {
-                            *w = l.fma(*w, d, m);
+                        if !Q::DECODED {
+                            l.prefetch(block);
+                            let (d, m) = (l.splat(block.scale()), l.splat(block.offset()));
+                            for w in w.as_mut() {
+                                *w = l.fma(*w, d, m);
+                            }
                         }
                         for t in 0..T {
                             for (w, x) in w.as_ref().iter().zip(x[t].as_ref()) {
@@ -548,6 +767,11 @@ mod simd {
                             }
                         }
                     }
+                }
+                if R * T == 16
+                    && let Some(sums) = l.sum16(std::array::from_fn(|i| acc[i / T][i % T]))
+                {
+                    return std::array::from_fn(|r| std::array::from_fn(|t| sums[r * T + t]));
                 }
                 return std::array::from_fn(|r| std::array::from_fn(|t| l.sum(acc[r][t])));
             }
@@ -578,35 +802,37 @@ mod simd {
     }
 }
 
-/// One task's rows of a product: `blocks` starts at its first row; `out[local * tokens + t]`.
-struct Rows<'a, K, Q> {
-    kernel: K,
+/// One task's `rows` rows of a product: `blocks` starts at its first row; `out` as `layout` says.
+struct Rows<'a, Q> {
     blocks: &'a [Q],
     per_row: usize,
     inputs: &'a [[f32; BLOCK]],
     /// Σ x per input block (empty for blocks without offsets).
     sums: &'a [f32],
     tokens: usize,
+    rows: usize,
     out: &'a mut [f32],
+    layout: Layout,
 }
 
-impl<K: Kernel, Q: Block> pulp::WithSimd for Rows<'_, K, Q> {
-    type Output = ();
-
+impl<Q: Block> Job for Rows<'_, Q> {
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Rows { kernel, blocks, per_row, inputs, sums, tokens, out } = self;
+    fn run<K: Kernel>(self, kernel: K) {
+        let Rows { blocks, per_row, inputs, sums, tokens, rows, out, layout } = self;
         let q = |local: usize| &blocks[local * per_row..(local + 1) * per_row];
         let x = |t: usize| &inputs[t * per_row..(t + 1) * per_row];
         let s = |t: usize| if Q::OFFSET { &sums[t * per_row..(t + 1) * per_row] } else { sums };
-        let rows = out.len() / tokens;
+        let at = |local: usize, t: usize| match layout {
+            Layout::ByRow => local * tokens + t,
+            Layout::ByToken { stride } => t * stride + local,
+        };
         let mut local = 0;
         if tokens == 1 {
             // Four rows at a time share each input block.
             while local + 4 <= rows {
                 let dots = kernel.dots::<Q, 4, 1>([q(local), q(local + 1), q(local + 2), q(local + 3)], [x(0)], [s(0)]);
                 for (i, dot) in dots.iter().enumerate() {
-                    out[local + i] = dot[0];
+                    out[at(local + i, 0)] = dot[0];
                 }
                 local += 4;
             }
@@ -625,19 +851,23 @@ impl<K: Kernel, Q: Block> pulp::WithSimd for Rows<'_, K, Q> {
                 while K::WIDE && row + 4 <= tile.end {
                     let dots = kernel.dots::<Q, 4, GROUP>(std::array::from_fn(|i| q(row + i)), group, group_sums);
                     for (i, dots) in dots.iter().enumerate() {
-                        out[(row + i) * tokens + token..(row + i) * tokens + token + GROUP].copy_from_slice(dots);
+                        for (t, dot) in dots.iter().enumerate() {
+                            out[at(row + i, token + t)] = *dot;
+                        }
                     }
                     row += 4;
                 }
                 for row in row..tile.end {
-                    let dots = kernel.dots::<Q, 1, GROUP>([q(row)], group, group_sums);
-                    out[row * tokens + token..row * tokens + token + GROUP].copy_from_slice(&dots[0]);
+                    let [dots] = kernel.dots::<Q, 1, GROUP>([q(row)], group, group_sums);
+                    for (t, dot) in dots.iter().enumerate() {
+                        out[at(row, token + t)] = *dot;
+                    }
                 }
                 token += GROUP;
             }
             for t in token..tokens {
                 for row in tile.clone() {
-                    out[row * tokens + t] = kernel.dots::<Q, 1, 1>([q(row)], [x(t)], [s(t)])[0][0];
+                    out[at(row, t)] = kernel.dots::<Q, 1, 1>([q(row)], [x(t)], [s(t)])[0][0];
                 }
             }
             local = tile.end;
@@ -663,6 +893,32 @@ pub(crate) fn add(into: &mut [f32], other: &[f32]) {
     for (a, b) in into.iter_mut().zip(other) {
         *a += b;
     }
+}
+
+/// `e^x` to within 3e-7 relative, in operations that vectorize (no library call): `x` split
+/// into `n·ln 2 + r` with an integer `n` and `|r| ≤ ln 2 / 2` (`ln 2` in two parts, so `r` is
+/// exact), `e^r` by its Taylor series to the seventh power, `2^n` put in the exponent bits.
+/// At or below -87 (near where f32 runs out) it is 0.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    // 355/512, exact in f32: `n·LN2_HIGH` is exact for any `n` here.
+    const LN2_HIGH: f32 = 355.0 / 512.0;
+    const LN2_LOW: f32 = -2.121_944_4e-4;
+    // Adding and taking away 1.5·2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * LN2_HIGH - n * LN2_LOW;
+    let mut p = 1.0 / 5040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p * r + c;
+    }
+    // `shifted`'s low bits hold `n` (its exponent is fixed by ROUND), so `2^n` comes from integer
+    // operations alone: a float-to-integer conversion would not vectorize as well.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
+    if x <= -87.0 { 0.0 } else { p * scale }
 }
 
 /// The little-endian f16 at `at`, widened.
@@ -732,7 +988,8 @@ pub(crate) mod tests {
         let (rows, cols) = (70, 96);
         let (bytes, weights) = q4_1(rows, cols, 7);
         let matrix = Matrix::from_q4_1(rows, cols, &bytes).expect("matrix");
-        for tokens in [1, 3, 4, 9] {
+        // Below and from DECODE_FROM tokens on.
+        for tokens in [1, 3, 4, 9, DECODE_FROM, 19, 40] {
             let inputs = values(tokens * cols, 11 + tokens as u64);
             for kernels in [Kernels::Widest, Kernels::Avx2, Kernels::Portable] {
                 let mut out = vec![0f32; tokens * rows];
@@ -757,7 +1014,7 @@ pub(crate) mod tests {
         for (d, w) in decoded.iter().zip(&weights) {
             assert!((d - w).abs() <= 1.0 / 127.0, "{d} against {w}");
         }
-        for tokens in [1, 5] {
+        for tokens in [1, 5, 21] {
             let inputs = values(tokens * cols, 5);
             for kernels in [Kernels::Widest, Kernels::Avx2, Kernels::Portable] {
                 let mut out = vec![0f32; tokens * rows];
@@ -785,6 +1042,18 @@ pub(crate) mod tests {
         assert!(Matrix::stack(vec![a.clone(), q8]).is_none(), "encodings differ");
         let narrow = Matrix::quantize_q8_0(4, 32, &values(128, 4)).expect("narrow");
         assert!(Matrix::stack(vec![a, narrow]).is_none(), "columns differ");
+    }
+
+    #[test]
+    fn exp_is_within_its_stated_error() {
+        for i in -8699..=8800 {
+            let x = i as f32 / 100.0;
+            let want = f64::from(x).exp();
+            let got = f64::from(exp(x));
+            assert!(((got - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
     }
 
     #[test]

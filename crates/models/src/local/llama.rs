@@ -11,7 +11,9 @@
 
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 
-use crate::matrix::{BLOCK, Matrix, MatrixError, add, dot};
+use rayon::prelude::*;
+
+use crate::matrix::{BLOCK, Matrix, MatrixError, add, dot, exp};
 
 /// Positions a generation can attend to (prompt and answer together).
 pub const CONTEXT_TOKENS: usize = 4096;
@@ -306,18 +308,14 @@ impl Llama {
                 keys.extend_from_slice(k);
                 values.extend_from_slice(v);
             }
-            pulp::Arch::new().dispatch(Attend { config: &c, qkv: &qkv, keys, values, start, out: &mut attended });
+            attention(&c, &qkv, keys, values, start, &mut attended);
             layer.output.product(&attended, n, &mut projected);
             add(&mut stream, &projected);
 
             rms_norm(&stream, &layer.ffn_norm, c.rms_eps, &mut normed);
             layer.gate_up.product(&normed, n, &mut gate_up);
-            for (row, out) in gate_up.chunks_exact(2 * ffn).zip(gated.chunks_exact_mut(ffn)) {
-                let (gate, up) = row.split_at(ffn);
-                for ((o, g), u) in out.iter_mut().zip(gate).zip(up) {
-                    *o = g / (1.0 + (-g).exp()) * u;
-                }
-            }
+            let rows = gate_up.par_chunks_exact(2 * ffn).zip(gated.par_chunks_exact_mut(ffn));
+            rows.with_min_len(8).for_each(|(gate_up, out)| pulp::Arch::new().dispatch(GatedSilu { gate_up, out }));
             layer.down.product(&gated, n, &mut projected);
             add(&mut stream, &projected);
         }
@@ -386,15 +384,64 @@ fn rotate(head: &mut [f32], angles: &[(f32, f32)]) {
     }
 }
 
+/// `out = silu(gate) · up` for one token (`gate_up` holds its gate values, then its up values).
+/// Run inside `pulp`'s dispatch, so the loop is compiled for the CPU's widest vectors.
+struct GatedSilu<'a> {
+    gate_up: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GatedSilu<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let (gate, up) = self.gate_up.split_at(self.out.len());
+        for ((o, g), u) in self.out.iter_mut().zip(gate).zip(up) {
+            *o = g / (1.0 + exp(-g)) * u;
+        }
+    }
+}
+
+std::thread_local! {
+    /// Each thread's attention scores (reused, so attention does not allocate).
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Causal attention of each new token (rows of `qkv`, at positions `start..`) over every
-/// position up to its own; `out` gets the heads' weighted values side by side. Run inside
-/// `pulp`'s dispatch, so its loops are compiled for the CPU's widest vectors.
+/// position up to its own; `out` gets the heads' weighted values side by side. Each token's
+/// heads are shared out among rayon's threads.
+fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
+    let (kv_dim, d) = (c.kv_dim(), c.head_dim);
+    let qkv_dim = c.hidden + 2 * kv_dim;
+    let group = c.heads / c.kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    out.par_chunks_exact_mut(d).enumerate().with_min_len(4).for_each(|(index, out)| {
+        let (t, head) = (index / c.heads, index % c.heads);
+        let query = &qkv[t * qkv_dim + head * d..t * qkv_dim + (head + 1) * d];
+        let (kv, seen) = ((head / group) * d, start + t + 1);
+        SCORES.with_borrow_mut(|scores| {
+            if scores.len() < seen {
+                scores.resize(seen, 0.0);
+            }
+            let scores = &mut scores[..seen];
+            pulp::Arch::new().dispatch(Attend { query, keys, values, kv, kv_dim, scale, scores, out });
+        });
+    });
+}
+
+/// One head of one token: its query against the keys seen (as many as `scores` holds), then
+/// the values weighted by the softmax of the scores. Plain loops inside `pulp`'s dispatch, so
+/// they are compiled for the CPU's widest vectors.
 struct Attend<'a> {
-    config: &'a Config,
-    qkv: &'a [f32],
+    query: &'a [f32],
     keys: &'a [f32],
     values: &'a [f32],
-    start: usize,
+    /// Where the head's keys and values start within a position's.
+    kv: usize,
+    kv_dim: usize,
+    scale: f32,
+    scores: &'a mut [f32],
     out: &'a mut [f32],
 }
 
@@ -403,36 +450,45 @@ impl pulp::WithSimd for Attend<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Attend { config, qkv, keys, values, start, out } = self;
-        attend(config, qkv, keys, values, start, out);
-    }
-}
-
-#[inline(always)]
-fn attend(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
-    let (kv_dim, d) = (c.kv_dim(), c.head_dim);
-    let qkv_dim = c.hidden + 2 * kv_dim;
-    let group = c.heads / c.kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut scores = Vec::with_capacity(start + qkv.len() / qkv_dim);
-    for (t, (row, out)) in qkv.chunks_exact(qkv_dim).zip(out.chunks_exact_mut(c.hidden)).enumerate() {
-        let seen = start + t + 1;
-        for (head, (query, out)) in row[..c.hidden].chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
-            let kv = (head / group) * d;
-            scores.clear();
-            scores.extend(keys.chunks_exact(kv_dim).take(seen).map(|k| dot(query, &k[kv..kv + d]) * scale));
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0.0;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                total += *s;
+        let Attend { query, keys, values, kv, kv_dim, scale, scores, out } = self;
+        let d = query.len();
+        let mut max = f32::NEG_INFINITY;
+        for (position, score) in scores.iter_mut().enumerate() {
+            let at = position * kv_dim + kv;
+            *score = dot(query, &keys[at..at + d]) * scale;
+            max = if *score > max { *score } else { max };
+        }
+        for score in scores.iter_mut() {
+            *score = exp(*score - max);
+        }
+        let mut lanes = [0f32; 16];
+        let (whole, rest) = scores.as_chunks::<16>();
+        for chunk in whole {
+            for lane in 0..16 {
+                lanes[lane] += chunk[lane];
             }
-            out.fill(0.0);
-            for (weight, v) in scores.iter().zip(values.chunks_exact(kv_dim)) {
-                let weight = weight / total;
-                for (o, x) in out.iter_mut().zip(&v[kv..kv + d]) {
-                    *o += weight * x;
+        }
+        let total = lanes.iter().sum::<f32>() + rest.iter().sum::<f32>();
+        // Sixteen of the head's dimensions at a time, so their sums stay in one register.
+        for (piece, out) in out.chunks_mut(16).enumerate() {
+            let mut sums = [0f32; 16];
+            for (position, weight) in scores.iter().enumerate() {
+                let at = position * kv_dim + kv + piece * 16;
+                match <&[f32; 16]>::try_from(&values[at..at + out.len()]) {
+                    Ok(v) => {
+                        for lane in 0..16 {
+                            sums[lane] += weight * v[lane];
+                        }
+                    }
+                    Err(_) => {
+                        for (sum, v) in sums.iter_mut().zip(&values[at..at + out.len()]) {
+                            *sum += weight * v;
+                        }
+                    }
                 }
+            }
+            for (o, sum) in out.iter_mut().zip(sums) {
+                *o = sum / total;
             }
         }
     }
