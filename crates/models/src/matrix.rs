@@ -39,7 +39,7 @@ const ROWS_PER_TASK: usize = 32;
 /// Decoding then costs once per task instead of once per group of [`GROUP`] tokens, the
 /// multiply-adds no longer share the vector units with it, and each task writes its tokens'
 /// outputs in place.
-const DECODE_FROM: usize = 16;
+pub(crate) const DECODE_FROM: usize = 16;
 /// Rows decoded at a time: at most 64 × 1,536 f32 weights, which stay in the second-level cache
 /// while the task's tokens go through them.
 const DECODE_TILE: usize = 64;
@@ -279,12 +279,13 @@ impl Matrix {
                         }
                     });
                 });
-                for (index, task_out) in spread.chunks(rows_per_task * tokens).enumerate() {
-                    let (first, width) = (index * rows_per_task, task_out.len() / tokens);
-                    for (row, part) in out.chunks_exact_mut(self.rows).zip(task_out.chunks_exact(width)) {
-                        row[first..first + width].copy_from_slice(part);
+                let spread = &*spread;
+                out.par_chunks_exact_mut(self.rows).enumerate().with_min_len(8).for_each(|(token, row)| {
+                    for (index, task_out) in spread.chunks(rows_per_task * tokens).enumerate() {
+                        let (first, width) = (index * rows_per_task, task_out.len() / tokens);
+                        row[first..first + width].copy_from_slice(&task_out[token * width..(token + 1) * width]);
                     }
-                }
+                });
             });
         }
         let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 8));

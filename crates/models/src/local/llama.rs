@@ -366,11 +366,37 @@ fn vector(tensor: &QTensor, name: &str, len: usize) -> Result<Vec<f32>, LoadErro
 
 /// `out = x / √(mean(x²) + ε) · weight`, for each row of `x`.
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    for (row, out) in x.chunks_exact(weight.len()).zip(out.chunks_exact_mut(weight.len())) {
-        let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
-            *o = v * scale * w;
+    pulp::Arch::new().dispatch(RmsNorm { x, weight, eps, out });
+}
+
+/// [`rms_norm`] inside `pulp`'s dispatch, the squares summed in sixteen lanes so the sum
+/// vectorizes.
+struct RmsNorm<'a> {
+    x: &'a [f32],
+    weight: &'a [f32],
+    eps: f32,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for RmsNorm<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let RmsNorm { x, weight, eps, out } = self;
+        for (row, out) in x.chunks_exact(weight.len()).zip(out.chunks_exact_mut(weight.len())) {
+            let mut lanes = [0f32; 16];
+            let (whole, rest) = row.as_chunks::<16>();
+            for chunk in whole {
+                for lane in 0..16 {
+                    lanes[lane] += chunk[lane] * chunk[lane];
+                }
+            }
+            let squares = lanes.iter().sum::<f32>() + rest.iter().map(|v| v * v).sum::<f32>();
+            let scale = 1.0 / (squares / row.len() as f32 + eps).sqrt();
+            for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
+                *o = v * scale * w;
+            }
         }
     }
 }
@@ -416,19 +442,43 @@ fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize
     let qkv_dim = c.hidden + 2 * kv_dim;
     let group = c.heads / c.kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
+    let tokens = qkv.len() / qkv_dim;
+    // Several tokens (a prompt): the keys, laid out dimension by dimension per key/value head
+    // (positions padded to a multiple of 16), give a query's scores sixteen positions at a time
+    // without horizontal sums.
+    let positions = (start + tokens).next_multiple_of(16);
+    let transposed = if tokens >= TRANSPOSE_FROM && d.is_multiple_of(4) {
+        let mut transposed = vec![0f32; c.kv_heads * d * positions];
+        for (position, key) in keys.chunks_exact(kv_dim).enumerate() {
+            for (i, value) in key.iter().enumerate() {
+                transposed[i * positions + position] = *value;
+            }
+        }
+        transposed
+    } else {
+        Vec::new()
+    };
     out.par_chunks_exact_mut(d).enumerate().with_min_len(4).for_each(|(index, out)| {
         let (t, head) = (index / c.heads, index % c.heads);
         let query = &qkv[t * qkv_dim + head * d..t * qkv_dim + (head + 1) * d];
         let (kv, seen) = ((head / group) * d, start + t + 1);
+        let by_dimension = match transposed.is_empty() {
+            true => None,
+            false => Some((&transposed[kv * positions..(kv + d) * positions], positions)),
+        };
         SCORES.with_borrow_mut(|scores| {
-            if scores.len() < seen {
-                scores.resize(seen, 0.0);
+            if scores.len() < seen.next_multiple_of(16) {
+                scores.resize(seen.next_multiple_of(16), 0.0);
             }
             let scores = &mut scores[..seen];
-            pulp::Arch::new().dispatch(Attend { query, keys, values, kv, kv_dim, scale, scores, out });
+            let attend = Attend { query, keys, by_dimension, values, kv, kv_dim, scale, scores, out };
+            pulp::Arch::new().dispatch(attend);
         });
     });
 }
+
+/// From this many tokens on, attention lays the keys out dimension by dimension first.
+const TRANSPOSE_FROM: usize = 16;
 
 /// One head of one token: its query against the keys seen (as many as `scores` holds), then
 /// the values weighted by the softmax of the scores. Plain loops inside `pulp`'s dispatch, so
@@ -436,6 +486,9 @@ fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize
 struct Attend<'a> {
     query: &'a [f32],
     keys: &'a [f32],
+    /// The head's keys dimension by dimension (`[dimension][position]`), and a dimension's
+    /// stride, where they were laid out so.
+    by_dimension: Option<(&'a [f32], usize)>,
     values: &'a [f32],
     /// Where the head's keys and values start within a position's.
     kv: usize,
@@ -450,12 +503,41 @@ impl pulp::WithSimd for Attend<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Attend { query, keys, values, kv, kv_dim, scale, scores, out } = self;
+        let Attend { query, keys, by_dimension, values, kv, kv_dim, scale, scores, out } = self;
         let d = query.len();
+        match by_dimension {
+            Some((keys, stride)) => {
+                // Four dimensions per step, each with its own sums (four independent chains).
+                let row = |i: usize, block: usize| keys[i * stride + 16 * block..].first_chunk::<16>();
+                for (block, scores) in scores.chunks_mut(16).enumerate() {
+                    let (mut s0, mut s1, mut s2, mut s3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
+                    for (i, q) in query.as_chunks::<4>().0.iter().enumerate() {
+                        let (Some(k0), Some(k1), Some(k2), Some(k3)) =
+                            (row(4 * i, block), row(4 * i + 1, block), row(4 * i + 2, block), row(4 * i + 3, block))
+                        else {
+                            continue; // never: every dimension holds whole blocks of positions
+                        };
+                        for lane in 0..16 {
+                            s0[lane] += q[0] * k0[lane];
+                            s1[lane] += q[1] * k1[lane];
+                            s2[lane] += q[2] * k2[lane];
+                            s3[lane] += q[3] * k3[lane];
+                        }
+                    }
+                    for (lane, score) in scores.iter_mut().enumerate() {
+                        *score = ((s0[lane] + s1[lane]) + (s2[lane] + s3[lane])) * scale;
+                    }
+                }
+            }
+            None => {
+                for (position, score) in scores.iter_mut().enumerate() {
+                    let at = position * kv_dim + kv;
+                    *score = dot(query, &keys[at..at + d]) * scale;
+                }
+            }
+        }
         let mut max = f32::NEG_INFINITY;
-        for (position, score) in scores.iter_mut().enumerate() {
-            let at = position * kv_dim + kv;
-            *score = dot(query, &keys[at..at + d]) * scale;
+        for score in scores.iter() {
             max = if *score > max { *score } else { max };
         }
         for score in scores.iter_mut() {
@@ -545,6 +627,9 @@ mod tests {
 
         let prompt = super::super::chatml_prompt(&[(super::super::ChatRole::User, "What is the capital of France?")]);
         let mut tokens = tokenizer.encode(prompt, false).expect("encode").get_ids().to_vec();
+        // Long enough for the prompt's paths (decoded rows, keys laid out by dimension); the
+        // steps after it take the one-token paths.
+        assert!(tokens.len() >= crate::matrix::DECODE_FROM.max(TRANSPOSE_FROM), "{} prompt tokens", tokens.len());
         let mut cache = ours.cache(tokens.len() + 16);
         let mut input = tokens.clone();
         // The prompt at once, then greedy steps one token at a time.
