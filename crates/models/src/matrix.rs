@@ -34,14 +34,13 @@ const GROUP: usize = 4;
 const ROW_TILE: usize = 16;
 /// Rows per parallel task (at least).
 const ROWS_PER_TASK: usize = 32;
-/// From this many tokens on, a product is shared out by tokens instead of rows: each task
-/// decodes the rows to f32 a tile at a time and takes its tokens through the decoded tile.
-/// Decoding then costs once per task instead of once per group of [`GROUP`] tokens, the
-/// multiply-adds no longer share the vector units with it, and each task writes its tokens'
-/// outputs in place.
+/// From this many tokens on, each task decodes its rows to f32 a tile at a time and takes every
+/// token through the decoded tile. Decoding then costs once per product instead of once per
+/// group of [`GROUP`] tokens, and the multiply-adds no longer share the vector units with it.
+/// Each task writes its rows token by token into its own block, copied into place afterwards.
 pub(crate) const DECODE_FROM: usize = 16;
-/// Rows decoded at a time: at most 64 × 1,536 f32 weights, which stay in the second-level cache
-/// while the task's tokens go through them.
+/// Rows decoded at a time (for SmolLM2's widest rows, 1,536 columns, 384 KiB of f32 weights),
+/// which stay in the second-level cache while the tokens go through them.
 const DECODE_TILE: usize = 64;
 
 std::thread_local! {
@@ -253,11 +252,15 @@ impl Matrix {
             // Each task writes its rows token by token (`[token][its rows]`) into its own block
             // of `spread`; the blocks are copied into place afterwards, a run of rows at a time.
             let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 4));
-            return SPREAD.with_borrow_mut(|spread| {
-                if spread.len() < out.len() {
-                    spread.resize(out.len(), 0.0);
-                }
-                let spread = &mut spread[..out.len()];
+            // Taken out of the thread's slot while in use: a thread waiting in the rayon calls
+            // below may run another product (another model's forward pass), which then finds
+            // the slot empty and allocates its own.
+            let mut kept = SPREAD.with_borrow_mut(std::mem::take);
+            if kept.len() < out.len() {
+                kept.resize(out.len(), 0.0);
+            }
+            {
+                let spread = &mut kept[..out.len()];
                 spread.par_chunks_mut(rows_per_task * tokens).enumerate().for_each(|(index, task_out)| {
                     let (first, width) = (index * rows_per_task, task_out.len() / tokens);
                     DECODED.with_borrow_mut(|decoded| {
@@ -286,7 +289,9 @@ impl Matrix {
                         row[first..first + width].copy_from_slice(&task_out[token * width..(token + 1) * width]);
                     }
                 });
-            });
+            }
+            SPREAD.with_borrow_mut(|slot| *slot = kept);
+            return;
         }
         let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 8));
         let task = |(index, out): (usize, &mut [f32])| {
@@ -1001,6 +1006,22 @@ pub(crate) mod tests {
         let mut row = vec![0f32; cols];
         matrix.row_into(5, &mut row);
         assert_close(&row, &weights[5 * cols..6 * cols]);
+    }
+
+    #[test]
+    fn a_task_of_more_rows_than_a_decoded_tile_decodes_each_tile() {
+        // Enough rows that each task holds more than one tile, whatever the number of threads.
+        let rows = DECODE_TILE * 4 * rayon::current_num_threads() + 37;
+        let cols = 64;
+        let (bytes, weights) = q4_1(rows, cols, 17);
+        let matrix = Matrix::from_q4_1(rows, cols, &bytes).expect("matrix");
+        let tokens = DECODE_FROM + 1;
+        let inputs = values(tokens * cols, 23);
+        for kernels in [Kernels::Widest, Kernels::Avx2, Kernels::Portable] {
+            let mut out = vec![f32::NAN; tokens * rows];
+            matrix.product_with(&inputs, tokens, &mut out, kernels);
+            assert_close(&out, &reference(&weights, cols, &inputs));
+        }
     }
 
     #[test]

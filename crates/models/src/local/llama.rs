@@ -435,8 +435,8 @@ std::thread_local! {
 }
 
 /// Causal attention of each new token (rows of `qkv`, at positions `start..`) over every
-/// position up to its own; `out` gets the heads' weighted values side by side. Each token's
-/// heads are shared out among rayon's threads.
+/// position up to its own; `out` gets the heads' weighted values side by side. Each pair of a
+/// token and a head is a task of its own, shared out among rayon's threads.
 fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
     let (kv_dim, d) = (c.kv_dim(), c.head_dim);
     let qkv_dim = c.hidden + 2 * kv_dim;
@@ -467,8 +467,8 @@ fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize
             false => Some((&transposed[kv * positions..(kv + d) * positions], positions)),
         };
         SCORES.with_borrow_mut(|scores| {
-            if scores.len() < seen.next_multiple_of(16) {
-                scores.resize(seen.next_multiple_of(16), 0.0);
+            if scores.len() < seen {
+                scores.resize(seen, 0.0);
             }
             let scores = &mut scores[..seen];
             let attend = Attend { query, keys, by_dimension, values, kv, kv_dim, scale, scores, out };
