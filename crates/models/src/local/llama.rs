@@ -276,7 +276,8 @@ impl Llama {
     }
 
     /// The layers over `tokens` (checked: in the vocabulary, within the context), keeping
-    /// their keys and values in `cache`; returns the last token's hidden state.
+    /// their keys and values in `cache`; returns the last token's hidden state (the last layer
+    /// computes no other token's).
     fn run(&self, cache: &mut Cache, tokens: &[u32]) -> Vec<f32> {
         let c = self.config;
         let n = tokens.len();
@@ -308,16 +309,24 @@ impl Llama {
                 keys.extend_from_slice(k);
                 values.extend_from_slice(v);
             }
-            attention(&c, &qkv, keys, values, start, &mut attended);
-            layer.output.product(&attended, n, &mut projected);
-            add(&mut stream, &projected);
+            // Only the last token's hidden state leaves the last layer: there the other tokens'
+            // keys and values are kept (above) and the rest of the layer is theirs alone.
+            let from = if index + 1 == self.layers.len() { n - 1 } else { 0 };
+            let m = n - from;
+            let (hidden, stream) = (c.hidden, &mut stream[from * c.hidden..]);
+            let (attended, projected) = (&mut attended[..m * hidden], &mut projected[..m * hidden]);
+            attention(&c, &qkv[from * qkv_dim..], keys, values, start + from, attended);
+            layer.output.product(attended, m, projected);
+            add(stream, projected);
 
-            rms_norm(&stream, &layer.ffn_norm, c.rms_eps, &mut normed);
-            layer.gate_up.product(&normed, n, &mut gate_up);
+            let normed = &mut normed[..m * hidden];
+            let (gate_up, gated) = (&mut gate_up[..m * 2 * ffn], &mut gated[..m * ffn]);
+            rms_norm(stream, &layer.ffn_norm, c.rms_eps, normed);
+            layer.gate_up.product(normed, m, gate_up);
             let rows = gate_up.par_chunks_exact(2 * ffn).zip(gated.par_chunks_exact_mut(ffn));
             rows.with_min_len(8).for_each(|(gate_up, out)| pulp::Arch::new().dispatch(GatedSilu { gate_up, out }));
-            layer.down.product(&gated, n, &mut projected);
-            add(&mut stream, &projected);
+            layer.down.product(gated, m, projected);
+            add(stream, projected);
         }
         cache.len += n;
         stream.split_off((n - 1) * c.hidden)
