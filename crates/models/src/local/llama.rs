@@ -560,7 +560,30 @@ impl pulp::WithSimd for Attend<'_> {
             }
         }
         let total = lanes.iter().sum::<f32>() + rest.iter().sum::<f32>();
-        // Sixteen of the head's dimensions at a time, so their sums stay in one register.
+        // Heads of 64 dimensions (SmolLM2's): four groups of sixteen sums, four independent
+        // chains of multiply-adds in registers.
+        if let Ok(out) = <&mut [f32; 64]>::try_from(&mut *out) {
+            let (mut s0, mut s1, mut s2, mut s3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
+            for (position, weight) in scores.iter().enumerate() {
+                let Some(v) = values[position * kv_dim + kv..].first_chunk::<64>() else {
+                    continue; // never: a position's values hold the head's 64
+                };
+                for lane in 0..16 {
+                    s0[lane] += weight * v[lane];
+                    s1[lane] += weight * v[16 + lane];
+                    s2[lane] += weight * v[32 + lane];
+                    s3[lane] += weight * v[48 + lane];
+                }
+            }
+            for lane in 0..16 {
+                out[lane] = s0[lane] / total;
+                out[16 + lane] = s1[lane] / total;
+                out[32 + lane] = s2[lane] / total;
+                out[48 + lane] = s3[lane] / total;
+            }
+            return;
+        }
+        // Other head sizes: sixteen dimensions at a time, their sums in one register.
         for (piece, out) in out.chunks_mut(16).enumerate() {
             let mut sums = [0f32; 16];
             for (position, weight) in scores.iter().enumerate() {
@@ -679,6 +702,62 @@ mod tests {
         assert!(worst < 1e-3, "logits differ by up to {worst}");
         assert_eq!(argmax(&at_once), argmax(&in_parts));
         assert_eq!(whole.keys[0].capacity(), 300 * ours.config.kv_dim(), "sized once, never doubled");
+    }
+
+    #[test]
+    fn attention_matches_its_definition_for_any_head_size_and_number_of_tokens() {
+        use crate::matrix::tests::values;
+        // Heads of 64 (SmolLM2's) and of other sizes; one token (generation), a few, and a
+        // prompt's worth (keys laid out by dimension), after positions already cached or not.
+        for (head_dim, tokens, start) in [(64, 1, 40), (64, 3, 0), (64, 37, 5), (20, 1, 7), (20, 40, 0), (6, 17, 3)] {
+            let (heads, kv_heads) = (6, 2);
+            let c = Config {
+                layers: 1,
+                hidden: heads * head_dim,
+                heads,
+                kv_heads,
+                head_dim,
+                vocab: 1,
+                ffn: 1,
+                rms_eps: 1e-5,
+                rope_base: 10_000.0,
+            };
+            let (kv_dim, qkv_dim) = (c.kv_dim(), c.hidden + 2 * c.kv_dim());
+            let qkv = values(tokens * qkv_dim, head_dim as u64 + tokens as u64);
+            let positions = start + tokens;
+            let keys = values(positions * kv_dim, 5 + positions as u64);
+            let cached = values(positions * kv_dim, 9 + positions as u64);
+            let mut out = vec![f32::NAN; tokens * c.hidden];
+            attention(&c, &qkv, &keys, &cached, start, &mut out);
+            for t in 0..tokens {
+                for head in 0..heads {
+                    let kv = (head / (heads / kv_heads)) * head_dim;
+                    let query = &qkv[t * qkv_dim + head * head_dim..][..head_dim];
+                    let scores: Vec<f64> = (0..=start + t)
+                        .map(|p| {
+                            let key = &keys[p * kv_dim + kv..][..head_dim];
+                            query.iter().zip(key).map(|(q, k)| f64::from(*q) * f64::from(*k)).sum::<f64>()
+                                / (head_dim as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let total: f64 = weights.iter().sum();
+                    for i in 0..head_dim {
+                        let want: f64 = weights
+                            .iter()
+                            .enumerate()
+                            .map(|(p, w)| w / total * f64::from(cached[p * kv_dim + kv + i]))
+                            .sum();
+                        let got = f64::from(out[t * c.hidden + head * head_dim + i]);
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "heads of {head_dim}, {tokens} tokens after {start}: token {t}, head {head}, dim {i}: {got} against {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
