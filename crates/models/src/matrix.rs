@@ -222,77 +222,23 @@ impl Matrix {
         debug_assert_eq!(inputs.len(), tokens * self.cols);
         debug_assert_eq!(out.len(), tokens * self.rows);
         match &self.blocks {
-            Blocks::Q4_1(blocks) => {
-                // Σ x per block, for the offsets (decoded rows have theirs applied).
-                let sums: Vec<f32> = if tokens >= DECODE_FROM {
-                    Vec::new()
-                } else {
-                    inputs.as_chunks::<BLOCK>().0.iter().map(|block| block.iter().sum()).collect()
-                };
-                self.product_of(blocks, inputs, &sums, tokens, out, kernels);
-            }
-            Blocks::Q8_0(blocks) => self.product_of(blocks, inputs, &[], tokens, out, kernels),
+            Blocks::Q4_1(blocks) => self.product_of(blocks, inputs, tokens, out, kernels),
+            Blocks::Q8_0(blocks) => self.product_of(blocks, inputs, tokens, out, kernels),
         }
     }
 
-    /// `out[t][r] = Σ_b d_rb·(q_rb · x_tb) + m_rb·sums_tb` (`sums` empty without offsets, or
-    /// from [`DECODE_FROM`] tokens on, where each task decodes its rows first).
-    fn product_of<Q: Block>(
-        &self,
-        blocks: &[Q],
-        inputs: &[f32],
-        sums: &[f32],
-        tokens: usize,
-        out: &mut [f32],
-        kernels: Kernels,
-    ) {
-        let per_row = self.cols / BLOCK;
+    /// `out[t][r] = Σ_b d_rb·(q_rb · x_tb) + m_rb·sums_tb`, where `sums_tb` is `Σ x` over input
+    /// block `b` (for blocks with offsets), or through decoded rows from [`DECODE_FROM`] tokens
+    /// on.
+    fn product_of<Q: Block>(&self, blocks: &[Q], inputs: &[f32], tokens: usize, out: &mut [f32], kernels: Kernels) {
         let inputs = inputs.as_chunks::<BLOCK>().0;
         if tokens >= DECODE_FROM {
-            // Each task writes its rows token by token (`[token][its rows]`) into its own block
-            // of `spread`; the blocks are copied into place afterwards, a run of rows at a time.
-            let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 4));
-            // Taken out of the thread's slot while in use: a thread waiting in the rayon calls
-            // below may run another product (another model's forward pass), which then finds
-            // the slot empty and allocates its own.
-            let mut kept = SPREAD.with_borrow_mut(std::mem::take);
-            if kept.len() < out.len() {
-                kept.resize(out.len(), 0.0);
-            }
-            {
-                let spread = &mut kept[..out.len()];
-                spread.par_chunks_mut(rows_per_task * tokens).enumerate().for_each(|(index, task_out)| {
-                    let (first, width) = (index * rows_per_task, task_out.len() / tokens);
-                    DECODED.with_borrow_mut(|decoded| {
-                        for start in (0..width).step_by(DECODE_TILE) {
-                            let rows = DECODE_TILE.min(width - start);
-                            let from = &blocks[(first + start) * per_row..(first + start + rows) * per_row];
-                            if decoded.len() < from.len() {
-                                decoded.resize(from.len(), Wide([0.0; BLOCK]));
-                            }
-                            let decoded = &mut decoded[..from.len()];
-                            with_kernel(kernels, Decode { from, into: &mut *decoded });
-                            let out = &mut task_out[start..];
-                            let layout = Layout::ByToken { stride: width };
-                            let sums = &[];
-                            with_kernel(
-                                kernels,
-                                Rows { blocks: &*decoded, per_row, inputs, sums, tokens, rows, out, layout },
-                            );
-                        }
-                    });
-                });
-                let spread = &*spread;
-                out.par_chunks_exact_mut(self.rows).enumerate().with_min_len(8).for_each(|(token, row)| {
-                    for (index, task_out) in spread.chunks(rows_per_task * tokens).enumerate() {
-                        let (first, width) = (index * rows_per_task, task_out.len() / tokens);
-                        row[first..first + width].copy_from_slice(&task_out[token * width..(token + 1) * width]);
-                    }
-                });
-            }
-            SPREAD.with_borrow_mut(|slot| *slot = kept);
-            return;
+            return self.product_decoded(blocks, inputs, tokens, out, kernels);
         }
+        let sums: Vec<f32> =
+            if Q::OFFSET { inputs.iter().map(|block| block.iter().sum()).collect() } else { Vec::new() };
+        let sums = sums.as_slice();
+        let per_row = self.cols / BLOCK;
         let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 8));
         let task = |(index, out): (usize, &mut [f32])| {
             let first = index * rows_per_task;
@@ -313,6 +259,56 @@ impl Matrix {
                 }
             }
         }
+    }
+
+    /// [`Matrix::product_of`] from [`DECODE_FROM`] tokens on: each task decodes its rows a tile
+    /// at a time and takes every token through the decoded tile.
+    fn product_decoded<Q: Block>(
+        &self,
+        blocks: &[Q],
+        inputs: &[[f32; BLOCK]],
+        tokens: usize,
+        out: &mut [f32],
+        kernels: Kernels,
+    ) {
+        let per_row = self.cols / BLOCK;
+        // Each task writes its rows token by token (`[token][its rows]`) into its own block
+        // of `spread`; the blocks are copied into place afterwards, a run of rows at a time.
+        let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 4));
+        // Taken out of the thread's slot while in use: a thread waiting in the rayon calls
+        // below may run another product (another model's forward pass), which then finds
+        // the slot empty and allocates its own.
+        let mut kept = SPREAD.with_borrow_mut(std::mem::take);
+        if kept.len() < out.len() {
+            kept.resize(out.len(), 0.0);
+        }
+        let spread = &mut kept[..out.len()];
+        spread.par_chunks_mut(rows_per_task * tokens).enumerate().for_each(|(index, task_out)| {
+            let (first, width) = (index * rows_per_task, task_out.len() / tokens);
+            DECODED.with_borrow_mut(|decoded| {
+                for start in (0..width).step_by(DECODE_TILE) {
+                    let rows = DECODE_TILE.min(width - start);
+                    let from = &blocks[(first + start) * per_row..(first + start + rows) * per_row];
+                    if decoded.len() < from.len() {
+                        decoded.resize(from.len(), Wide([0.0; BLOCK]));
+                    }
+                    let decoded = &mut decoded[..from.len()];
+                    with_kernel(kernels, Decode { from, into: &mut *decoded });
+                    let out = &mut task_out[start..];
+                    let layout = Layout::ByToken { stride: width };
+                    let sums = &[];
+                    with_kernel(kernels, Rows { blocks: &*decoded, per_row, inputs, sums, tokens, rows, out, layout });
+                }
+            });
+        });
+        let spread = &*spread;
+        out.par_chunks_exact_mut(self.rows).enumerate().with_min_len(8).for_each(|(token, row)| {
+            for (index, task_out) in spread.chunks(rows_per_task * tokens).enumerate() {
+                let (first, width) = (index * rows_per_task, task_out.len() / tokens);
+                row[first..first + width].copy_from_slice(&task_out[token * width..(token + 1) * width]);
+            }
+        });
+        SPREAD.with_borrow_mut(|slot| *slot = kept);
     }
 }
 

@@ -378,8 +378,8 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     pulp::Arch::new().dispatch(RmsNorm { x, weight, eps, out });
 }
 
-/// [`rms_norm`] inside `pulp`'s dispatch, the squares summed in sixteen lanes so the sum
-/// vectorizes.
+/// [`rms_norm`] inside `pulp`'s dispatch, the squares summed by [`dot`] (in lanes, so the sum
+/// vectorizes).
 struct RmsNorm<'a> {
     x: &'a [f32],
     weight: &'a [f32],
@@ -394,15 +394,7 @@ impl pulp::WithSimd for RmsNorm<'_> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         let RmsNorm { x, weight, eps, out } = self;
         for (row, out) in x.chunks_exact(weight.len()).zip(out.chunks_exact_mut(weight.len())) {
-            let mut lanes = [0f32; 16];
-            let (whole, rest) = row.as_chunks::<16>();
-            for chunk in whole {
-                for lane in 0..16 {
-                    lanes[lane] += chunk[lane] * chunk[lane];
-                }
-            }
-            let squares = lanes.iter().sum::<f32>() + rest.iter().map(|v| v * v).sum::<f32>();
-            let scale = 1.0 / (squares / row.len() as f32 + eps).sqrt();
+            let scale = 1.0 / (dot(row, row) / row.len() as f32 + eps).sqrt();
             for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
                 *o = v * scale * w;
             }
