@@ -99,6 +99,11 @@ impl<D: Clone + PartialEq> VectorIndex<D> {
         Ok(())
     }
 
+    /// Whether the index holds chunk `ordinal` of `document` (a scan of every row).
+    pub fn contains(&self, document: &D, ordinal: u32) -> bool {
+        self.namespaces.values().any(|s| s.rows.iter().any(|r| r.ordinal == ordinal && &r.document == document))
+    }
+
     /// Removes every chunk of `document`; returns how many were removed.
     pub fn remove_document(&mut self, document: &D) -> usize {
         let dims = self.dims;
@@ -332,7 +337,10 @@ mod tests {
         assert!(index.search(&vectors[0], "missing", 3, 10).is_empty());
         assert!(index.search(&vectors[0][..4], "docs", 3, 10).is_empty(), "wrong size");
 
+        assert!(index.contains(&"a", 1) && index.contains(&"c", 0));
+        assert!(!index.contains(&"a", 2) && !index.contains(&"e", 0), "no such chunk");
         assert_eq!(index.remove_document(&"a"), 2);
+        assert!(!index.contains(&"a", 0), "removed");
         assert_eq!(index.remove_document(&"a"), 0);
         assert_eq!(index.len(), 3);
         let left = docs_of(index.search(&vectors[4], "docs", 3, 10));

@@ -7,11 +7,12 @@
 //! and kept up to date by this process's ingests and deletions: words ([`words`]: BM25 scores
 //! every chunk of the namespace that holds a query term, so common words cost milliseconds, not
 //! a database scan) and, with an embedder, vectors. Without an embedder, search is BM25 only
-//! (said once in the log). Documents another replica ingests are found by words within about a
-//! second (the word index checks the store's revision and rebuilds in the background; see
-//! `words` for what that check can miss) and by
-//! vectors after this process restarts; documents it deletes disappear at once, because hits
-//! are always read back from the store.
+//! (said once in the log). Documents another replica ingests are found within about a second
+//! (the word index checks the store's revision and rebuilds in the background, and the vectors
+//! are reloaded with it; see `words` for what that check can miss); documents it deletes
+//! disappear at once, because hits are always read back from the store. A back-fill run by
+//! another process adds vectors to stored chunks without changing any document, so those are
+//! found here after the tenant's next document change or a restart.
 
 mod vectors;
 mod words;
@@ -27,7 +28,7 @@ use domain::{DocumentId, TenantId, Timestamp};
 use serde_json::{Value, json};
 use tools::{KnowledgeHit, KnowledgeIndex};
 
-use self::vectors::{Vectors, access_rank};
+use self::vectors::{VectorChunk, Vectors, access_rank};
 
 /// Ranked entries of each list given to fusion.
 const FUSED_DEPTH: usize = 50;
@@ -254,18 +255,8 @@ impl KnowledgeService {
         let (document_id, new) = store.insert_document(&document, Some(&embeddings)).await?;
         if new {
             self.note_inserted(&document_id, &document);
-            let mut index = index.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            index.remove_document(&document_id);
-            for (ordinal, vector) in (0u32..).zip(&embeddings.vectors) {
-                // Checked above: every vector has the index's size and is finite.
-                let _ = index.insert(
-                    document_id.clone(),
-                    ordinal,
-                    &document.namespace,
-                    access_rank(document.access_level),
-                    vector,
-                );
-            }
+            // Checked above: every vector has the index's size and is finite.
+            index.replace(&document_id, &document.namespace, access_rank(document.access_level), &embeddings.vectors);
         }
         Ok(Ingested { document_id, new, chunks: document.chunks.len(), embedded: true })
     }
@@ -277,8 +268,7 @@ impl KnowledgeService {
             words.removed(id);
         }
         if let Some(vectors) = self.vectors() {
-            let index = vectors.index(self.inner.store.as_ref(), tenant).await?;
-            index.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_document(id);
+            vectors.index(self.inner.store.as_ref(), tenant).await?.remove(id);
         }
         Ok(deleted)
     }
@@ -333,13 +323,20 @@ impl KnowledgeService {
                 return Ok(total);
             }
             total += set;
-            let mut index = index.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (chunk, vector) in &pairs {
-                if let Some((namespace, access)) = documents.get(&chunk.document_id) {
-                    let _ =
-                        index.insert(chunk.document_id.clone(), chunk.ordinal, namespace, access_rank(*access), vector);
-                }
-            }
+            let chunks = pairs
+                .into_iter()
+                .filter_map(|(chunk, vector)| {
+                    let (namespace, access) = documents.get(&chunk.document_id)?;
+                    Some(VectorChunk {
+                        document: chunk.document_id,
+                        ordinal: chunk.ordinal,
+                        namespace: namespace.clone(),
+                        access: access_rank(*access),
+                        vector,
+                    })
+                })
+                .collect();
+            index.add(chunks);
         }
     }
 
@@ -354,7 +351,11 @@ impl KnowledgeService {
         max_access: AccessLevel,
     ) -> Result<Found, StoreError> {
         let words = self.inner.words.index(&self.inner.store, tenant).await?;
-        words::revalidate(&words, &self.inner.store, tenant).await;
+        if words::revalidate(&words, &self.inner.store, tenant).await
+            && let Some(vectors) = self.vectors()
+        {
+            vectors.reload(&self.inner.store, tenant);
+        }
         let store = self.inner.store.as_ref();
         // Twice the answer's length when words alone answer, so chunks another replica deleted
         // (dropped when read back) leave room for the next best.

@@ -145,12 +145,13 @@ impl Words {
 }
 
 /// Checks the tenant's index against the store at most once a [`REVALIDATE_EVERY`]; when the
-/// store holds other documents than the index expects, rebuilds it in the background.
-pub(super) async fn revalidate(words: &Arc<TenantWords>, store: &Arc<dyn Store>, tenant: &TenantId) {
+/// store holds other documents than the index expects, rebuilds it in the background and
+/// returns true (the tenant's other indexes are then stale too).
+pub(super) async fn revalidate(words: &Arc<TenantWords>, store: &Arc<dyn Store>, tenant: &TenantId) -> bool {
     {
         let mut state = words.state();
         if state.rebuilding.is_some() || state.checked.elapsed() < REVALIDATE_EVERY {
-            return;
+            return false;
         }
         state.checked = Instant::now();
     }
@@ -158,13 +159,13 @@ pub(super) async fn revalidate(words: &Arc<TenantWords>, store: &Arc<dyn Store>,
         Ok(found) => found,
         Err(error) => {
             tracing::warn!(%tenant, %error, "could not check the knowledge word index against the store");
-            return;
+            return false;
         }
     };
     {
         let mut state = words.state();
         if state.expected == found || state.rebuilding.is_some() {
-            return;
+            return false;
         }
         state.rebuilding = Some(Vec::new());
     }
@@ -175,6 +176,7 @@ pub(super) async fn revalidate(words: &Arc<TenantWords>, store: &Arc<dyn Store>,
         rebuild(&words, &store, &tenant).await;
         drop(ended);
     });
+    true
 }
 
 /// Marks the tenant's rebuild over when dropped (normally a no-op: `rebuild` did it).

@@ -104,6 +104,48 @@ async fn the_index_is_rebuilt_from_the_store_and_follows_deletions() {
     assert!(stale.hits.is_empty(), "{stale:?}");
 }
 
+/// Two services on one database, as two replicas are: what one stores is found by the other's
+/// vectors within a few seconds, without a restart, and the other's own writes made meanwhile
+/// stay in its index.
+#[tokio::test]
+async fn another_replicas_documents_are_found_by_their_vectors_without_a_restart() {
+    for db in store::test_support::backends().await {
+        let (one, _) = hybrid(&db);
+        let (other, _) = hybrid(&db);
+        let acme = tenant("acme");
+        ingest(&one, "acme", "docs", "ledger.md", "The ledger seals every action.", AccessLevel::Internal).await;
+        // The other replica loads its indexes now, without the car passage.
+        let before = other.search(&acme, "docs", "automobile", 3, AccessLevel::Internal).await.expect("search");
+        assert!(before.hits.is_empty(), "{before:?}");
+
+        ingest(&one, "acme", "docs", "cars.md", "A car needs oil changes every year.", AccessLevel::Internal).await;
+        let stored = std::time::Instant::now();
+        // No word in common with the query: found only once the other's vectors hold it.
+        loop {
+            let found = other.search(&acme, "docs", "automobile", 3, AccessLevel::Internal).await.expect("search");
+            if found.hits.first().is_some_and(|h| h.source == "cars.md") {
+                break;
+            }
+            assert!(stored.elapsed() < std::time::Duration::from_secs(10), "never found by vector: {found:?}");
+            // The other replica's own write lands while a reload may be running.
+            if other.documents(&acme, Some("docs")).await.expect("documents").len() == 2 {
+                ingest(&other, "acme", "docs", "doctor.md", "Ask a physician about symptoms.", AccessLevel::Internal)
+                    .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // Its own document, written before or during the reload, is still found by vector.
+        if other.documents(&acme, Some("docs")).await.expect("documents").len() == 2 {
+            ingest(&other, "acme", "docs", "doctor.md", "Ask a physician about symptoms.", AccessLevel::Internal).await;
+        }
+        let doctor = other.search(&acme, "docs", "doctor", 3, AccessLevel::Internal).await.expect("search");
+        assert_eq!(doctor.hits.first().map(|h| h.source.as_str()), Some("doctor.md"), "{doctor:?}");
+        // Each chunk once: a reload and a replay never leave a passage twice.
+        let cars = other.search(&acme, "docs", "automobile", 10, AccessLevel::Internal).await.expect("search");
+        assert_eq!(cars.hits.iter().filter(|h| h.source == "cars.md").count(), 1, "{cars:?}");
+    }
+}
+
 #[tokio::test]
 async fn files_are_extracted_and_stored_whole_or_not_at_all() {
     let db = sqlite().await;
