@@ -5,7 +5,8 @@
 //! no model, trivial requests with no plan); SmolLM2-135M prompt and generation tokens per
 //! second and the time to a whole one-sentence answer. The embeddings' baseline is
 //! `sentence-transformers` (PyTorch) embedding the same texts in a Python child process in the
-//! same run, when it is installed; the local model's is candle's quantized llama running the
+//! same run, when it is installed, its rounds alternating with ours so that both see the same
+//! minutes of a machine whose speed drifts; the local model's is candle's quantized llama running the
 //! same file on the same prompts, greedy, in the same process. Last, `nexus serve` is started as a user starts it, with
 //! and without the models (`startup_bench.rs`).
 //!
@@ -27,9 +28,10 @@ use models::local::{ChatRole, chatml_prompt};
 use models::{GenerationParams, LocalModel, SentenceEmbedder, TierClassifier};
 
 const BATCH: usize = 32;
-/// Throughput rounds; each appends its own word so no text repeats.
-const ROUNDS: usize = 3;
-const ROUND_WORDS: [&str; ROUNDS] = ["today", "again", "later"];
+/// Throughput rounds; each appends its own word so no text repeats. Ours and the baseline's
+/// alternate round by round, each going first in half of them.
+const ROUNDS: usize = 4;
+const ROUND_WORDS: [&str; ROUNDS] = ["today", "again", "later", "tonight"];
 /// Set in the child that measures one-thread latency.
 const SINGLE_THREAD_CHILD: &str = "NEXUS_BENCH_SINGLE_THREAD_CHILD";
 
@@ -66,17 +68,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     println!("embedder loaded in {:.0} ms", ms(started.elapsed()));
     let short = texts(sizes.batches * BATCH, 5, 1);
     let long = texts(sizes.batches * BATCH, 30, 2);
-    let short_rate = throughput(&embedder, &short)?;
-    let long_rate = throughput(&embedder, &long)?;
+    let mut python = Python::start(&dir);
+    let (short_rate, py_short) = throughput(&embedder, &mut python, &short)?;
+    let (long_rate, py_long) = throughput(&embedder, &mut python, &long)?;
     let latency = single_latency(&embedder, sizes.latency_samples, 3)?;
+    let py_latency = python.as_mut().ok().and_then(|p| p.latency(&texts(sizes.latency_samples + 10, 5, 7)));
 
     println!();
-    println!("## embeddings, all-MiniLM-L6-v2, batch {BATCH}");
-    let python = python_baseline(&dir, &short, &long, sizes.latency_samples);
-    let (py_short, py_long, py_latency) = match &python {
-        Ok(p) => (Some(p.short), Some(p.long), Some(p.latency_ms)),
-        Err(_) => (None, None, None),
-    };
+    println!(
+        "## embeddings, all-MiniLM-L6-v2, batch {BATCH} (best of {ROUNDS} rounds each, ours and the baseline's alternating)"
+    );
     row("short texts (~5 words)", short_rate, "sentences/s", py_short);
     row("~40-token texts", long_rate, "sentences/s", py_long);
     println!(
@@ -94,9 +95,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         ),
         Err(e) => println!("one-core latency unavailable: {e:#}"),
     }
-    if let Err(e) = &python {
-        println!("python baseline unavailable ({e:#}); install it with `python3 -m pip install sentence-transformers`");
+    match &python {
+        Err(e) => println!(
+            "python baseline unavailable ({e:#}); install it with `python3 -m pip install sentence-transformers`"
+        ),
+        Ok(p) if p.failed.is_some() => {
+            println!("python baseline stopped: {}", p.failed.as_deref().unwrap_or_default());
+        }
+        Ok(_) => {}
     }
+    drop(python);
 
     println!();
     println!("## tier classifier");
@@ -212,21 +220,41 @@ fn texts(n: usize, words: usize, seed: u64) -> Vec<String> {
     out
 }
 
-/// Sentences per second, the best of [`ROUNDS`] rounds over distinct texts (the machine may be
-/// shared; the best round is the one least disturbed).
-fn throughput(embedder: &SentenceEmbedder, texts: &[String]) -> anyhow::Result<f64> {
+/// Sentences per second, ours and the baseline's, each the best of [`ROUNDS`] rounds over
+/// distinct texts. The rounds alternate (ours first in even rounds, the baseline's in odd
+/// ones), so a machine whose speed drifts from minute to minute slows both alike; the best
+/// round is the one least disturbed.
+fn throughput(
+    embedder: &SentenceEmbedder,
+    python: &mut anyhow::Result<Python>,
+    texts: &[String],
+) -> anyhow::Result<(f64, Option<f64>)> {
     let warmup: Vec<String> = texts.iter().take(BATCH).map(|t| format!("warm {t}")).collect();
     embedder.embed_texts(&warmup.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let mut best = 0f64;
-    for word in ROUND_WORDS {
+    let (mut ours, mut theirs) = (0f64, None::<f64>);
+    for (round, word) in ROUND_WORDS.iter().enumerate() {
         let round_texts: Vec<String> = texts.iter().map(|t| format!("{t} {word}")).collect();
-        let started = Instant::now();
-        for chunk in round_texts.chunks(BATCH) {
-            embedder.embed_texts(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let mut run_ours = || -> anyhow::Result<()> {
+            let started = Instant::now();
+            for chunk in round_texts.chunks(BATCH) {
+                embedder.embed_texts(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?;
+            }
+            ours = ours.max(texts.len() as f64 / started.elapsed().as_secs_f64());
+            Ok(())
+        };
+        if round % 2 == 0 {
+            run_ours()?;
         }
-        best = best.max(texts.len() as f64 / started.elapsed().as_secs_f64());
+        if let Ok(python) = python.as_mut()
+            && let Some(rate) = python.rate(&round_texts)
+        {
+            theirs = Some(theirs.map_or(rate, |best| best.max(rate)));
+        }
+        if round % 2 == 1 {
+            run_ours()?;
+        }
     }
-    Ok(best)
+    Ok((ours, theirs))
 }
 
 /// Median and p99 latency in ms of embedding one distinct short text at a time.
@@ -283,64 +311,114 @@ fn single_thread_child(dir: &Path, sizes: &Sizes) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct PythonFigures {
-    short: f64,
-    long: f64,
-    latency_ms: f64,
-}
-
+/// `sentence-transformers` in a Python child process (`python3`, or `$NEXUS_BENCH_PYTHON`)
+/// that embeds on request, one JSON line in and one out, so its rounds can alternate with ours.
 const PYTHON_BASELINE: &str = r#"
 import json, sys, time, statistics
 from sentence_transformers import SentenceTransformer, models
-job = json.load(sys.stdin)
-t = models.Transformer(job["model_dir"], max_seq_length=256)
+t = models.Transformer(sys.argv[1], max_seq_length=256)
 m = SentenceTransformer(modules=[t, models.Pooling(t.get_embedding_dimension(), pooling_mode="mean"), models.Normalize()], device="cpu")
-def rate(texts):
-    m.encode(texts[:32], batch_size=32)
-    best = 0.0
-    for word in job["round_words"]:
-        batch = [f"{t} {word}" for t in texts]
+m.encode(["warm up"] * 32, batch_size=32)
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    job = json.loads(line)
+    if "rate" in job:
+        texts = job["rate"]
         start = time.perf_counter()
-        for i in range(0, len(batch), 32):
-            m.encode(batch[i:i + 32], batch_size=32)
-        best = max(best, len(batch) / (time.perf_counter() - start))
-    return best
-short, long = rate(job["short"]), rate(job["long"])
-times = []
-for text in job["single"]:
-    start = time.perf_counter()
-    m.encode([text])
-    times.append((time.perf_counter() - start) * 1000)
-print(json.dumps({"short": short, "long": long, "latency_ms": statistics.median(times[10:])}))
+        for i in range(0, len(texts), 32):
+            m.encode(texts[i:i + 32], batch_size=32)
+        value = len(texts) / (time.perf_counter() - start)
+    else:
+        times = []
+        for text in job["latency"]:
+            start = time.perf_counter()
+            m.encode([text])
+            times.append((time.perf_counter() - start) * 1000)
+        value = statistics.median(times[10:])
+    print(json.dumps({"value": value}), flush=True)
 "#;
 
-/// The same workload through `sentence-transformers`, in `python3` (or `$NEXUS_BENCH_PYTHON`).
-fn python_baseline(dir: &Path, short: &[String], long: &[String], samples: usize) -> anyhow::Result<PythonFigures> {
-    let python = std::env::var("NEXUS_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let job = serde_json::json!({
-        "model_dir": dir.join(models::embeddings::MODEL_DIR),
-        "short": short,
-        "long": long,
-        "single": texts(samples + 10, 5, 7),
-        "round_words": ROUND_WORDS,
-    });
-    let mut child = Command::new(&python)
-        .args(["-c", PYTHON_BASELINE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {python}"))?;
-    child.stdin.take().context("child stdin")?.write_all(job.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!("{}", stderr.lines().last().unwrap_or("python failed"));
+/// The running baseline.
+struct Python {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// Where its standard error goes (read when it fails).
+    stderr: tempfile::NamedTempFile,
+    /// Why it stopped answering, if it did; it is not asked again.
+    failed: Option<String>,
+}
+
+impl Python {
+    /// Starts it and waits until its model is loaded.
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        let python = std::env::var("NEXUS_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let stderr = tempfile::NamedTempFile::new().context("a file for the baseline's errors")?;
+        let mut child = Command::new(&python)
+            .args(["-c", PYTHON_BASELINE])
+            .arg(dir.join(models::embeddings::MODEL_DIR))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr.reopen().context("the baseline's error file")?))
+            .spawn()
+            .with_context(|| format!("starting {python}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            bail!("the baseline's pipes were not set up");
+        };
+        let mut baseline = Self { child, stdin, stdout: std::io::BufReader::new(stdout), stderr, failed: None };
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut baseline.stdout, &mut line).context("reading the baseline's start")?;
+        if !line.contains("ready") {
+            bail!("{}", baseline.last_error());
+        }
+        Ok(baseline)
     }
-    let figures: serde_json::Value =
-        serde_json::from_slice(out.stdout.trim_ascii()).context("reading the python baseline's figures")?;
-    let get = |key: &str| figures[key].as_f64().with_context(|| format!("python baseline has no {key}"));
-    Ok(PythonFigures { short: get("short")?, long: get("long")?, latency_ms: get("latency_ms")? })
+
+    /// The last line it wrote on standard error.
+    fn last_error(&self) -> String {
+        let text = std::fs::read_to_string(self.stderr.path()).unwrap_or_default();
+        text.lines().last().unwrap_or("python failed without a message").to_owned()
+    }
+
+    /// Sentences per second embedding `texts` in batches of [`BATCH`]; `None` once it failed.
+    fn rate(&mut self, texts: &[String]) -> Option<f64> {
+        self.ask(&serde_json::json!({ "rate": texts }))
+    }
+
+    /// The median ms of embedding each text alone, the first ten not counted.
+    fn latency(&mut self, texts: &[String]) -> Option<f64> {
+        self.ask(&serde_json::json!({ "latency": texts }))
+    }
+
+    fn ask(&mut self, job: &serde_json::Value) -> Option<f64> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let answer = (|| -> anyhow::Result<f64> {
+            writeln!(self.stdin, "{job}")?;
+            self.stdin.flush()?;
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut self.stdout, &mut line)? == 0 {
+                bail!("{}", self.last_error());
+            }
+            let value: serde_json::Value = serde_json::from_str(&line).context("reading the baseline's answer")?;
+            value["value"].as_f64().context("the baseline's answer has no value")
+        })();
+        match answer {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.failed = Some(format!("{error:#}"));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The classifier's held-out examples routed by the rule every run follows, at the default
