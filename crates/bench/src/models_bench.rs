@@ -100,7 +100,10 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             "python baseline unavailable ({e:#}); install it with `python3 -m pip install sentence-transformers`"
         ),
         Ok(p) if p.failed.is_some() => {
-            println!("python baseline stopped: {}", p.failed.as_deref().unwrap_or_default());
+            println!(
+                "python baseline stopped ({}); its figures above come from the rounds before",
+                p.failed.as_deref().unwrap_or_default()
+            );
         }
         Ok(_) => {}
     }
@@ -338,11 +341,16 @@ for line in sys.stdin:
     print(json.dumps({"value": value}), flush=True)
 "#;
 
+/// The longest the baseline may take to start (loading PyTorch and the model) or to answer.
+const PYTHON_LIMIT: Duration = Duration::from_secs(300);
+
 /// The running baseline.
 struct Python {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// Its standard output, line by line, read on a thread of its own so a silent child
+    /// cannot hold the benchmark past [`PYTHON_LIMIT`].
+    lines: std::sync::mpsc::Receiver<String>,
     /// Where its standard error goes (read when it fails).
     stderr: tempfile::NamedTempFile,
     /// Why it stopped answering, if it did; it is not asked again.
@@ -365,13 +373,31 @@ impl Python {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             bail!("the baseline's pipes were not set up");
         };
-        let mut baseline = Self { child, stdin, stdout: std::io::BufReader::new(stdout), stderr, failed: None };
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut baseline.stdout, &mut line).context("reading the baseline's start")?;
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let baseline = Self { child, stdin, lines, stderr, failed: None };
+        let line = baseline.next_line()?;
         if !line.contains("ready") {
-            bail!("{}", baseline.last_error());
+            bail!("unexpected first line from the baseline: {line}");
         }
         Ok(baseline)
+    }
+
+    /// Its next line of output, or why there is none.
+    fn next_line(&self) -> anyhow::Result<String> {
+        match self.lines.recv_timeout(PYTHON_LIMIT) {
+            Ok(line) => Ok(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                bail!("no answer within {} s", PYTHON_LIMIT.as_secs())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("{}", self.last_error()),
+        }
     }
 
     /// The last line it wrote on standard error.
@@ -397,10 +423,7 @@ impl Python {
         let answer = (|| -> anyhow::Result<f64> {
             writeln!(self.stdin, "{job}")?;
             self.stdin.flush()?;
-            let mut line = String::new();
-            if std::io::BufRead::read_line(&mut self.stdout, &mut line)? == 0 {
-                bail!("{}", self.last_error());
-            }
+            let line = self.next_line()?;
             let value: serde_json::Value = serde_json::from_str(&line).context("reading the baseline's answer")?;
             value["value"].as_f64().context("the baseline's answer has no value")
         })();
