@@ -29,20 +29,11 @@ async fn ingest(cluster: &Replicas, i: usize, key: &str, source: &str, content: 
     body["document_id"].as_str().expect("an id").to_owned()
 }
 
-/// The sources replica `i` finds for `q`.
+/// The sources replica `i` finds for `q`, by words alone.
 async fn sources(cluster: &Replicas, i: usize, key: &str, q: &str) -> Vec<String> {
-    let response = cluster
-        .client
-        .get(cluster.url(i, "/v1/knowledge/query"))
-        .query(&[("q", q)])
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("query");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["mode"], "lexical", "no embedding model in these replicas: {body}");
-    body["hits"].as_array().expect("hits").iter().map(|h| h["source"].as_str().unwrap_or_default().to_owned()).collect()
+    let (sources, mode) = found(cluster, i, key, q).await;
+    assert_eq!(mode, "lexical", "no embedding model in these replicas");
+    sources
 }
 
 #[tokio::test(flavor = "multi_thread")]
