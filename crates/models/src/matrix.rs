@@ -39,15 +39,26 @@ const ROWS_PER_TASK: usize = 32;
 /// group of [`GROUP`] tokens, and the multiply-adds no longer share the vector units with it.
 /// Each task writes its rows token by token into its own block, copied into place afterwards.
 pub(crate) const DECODE_FROM: usize = 16;
-/// Rows decoded at a time (for SmolLM2's widest rows, 1,536 columns, 384 KiB of f32 weights),
-/// which stay in the second-level cache while the tokens go through them.
-const DECODE_TILE: usize = 64;
+/// Rows decoded at a time (for SmolLM2's widest rows, 1,536 columns, 288 KiB of f32 weights),
+/// which stay in the second-level cache while the tokens go through them; a multiple of
+/// [`OUTER_ROWS`].
+const DECODE_TILE: usize = 48;
+/// Rows that go through the packs of tokens together (with AVX-512's registers).
+const OUTER_ROWS: usize = 12;
+/// Tokens whose inputs are laid out together, value by value, for the decoded products: one
+/// AVX-512 vector (two of AVX2) holds one input value of each.
+const PACK: usize = 16;
+/// Packs of tokens that go through a decoded tile before the next ones (for 1,536 columns,
+/// 384 KiB of inputs, which stay in the second-level cache beside the tile).
+const PACKS_AT_ONCE: usize = 4;
 
 std::thread_local! {
     /// Each thread's decoded rows (reused, so a prompt's products do not allocate).
     static DECODED: std::cell::RefCell<Vec<Wide>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The tasks' outputs of a product with many tokens, before they are put in place.
     static SPREAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A product's inputs laid out [`PACK`] tokens together (reused likewise).
+    static PACKED: std::cell::RefCell<Vec<[f32; PACK]>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A Q4_1 block: `w_j = scale·q_j + offset`; the low nibble of byte `j` is `q_j`, the high
@@ -244,7 +255,7 @@ impl Matrix {
             let first = index * rows_per_task;
             let blocks = &blocks[first * per_row..];
             let rows = out.len() / tokens;
-            with_kernel(kernels, Rows { blocks, per_row, inputs, sums, tokens, rows, out, layout: Layout::ByRow });
+            with_kernel(kernels, Rows { blocks, per_row, inputs, sums, tokens, rows, out });
         };
         if tokens == 1 {
             out.par_chunks_mut(rows_per_task).enumerate().for_each(task);
@@ -261,8 +272,9 @@ impl Matrix {
         }
     }
 
-    /// [`Matrix::product_of`] from [`DECODE_FROM`] tokens on: each task decodes its rows a tile
-    /// at a time and takes every token through the decoded tile.
+    /// [`Matrix::product_of`] from [`DECODE_FROM`] tokens on: the inputs are laid out
+    /// [`PACK`] tokens together, value by value; each task decodes its rows a tile at a time
+    /// and takes every pack of tokens through the decoded tile (see [`Outer`]).
     fn product_decoded<Q: Block>(
         &self,
         blocks: &[Q],
@@ -274,7 +286,9 @@ impl Matrix {
         let per_row = self.cols / BLOCK;
         // Each task writes its rows token by token (`[token][its rows]`) into its own block
         // of `spread`; the blocks are copied into place afterwards, a run of rows at a time.
-        let rows_per_task = ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 4));
+        // Whole groups of OUTER_ROWS where the matrix has them.
+        let rows_per_task =
+            ROWS_PER_TASK.max(self.rows.div_ceil(rayon::current_num_threads() * 4)).next_multiple_of(OUTER_ROWS);
         // Taken out of the thread's slot while in use: a thread waiting in the rayon calls
         // below may run another product (another model's forward pass), which then finds
         // the slot empty and allocates its own.
@@ -282,6 +296,9 @@ impl Matrix {
         if kept.len() < out.len() {
             kept.resize(out.len(), 0.0);
         }
+        let mut kept_packed = PACKED.with_borrow_mut(std::mem::take);
+        pack(inputs.as_flattened(), self.cols, &mut kept_packed);
+        let packed = kept_packed.as_slice();
         let spread = &mut kept[..out.len()];
         spread.par_chunks_mut(rows_per_task * tokens).enumerate().for_each(|(index, task_out)| {
             let (first, width) = (index * rows_per_task, task_out.len() / tokens);
@@ -295,9 +312,7 @@ impl Matrix {
                     let decoded = &mut decoded[..from.len()];
                     with_kernel(kernels, Decode { from, into: &mut *decoded });
                     let out = &mut task_out[start..];
-                    let layout = Layout::ByToken { stride: width };
-                    let sums = &[];
-                    with_kernel(kernels, Rows { blocks: &*decoded, per_row, inputs, sums, tokens, rows, out, layout });
+                    with_kernel(kernels, Outer { rows: &*decoded, per_row, packed, tokens, out, stride: width });
                 }
             });
         });
@@ -309,16 +324,26 @@ impl Matrix {
             }
         });
         SPREAD.with_borrow_mut(|slot| *slot = kept);
+        PACKED.with_borrow_mut(|slot| *slot = kept_packed);
     }
 }
 
-/// Where a task writes row `local`'s output for token `t`.
-#[derive(Clone, Copy)]
-enum Layout {
-    /// `out[local * tokens + t]`.
-    ByRow,
-    /// `out[t * stride + local]`.
-    ByToken { stride: usize },
+/// `inputs` (tokens of `cols` values each) laid out [`PACK`] tokens together: value `k` of
+/// token `t` goes to `packed[(t / PACK) * cols + k][t % PACK]`. A last pack's missing tokens
+/// are zeros.
+fn pack(inputs: &[f32], cols: usize, packed: &mut Vec<[f32; PACK]>) {
+    let tokens = inputs.len() / cols;
+    packed.resize(tokens.div_ceil(PACK) * cols, [0.0; PACK]);
+    let packed = &mut packed[..tokens.div_ceil(PACK) * cols];
+    let zeros = vec![0f32; cols];
+    packed.par_chunks_mut(cols).zip(inputs.par_chunks(cols * PACK)).for_each(|(pack, inputs)| {
+        // Value by value, each slot written whole (one cache line) from the pack's tokens.
+        let tokens: [&[f32]; PACK] =
+            std::array::from_fn(|i| inputs.get(i * cols..(i + 1) * cols).unwrap_or(zeros.as_slice()));
+        for (k, slot) in pack.iter_mut().enumerate() {
+            *slot = std::array::from_fn(|i| tokens[i][k]);
+        }
+    });
 }
 
 /// Work done with one [`Kernel`].
@@ -372,8 +397,6 @@ impl<Q: Block> Job for Decode<'_, Q> {
 trait Block: Copy + Send + Sync {
     /// Whether blocks carry an offset (`w = d·q + m`).
     const OFFSET: bool;
-    /// Whether the codes are the weights (scale 1, no offset): nothing to apply.
-    const DECODED: bool = false;
     fn scale(&self) -> f32;
     fn offset(&self) -> f32;
     /// The 32 codes as f32, in order.
@@ -480,38 +503,6 @@ impl Block for Q8 {
     }
 }
 
-impl Block for Wide {
-    const OFFSET: bool = false;
-    const DECODED: bool = true;
-
-    #[inline(always)]
-    fn scale(&self) -> f32 {
-        1.0
-    }
-
-    #[inline(always)]
-    fn offset(&self) -> f32 {
-        0.0
-    }
-
-    #[inline(always)]
-    fn codes(&self) -> [f32; BLOCK] {
-        self.0
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn widen(&self, _: pulp::x86::V3) -> [core::arch::x86_64::__m256; 4] {
-        pulp::cast(self.0)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn widen16(&self, _: pulp::x86::V4) -> [core::arch::x86_64::__m512; 2] {
-        pulp::cast(self.0)
-    }
-}
-
 /// `out[r][t] = Σ_b d_rb · (codes of rows[r][b]) · inputs[t][b] + m_rb · sums[t][b]`: `R`
 /// rows against `T` input vectors at once (rows share each input block's loads, inputs share
 /// each block's widened codes). `sums[t][b]` is `Σ_j inputs[t][b][j]`, read only for blocks
@@ -531,6 +522,29 @@ trait Kernel: Copy {
     #[inline(always)]
     fn decode<Q: Block>(self, block: &Q) -> [f32; BLOCK] {
         block.decode()
+    }
+
+    /// `out[r][g][i] = Σ_k rows[r][k] · packs[g][k][i]`: `R` decoded rows against `G` packs of
+    /// [`PACK`] tokens, as outer products (each weight, broadcast, multiply-added into every
+    /// token of the packs at once), so nothing is summed across lanes. The weights are read
+    /// one at a time, the packs a vector at a time.
+    #[inline(always)]
+    fn outer<const R: usize, const G: usize>(
+        self,
+        rows: [&[Wide]; R],
+        packs: [&[[f32; PACK]]; G],
+    ) -> [[[f32; PACK]; G]; R] {
+        let mut acc = [[[0f32; PACK]; G]; R];
+        for r in 0..R {
+            for (k, w) in rows[r].iter().flat_map(|block| block.0).enumerate() {
+                for g in 0..G {
+                    for (a, x) in acc[r][g].iter_mut().zip(packs[g][k]) {
+                        *a += w * x;
+                    }
+                }
+            }
+        }
+        acc
     }
 }
 
@@ -570,7 +584,7 @@ mod simd {
 
     use pulp::x86::{V3, V4};
 
-    use super::{BLOCK, Block, Kernel};
+    use super::{BLOCK, Block, Kernel, PACK, Wide};
 
     /// Bytes ahead of the block being read that are asked for early: a product reads its rows
     /// front to back, and the hardware's own prefetching alone leaves the loop waiting on
@@ -589,6 +603,8 @@ mod simd {
         type V: Copy;
         /// One block's 32 values as vectors.
         type Block: Copy + AsRef<[Self::V]> + AsMut<[Self::V]>;
+        /// [`PACK`] values as vectors.
+        type Pack: Copy + AsRef<[Self::V]> + AsMut<[Self::V]>;
         /// Whether there are registers enough for four rows by four inputs.
         const WIDE: bool;
         fn zero(self) -> Self::V;
@@ -605,6 +621,10 @@ mod simd {
         }
         fn load(self, x: [f32; BLOCK]) -> Self::Block;
         fn store(self, block: Self::Block) -> [f32; BLOCK];
+        /// `PACK` values as vectors, each lane `v`.
+        fn pack(self, v: Self::V) -> Self::Pack;
+        fn load_pack(self, x: [f32; PACK]) -> Self::Pack;
+        fn store_pack(self, pack: Self::Pack) -> [f32; PACK];
         fn widen<Q: Block>(self, block: &Q) -> Self::Block;
         /// Asks for the memory [`PREFETCH_DISTANCE`] past `block`.
         fn prefetch<Q>(self, block: &Q);
@@ -613,6 +633,7 @@ mod simd {
     impl Lanes for V4 {
         type V = __m512;
         type Block = [__m512; 2];
+        type Pack = [__m512; 1];
         const WIDE: bool = true;
 
         #[inline(always)]
@@ -667,6 +688,18 @@ mod simd {
             pulp::cast(block)
         }
         #[inline(always)]
+        fn pack(self, v: __m512) -> [__m512; 1] {
+            [v; 1]
+        }
+        #[inline(always)]
+        fn load_pack(self, x: [f32; PACK]) -> [__m512; 1] {
+            pulp::cast(x)
+        }
+        #[inline(always)]
+        fn store_pack(self, pack: [__m512; 1]) -> [f32; PACK] {
+            pulp::cast(pack)
+        }
+        #[inline(always)]
         fn widen<Q: Block>(self, block: &Q) -> [__m512; 2] {
             block.widen16(self)
         }
@@ -679,6 +712,7 @@ mod simd {
     impl Lanes for V3 {
         type V = __m256;
         type Block = [__m256; 4];
+        type Pack = [__m256; 2];
         const WIDE: bool = false;
 
         #[inline(always)]
@@ -708,6 +742,18 @@ mod simd {
         #[inline(always)]
         fn store(self, block: [__m256; 4]) -> [f32; BLOCK] {
             pulp::cast(block)
+        }
+        #[inline(always)]
+        fn pack(self, v: __m256) -> [__m256; 2] {
+            [v; 2]
+        }
+        #[inline(always)]
+        fn load_pack(self, x: [f32; PACK]) -> [__m256; 2] {
+            pulp::cast(x)
+        }
+        #[inline(always)]
+        fn store_pack(self, pack: [__m256; 2]) -> [f32; PACK] {
+            pulp::cast(pack)
         }
         #[inline(always)]
         fn widen<Q: Block>(self, block: &Q) -> [__m256; 4] {
@@ -756,12 +802,10 @@ mod simd {
                     for r in 0..R {
                         let block = &rows[r][b];
                         let mut w = l.widen(block);
-                        if !Q::DECODED {
-                            l.prefetch(block);
-                            let (d, m) = (l.splat(block.scale()), l.splat(block.offset()));
-                            for w in w.as_mut() {
-                                *w = l.fma(*w, d, m);
-                            }
+                        l.prefetch(block);
+                        let (d, m) = (l.splat(block.scale()), l.splat(block.offset()));
+                        for w in w.as_mut() {
+                            *w = l.fma(*w, d, m);
                         }
                         for t in 0..T {
                             for (w, x) in w.as_ref().iter().zip(x[t].as_ref()) {
@@ -801,10 +845,135 @@ mod simd {
             }
             std::array::from_fn(|r| std::array::from_fn(|t| l.sum(acc[r][t]) + offsets[r][t]))
         }
+
+        #[inline(always)]
+        fn outer<const R: usize, const G: usize>(
+            self,
+            rows: [&[Wide]; R],
+            packs: [&[[f32; PACK]]; G],
+        ) -> [[[f32; PACK]; G]; R] {
+            let l = self.0;
+            let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
+            let packs: [&[[[f32; PACK]; BLOCK]]; G] = std::array::from_fn(|g| packs[g].as_chunks::<BLOCK>().0);
+            let mut acc = [[l.pack(l.zero()); G]; R];
+            for b in 0..n {
+                let weights: [&[f32; BLOCK]; R] = std::array::from_fn(|r| &rows[r][b].0);
+                let x: [&[[f32; PACK]; BLOCK]; G] = std::array::from_fn(|g| &packs[g][b]);
+                for j in 0..BLOCK {
+                    let x: [L::Pack; G] = std::array::from_fn(|g| l.load_pack(x[g][j]));
+                    for r in 0..R {
+                        let w = l.splat(weights[r][j]);
+                        for g in 0..G {
+                            for (a, x) in acc[r][g].as_mut().iter_mut().zip(x[g].as_ref()) {
+                                *a = l.fma(w, *x, *a);
+                            }
+                        }
+                    }
+                }
+            }
+            std::array::from_fn(|r| std::array::from_fn(|g| l.store_pack(acc[r][g])))
+        }
     }
 }
 
-/// One task's `rows` rows of a product: `blocks` starts at its first row; `out` as `layout` says.
+/// A decoded tile of rows against every pack of tokens, [`PACKS_AT_ONCE`] packs at a time:
+/// row `local`'s output for token `t` goes to `out[t * stride + local]`. With AVX-512's
+/// registers, eight rows go through two packs (32 tokens) at once, each input vector loaded
+/// once for the eight rows and each weight broadcast once for the 32 tokens; elsewhere four
+/// rows through one pack.
+struct Outer<'a> {
+    rows: &'a [Wide],
+    per_row: usize,
+    packed: &'a [[f32; PACK]],
+    tokens: usize,
+    out: &'a mut [f32],
+    stride: usize,
+}
+
+impl Job for Outer<'_> {
+    #[inline(always)]
+    fn run<K: Kernel>(mut self, kernel: K) {
+        let packs = self.tokens.div_ceil(PACK);
+        for first in (0..packs).step_by(PACKS_AT_ONCE) {
+            let packs = first..(first + PACKS_AT_ONCE).min(packs);
+            if K::WIDE {
+                self.rows_through::<K, OUTER_ROWS, 2>(kernel, packs);
+            } else {
+                self.rows_through::<K, 4, 1>(kernel, packs);
+            }
+        }
+    }
+}
+
+impl Outer<'_> {
+    /// Every row, `R` at a time, through `packs`, `G` at a time.
+    #[inline(always)]
+    fn rows_through<K: Kernel, const R: usize, const G: usize>(&mut self, kernel: K, packs: std::ops::Range<usize>) {
+        let count = self.rows.len() / self.per_row;
+        let mut local = 0;
+        while local + R <= count {
+            self.packs_through::<K, R, G>(kernel, local, packs.clone());
+            local += R;
+        }
+        while local + 4 <= count {
+            self.packs_through::<K, 4, G>(kernel, local, packs.clone());
+            local += 4;
+        }
+        for local in local..count {
+            self.packs_through::<K, 1, G>(kernel, local, packs.clone());
+        }
+    }
+
+    /// Rows `local..local + R` through `packs`, `G` at a time (one at a time at the end).
+    #[inline(always)]
+    fn packs_through<K: Kernel, const R: usize, const G: usize>(
+        &mut self,
+        kernel: K,
+        local: usize,
+        packs: std::ops::Range<usize>,
+    ) {
+        let mut first = packs.start;
+        while first + G <= packs.end {
+            let sums = kernel.outer::<R, G>(self.rows_from(local), std::array::from_fn(|g| self.pack(first + g)));
+            self.write(local, first, &sums);
+            first += G;
+        }
+        for pack in first..packs.end {
+            let sums = kernel.outer::<R, 1>(self.rows_from(local), [self.pack(pack)]);
+            self.write(local, pack, &sums);
+        }
+    }
+
+    /// Rows `local..local + R`.
+    #[inline(always)]
+    fn rows_from<const R: usize>(&self, local: usize) -> [&[Wide]; R] {
+        std::array::from_fn(|r| &self.rows[(local + r) * self.per_row..(local + r + 1) * self.per_row])
+    }
+
+    /// The inputs of pack `pack`.
+    #[inline(always)]
+    fn pack(&self, pack: usize) -> &[[f32; PACK]] {
+        let cols = self.per_row * BLOCK;
+        &self.packed[pack * cols..(pack + 1) * cols]
+    }
+
+    /// The outputs of rows `local..` for packs `first..`, each token's where it goes (the
+    /// last pack's missing tokens are dropped).
+    #[inline(always)]
+    fn write<const R: usize, const G: usize>(&mut self, local: usize, first: usize, sums: &[[[f32; PACK]; G]; R]) {
+        for (r, sums) in sums.iter().enumerate() {
+            for (g, sums) in sums.iter().enumerate() {
+                let start = (first + g) * PACK;
+                for (i, sum) in sums.iter().take(self.tokens - start).enumerate() {
+                    self.out[(start + i) * self.stride + local + r] = *sum;
+                }
+            }
+        }
+    }
+}
+
+/// One task's `rows` rows of a product: `blocks` starts at its first row; row `local`'s output
+/// for token `t` goes to `out[local * tokens + t]`.
 struct Rows<'a, Q> {
     blocks: &'a [Q],
     per_row: usize,
@@ -814,20 +983,16 @@ struct Rows<'a, Q> {
     tokens: usize,
     rows: usize,
     out: &'a mut [f32],
-    layout: Layout,
 }
 
 impl<Q: Block> Job for Rows<'_, Q> {
     #[inline(always)]
     fn run<K: Kernel>(self, kernel: K) {
-        let Rows { blocks, per_row, inputs, sums, tokens, rows, out, layout } = self;
+        let Rows { blocks, per_row, inputs, sums, tokens, rows, out } = self;
         let q = |local: usize| &blocks[local * per_row..(local + 1) * per_row];
         let x = |t: usize| &inputs[t * per_row..(t + 1) * per_row];
         let s = |t: usize| if Q::OFFSET { &sums[t * per_row..(t + 1) * per_row] } else { sums };
-        let at = |local: usize, t: usize| match layout {
-            Layout::ByRow => local * tokens + t,
-            Layout::ByToken { stride } => t * stride + local,
-        };
+        let at = |local: usize, t: usize| local * tokens + t;
         let mut local = 0;
         if tokens == 1 {
             // Four rows at a time share each input block.
