@@ -961,11 +961,13 @@ impl Outer<'_> {
     /// last pack's missing tokens are dropped).
     #[inline(always)]
     fn write<const R: usize, const G: usize>(&mut self, local: usize, first: usize, sums: &[[[f32; PACK]; G]; R]) {
-        for (r, sums) in sums.iter().enumerate() {
-            for (g, sums) in sums.iter().enumerate() {
-                let start = (first + g) * PACK;
-                for (i, sum) in sums.iter().take(self.tokens - start).enumerate() {
-                    self.out[(start + i) * self.stride + local + r] = *sum;
+        for g in 0..G {
+            let start = (first + g) * PACK;
+            let present = PACK.min(self.tokens - start);
+            for (r, sums) in sums.iter().enumerate() {
+                let column = self.out[start * self.stride + local + r..].iter_mut().step_by(self.stride);
+                for (out, sum) in column.zip(&sums[g][..present]) {
+                    *out = *sum;
                 }
             }
         }
