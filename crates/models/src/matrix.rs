@@ -20,9 +20,13 @@
 //! a time through a tile of rows, so the tile's codes and the group's inputs stay in the
 //! first-level cache while they are reused; there each block is decoded whole once per group
 //! (scale and offset applied) and, with AVX-512's registers, four rows share each input
-//! block's loads too. From [`DECODE_FROM`] tokens on (a prompt), each task decodes its rows to
-//! f32 once, [`DECODE_TILE`] rows at a time, and takes every token through them the same way;
-//! its outputs go token by token into its own block, copied into place afterwards.
+//! block's loads too. From [`DECODE_FROM`] tokens on (a prompt), the inputs are first laid out
+//! sixteen tokens together, value by value (one AVX-512 vector holds one input value of
+//! sixteen tokens); each task decodes its rows to f32 once, [`DECODE_TILE`] rows at a time,
+//! and takes the packed tokens through them as outer products: each weight, broadcast, is
+//! multiply-added into a vector of sixteen tokens' sums, so no sum crosses lanes and a row's
+//! outputs come out whole. Its outputs go token by token into its own block, copied into place
+//! afterwards.
 
 use rayon::prelude::*;
 
@@ -35,22 +39,24 @@ const ROW_TILE: usize = 16;
 /// Rows per parallel task (at least).
 const ROWS_PER_TASK: usize = 32;
 /// From this many tokens on, each task decodes its rows to f32 a tile at a time and takes every
-/// token through the decoded tile. Decoding then costs once per product instead of once per
-/// group of [`GROUP`] tokens, and the multiply-adds no longer share the vector units with it.
-/// Each task writes its rows token by token into its own block, copied into place afterwards.
+/// token through the decoded tile (as outer products over the packed tokens). Decoding then
+/// costs once per product instead of once per group of [`GROUP`] tokens, and the
+/// multiply-adds no longer share the vector units with it. Each task writes its rows token by
+/// token into its own block, copied into place afterwards.
 pub(crate) const DECODE_FROM: usize = 16;
 /// Rows decoded at a time (for SmolLM2's widest rows, 1,536 columns, 288 KiB of f32 weights),
 /// which stay in the second-level cache while the tokens go through them; a multiple of
 /// [`OUTER_ROWS`].
 const DECODE_TILE: usize = 48;
 /// Rows that go through the packs of tokens together (with AVX-512's registers).
-const OUTER_ROWS: usize = 12;
+const OUTER_ROWS: usize = 8;
 /// Tokens whose inputs are laid out together, value by value, for the decoded products: one
 /// AVX-512 vector (two of AVX2) holds one input value of each.
 const PACK: usize = 16;
 /// Packs of tokens that go through a decoded tile before the next ones (for 1,536 columns,
-/// 384 KiB of inputs, which stay in the second-level cache beside the tile).
-const PACKS_AT_ONCE: usize = 4;
+/// 576 KiB of inputs, which stay in the second-level cache beside the tile); a multiple of
+/// the three packs the AVX-512 kernel takes at once.
+const PACKS_AT_ONCE: usize = 6;
 
 std::thread_local! {
     /// Each thread's decoded rows (reused, so a prompt's products do not allocate).
@@ -878,9 +884,9 @@ mod simd {
 
 /// A decoded tile of rows against every pack of tokens, [`PACKS_AT_ONCE`] packs at a time:
 /// row `local`'s output for token `t` goes to `out[t * stride + local]`. With AVX-512's
-/// registers, eight rows go through two packs (32 tokens) at once, each input vector loaded
-/// once for the eight rows and each weight broadcast once for the 32 tokens; elsewhere four
-/// rows through one pack.
+/// registers, [`OUTER_ROWS`] rows go through three packs (48 tokens) at once: 24 sums in
+/// registers, each input vector loaded once for the rows and each weight broadcast once for
+/// the 48 tokens (eleven loads for 24 multiply-adds). Elsewhere four rows through one pack.
 struct Outer<'a> {
     rows: &'a [Wide],
     per_row: usize,
@@ -897,7 +903,7 @@ impl Job for Outer<'_> {
         for first in (0..packs).step_by(PACKS_AT_ONCE) {
             let packs = first..(first + PACKS_AT_ONCE).min(packs);
             if K::WIDE {
-                self.rows_through::<K, OUTER_ROWS, 2>(kernel, packs);
+                self.rows_through::<K, OUTER_ROWS, 3>(kernel, packs);
             } else {
                 self.rows_through::<K, 4, 1>(kernel, packs);
             }
@@ -1157,8 +1163,9 @@ pub(crate) mod tests {
         let (rows, cols) = (70, 96);
         let (bytes, weights) = q4_1(rows, cols, 7);
         let matrix = Matrix::from_q4_1(rows, cols, &bytes).expect("matrix");
-        // Below and from DECODE_FROM tokens on.
-        for tokens in [1, 3, 4, 9, DECODE_FROM, 19, 40] {
+        // Below and from DECODE_FROM tokens on: one pack of tokens and part of another, three
+        // (the AVX-512 kernel's), and more than are taken through a tile at once.
+        for tokens in [1, 3, 4, 9, DECODE_FROM, 19, 40, 100] {
             let inputs = values(tokens * cols, 11 + tokens as u64);
             for kernels in [Kernels::Widest, Kernels::Avx2, Kernels::Portable] {
                 let mut out = vec![0f32; tokens * rows];
