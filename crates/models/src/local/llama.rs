@@ -437,7 +437,9 @@ std::thread_local! {
 
 /// Causal attention of each new token (rows of `qkv`, at positions `start..`) over every
 /// position up to its own; `out` gets the heads' weighted values side by side. Each pair of a
-/// token and a head is a task of its own, shared out among rayon's threads.
+/// token and a head is a task of its own, shared out among rayon's threads; in a prompt with
+/// SmolLM2's shape (heads of 64, three per key/value head) a task is a token and a key/value
+/// head, its three heads together ([`AttendGroup`]).
 fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
     let (kv_dim, d) = (c.kv_dim(), c.head_dim);
     let qkv_dim = c.hidden + 2 * kv_dim;
@@ -459,6 +461,36 @@ fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize
     } else {
         Vec::new()
     };
+    if d == 64 && group == SHARING && !transposed.is_empty() {
+        // A prompt with SmolLM2's shape: the three heads of a key/value head together.
+        out.par_chunks_exact_mut(SHARING * d).enumerate().for_each(|(index, out)| {
+            let (t, kv_head) = (index / c.kv_heads, index % c.kv_heads);
+            let (kv, seen) = (kv_head * d, start + t + 1);
+            let width = seen.next_multiple_of(16);
+            let query = |h: usize| {
+                let head = kv_head * SHARING + h;
+                qkv[t * qkv_dim + head * d..].first_chunk::<64>().unwrap_or(&[0.0; 64])
+            };
+            SCORES.with_borrow_mut(|scores| {
+                if scores.len() < SHARING * width {
+                    scores.resize(SHARING * width, 0.0);
+                }
+                let attend = AttendGroup {
+                    queries: [query(0), query(1), query(2)],
+                    keys: (&transposed[kv * positions..(kv + d) * positions], positions),
+                    values,
+                    kv,
+                    kv_dim,
+                    scale,
+                    scores: &mut scores[..SHARING * width],
+                    seen,
+                    out,
+                };
+                pulp::Arch::new().dispatch(attend);
+            });
+        });
+        return;
+    }
     out.par_chunks_exact_mut(d).enumerate().with_min_len(4).for_each(|(index, out)| {
         let (t, head) = (index / c.heads, index % c.heads);
         let query = &qkv[t * qkv_dim + head * d..t * qkv_dim + (head + 1) * d];
@@ -480,6 +512,118 @@ fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize
 
 /// From this many tokens on, attention lays the keys out dimension by dimension first.
 const TRANSPOSE_FROM: usize = 16;
+
+/// Heads that share one key/value head, which [`AttendGroup`] takes together.
+const SHARING: usize = 3;
+
+/// The [`SHARING`] heads of one key/value head for one token of a prompt (heads of 64): each
+/// key vector and each row of values is loaded once for the three queries. The keys are laid
+/// out dimension by dimension (sixteen positions a vector); each head's scores, softmax and
+/// weighted values as [`Attend`] has them. Plain loops inside `pulp`'s dispatch, written
+/// array by array so they vectorize along the positions and dimensions.
+struct AttendGroup<'a> {
+    queries: [&'a [f32; 64]; SHARING],
+    /// The key/value head's keys `[dimension][position]` and a dimension's stride.
+    keys: (&'a [f32], usize),
+    values: &'a [f32],
+    /// Where the key/value head's values start within a position's.
+    kv: usize,
+    kv_dim: usize,
+    scale: f32,
+    /// `SHARING` rows of scores, each `width` long (the positions seen, padded to sixteen).
+    scores: &'a mut [f32],
+    seen: usize,
+    /// The three heads' outputs side by side.
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for AttendGroup<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let AttendGroup { queries: [qa, qb, qc], keys: (keys, stride), values, kv, kv_dim, scale, scores, seen, out } =
+            self;
+        let width = scores.len() / SHARING;
+        let key = |i: usize, block: usize| keys[i * stride + 16 * block..].first_chunk::<16>();
+        for block in 0..seen.div_ceil(16) {
+            // Two dimensions per step for each head: six independent chains.
+            let (mut a0, mut a1, mut b0, mut b1, mut c0, mut c1) =
+                ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
+            for i in (0..64).step_by(2) {
+                let (Some(k0), Some(k1)) = (key(i, block), key(i + 1, block)) else {
+                    continue; // never: every dimension holds whole blocks of positions
+                };
+                for lane in 0..16 {
+                    a0[lane] += qa[i] * k0[lane];
+                    a1[lane] += qa[i + 1] * k1[lane];
+                    b0[lane] += qb[i] * k0[lane];
+                    b1[lane] += qb[i + 1] * k1[lane];
+                    c0[lane] += qc[i] * k0[lane];
+                    c1[lane] += qc[i + 1] * k1[lane];
+                }
+            }
+            for (h, (s0, s1)) in [(a0, a1), (b0, b1), (c0, c1)].iter().enumerate() {
+                let Some(row) = scores[h * width + 16 * block..].first_chunk_mut::<16>() else {
+                    continue; // never: each row holds whole blocks of positions
+                };
+                for lane in 0..16 {
+                    row[lane] = (s0[lane] + s1[lane]) * scale;
+                }
+            }
+        }
+        let mut totals = [0f32; SHARING];
+        for (h, total) in totals.iter_mut().enumerate() {
+            let row = &mut scores[h * width..h * width + seen];
+            let mut max = f32::NEG_INFINITY;
+            for score in row.iter() {
+                max = if *score > max { *score } else { max };
+            }
+            for score in row.iter_mut() {
+                *score = exp(*score - max);
+            }
+            let mut lanes = [0f32; 16];
+            let (whole, rest) = row.as_chunks::<16>();
+            for chunk in whole {
+                for lane in 0..16 {
+                    lanes[lane] += chunk[lane];
+                }
+            }
+            *total = lanes.iter().sum::<f32>() + rest.iter().sum::<f32>();
+        }
+        let (mut a0, mut a1, mut a2, mut a3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
+        let (mut b0, mut b1, mut b2, mut b3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
+        let (mut c0, mut c1, mut c2, mut c3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
+        for position in 0..seen {
+            let Some(v) = values[position * kv_dim + kv..].first_chunk::<64>() else {
+                continue; // never: a position's values hold the head's 64
+            };
+            let (wa, wb, wc) = (scores[position], scores[width + position], scores[2 * width + position]);
+            for lane in 0..16 {
+                a0[lane] += wa * v[lane];
+                a1[lane] += wa * v[16 + lane];
+                a2[lane] += wa * v[32 + lane];
+                a3[lane] += wa * v[48 + lane];
+                b0[lane] += wb * v[lane];
+                b1[lane] += wb * v[16 + lane];
+                b2[lane] += wb * v[32 + lane];
+                b3[lane] += wb * v[48 + lane];
+                c0[lane] += wc * v[lane];
+                c1[lane] += wc * v[16 + lane];
+                c2[lane] += wc * v[32 + lane];
+                c3[lane] += wc * v[48 + lane];
+            }
+        }
+        let sums = [[a0, a1, a2, a3], [b0, b1, b2, b3], [c0, c1, c2, c3]];
+        for (h, (out, sums)) in out.chunks_exact_mut(64).zip(sums).enumerate() {
+            for (piece, sums) in sums.iter().enumerate() {
+                for lane in 0..16 {
+                    out[16 * piece + lane] = sums[lane] / totals[h];
+                }
+            }
+        }
+    }
+}
 
 /// One head of one token: its query against the keys seen (as many as `scores` holds), then
 /// the values weighted by the softmax of the scores. Plain loops inside `pulp`'s dispatch, so
