@@ -627,8 +627,6 @@ mod simd {
         }
         fn load(self, x: [f32; BLOCK]) -> Self::Block;
         fn store(self, block: Self::Block) -> [f32; BLOCK];
-        /// `PACK` values as vectors, each lane `v`.
-        fn pack(self, v: Self::V) -> Self::Pack;
         fn load_pack(self, x: [f32; PACK]) -> Self::Pack;
         fn store_pack(self, pack: Self::Pack) -> [f32; PACK];
         fn widen<Q: Block>(self, block: &Q) -> Self::Block;
@@ -694,10 +692,6 @@ mod simd {
             pulp::cast(block)
         }
         #[inline(always)]
-        fn pack(self, v: __m512) -> [__m512; 1] {
-            [v; 1]
-        }
-        #[inline(always)]
         fn load_pack(self, x: [f32; PACK]) -> [__m512; 1] {
             pulp::cast(x)
         }
@@ -748,10 +742,6 @@ mod simd {
         #[inline(always)]
         fn store(self, block: [__m256; 4]) -> [f32; BLOCK] {
             pulp::cast(block)
-        }
-        #[inline(always)]
-        fn pack(self, v: __m256) -> [__m256; 2] {
-            [v; 2]
         }
         #[inline(always)]
         fn load_pack(self, x: [f32; PACK]) -> [__m256; 2] {
@@ -861,7 +851,7 @@ mod simd {
             let l = self.0;
             let n = rows.iter().map(|row| row.len()).min().unwrap_or(0);
             let packs: [&[[[f32; PACK]; BLOCK]]; G] = std::array::from_fn(|g| packs[g].as_chunks::<BLOCK>().0);
-            let mut acc = [[l.pack(l.zero()); G]; R];
+            let mut acc = [[l.load_pack([0.0; PACK]); G]; R];
             for b in 0..n {
                 let weights: [&[f32; BLOCK]; R] = std::array::from_fn(|r| &rows[r][b].0);
                 let x: [&[[f32; PACK]; BLOCK]; G] = std::array::from_fn(|g| &packs[g][b]);

@@ -513,6 +513,28 @@ fn attention(c: &Config, qkv: &[f32], keys: &[f32], values: &[f32], start: usize
 /// From this many tokens on, attention lays the keys out dimension by dimension first.
 const TRANSPOSE_FROM: usize = 16;
 
+/// Each score replaced by `e^(score - max)`, the softmax's numerators; returns their sum (the
+/// denominator), added in sixteen lanes. Inlined into the callers' `pulp` dispatch, so its
+/// loops vectorize with them.
+#[inline(always)]
+fn exponentiate(scores: &mut [f32]) -> f32 {
+    let mut max = f32::NEG_INFINITY;
+    for score in scores.iter() {
+        max = if *score > max { *score } else { max };
+    }
+    for score in scores.iter_mut() {
+        *score = exp(*score - max);
+    }
+    let mut lanes = [0f32; 16];
+    let (whole, rest) = scores.as_chunks::<16>();
+    for chunk in whole {
+        for lane in 0..16 {
+            lanes[lane] += chunk[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
 /// Heads that share one key/value head, which [`AttendGroup`] takes together.
 const SHARING: usize = 3;
 
@@ -572,25 +594,7 @@ impl pulp::WithSimd for AttendGroup<'_> {
                 }
             }
         }
-        let mut totals = [0f32; SHARING];
-        for (h, total) in totals.iter_mut().enumerate() {
-            let row = &mut scores[h * width..h * width + seen];
-            let mut max = f32::NEG_INFINITY;
-            for score in row.iter() {
-                max = if *score > max { *score } else { max };
-            }
-            for score in row.iter_mut() {
-                *score = exp(*score - max);
-            }
-            let mut lanes = [0f32; 16];
-            let (whole, rest) = row.as_chunks::<16>();
-            for chunk in whole {
-                for lane in 0..16 {
-                    lanes[lane] += chunk[lane];
-                }
-            }
-            *total = lanes.iter().sum::<f32>() + rest.iter().sum::<f32>();
-        }
+        let totals: [f32; SHARING] = std::array::from_fn(|h| exponentiate(&mut scores[h * width..h * width + seen]));
         let (mut a0, mut a1, mut a2, mut a3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
         let (mut b0, mut b1, mut b2, mut b3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
         let (mut c0, mut c1, mut c2, mut c3) = ([0f32; 16], [0f32; 16], [0f32; 16], [0f32; 16]);
@@ -681,21 +685,7 @@ impl pulp::WithSimd for Attend<'_> {
                 }
             }
         }
-        let mut max = f32::NEG_INFINITY;
-        for score in scores.iter() {
-            max = if *score > max { *score } else { max };
-        }
-        for score in scores.iter_mut() {
-            *score = exp(*score - max);
-        }
-        let mut lanes = [0f32; 16];
-        let (whole, rest) = scores.as_chunks::<16>();
-        for chunk in whole {
-            for lane in 0..16 {
-                lanes[lane] += chunk[lane];
-            }
-        }
-        let total = lanes.iter().sum::<f32>() + rest.iter().sum::<f32>();
+        let total = exponentiate(scores);
         // Heads of 64 dimensions (SmolLM2's): four groups of sixteen sums, four independent
         // chains of multiply-adds in registers.
         if let Ok(out) = <&mut [f32; 64]>::try_from(&mut *out) {
