@@ -41,7 +41,7 @@ impl HttpClient {
         Ok(Self { provider: provider.to_owned(), client, timeout })
     }
 
-    pub(crate) fn post(&self, url: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
         self.client.post(url)
     }
 

@@ -22,11 +22,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// while they are in the operating system's page cache, and are shared between connections.
 const MMAP_BYTES: u64 = 128 * 1024 * 1024;
 
-/// Rows per INSERT statement when appending ledger entries (9 parameters each).
-const LEDGER_ROWS_PER_STATEMENT: usize = 256;
+/// Rows per INSERT statement when appending ledger entries (9 parameters each; a power of two,
+/// kept small for the same reason as `COSTS_PER_STATEMENT`).
+const LEDGER_ROWS_PER_STATEMENT: usize = 64;
 
 pub struct SqliteStore {
+    /// Reads and single-statement writes.
     pool: SqlitePool,
+    /// The one connection write transactions ([`SqlBackend::begin_write`]) run on. SQLite lets
+    /// one writer in at a time anyway, so writers queue here in order instead of polling the
+    /// database's lock with its busy handler's sleeps; and the large multi-row statements the
+    /// ledger writer keeps prepared are held by one connection, not by every one of the pool
+    /// (each connection's prepared statements and caches live on its own worker thread).
+    writer: SqlitePool,
     path: PathBuf,
     target: String,
     /// In this process only; other processes on the file rely on their periodic checks.
@@ -49,17 +57,18 @@ impl SqliteStore {
             // each: a connection's page cache is dropped whenever another connection commits,
             // which under load is at every transaction, so reads are frequent.
             .pragma("mmap_size", MMAP_BYTES.to_string());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            // A connection to a local file has nothing to lose between uses; checking it first
-            // would cost a round trip to its worker thread on every acquire.
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(|e| classify(&target, e))?;
-        MIGRATOR.run(&pool).await.map_err(|e| classify_migration(&target, e))?;
-        Ok(Self { pool, path: path.to_owned(), target, notifier: MemoryNotifier::new() })
+        let pools = |connections: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                // A connection to a local file has nothing to lose between uses; checking it
+                // first would cost a round trip to its worker thread on every acquire.
+                .test_before_acquire(false)
+                .acquire_timeout(Duration::from_secs(10))
+        };
+        let writer = pools(1).connect_with(options.clone()).await.map_err(|e| classify(&target, e))?;
+        MIGRATOR.run(&writer).await.map_err(|e| classify_migration(&target, e))?;
+        let pool = pools(3).connect_with(options).await.map_err(|e| classify(&target, e))?;
+        Ok(Self { pool, writer, path: path.to_owned(), target, notifier: MemoryNotifier::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -87,10 +96,12 @@ impl SqlBackend for SqliteStore {
         &self.target
     }
 
-    /// A transaction that takes the database's write lock at once (`BEGIN IMMEDIATE`), so it
-    /// waits for other writers (busy timeout) instead of failing when it later writes.
+    /// A transaction on the writer connection that takes the database's write lock at once
+    /// (`BEGIN IMMEDIATE`): it waits for the connection behind other write transactions of this
+    /// process, then for other processes' writers (busy timeout), instead of failing when it
+    /// later writes.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| classify(self.target(), e))
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(|e| classify(self.target(), e))
     }
 
     async fn begin_feed_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
@@ -188,10 +199,11 @@ impl domain::ports::Store for SqliteStore {
     async fn close(&self) {
         // Fold the WAL into the main file so a cleanly stopped database is one self-contained
         // file (for copies and backups). Failure only means the WAL is replayed on next open.
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+        self.pool.close().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await {
             tracing::debug!(%error, "WAL checkpoint at close did not run");
         }
         self.notifier.close();
-        self.pool.close().await;
+        self.writer.close().await;
     }
 }

@@ -51,7 +51,7 @@ impl OllamaProvider {
     }
 
     fn request(&self, request: &ChatRequest, stream: bool) -> reqwest::RequestBuilder {
-        self.http.post(&format!("{}/api/chat", self.base_url)).json(&wire::chat_request(request, stream))
+        self.http.post(format!("{}/api/chat", self.base_url)).json(&wire::chat_request(request, stream))
     }
 }
 

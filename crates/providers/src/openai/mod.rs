@@ -81,7 +81,8 @@ impl OpenAiConfig {
 pub struct OpenAiProvider {
     name: String,
     http: HttpClient,
-    completions_url: String,
+    /// Parsed once here, not at every request.
+    completions_url: url::Url,
     api_key: Option<ApiKey>,
     shape: wire::RequestShape,
 }
@@ -89,9 +90,13 @@ pub struct OpenAiProvider {
 impl OpenAiProvider {
     pub fn new(config: OpenAiConfig) -> Result<Self, ProviderError> {
         let base_url = normalize_base_url(&config.name, &config.base_url)?;
+        let completions_url = format!("{base_url}/chat/completions");
+        let completions_url = url::Url::parse(&completions_url).map_err(|err| {
+            ProviderError::NotConfigured(format!("{}: {completions_url:?} is not a valid URL: {err}", config.name))
+        })?;
         Ok(Self {
             http: HttpClient::new(&config.name, config.request_timeout)?,
-            completions_url: format!("{base_url}/chat/completions"),
+            completions_url,
             api_key: config.api_key,
             shape: wire::RequestShape {
                 max_tokens_field: config.max_tokens_field,
@@ -103,7 +108,7 @@ impl OpenAiProvider {
 
     fn request(&self, request: &ChatRequest, stream: bool) -> reqwest::RequestBuilder {
         let builder =
-            self.http.post(&self.completions_url).json(&wire::completion_request(request, self.shape, stream));
+            self.http.post(self.completions_url.clone()).json(&wire::completion_request(request, self.shape, stream));
         match &self.api_key {
             Some(key) => builder.bearer_auth(key.expose()),
             None => builder,
