@@ -1,7 +1,7 @@
 //! `nexus serve` as a child process, as a user starts it: the release binary beside the
-//! benchmark's own, its own data directory, no inherited `NEXUS_*` settings, optionally pinned
-//! to one core with `taskset`. Used where a figure must be the shipped server's, not an
-//! in-process assembly's.
+//! benchmark's own (or the one `NEXUS_BENCH_BINARY` names), its own data directory, no
+//! inherited `NEXUS_*` settings, optionally pinned to one core with `taskset`. Used where a
+//! figure must be the shipped server's, not an in-process assembly's.
 
 // The benchmark starts `nexus` as a child process and signals it.
 #![allow(clippy::disallowed_methods)]
@@ -18,8 +18,17 @@ use anyhow::{Context as _, bail};
 /// How long a start may take before the benchmark gives up on it.
 pub const START_LIMIT: Duration = Duration::from_secs(120);
 
-/// The release `nexus` binary beside this one (`cargo xtask bench` builds it first).
+/// The release `nexus` binary beside this one (`cargo xtask bench` builds it first), or the one
+/// `NEXUS_BENCH_BINARY` names: the shipped build (`cargo xtask dist` puts it in
+/// `target/dist/ship/nexus`), or another build to compare in the same minutes.
 pub fn nexus_binary() -> anyhow::Result<PathBuf> {
+    if let Some(chosen) = std::env::var_os("NEXUS_BENCH_BINARY") {
+        let binary = PathBuf::from(chosen);
+        if !binary.is_file() {
+            bail!("NEXUS_BENCH_BINARY names {}, which is not a file", binary.display());
+        }
+        return Ok(binary);
+    }
     let me = std::env::current_exe().context("finding the benchmark's own path")?;
     let binary = me.with_file_name("nexus");
     if !binary.is_file() {

@@ -75,12 +75,6 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_sorted_at_every_depth_without_whitespace() {
-        let value = json!({"b": 1, "a": {"z": [3, {"y": null, "x": true}], "c": "d"}});
-        assert_eq!(canonical_json(&value), r#"{"a":{"c":"d","z":[3,{"x":true,"y":null}]},"b":1}"#);
-    }
-
-    #[test]
     fn matches_the_plain_definition_byte_for_byte() {
         let value = json!({
             "quote\"and\\slash": "line\nbreak\ttab \u{1} control, é, 漢字, 🦀",
