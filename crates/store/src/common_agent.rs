@@ -14,8 +14,7 @@ pub(crate) const RECORD_ACTION_SQL: &str = "INSERT INTO action_counts (tenant_id
      DO UPDATE SET count = action_counts.count + 1";
 
 /// Cost records stored per statement at most (eleven placeholders each; a power of two, see
-/// `rows::power_of_two_runs`; kept small because a connection keeps every size it has run prepared, and a 256-row program is a few hundred
-/// KB; batches larger than this are split into several statements in one transaction).
+/// `rows::power_of_two_runs`, which says why the most is kept small).
 pub(crate) const COSTS_PER_STATEMENT: usize = 64;
 
 /// Stores `rows` cost records in one statement, placeholders numbered in order.

@@ -20,8 +20,7 @@ pub(crate) const HEAD_LOCK_SQL: &str = "INSERT INTO ledger_heads (tenant_id, siz
 pub(crate) const HEAD_UPDATE_SQL: &str =
     "UPDATE ledger_heads SET size = $2, frontier = $3, last_batch = $4 WHERE tenant_id = $1";
 /// Tree nodes stored per statement at most (four placeholders each; a power of two, see
-/// `rows::power_of_two_runs`; kept small because a connection keeps every size it has run prepared, and a 256-row program is a few hundred
-/// KB; batches larger than this are split into several statements in one transaction).
+/// `rows::power_of_two_runs`, which says why the most is kept small).
 pub(crate) const NODES_PER_STATEMENT: usize = 128;
 
 /// Stores `rows` tree nodes in one statement (a node already stored is kept: nodes never

@@ -173,7 +173,9 @@ pub(crate) fn cost_values(cost: &CostRecord) -> (i64, i64) {
 /// Splits `items` into runs of power-of-two lengths, at most `max` (a power of two) each,
 /// longest first. A multi-row statement is prepared once per distinct row count and kept in
 /// the connection's statement cache, so batches of any size use at most log2(`max`) + 1
-/// statements instead of one per size (each a large prepared program).
+/// statements instead of one per size (each a large prepared program). Callers keep `max` to
+/// 64–128 rows: a connection keeps every size it has run prepared, and at 256 rows such a
+/// program is a few hundred KB; a larger batch is several statements in one transaction.
 pub(crate) fn power_of_two_runs<T>(items: &[T], max: usize) -> Vec<&[T]> {
     let mut runs = Vec::new();
     let mut rest = items;

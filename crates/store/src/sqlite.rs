@@ -23,7 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const MMAP_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Rows per INSERT statement when appending ledger entries (9 parameters each; a power of two,
-/// kept small for the same reason as `COSTS_PER_STATEMENT`).
+/// see `rows::power_of_two_runs`, which says why the most is kept small).
 const LEDGER_ROWS_PER_STATEMENT: usize = 64;
 
 pub struct SqliteStore {
